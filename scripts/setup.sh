@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Set up a fresh machine for tcpteardown: system tools (when root), then a
+# virtualenv in .venv with the package and its test dependencies.
+# Idempotent: a second run installs nothing that is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# System packages the tests and live capture use. libpcap0.8 lets scapy put
+# the BPF filter in the kernel; tcpdump and tshark are the reference tools the
+# tests compare against; strace, golang-go, curl and nginx-light are the real
+# programs whose failures the tests explain; iproute2 drives namespaces.
+APT_PACKAGES="libpcap0.8 tcpdump tshark strace golang-go curl iproute2 nginx-light"
+
+missing=""
+if command -v dpkg-query >/dev/null 2>&1; then
+  for pkg in $APT_PACKAGES; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing="$missing $pkg"
+  done
+fi
+if [ -n "$missing" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing system packages:$missing" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends $missing >/dev/null
+  else
+    echo "setup: not root, skipping system packages:$missing (tests that need them will say so)" >&2
+  fi
+fi
+
+PYTHON="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+stamp=.venv/.tcpteardown-installed
+want="$(cat pyproject.toml | sha256sum | cut -c1-16)"
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  log=.venv/pip-install.log
+  echo "setup: installing Python packages into .venv (log: $log)" >&2
+  if ! { .venv/bin/python -m pip install --upgrade pip &&
+         .venv/bin/python -m pip install -e '.[test,notebooks,bench]'; } >"$log" 2>&1; then
+    tail -n 30 "$log" >&2
+    echo "setup: pip install failed; the whole log is in $log" >&2
+    exit 1
+  fi
+  echo "$want" > "$stamp"
+fi

@@ -1,0 +1,7 @@
+"""`python -m tcpteardown`."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

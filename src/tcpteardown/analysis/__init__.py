@@ -1,0 +1,1 @@
+"""Analysis: pure functions over a Recording. Never imports socket or scapy."""

@@ -1,0 +1,100 @@
+"""What this host can do, asked once, answered in words.
+
+Each `*_problem()` returns None when the capability is there, or one
+sentence saying what is missing and the ways out. The CLI prints these
+sentences; the test suite turns them into skip reasons.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import sys
+from functools import lru_cache
+from pathlib import Path
+from typing import Optional
+
+IS_LINUX = sys.platform.startswith("linux")
+IS_MACOS = sys.platform == "darwin"
+
+TRACEFS_MOUNTS = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
+
+
+def loopback_interface() -> str:
+    """Linux calls it `lo` (Ethernet framing); macOS `lo0` (DLT_NULL)."""
+    return "lo0" if IS_MACOS else "lo"
+
+
+def no_capture_privilege_message() -> str:
+    python = os.path.realpath(sys.executable)
+    if IS_MACOS:
+        return (
+            "capturing on lo0 needs read access to /dev/bpf*: run with sudo, "
+            "or join the access_bpf group (Wireshark's ChmodBPF installs it), "
+            "or load a stored capture instead: tcpteardown explain captures/linux/broken-pipe.pcapng"
+        )
+    return (
+        "capturing on lo needs root or CAP_NET_RAW. Ways out: run with sudo; "
+        f"or `sudo setcap cap_net_raw,cap_net_admin=eip {python}`; "
+        "or run inside a user and network namespace: `unshare -rn tcpteardown run ...`; "
+        "or load a stored capture instead: tcpteardown explain captures/linux/broken-pipe.pcapng"
+    )
+
+
+@lru_cache(maxsize=None)
+def capture_problem() -> Optional[str]:
+    """None if we may open a live capture on the loopback interface."""
+    if IS_LINUX:
+        try:
+            probe = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+        except PermissionError:
+            return no_capture_privilege_message()
+        except OSError as exc:
+            return f"cannot open a packet socket: {exc.strerror}"
+        probe.close()
+        return None
+    if IS_MACOS:
+        devices = sorted(Path("/dev").glob("bpf*"))
+        if any(os.access(device, os.R_OK) for device in devices):
+            return None
+        return no_capture_privilege_message()
+    return f"live capture is supported on Linux and macOS, not on {sys.platform}"
+
+
+def tracefs_root() -> Optional[Path]:
+    """The mounted tracefs, or None."""
+    for root in TRACEFS_MOUNTS:
+        if (root / "instances").is_dir():
+            return root
+    return None
+
+
+@lru_cache(maxsize=None)
+def tracefs_problem() -> Optional[str]:
+    """None if kernel tracepoints can be read through a tracefs instance."""
+    if not IS_LINUX:
+        return "kernel tracepoints (tracefs) exist only on Linux; reasons for RSTs will be inferred from packets"
+    if os.geteuid() != 0:
+        return "reading kernel tracepoints needs root; reasons for RSTs will be inferred from packets"
+    root = tracefs_root()
+    if root is None:
+        return "tracefs is not mounted: `mount -t tracefs nodev /sys/kernel/tracing`"
+    if not (root / "events" / "tcp" / "tcp_send_reset").is_dir():
+        return f"this kernel has no tcp:tcp_send_reset tracepoint under {root}/events"
+    return None
+
+
+@lru_cache(maxsize=None)
+def netns_problem() -> Optional[str]:
+    """None if we can create network namespaces (as root, with `ip`)."""
+    if not IS_LINUX:
+        return "network namespaces exist only on Linux"
+    if shutil.which("ip") is None:
+        return "needs the `ip` program (apt-get install iproute2)"
+    if os.geteuid() == 0:
+        return None
+    clone = Path("/proc/sys/kernel/unprivileged_userns_clone")
+    if clone.exists() and clone.read_text().strip() == "0":
+        return "network namespaces need root here: unprivileged user namespaces are disabled (kernel.unprivileged_userns_clone=0)"
+    return None

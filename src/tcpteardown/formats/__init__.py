@@ -1,0 +1,1 @@
+"""File formats: the bundle (pcapng), the fast pcap/pcapng reader, strace and application-log importers."""

@@ -1,0 +1,290 @@
+"""The one model every source builds and every view reads.
+
+Plain, frozen, slotted dataclasses with no I/O: a scenario run, a live
+capture, a pcap file, an strace log and an application log all become one
+`Recording`; analysis is pure functions over it.
+
+House rules:
+- times are integer nanoseconds since the epoch (CLOCK_REALTIME, the clock
+  packet timestamps use); a socket call keeps both its start and its end;
+- errno values are *names* (``"ECONNRESET"``), never numbers: the numbers
+  differ between Linux and macOS;
+- nothing here imports socket, scapy or anything that touches the system.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+from dataclasses import dataclass, field, replace
+from typing import Iterable, Optional
+
+__all__ = [
+    "Endpoint",
+    "TcpFlags",
+    "Segment",
+    "SocketCall",
+    "KernelEvent",
+    "CauseKind",
+    "Link",
+    "Metadata",
+    "Recording",
+    "Frame",
+]
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Endpoint:
+    """An IP address and TCP port: ``127.0.0.1:8080`` or ``[::1]:8080``."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        if ":" in self.host:
+            return f"[{self.host}]:{self.port}"
+        return f"{self.host}:{self.port}"
+
+    @property
+    def is_ipv6(self) -> bool:
+        return ":" in self.host
+
+    @classmethod
+    def parse(cls, text: str) -> "Endpoint":
+        """Parse ``1.2.3.4:80``, ``[::1]:80`` (and the bare ``::1:80`` that
+        some logs print). Raises ValueError with the offending text."""
+        text = text.strip()
+        try:
+            if text.startswith("["):
+                host, _, port = text[1:].partition("]:")
+            else:
+                host, _, port = text.rpartition(":")
+            address = ipaddress.ip_address(host)
+            number = int(port)
+        except ValueError:
+            raise ValueError(f"not an endpoint (expected 1.2.3.4:80 or [::1]:80): {text!r}") from None
+        if not 0 <= number <= 65535:
+            raise ValueError(f"port out of range in endpoint {text!r}")
+        return cls(address.compressed, number)
+
+
+class TcpFlags(enum.IntFlag):
+    """TCP header flags, bit values as on the wire (RFC 9293, RFC 3168)."""
+
+    FIN = 0x01  # no more data from sender
+    SYN = 0x02  # synchronize sequence numbers
+    RST = 0x04  # reset the connection
+    PSH = 0x08  # push buffered data to the application
+    ACK = 0x10  # acknowledgment field is significant
+    URG = 0x20  # urgent pointer field is significant
+    ECE = 0x40  # ECN echo
+    CWR = 0x80  # congestion window reduced
+
+    def render(self) -> str:
+        """``SYN,ACK``-style text in the order tcpdump users read them."""
+        order = (TcpFlags.SYN, TcpFlags.FIN, TcpFlags.RST, TcpFlags.PSH,
+                 TcpFlags.ACK, TcpFlags.URG, TcpFlags.ECE, TcpFlags.CWR)
+        names = [flag.name for flag in order if self & flag]
+        return ",".join(names) if names else "none"
+
+    @classmethod
+    def parse(cls, text: str) -> "TcpFlags":
+        """Inverse of render(): ``"RST,ACK"`` -> RST|ACK."""
+        flags = cls(0)
+        for name in filter(None, (part.strip().upper() for part in text.split(","))):
+            if name != "NONE":
+                flags |= cls[name]
+        return flags
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """One TCP segment as the kernel sent it, seen once."""
+
+    frame: int  # 1-based position in its capture file, as Wireshark counts
+    time_ns: int
+    src: Endpoint
+    dst: Endpoint
+    flags: TcpFlags
+    seq: int  # absolute sequence number
+    ack: int  # absolute acknowledgment number (meaningful with ACK)
+    window: int  # raw window field, before scaling
+    payload_len: int
+    # TCP options by name: ("MSS", 65495), ("WS", 7), ("SACK_PERM", None), ("TS", (tsval, tsecr))...
+    options: tuple[tuple[str, object], ...] = ()
+    # Why the kernel sent this RST, as the tcp:tcp_send_reset tracepoint said
+    # it (e.g. "NO_SOCKET"); None when no witness saw it.
+    reset_reason: Optional[str] = None
+
+    @property
+    def is_rst(self) -> bool:
+        return bool(self.flags & TcpFlags.RST)
+
+    @property
+    def is_fin(self) -> bool:
+        return bool(self.flags & TcpFlags.FIN)
+
+    @property
+    def is_syn(self) -> bool:
+        return bool(self.flags & TcpFlags.SYN)
+
+    @property
+    def connection_key(self) -> frozenset[Endpoint]:
+        """The unordered 4-tuple this segment belongs to."""
+        return frozenset((self.src, self.dst))
+
+
+@dataclass(frozen=True, slots=True)
+class SocketCall:
+    """One socket system call (or the application's report of one).
+
+    `errno` is None on success; end-of-file is a recv/read with result 0 and
+    no errno. `source` says where we learnt of it: ``scenario`` (timed by our
+    own recorder), ``strace`` or ``log``.
+    """
+
+    role: str  # "client", "server", or a process name from strace/logs
+    op: str  # connect, send, recv, close, shutdown, accept, ...
+    start_ns: int
+    end_ns: int
+    result: Optional[int] = None  # return value: bytes moved, 0 for EOF, -1 on error
+    errno: Optional[str] = None  # errno name ("EPIPE"), "ETIMEDOUT" for timeouts
+    pid: Optional[int] = None
+    fd: Optional[int] = None
+    local: Optional[Endpoint] = None
+    remote: Optional[Endpoint] = None
+    source: str = "scenario"
+    text: str = ""  # the strace line, the log line, or how the scenario phrased the call
+
+    @property
+    def failed(self) -> bool:
+        return self.errno is not None
+
+    @property
+    def is_eof(self) -> bool:
+        return self.errno is None and self.result == 0 and self.op in RECEIVE_OPS
+
+    @property
+    def outcome(self) -> str:
+        """The errno name, ``EOF``, or ``ok``."""
+        if self.errno:
+            return self.errno
+        return "EOF" if self.is_eof else "ok"
+
+
+# Operations that read from a socket: a 0 return from these is end-of-file.
+RECEIVE_OPS = frozenset({"recv", "read", "recvfrom", "recvmsg", "readv"})
+# Operations that write to a socket.
+SEND_OPS = frozenset({"send", "write", "sendto", "sendmsg", "writev", "sendfile", "sendall"})
+
+
+@dataclass(frozen=True, slots=True)
+class KernelEvent:
+    """One Linux tracepoint hit: ``tcp:tcp_send_reset``, ``tcp:tcp_receive_reset``,
+    ``sock:inet_sock_set_state`` or ``sock:inet_sk_error_report``.
+
+    `fields` keeps the tracepoint's own fields as text pairs (``("reason",
+    "NO_SOCKET")``, ``("newstate", "TCP_CLOSE")``, ``("error", "104")``...).
+    """
+
+    time_ns: int
+    name: str
+    src: Optional[Endpoint] = None  # the socket's local side (saddr:sport)
+    dst: Optional[Endpoint] = None  # the socket's remote side (daddr:dport)
+    fields: tuple[tuple[str, str], ...] = ()
+
+    def get(self, key: str, default: Optional[str] = None) -> Optional[str]:
+        for name, value in self.fields:
+            if name == key:
+                return value
+        return default
+
+
+class CauseKind(str, enum.Enum):
+    """What made a socket call end the way it did (the JSON `cause.kind`)."""
+
+    RST = "rst"
+    FIN = "fin"
+    SYN_UNANSWERED = "syn-unanswered"
+    LOCAL_CLOSE = "local-close"
+    NONE = "none"
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """A socket call, the segment that caused its outcome, and why."""
+
+    call: SocketCall
+    kind: CauseKind
+    rule: str  # name of the correlation rule that decided it
+    explanation: str  # one sentence a person can paste into a write-up
+    cause: Optional[Segment] = None  # the segment, when a segment caused it
+    # Other segments that belong to the story (SYN retransmissions, ...).
+    related: tuple[Segment, ...] = ()
+    # The cause of a local-close link: our own close/shutdown call.
+    local_call: Optional[SocketCall] = None
+    # Doubts the rule had: "two RSTs reached this socket", "no packets"...
+    caveats: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Metadata:
+    """Where and how a recording was made."""
+
+    scenario: Optional[str] = None
+    os: Optional[str] = None  # "Linux", "Darwin"
+    kernel: Optional[str] = None  # platform.release()
+    python: Optional[str] = None
+    scapy: Optional[str] = None
+    tcpteardown: Optional[str] = None
+    hostname: Optional[str] = None
+    capture: Optional[str] = None  # how packets were captured, in words
+    started_ns: Optional[int] = None
+    source_file: Optional[str] = None  # the capture file a recording was loaded from
+    # Anything else, as text pairs: drop counters, address family, expected outcome...
+    extra: tuple[tuple[str, str], ...] = ()
+
+    def get(self, key: str, default: Optional[str] = None) -> Optional[str]:
+        for name, value in self.extra:
+            if name == key:
+                return value
+        return default
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One captured packet exactly as the capture saw it (link header included).
+
+    Kept so that a recording can be written back as a capture file that
+    Wireshark opens: the kernel's own bytes, never re-encoded ones.
+    """
+
+    time_ns: int
+    linktype: int  # LINKTYPE_* number: 1 Ethernet, 0 NULL, 113 SLL, 276 SLL2, 101 RAW...
+    data: bytes
+    orig_len: int  # length on the wire; > len(data) when cut by snaplen
+
+
+@dataclass(frozen=True, slots=True)
+class Recording:
+    """Everything known about one teardown story, on one time axis.
+
+    `frames`, when present, are the captured packets in capture order:
+    `Segment.frame` n is `frames[n - 1]`.
+    """
+
+    segments: tuple[Segment, ...] = ()
+    calls: tuple[SocketCall, ...] = ()
+    kernel_events: tuple[KernelEvent, ...] = ()
+    metadata: Metadata = field(default_factory=Metadata)
+    frames: tuple[Frame, ...] = ()
+
+    def with_calls(self, calls: Iterable[SocketCall]) -> "Recording":
+        """A copy with more socket calls (from strace or a log), time-sorted."""
+        merged = tuple(sorted((*self.calls, *calls), key=lambda c: (c.start_ns, c.end_ns)))
+        return replace(self, calls=merged)
+
+    @property
+    def start_ns(self) -> Optional[int]:
+        times = [s.time_ns for s in self.segments] + [c.start_ns for c in self.calls]
+        return min(times) if times else None

@@ -1,0 +1,1 @@
+"""Views: ladder plots, diff figures, census plots, narrative text, notebook widgets."""
