@@ -1,0 +1,250 @@
+"""Live capture of a scenario's segments on the loopback interface, with scapy.
+
+Every segment of the watched ports exactly once, with the kernel's
+timestamp, and nothing missed at either end:
+
+- Once: a packet socket on Linux `lo` sees each packet twice (the outgoing
+  copy and the incoming one). We ask the kernel to drop the outgoing copy
+  (PACKET_IGNORE_OUTGOING, Linux 4.20+) and, where that option is missing,
+  drop it ourselves by the packet type the kernel reports.
+- Nothing missed: start and stop are barriers. A UDP marker datagram goes to
+  a port of our own; capture has started when the sniffer has seen the start
+  marker, and it stops only after it has seen the stop marker, which was
+  sent after the scenario's last call returned.
+- Filtering: with libpcap, scapy compiles the filter to BPF and the kernel
+  applies it; without libpcap every packet is read and filtered in Python.
+  `LiveCapture.filter_location` says which happened.
+
+Timestamps are read from SO_TIMESTAMPNS ourselves (scapy turns them into a
+float, which loses nanoseconds at today's epoch).
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import struct
+import threading
+import time
+from typing import Iterable, Optional
+
+from ..errors import NoCapturePrivilege, UserError
+from ..model import Frame
+from . import platform as host
+
+SOL_PACKET = 263
+PACKET_IGNORE_OUTGOING = 23  # linux/if_packet.h, Linux 4.20+
+PACKET_STATISTICS = 6
+PACKET_OUTGOING = 4
+SO_TIMESTAMPNS = 35
+SCM_TIMESTAMPNS = SO_TIMESTAMPNS
+
+BARRIER_SECONDS = 5.0  # how long a marker may take to show up before we give up
+RCVBUF_BYTES = 8 << 20
+
+
+class LiveCapture:
+    """Capture TCP on `ports` (either address family) on the loopback interface.
+
+    Use as a context manager, or `start()` then `stop() -> tuple[Frame, ...]`.
+    """
+
+    def __init__(self, ports: Iterable[int], *, iface: Optional[str] = None):
+        self.ports = sorted(set(ports))
+        if not self.ports:
+            raise ValueError("LiveCapture needs at least one port to watch")
+        self.iface = iface or host.loopback_interface()
+        self.frames: list[Frame] = []
+        self.filter_location = "none"
+        self.dedup_location = "none"
+        self.kernel_drops = 0
+        self.linktype = 1
+        self._marker_sock: Optional[socket.socket] = None
+        self._sniffer = None
+        self._raw: Optional[socket.socket] = None
+        self._thread: Optional[threading.Thread] = None
+        self._stop_token: Optional[bytes] = None
+        self._seen_tokens: set = set()
+        self._seen = threading.Condition()
+        self._error: Optional[BaseException] = None
+        self._done = threading.Event()
+
+    # -- lifecycle -------------------------------------------------------------
+    def __enter__(self) -> "LiveCapture":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        problem = host.capture_problem()
+        if problem:
+            raise NoCapturePrivilege(problem)
+        self._marker_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._marker_sock.bind(("127.0.0.1", 0))
+        self._marker_port = self._marker_sock.getsockname()[1]
+        try:
+            self._open_sniffer()
+            self._thread = threading.Thread(target=self._read_loop, name="tcpteardown-capture", daemon=True)
+            self._thread.start()
+            self._barrier(b"start")
+        except BaseException:
+            self._shutdown()
+            raise
+
+    def stop(self) -> tuple[Frame, ...]:
+        """Wait for the stop marker, then close everything. Idempotent."""
+        if self._thread is None:
+            return tuple(self.frames)
+        try:
+            if self._error is None:
+                self._barrier(b"stop")
+        finally:
+            self._shutdown()
+        if self._error is not None:
+            raise UserError(f"live capture on {self.iface} failed: {self._error}")
+        return tuple(self.frames)
+
+    def describe(self) -> str:
+        return (f"scapy on {self.iface}, filter in {self.filter_location}, "
+                f"outgoing copies dropped in {self.dedup_location}, kernel drops {self.kernel_drops}")
+
+    # -- internals ---------------------------------------------------------------
+    def _bpf(self) -> str:
+        tcp = " or ".join(f"tcp port {port}" for port in self.ports)
+        return f"({tcp}) or (udp and dst port {self._marker_port})"
+
+    def _open_sniffer(self) -> None:
+        import scapy.arch  # noqa: F401  (selects the platform's sockets: conf.L2listen)
+        import scapy.config
+        import scapy.layers.inet  # noqa: F401  (registers link types: lo is ARPHRD_LOOPBACK -> Ether)
+        import scapy.layers.inet6  # noqa: F401
+        from scapy.error import Scapy_Exception
+
+        conf = scapy.config.conf
+        try:
+            self._sniffer = conf.L2listen(iface=self.iface, filter=self._bpf())
+            self.filter_location = "kernel (BPF compiled by libpcap)"
+        except (Scapy_Exception, ImportError, OSError) as exc:
+            if isinstance(exc, PermissionError):
+                raise NoCapturePrivilege(host.no_capture_privilege_message()) from None
+            self._sniffer = conf.L2listen(iface=self.iface)
+            self.filter_location = "Python (libpcap unavailable to compile BPF)"
+        self.linktype = conf.l2types.layer2num.get(self._sniffer.LL, 1)
+        raw = getattr(self._sniffer, "ins", None)
+        self._raw = raw if isinstance(raw, socket.socket) and host.IS_LINUX else None
+        if self._raw is not None:
+            self._raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF_BYTES)
+            self._raw.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            try:
+                self._raw.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+                self.dedup_location = "kernel (PACKET_IGNORE_OUTGOING)"
+            except OSError:
+                self.dedup_location = "Python (packet type PACKET_OUTGOING)"
+        else:
+            self.dedup_location = "not needed (BPF sees each loopback packet once)"
+
+    def _read_loop(self) -> None:
+        try:
+            while not self._done.is_set():
+                packet = self._receive(timeout=0.05)
+                if packet is not None:
+                    self._keep(*packet)
+        except BaseException as exc:  # surfaced by stop(); a capture thread must not die silently
+            self._error = exc
+            with self._seen:
+                self._seen.notify_all()
+
+    def _receive(self, timeout: float):
+        """One packet as (time_ns, bytes, orig_len), or None."""
+        if self._raw is None:
+            readable, _, _ = select.select([self._sniffer], [], [], timeout)
+            if not readable:
+                return None
+            _cls, data, ts = self._sniffer.recv_raw()
+            if data is None:
+                return None
+            return (int(round(float(ts) * 1e9)) if ts else time.time_ns()), bytes(data), len(data)
+        readable, _, _ = select.select([self._raw], [], [], timeout)
+        if not readable:
+            return None
+        data, ancillary, _flags, address = self._raw.recvmsg(65536, socket.CMSG_SPACE(16))
+        if address[2] == PACKET_OUTGOING:
+            return None  # the outgoing copy the kernel could not drop for us
+        stamp = None
+        for level, kind, payload in ancillary:
+            if level == socket.SOL_SOCKET and kind == SCM_TIMESTAMPNS and len(payload) >= 16:
+                seconds, nanos = struct.unpack("qq", payload[:16])
+                stamp = seconds * 1_000_000_000 + nanos
+        return (stamp if stamp is not None else time.time_ns()), data, len(data)
+
+    def _keep(self, time_ns: int, data: bytes, orig_len: int) -> None:
+        token = self._marker_token(data)
+        if token is not None:
+            with self._seen:
+                self._seen_tokens.add(token)
+                self._seen.notify_all()
+            return
+        if self.filter_location.startswith("Python") and not self._wanted(data):
+            return
+        self.frames.append(Frame(time_ns, self.linktype, data, orig_len))
+
+    def _decode(self, data: bytes):
+        return self._sniffer.LL(data)
+
+    def _marker_token(self, data: bytes) -> Optional[bytes]:
+        from scapy.layers.inet import UDP
+
+        if b"tcpteardown-marker:" not in data:
+            return None
+        packet = self._decode(data)
+        if UDP in packet and packet[UDP].dport == self._marker_port:
+            return bytes(packet[UDP].payload)
+        return None
+
+    def _wanted(self, data: bytes) -> bool:
+        from scapy.layers.inet import TCP
+
+        packet = self._decode(data)
+        return TCP in packet and (packet[TCP].sport in self.ports or packet[TCP].dport in self.ports)
+
+    def _barrier(self, phase: bytes) -> None:
+        """Send markers until the reader has seen one: proof that everything
+        the kernel delivered before it has been read too."""
+        token = b"tcpteardown-marker:" + phase + b":" + os.urandom(6).hex().encode()
+        deadline = time.monotonic() + BARRIER_SECONDS
+        with self._seen:
+            while token not in self._seen_tokens:
+                if self._error is not None:
+                    return
+                if time.monotonic() > deadline:
+                    raise UserError(f"live capture on {self.iface} never saw its own {phase.decode()} marker "
+                                    f"within {BARRIER_SECONDS:.0f} s; is the interface up?")
+                self._marker_sock.sendto(token, ("127.0.0.1", self._marker_port))
+                self._seen.wait(0.05)
+
+    def _shutdown(self) -> None:
+        self._done.set()
+        if self._thread is not None:
+            self._thread.join(timeout=BARRIER_SECONDS)
+            self._thread = None
+        if self._raw is not None:
+            self.kernel_drops = _packet_drops(self._raw)
+        if self._sniffer is not None:
+            self._sniffer.close()
+            self._sniffer = None
+        if self._marker_sock is not None:
+            self._marker_sock.close()
+            self._marker_sock = None
+
+
+def _packet_drops(sock: socket.socket) -> int:
+    """Packets the kernel dropped for lack of buffer (PACKET_STATISTICS)."""
+    try:
+        raw = sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8)
+    except OSError:
+        return 0
+    _packets, drops = struct.unpack("II", raw)
+    return drops

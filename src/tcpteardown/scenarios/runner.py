@@ -1,0 +1,172 @@
+"""Run a scenario on real loopback sockets and record it.
+
+setup (listeners, so the ports are known) -> start the capture and, on
+Linux as root, the kernel witness -> play -> stop both -> one Recording ->
+expected vs observed. Everything opened is closed on the way out, also on
+Ctrl-C and on failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import platform
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Optional
+
+from .. import __version__
+from ..model import Metadata, Recording, Segment
+from .registry import Expectation, Outcome, Scenario, get_scenario
+from .stage import Stage
+
+
+@dataclass(frozen=True)
+class ScenarioRun:
+    scenario: Scenario
+    family: str
+    recording: Recording
+    expected: Optional[Expectation]
+    observed: tuple[Outcome, ...]
+    observed_teardown: tuple[tuple[str, str], ...]
+    mismatches: tuple[str, ...] = ()
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def matches(self) -> bool:
+        return self.expected is not None and not self.mismatches
+
+
+def run_scenario(name: str, *, family: str = "ipv4", capture: bool = True, witness: bool = True) -> ScenarioRun:
+    """Play scenario `name` over `family` ("ipv4" or "ipv6") and record it."""
+    scenario = get_scenario(name)
+    stage = Stage(family)
+    live = witness_handle = None
+    started = time.time_ns()
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(stage.close)
+        scenario.setup(stage)
+        if capture:
+            from ..capture.live import LiveCapture
+
+            live = cleanup.enter_context(LiveCapture(stage.ports))
+        if witness:
+            witness_handle = _start_witness(stage.ports, cleanup)
+        scenario.play(stage)
+        frames = live.stop() if live else ()
+        events = witness_handle.stop() if witness_handle else ()
+    recording = _build_recording(scenario, stage, frames, events, live, witness_handle, started)
+    return judge(scenario, family, recording, set(stage.ports))
+
+
+def _start_witness(ports, cleanup):
+    """The kernel witness when this host has one; None otherwise."""
+    try:
+        from ..capture.kernel import KernelWitness
+    except ImportError:
+        return None
+    witness = KernelWitness(ports)
+    if not witness.available:
+        return None
+    cleanup.enter_context(witness)
+    return witness
+
+
+def _build_recording(scenario, stage, frames, events, live, witness, started) -> Recording:
+    from ..capture.dissect import segments_from_frames
+
+    segments = segments_from_frames(frames)
+    if events:
+        try:
+            from ..analysis.witness import attach_reset_reasons
+
+            segments = attach_reset_reasons(segments, events)
+        except ImportError:
+            pass
+    extra = [("family", stage.family), ("ports", ",".join(map(str, stage.ports)))]
+    if live is not None:
+        extra.append(("kernel_drops", str(live.kernel_drops)))
+    if witness is not None:
+        extra.append(("witness", "tracefs"))
+    extra.extend(("note", note) for note in stage.notes)
+    metadata = Metadata(
+        scenario=scenario.name,
+        os=platform.system(),
+        kernel=platform.release(),
+        python=platform.python_version(),
+        scapy=_scapy_version(),
+        tcpteardown=__version__,
+        hostname=socket.gethostname(),
+        capture=live.describe() if live else "no capture",
+        started_ns=started,
+        extra=tuple(extra),
+    )
+    return Recording(segments=tuple(segments), calls=stage.rec.calls, kernel_events=tuple(events),
+                     metadata=metadata, frames=tuple(frames))
+
+
+def _scapy_version() -> Optional[str]:
+    try:
+        import scapy
+
+        return scapy.VERSION
+    except ImportError:
+        return None
+
+
+def judge(scenario: Scenario, family: str, recording: Recording, server_ports: set) -> ScenarioRun:
+    """Compare what the kernel did with what the scenario expects on this OS."""
+    expected = scenario.expectation(recording.metadata.os or platform.system())
+    causes = _causes(recording)
+    observed = tuple(
+        Outcome(call.role, call.op, call.outcome, causes.get(id(call), "unchecked"))
+        for call in recording.calls if call.outcome != "ok"
+    )
+    teardown = tuple(
+        ("server" if seg.src.port in server_ports else "client", seg.flags.render())
+        for seg in recording.segments if seg.is_fin or seg.is_rst
+    )
+    mismatches = []
+    if expected is None:
+        mismatches.append(f"no expected outcome for {recording.metadata.os}")
+    else:
+        want = [(o.role, o.op, o.outcome) for o in expected.outcomes]
+        got = [(o.role, o.op, o.outcome) for o in observed]
+        if want != got:
+            mismatches.append(f"socket calls: expected {_fmt(expected.outcomes)}, observed {_fmt(observed)}")
+        else:
+            for want_o, got_o in zip(expected.outcomes, observed):
+                if got_o.cause not in (want_o.cause, "unchecked"):
+                    mismatches.append(f"{got_o.role} {got_o.op}() {got_o.outcome}: expected cause "
+                                      f"{want_o.cause}, linked to {got_o.cause}")
+        if recording.frames or recording.segments:
+            if tuple(expected.teardown) != teardown:
+                mismatches.append(f"teardown segments: expected {_fmt_td(expected.teardown)}, "
+                                  f"observed {_fmt_td(teardown)}")
+    return ScenarioRun(scenario, family, recording, expected, observed, teardown, tuple(mismatches))
+
+
+def _causes(recording: Recording) -> dict:
+    """Cause kind per call id, from the correlator when it is available."""
+    try:
+        from ..analysis.correlate import correlate
+    except ImportError:
+        return {}
+    return {id(link.call): link.kind.value for link in correlate(recording)}
+
+
+def _fmt(outcomes) -> str:
+    return "[" + "; ".join(f"{o.role} {o.op}() -> {o.outcome}" for o in outcomes) + "]" if outcomes else "[nothing]"
+
+
+def _fmt_td(teardown) -> str:
+    return "[" + ", ".join(f"{role} {flags}" for role, flags in teardown) + "]" if teardown else "[none]"
+
+
+def server_ports_of(recording: Recording) -> set:
+    text = recording.metadata.get("ports") or ""
+    return {int(p) for p in text.split(",") if p}
+
+
+def teardown_segments(recording: Recording) -> tuple[Segment, ...]:
+    return tuple(seg for seg in recording.segments if seg.is_fin or seg.is_rst)

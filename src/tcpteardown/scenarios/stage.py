@@ -1,0 +1,112 @@
+"""The stage a scenario plays on: loopback sockets it owns and cleans up.
+
+A scenario asks the stage for listeners and reserved ports during `setup`
+(so the capture knows which ports to watch before anything is sent), then
+plays. Every socket the stage made is closed when the run ends, whatever
+happened. Waiting is always for an event (a TCP state, a readable socket),
+with a deadline, never a fixed sleep.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import select
+import socket
+import time
+from typing import Callable, Optional
+
+from ..errors import UserError
+from .recorder import Recorder
+
+LOOPBACK = {"ipv4": ("127.0.0.1", socket.AF_INET), "ipv6": ("::1", socket.AF_INET6)}
+
+# Deadline for one wait: generous on a loaded CI machine, yet a broken
+# scenario fails in seconds instead of hanging.
+WAIT_SECONDS = 5.0
+
+
+class ScenarioTimeout(RuntimeError):
+    """A state the scenario waited for never came."""
+
+
+class Stage:
+    def __init__(self, family: str = "ipv4", recorder: Optional[Recorder] = None):
+        if family not in LOOPBACK:
+            raise UserError(f"unknown address family {family!r} (expected ipv4 or ipv6)")
+        self.family = family
+        self.host, self.af = LOOPBACK[family]
+        self.rec = recorder or Recorder()
+        self.ports: list[int] = []  # ports the capture must watch
+        self.notes: list[str] = []  # what the scenario wants a reader to know
+        self._cleanup = contextlib.ExitStack()
+        self.listener: Optional[socket.socket] = None  # the usual server socket
+        self.closed_port: Optional[int] = None  # a port nothing listens on
+
+    # -- sockets -----------------------------------------------------------
+    def socket(self) -> socket.socket:
+        sock = socket.socket(self.af, socket.SOCK_STREAM)
+        self._cleanup.callback(sock.close)
+        sock.settimeout(WAIT_SECONDS)
+        return sock
+
+    def listen(self, backlog: int = 8) -> socket.socket:
+        """A listener on an ephemeral loopback port (parallel runs never collide)."""
+        sock = self.socket()
+        sock.bind((self.host, 0))
+        sock.listen(backlog)
+        self.ports.append(sock.getsockname()[1])
+        return sock
+
+    def reserve_port(self) -> int:
+        """A port that is bound but not listening: a SYN to it draws RST."""
+        sock = self.socket()
+        sock.bind((self.host, 0))
+        port = sock.getsockname()[1]
+        self.ports.append(port)
+        return port
+
+    def address(self, port: int) -> tuple:
+        return (self.host, port)
+
+    def close(self) -> None:
+        self._cleanup.close()
+
+    # -- waiting for events --------------------------------------------------
+    def wait_for(self, what: str, predicate: Callable[[], bool], timeout: float = WAIT_SECONDS) -> None:
+        """Poll `predicate` until true; the deadline only guards against hangs."""
+        deadline = time.monotonic() + timeout
+        pause = 0.0001
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise ScenarioTimeout(f"waited {timeout:.0f} s for {what}")
+            time.sleep(pause)  # wait-ok: polling an event with back-off, not guessing a duration
+            pause = min(pause * 2, 0.005)
+
+    def wait_state(self, sock: socket.socket, *states: str, timeout: float = WAIT_SECONDS) -> str:
+        """Wait until the kernel says `sock` is in one of `states` (Linux names)."""
+        try:
+            from ..capture.sockopts import tcp_state
+        except ImportError:  # TODO(lead): remove once capture/sockopts.py lands
+            tcp_state = _linux_tcp_state
+
+        seen = []
+
+        def reached() -> bool:
+            seen[:] = [tcp_state(sock)]
+            return seen[0] in states
+
+        self.wait_for(f"TCP state {'/'.join(states)} (last seen {seen[0] if seen else '?'})", reached, timeout)
+        return seen[0]
+
+    def wait_readable(self, sock: socket.socket, timeout: float = WAIT_SECONDS) -> None:
+        readable, _, _ = select.select([sock], [], [], timeout)
+        if not readable:
+            raise ScenarioTimeout(f"waited {timeout:.0f} s for the socket to become readable")
+
+
+_LINUX_STATES = ("?", "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT",
+                 "CLOSE", "CLOSE_WAIT", "LAST_ACK", "LISTEN", "CLOSING", "NEW_SYN_RECV")
+
+
+def _linux_tcp_state(sock: socket.socket) -> str:
+    return _LINUX_STATES[sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0]]
