@@ -1,0 +1,87 @@
+"""The text timeline `tcpteardown run` prints: socket calls and segments
+merged on one time axis, then expected against observed.
+
+Pure: takes a ScenarioRun (or a Recording) and returns lines of text.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from ..analysis.relative import relative_numbers
+from ..model import Recording, Segment, SocketCall
+
+
+def side_of(endpoint, server_ports: set) -> str:
+    return "server" if endpoint is not None and endpoint.port in server_ports else "client"
+
+
+def timeline_lines(recording: Recording, server_ports: set) -> list[str]:
+    start = recording.start_ns or 0
+    relative = relative_numbers(recording.segments)
+    rows: list[tuple[int, int, str]] = []
+    for seg in recording.segments:
+        rows.append((seg.time_ns, 1, _segment_line(seg, relative, server_ports)))
+    for call in recording.calls:
+        rows.append((call.start_ns, 0, _call_line(call)))
+    lines = [f"{'time (ms)':>10}  {'who':<16} what"]
+    for time_ns, _order, text in sorted(rows, key=lambda row: (row[0], row[1])):
+        lines.append(f"{(time_ns - start) / 1e6:>+10.3f}  {text}")
+    return lines
+
+
+def _segment_line(seg: Segment, relative: dict, server_ports: set) -> str:
+    sender = side_of(seg.src, server_ports)
+    receiver = "client" if sender == "server" else "server"
+    rel_seq, rel_ack = relative[seg.frame]
+    reason = f"  reason={seg.reset_reason}" if seg.reset_reason else ""
+    return (f"{sender + ' → ' + receiver:<16} #{seg.frame:<3} {seg.flags.render():<8} "
+            f"seq={rel_seq} ack={rel_ack} len={seg.payload_len}{reason}")
+
+
+def _call_line(call: SocketCall) -> str:
+    result = call.outcome if call.outcome != "ok" else f"= {call.result}"
+    mark = "  ✗" if call.failed else ("  ⏎" if call.is_eof else "")
+    took = (call.end_ns - call.start_ns) / 1e3
+    return f"{call.role:<16} {call.op}() {result}{mark}  [fd {call.fd}, {took:.0f} µs]"
+
+
+def verdict_lines(run) -> list[str]:
+    """Expected vs observed for a ScenarioRun."""
+    lines = []
+    expected = run.expected
+    if expected is None:
+        return [f"expected: nothing is known for {run.recording.metadata.os}"]
+    lines.append("expected: " + ("; ".join(map(str, expected.outcomes)) or "no failing call"))
+    lines.append("observed: " + ("; ".join(map(str, run.observed)) or "no failing call"))
+    lines.append("teardown: " + ", ".join(f"{r} {f}" for r, f in run.observed_teardown))
+    if run.matches:
+        lines.append("result:   as expected ✓")
+    else:
+        lines.append("result:   DIFFERS from expected ✗")
+        lines.extend(f"  - {m}" for m in run.mismatches)
+    if expected.why:
+        lines.append("")
+        lines.append("why: " + expected.why)
+    if not expected.observed:
+        lines.append("note: this expectation is not yet observed on a real host of this OS.")
+    return lines
+
+
+def header_lines(run) -> list[str]:
+    meta = run.recording.metadata
+    drops = meta.get("kernel_drops")
+    return [
+        f"{run.scenario.name}: {run.scenario.summary}",
+        f"{meta.os} {meta.kernel} · {run.family} · {len(run.recording.segments)} segments, "
+        f"{len(run.recording.calls)} socket calls · {meta.capture}"
+        + (f" · WARNING: the kernel dropped {drops} packets" if drops not in (None, "0") else ""),
+    ]
+
+
+def describe_run(run, bundle_path: Optional[str] = None) -> str:
+    ports = {int(p) for p in (run.recording.metadata.get("ports") or "").split(",") if p}
+    out = header_lines(run) + [""] + timeline_lines(run.recording, ports) + [""] + verdict_lines(run)
+    if bundle_path:
+        out += ["", f"bundle: {bundle_path} (open it in Wireshark; socket calls are packet comments)"]
+    return "\n".join(out)
