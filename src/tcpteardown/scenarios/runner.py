@@ -13,7 +13,7 @@ import platform
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, ContextManager, Optional, Sequence
 
 from .. import __version__
 from ..model import Metadata, Recording, Segment
@@ -37,8 +37,14 @@ class ScenarioRun:
         return self.expected is not None and not self.mismatches
 
 
-def run_scenario(name: str, *, family: str = "ipv4", capture: bool = True, witness: bool = True) -> ScenarioRun:
-    """Play scenario `name` over `family` ("ipv4" or "ipv6") and record it."""
+def run_scenario(name: str, *, family: str = "ipv4", capture: bool = True, witness: bool = True,
+                 observers: Sequence[Callable[[list], ContextManager]] = ()) -> ScenarioRun:
+    """Play scenario `name` over `family` ("ipv4" or "ipv6") and record it.
+
+    `observers` are called with the scenario's ports once they are known and
+    return context managers that watch the play alongside our own capture
+    (the tests run tcpdump this way, to compare with what we captured).
+    """
     scenario = get_scenario(name)
     stage = Stage(family)
     live = witness_handle = None
@@ -52,6 +58,8 @@ def run_scenario(name: str, *, family: str = "ipv4", capture: bool = True, witne
             live = cleanup.enter_context(LiveCapture(stage.ports))
         if witness:
             witness_handle = _start_witness(stage.ports, cleanup)
+        for observer in observers:
+            cleanup.enter_context(observer(list(stage.ports)))
         scenario.play(stage)
         frames = live.stop() if live else ()
         events = witness_handle.stop() if witness_handle else ()

@@ -1,0 +1,137 @@
+"""Capture with tcpdump writing a file: the backend that keeps up under load.
+
+tcpdump reads the kernel's packet ring in C and writes pcap; we start it,
+wait until it says it is listening (it prints that once its capture handle is
+active), and stop it behind a marker barrier: a UDP datagram of our own must
+appear in the file before we interrupt it, so nothing the kernel delivered
+earlier is lost. Its "dropped by kernel" count is kept.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Iterable, Optional
+
+from ..errors import MissingTool, NoCapturePrivilege, UserError
+from . import platform as host
+
+READY_SECONDS = 10.0
+
+
+class TcpdumpCapture:
+    """`tcpdump -i lo -w PATH` for TCP on `ports` (all loopback TCP when None)."""
+
+    def __init__(self, path: "str | os.PathLike", ports: Optional[Iterable[int]] = None, *,
+                 iface: Optional[str] = None, buffer_kib: int = 32768):
+        self.path = Path(path)
+        self.ports = sorted(set(ports)) if ports else []
+        self.iface = iface or host.loopback_interface()
+        self.buffer_kib = buffer_kib
+        self.kernel_drops: Optional[int] = None
+        self.packets_captured: Optional[int] = None
+        self._proc: Optional[subprocess.Popen] = None
+        self._marker: Optional[socket.socket] = None
+
+    def __enter__(self) -> "TcpdumpCapture":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def describe(self) -> str:
+        drops = "unknown" if self.kernel_drops is None else str(self.kernel_drops)
+        return f"tcpdump on {self.iface} (buffer {self.buffer_kib} KiB), kernel drops {drops}"
+
+    def _filter(self, marker_port: int) -> str:
+        tcp = " or ".join(f"tcp port {p}" for p in self.ports) if self.ports else "tcp"
+        return f"({tcp}) or (udp and dst port {marker_port})"
+
+    def start(self) -> None:
+        binary = shutil.which("tcpdump")
+        if binary is None:
+            raise MissingTool("tcpdump is not installed (apt-get install tcpdump, or brew install tcpdump)")
+        problem = host.capture_problem()
+        if problem:
+            raise NoCapturePrivilege(problem)
+        self._marker = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._marker.bind(("127.0.0.1", 0))
+        port = self._marker.getsockname()[1]
+        command = [binary, "-i", self.iface, "-U", "--immediate-mode", "-n", "-s", "0",
+                   "-B", str(self.buffer_kib), "-w", str(self.path), self._filter(port)]
+        if os.geteuid() == 0:
+            command[1:1] = ["-Z", "root"]  # keep the file ours; tcpdump would drop to user tcpdump
+        self._proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.PIPE, start_new_session=True)
+        self._stderr = b""
+        try:
+            self._wait_ready()
+        except BaseException:
+            self._kill()
+            raise
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + READY_SECONDS
+        os.set_blocking(self._proc.stderr.fileno(), False)
+        while b"listening on" not in self._stderr:
+            if self._proc.poll() is not None:
+                self._stderr += self._proc.stderr.read() or b""
+                raise UserError(f"tcpdump exited at start: {self._stderr.decode(errors='replace').strip()}")
+            if time.monotonic() > deadline:
+                raise UserError(f"tcpdump did not start listening within {READY_SECONDS:.0f} s")
+            chunk = self._proc.stderr.read()
+            if chunk:
+                self._stderr += chunk
+            else:
+                time.sleep(0.005)  # wait-ok: polling tcpdump's stderr for its ready line
+
+    def stop(self) -> Path:
+        """Barrier, then SIGINT; returns the pcap path. Idempotent."""
+        if self._proc is None:
+            return self.path
+        try:
+            if self._proc.poll() is None:
+                self._barrier()
+                self._proc.send_signal(signal.SIGINT)
+                self._proc.wait(timeout=READY_SECONDS)
+            os.set_blocking(self._proc.stderr.fileno(), True)
+            self._stderr += self._proc.stderr.read() or b""
+            self._parse_stats(self._stderr.decode(errors="replace"))
+        finally:
+            self._kill()
+        return self.path
+
+    def _barrier(self) -> None:
+        token = b"tcpteardown-marker:tcpdump:" + os.urandom(6).hex().encode()
+        deadline = time.monotonic() + READY_SECONDS
+        while True:
+            self._marker.sendto(token, self._marker.getsockname())
+            if self.path.exists() and token in self.path.read_bytes()[-65536:]:
+                return
+            if time.monotonic() > deadline:
+                raise UserError(f"tcpdump never wrote its stop marker to {self.path}")
+            time.sleep(0.01)  # wait-ok: polling the file for the marker tcpdump must write
+
+    def _parse_stats(self, text: str) -> None:
+        captured = re.search(r"(\d+) packets? captured", text)
+        dropped = re.search(r"(\d+) packets? dropped by kernel", text)
+        self.packets_captured = int(captured.group(1)) if captured else None
+        self.kernel_drops = int(dropped.group(1)) if dropped else None
+
+    def _kill(self) -> None:
+        if self._proc is not None:
+            if self._proc.poll() is None:
+                self._proc.kill()
+                self._proc.wait()
+            self._proc.stderr.close()
+            self._proc = None
+        if self._marker is not None:
+            self._marker.close()
+            self._marker = None
