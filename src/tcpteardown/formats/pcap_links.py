@@ -1,0 +1,261 @@
+"""Link layers, IP and TCP headers as the fast reader needs them: bytes in, numbers out.
+
+One table says where the network header starts for every link type the
+reader knows (dpkt's `dltoff`, with the quirks spelled out); pure functions
+walk IPv4/IPv6 to the TCP header and decode it into a `model.Segment`.
+
+Never: open files, import scapy, or decode more than census and correlation
+need (no checksums, no reassembly, no application layers).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+from typing import Optional
+
+from ..model import Endpoint, Segment, TcpFlags
+
+# -- link types (LINKTYPE_* numbers, tcpdump.org/linktypes.html) ---------------
+
+LINKTYPE_NULL = 0  # BSD loopback: 4-byte address family in the *capturing host's* byte order
+LINKTYPE_ETHERNET = 1  # Ethernet II, VLAN tags (802.1Q, 802.1ad, QinQ) allowed
+LINKTYPE_FDDI = 10  # FDDI + 802.2 LLC/SNAP (old captures; bonus)
+LINKTYPE_RAW_BSD12 = 12  # DLT_RAW as OpenBSD numbers it: bare IPv4/IPv6
+LINKTYPE_RAW_BSD14 = 14  # DLT_RAW as BSD/OS numbers it: bare IPv4/IPv6
+LINKTYPE_RAW = 101  # bare IPv4/IPv6, version from the first nibble
+LINKTYPE_LOOP = 108  # OpenBSD loopback: address family in network byte order
+LINKTYPE_LINUX_SLL = 113  # Linux "cooked" v1 (tcpdump -i any): 16 bytes, protocol at 14
+LINKTYPE_NFLOG = 239  # Linux netfilter log: TLVs, the packet in NFULA_PAYLOAD
+LINKTYPE_IPV4 = 228  # bare IPv4
+LINKTYPE_IPV6 = 229  # bare IPv6
+LINKTYPE_LINUX_SLL2 = 276  # Linux "cooked" v2: 20 bytes, protocol at 0
+
+LINK_NAMES = {
+    LINKTYPE_NULL: "NULL",
+    LINKTYPE_ETHERNET: "EN10MB",
+    LINKTYPE_FDDI: "FDDI",
+    LINKTYPE_RAW_BSD12: "RAW(12)",
+    LINKTYPE_RAW_BSD14: "RAW(14)",
+    LINKTYPE_RAW: "RAW",
+    LINKTYPE_LOOP: "LOOP",
+    LINKTYPE_LINUX_SLL: "LINUX_SLL",
+    LINKTYPE_NFLOG: "NFLOG",
+    LINKTYPE_IPV4: "IPV4",
+    LINKTYPE_IPV6: "IPV6",
+    LINKTYPE_LINUX_SLL2: "LINUX_SLL2",
+}
+KNOWN_LINKTYPES = frozenset(LINK_NAMES)
+
+ETHERTYPE_IPV4 = 0x0800
+ETHERTYPE_IPV6 = 0x86DD
+ETHERTYPE_VLANS = frozenset({0x8100, 0x88A8, 0x9100})  # 802.1Q, 802.1ad, old QinQ
+
+# Address families in NULL/LOOP headers. AF_INET6 differs per OS.
+AF_INET = 2
+AF_INET6 = frozenset({10, 24, 28, 30})  # Linux 10, NetBSD/OpenBSD 24, FreeBSD 28, macOS/iOS 30
+
+IPPROTO_TCP = 6
+# IPv6 extension headers the reader walks over to find TCP (RFC 8200 4.1).
+IPV6_HOP_BY_HOP, IPV6_ROUTING, IPV6_FRAGMENT, IPV6_DEST_OPTS = 0, 43, 44, 60
+IPV6_AUTH = 51  # length in 4-byte units, RFC 4302
+IPV6_NO_NEXT = 59
+
+_U16 = struct.Struct("!H")
+_U32LE = struct.Struct("<I")
+_IPV4 = struct.Struct("!BxHxxHxB")  # version/ihl, total length, flags/fragment offset, protocol
+_TCP = struct.Struct("!HHIIBBH")  # ports, seq, ack, data offset, flags, window
+
+
+def network_offset(linktype: int, data: bytes) -> tuple[int, int]:
+    """(offset of the IP header, IP version 4/6) in `data`; version 0 when not IP."""
+    size = len(data)
+    if linktype == LINKTYPE_ETHERNET:
+        offset = 12
+        while size >= offset + 2:
+            ethertype = _U16.unpack_from(data, offset)[0]
+            if ethertype in ETHERTYPE_VLANS:
+                offset += 4
+                continue
+            return offset + 2, _ethertype_version(ethertype)
+        return 0, 0
+    if linktype in (LINKTYPE_NULL, LINKTYPE_LOOP):
+        if size < 4:
+            return 0, 0
+        family = _U32LE.unpack_from(data, 0)[0]
+        if family > 0xFFFF:  # written in the other byte order
+            family = int.from_bytes(data[:4], "big")
+        if family == AF_INET:
+            return 4, 4
+        if family in AF_INET6:
+            return 4, 6
+        return 0, 0
+    if linktype in (LINKTYPE_RAW, LINKTYPE_RAW_BSD12, LINKTYPE_RAW_BSD14):
+        return (0, data[0] >> 4) if size and data[0] >> 4 in (4, 6) else (0, 0)
+    if linktype == LINKTYPE_IPV4:
+        return 0, 4
+    if linktype == LINKTYPE_IPV6:
+        return 0, 6
+    if linktype == LINKTYPE_LINUX_SLL:
+        return (16, _ethertype_version(_U16.unpack_from(data, 14)[0])) if size >= 16 else (0, 0)
+    if linktype == LINKTYPE_LINUX_SLL2:
+        return (20, _ethertype_version(_U16.unpack_from(data, 0)[0])) if size >= 20 else (0, 0)
+    if linktype == LINKTYPE_NFLOG:
+        return _nflog_payload(data)
+    if linktype == LINKTYPE_FDDI:
+        # frame control (1), destination (6), source (6), then LLC/SNAP AA AA 03 + OUI + ethertype
+        if size >= 21 and data[13:16] == b"\xaa\xaa\x03":
+            return 21, _ethertype_version(_U16.unpack_from(data, 19)[0])
+        return 0, 0
+    return 0, 0
+
+
+def _ethertype_version(ethertype: int) -> int:
+    return 4 if ethertype == ETHERTYPE_IPV4 else 6 if ethertype == ETHERTYPE_IPV6 else 0
+
+
+def _nflog_payload(data: bytes) -> tuple[int, int]:
+    # Header: family (1), version (1), resource id (2, big endian); then TLVs
+    # whose length and type are in *host* byte order (little endian on x86),
+    # each padded to 4 bytes. NFULA_PAYLOAD (9) holds the IP packet.
+    if len(data) < 4:
+        return 0, 0
+    family = data[0]
+    offset = 4
+    while offset + 4 <= len(data):
+        length, kind = struct.unpack_from("<HH", data, offset)
+        if length < 4 or offset + length > len(data):  # a big-endian capturing host
+            length, kind = struct.unpack_from(">HH", data, offset)
+        if length < 4:
+            return 0, 0
+        if kind == 9:
+            version = 4 if family == AF_INET else 6 if family in AF_INET6 else 0
+            return offset + 4, version
+        offset += (length + 3) & ~3
+    return 0, 0
+
+
+# -- IP and TCP ------------------------------------------------------------------
+
+class NotTcp(Exception):
+    """Raised inside the decoder for frames that carry no decodable TCP header."""
+
+
+def tcp_offset(data: bytes, offset: int, version: int) -> tuple[int, int, str, str, bool]:
+    """Walk the IP header at `offset`: (TCP header offset, TCP length, src, dst, is_fragment).
+
+    TCP length is what the IP header says (header + payload), not what was captured.
+    Raises NotTcp when the packet is not TCP or too short to tell.
+    """
+    size = len(data)
+    if version == 4:
+        if size < offset + 20:
+            raise NotTcp
+        ver_ihl, total, frag, proto = _IPV4.unpack_from(data, offset)
+        ihl = (ver_ihl & 0x0F) * 4
+        if ver_ihl >> 4 != 4 or ihl < 20 or proto != IPPROTO_TCP:
+            raise NotTcp
+        src = ipaddress.IPv4Address(data[offset + 12:offset + 16]).compressed
+        dst = ipaddress.IPv4Address(data[offset + 16:offset + 20]).compressed
+        # TSO/GRO captures carry total length 0 for super-segments: use what was captured.
+        length = (total if total else size - offset) - ihl
+        return offset + ihl, length, src, dst, bool(frag & 0x3FFF)
+    if version == 6:
+        if size < offset + 40:
+            raise NotTcp
+        if data[offset] >> 4 != 6:
+            raise NotTcp
+        payload = _U16.unpack_from(data, offset + 4)[0]
+        next_header = data[offset + 6]
+        src = ipaddress.IPv6Address(data[offset + 8:offset + 24]).compressed
+        dst = ipaddress.IPv6Address(data[offset + 24:offset + 40]).compressed
+        here = offset + 40
+        end = here + payload if payload else size  # jumbograms and TSO: payload length 0
+        fragment = False
+        for _ in range(16):  # bounded walk over extension headers
+            if next_header == IPPROTO_TCP:
+                return here, end - here, src, dst, fragment
+            if next_header in (IPV6_HOP_BY_HOP, IPV6_ROUTING, IPV6_DEST_OPTS, IPV6_AUTH, IPV6_FRAGMENT):
+                if size < here + 8:
+                    raise NotTcp
+                if next_header == IPV6_FRAGMENT:
+                    fragment = fragment or bool(_U16.unpack_from(data, here + 2)[0] & 0xFFF9)
+                    length = 8
+                elif next_header == IPV6_AUTH:
+                    length = (data[here + 1] + 2) * 4
+                else:
+                    length = (data[here + 1] + 1) * 8
+                next_header = data[here]
+                here += length
+                continue
+            raise NotTcp
+    raise NotTcp
+
+
+def decode_options(raw: bytes) -> tuple[tuple[str, object], ...]:
+    """TCP options by name, in wire order, NOP and EOL dropped."""
+    named = []
+    i, size = 0, len(raw)
+    while i < size:
+        kind = raw[i]
+        if kind == 0:
+            break
+        if kind == 1:
+            i += 1
+            continue
+        if i + 1 >= size:
+            break
+        length = raw[i + 1]
+        if length < 2 or i + length > size:
+            break
+        value = raw[i + 2:i + length]
+        if kind == 2 and length == 4:
+            named.append(("MSS", _U16.unpack(value)[0]))
+        elif kind == 3 and length == 3:
+            named.append(("WS", value[0]))
+        elif kind == 4 and length == 2:
+            named.append(("SACK_PERM", None))
+        elif kind == 8 and length == 10:
+            named.append(("TS", struct.unpack("!II", value)))
+        elif kind == 5 and length >= 10 and (length - 2) % 8 == 0:
+            edges = struct.unpack(f"!{(length - 2) // 4}I", value)
+            named.append(("SACK", tuple(zip(edges[0::2], edges[1::2]))))
+        else:
+            named.append((_OPTION_NAMES.get(kind, f"OPT{kind}"), bytes(value)))
+        i += length
+    return tuple(named)
+
+
+_OPTION_NAMES = {6: "ECHO", 7: "ECHOREPLY", 19: "MD5", 28: "UTO", 29: "TCP_AO", 30: "MPTCP", 34: "TFO"}
+
+
+def decode_segment(frame: int, time_ns: int, linktype: int, data: bytes) -> Optional[Segment]:
+    """The TCP segment in one captured frame, or None when it carries none.
+
+    Fragments (other than a first fragment with a whole TCP header) and
+    frames cut before the TCP flags are None: they are counted, not decoded.
+    """
+    offset, version = network_offset(linktype, data)
+    if not version:
+        return None
+    try:
+        tcp, tcp_len, src, dst, fragment = tcp_offset(data, offset, version)
+    except NotTcp:
+        return None
+    if fragment or len(data) < tcp + 20:
+        return None
+    sport, dport, seq, ack, data_offset, flags, window = _TCP.unpack_from(data, tcp)
+    header_len = (data_offset >> 4) * 4
+    options = decode_options(data[tcp + 20:min(tcp + header_len, len(data))]) if header_len > 20 else ()
+    return Segment(
+        frame=frame,
+        time_ns=time_ns,
+        src=Endpoint(src, sport),
+        dst=Endpoint(dst, dport),
+        flags=TcpFlags(flags),
+        seq=seq,
+        ack=ack,
+        window=window,
+        payload_len=max(tcp_len - header_len, 0),
+        options=options,
+    )
