@@ -37,7 +37,8 @@ def no_capture_privilege_message() -> str:
     return (
         "capturing on lo needs root or CAP_NET_RAW. Ways out: run with sudo; "
         f"or `sudo setcap cap_net_raw,cap_net_admin=eip {python}`; "
-        "or run inside a user and network namespace: `unshare -rn tcpteardown run ...`; "
+        "or run inside a user and network namespace: "
+        "`unshare -rn sh -c 'ip link set lo up && tcpteardown run ...'`; "
         "or load a stored capture instead: tcpteardown explain captures/linux/broken-pipe.pcapng"
     )
 

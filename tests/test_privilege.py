@@ -1,0 +1,61 @@
+"""Without the privilege to capture, `run` says what is missing and the ways
+out, in one line, with exit code 2 and no traceback."""
+
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+
+def _check_refusal(result):
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "CAP_NET_RAW" in result.stderr
+    for way_out in ("sudo", "setcap", "unshare", "captures/linux/"):
+        assert way_out in result.stderr
+    assert result.stdout == ""
+
+
+def test_without_cap_net_raw(tmp_path):
+    """As root but with CAP_NET_RAW and CAP_NET_ADMIN removed from the bounding set."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to drop capabilities from the bounding set")
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("needs the program 'setpriv' (util-linux)")
+    out = tmp_path / "never.pcapng"
+    result = subprocess.run(
+        [setpriv, "--bounding-set", "-net_raw,-net_admin", "--", sys.executable, "-m", "tcpteardown",
+         "run", "broken-pipe", "-o", str(out)],
+        capture_output=True, text=True, timeout=60)
+    _check_refusal(result)
+    assert not out.exists()
+
+
+def test_as_user_nobody(tmp_path):
+    """As the unprivileged user nobody, with the system interpreter reading our sources."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to switch to the user nobody")
+    setpriv = shutil.which("setpriv")
+    system_python = Path(f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}")
+    if setpriv is None or not system_python.exists():
+        pytest.skip(f"needs setpriv and {system_python} (a Python that nobody may execute)")
+    site = sysconfig.get_paths()["purelib"]
+    probe = subprocess.run([setpriv, "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                            "test", "-r", str(REPO / "src" / "tcpteardown" / "cli.py"), "-a", "-r", site],
+                           capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"the user nobody cannot read {REPO}/src or {site} on this checkout")
+    env = {"PYTHONPATH": f"{REPO / 'src'}:{site}", "PYTHONDONTWRITEBYTECODE": "1", "PATH": os.environ["PATH"],
+           "HOME": str(tmp_path)}
+    result = subprocess.run(
+        [setpriv, "--reuid=nobody", "--regid=nogroup", "--clear-groups", str(system_python), "-m",
+         "tcpteardown", "run", "broken-pipe"],
+        capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path)
+    _check_refusal(result)
