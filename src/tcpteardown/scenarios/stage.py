@@ -44,8 +44,11 @@ class Stage:
 
     # -- sockets -----------------------------------------------------------
     def socket(self) -> socket.socket:
+        from ..capture.sockopts import prepare_socket
+
         sock = socket.socket(self.af, socket.SOCK_STREAM)
         self._cleanup.callback(sock.close)
+        prepare_socket(sock)
         sock.settimeout(WAIT_SECONDS)
         return sock
 
@@ -84,10 +87,7 @@ class Stage:
 
     def wait_state(self, sock: socket.socket, *states: str, timeout: float = WAIT_SECONDS) -> str:
         """Wait until the kernel says `sock` is in one of `states` (Linux names)."""
-        try:
-            from ..capture.sockopts import tcp_state
-        except ImportError:  # TODO(lead): remove once capture/sockopts.py lands
-            tcp_state = _linux_tcp_state
+        from ..capture.sockopts import tcp_state
 
         seen = []
 
@@ -103,10 +103,3 @@ class Stage:
         if not readable:
             raise ScenarioTimeout(f"waited {timeout:.0f} s for the socket to become readable")
 
-
-_LINUX_STATES = ("?", "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT",
-                 "CLOSE", "CLOSE_WAIT", "LAST_ACK", "LISTEN", "CLOSING", "NEW_SYN_RECV")
-
-
-def _linux_tcp_state(sock: socket.socket) -> str:
-    return _LINUX_STATES[sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0]]

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import socket
 
+from ...capture.sockopts import nosignal_send_flags
 from ..registry import Expectation, Outcome, Scenario, register
 from ..stage import Stage
 
-# Linux raises SIGPIPE on a write to a reset socket unless told not to;
-# Python ignores SIGPIPE anyway, but a scenario must not depend on that.
-SEND_FLAGS = getattr(socket, "MSG_NOSIGNAL", 0)
+# Linux raises SIGPIPE on a write to a reset socket unless told not to (macOS
+# uses SO_NOSIGPIPE instead, set by prepare_socket); Python ignores SIGPIPE
+# anyway, but a scenario must not depend on that.
+SEND_FLAGS = nosignal_send_flags()
 
 BSD_NOTE = "Derived from the BSD stack's documented behaviour; not yet observed on a real Mac."
 
