@@ -1,0 +1,718 @@
+"""Where two teardown stories part: recording A against recording B.
+
+Theory of operation. Two recordings of "the same" teardown never agree on
+the things that do not matter: addresses, ports, initial sequence numbers,
+the wall clock, a few microseconds of loopback jitter. So each side is first
+*normalised*: one connection is picked (the caller's, else the one holding
+the first failing socket call, else the first); the endpoint that sent the
+first SYN is the client and the other the server; sequence and
+acknowledgment numbers count from each direction's initial number; times
+count from the first SYN. What remains is two lists of steps:
+
+- segments, keyed by (sender role, flags, payload length);
+- socket calls, keyed by (side, op family, outcome).
+
+Each pair of lists is aligned by edit distance (a match costs 0, a deletion
+or insertion 2, a substitution 3, and a substitution is only allowed between
+steps of the same sender, or the same side and op): so an RST where the
+other recording has a FIN pairs up as *one* step with a different flag, and
+a segment missing from one recording is *one* step only in the other,
+instead of everything after it shifting. The two aligned lists are merged by
+time into `aligned_rows`, and every row is inspected for differences:
+
+| difference          | when                                                        |
+| ---                 | ---                                                         |
+| `OnlyIn`            | a segment or call has no partner in the other recording     |
+| `FlagDifference`    | partners whose flags differ (RST where the other has FIN)   |
+| `PayloadDifference` | partners whose payload lengths differ                       |
+| `OutcomeDifference` | partner calls that ended differently (errno names, EOF, ok) |
+| `StateDifference`   | matching segments after which a side's TCP state differs    |
+| `TimingDifference`  | a step came later/earlier, or took longer, beyond tolerance |
+| `OptionDifference`  | TCP options differ (MSS, window scale, SACK, timestamps)    |
+
+Timing compares the gap since the previous paired step, not the time since
+the SYN: one slow step is one difference, not a cascade. The default
+tolerance is generous (loopback jitter on a loaded machine is not a
+difference; a 200 ms retransmission timeout is).
+
+Options: MSS is compared as the largest IP packet it implies (MSS + IP and
+TCP headers, at most 65535, the largest IPv4 total length), so one stack's
+IPv4 and IPv6 recordings match (Linux lo: 65495 and 65476; macOS lo0: 16344
+and 16324) while Linux against macOS does not. Window scale is compared by
+value; SACK-permitted, SACK blocks and timestamps by presence (timestamp
+values are clocks, not behaviour).
+
+This module is pure: it never imports socket or scapy, and never reads files.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import ClassVar, Iterable, Optional, Sequence, Union
+
+from ..model import Endpoint, Recording, SocketCall, TcpFlags
+from .relative import relative_numbers
+from .rules import op_family
+from .tcpstate import Connection, connections, infer_states, state_at
+
+__all__ = ["DEFAULT_TOLERANCE_NS", "SegmentStep", "CallStep", "Difference", "OnlyIn", "FlagDifference",
+           "PayloadDifference", "OutcomeDifference", "StateDifference", "TimingDifference",
+           "OptionDifference", "AlignedRow", "SideSummary", "DiffResult", "Normalised", "diff",
+           "normalise", "pick_connection", "align"]
+
+# Loopback jitter on a busy two-core CI machine reaches tens of milliseconds;
+# the timers that make teardowns differ (delayed ACK 40 ms+, RTO 200 ms+,
+# SYN retransmission 1 s) mostly sit above this.
+DEFAULT_TOLERANCE_NS = 250_000_000
+
+# Alignment costs (see the theory above): substitution < two indels, > one.
+_INDEL, _SUBSTITUTE = 2, 3
+# Above this many DP cells the middle of the alignment is cut into blocks
+# by difflib first (long captures), each block aligned on its own.
+_DP_CELLS = 250_000
+_MAX_IP_PACKET = 65535
+
+
+# -- steps: what is left of a recording after normalising ------------------------
+
+@dataclass(frozen=True, slots=True)
+class SegmentStep:
+    """One segment, with addresses, ports, numbers and times made relative."""
+
+    frame: int  # 1-based frame number in its own capture
+    time_ns: int  # since the first SYN
+    sender: str  # "client" or "server"
+    flags: TcpFlags
+    payload_len: int
+    rel_seq: int
+    rel_ack: int  # 0 without ACK
+    options: tuple[tuple[str, object], ...] = ()
+    ipv6: bool = False
+    reset_reason: Optional[str] = None
+    # TCP states of (client, server) just after this segment, when known.
+    states: tuple[Optional[str], Optional[str]] = (None, None)
+
+    @property
+    def key(self) -> tuple:
+        return (self.sender, int(self.flags), self.payload_len)
+
+    @property
+    def arrow(self) -> str:
+        return "client -> server" if self.sender == "client" else "server -> client"
+
+    @property
+    def label(self) -> str:
+        text = f"{self.flags.render()} seq={self.rel_seq}"
+        if self.flags & TcpFlags.ACK:
+            text += f" ack={self.rel_ack}"
+        return text + f" len={self.payload_len}"
+
+    def describe(self) -> str:
+        return f"{self.arrow} {self.label} (frame {self.frame})"
+
+
+@dataclass(frozen=True, slots=True)
+class CallStep:
+    """One socket call, its side told by its endpoints, its time made relative."""
+
+    index: int  # position in the recording's calls
+    time_ns: int  # start, since the first SYN (negative before it: connect starts first)
+    end_ns: int
+    side: str  # "client", "server", or the role the source gave
+    op: str
+    outcome: str  # errno name, "EOF" or "ok"
+    text: str = ""
+
+    @property
+    def key(self) -> tuple:
+        return (self.side, op_family(self.op) or self.op, self.outcome)
+
+    @property
+    def duration_ns(self) -> int:
+        return self.end_ns - self.time_ns
+
+    @property
+    def label(self) -> str:
+        return f"{self.op}() -> {self.outcome}"
+
+    def describe(self) -> str:
+        return f"{self.side} {self.label}"
+
+
+Step = Union[SegmentStep, CallStep]
+
+
+# -- differences ------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Difference:
+    """Base of every difference: which aligned row it is on, and a sentence."""
+
+    kind: ClassVar[str] = "difference"
+    row: int
+
+    def describe(self) -> str:  # pragma: no cover - every subclass says it better
+        return self.kind
+
+    def to_json(self) -> dict:
+        return {"kind": self.kind, "row": self.row, "text": self.describe()}
+
+
+@dataclass(frozen=True, slots=True)
+class OnlyIn(Difference):
+    """A segment or socket call with no partner in the other recording."""
+
+    kind: ClassVar[str] = "only-in"
+    side: str  # "A" or "B": the recording that has it
+    step: Step
+
+    def describe(self) -> str:
+        what = "segment" if isinstance(self.step, SegmentStep) else "call"
+        return f"{what} {self.step.describe()} only in {self.side}"
+
+
+@dataclass(frozen=True, slots=True)
+class FlagDifference(Difference):
+    """Partner segments whose flags differ: the classic RST where the other has FIN."""
+
+    kind: ClassVar[str] = "flags"
+    a: SegmentStep
+    b: SegmentStep
+
+    @property
+    def fin_vs_rst(self) -> bool:
+        return {_closing(self.a.flags), _closing(self.b.flags)} == {"FIN", "RST"}
+
+    def describe(self) -> str:
+        text = (f"{self.a.arrow}: {self.a.flags.render()} in A (frame {self.a.frame}) where B has "
+                f"{self.b.flags.render()} (frame {self.b.frame})")
+        if self.fin_vs_rst:
+            text += f": A closes with {_closing(self.a.flags)}, B with {_closing(self.b.flags)}"
+        return text
+
+
+@dataclass(frozen=True, slots=True)
+class PayloadDifference(Difference):
+    kind: ClassVar[str] = "payload"
+    a: SegmentStep
+    b: SegmentStep
+
+    def describe(self) -> str:
+        return (f"{self.a.arrow} {self.a.flags.render()}: {self.a.payload_len} payload bytes in A "
+                f"(frame {self.a.frame}), {self.b.payload_len} in B (frame {self.b.frame})")
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeDifference(Difference):
+    """Partner socket calls that ended differently: errno names, EOF or ok."""
+
+    kind: ClassVar[str] = "errno"
+    a: CallStep
+    b: CallStep
+
+    def describe(self) -> str:
+        return f"{self.a.side} {self.a.op}(): {self.a.outcome} in A, {self.b.outcome} in B"
+
+
+@dataclass(frozen=True, slots=True)
+class StateDifference(Difference):
+    kind: ClassVar[str] = "state"
+    role: str  # "client" or "server"
+    a_state: Optional[str]
+    b_state: Optional[str]
+    after: SegmentStep  # A's segment after which the states part
+
+    def describe(self) -> str:
+        return (f"after {self.after.arrow} {self.after.flags.render()} the {self.role} is in "
+                f"{self.a_state or '?'} in A, {self.b_state or '?'} in B")
+
+
+@dataclass(frozen=True, slots=True)
+class TimingDifference(Difference):
+    """A step came later or earlier (gap since the previous paired step), or took longer."""
+
+    kind: ClassVar[str] = "timing"
+    what: str  # "gap" or "duration"
+    a_ns: int
+    b_ns: int
+    step: Step  # A's step
+
+    def describe(self) -> str:
+        if self.what == "duration":
+            return (f"{self.step.describe()} took {_ms(self.a_ns)} in A, {_ms(self.b_ns)} in B")
+        return (f"{self.step.describe()} came {_ms(self.a_ns)} after the previous step in A, "
+                f"{_ms(self.b_ns)} in B")
+
+    def to_json(self) -> dict:
+        return {**Difference.to_json(self), "what": self.what, "a_seconds": self.a_ns / 1e9,
+                "b_seconds": self.b_ns / 1e9}
+
+
+@dataclass(frozen=True, slots=True)
+class OptionDifference(Difference):
+    kind: ClassVar[str] = "options"
+    option: str  # "MSS", "WS", "SACK_PERM", "TS", "SACK", ...
+    a_value: object  # as captured; None when absent (see a_present)
+    b_value: object
+    a_present: bool
+    b_present: bool
+    step: SegmentStep  # A's segment
+
+    def describe(self) -> str:
+        def show(present, value):
+            if not present:
+                return "absent"
+            if self.option in ("TS", "SACK", "SACK_PERM"):
+                return "present"
+            return str(value)
+        return (f"{self.step.arrow} {self.step.flags.render()}: option {self.option} "
+                f"{show(self.a_present, self.a_value)} in A, {show(self.b_present, self.b_value)} in B")
+
+    def to_json(self) -> dict:
+        return {**Difference.to_json(self), "option": self.option,
+                "a": _jsonable(self.a_value) if self.a_present else None,
+                "b": _jsonable(self.b_value) if self.b_present else None}
+
+
+def _closing(flags: TcpFlags) -> Optional[str]:
+    if flags & TcpFlags.RST:
+        return "RST"
+    if flags & TcpFlags.FIN:
+        return "FIN"
+    return None
+
+
+def _ms(ns: int) -> str:
+    return f"{ns / 1e6:.3f} ms" if abs(ns) < 10_000_000_000 else f"{ns / 1e9:.1f} s"
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+# -- rows and the result ------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class AlignedRow:
+    """One line of the diff table: a step of A, its partner in B (either may be None)."""
+
+    kind: str  # "segment" or "call"
+    a: Optional[Step]
+    b: Optional[Step]
+    differences: tuple[Difference, ...] = ()
+
+    @property
+    def differs(self) -> bool:
+        return bool(self.differences)
+
+
+@dataclass(frozen=True, slots=True)
+class SideSummary:
+    """Which connection of which recording one side of the diff is about."""
+
+    label: str  # file name, scenario name, or "A"/"B"
+    os: Optional[str]
+    client: Optional[Endpoint]
+    server: Optional[Endpoint]
+    connection: Optional[int]  # 1-based among the recording's connections; None: no segments
+    connections: int  # how many the recording has
+    roles_known: bool  # False: no SYN seen, the client is a guess
+    states_source: Optional[str]
+    segments: int
+    calls: int
+
+    def to_json(self) -> dict:
+        return {"label": self.label, "os": self.os,
+                "client": str(self.client) if self.client else None,
+                "server": str(self.server) if self.server else None,
+                "connection": self.connection, "connections": self.connections,
+                "roles_known": self.roles_known, "states_source": self.states_source,
+                "segments": self.segments, "calls": self.calls}
+
+
+@dataclass(frozen=True, slots=True)
+class DiffResult:
+    a: SideSummary
+    b: SideSummary
+    aligned_rows: tuple[AlignedRow, ...]
+    differences: tuple[Difference, ...]
+    tolerance_ns: int
+
+    @property
+    def matches(self) -> bool:
+        return not self.differences
+
+    def to_json(self) -> dict:
+        return {
+            "matches": self.matches,
+            "tolerance_ms": self.tolerance_ns / 1e6,
+            "a": self.a.to_json(),
+            "b": self.b.to_json(),
+            "rows": [{"kind": row.kind, "a": _step_json(row.a), "b": _step_json(row.b),
+                      "differences": [d.kind for d in row.differences]} for row in self.aligned_rows],
+            "differences": [d.to_json() for d in self.differences],
+        }
+
+
+def _step_json(step: Optional[Step]) -> Optional[dict]:
+    if step is None:
+        return None
+    if isinstance(step, SegmentStep):
+        return {"frame": step.frame, "time": step.time_ns / 1e9, "sender": step.sender,
+                "flags": step.flags.render(), "seq": step.rel_seq, "ack": step.rel_ack,
+                "len": step.payload_len, "options": [[n, _jsonable(v)] for n, v in step.options],
+                "reset_reason": step.reset_reason,
+                "states": {"client": step.states[0], "server": step.states[1]}}
+    return {"time": step.time_ns / 1e9, "end": step.end_ns / 1e9, "side": step.side, "op": step.op,
+            "outcome": step.outcome, "text": step.text}
+
+
+# -- normalising one recording ------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Normalised:
+    segments: tuple[SegmentStep, ...]
+    calls: tuple[CallStep, ...]
+    summary: SideSummary
+
+
+def pick_connection(recording: Recording, choice: Union[None, int, str] = None) -> Optional[Connection]:
+    """The connection to diff.
+
+    `choice`: a 1-based index (``2``, ``"2"``), an endpoint one side of it
+    uses (``"127.0.0.1:5555"``, ``"[::1]:80"``) or a port (``":5555"``).
+    Without one: the connection of the first failing socket call, else the
+    first connection. None when the recording has no segments. ValueError,
+    listing the connections, when `choice` names none.
+    """
+    conns = connections(recording)
+    if not conns:
+        if choice is not None:
+            raise ValueError(f"cannot pick connection {choice}: the recording has no TCP segments")
+        return None
+    if choice is None:
+        for call in sorted(recording.calls, key=lambda c: (c.start_ns, c.end_ns)):
+            if call.failed:
+                conn = _connection_of_call(conns, call)
+                if conn is not None:
+                    return conn
+        return conns[0]
+    text = str(choice).strip()
+    if text.isdigit():
+        number = int(text)
+        if 1 <= number <= len(conns):
+            return conns[number - 1]
+    else:
+        try:
+            port = int(text[1:]) if text.startswith(":") else None
+            endpoint = None if port is not None else Endpoint.parse(text)
+        except ValueError:
+            port = endpoint = None
+        for conn in conns:
+            if endpoint is not None and endpoint in conn.key:
+                return conn
+            if port is not None and port in (conn.client.port, conn.server.port):
+                return conn
+    listing = "; ".join(f"{c.index + 1}: {c.client} -> {c.server}" for c in conns)
+    raise ValueError(f"no connection {text!r} (expected a number, HOST:PORT or :PORT); "
+                     f"the recording has {listing}")
+
+
+def _connection_of_call(conns: Sequence[Connection], call: SocketCall) -> Optional[Connection]:
+    ends = {e for e in (call.local, call.remote) if e is not None}
+    if not ends:
+        return None
+    candidates = [c for c in conns if ends <= c.key] or [c for c in conns if ends & c.key]
+    for conn in candidates:
+        if _in_time(conn, call):
+            return conn
+    return candidates[0] if candidates else None
+
+
+def _in_time(conn: Connection, call: SocketCall) -> bool:
+    return conn.next_start_ns is None or call.start_ns < conn.next_start_ns
+
+
+def _calls_of(recording: Recording, conn: Optional[Connection], all_conns: int) -> list[tuple[int, SocketCall]]:
+    chosen = []
+    for index, call in enumerate(recording.calls):
+        ends = {e for e in (call.local, call.remote) if e is not None}
+        if conn is None or (not ends and all_conns <= 1):
+            chosen.append((index, call))
+        elif ends and ends <= conn.key and _in_time(conn, call):
+            chosen.append((index, call))
+    return chosen
+
+
+def normalise(recording: Recording, connection: Union[None, int, str] = None, *, label: str = "") -> Normalised:
+    """Steps of one recording with roles, numbers and times made relative."""
+    conn = pick_connection(recording, connection)
+    all_conns = len(connections(recording)) if recording.segments else 0
+    calls = _calls_of(recording, conn, all_conns)
+    origin = _origin(conn, calls)
+    segments: tuple[SegmentStep, ...] = ()
+    states_source = None
+    if conn is not None:
+        segments, states_source = _segment_steps(recording, conn, origin)
+    call_steps = tuple(
+        CallStep(index=index, time_ns=call.start_ns - origin, end_ns=call.end_ns - origin,
+                 side=_side_of(call, conn), op=call.op, outcome=call.outcome, text=call.text)
+        for index, call in sorted(calls, key=lambda pair: (pair[1].start_ns, pair[1].end_ns)))
+    summary = SideSummary(
+        label=label or recording.metadata.scenario or recording.metadata.source_file or "",
+        os=recording.metadata.os,
+        client=conn.client if conn else None, server=conn.server if conn else None,
+        connection=conn.index + 1 if conn else None, connections=all_conns,
+        roles_known=conn.roles_known if conn else True, states_source=states_source,
+        segments=len(segments), calls=len(call_steps))
+    return Normalised(segments, call_steps, summary)
+
+
+def _origin(conn: Optional[Connection], calls) -> int:
+    if conn is not None:
+        syn = next((s for s in conn.segments if s.is_syn and not s.flags & TcpFlags.ACK), None)
+        return (syn or conn.segments[0]).time_ns
+    return min((call.start_ns for _, call in calls), default=0)
+
+
+def _segment_steps(recording: Recording, conn: Connection, origin: int) -> tuple[tuple[SegmentStep, ...], str]:
+    from .tcpstate import states_source
+
+    numbers = relative_numbers(conn.segments)
+    timelines = infer_states(recording, conn)
+    client_line = timelines.get(conn.client, ())
+    server_line = timelines.get(conn.server, ())
+    steps = []
+    for seg in conn.segments:
+        rel_seq, rel_ack = numbers[seg.frame]
+        steps.append(SegmentStep(
+            frame=seg.frame, time_ns=seg.time_ns - origin,
+            sender="client" if seg.src == conn.client else "server",
+            flags=TcpFlags(int(seg.flags)), payload_len=seg.payload_len, rel_seq=rel_seq, rel_ack=rel_ack,
+            options=tuple(seg.options), ipv6=seg.src.is_ipv6, reset_reason=seg.reset_reason,
+            states=(state_at(client_line, seg.time_ns), state_at(server_line, seg.time_ns))))
+    return tuple(steps), states_source(recording, conn)
+
+
+def _side_of(call: SocketCall, conn: Optional[Connection]) -> str:
+    if conn is not None:
+        if call.local == conn.client or (call.local is None and call.remote == conn.server):
+            return "client"
+        if call.local == conn.server or (call.local is None and call.remote == conn.client):
+            return "server"
+    return call.role
+
+
+# -- alignment --------------------------------------------------------------------
+
+def align(a: Sequence, b: Sequence, *, key, same_slot) -> list[tuple[Optional[int], Optional[int]]]:
+    """Edit-distance alignment of two step lists: pairs of indexes, None for a gap.
+
+    `key(step)` decides equality (cost 0); `same_slot(x, y)` says whether two
+    unequal steps may stand for each other (a substitution, cost 3) or must
+    be a deletion plus an insertion (cost 2 each). Ties go to the diagonal,
+    then to A's step first, so the result is deterministic.
+    """
+    ka, kb = [key(x) for x in a], [key(y) for y in b]
+    start = 0
+    while start < len(ka) and start < len(kb) and ka[start] == kb[start]:
+        start += 1
+    end_a, end_b = len(ka), len(kb)
+    while end_a > start and end_b > start and ka[end_a - 1] == kb[end_b - 1]:
+        end_a, end_b = end_a - 1, end_b - 1
+    pairs = [(i, i) for i in range(start)]
+    pairs += _align_middle(a, b, ka, kb, start, end_a, start, end_b, same_slot)
+    pairs += [(end_a + k, end_b + k) for k in range(len(ka) - end_a)]
+    return pairs
+
+
+def _align_middle(a, b, ka, kb, a0, a1, b0, b1, same_slot):
+    if (a1 - a0) * (b1 - b0) <= _DP_CELLS:
+        return _dp(a, b, ka, kb, a0, a1, b0, b1, same_slot)
+    # Long captures: let difflib find the long equal runs, align what is between.
+    out = []
+    matcher = difflib.SequenceMatcher(None, ka[a0:a1], kb[b0:b1], autojunk=False)
+    for tag, i0, i1, j0, j1 in matcher.get_opcodes():
+        i0, i1, j0, j1 = i0 + a0, i1 + a0, j0 + b0, j1 + b0
+        if tag == "equal":
+            out += [(i0 + k, j0 + k) for k in range(i1 - i0)]
+        elif (i1 - i0) * (j1 - j0) <= _DP_CELLS:
+            out += _dp(a, b, ka, kb, i0, i1, j0, j1, same_slot)
+        else:
+            out += [(i, None) for i in range(i0, i1)] + [(None, j) for j in range(j0, j1)]
+    return out
+
+
+def _dp(a, b, ka, kb, a0, a1, b0, b1, same_slot):
+    n, m = a1 - a0, b1 - b0
+    inf = float("inf")
+    cost = [[0] * (m + 1) for _ in range(n + 1)]
+    for i in range(1, n + 1):
+        cost[i][0] = i * _INDEL
+    for j in range(1, m + 1):
+        cost[0][j] = j * _INDEL
+    for i in range(1, n + 1):
+        row, prev = cost[i], cost[i - 1]
+        x, kx = a[a0 + i - 1], ka[a0 + i - 1]
+        for j in range(1, m + 1):
+            if kx == kb[b0 + j - 1]:
+                diagonal = prev[j - 1]
+            elif same_slot(x, b[b0 + j - 1]):
+                diagonal = prev[j - 1] + _SUBSTITUTE
+            else:
+                diagonal = inf
+            row[j] = min(diagonal, prev[j] + _INDEL, row[j - 1] + _INDEL)
+    pairs = []
+    i, j = n, m
+    while i > 0 or j > 0:
+        here = cost[i][j]
+        if i > 0 and j > 0:
+            x, y = a[a0 + i - 1], b[b0 + j - 1]
+            if ka[a0 + i - 1] == kb[b0 + j - 1]:
+                step = 0
+            elif same_slot(x, y):
+                step = _SUBSTITUTE
+            else:
+                step = None
+            if step is not None and here == cost[i - 1][j - 1] + step:
+                pairs.append((a0 + i - 1, b0 + j - 1))
+                i, j = i - 1, j - 1
+                continue
+        if j > 0 and here == cost[i][j - 1] + _INDEL:
+            pairs.append((None, b0 + j - 1))
+            j -= 1
+        else:
+            pairs.append((a0 + i - 1, None))
+            i -= 1
+    pairs.reverse()
+    return pairs
+
+
+def _same_sender(x: SegmentStep, y: SegmentStep) -> bool:
+    return x.sender == y.sender
+
+
+def _same_call(x: CallStep, y: CallStep) -> bool:
+    return x.side == y.side and (op_family(x.op) or x.op) == (op_family(y.op) or y.op)
+
+
+# -- the diff ---------------------------------------------------------------------
+
+def diff(a: Recording, b: Recording, *, tolerance: Union[int, float, None] = None,
+         connection_a: Union[None, int, str] = None, connection_b: Union[None, int, str] = None,
+         label_a: str = "", label_b: str = "") -> DiffResult:
+    """Every difference between the teardown in `a` and the one in `b`.
+
+    `tolerance` is in nanoseconds (default `DEFAULT_TOLERANCE_NS`): timing
+    differences at or under it are jitter, not differences.
+    """
+    tolerance_ns = DEFAULT_TOLERANCE_NS if tolerance is None else int(tolerance)
+    na = normalise(a, connection_a, label=label_a or "A")
+    nb = normalise(b, connection_b, label=label_b or "B")
+    seg_pairs = align(na.segments, nb.segments, key=lambda s: s.key, same_slot=_same_sender)
+    call_pairs = align(na.calls, nb.calls, key=lambda c: c.key, same_slot=_same_call)
+    seg_rows = [("segment", _get(na.segments, i), _get(nb.segments, j)) for i, j in seg_pairs]
+    call_rows = [("call", _get(na.calls, i), _get(nb.calls, j)) for i, j in call_pairs]
+    rows: list[AlignedRow] = []
+    differences: list[Difference] = []
+    previous: dict[str, tuple[int, int]] = {}  # kind -> times of the last paired step
+    states_equal = True
+    for number, (kind, x, y) in enumerate(_merge_by_time(seg_rows, call_rows)):
+        found: list[Difference] = []
+        if x is None or y is None:
+            found.append(OnlyIn(number, "A" if x is not None else "B", x if x is not None else y))
+            if kind == "segment":
+                states_equal = False  # the missing segment explains the states that follow
+        elif kind == "segment":
+            found += _segment_differences(number, x, y)
+            if not any(isinstance(d, (FlagDifference, PayloadDifference)) for d in found):
+                if states_equal:
+                    found += _state_differences(number, x, y)
+            states_equal = x.states == y.states
+        else:
+            if x.outcome != y.outcome:
+                found.append(OutcomeDifference(number, x, y))
+            if abs(x.duration_ns - y.duration_ns) > tolerance_ns:
+                found.append(TimingDifference(number, "duration", x.duration_ns, y.duration_ns, x))
+        if x is not None and y is not None:
+            before_a, before_b = previous.get(kind, (0, 0))
+            gap_a, gap_b = x.time_ns - before_a, y.time_ns - before_b
+            if abs(gap_a - gap_b) > tolerance_ns:
+                found.append(TimingDifference(number, "gap", gap_a, gap_b, x))
+            previous[kind] = (x.time_ns, y.time_ns)
+        rows.append(AlignedRow(kind, x, y, tuple(found)))
+        differences += found
+    return DiffResult(na.summary, nb.summary, tuple(rows), tuple(differences), tolerance_ns)
+
+
+def _get(steps: Sequence, index: Optional[int]):
+    return None if index is None else steps[index]
+
+
+def _merge_by_time(first: list, second: list) -> Iterable[tuple]:
+    """Merge two aligned lists into one, by time, keeping each list's order."""
+    def when(row):
+        _, x, y = row
+        return (x if x is not None else y).time_ns
+
+    i = j = 0
+    while i < len(first) or j < len(second):
+        if j >= len(second) or (i < len(first) and when(first[i]) <= when(second[j])):
+            yield first[i]
+            i += 1
+        else:
+            yield second[j]
+            j += 1
+
+
+def _segment_differences(row: int, x: SegmentStep, y: SegmentStep) -> list[Difference]:
+    found: list[Difference] = []
+    if x.flags != y.flags:
+        found.append(FlagDifference(row, x, y))
+    if x.payload_len != y.payload_len:
+        found.append(PayloadDifference(row, x, y))
+    found += _option_differences(row, x, y)
+    return found
+
+
+def _option_differences(row: int, x: SegmentStep, y: SegmentStep) -> list[Difference]:
+    ox, oy = _comparable_options(x), _comparable_options(y)
+    raw_x, raw_y = dict(x.options), dict(y.options)
+    found: list[Difference] = []
+    for name in sorted(set(ox) | set(oy), key=_option_order):
+        if name in ox and name in oy and ox[name] == oy[name]:
+            continue
+        found.append(OptionDifference(row, name, raw_x.get(name), raw_y.get(name), name in ox, name in oy, x))
+    return found
+
+
+_OPTION_ORDER = ("MSS", "WS", "SACK_PERM", "TS", "SACK")
+
+
+def _option_order(name: str) -> tuple:
+    return (_OPTION_ORDER.index(name) if name in _OPTION_ORDER else len(_OPTION_ORDER), name)
+
+
+def _comparable_options(step: SegmentStep) -> dict[str, object]:
+    """Option name -> what is compared: MSS as the IP packet size it implies,
+    WS by value, everything else by presence."""
+    out: dict[str, object] = {}
+    for name, value in step.options:
+        if name == "MSS" and isinstance(value, int):
+            out[name] = min(value + (60 if step.ipv6 else 40), _MAX_IP_PACKET)
+        elif name == "WS":
+            out[name] = value
+        else:
+            out[name] = True
+    return out
+
+
+def _state_differences(row: int, x: SegmentStep, y: SegmentStep) -> list[Difference]:
+    found: list[Difference] = []
+    for role, sa, sb in (("client", x.states[0], y.states[0]), ("server", x.states[1], y.states[1])):
+        if sa != sb and sa is not None and sb is not None:
+            found.append(StateDifference(row, role, sa, sb, x))
+    return found
