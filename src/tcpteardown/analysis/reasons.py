@@ -15,9 +15,10 @@ Linux 6.18 (see issue 7):
 - the RST answers a SYN and no SYN/ACK came from its sender: NO_SOCKET
   (nothing listening);
 - its sender had sent FIN and the RST answers a data segment that arrived
-  after it: TCP_TIMEWAIT_SOCKET when that segment (or an earlier one) acked
-  the FIN (the closed socket had become a time-wait mini-socket),
-  TCP_ABORT_ON_DATA when the FIN was not yet acked;
+  after it: TCP_TIMEWAIT_SOCKET when an earlier segment had acked the FIN
+  (the closed socket had become a time-wait mini-socket), TCP_ABORT_ON_DATA
+  when the FIN was acked only by the data segment itself or not at all
+  (the seed scenario broken-pipe on 6.18);
 - an RST/ACK its sender sent on its own (not answering a segment) after
   receiving data: TCP_ABORT_ON_CLOSE (closed with unread data) -- unless the
   socket calls show that the sender read every byte, then TCP_STATE (an
@@ -103,7 +104,11 @@ def _infer(rst: Segment, conn: Connection, recording: Recording) -> Optional[str
     fin = next((s for s in from_sender if s.is_fin), None)
     if fin is not None and answered is not None and answered.payload_len > 0:
         fin_end = fin.seq + fin.payload_len
-        if any(s.flags & TcpFlags.ACK and _covers(s.ack, fin_end) for s in from_peer if s.time_ns >= fin.time_ns):
+        # The FIN acked *before* the data came: the closed socket had become a
+        # time-wait mini-socket. Acked by the data segment itself: the full
+        # socket was still there and aborted (measured on 6.18: ABORT_ON_DATA).
+        if any(s.flags & TcpFlags.ACK and _covers(s.ack, fin_end)
+               for s in from_peer if s.time_ns >= fin.time_ns and s is not answered):
             return "TCP_TIMEWAIT_SOCKET"
         return "TCP_ABORT_ON_DATA"
     if not from_sender and answered is not None:

@@ -117,6 +117,11 @@ def _finished(segments: list[Segment]) -> bool:
     return len(fin_senders) == 2
 
 
+# The last few groupings, keyed by the identity of the segments tuple (kept
+# alive in the value, so the id cannot be reused): views ask per link.
+_CACHE: dict[int, tuple[tuple[Segment, ...], tuple["Connection", ...], dict]] = {}
+
+
 def connections(recording: Recording) -> tuple[Connection, ...]:
     """Group the recording's segments into connections by 4-tuple.
 
@@ -124,9 +129,25 @@ def connections(recording: Recording) -> tuple[Connection, ...]:
     same 4-tuple finished (RST, or FIN both ways) starts a new connection;
     a retransmitted SYN does not.
     """
+    return _grouped(recording)[0]
+
+
+def _grouped(recording: Recording) -> tuple[tuple["Connection", ...], dict]:
+    cached = _CACHE.get(id(recording.segments))
+    if cached is not None and cached[0] is recording.segments:
+        return cached[1], cached[2]
+    conns = _group(recording.segments)
+    by_segment = {(s.frame, s.time_ns): conn for conn in conns for s in conn.segments}
+    if len(_CACHE) >= 8:
+        _CACHE.pop(next(iter(_CACHE)))
+    _CACHE[id(recording.segments)] = (recording.segments, conns, by_segment)
+    return conns, by_segment
+
+
+def _group(segments: tuple[Segment, ...]) -> tuple[Connection, ...]:
     groups: list[list[Segment]] = []
     current: dict[frozenset, int] = {}
-    for segment in sorted(recording.segments, key=lambda s: (s.time_ns, s.frame)):
+    for segment in sorted(segments, key=lambda s: (s.time_ns, s.frame)):
         key = segment.connection_key
         index = current.get(key)
         if index is not None and _is_pure_syn(segment):
@@ -160,10 +181,7 @@ def _connection(index: int, segments: list[Segment]) -> Connection:
 
 
 def connection_of(recording: Recording, segment: Segment) -> Optional[Connection]:
-    for conn in connections(recording):
-        if segment in conn.segments:
-            return conn
-    return None
+    return _grouped(recording)[1].get((segment.frame, segment.time_ns))
 
 
 def segment_events(segment: Segment, side: Endpoint, sent_syn: Optional[int],
@@ -233,7 +251,7 @@ def _kernel_name(state: str) -> str:
 def _kernel_states(recording: Recording, connection: Connection) -> dict[Endpoint, list[tuple[int, str]]]:
     timelines: dict[Endpoint, list[tuple[int, str]]] = {}
     for event in _state_events(recording, connection):
-        timeline = timelines.setdefault(event.src, [])
+        timeline = timelines.setdefault(_event_side(event, connection), [])
         if not timeline:
             old = event.get("oldstate")
             if old:
@@ -248,13 +266,26 @@ def _state_events(recording: Recording, connection: Connection):
     for event in recording.kernel_events:
         if event.name != KERNEL_STATE_EVENT or event.src is None or event.dst is None:
             continue
-        if frozenset((event.src, event.dst)) != connection.key:
+        if _event_side(event, connection) is None:
             continue
         if event.time_ns < connection.start_ns - _KERNEL_SLACK_NS:
             continue
         if connection.next_start_ns is not None and event.time_ns >= connection.next_start_ns - _KERNEL_SLACK_NS:
             continue
         yield event
+
+
+def _event_side(event, connection: Connection) -> Optional[Endpoint]:
+    """The side of `connection` a kernel event speaks for, or None.
+
+    A connecting socket moves to SYN_SENT before its port is bound, so that
+    event carries source port 0: it belongs to the client of a connection
+    to its destination."""
+    if frozenset((event.src, event.dst)) == connection.key:
+        return event.src
+    if event.src.port == 0 and event.dst == connection.server and event.src.host == connection.client.host:
+        return connection.client
+    return None
 
 
 def states_source(recording: Recording, connection: Connection) -> str:

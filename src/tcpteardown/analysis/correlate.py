@@ -1,0 +1,417 @@
+"""Link every failing socket call to the segment (or local act) that caused it.
+
+`correlate(recording) -> tuple[Link, ...]`: one Link per interesting call
+(every failure, every end-of-file), in call order. Which rule applies is
+decided by the table in `analysis/rules.py`; this module implements each row
+by name, one small function per rule (`_RULES` at the bottom maps names to
+functions).
+
+How a call finds its connection: by its local and remote endpoints when it
+has them (either may be missing: after an RST `getpeername` fails, a
+non-blocking connect shows no 4-tuple), otherwise by time and by which
+connection actually holds the evidence the rule looks for. Every candidate
+connection is searched; when more than one holds evidence, the link takes
+the most recent and says so in its caveats. It never guesses silently:
+missing packets, two RSTs, no 4-tuple, clock skew all become caveats.
+
+Clocks: calls recorded by our own recorder share the packets' clock; calls
+from strace are stamped to the microsecond, and application log lines are
+written some time after the call returned, so segments are matched to them
+with a tolerance (`TOLERANCE_NS`), and the link says so.
+
+Pure: never imports socket or scapy, never reads a file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterable, Optional
+
+from ..model import CauseKind, Endpoint, Link, Recording, Segment, SocketCall, TcpFlags
+from .rules import UNMATCHED, Rule, is_interesting, rule_for
+from .tcpstate import Connection, connections
+
+__all__ = ["correlate", "TOLERANCE_NS", "LOCAL_CLOSE_OPS"]
+
+# Per call source: (late, early) in ns. `late`: how far after the call's end
+# a segment may be stamped and still count as "before the call returned"
+# (clock truncation and skew). `early`: how long before the call's start a
+# connect's SYN may lie (a log line is written when the call has already
+# given up, a connect timeout can be minutes).
+TOLERANCE_NS: dict[str, tuple[int, int]] = {
+    "scenario": (0, 0),
+    "strace": (1_000_000, 1_000_000),
+    "log": (1_000_000_000, 300_000_000_000),
+}
+_DEFAULT_TOLERANCE = (1_000_000, 1_000_000)
+
+LOCAL_CLOSE_OPS = frozenset({"close", "shutdown"})
+
+
+@dataclass(frozen=True)
+class _Socket:
+    """A candidate for the socket a call was made on."""
+
+    conn: Connection
+    local: Optional[Endpoint]  # None: we could not tell which end made the call
+    caveats: tuple[str, ...] = ()
+
+    def toward(self, seg: Segment) -> bool:
+        """`seg` reached this socket (was sent to it)."""
+        return self.local is None or seg.dst == self.local
+
+    def mine(self, seg: Segment) -> bool:
+        return self.local is None or seg.src == self.local
+
+
+@dataclass(frozen=True)
+class _Ctx:
+    recording: Recording
+    connections: tuple[Connection, ...]
+    call: SocketCall
+    late: int
+    early: int
+
+    @property
+    def deadline(self) -> int:
+        """Segments stamped up to here count as "before the call returned"."""
+        return self.call.end_ns + self.late
+
+
+def correlate(recording: Recording) -> tuple[Link, ...]:
+    conns = connections(recording)
+    links = []
+    for call in recording.calls:
+        if is_interesting(call):
+            late, early = TOLERANCE_NS.get(call.source, _DEFAULT_TOLERANCE)
+            links.append(_link(_Ctx(recording, conns, call, late, early)))
+    return tuple(links)
+
+
+def _link(ctx: _Ctx) -> Link:
+    for rule in rule_for(ctx.call):
+        link = _RULES[rule.name](ctx, rule)
+        if link is not None:
+            return link
+    return _make(ctx, UNMATCHED, None, (
+        f"no correlation rule for {ctx.call.op}() -> {ctx.call.outcome}; nothing is linked",))
+
+
+# -- finding the socket -----------------------------------------------------
+
+def _candidates(ctx: _Ctx) -> list[_Socket]:
+    """Connections the call may have been made on, most plausible first."""
+    call = ctx.call
+    found = []
+    for conn in ctx.connections:
+        if call.local is not None and call.local not in conn.key:
+            continue
+        if call.remote is not None and call.remote not in conn.key:
+            continue
+        if conn.start_ns > ctx.deadline:
+            continue  # began after the call returned
+        if conn.next_start_ns is not None and conn.next_start_ns <= call.start_ns - ctx.early:
+            continue  # the 4-tuple was reused before the call: the later use is the one
+        found.append(_Socket(conn, _local_side(call, conn)))
+    found.sort(key=lambda s: s.conn.start_ns, reverse=True)
+    if call.local is None and call.remote is None and found:
+        found = [_Socket(s.conn, s.local, (
+            "the call carries no 4-tuple: matched to its connection by time and by the evidence alone",))
+                 for s in found]
+    return found
+
+
+def _local_side(call: SocketCall, conn: Connection) -> Optional[Endpoint]:
+    if call.local is not None and call.local in conn.key:
+        return call.local
+    if call.remote is not None and call.remote in conn.key:
+        return conn.peer_of(call.remote)
+    if call.op in ("connect", "dial", "getsockopt"):
+        return conn.client
+    if conn.roles_known and call.role in ("client", "server"):
+        return conn.client if call.role == "client" else conn.server
+    return None
+
+
+def _search(ctx: _Ctx, find: Callable[[_Socket], Optional[tuple]]) -> tuple[Optional[_Socket], Optional[tuple], list[str]]:
+    """Run `find` over every candidate socket; the first with evidence wins.
+
+    Returns (socket, evidence, caveats). More than one candidate with
+    evidence is an ambiguity and becomes a caveat.
+    """
+    hits = []
+    for sock in _candidates(ctx):
+        evidence = find(sock)
+        if evidence is not None:
+            hits.append((sock, evidence))
+    if not hits:
+        return None, None, _no_evidence_caveats(ctx)
+    sock, evidence = hits[0]
+    caveats = list(sock.caveats)
+    if sock.local is None:
+        caveats.append("could not tell which end of the connection made the call; "
+                       "segments in both directions were considered")
+    if len(hits) > 1:
+        others = ", ".join(_conn_text(s.conn) for s, _ in hits[1:])
+        caveats.append(f"{len(hits)} connections hold matching evidence; linked to the latest "
+                       f"({_conn_text(sock.conn)}), not {others}")
+    caveats.extend(_skew_caveats(ctx))
+    return sock, evidence, caveats
+
+
+def _no_evidence_caveats(ctx: _Ctx) -> list[str]:
+    if not ctx.recording.segments:
+        return ["the recording holds no packets"]
+    if not _candidates(ctx):
+        where = " ".join(str(e) for e in (ctx.call.local, ctx.call.remote) if e is not None)
+        return [f"no connection in the capture matches this call{(' (' + where + ')') if where else ''}"]
+    return []
+
+
+def _skew_caveats(ctx: _Ctx) -> list[str]:
+    if ctx.call.source == "scenario" or not ctx.late:
+        return []
+    return [f"{ctx.call.source} times come from a different clock than the packets; "
+            f"segments were matched within {_duration(ctx.late)} of the call"]
+
+
+def _conn_text(conn: Connection) -> str:
+    return f"{conn.client} -> {conn.server} from {conn.start_ns / 1e9:.6f}"
+
+
+# -- evidence helpers ---------------------------------------------------------
+
+def _rsts_toward(ctx: _Ctx, sock: _Socket, before: Optional[int] = None) -> list[Segment]:
+    limit = ctx.deadline if before is None else before
+    return [s for s in sock.conn.segments if s.is_rst and sock.toward(s) and s.time_ns <= limit]
+
+
+def _fins_toward(ctx: _Ctx, sock: _Socket) -> list[Segment]:
+    return [s for s in sock.conn.segments if s.is_fin and not s.is_rst and sock.toward(s)
+            and s.time_ns <= ctx.deadline]
+
+
+def _same_socket(a: SocketCall, b: SocketCall) -> bool:
+    if a.pid is not None and a.fd is not None and b.pid is not None and b.fd is not None:
+        return a.pid == b.pid and a.fd == b.fd
+    if a.local is not None and b.local is not None:
+        return a.local == b.local
+    return a.role == b.role and a.fd == b.fd
+
+
+def _earlier_calls(ctx: _Ctx) -> list[SocketCall]:
+    """Calls on the same socket that ended before this one started."""
+    call = ctx.call
+    return [c for c in ctx.recording.calls if c is not call and _same_socket(c, call)
+            and c.end_ns <= call.start_ns]
+
+
+def _plural_caveat(segments: list[Segment], what: str, chosen: Segment) -> list[str]:
+    if len(segments) < 2:
+        return []
+    frames = ", ".join(str(s.frame) for s in segments)
+    return [f"{len(segments)} {what} reached this socket before the call returned (frames {frames}); "
+            f"linked to frame {chosen.frame}"]
+
+
+def _late_caveat(ctx: _Ctx, seg: Segment) -> list[str]:
+    if seg.time_ns > ctx.call.end_ns:
+        return [f"frame {seg.frame} is stamped {_duration(seg.time_ns - ctx.call.end_ns)} after the call "
+                f"returned; linked within the clock tolerance"]
+    return []
+
+
+def _duration(ns: int) -> str:
+    if ns >= 1_000_000_000:
+        return f"{ns / 1e9:.3f} s"
+    if ns >= 1_000_000:
+        return f"{ns / 1e6:.3f} ms"
+    return f"{ns / 1e3:.1f} us"
+
+
+def _make(ctx: _Ctx, rule: Rule, cause: Optional[Segment], caveats: Iterable[str], *,
+          sentence: str = "", related: tuple[Segment, ...] = (), local_call: Optional[SocketCall] = None) -> Link:
+    call = ctx.call
+    head = f"{call.op}() -> {call.outcome}"
+    explanation = f"{head}: {sentence}" if sentence else f"{head}: {rule.description.split(': ', 1)[-1]}"
+    return Link(call=call, kind=rule.kind, rule=rule.name, explanation=explanation, cause=cause,
+                related=related, local_call=local_call, caveats=tuple(dict.fromkeys(caveats)))
+
+
+def _sent_by(seg: Segment, sock: _Socket) -> str:
+    role = sock.conn.role_of(seg.src) if sock.conn.roles_known else "peer"
+    return f"the {role} ({seg.src})"
+
+
+# -- the rules, one function per row of rules.RULES ----------------------------
+
+def _closed_descriptor(ctx: _Ctx, rule: Rule) -> Link:
+    closes = [c for c in _earlier_calls(ctx) if c.op == "close"]
+    if not closes:
+        return _make(ctx, rule, None, ["no close() of this descriptor was recorded before the call"],
+                     sentence="the descriptor had already been closed by this process; no packet caused it")
+    close = closes[-1]
+    return _make(ctx, rule, None, [], local_call=close,
+                 sentence=f"this process had closed the socket itself at {close.end_ns / 1e9:.6f}; "
+                          f"no packet caused it")
+
+
+def _recv_reset(ctx: _Ctx, rule: Rule) -> Link:
+    sock, rsts, caveats = _search(ctx, lambda s: _rsts_toward(ctx, s) or None)
+    if sock is None:
+        return _make(ctx, rule, None, caveats + ["no RST toward this socket in the capture "
+                                                 "(capture started late, or packets were dropped)"],
+                     sentence="an RST must have reached the socket, but the capture does not show it")
+    rst = rsts[-1]
+    caveats += _plural_caveat(rsts, "RSTs", rst) + _late_caveat(ctx, rst)
+    return _make(ctx, rule, rst, caveats,
+                 sentence=f"{_sent_by(rst, sock)} sent RST (frame {rst.frame}) before the call returned")
+
+
+def _send_reset(ctx: _Ctx, rule: Rule) -> Link:
+    sock, rsts, caveats = _search(ctx, lambda s: _rsts_toward(ctx, s) or None)
+    if sock is None:
+        return _make(ctx, rule, None, caveats + ["no RST toward this socket in the capture "
+                                                 "(capture started late, or packets were dropped)"],
+                     sentence="an RST must have reached the socket, but the capture does not show it")
+    rst = rsts[-1]
+    caveats += _plural_caveat(rsts, "RSTs", rst) + _late_caveat(ctx, rst)
+    reported = [c for c in _earlier_calls(ctx) if c.errno == "ECONNRESET" and c.end_ns >= rst.time_ns]
+    if reported:
+        caveats.append(f"an earlier {reported[0].op}() already reported ECONNRESET for this RST")
+    fins = [f for f in _fins_toward(ctx, sock) if f.time_ns <= rst.time_ns]
+    if fins:
+        caveats.append(f"the peer's FIN (frame {fins[0].frame}) came before the RST: in CLOSE_WAIT an "
+                       "RST usually leaves EPIPE, not ECONNRESET")
+    return _make(ctx, rule, rst, caveats,
+                 sentence=f"{_sent_by(rst, sock)} sent RST (frame {rst.frame}) while the connection was "
+                          f"established; this was the first call after it, so it reported the error the RST left")
+
+
+def _send_epipe_after_rst(ctx: _Ctx, rule: Rule) -> Optional[Link]:
+    sock, rsts, caveats = _search(ctx, lambda s: _rsts_toward(ctx, s) or None)
+    if sock is None:
+        return None  # no RST: the next row (our own close) decides
+    rst = rsts[-1]
+    caveats += _plural_caveat(rsts, "RSTs", rst) + _late_caveat(ctx, rst)
+    reported = [c for c in _earlier_calls(ctx) if c.errno == "ECONNRESET" and c.end_ns >= rst.time_ns]
+    fins = [f for f in _fins_toward(ctx, sock) if f.time_ns <= rst.time_ns]
+    if reported:
+        how = (f"an earlier {reported[0].op}() reported ECONNRESET and cleared it, so later writes find "
+               "the connection gone: EPIPE")
+    elif fins:
+        how = (f"it arrived after the peer's FIN (frame {fins[0].frame}), in CLOSE_WAIT, which leaves EPIPE "
+               "for the next write")
+    else:
+        how = "the connection was reset before this write, so the write finds it gone: EPIPE"
+    return _make(ctx, rule, rst, caveats,
+                 sentence=f"{_sent_by(rst, sock)} sent RST (frame {rst.frame}) earlier; {how}")
+
+
+def _send_epipe_local(ctx: _Ctx, rule: Rule) -> Link:
+    closes = [c for c in _earlier_calls(ctx) if c.op in LOCAL_CLOSE_OPS]
+    sock = next(iter(_candidates(ctx)), None)
+    if not closes:
+        return _make(ctx, rule, None, ["no RST reached this socket and no shutdown()/close() of it was "
+                                       "recorded; the cause is not in the evidence"],
+                     sentence="no RST reached the socket; EPIPE without one means this side had shut down writing")
+    local = closes[-1]
+    related = ()
+    if sock is not None and sock.local is not None:
+        fin = next((s for s in sock.conn.segments if s.is_fin and s.src == sock.local
+                    and s.time_ns >= local.start_ns), None)
+        related = (fin,) if fin is not None else ()
+    return _make(ctx, rule, None, [], related=related, local_call=local,
+                 sentence=f"no RST reached the socket; this process had called {local.op}() on it "
+                          f"at {local.end_ns / 1e9:.6f}, so writing was already shut down")
+
+
+def _refusals(ctx: _Ctx, sock: _Socket) -> Optional[tuple]:
+    lo = ctx.call.start_ns - ctx.early
+    syns = [s for s in sock.conn.segments if s.is_syn and not s.flags & TcpFlags.ACK
+            and sock.mine(s) and lo <= s.time_ns <= ctx.deadline]
+    answers = [r for r in sock.conn.segments if r.is_rst and r.flags & TcpFlags.ACK
+               and r.time_ns <= ctx.deadline
+               and any(r.dst == s.src and r.ack == (s.seq + 1) % (1 << 32) for s in syns)]
+    return (answers, syns) if answers else None
+
+
+def _connect_refused(ctx: _Ctx, rule: Rule) -> Link:
+    sock, evidence, caveats = _search(ctx, lambda s: _refusals(ctx, s))
+    if sock is None:
+        return _make(ctx, rule, None, caveats + ["no RST/ACK answering a SYN of ours in the capture"],
+                     sentence="an RST/ACK must have answered the SYN, but the capture does not show it")
+    answers, syns = evidence
+    rst = answers[-1]
+    if len(answers) > 1:
+        caveats.append(f"{len(answers)} SYNs were refused during the call (frames "
+                       f"{', '.join(str(a.frame) for a in answers)}); linked to the last")
+    caveats += _late_caveat(ctx, rst)
+    return _make(ctx, rule, rst, caveats, related=tuple(syns),
+                 sentence=f"{rst.src} answered the SYN with RST/ACK (frame {rst.frame}): nothing was listening")
+
+
+def _unanswered(ctx: _Ctx, sock: _Socket) -> Optional[tuple]:
+    lo = ctx.call.start_ns - ctx.early
+    syns = [s for s in sock.conn.segments if s.is_syn and not s.flags & TcpFlags.ACK
+            and sock.mine(s) and lo <= s.time_ns <= ctx.deadline]
+    if not syns:
+        return None
+    answers = [s for s in sock.conn.segments if s.is_syn and s.flags & TcpFlags.ACK and s.dst == syns[0].src]
+    return syns, answers
+
+
+def _connect_timeout(ctx: _Ctx, rule: Rule) -> Link:
+    sock, evidence, caveats = _search(ctx, lambda s: _unanswered(ctx, s))
+    if sock is None:
+        return _make(ctx, rule, None, caveats + ["no SYN of ours in the capture during the call"],
+                     sentence="the connection attempt timed out, but the capture shows no SYN for it")
+    syns, answers = evidence
+    if answers:
+        caveats.append(f"a SYN/ACK did arrive (frame {answers[0].frame}): the timeout was the "
+                       "application's, not the network's")
+    sent = f"{len(syns)} SYNs" if len(syns) > 1 else "one SYN"
+    return _make(ctx, rule, syns[0], caveats, related=tuple(syns[1:]),
+                 sentence=f"{sent} to {syns[0].dst} (first: frame {syns[0].frame}) went unanswered")
+
+
+def _recv_eof(ctx: _Ctx, rule: Rule) -> Link:
+    sock, fins, caveats = _search(ctx, lambda s: _fins_toward(ctx, s) or None)
+    if sock is None:
+        return _make(ctx, rule, None, caveats + ["no FIN toward this socket in the capture"],
+                     sentence="the peer must have sent FIN, but the capture does not show it")
+    fin = fins[0]
+    if len({f.seq for f in fins}) > 1:
+        caveats.append(f"{len(fins)} FINs with different sequence numbers reached this socket; linked to the first")
+    caveats += _late_caveat(ctx, fin)
+    return _make(ctx, rule, fin, caveats,
+                 sentence=f"{_sent_by(fin, sock)} sent FIN (frame {fin.frame}): no more data will come")
+
+
+def _recv_timeout(ctx: _Ctx, rule: Rule) -> Link:
+    call = ctx.call
+    caveats = list(_skew_caveats(ctx))
+    arrived = []
+    for sock in _candidates(ctx):
+        arrived += [s for s in sock.conn.segments if sock.toward(s) and call.start_ns <= s.time_ns <= call.end_ns
+                    and (s.payload_len or s.is_fin or s.is_rst)]
+    if arrived:
+        caveats.append(f"{len(arrived)} segment(s) with data, FIN or RST did arrive during the call "
+                       f"(first: frame {arrived[0].frame})")
+        sentence = "the call gave up waiting although segments arrived"
+    else:
+        sentence = f"nothing arrived during the {_duration(call.end_ns - call.start_ns)} the call waited"
+    return _make(ctx, rule, None, caveats, sentence=sentence)
+
+
+_RULES: dict[str, Callable[[_Ctx, Rule], Optional[Link]]] = {
+    "closed-descriptor": _closed_descriptor,
+    "recv-reset": _recv_reset,
+    "send-reset": _send_reset,
+    "send-epipe-after-rst": _send_epipe_after_rst,
+    "send-epipe-local": _send_epipe_local,
+    "connect-refused": _connect_refused,
+    "connect-timeout": _connect_timeout,
+    "recv-eof": _recv_eof,
+    "recv-timeout": _recv_timeout,
+}

@@ -1,0 +1,127 @@
+"""`tcpteardown explain CAPTURE`: which segment made each socket call fail, in words or JSON.
+
+CAPTURE is a bundle (socket calls included) or any pcap/pcapng. Socket calls
+can be added from an strace log (`--strace`) and from application log lines
+(`--log`); lines those importers cannot read are reported on stderr with
+their line numbers and skipped. The text output is one paragraph per link
+(`views.narrative.paragraph`); `--json` prints DESIGN.md's contract.
+
+Output formats are a table (`FORMATS`): another view (the ladder helper's
+`--markdown`) adds a row with its flag and a renderer taking
+`(links, recording, options)`, without touching the rest.
+
+Exit codes: 0 when it ran (whatever it found), 2 on bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+from typing import Callable, Optional
+
+from ..errors import UserError
+
+HELP = "link each failing socket call to the FIN or RST that caused it (text or --json)"
+
+LANGS = ("go", "python", "java", "node", "curl")
+
+
+def _render_text(links, recording, args) -> str:
+    from ..views.narrative import narrate
+
+    return narrate(links, recording, lang=args.lang, tz=args.tzinfo)
+
+
+def _render_json(links, recording, args) -> str:
+    from ..views.narrative import links_to_json
+
+    return json.dumps(links_to_json(links, recording, lang=args.lang, tz=args.tzinfo), indent=2)
+
+
+# flag (dest in args) -> renderer. The first flag that is set wins; text otherwise.
+FORMATS: dict[str, Callable] = {"json": _render_json}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("capture", metavar="CAPTURE", help="a tcpteardown bundle, or any pcap/pcapng file")
+    parser.add_argument("--strace", metavar="FILE", action="append", default=[],
+                        help="socket calls from an strace log (strace -f -ttt -T -yy); may repeat")
+    parser.add_argument("--log", metavar="FILE", action="append", default=[],
+                        help="socket errors from application log lines (Go, Python, Java, Node, curl); may repeat")
+    parser.add_argument("--tz", metavar="TZ",
+                        help="time zone for log lines without one, and for printed times (default UTC), "
+                             "e.g. Europe/Paris or +02:00")
+    parser.add_argument("--json", action="store_true", help="print DESIGN.md's JSON contract instead of text")
+    parser.add_argument("--lang", choices=LANGS, type=str.lower,
+                        help="quote each errno as this language prints it")
+
+
+def parse_tz(text: Optional[str]) -> Optional[dt.tzinfo]:
+    """`Europe/Paris`, `UTC`, `+02:00` or `-0500` as a tzinfo (None: UTC)."""
+    if not text:
+        return None
+    stripped = text.strip()
+    if stripped[:1] in "+-" and stripped[1:].replace(":", "").isdigit():
+        digits = stripped[1:].replace(":", "")
+        if len(digits) in (2, 4):
+            hours, minutes = int(digits[:2]), int(digits[2:] or 0)
+            sign = -1 if stripped[0] == "-" else 1
+            if hours < 24 and minutes < 60:
+                return dt.timezone(sign * dt.timedelta(hours=hours, minutes=minutes))
+    try:
+        from zoneinfo import ZoneInfo
+
+        return ZoneInfo(stripped)
+    except Exception:  # ZoneInfoNotFoundError, ValueError for odd keys
+        raise UserError(f"--tz {text!r}: not a time zone (expected e.g. UTC, Europe/Paris, +02:00)") from None
+
+
+def load(args: argparse.Namespace):
+    """The recording from CAPTURE plus the calls of every --strace/--log file."""
+    from ..formats.bundle import load_recording
+
+    recording = load_recording(args.capture)
+    extra = []
+    for path in args.strace:
+        extra.extend(_import("strace", path, args))
+    for path in args.log:
+        extra.extend(_import("log", path, args))
+    return recording.with_calls(extra) if extra else recording
+
+
+def _import(kind: str, path: str, args: argparse.Namespace):
+    if kind == "strace":
+        from ..formats.strace import parse_strace as parse
+
+        result = _call_importer(parse, path, {})
+    else:
+        from ..formats.applog import parse_log as parse
+
+        result = _call_importer(parse, path, {"tz": args.tzinfo})
+    for problem in getattr(result, "problems", ()):
+        print(f"tcpteardown explain: warning: {problem}", file=sys.stderr)
+    return tuple(getattr(result, "calls", result))
+
+
+def _call_importer(parse, path: str, options: dict):
+    try:
+        return parse(path, **{k: v for k, v in options.items() if v is not None})
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a directory, expected a log file") from None
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not a text file (byte offset {exc.start})") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..analysis.correlate import correlate
+
+    args.tzinfo = parse_tz(args.tz)
+    recording = load(args)
+    links = correlate(recording)
+    render = next((fn for flag, fn in FORMATS.items() if getattr(args, flag, False)), _render_text)
+    print(render(links, recording, args))
+    return 0

@@ -1,0 +1,248 @@
+"""Links told for people: one short paragraph per link, and the JSON contract.
+
+`paragraph(link, recording)` is the sentence an engineer pastes into an
+incident write-up and the line a student reads under the ladder:
+
+    17:26:02.140166 client write() failed with EPIPE (Go: write: broken pipe)
+    because the server sent RST (frame 9, 0.201 ms earlier) when data arrived
+    on a socket it had already closed (inferred from the packets: TCP_ABORT_ON_DATA).
+
+When the recording holds the kernel's `sock:inet_sk_error_report` for that
+socket, the paragraph bridges RST and errno with it ("...which set
+ECONNRESET on the client socket; this recv() returned it").
+
+`links_to_json(links, recording)` produces exactly DESIGN.md's
+`tcpteardown explain --json` contract. Choices the contract leaves open:
+
+- `call.time` is when the call *returned* (its outcome became visible);
+  the ladder draws the whole call, the contract needs one instant;
+- `cause.reason` is the kernel's reason name (``"NO_SOCKET"``) when the
+  witness saw the RST, and the inferred one with a suffix
+  (``"NO_SOCKET (inferred)"``) otherwise, so a reader of the JSON can never
+  mistake a guess for the kernel's word; null when neither is known or the
+  cause is no RST;
+- for `local-close`, `cause.time` is when our own close()/shutdown()
+  returned, `src` our local endpoint, and `frame`/`dst`/`flags` null;
+- for `syn-unanswered`, the cause is the first SYN (its retransmissions are
+  in `Link.related`, not in the JSON).
+
+Times print in UTC unless a zone is given. Never does I/O.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Iterable, Optional
+
+from .. import errnos
+from ..analysis.reasons import reason_phrase, render_reason, reset_reason
+from ..analysis.tcpstate import connection_of
+from ..model import CauseKind, Endpoint, KernelEvent, Link, Recording, Segment
+
+__all__ = ["paragraph", "narrate", "links_to_json", "timestamp", "outcome_text", "cause_text"]
+
+ERROR_REPORT = "sock:inet_sk_error_report"
+
+# Rules whose correlate sentence adds something the first sentence lacks.
+# For the first two only what follows the first "; " is new (the rest
+# restates the cause).
+_DETAIL_AFTER_SEMICOLON = frozenset({"send-reset", "send-epipe-after-rst"})
+_DETAIL_RULES = _DETAIL_AFTER_SEMICOLON | {"recv-timeout", "no-rule"}
+
+
+def timestamp(time_ns: int, tz: Optional[_dt.tzinfo] = None) -> str:
+    """``17:26:02.140166`` in `tz` (UTC when None)."""
+    moment = _dt.datetime.fromtimestamp(time_ns // 1_000_000_000, tz or _dt.timezone.utc)
+    return f"{moment:%H:%M:%S}.{(time_ns % 1_000_000_000) // 1000:06d}"
+
+
+def _ago(ns: int) -> str:
+    if ns < 0:
+        return f"{_scale(-ns)} later"
+    return f"{_scale(ns)} earlier"
+
+
+def _scale(ns: int) -> str:
+    if ns >= 1_000_000_000:
+        return f"{ns / 1e9:.3f} s"
+    if ns >= 1_000_000:
+        return f"{ns / 1e6:.3f} ms"
+    return f"{ns / 1e3:.0f} us"
+
+
+def _language_phrase(link: Link, lang: Optional[str], os_name: str) -> str:
+    call = link.call
+    name = call.outcome
+    try:
+        if lang:
+            text = errnos.phrase(name, lang, op=call.op, local=call.local, remote=call.remote, os=os_name)
+            label = {"go": "Go", "python": "Python", "java": "Java", "node": "Node", "curl": "curl"}.get(
+                lang.lower(), lang)
+            return f" ({label}: {text})" if text else ""
+        text = errnos.strerror(name, os_name)
+    except ValueError:  # an errno the Rosetta does not know
+        return ""
+    return f" ({text})" if text else ""
+
+
+def outcome_text(link: Link, lang: Optional[str] = None, os_name: str = "Linux") -> str:
+    """``write() failed with EPIPE (Go: write: broken pipe)`` / ``recv() returned end-of-file``."""
+    call = link.call
+    if call.is_eof:
+        tail = f" (Go: {errnos.phrase('EOF', lang, op=call.op)})" if lang and lang.lower() == "go" else ""
+        return f"{call.op}() returned end-of-file (0 bytes){tail}"
+    return f"{call.op}() failed with {call.outcome}{_language_phrase(link, lang, os_name)}"
+
+
+def _who(endpoint: Endpoint, seg: Segment, recording: Recording) -> str:
+    conn = connection_of(recording, seg)
+    if conn is None or not conn.roles_known:
+        return f"the peer {endpoint}"
+    return f"the {conn.role_of(endpoint)} ({endpoint})"
+
+
+def cause_text(link: Link, recording: Recording) -> str:
+    """The because-clause: what caused the outcome, with frame and timing."""
+    call, seg = link.call, link.cause
+    if link.kind is CauseKind.LOCAL_CLOSE:
+        own = link.local_call
+        if own is None:
+            return "this side had closed the socket itself (no packet caused it)"
+        return (f"this side had called {own.op}() on the socket itself ({_ago(call.end_ns - own.end_ns)}); "
+                "no packet caused it")
+    if link.kind is CauseKind.NONE or seg is None:
+        if link.kind in (CauseKind.RST, CauseKind.FIN):
+            what = "an RST" if link.kind is CauseKind.RST else "a FIN"
+            return f"{what} reached the socket, but the capture does not show it"
+        return link.explanation.split(": ", 1)[-1]
+    when = f"frame {seg.frame}, {_ago(call.end_ns - seg.time_ns)}"
+    if link.kind is CauseKind.SYN_UNANSWERED:
+        tries = 1 + len(link.related)
+        return (f"its SYN to {seg.dst} (frame {seg.frame}) went unanswered"
+                + (f" through {tries} tries" if tries > 1 else ""))
+    sender = _who(seg.src, seg, recording)
+    if link.kind is CauseKind.FIN:
+        return f"{sender} sent FIN ({when}): it will send no more data"
+    text = f"{sender} sent {'RST/ACK' if link.rule == 'connect-refused' else 'RST'} ({when})"
+    reason, inferred = reset_reason(seg, recording)
+    phrase = reason_phrase(reason)
+    if reason and phrase:
+        if inferred:
+            text += f" because {phrase} (inferred from the packets: {reason})"
+        else:
+            text += f"; its kernel said {reason}: {phrase}"
+    elif reason:
+        text += f" (kernel reason {reason})"
+    return text
+
+
+def _error_report(link: Link, recording: Recording) -> Optional[KernelEvent]:
+    """The kernel's inet_sk_error_report for the socket the RST reached."""
+    seg = link.cause
+    if seg is None or link.kind is not CauseKind.RST:
+        return None
+    victim = seg.dst
+    candidates = [e for e in recording.kernel_events if e.name == ERROR_REPORT and e.src == victim
+                  and (e.dst is None or e.dst == seg.src)
+                  and seg.time_ns - 5_000_000 <= e.time_ns <= link.call.end_ns + 1_000_000]
+    if not candidates:
+        return None
+    return min(candidates, key=lambda e: abs(e.time_ns - seg.time_ns))
+
+
+def _error_name(event: KernelEvent) -> Optional[str]:
+    value = event.get("error")
+    if value is None:
+        return None
+    value = value.strip().lstrip("-")
+    if value.isdigit():
+        return errnos.name_from_number(int(value), "Linux") or f"errno {value}"
+    return value
+
+
+def _bridge(link: Link, recording: Recording) -> str:
+    event = _error_report(link, recording)
+    if event is None:
+        return ""
+    name = _error_name(event)
+    if not name:
+        return ""
+    conn = connection_of(recording, link.cause)
+    whose = f"the {conn.role_of(event.src)} socket" if conn and conn.roles_known else f"the socket {event.src}"
+    call = link.call
+    if name == call.outcome:
+        then = f"this {call.op}() returned it"
+    else:
+        then = f"this {call.op}() returned {call.outcome}"
+    return f"The kernel saw the RST set {name} on {whose} (sock:inet_sk_error_report); {then}."
+
+
+def paragraph(link: Link, recording: Recording, *, lang: Optional[str] = None,
+              tz: Optional[_dt.tzinfo] = None) -> str:
+    """One short paragraph telling `link` for people."""
+    call = link.call
+    os_name = recording.metadata.os or "Linux"
+    head = f"{timestamp(call.end_ns, tz)} {call.role} {outcome_text(link, lang, os_name)}"
+    parts = [f"{head} because {cause_text(link, recording)}."]
+    bridge = _bridge(link, recording)
+    if bridge:
+        parts.append(bridge)
+    if link.rule in _DETAIL_RULES:
+        detail = link.explanation.split(": ", 1)[-1]
+        if link.rule in _DETAIL_AFTER_SEMICOLON:
+            detail = detail.split("; ", 1)[-1]
+        parts.append(detail[0].upper() + detail[1:] + ".")
+    if link.caveats:
+        parts.append("Caveat: " + "; ".join(link.caveats) + ".")
+    return " ".join(parts)
+
+
+def narrate(links: Iterable[Link], recording: Recording, *, lang: Optional[str] = None,
+            tz: Optional[_dt.tzinfo] = None) -> str:
+    """All paragraphs, blank-line separated (the text of `tcpteardown explain`)."""
+    paragraphs = [paragraph(link, recording, lang=lang, tz=tz) for link in links]
+    if not paragraphs:
+        return "No socket call failed or reached end-of-file in this recording."
+    return "\n\n".join(paragraphs)
+
+
+# -- JSON -------------------------------------------------------------------
+
+def _endpoint(endpoint: Optional[Endpoint]) -> Optional[str]:
+    return str(endpoint) if endpoint is not None else None
+
+
+def _seconds(ns: Optional[int]) -> Optional[float]:
+    return ns / 1e9 if ns is not None else None
+
+
+def _cause_json(link: Link, recording: Recording) -> dict:
+    seg = link.cause
+    if seg is not None:
+        reason = None
+        if seg.is_rst:
+            reason = render_reason(*reset_reason(seg, recording))
+        return {"kind": link.kind.value, "frame": seg.frame, "time": _seconds(seg.time_ns),
+                "src": _endpoint(seg.src), "dst": _endpoint(seg.dst), "flags": seg.flags.render(),
+                "reason": reason}
+    own = link.local_call
+    return {"kind": link.kind.value, "frame": None, "time": _seconds(own.end_ns) if own else None,
+            "src": _endpoint(link.call.local) if link.kind is CauseKind.LOCAL_CLOSE else None,
+            "dst": None, "flags": None, "reason": None}
+
+
+def links_to_json(links: Iterable[Link], recording: Recording, *, lang: Optional[str] = None,
+                  tz: Optional[_dt.tzinfo] = None) -> dict:
+    """DESIGN.md's contract: ``{"links": [{"call", "cause", "rule", "explanation"}]}``."""
+    out = []
+    for link in links:
+        call = link.call
+        out.append({
+            "call": {"source": call.source, "time": _seconds(call.end_ns), "op": call.op,
+                     "errno": call.outcome, "pid": call.pid, "fd": call.fd,
+                     "local": _endpoint(call.local), "remote": _endpoint(call.remote), "text": call.text},
+            "cause": _cause_json(link, recording),
+            "rule": link.rule,
+            "explanation": paragraph(link, recording, lang=lang, tz=tz),
+        })
+    return {"links": out}
