@@ -1,0 +1,488 @@
+"""strace logs -> SocketCalls: the socket side of a story, from production.
+
+Reads what `strace -f -ttt -T -yy -o FILE` writes, and the plainer forms:
+``-tt`` or ``-t`` wall clock (needs `date=`), no ``-T``, no ``-f`` pid column,
+``[pid N]`` prefixes (strace writing to stderr), per-pid files from
+``-ff -o NAME`` (the pid is taken from the ``NAME.PID`` suffix).
+
+What it understands:
+- ``<unfinished ...>`` / ``<... read resumed>`` pairs, across pids;
+- fds annotated by ``-yy``: ``3<TCP:[127.0.0.1:50389->127.0.0.1:8080]>``,
+  ``3<TCPv6:[[::1]:5->[::1]:6]>``, ``3<TCP:[8730]>`` (inode only: not bound
+  yet); without ``-yy`` an fd counts as TCP once ``socket(AF_INET*,
+  SOCK_STREAM)``, ``accept`` or an inet ``connect`` made it one;
+- a non-blocking ``connect`` returning EINPROGRESS whose outcome arrives later
+  through ``getsockopt(fd, SOL_SOCKET, SO_ERROR, [ECONNREFUSED], [4])`` (Go
+  does this): the two become ONE ``connect`` call from the connect's start to
+  the getsockopt's end, with the SO_ERROR errno (None when it was 0), the
+  remote endpoint taken from the connect's sockaddr;
+- read/recv* returning 0 (end-of-file: result 0, errno None);
+- ``= -1 EPIPE (Broken pipe)``; ``--- SIGPIPE ---`` and ``+++ exited +++``
+  lines (no calls, never a problem).
+
+Calls kept (only on TCP fds): connect, accept (accept4), read, write, recv,
+recvfrom, recvmsg, readv, send, sendto, sendmsg, writev, sendfile, close,
+shutdown. Op names are the syscall names (``accept4`` -> ``accept``,
+``sendfile64`` -> ``sendfile``, ``*mmsg`` -> ``*msg``); the model's
+RECEIVE_OPS/SEND_OPS know them all. Calls interrupted with ERESTART* are
+dropped (the kernel restarts them and strace prints the restart).
+IPv4-mapped IPv6 addresses (``::ffff:127.0.0.1``) become plain IPv4, as they
+appear in a capture.
+
+Every call: ``source="strace"``, role = the process name when the log shows its
+execve (``curl``), else ``pid N``; start_ns from the timestamp, end_ns = start
++ the ``-T`` duration (or the resumed line's time), text = the original
+line(s). A line that cannot be read becomes a problem
+``"path:LINE: what was expected"`` and is skipped; nothing here raises for bad
+input. Pure: lines in, an ImportResult out (`read_strace_file` is the only
+function that opens a file).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import re
+from typing import Iterable, Optional, Union
+
+from tcpteardown.errnos import name_from_number
+from tcpteardown.formats.imported import ImportResult
+from tcpteardown.model import Endpoint, SocketCall
+
+__all__ = ["parse_strace", "read_strace_file", "ImportResult"]
+
+# syscall -> op name in the model
+_OPS = {
+    "connect": "connect", "accept": "accept", "accept4": "accept",
+    "read": "read", "write": "write", "recv": "recv", "send": "send",
+    "recvfrom": "recvfrom", "sendto": "sendto", "recvmsg": "recvmsg", "sendmsg": "sendmsg",
+    "recvmmsg": "recvmsg", "sendmmsg": "sendmsg", "readv": "readv", "writev": "writev",
+    "sendfile": "sendfile", "sendfile64": "sendfile", "close": "close", "shutdown": "shutdown",
+}
+# syscalls read only to learn about fds, processes and endpoints
+_BOOKKEEPING = frozenset({"socket", "bind", "getsockname", "getpeername", "getsockopt",
+                          "clone", "clone3", "fork", "vfork", "execve", "dup", "dup2", "dup3"})
+_WANTED = frozenset(_OPS) | _BOOKKEEPING
+
+_PREFIX_RE = re.compile(
+    r"(?:\[pid\s+(?P<pid1>\d+)\]\s+|(?P<pid2>\d+)\s+(?=[\d<a-z_+\-]))?"
+    r"(?:(?P<epoch>\d{9,}\.\d+)|(?P<clock>\d\d:\d\d:\d\d)(?:\.(?P<frac>\d+))?|(?P<rel>\d{1,8}\.\d+))?\s*")
+_NAME_RE = re.compile(r"([a-z_][a-z0-9_]*)\(")
+_RESUMED_RE = re.compile(r"<\.\.\. ([a-z_][a-z0-9_]*) resumed>")
+_RESULT_RE = re.compile(
+    r"\)\s+=\s+(?P<ret>-?\d+|\?|0x[0-9a-fA-F]+)(?P<ann><.*?>)?"
+    r"(?:\s+(?P<errno>E[A-Z0-9]+)\s+\((?P<errtext>[^)]*)\))?(?:\s+\([^)]*\))?"
+    r"(?:\s+<(?P<dur>\d+\.\d+)>)?\s*$")
+_FD_RE = re.compile(r"(?P<fd>-?\d+)(?:<(?P<proto>[A-Za-z0-9\-]+):\[(?P<inner>.*?)\]>|<(?P<other>[^>]*)>+)?")
+_SOCKADDR_RE = re.compile(
+    r"sin6?_port=htons\((?P<port>\d+)\).*?"
+    r"(?:inet_addr\(\"(?P<v4>[^\"]+)\"\)|inet_pton\(AF_INET6?,\s*\"(?P<v6>[^\"]+)\")")
+_SO_ERROR_RE = re.compile(r"SO_ERROR,\s*\[(?P<value>[A-Z0-9]+)\]")
+_PID_SUFFIX_RE = re.compile(r"\.(\d+)$")
+_UNFINISHED = " <unfinished ...>"
+
+
+class _Socket:
+    """What we know about one TCP fd of one process."""
+
+    __slots__ = ("local", "remote", "waiting")
+
+    def __init__(self) -> None:
+        self.local: Optional[Endpoint] = None
+        self.remote: Optional[Endpoint] = None
+        self.waiting: list[dict] = []  # calls still missing an endpoint
+
+    def learn(self, local: Optional[Endpoint], remote: Optional[Endpoint]) -> None:
+        if local is not None:
+            self.local = local
+        if remote is not None:
+            self.remote = remote
+        if self.waiting and (local or remote):
+            still = []
+            for call in self.waiting:
+                call["local"] = call["local"] or self.local
+                call["remote"] = call["remote"] or self.remote
+                if call["local"] is None or call["remote"] is None:
+                    still.append(call)
+            self.waiting = still
+
+
+_ENDPOINTS: dict[str, Optional[Endpoint]] = {}
+
+
+def _endpoint(text: str) -> Optional[Endpoint]:
+    """Endpoint from strace's ``127.0.0.1:80`` / ``[::1]:80`` text (cached)."""
+    found = _ENDPOINTS.get(text, _ENDPOINTS)
+    if found is not _ENDPOINTS:
+        return found  # type: ignore[return-value]
+    try:
+        endpoint: Optional[Endpoint] = Endpoint.parse(text)
+        if endpoint.host.startswith("::ffff:") and "." in endpoint.host:
+            endpoint = Endpoint(endpoint.host[7:], endpoint.port)
+    except ValueError:
+        endpoint = None
+    if len(_ENDPOINTS) < 100_000:
+        _ENDPOINTS[text] = endpoint
+    return endpoint
+
+
+def _sockaddr(args: str) -> Optional[Endpoint]:
+    m = _SOCKADDR_RE.search(args)
+    if not m:
+        return None
+    host = m.group("v4") or m.group("v6")
+    return _endpoint(f"[{host}]:{m.group('port')}" if ":" in host else f"{host}:{m.group('port')}")
+
+
+def _tuple(inner: str) -> tuple[Optional[Endpoint], Optional[Endpoint]]:
+    """``A->B`` / ``A`` / ``inode`` from a TCP annotation -> (local, remote)."""
+    if inner.isdigit():
+        return None, None
+    local, arrow, remote = inner.partition("->")
+    return _endpoint(local), (_endpoint(remote) if arrow else None)
+
+
+def _ns_from_decimal(text: str) -> int:
+    whole, _, frac = text.partition(".")
+    return int(whole) * 1_000_000_000 + int((frac + "000000000")[:9])
+
+
+class _Reader:
+    """One pass over an strace log; state per process and per fd."""
+
+    def __init__(self, path: str, pid: Optional[int], date: Optional[_dt.date],
+                 tz: Optional[_dt.tzinfo]) -> None:
+        self.path = path
+        self.default_pid = pid
+        self.date = date
+        self.tz = tz or _dt.timezone.utc
+        self.calls: list[dict] = []
+        self.problems: list[str] = []
+        self.noted: set[str] = set()
+        self.pending: dict[Optional[int], tuple[str, int, str, str, int]] = {}
+        self.connecting: dict[tuple, dict] = {}
+        self.sockets: dict[tuple, _Socket] = {}
+        self.group: dict[Optional[int], Optional[int]] = {}
+        self.names: dict[Optional[int], str] = {}
+        self.day_offset_ns = 0
+        self.last_clock_ns: Optional[int] = None
+        self.midnight_ns: Optional[int] = None
+
+    # -- reporting ---------------------------------------------------------
+    def problem(self, line_no: int, text: str) -> None:
+        self.problems.append(f"{self.path}:{line_no}: {text}")
+
+    def note_once(self, key: str, text: str) -> None:
+        if key not in self.noted:
+            self.noted.add(key)
+            self.problems.append(f"{self.path}: {text}")
+
+    # -- time --------------------------------------------------------------
+    def start_ns(self, m: re.Match, line_no: int) -> int:
+        epoch = m.group("epoch")
+        if epoch:
+            return _ns_from_decimal(epoch)
+        clock = m.group("clock")
+        if clock:
+            return self.clock_ns(clock, m.group("frac") or "0")
+        if m.group("rel"):
+            self.note_once("rel", "relative timestamps (strace -r) cannot be placed on the capture's "
+                                  "clock; times start at 0 (use strace -ttt)")
+            return 0
+        self.note_once("notime", "no timestamps in this log; all calls are placed at time 0 "
+                                 "(run strace with -ttt -T)")
+        return 0
+
+    def clock_ns(self, clock: str, frac: str) -> int:
+        if self.midnight_ns is None:
+            date = self.date
+            if date is None:
+                date = _dt.date(1970, 1, 1)
+                self.note_once("nodate", "strace -tt/-t times carry no date; assumed 1970-01-01 "
+                                         "(pass date=, or record with strace -ttt)")
+            midnight = _dt.datetime(date.year, date.month, date.day, tzinfo=self.tz)
+            self.midnight_ns = int(midnight.timestamp()) * 1_000_000_000
+        hours, minutes, seconds = int(clock[0:2]), int(clock[3:5]), int(clock[6:8])
+        of_day = ((hours * 60 + minutes) * 60 + seconds) * 1_000_000_000 + int((frac + "000000000")[:9])
+        if self.last_clock_ns is not None and of_day + 43_200 * 1_000_000_000 < self.last_clock_ns:
+            self.day_offset_ns += 86_400 * 1_000_000_000  # past midnight
+        self.last_clock_ns = of_day
+        return self.midnight_ns + self.day_offset_ns + of_day
+
+    # -- processes and fds -------------------------------------------------
+    def fd_group(self, pid: Optional[int]) -> Optional[int]:
+        return self.group.get(pid, pid)
+
+    def role(self, pid: Optional[int]) -> str:
+        name = self.names.get(pid)
+        if name:
+            return name
+        return f"pid {pid}" if pid is not None else "traced process"
+
+    def socket_of(self, pid: Optional[int], fd: int, create: bool) -> Optional[_Socket]:
+        key = (self.fd_group(pid), fd)
+        found = self.sockets.get(key)
+        if found is None and create:
+            found = self.sockets[key] = _Socket()
+        return found
+
+    def forget(self, pid: Optional[int], fd: int) -> None:
+        key = (self.fd_group(pid), fd)
+        self.sockets.pop(key, None)
+        pending = self.connecting.pop(key, None)
+        if pending is not None:
+            self.calls.append(pending)
+
+    # -- lines -------------------------------------------------------------
+    def feed(self, line_no: int, raw: str) -> None:
+        line = raw.rstrip("\n")
+        if not line.strip():
+            return
+        m = _PREFIX_RE.match(line)
+        body = line[m.end():]
+        pid_text = m.group("pid1") or m.group("pid2")
+        pid = int(pid_text) if pid_text else self.default_pid
+        if body.startswith("---") or body.startswith("strace:"):
+            return  # signals, strace's own notes
+        if body.startswith("+++"):
+            self.exited(pid)
+            return
+        if body.startswith("<..."):
+            self.resumed(line_no, line, body, pid, m)
+            return
+        name_match = _NAME_RE.match(body)
+        if not name_match:
+            if body.startswith("????") or body.startswith("Process "):
+                return
+            self.problem(line_no, "expected an strace line: [pid] [time] syscall(args) = result")
+            return
+        name = name_match.group(1)
+        if name not in _WANTED:
+            return
+        start = self.start_ns(m, line_no)
+        if body.endswith(_UNFINISHED):
+            self.pending[pid] = (name, start, body[: -len(_UNFINISHED)], line, line_no)
+            return
+        self.complete(line_no, name, body, pid, start, line)
+
+    def resumed(self, line_no: int, line: str, body: str, pid: Optional[int], prefix: re.Match) -> None:
+        m = _RESUMED_RE.match(body)
+        if not m:
+            self.problem(line_no, "expected '<... syscall resumed>'")
+            return
+        name = m.group(1)
+        if name not in _WANTED:
+            self.pending.pop(pid, None)
+            return
+        rest = body[m.end():]
+        stamp = self.start_ns(prefix, line_no)
+        started = self.pending.pop(pid, None)
+        if started is None or started[0] != name:
+            # The start is missing (trace attached mid-call): keep what the result says.
+            self.problem(line_no, f"'{name} resumed' without its '<unfinished ...>' start for pid {pid}; "
+                                  f"arguments unknown")
+            body = f"{name}(?" + rest
+            self.complete(line_no, name, body, pid, None, line, resumed_at=stamp)
+            return
+        _, start, head, first_line, _ = started
+        text = first_line + "\n" + line
+        self.complete(line_no, name, head + rest, pid, start, text, resumed_at=stamp)
+
+    def exited(self, pid: Optional[int]) -> None:
+        started = self.pending.pop(pid, None)
+        if started is not None:
+            name, start, head, first_line, line_no = started
+            if name in _OPS:
+                self.complete(line_no, name, head + ") = ?", pid, start, first_line)
+
+    def complete(self, line_no: int, name: str, body: str, pid: Optional[int],
+                 start: Optional[int], text: str, resumed_at: Optional[int] = None) -> None:
+        paren = len(name) + 1
+        m = _RESULT_RE.search(body, paren - 1)
+        if not m:
+            self.problem(line_no, f"expected '{name}(...) = RESULT' (the line may be cut short)")
+            return
+        args = body[paren: m.start()]
+        ret_text = m.group("ret")
+        errno = m.group("errno")
+        if errno and errno.startswith("ERESTART"):
+            return
+        dur = m.group("dur")
+        if start is None:  # resumed without its start: work back from the duration
+            start = resumed_at - (_ns_from_decimal(dur) if dur else 0)  # type: ignore[operator]
+        if dur:
+            end = start + _ns_from_decimal(dur)
+        else:
+            end = resumed_at if resumed_at is not None else start
+        ret = None if ret_text == "?" else int(ret_text, 0)
+        if name in _BOOKKEEPING:
+            self.bookkeep(name, args, ret, m.group("ann"), errno, pid, end, text)
+            return
+        fd_match = _FD_RE.match(args)
+        if not fd_match:
+            self.problem(line_no, f"expected an fd as the first argument of {name}()")
+            return
+        fd = int(fd_match.group("fd"))
+        sock = self.tcp_socket(pid, fd, fd_match, name, args)
+        if sock is None:
+            return
+        op = _OPS[name]
+        call = {"role": self.role(pid), "op": op, "start_ns": start, "end_ns": end,
+                "result": ret, "errno": errno, "pid": pid, "fd": fd,
+                "local": sock.local, "remote": sock.remote, "source": "strace", "text": text}
+        if op == "accept":
+            self.accepted(call, sock, args, ret, m.group("ann"), pid)
+        elif op == "connect":
+            remote = _sockaddr(args)
+            sock.learn(None, remote)
+            call["remote"] = sock.remote
+            if errno == "EINPROGRESS":
+                self.connecting[(self.fd_group(pid), fd)] = call
+                if call["local"] is None:
+                    sock.waiting.append(call)
+                return
+        if call["local"] is None or call["remote"] is None:
+            sock.waiting.append(call)
+        self.calls.append(call)
+        if op == "close" and ret == 0:
+            self.forget(pid, fd)
+
+    def tcp_socket(self, pid: Optional[int], fd: int, fd_match: re.Match, name: str,
+                   args: str) -> Optional[_Socket]:
+        """The TCP socket behind `fd`, or None when `fd` is something else."""
+        proto = fd_match.group("proto")
+        if proto in ("TCP", "TCPv6"):
+            sock = self.socket_of(pid, fd, create=True)
+            local, remote = _tuple(fd_match.group("inner"))
+            sock.learn(local, remote)  # type: ignore[union-attr]
+            return sock
+        if proto is not None and proto != "socket":
+            self.sockets.pop((self.fd_group(pid), fd), None)  # UDP, UNIX, NETLINK...
+            return None
+        if fd_match.group("other"):
+            return None  # a file, a pipe, an epoll fd
+        sock = self.socket_of(pid, fd, create=False)
+        if sock is None and name == "connect" and _sockaddr(args) is not None:
+            sock = self.socket_of(pid, fd, create=True)
+        return sock
+
+    def accepted(self, call: dict, listener: _Socket, args: str, ret: Optional[int],
+                 ann: Optional[str], pid: Optional[int]) -> None:
+        if ret is None or ret < 0:
+            return
+        new = self.socket_of(pid, ret, create=True)
+        assert new is not None
+        new.local, new.remote, new.waiting = listener.local, _sockaddr(args), []
+        if ann:
+            fd_match = _FD_RE.match(f"{ret}{ann}")
+            if fd_match and fd_match.group("inner") is not None:
+                new.learn(*_tuple(fd_match.group("inner")))
+        call.update(fd=ret, local=new.local, remote=new.remote)
+        if new.local is None or new.remote is None:
+            new.waiting.append(call)
+
+    def bookkeep(self, name: str, args: str, ret: Optional[int], ann: Optional[str],
+                 errno: Optional[str], pid: Optional[int], end: int, text: str) -> None:
+        if name == "socket":
+            if ret is not None and ret >= 0:
+                self.forget(pid, ret)
+                is_tcp = ("AF_INET" in args and "SOCK_STREAM" in args) or bool(ann and "<TCP" in ann)
+                if is_tcp:
+                    self.socket_of(pid, ret, create=True)
+            return
+        if name in ("clone", "clone3", "fork", "vfork"):
+            if ret is not None and ret > 0:
+                if "CLONE_THREAD" in args or "CLONE_FILES" in args:
+                    self.group[ret] = self.fd_group(pid)
+                else:  # a new process: its own copy of the fd table
+                    parent = self.fd_group(pid)
+                    for (group, fd), sock in list(self.sockets.items()):
+                        if group == parent:
+                            copy = _Socket()
+                            copy.local, copy.remote = sock.local, sock.remote
+                            self.sockets[(ret, fd)] = copy
+                if pid in self.names:
+                    self.names[ret] = self.names[pid]
+            return
+        if name == "execve":
+            if ret == 0:
+                path = args.split('"', 2)[1] if args.startswith('"') else ""
+                if path:
+                    self.names[pid] = os.path.basename(path)
+            return
+        fd_match = _FD_RE.match(args)
+        if not fd_match:
+            return
+        fd = int(fd_match.group("fd"))
+        if name in ("dup", "dup2", "dup3"):
+            return
+        sock = self.tcp_socket(pid, fd, fd_match, name, args)
+        if sock is None:
+            return
+        if name == "bind" and errno is None:
+            sock.learn(_sockaddr(args), None)
+        elif name == "getsockname" and errno is None:
+            sock.learn(_sockaddr(args), None)
+        elif name == "getpeername" and errno is None:
+            sock.learn(None, _sockaddr(args))
+        elif name == "getsockopt":
+            self.so_error(args, pid, fd, end, text)
+
+    def so_error(self, args: str, pid: Optional[int], fd: int, end: int, text: str) -> None:
+        m = _SO_ERROR_RE.search(args)
+        if not m:
+            return
+        key = (self.fd_group(pid), fd)
+        call = self.connecting.pop(key, None)
+        if call is None:
+            return
+        value = m.group("value")
+        if value.isdigit():
+            errno = None if value == "0" else (name_from_number(int(value)) or f"errno {value}")
+        else:
+            errno = value
+        call.update(end_ns=end, errno=errno, result=0 if errno is None else -1,
+                    text=call["text"] + "\n" + text)
+        self.calls.append(call)
+
+    def finish(self) -> ImportResult:
+        for pid in list(self.pending):
+            self.exited(pid)
+        self.calls.extend(self.connecting.values())
+        self.connecting.clear()
+        self.calls.sort(key=lambda call: (call["start_ns"], call["end_ns"]))
+        calls = tuple(SocketCall(**call) for call in self.calls)
+        return ImportResult(calls, tuple(self.problems))
+
+
+def _as_date(date: Union[None, str, _dt.date]) -> Optional[_dt.date]:
+    if date is None or isinstance(date, _dt.date):
+        return date
+    return _dt.date.fromisoformat(date)
+
+
+def parse_strace(lines: Iterable[str], *, path: str = "<strace>", pid: Optional[int] = None,
+                 date: Union[None, str, _dt.date] = None,
+                 tz: Optional[_dt.tzinfo] = None) -> ImportResult:
+    """Socket calls on TCP fds from strace output lines.
+
+    `path` names the source in problems (and, for ``-ff -o NAME`` files called
+    ``NAME.PID``, gives the pid). `pid` is the pid for lines without a pid
+    column (default: from `path`, else unknown). `date` (``date`` or
+    ``"YYYY-MM-DD"``) and `tz` (a tzinfo, default UTC) place ``-tt``/``-t``
+    wall-clock times; without `date` they land on 1970-01-01 and a problem
+    says so. Never raises for bad lines: they are skipped and reported.
+    """
+    if pid is None:
+        suffix = _PID_SUFFIX_RE.search(path)
+        pid = int(suffix.group(1)) if suffix else None
+    reader = _Reader(path, pid, _as_date(date), tz)
+    for line_no, line in enumerate(lines, 1):
+        reader.feed(line_no, line)
+    return reader.finish()
+
+
+def read_strace_file(path: Union[str, "os.PathLike[str]"], **options) -> ImportResult:
+    """`parse_strace` over a file (UTF-8, undecodable bytes replaced)."""
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        return parse_strace(handle, path=str(path), **options)

@@ -1,0 +1,3 @@
+module teardowns
+
+go 1.19
