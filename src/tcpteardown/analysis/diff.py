@@ -25,6 +25,7 @@ time into `aligned_rows`, and every row is inspected for differences:
 | `OnlyIn`            | a segment or call has no partner in the other recording     |
 | `FlagDifference`    | partners whose flags differ (RST where the other has FIN)   |
 | `PayloadDifference` | partners whose payload lengths differ                       |
+| `ReasonDifference`  | partner RSTs the kernel witness saw sent for other reasons  |
 | `OutcomeDifference` | partner calls that ended differently (errno names, EOF, ok) |
 | `StateDifference`   | matching segments after which a side's TCP state differs    |
 | `TimingDifference`  | a step came later/earlier, or took longer, beyond tolerance |
@@ -57,7 +58,7 @@ from .rules import op_family
 from .tcpstate import Connection, connections, infer_states, state_at
 
 __all__ = ["DEFAULT_TOLERANCE_NS", "SegmentStep", "CallStep", "Difference", "OnlyIn", "FlagDifference",
-           "PayloadDifference", "OutcomeDifference", "StateDifference", "TimingDifference",
+           "PayloadDifference", "ReasonDifference", "OutcomeDifference", "StateDifference", "TimingDifference",
            "OptionDifference", "AlignedRow", "SideSummary", "DiffResult", "Normalised", "diff",
            "normalise", "pick_connection", "align"]
 
@@ -201,6 +202,19 @@ class PayloadDifference(Difference):
     def describe(self) -> str:
         return (f"{self.a.arrow} {self.a.flags.render()}: {self.a.payload_len} payload bytes in A "
                 f"(frame {self.a.frame}), {self.b.payload_len} in B (frame {self.b.frame})")
+
+
+@dataclass(frozen=True, slots=True)
+class ReasonDifference(Difference):
+    """Partner RSTs that the kernel witness saw sent for different reasons."""
+
+    kind: ClassVar[str] = "reason"
+    a: SegmentStep
+    b: SegmentStep
+
+    def describe(self) -> str:
+        return (f"{self.a.arrow} {self.a.flags.render()}: sent for {self.a.reset_reason} in A, "
+                f"for {self.b.reset_reason} in B")
 
 
 @dataclass(frozen=True, slots=True)
@@ -674,6 +688,8 @@ def _segment_differences(row: int, x: SegmentStep, y: SegmentStep) -> list[Diffe
         found.append(FlagDifference(row, x, y))
     if x.payload_len != y.payload_len:
         found.append(PayloadDifference(row, x, y))
+    if x.reset_reason and y.reset_reason and x.reset_reason != y.reset_reason:
+        found.append(ReasonDifference(row, x, y))
     found += _option_differences(row, x, y)
     return found
 

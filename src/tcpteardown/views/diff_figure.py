@@ -1,0 +1,130 @@
+"""The diff as a figure: both ladders side by side, one aligned step per row, differing rows highlighted.
+
+Rows, not time, run down the page: row n of A's ladder and row n of B's
+are partners, so the eye compares across, and a step only one recording has
+leaves a gap in the other. Each ladder has the client's lifeline on the
+left and the server's on the right; a segment is an arrow between them
+(RST red, FIN blue, SYN grey, data and ACKs black, as in every tcpteardown
+figure), a socket call a label beside its side's lifeline (failed red).
+Rows that differ get a band across both ladders and their row number in
+the margin; the legend says what each mark means.
+
+This module only draws a `DiffResult` on a matplotlib Figure (Agg, no
+pyplot state); it never analyses or reads files. Same input, same bytes
+(through `style.save_figure`).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+from ..analysis.diff import AlignedRow, CallStep, DiffResult, SegmentStep
+from ..model import TcpFlags
+from . import style
+from .diff_table import row_mark
+
+CLIENT_X, SERVER_X = 0.22, 0.78
+ROW_HEIGHT_IN = 0.32
+BAND_CHANGED = "#fff3c4"  # both have the step, it differs
+BAND_ONLY = "#fde0dc"  # one recording lacks the step
+
+
+def _flags_colour(flags: TcpFlags) -> str:
+    if flags & TcpFlags.RST:
+        return style.RST
+    if flags & TcpFlags.FIN:
+        return style.FIN
+    if flags & TcpFlags.SYN:
+        return style.SYN
+    return style.DATA
+
+
+def _draw_step(ax, y: float, step, differs: bool) -> None:
+    weight = "bold" if differs else "normal"
+    if isinstance(step, SegmentStep):
+        start, end = (CLIENT_X, SERVER_X) if step.sender == "client" else (SERVER_X, CLIENT_X)
+        colour = _flags_colour(step.flags)
+        ax.annotate("", xy=(end, y + 0.18), xytext=(start, y - 0.18),
+                    arrowprops={"arrowstyle": "-|>", "color": colour, "lw": 1.6 if differs else 1.1,
+                                "shrinkA": 0, "shrinkB": 0})
+        label = step.flags.render() + (f" len={step.payload_len}" if step.payload_len else "")
+        ax.text(0.5, y - 0.08, label, ha="center", va="bottom", fontsize=style.SMALL, color=colour,
+                fontweight=weight, bbox={"facecolor": "white", "edgecolor": "none", "pad": 0.5})
+    elif isinstance(step, CallStep):
+        colour = style.OK if step.outcome == "ok" else style.EOF if step.outcome == "EOF" else style.FAILURE
+        if step.side == "server":
+            ax.text(SERVER_X + 0.02, y, step.label, ha="left", va="center", fontsize=style.SMALL,
+                    color=colour, fontweight=weight)
+        else:
+            ax.text(CLIENT_X - 0.02, y, step.label, ha="right", va="center", fontsize=style.SMALL,
+                    color=colour, fontweight=weight)
+        x = SERVER_X if step.side == "server" else CLIENT_X
+        ax.plot([x], [y], marker="o", markersize=4, color=colour)
+
+
+def _draw_ladder(ax, rows: tuple[AlignedRow, ...], pick: str, title: str) -> None:
+    count = len(rows)
+    ax.set_xlim(-0.45, 1.45)
+    ax.set_ylim(count + 0.2, -1.2)
+    ax.axis("off")
+    for x, name in ((CLIENT_X, "client"), (SERVER_X, "server")):
+        ax.plot([x, x], [-0.6, count - 0.4], color=style.LIFELINE, lw=1.0)
+        ax.text(x, -0.75, name, ha="center", va="bottom", fontsize=style.FONT, fontweight="bold")
+    ax.set_title(title, fontsize=style.FONT, loc="center")
+    for number, row in enumerate(rows):
+        if row.differs:
+            colour = BAND_ONLY if row.a is None or row.b is None else BAND_CHANGED
+            ax.axhspan(number - 0.45, number + 0.45, color=colour, zorder=0, lw=0)
+        step = row.a if pick == "a" else row.b
+        if step is None:
+            if row.differs:
+                ax.text(0.5, number, "(absent)", ha="center", va="center", fontsize=style.SMALL,
+                        color=style.MUTED, style="italic")
+            continue
+        _draw_step(ax, number, step, row.differs)
+
+
+def draw_diff(result: DiffResult, *, title: Optional[str] = None) -> Figure:
+    """A Figure with A's ladder left, B's right, one aligned step per row."""
+    rows = result.aligned_rows
+    height = 1.9 + ROW_HEIGHT_IN * max(len(rows), 1)
+    with style.figure_style():
+        figure = Figure(figsize=(11.0, height))
+        top = 1 - 0.95 / height
+        bottom = 0.75 / height
+        margin = figure.add_axes((0.0, bottom, 0.04, top - bottom))
+        left = figure.add_axes((0.04, bottom, 0.48, top - bottom))
+        right = figure.add_axes((0.52, bottom, 0.48, top - bottom))
+        _draw_ladder(left, rows, "a", _side_title("A", result.a))
+        _draw_ladder(right, rows, "b", _side_title("B", result.b))
+        margin.set_xlim(0, 1)
+        margin.set_ylim(left.get_ylim())
+        margin.axis("off")
+        for number, row in enumerate(rows):
+            if row.differs:
+                margin.text(0.95, number, f"{row_mark(row)}{number + 1}", ha="right", va="center",
+                            fontsize=style.SMALL, color=style.FAILURE, fontweight="bold")
+        count = len(result.differences)
+        verdict = ("the teardowns match" if result.matches
+                   else f"{count} difference{'s' if count != 1 else ''}")
+        figure.suptitle(title or f"tcpteardown diff: {verdict}", fontsize=style.TITLE,
+                        y=1 - 0.12 / height, va="top")
+        figure.legend(handles=[
+            Patch(color=BAND_CHANGED, label="differs"),
+            Patch(color=BAND_ONLY, label="only in one"),
+            Patch(color=style.FIN, label="FIN"),
+            Patch(color=style.RST, label="RST / failed call"),
+            Patch(color=style.OK, label="call ok"),
+        ], loc="lower center", ncol=5, fontsize=style.SMALL, frameon=False)
+    return figure
+
+
+def _side_title(name: str, side) -> str:
+    label = side.label if side.label and side.label != name else ""
+    text = f"{name}: {label}" if label else name
+    if side.os:
+        text += f" ({side.os})"
+    return text
