@@ -1,0 +1,74 @@
+"""A recording as a sequence of steps, for stepping through it in class.
+
+One step per segment or socket call, in time order, each with both sides'
+TCP state right after it, what happened, and why (the correlation's
+explanation for a failing call, the kernel's reason for an RST). Pure: the
+widget in `stepper.py` only shows these.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+from ..analysis.reasons import reason_phrase, render_reason, reset_reason
+from ..analysis.relative import relative_numbers
+from ..analysis.tcpstate import Connection, connections, infer_states, state_at
+from ..model import Link, Recording
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    index: int
+    time_ns: int
+    kind: str  # "segment" or "call"
+    what: str  # one line: who did what
+    why: str  # the explanation, or "" when nothing needs one
+    client_state: Optional[str]
+    server_state: Optional[str]
+    frame: Optional[int] = None  # the segment's frame, for segment steps
+    failed: bool = False
+
+
+def build_steps(recording: Recording, links: Sequence[Link] = (), connection: Optional[Connection] = None) -> list[Step]:
+    """Every segment and socket call of `connection` (default: the first), in time order."""
+    conns = connections(recording)
+    conn = connection or (conns[0] if conns else None)
+    timelines = infer_states(recording, conn) if conn else {}
+    client_line = timelines.get(conn.client, []) if conn else []
+    server_line = timelines.get(conn.server, []) if conn else []
+    relative = relative_numbers(recording.segments)
+    why_of = {id(link.call): link.explanation for link in links}
+    events = []
+    for seg in (conn.segments if conn else ()):
+        who = conn.role_of(seg.src)
+        rel_seq, rel_ack = relative[seg.frame]
+        what = (f"{who} → {'server' if who == 'client' else 'client'}: {seg.flags.render()} "
+                f"seq={rel_seq} ack={rel_ack} len={seg.payload_len} (frame {seg.frame})")
+        why = ""
+        if seg.is_rst:
+            reason, inferred = reset_reason(seg, recording)
+            phrase = reason_phrase(reason)
+            why = f"RST reason: {render_reason(reason, inferred)}" + (f" — {phrase}" if phrase else "")
+        events.append((seg.time_ns, 1, "segment", what, why, seg.frame, False))
+    for call in recording.calls:
+        if conn and call.local is not None and call.local not in (conn.client, conn.server):
+            continue
+        result = call.outcome if call.outcome != "ok" else f"= {call.result}"
+        events.append((call.end_ns, 0, "call", f"{call.role}: {call.op}() {result}",
+                       why_of.get(id(call), ""), None, call.failed))
+    events.sort(key=lambda e: (e[0], e[1]))
+    return [Step(i, t, kind, what, why, state_at(client_line, t), state_at(server_line, t), frame, failed)
+            for i, (t, _order, kind, what, why, frame, failed) in enumerate(events)]
+
+
+def step_html(step: Step, total: int, start_ns: int) -> str:
+    """The panel under the slider: what happened, both states, why."""
+    colour = "#c0392b" if step.failed or "RST" in step.what.split("(")[0] else "#222"
+    why = f"<p style='margin:4px 0'><b>Why:</b> {step.why}</p>" if step.why else ""
+    return (f"<div style='font-family:sans-serif;font-size:15px;line-height:1.4'>"
+            f"<p style='margin:4px 0'>Step {step.index + 1} of {total} · "
+            f"+{(step.time_ns - start_ns) / 1e6:.3f} ms</p>"
+            f"<p style='margin:4px 0;color:{colour}'><b>{step.what}</b></p>"
+            f"<p style='margin:4px 0'>client: <b>{step.client_state or '—'}</b> &nbsp;·&nbsp; "
+            f"server: <b>{step.server_state or '—'}</b></p>{why}</div>")
