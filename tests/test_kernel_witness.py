@@ -417,3 +417,83 @@ def test_filters_from_format_fields():
     assert send_reset == ("skbaddr", "saddr", "reason")
     assert port_filter(send_reset, [80]) is None  # filtered after parsing instead
     assert port_filter(("sport", "dport"), []) is None
+
+
+# --------------------------------------------------------------------------
+# Every scenario of the library, through the runner (which starts the witness)
+
+# The reasons this machine's kernel (6.18) gives, per scenario, in RST order.
+SCENARIO_REASONS = {
+    "graceful-close": (),
+    "reset-by-peer": ("TCP_ABORT_ON_CLOSE",),
+    "broken-pipe": ("TCP_ABORT_ON_DATA",),
+    "write-after-reset": ("TCP_ABORT_ON_CLOSE",),
+    "refused": ("NO_SOCKET",),
+    "use-after-close": (),
+    "linger-abort": ("TCP_STATE",),
+}
+
+
+def _scenario_names():
+    from tcpteardown.scenarios import all_scenarios
+
+    return sorted(scenario.name for scenario in all_scenarios())
+
+
+@pytest.mark.needs_tracefs
+@pytest.mark.needs_capture
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+@pytest.mark.parametrize("name", _scenario_names())
+def test_every_scenario_rst_carries_its_kernel_reason_and_agrees(name, family):
+    from tcpteardown.scenarios import run_scenario
+
+    root = KernelWitness(())._root
+    before = _instances(root)
+    run = run_scenario(name, family=family)
+    recording = run.recording
+    assert _instances(root) == before, "the run left a tracefs instance behind"
+    sent = [e for e in recording.kernel_events if e.name == SEND_RESET]
+    resets = [s for s in recording.segments if s.is_rst]
+    assert check_agreement(recording.segments, recording.kernel_events) == ()
+    assert len(sent) == len(resets)
+    if any(e.get("reason") is None for e in sent):  # kernel before 6.10: nothing to attach
+        assert all(s.reset_reason is None for s in resets)
+        return
+    reasons = tuple(s.reset_reason for s in resets)
+    if name in SCENARIO_REASONS:
+        assert reasons == SCENARIO_REASONS[name]
+    else:
+        assert all(reasons), f"{name}: RSTs without a kernel reason: {resets}"
+
+
+NOT_ROOT_CHILD = """
+from tcpteardown.capture.kernel import KernelWitness
+witness = KernelWitness([80])
+with witness:
+    pass
+print(witness.available, witness.stop(), witness.reason, sep="|")
+"""
+
+
+def _run_as_nobody(code: str) -> subprocess.CompletedProcess:
+    """Run `code` as user nobody, with an interpreter nobody may execute."""
+    source = str(Path(__file__).resolve().parents[1] / "src")
+    for python in (sys.executable, "/usr/bin/python3"):
+        try:
+            return subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=60,
+                                  user=65534, group=65534, extra_groups=[], cwd="/",
+                                  env={"PYTHONPATH": source, "PATH": "/usr/bin:/bin"})
+        except (PermissionError, FileNotFoundError):
+            continue
+    pytest.skip("no Python interpreter that user nobody may execute")
+
+
+def test_without_root_the_witness_says_why_and_records_nothing(is_root):
+    if is_root:  # drop to nobody to see what a student's laptop sees
+        result = _run_as_nobody(NOT_ROOT_CHILD)
+    else:
+        result = subprocess.run([sys.executable, "-c", NOT_ROOT_CHILD], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    available, events, reason = result.stdout.strip().split("|")
+    assert (available, events) == ("False", "()")
+    assert "root" in reason or "Linux" in reason

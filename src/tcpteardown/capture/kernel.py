@@ -442,7 +442,8 @@ class KernelWitness:
         if self._root is None:
             _try_mount()
             self.reason = host.tracefs_problem()
-            self._root = host.tracefs_root()
+            if self.reason is None:  # (tracefs_root() itself may not stat as non-root)
+                self._root = host.tracefs_root()
         elif not (self._root / "instances").is_dir():
             self.reason = f"{self._root} is not a mounted tracefs (no instances/ directory)"
         elif not (self._root / "events" / "tcp" / "tcp_send_reset").is_dir():
