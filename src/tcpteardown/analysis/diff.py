@@ -48,6 +48,7 @@ This module is pure: it never imports socket or scapy, and never reads files.
 
 from __future__ import annotations
 
+import bisect
 import difflib
 from dataclasses import dataclass
 from typing import ClassVar, Iterable, Optional, Sequence, Union
@@ -354,6 +355,7 @@ class DiffResult:
     aligned_rows: tuple[AlignedRow, ...]
     differences: tuple[Difference, ...]
     tolerance_ns: int
+    notes: tuple[str, ...] = ()  # what was not compared, and why
 
     @property
     def matches(self) -> bool:
@@ -368,6 +370,7 @@ class DiffResult:
             "rows": [{"kind": row.kind, "a": _step_json(row.a), "b": _step_json(row.b),
                       "differences": [d.kind for d in row.differences]} for row in self.aligned_rows],
             "differences": [d.to_json() for d in self.differences],
+            "notes": list(self.notes),
         }
 
 
@@ -630,6 +633,12 @@ def diff(a: Recording, b: Recording, *, tolerance: Union[int, float, None] = Non
     call_pairs = align(na.calls, nb.calls, key=lambda c: c.key, same_slot=_same_call)
     seg_rows = [("segment", _get(na.segments, i), _get(nb.segments, j)) for i, j in seg_pairs]
     call_rows = [("call", _get(na.calls, i), _get(nb.calls, j)) for i, j in call_pairs]
+    notes = []
+    # A plain capture knows no socket calls: its silence about them is not a difference.
+    compare_calls = bool(na.calls) and bool(nb.calls)
+    for name, side, other in (("A", na, nb), ("B", nb, na)):
+        if not side.calls and other.calls:
+            notes.append(f"{name} has no socket calls (a plain capture): calls are shown, not compared")
     rows: list[AlignedRow] = []
     differences: list[Difference] = []
     previous: dict[str, tuple[int, int]] = {}  # kind -> times of the last paired step
@@ -637,7 +646,8 @@ def diff(a: Recording, b: Recording, *, tolerance: Union[int, float, None] = Non
     for number, (kind, x, y) in enumerate(_merge_by_time(seg_rows, call_rows)):
         found: list[Difference] = []
         if x is None or y is None:
-            found.append(OnlyIn(number, "A" if x is not None else "B", x if x is not None else y))
+            if kind == "segment" or compare_calls:
+                found.append(OnlyIn(number, "A" if x is not None else "B", x if x is not None else y))
             if kind == "segment":
                 states_equal = False  # the missing segment explains the states that follow
         elif kind == "segment":
@@ -659,7 +669,7 @@ def diff(a: Recording, b: Recording, *, tolerance: Union[int, float, None] = Non
             previous[kind] = (x.time_ns, y.time_ns)
         rows.append(AlignedRow(kind, x, y, tuple(found)))
         differences += found
-    return DiffResult(na.summary, nb.summary, tuple(rows), tuple(differences), tolerance_ns)
+    return DiffResult(na.summary, nb.summary, tuple(rows), tuple(differences), tolerance_ns, tuple(notes))
 
 
 def _get(steps: Sequence, index: Optional[int]):
@@ -667,10 +677,27 @@ def _get(steps: Sequence, index: Optional[int]):
 
 
 def _merge_by_time(first: list, second: list) -> Iterable[tuple]:
-    """Merge two aligned lists into one, by time, keeping each list's order."""
+    """Merge two aligned lists into one, by time, keeping each list's order.
+
+    Rows are placed by A's clock; a step only B has is placed by B's clock
+    shifted to the nearest earlier pair of partners (and kept before the
+    next pair), so it lands between the same steps in both ladders.
+    """
+    anchors = sorted((y.time_ns, x.time_ns) for _, x, y in (*first, *second)
+                     if x is not None and y is not None)
+
     def when(row):
         _, x, y = row
-        return (x if x is not None else y).time_ns
+        if x is not None:
+            return x.time_ns
+        at = bisect.bisect_right(anchors, (y.time_ns, float("inf")))
+        if at == 0:
+            return y.time_ns - (anchors[0][0] - anchors[0][1]) if anchors else y.time_ns
+        b_time, a_time = anchors[at - 1]
+        placed = a_time + (y.time_ns - b_time)
+        if at < len(anchors):
+            placed = min(placed, anchors[at][1] - 1)
+        return placed
 
     i = j = 0
     while i < len(first) or j < len(second):

@@ -17,11 +17,13 @@ MARK_SAME, MARK_CHANGED, MARK_ONLY_A, MARK_ONLY_B = " ", "!", "<", ">"
 
 
 def row_mark(row: AlignedRow) -> str:
+    if not row.differs:  # e.g. a call the other side's plain capture cannot know
+        return MARK_SAME
     if row.a is None:
         return MARK_ONLY_B
     if row.b is None:
         return MARK_ONLY_A
-    return MARK_CHANGED if row.differs else MARK_SAME
+    return MARK_CHANGED
 
 
 def step_text(step) -> str:
@@ -77,6 +79,7 @@ def render_table(result: DiffResult, *, width: Optional[int] = None) -> str:
     lines.append("-" * max(len(text) for text in (line(header), *body)))
     lines += body
     lines.append("")
+    lines += [f"Note: {note}." for note in result.notes]
     if result.matches:
         lines.append(f"The teardowns match (timing tolerance {result.tolerance_ns / 1e6:g} ms).")
     else:
