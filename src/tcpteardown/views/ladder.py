@@ -1,0 +1,489 @@
+"""The ladder diagram: one TCP connection, both sides, one time axis.
+
+Two lifelines (client left, server right, labelled with their endpoints);
+each segment an arrow from sender to receiver, labelled with its frame
+number, flags, relative seq/ack and payload length (RST red, FIN blue, SYN
+grey, data and ACKs black); each socket call a bar on its side's lifeline
+with its op and result, failures in red with the errno name and, with
+`lang`, how that language reports it; a dashed connector from each linked
+call to the segment (or our own close) that caused it; each side's TCP state
+along its lifeline; breaks where the compressed time axis cut idle time.
+
+Layout is in inches (x) and rows (y, see `timeaxis`), so label sizes are
+known when the page is sized and labels cannot collide by construction.
+This module must never touch pyplot's global state or the file system:
+`draw_ladder` returns a `matplotlib.figure.Figure`; `style.save_figure`
+writes it.
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Iterable, Optional, Sequence, Union
+
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import FancyArrowPatch, Patch, Rectangle
+
+from .. import errnos
+from ..analysis import reasons, rules, tcpstate
+from ..model import Link, Recording, Segment, SocketCall, TcpFlags
+from . import style
+from .connections import ConnectionView, connections, select_connection
+from .timeaxis import MIN_ROWS, TimeAxis, build_time_axis, format_elapsed
+
+__all__ = ["draw_ladder", "segment_label", "call_label", "LANGS"]
+
+LANGS = ("go", "python", "java", "node", "curl")
+
+# -- geometry (inches across, rows down) ----------------------------------------
+ROW_IN = 0.30  # one row of the time axis
+STATE_W = 1.05  # TCP state names, at the outer edges
+CALL_W = 2.7  # socket-call labels, next to their lifeline
+LANE_W = 0.24  # connector brackets, between the call labels and the lifeline
+MID_W = 3.1  # segment arrows and their labels
+X_CLIENT = CALL_W + STATE_W + LANE_W
+X_SERVER = X_CLIENT + MID_W
+X_MAX = X_SERVER + LANE_W + STATE_W + CALL_W
+MARGIN_LEFT = 0.85  # time ticks
+MARGIN_RIGHT = 0.15
+BAR_W = 0.09  # a call's activation bar on its lifeline
+LINE_ROWS = 0.6  # one text line, in rows
+CALL_WRAP = 38  # characters per line of a call's language phrase
+ROWS_ABOVE = 1.0  # room above the first event (its label sits above it)
+
+# Legend: what each colour means, in the order it is listed.
+SEGMENT_LEGEND = (("SYN", style.SYN, "SYN (opening)"), ("data", style.DATA, "data / ACK"),
+                  ("ACK", style.DATA, "data / ACK"), ("FIN", style.FIN, "FIN (orderly close)"),
+                  ("RST", style.RST, "RST (reset)"))
+
+
+@dataclass(frozen=True, slots=True)
+class _Placed:
+    """A label placed in one column: its anchor row, and the rows it spans above."""
+
+    row: float
+    height: float
+
+
+def draw_ladder(
+    recording: Recording,
+    links: Iterable[Link] = (),
+    *,
+    conn: Union[None, int, str] = None,
+    lang: Optional[str] = None,
+    time_axis: str = "compressed",
+    ax=None,
+) -> Figure:
+    """Draw one connection of `recording` as a ladder; return its Figure.
+
+    `links` come from `tcpteardown.analysis.correlate.correlate`; `conn`
+    picks the connection (index or ``"a:1-b:2"``; default: the one with the
+    first failing call); `lang` (go, python, java, node, curl) adds how that
+    language reports each failure; `time_axis` is ``compressed`` or ``real``.
+    With `ax`, draws into it (the caller owns its size) instead of a new Figure.
+    """
+    if lang is not None and lang.lower() not in LANGS:
+        raise ValueError(f"unknown language {lang!r} (expected one of {', '.join(LANGS)})")
+    found = connections(recording)
+    connection = select_connection(found, conn)
+    links = [link for link in links if link.call in connection.calls]
+    with style.figure_style():
+        return _Ladder(recording, connection, len(found), links, lang, time_axis).draw(ax)
+
+
+# -- labels (pure) ---------------------------------------------------------------
+
+def segment_label(segment: Segment, isn: dict, reason: Optional[str] = None) -> str:
+    """``#7 PSH,ACK seq=1 ack=1 len=9``: relative numbers, as Wireshark shows them."""
+    parts = [f"#{segment.frame}", segment.flags.render()]
+    base = isn.get(segment.src)
+    parts.append(f"seq={(segment.seq - base) % (1 << 32) if base is not None else segment.seq}")
+    if segment.flags & TcpFlags.ACK:
+        peer = isn.get(segment.dst)
+        parts.append(f"ack={(segment.ack - peer) % (1 << 32) if peer is not None else segment.ack}")
+    if segment.payload_len:
+        parts.append(f"len={segment.payload_len}")
+    text = " ".join(parts)
+    return f"{text}\n{reason}" if reason else text
+
+
+def call_label(call: SocketCall) -> str:
+    """``send() → EPIPE``, ``recv() → EOF``, ``send() = 9``."""
+    if call.failed:
+        return f"{call.op}() → {call.errno}"
+    if call.is_eof:
+        return f"{call.op}() → EOF"
+    if call.result is None:
+        return f"{call.op}()"
+    return f"{call.op}() = {call.result}"
+
+
+def initial_sequence_numbers(segments: Sequence[Segment]) -> dict:
+    """Each sender's ISN: its SYN's seq, else the first seq it sent."""
+    isn: dict = {}
+    for segment in segments:
+        if segment.is_syn:
+            isn[segment.src] = segment.seq
+    for segment in segments:
+        isn.setdefault(segment.src, segment.seq)
+    return isn
+
+
+def _phrase(call: SocketCall, lang: Optional[str], os_name: Optional[str]) -> Optional[str]:
+    if lang is None or not call.failed:
+        return None
+    try:
+        text = errnos.phrase(call.errno, lang, op=call.op, local=call.local, remote=call.remote,
+                             os=os_name or "Linux")
+    except (KeyError, ValueError):
+        return None
+    if not text:
+        return None
+    name = {"go": "Go", "python": "Python", "java": "Java", "node": "Node", "curl": "curl"}[lang.lower()]
+    return f"{name}: {text}"
+
+
+def wrap_phrase(text: str, width: int) -> list[str]:
+    """Greedy wrap that may also break after ``->`` (Go's ``a:1->b:2``)."""
+    tokens = re.findall(r"\S+?(?:->|\s+|$)", text)
+    lines, line = [], ""
+    for token in tokens:
+        if line and len(line + token.rstrip()) > width:
+            lines.append(line.rstrip())
+            line = ""
+        line += token
+    if line.strip():
+        lines.append(line.rstrip())
+    return lines
+
+
+def _delay_ns(recording: Recording) -> int:
+    value = recording.metadata.get("delay_ms")
+    try:
+        return max(int(float(value) * 1_000_000), 0) if value else 0
+    except ValueError:
+        return 0
+
+
+def _title(recording: Recording) -> str:
+    meta = recording.metadata
+    name = meta.scenario or (meta.source_file.rsplit("/", 1)[-1] if meta.source_file else "recording")
+    parts = [name]
+    system = " ".join(p for p in (meta.os, meta.kernel) if p)
+    if system:
+        parts.append(system)
+    started = meta.started_ns or recording.start_ns
+    if started:
+        when = datetime.fromtimestamp(started / 1e9, tz=timezone.utc)
+        parts.append(when.strftime("%Y-%m-%d %H:%M UTC"))
+    return " — ".join(parts)
+
+
+# -- the drawing -------------------------------------------------------------------
+
+class _Ladder:
+    def __init__(self, recording, connection: ConnectionView, count, links, lang, mode):
+        self.recording = recording
+        self.connection = connection
+        self.count = count
+        self.links = links
+        self.lang = lang
+        self.mode = mode
+        self.delay = _delay_ns(recording)
+        self.isn = initial_sequence_numbers(connection.segments)
+        self.x = {"client": X_CLIENT, "server": X_SERVER}
+        self.side = {connection.client: "client", connection.server: "server"}
+        self.calls = [(call, connection.side_of(call)) for call in connection.calls]
+        self.calls = [(call, side) for call, side in self.calls if side is not None]
+        self.states, self.states_from = self._states()
+        self.reasons = {s.frame: self._reason(s) for s in connection.segments if s.is_rst}
+        self.phrases = {id(call): _phrase(call, lang, recording.metadata.os) for call, _ in self.calls}
+        self.axis = self._time_axis()
+
+    # -- data --------------------------------------------------------------------
+    def _states(self):
+        timelines = tcpstate.infer_states(self.recording, self.connection.connection)
+        source = tcpstate.states_source(self.recording, self.connection.connection)
+        per_side = {}
+        for endpoint, timeline in timelines.items():
+            side = self.side.get(endpoint)
+            if side is None:
+                continue
+            last = {}
+            for when, state in timeline:
+                last[when] = state  # several changes at one instant: show where it ended
+            per_side[side] = sorted(last.items())
+        return per_side, source.split(" (")[0]
+
+    def _reason(self, segment: Segment) -> Optional[str]:
+        reason, inferred = reasons.reset_reason(segment, self.recording)
+        return reasons.render_reason(reason, inferred)
+
+    def _call_lines(self, call) -> list[str]:
+        lines = [call_label(call)]
+        phrase = self.phrases.get(id(call))
+        if phrase:
+            lines += wrap_phrase(phrase, CALL_WRAP)
+        return lines
+
+    def _receive_ns(self, segment: Segment) -> int:
+        return segment.time_ns + self.delay
+
+    def _time_axis(self) -> TimeAxis:
+        events = []
+        for segment in self.connection.segments:
+            lines = 2 if self.reasons.get(segment.frame) else 1
+            events.append((segment.time_ns, lines * LINE_ROWS + 0.4))
+            if self.delay:
+                events.append((self._receive_ns(segment), MIN_ROWS))
+        for call, _ in self.calls:
+            # The label hangs above the call's end: make room for it before
+            # the call starts, so the bar keeps its real extent in rows.
+            events.append((call.start_ns, len(self._call_lines(call)) * LINE_ROWS - 0.1))
+            events.append((call.end_ns, MIN_ROWS))
+        for timeline in self.states.values():
+            events.extend((when, LINE_ROWS) for when, _ in timeline)
+        return build_time_axis(events, self.mode)
+
+    # -- page --------------------------------------------------------------------
+    def draw(self, ax) -> Figure:
+        rules_used = self._rules_used()
+        legend_rows = 2
+        footer_in = 0.25 + 0.28 * legend_rows + 0.2 * sum(len(self._rule_lines(r)) for r in rules_used)
+        header_in = 1.25
+        body_rows = self.axis.height + ROWS_ABOVE + 0.8
+        if ax is None:
+            width = MARGIN_LEFT + X_MAX + MARGIN_RIGHT
+            height = header_in + body_rows * ROW_IN + footer_in
+            figure = Figure(figsize=(width, height))
+            ax = figure.add_axes((MARGIN_LEFT / width, footer_in / height,
+                                  X_MAX / width, body_rows * ROW_IN / height))
+        else:
+            figure = ax.figure
+        ax.set_axis_off()
+        ax.set_xlim(0, X_MAX)
+        self.bottom = self.axis.height + 0.8
+        ax.set_ylim(self.bottom, -ROWS_ABOVE)  # time flows downward
+        self._lifelines(ax)
+        self._breaks(ax)
+        self._ticks(ax)
+        self._states_drawn(ax)
+        self._segments(ax)
+        self._calls(ax)
+        self._connectors(ax)
+        self._header(ax)
+        self._legend(ax, rules_used)
+        return figure
+
+    def _header(self, ax):
+        ax.annotate(_title(self.recording), (0, 1), xycoords="axes fraction", xytext=(0, 62),
+                    textcoords="offset points", fontsize=style.TITLE, fontweight="bold", va="bottom")
+        conn = self.connection
+        details = [f"connection {conn.index + 1} of {self.count}"]
+        if not conn.roles_known:
+            details.append("no SYN seen: client guessed from the ports")
+        details.append(f"time: {self.mode}" + (", idle gaps cut" if self.axis.breaks else ""))
+        if self.delay:
+            details.append(f"one-way delay {format_elapsed(self.delay)} (from metadata)")
+        details.append(f"TCP states from the {self.states_from}")
+        ax.annotate(" · ".join(details), (0, 1), xycoords="axes fraction", xytext=(0, 46),
+                    textcoords="offset points", fontsize=style.SMALL, color=style.MUTED, va="bottom")
+        for side, endpoint in (("client", conn.client), ("server", conn.server)):
+            ax.annotate(f"{side}\n{endpoint}", (self.x[side], 1), xycoords=("data", "axes fraction"),
+                        xytext=(0, 6), textcoords="offset points", ha="center", va="bottom",
+                        fontsize=style.FONT, fontweight="bold", gid=f"lifeline-label-{side}",
+                        bbox=dict(boxstyle="round,pad=0.35", facecolor="#f2f2f2", edgecolor=style.LIFELINE))
+
+    def _lifelines(self, ax):
+        top, bottom = -ROWS_ABOVE, self.bottom
+        spans, y = [], top
+        for cut in self.axis.breaks:
+            spans.append((y, cut.top, "-"))
+            spans.append((cut.top, cut.bottom, ":"))
+            y = cut.bottom
+        spans.append((y, bottom, "-"))
+        for side in ("client", "server"):
+            for i, (y0, y1, dash) in enumerate(spans):
+                ax.add_line(Line2D([self.x[side]] * 2, [y0, y1], color=style.LIFELINE, linewidth=1.4,
+                                   linestyle=dash, zorder=1, gid=f"lifeline-{side}-{i}"))
+
+    def _breaks(self, ax):
+        for i, cut in enumerate(self.axis.breaks):
+            middle = (cut.top + cut.bottom) / 2
+            for side in ("client", "server"):
+                for offset in (-0.12, 0.12):
+                    ax.add_line(Line2D([self.x[side] - 0.1, self.x[side] + 0.1],
+                                       [middle + offset + 0.1, middle + offset - 0.1],
+                                       color=style.BREAK, linewidth=1.2, zorder=3))
+            ax.text((X_CLIENT + X_SERVER) / 2, middle, cut.label, ha="center", va="center",
+                    fontsize=style.FONT, color=style.MUTED, gid=f"break-{i}",
+                    bbox=dict(boxstyle="round,pad=0.25", facecolor="white", edgecolor=style.BREAK))
+
+    def _ticks(self, ax):
+        for row, label in self.axis.ticks():
+            ax.text(-0.08, row, label, ha="right", va="center", fontsize=style.SMALL,
+                    color=style.MUTED, clip_on=False)
+        ax.annotate("time", (0, 1), xycoords="axes fraction", xytext=(-8, 4), textcoords="offset points",
+                    ha="right", va="bottom", fontsize=style.SMALL, color=style.MUTED)
+
+    def _states_drawn(self, ax):
+        for side in self.states:
+            x = 0.02 if side == "client" else X_MAX - 0.02
+            ax.annotate("TCP state", (x, 1), xycoords=("data", "axes fraction"), xytext=(0, 6),
+                        textcoords="offset points", ha="left" if side == "client" else "right",
+                        va="bottom", fontsize=style.SMALL, color=style.STATE)
+        for side, timeline in self.states.items():
+            column = _Column()
+            x = 0.02 if side == "client" else X_MAX - 0.02
+            for when, state in timeline:
+                row = column.place(self.axis.y(when) + 0.05, LINE_ROWS, below=True)
+                ax.text(x, row, state, ha="left" if side == "client" else "right", va="top",
+                        fontsize=style.SMALL, color=style.STATE, fontstyle="italic",
+                        gid=f"state-{side}-{when}")
+
+    def _segments(self, ax):
+        column = _Column()
+        middle = (X_CLIENT + X_SERVER) / 2
+        for segment in self.connection.segments:
+            sender, receiver = self.side.get(segment.src), self.side.get(segment.dst)
+            if sender is None or receiver is None:
+                continue
+            colour = style.segment_colour(segment)
+            y0, y1 = self.axis.y(segment.time_ns), self.axis.y(self._receive_ns(segment))
+            ax.add_patch(FancyArrowPatch((self.x[sender], y0), (self.x[receiver], y1), arrowstyle="-|>",
+                                         mutation_scale=14, linewidth=1.6, color=colour, shrinkA=0,
+                                         shrinkB=BAR_W * 36, zorder=4, gid=f"segment-{segment.frame}"))
+            text = segment_label(segment, self.isn, self.reasons.get(segment.frame))
+            lines = text.count("\n") + 1
+            anchor = (y0 + y1) / 2 - 0.1
+            row = column.place(anchor, lines * LINE_ROWS)
+            label = ax.text(middle, row, text, ha="center", va="bottom", fontsize=style.FONT, color=colour,
+                            linespacing=1.15, zorder=5, gid=f"segment-label-{segment.frame}")
+            label.set_bbox(dict(boxstyle="square,pad=0.05", facecolor="white", edgecolor="none", alpha=0.85))
+            if row - anchor > 0.3:  # pushed down by a crowded real time axis: point back
+                ax.add_line(Line2D([middle, middle], [row, anchor + 0.1], color=colour, linewidth=0.6,
+                                   linestyle=":", zorder=3))
+
+    def _calls(self, ax):
+        columns = {"client": _Column(), "server": _Column()}
+        for index, (call, side) in enumerate(self.calls):
+            x = self.x[side]
+            y0, y1 = self.axis.y(call.start_ns), self.axis.y(call.end_ns)
+            colour = style.FAILURE if call.failed else (style.EOF if call.is_eof else style.LIFELINE)
+            face = style.FAILURE if call.failed else (style.EOF if call.is_eof else "#d9d9d9")
+            ax.add_patch(Rectangle((x - BAR_W / 2, y0), BAR_W, max(y1 - y0, 0.15), facecolor=face,
+                                   edgecolor=colour, linewidth=0.8, zorder=6, gid=f"call-{index}"))
+            if call.failed:
+                ax.add_line(Line2D([x], [y1], marker="X", markersize=10, color=style.FAILURE,
+                                   markeredgecolor="white", markeredgewidth=0.8, linestyle="none",
+                                   zorder=7, gid=f"call-failed-{index}"))
+            lines = self._call_lines(call)
+            height = len(lines) * LINE_ROWS
+            row = columns[side].place(y1 + 0.25, height)
+            text_x = X_CLIENT - LANE_W if side == "client" else X_SERVER + LANE_W
+            ha = "right" if side == "client" else "left"
+            phrase_rows = (len(lines) - 1) * LINE_ROWS
+            ax.text(text_x, row - phrase_rows, lines[0], ha=ha, va="bottom", fontsize=style.FONT,
+                    color=colour, fontweight="bold" if call.failed else "normal", gid=f"call-label-{index}")
+            if len(lines) > 1:
+                ax.text(text_x, row, "\n".join(lines[1:]), ha=ha, va="bottom", fontsize=style.SMALL,
+                        color=style.FAILURE, fontstyle="italic", linespacing=1.3, gid=f"call-phrase-{index}")
+            if row - y1 > 0.6:
+                end = text_x + (0.03 if side == "client" else -0.03)
+                ax.add_line(Line2D([end, x], [row - 0.25, y1], color=colour, linewidth=0.6, linestyle=":"))
+
+    def _connectors(self, ax):
+        side_of = dict((id(call), side) for call, side in self.calls)
+        per_side = {"client": 0, "server": 0}
+        for index, link in enumerate(self.links):
+            side = side_of.get(id(link.call)) or self.connection.side_of(link.call)
+            target = self._cause_row(link, side)
+            if side is None or target is None:
+                continue
+            x = self.x[side]
+            arm = 9 + 4 * (per_side[side] % 3)
+            per_side[side] += 1
+            angle = 180 if side == "client" else 0
+            ax.add_patch(FancyArrowPatch(
+                (x, target), (x, self.axis.y(link.call.end_ns)), arrowstyle="-|>", mutation_scale=9,
+                connectionstyle=f"arc,angleA={angle},angleB={angle},armA={arm},armB={arm},rad=4",
+                linestyle=(0, (3, 2)), linewidth=1.2, color=style.CONNECTOR, shrinkA=2, shrinkB=4,
+                zorder=8, gid=f"connector-{index}"))
+
+    def _cause_row(self, link: Link, side: Optional[str]) -> Optional[float]:
+        if link.cause is not None and link.cause in self.connection.segments:
+            if self.side.get(link.cause.src) == side:
+                return self.axis.y(link.cause.time_ns)
+            return self.axis.y(self._receive_ns(link.cause))
+        if link.local_call is not None:
+            return self.axis.y(link.local_call.end_ns)
+        return None
+
+    # -- legend ------------------------------------------------------------------
+    def _rules_used(self):
+        names = []
+        for link in self.links:
+            if link.rule not in names and (link.cause is not None or link.local_call is not None):
+                names.append(link.rule)
+        found = []
+        for name in names:
+            try:
+                found.append(rules.rule_named(name))
+            except KeyError:
+                found.append(rules.Rule(name, "any", frozenset(), link.kind, name))
+        return found
+
+    @staticmethod
+    def _rule_lines(rule) -> list[str]:
+        return textwrap.wrap(f"{rule.name}: {rule.description}", 140, subsequent_indent="    ")
+
+    def _legend(self, ax, rules_used):
+        handles, seen = [], set()
+        kinds = {style.segment_kind(s) for s in self.connection.segments}
+        for kind, colour, label in SEGMENT_LEGEND:
+            if kind in kinds and label not in seen:
+                seen.add(label)
+                handles.append(Line2D([], [], color=colour, linewidth=2, marker=">", markersize=6, label=label))
+        outcomes = {("failed" if c.failed else "eof" if c.is_eof else "ok") for c, _ in self.calls}
+        if "ok" in outcomes:
+            handles.append(Patch(facecolor="#d9d9d9", edgecolor=style.LIFELINE, label="socket call"))
+        if "eof" in outcomes:
+            handles.append(Patch(facecolor=style.EOF, edgecolor=style.EOF, label="end-of-file (recv → 0)"))
+        if "failed" in outcomes:
+            handles.append(Line2D([], [], marker="X", color=style.FAILURE, linestyle="none", markersize=9,
+                                  label="failed call (errno)"))
+        if rules_used:
+            handles.append(Line2D([], [], color=style.CONNECTOR, linestyle=(0, (3, 2)), linewidth=1.2,
+                                  label="caused by (rule below)"))
+        if self.axis.breaks:
+            handles.append(Line2D([], [], color=style.BREAK, linestyle=":", linewidth=1.4,
+                                  label="idle time cut (real time shown)"))
+        if any(self.states.values()):
+            handles.append(Line2D([], [], color="none", label=f"ITALIC: TCP state (from the {self.states_from})"))
+        if handles:
+            ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(0, 0), ncol=4, frameon=False,
+                      fontsize=style.SMALL, handlelength=2.2, borderaxespad=0.3, columnspacing=1.6)
+        lines = [line for rule in rules_used for line in self._rule_lines(rule)]
+        if lines:
+            ax.annotate("\n".join(lines), (0, 0), xycoords="axes fraction", xytext=(0, -2 - 20 * 2),
+                        textcoords="offset points", va="top", fontsize=style.SMALL, color=style.CONNECTOR,
+                        linespacing=1.3, gid="rules")
+
+
+class _Column:
+    """Labels in one column, kept from overlapping: each is pushed below the last."""
+
+    def __init__(self):
+        self.last_bottom = float("-inf")
+
+    def place(self, anchor: float, height: float, *, below: bool = False) -> float:
+        """The row to anchor a label at. Labels hang above their anchor
+        (va=bottom) unless `below` (va=top)."""
+        top = anchor if below else anchor - height
+        top = max(top, self.last_bottom + 0.05)
+        self.last_bottom = top + height
+        return top if below else top + height

@@ -1,0 +1,192 @@
+"""The ladder's vertical time axis: real nanoseconds -> rows on the page.
+
+Loopback exchanges take microseconds while scenarios pause for milliseconds
+or seconds; a linear axis shows either the pause or the exchange, never
+both. The *compressed* axis gives every event its own row (in time order,
+as tall as its label needs) and replaces each idle gap longer than a
+threshold by a marked break labelled with the real elapsed time
+("⋯ 201 ms ⋯"). The *real* axis is linear. Time flows downward: y grows
+with time, the view inverts the axis.
+
+Pure: no matplotlib, no I/O. Must never reorder events: y is monotonic in
+time on both axes.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+from typing import Iterable, Optional
+
+__all__ = ["Break", "TimeAxis", "build_time_axis", "format_elapsed", "MODES",
+           "DEFAULT_BREAK_NS"]
+
+MODES = ("compressed", "real")
+
+# An idle gap at least this long becomes a break on the compressed axis.
+DEFAULT_BREAK_NS = 1_000_000  # 1 ms: loopback exchanges are tens of microseconds
+BREAK_ROWS = 1.6  # height of a break, in rows
+MIN_ROWS = 0.25  # the least an event may move the axis (call starts, receive times)
+
+
+@dataclass(frozen=True, slots=True)
+class Break:
+    """An idle gap drawn as a marked break between `top` and `bottom` (rows)."""
+
+    top: float
+    bottom: float
+    start_ns: int
+    end_ns: int
+
+    @property
+    def elapsed_ns(self) -> int:
+        return self.end_ns - self.start_ns
+
+    @property
+    def label(self) -> str:
+        return f"⋯ {format_elapsed(self.elapsed_ns)} ⋯"
+
+
+@dataclass(frozen=True, slots=True)
+class TimeAxis:
+    """A monotonic map from time (ns) to rows, with its breaks.
+
+    `knots` are (time_ns, row) pairs, strictly increasing in both; times in
+    between are interpolated linearly, times outside are clamped to the ends.
+    """
+
+    mode: str
+    knots: tuple[tuple[int, float], ...]
+    breaks: tuple[Break, ...] = ()
+    origin_ns: int = 0
+
+    @property
+    def height(self) -> float:
+        return self.knots[-1][1] if self.knots else 0.0
+
+    def y(self, time_ns: int) -> float:
+        """The row of `time_ns`."""
+        if not self.knots:
+            return 0.0
+        times = [t for t, _ in self.knots]
+        i = bisect.bisect_left(times, time_ns)
+        if i < len(times) and times[i] == time_ns:
+            return self.knots[i][1]
+        if i == 0:
+            return self.knots[0][1]
+        if i == len(times):
+            return self.knots[-1][1]
+        (t0, y0), (t1, y1) = self.knots[i - 1], self.knots[i]
+        return y0 + (y1 - y0) * (time_ns - t0) / (t1 - t0)
+
+    def ticks(self) -> list[tuple[float, str]]:
+        """(row, label) pairs for the time axis: elapsed time since the origin.
+
+        Compressed: one tick per knot that starts a row of its own (at most
+        one label per row, so labels never collide). Real: about eight evenly
+        spaced ticks.
+        """
+        if not self.knots:
+            return []
+        if self.mode == "real":
+            start, end = self.knots[0][0], self.knots[-1][0]
+            span = max(end - start, 1)
+            step = _nice_step(span / 8)
+            ticks, t = [], 0
+            while start + t <= end and len(ticks) < 50:
+                ticks.append((self.y(start + t), "+" + format_elapsed(t) if t else "0"))
+                t += step
+            return ticks
+        ticks, last_row = [], None
+        for time_ns, row in self.knots:
+            if last_row is not None and row - last_row < 0.9:
+                continue
+            elapsed = time_ns - self.origin_ns
+            ticks.append((row, "+" + format_elapsed(elapsed) if elapsed else "0"))
+            last_row = row
+        return ticks
+
+
+def build_time_axis(
+    events: Iterable[tuple[int, float]],
+    mode: str = "compressed",
+    *,
+    break_ns: Optional[int] = None,
+    real_height: Optional[float] = None,
+) -> TimeAxis:
+    """The axis for `events`: (time_ns, rows the event's label needs above it).
+
+    Compressed: each distinct time moves the axis down by the largest weight
+    among its events (at least MIN_ROWS); a gap of `break_ns` or more
+    (default DEFAULT_BREAK_NS) becomes a Break. Real: linear from the first
+    to the last event over `real_height` rows (default: the height the
+    compressed axis would have), so both fit the same page.
+    """
+    if mode not in MODES:
+        raise ValueError(f"time axis mode must be one of {', '.join(MODES)}, not {mode!r}")
+    weights: dict[int, float] = {}
+    for time_ns, weight in events:
+        weights[time_ns] = max(weights.get(time_ns, 0.0), float(weight))
+    if not weights:
+        return TimeAxis(mode, ())
+    times = sorted(weights)
+    origin = times[0]
+    threshold = DEFAULT_BREAK_NS if break_ns is None else break_ns
+
+    knots: list[tuple[int, float]] = [(times[0], 0.0)]
+    breaks: list[Break] = []
+    for previous, current in zip(times, times[1:]):
+        step = max(weights[current], MIN_ROWS)
+        row = knots[-1][1]
+        if current - previous >= threshold:
+            top = row + 0.5
+            bottom = top + BREAK_ROWS
+            breaks.append(Break(top, bottom, previous, current))
+            knots.append((current, bottom + max(step - 0.5, MIN_ROWS)))
+        else:
+            knots.append((current, row + step))
+    compressed = TimeAxis("compressed", tuple(knots), tuple(breaks), origin)
+    if mode == "compressed":
+        return compressed
+
+    height = real_height if real_height is not None else max(compressed.height, 1.0)
+    if times[-1] == origin:
+        return TimeAxis("real", ((origin, 0.0),), (), origin)
+    return TimeAxis("real", ((origin, 0.0), (times[-1], float(height))), (), origin)
+
+
+def format_elapsed(ns: int) -> str:
+    """Human elapsed time with three significant digits: 16.3 µs, 201 ms, 3.00 s."""
+    ns = int(ns)
+    if ns < 0:
+        return "-" + format_elapsed(-ns)
+    if ns < 1_000:
+        return f"{ns} ns"
+    for unit, scale in (("µs", 1_000), ("ms", 1_000_000), ("s", 1_000_000_000)):
+        value = ns / scale
+        if value < 999.5 or unit == "s":
+            if unit == "s" and value >= 600:
+                minutes, seconds = divmod(int(round(value)), 60)
+                return f"{minutes} min {seconds:02d} s"
+            return _three_digits(value) + " " + unit
+    raise AssertionError("unreachable")
+
+
+def _three_digits(value: float) -> str:
+    if value >= 100:
+        return f"{value:.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def _nice_step(raw_ns: float) -> int:
+    """1, 2 or 5 times a power of ten, at least `raw_ns` (and at least 1 ns)."""
+    raw_ns = max(raw_ns, 1.0)
+    magnitude = 1
+    while magnitude * 10 <= raw_ns:
+        magnitude *= 10
+    for factor in (1, 2, 5, 10):
+        if magnitude * factor >= raw_ns:
+            return magnitude * factor
+    return magnitude * 10
