@@ -454,6 +454,7 @@ _JAVA_TEXTS = (
 _NODE_RE = re.compile(
     r"\bError: (?P<op>read|write|connect|accept|recv|send) (?P<code>E[A-Z]+)(?: (?P<addr>" + _ADDR + r"))?")
 _NODE_HANGUP_RE = re.compile(r"\bError: socket hang up\b")
+_NODE_DESTROYED_RE = re.compile(r"\bERR_STREAM_DESTROYED\b|\bERR_SOCKET_CLOSED\b")
 
 _CURL_RE = re.compile(r"\bcurl: \((?P<code>\d+)\) (?P<msg>[^\n]*)")
 _CURL_CONNECT_RE = re.compile(r"Failed to connect to (?P<host>\S+) port (?P<port>\d+)")
@@ -518,6 +519,8 @@ def _match_node(text: str) -> Optional[MessageMatch]:
         return MessageMatch(code, "Node", op, None, m.group("addr"))
     if _NODE_HANGUP_RE.search(text):
         return MessageMatch("EOF", "Node", "recv")
+    if _NODE_DESTROYED_RE.search(text):
+        return MessageMatch("EBADF", "Node", "write")  # our own socket.destroy()/end() came first
     return None
 
 
