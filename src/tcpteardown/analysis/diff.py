@@ -14,7 +14,8 @@ count from the first SYN. What remains is two lists of steps:
 
 Each pair of lists is aligned by edit distance (a match costs 0, a deletion
 or insertion 2, a substitution 3, and a substitution is only allowed between
-steps of the same sender, or the same side and op): so an RST where the
+segments of the same sender and class -- opening (SYN), closing (FIN or
+RST), data and ACKs -- or calls of the same side and op): so an RST where the
 other recording has a FIN pairs up as *one* step with a different flag, and
 a segment missing from one recording is *one* step only in the other,
 instead of everything after it shifting. The two aligned lists are merged by
@@ -608,8 +609,19 @@ def _dp(a, b, ka, kb, a0, a1, b0, b1, same_slot):
     return pairs
 
 
-def _same_sender(x: SegmentStep, y: SegmentStep) -> bool:
-    return x.sender == y.sender
+def _segment_class(step: SegmentStep) -> str:
+    if step.flags & (TcpFlags.FIN | TcpFlags.RST):
+        return "closing"
+    if step.flags & TcpFlags.SYN:
+        return "opening"
+    return "data"
+
+
+def _same_slot(x: SegmentStep, y: SegmentStep) -> bool:
+    """Segments that may stand for each other: same sender, and both opening
+    (SYN), both closing (FIN or RST), or both data/ACK. So a FIN pairs with
+    the other side's RST, never with a data segment that happens to be near."""
+    return x.sender == y.sender and _segment_class(x) == _segment_class(y)
 
 
 def _same_call(x: CallStep, y: CallStep) -> bool:
@@ -629,7 +641,7 @@ def diff(a: Recording, b: Recording, *, tolerance: Union[int, float, None] = Non
     tolerance_ns = DEFAULT_TOLERANCE_NS if tolerance is None else int(tolerance)
     na = normalise(a, connection_a, label=label_a or "A")
     nb = normalise(b, connection_b, label=label_b or "B")
-    seg_pairs = align(na.segments, nb.segments, key=lambda s: s.key, same_slot=_same_sender)
+    seg_pairs = align(na.segments, nb.segments, key=lambda s: s.key, same_slot=_same_slot)
     call_pairs = align(na.calls, nb.calls, key=lambda c: c.key, same_slot=_same_call)
     seg_rows = [("segment", _get(na.segments, i), _get(nb.segments, j)) for i, j in seg_pairs]
     call_rows = [("call", _get(na.calls, i), _get(nb.calls, j)) for i, j in call_pairs]
