@@ -61,6 +61,11 @@ TRANSITIONS: dict[tuple[str, str], str] = {
     # Closing, the peer first (passive close).
     ("ESTABLISHED", "recv_fin"): "CLOSE_WAIT",
     ("CLOSE_WAIT", "send_fin"): "LAST_ACK",
+    # Simultaneous close seen from the capture: the peer's FIN passed the
+    # capture point first, but this side's FIN does not acknowledge it, so
+    # this side sent its FIN before it processed the peer's: it was in
+    # FIN_WAIT1 when that FIN arrived, hence CLOSING.
+    ("CLOSE_WAIT", "send_fin_crossing"): "CLOSING",
     ("LAST_ACK", "recv_ack_of_fin"): "CLOSE",
     # Reset: "all segment queues should be flushed ... enter the CLOSED state"
     # (RFC 9293 3.10.7.4). Linux also lets an RST end TIME_WAIT (tcp_rfc1337=0).
@@ -185,11 +190,12 @@ def connection_of(recording: Recording, segment: Segment) -> Optional[Connection
 
 
 def segment_events(segment: Segment, side: Endpoint, sent_syn: Optional[int],
-                   sent_fin: Optional[int]) -> tuple[str, ...]:
+                   sent_fin: Optional[int], peer_fin: Optional[int] = None) -> tuple[str, ...]:
     """The state-machine events `segment` carries for `side`.
 
     `sent_syn`/`sent_fin` are the sequence numbers of the SYN and FIN `side`
-    sent so far (None if not yet): an ACK covering them is an ACK of them.
+    sent so far (None if not yet): an ACK covering them is an ACK of them;
+    `peer_fin` the sequence number of the FIN it received.
     """
     flags = segment.flags
     if segment.src == side:
@@ -197,7 +203,8 @@ def segment_events(segment: Segment, side: Endpoint, sent_syn: Optional[int],
         if flags & TcpFlags.SYN:
             events.append("send_synack" if flags & TcpFlags.ACK else "send_syn")
         if flags & TcpFlags.FIN:
-            events.append("send_fin")
+            crossing = peer_fin is not None and not (flags & TcpFlags.ACK and _acks(segment.ack, peer_fin))
+            events.append("send_fin_crossing" if crossing else "send_fin")
         if flags & TcpFlags.RST:
             events.append("send_rst")
         return tuple(events)
@@ -223,14 +230,18 @@ def _acks(ack: int, seq: int) -> bool:
 
 def _packet_states(connection: Connection) -> dict[Endpoint, list[tuple[int, str]]]:
     timelines: dict[Endpoint, list[tuple[int, str]]] = {}
-    for side, initial in ((connection.client, "CLOSE"), (connection.server, "LISTEN")):
+    # A server that never answered with SYN/ACK was not listening (the SYN
+    # drew an RST): it stays CLOSE.
+    listening = any(s.is_syn and s.flags & TcpFlags.ACK and s.src == connection.server
+                    for s in connection.segments)
+    for side, initial in ((connection.client, "CLOSE"), (connection.server, "LISTEN" if listening else "CLOSE")):
         if not connection.roles_known:
             initial = "ESTABLISHED"  # capture began mid-connection
         state = initial
         timeline = [(connection.start_ns, state)]
-        sent_syn = sent_fin = None
+        sent_syn = sent_fin = peer_fin = None
         for segment in connection.segments:
-            for event in segment_events(segment, side, sent_syn, sent_fin):
+            for event in segment_events(segment, side, sent_syn, sent_fin, peer_fin):
                 new = TRANSITIONS.get((state, event))
                 if new is not None and new != state:
                     state = new
@@ -240,6 +251,8 @@ def _packet_states(connection: Connection) -> dict[Endpoint, list[tuple[int, str
                     sent_syn = segment.seq
                 if segment.is_fin and sent_fin is None:
                     sent_fin = segment.seq + segment.payload_len + (1 if segment.is_syn else 0)
+            elif segment.is_fin and peer_fin is None:
+                peer_fin = segment.seq + segment.payload_len + (1 if segment.is_syn else 0)
         timelines[side] = timeline
     return timelines
 
