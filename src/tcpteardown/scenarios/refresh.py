@@ -38,6 +38,10 @@ def refresh(folder: Path, names=None, log=print) -> list[tuple[str, str]]:
         verdict = "as expected" if run.matches else "DIFFERS: " + "; ".join(run.mismatches)
         log(f"wrote {path} ({len(run.recording.segments)} segments, {verdict})")
         rows.append((scenario.name, verdict))
+    from .incident import record_incident
+
+    incident = record_incident(folder / "incident")
+    log(f"wrote {incident}/capture.pcap and client.log (the incident evidence for notebook 08)")
     _write_readme(folder, rows)
     return rows
 
@@ -58,6 +62,9 @@ def _write_readme(folder: Path, rows) -> None:
         "| --- | --- |",
     ]
     lines += [f"| `{name}.pcapng` | {verdict} |" for name, verdict in rows]
+    lines += ["", "`incident/` holds the evidence for notebook 08 as an SRE would bring it: `capture.pcap`, "
+              "written by tcpdump (no socket calls in it), and `client.log`, the log a real Python client "
+              "process wrote when the server reset its request (`tcpteardown/scenarios/incident.py`)."]
     (folder / "README.md").write_text("\n".join(lines) + "\n")
 
 

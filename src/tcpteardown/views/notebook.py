@@ -96,3 +96,81 @@ def step_through(recording: Recording):
     except ImportError:
         print(steps_text(build_steps(recording, links)))
         return None
+
+
+def rules_table() -> str:
+    """The correlation rule table, one line per rule (read from analysis.rules)."""
+    from ..analysis.rules import RULES
+
+    width = max(len(rule.name) for rule in RULES)
+    text = "\n".join(f"{rule.name:<{width}}  {rule.kind.value:<14} {rule.description}" for rule in RULES)
+    print(text)
+    return text
+
+
+def counterpart(name: str) -> tuple[Recording, Recording, str]:
+    """The Linux recording of `name` and the best other one to diff it with:
+    a real macOS capture from captures/macos/ when there is one, else the
+    same scenario over IPv6 (recorded live, or stored)."""
+    from ..formats.bundle import load_recording
+
+    linux = record_or_load(name)
+    mac = captures_dir() / "macos" / f"{name}.pcapng"
+    if mac.exists():
+        return linux, load_recording(mac), f"the macOS capture {mac.name}"
+    from ..capture.platform import capture_problem
+
+    if capture_problem() is None and os.environ.get(MODE_VARIABLE, "auto") != "stored":
+        from ..scenarios import run_scenario
+
+        return linux, run_scenario(name, family="ipv6").recording, f"{name} over IPv6 (no macOS capture yet)"
+    stored_v6 = captures_dir() / "linux" / "ipv6" / f"{name}.pcapng"
+    if stored_v6.exists():
+        return linux, load_recording(stored_v6), f"the stored IPv6 capture (no macOS capture yet)"
+    return linux, linux, "itself (no macOS or IPv6 capture here): a diff of a recording with itself is empty"
+
+
+def diff(a: Recording, b: Recording) -> str:
+    """The aligned table `tcpteardown diff` prints, printed and returned."""
+    from ..analysis.diff import diff as diff_recordings
+    from .diff_table import render_table
+
+    text = render_table(diff_recordings(a, b))
+    print(text)
+    return text
+
+
+def load_incident() -> Recording:
+    """captures/linux/incident: tcpdump's capture plus the client's own log."""
+    from ..formats.applog import parse_log
+    from ..formats.bundle import load_recording
+
+    folder = captures_dir() / "linux" / "incident"
+    recording = load_recording(folder / "capture.pcap")
+    log = folder / "client.log"
+    imported = parse_log(log.read_text().splitlines(), path=str(log))
+    for problem in imported.problems:
+        print("warning:", problem)
+    return recording.with_calls(imported.calls)
+
+
+def evidence_summary(recording: Recording) -> str:
+    failing = [call for call in recording.calls if call.outcome != "ok"]
+    resets = [seg for seg in recording.segments if seg.is_rst]
+    lines = [f"{len(recording.segments)} TCP segments ({len(resets)} RST) and {len(failing)} failing call(s) from the log:"]
+    lines += [f"  {call.text}" for call in failing]
+    return "\n".join(lines)
+
+
+def markdown_snippet(recording: Recording, *, figure_path: Optional[str] = None) -> str:
+    """What `explain --markdown` prints: the image link and the paragraphs."""
+    import tempfile
+
+    from ..analysis.correlate import correlate
+    from .ladder import draw_ladder
+    from .narrative import narrate
+
+    links = correlate(recording)
+    path = Path(figure_path or Path(tempfile.gettempdir()) / "tcpteardown-incident.png")
+    draw_ladder(recording, links).savefig(path, dpi=100)
+    return f"![TCP teardown ladder]({path})\n\n{narrate(links, recording)}"
