@@ -244,7 +244,7 @@ class _Ladder:
             # The label hangs above the call's end: make room for it before
             # the call starts, so the bar keeps its real extent in rows.
             events.append((call.start_ns, len(self._call_lines(call)) * LINE_ROWS - 0.1))
-            events.append((call.end_ns, MIN_ROWS))
+            events.append((call.end_ns, 0.5))
         for timeline in self.states.values():
             events.extend((when, LINE_ROWS) for when, _ in timeline)
         return build_time_axis(events, self.mode)
