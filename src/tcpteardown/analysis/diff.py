@@ -18,7 +18,9 @@ segments of the same sender and class -- opening (SYN), closing (FIN or
 RST), data and ACKs -- or calls of the same side and op): so an RST where the
 other recording has a FIN pairs up as *one* step with a different flag, and
 a segment missing from one recording is *one* step only in the other,
-instead of everything after it shifting. The two aligned lists are merged by
+instead of everything after it shifting. Segments are aligned in two
+passes: the SYNs, FINs and RSTs first (the story's skeleton), then the data
+and ACKs between two paired ones. The two aligned lists are merged by
 time into `aligned_rows`, and every row is inspected for differences:
 
 | difference          | when                                                        |
@@ -28,7 +30,9 @@ time into `aligned_rows`, and every row is inspected for differences:
 | `PayloadDifference` | partners whose payload lengths differ                       |
 | `ReasonDifference`  | partner RSTs the kernel witness saw sent for other reasons  |
 | `OutcomeDifference` | partner calls that ended differently (errno names, EOF, ok) |
-| `StateDifference`   | matching segments after which a side's TCP state differs    |
+| `StateDifference`   | matching segments after which a side's TCP state differs,   |
+|                     | as the kernel told it on both sides (packet-inferred states |
+|                     | would only restate the segment differences)                 |
 | `TimingDifference`  | a step came later/earlier, or took longer, beyond tolerance |
 | `OptionDifference`  | TCP options differ (MSS, window scale, SACK, timestamps)    |
 
@@ -526,14 +530,38 @@ def _side_of(call: SocketCall, conn: Optional[Connection]) -> str:
 
 # -- alignment --------------------------------------------------------------------
 
-def align(a: Sequence, b: Sequence, *, key, same_slot) -> list[tuple[Optional[int], Optional[int]]]:
+def align(a: Sequence, b: Sequence, *, key, same_slot, anchor=None) -> list[tuple[Optional[int], Optional[int]]]:
     """Edit-distance alignment of two step lists: pairs of indexes, None for a gap.
 
     `key(step)` decides equality (cost 0); `same_slot(x, y)` says whether two
     unequal steps may stand for each other (a substitution, cost 3) or must
     be a deletion plus an insertion (cost 2 each). Ties go to the diagonal,
     then to A's step first, so the result is deterministic.
+
+    With `anchor(step)`, the anchor steps (for segments: SYNs, FINs and
+    RSTs) are aligned first, among themselves, and the steps between two
+    paired anchors are aligned within that stretch only: so the server's FIN
+    in A pairs with its RST in B even when the data before them differs.
     """
+    if anchor is None:
+        return _align_plain(a, b, key, same_slot)
+    anchors_a = [i for i, x in enumerate(a) if anchor(x)]
+    anchors_b = [j for j, y in enumerate(b) if anchor(y)]
+    paired = [(anchors_a[i], anchors_b[j]) for i, j in
+              _align_plain([a[i] for i in anchors_a], [b[j] for j in anchors_b], key, same_slot)
+              if i is not None and j is not None]
+    pairs: list[tuple[Optional[int], Optional[int]]] = []
+    start_a = start_b = 0
+    for end_a, end_b in (*paired, (len(a), len(b))):
+        stretch = _align_plain(a[start_a:end_a], b[start_b:end_b], key, same_slot)
+        pairs += [(None if i is None else i + start_a, None if j is None else j + start_b) for i, j in stretch]
+        if end_a < len(a):
+            pairs.append((end_a, end_b))
+        start_a, start_b = end_a + 1, end_b + 1
+    return pairs
+
+
+def _align_plain(a: Sequence, b: Sequence, key, same_slot) -> list[tuple[Optional[int], Optional[int]]]:
     ka, kb = [key(x) for x in a], [key(y) for y in b]
     start = 0
     while start < len(ka) and start < len(kb) and ka[start] == kb[start]:
@@ -641,7 +669,8 @@ def diff(a: Recording, b: Recording, *, tolerance: Union[int, float, None] = Non
     tolerance_ns = DEFAULT_TOLERANCE_NS if tolerance is None else int(tolerance)
     na = normalise(a, connection_a, label=label_a or "A")
     nb = normalise(b, connection_b, label=label_b or "B")
-    seg_pairs = align(na.segments, nb.segments, key=lambda s: s.key, same_slot=_same_slot)
+    seg_pairs = align(na.segments, nb.segments, key=lambda s: s.key, same_slot=_same_slot,
+                      anchor=lambda s: _segment_class(s) != "data")
     call_pairs = align(na.calls, nb.calls, key=lambda c: c.key, same_slot=_same_call)
     seg_rows = [("segment", _get(na.segments, i), _get(nb.segments, j)) for i, j in seg_pairs]
     call_rows = [("call", _get(na.calls, i), _get(nb.calls, j)) for i, j in call_pairs]
@@ -654,7 +683,10 @@ def diff(a: Recording, b: Recording, *, tolerance: Union[int, float, None] = Non
     rows: list[AlignedRow] = []
     differences: list[Difference] = []
     previous: dict[str, tuple[int, int]] = {}  # kind -> times of the last paired step
-    states_equal = True
+    # States inferred from packets only restate the segment differences; the
+    # kernel's own states (sock:inet_sock_set_state) on both sides are news.
+    compare_states = _kernel_states(na) and _kernel_states(nb)
+    states_equal = compare_states
     for number, (kind, x, y) in enumerate(_merge_by_time(seg_rows, call_rows)):
         found: list[Difference] = []
         if x is None or y is None:
@@ -667,7 +699,7 @@ def diff(a: Recording, b: Recording, *, tolerance: Union[int, float, None] = Non
             if not any(isinstance(d, (FlagDifference, PayloadDifference)) for d in found):
                 if states_equal:
                     found += _state_differences(number, x, y)
-            states_equal = x.states == y.states
+            states_equal = compare_states and x.states == y.states
         else:
             if x.outcome != y.outcome:
                 found.append(OutcomeDifference(number, x, y))
@@ -692,8 +724,8 @@ def _merge_by_time(first: list, second: list) -> Iterable[tuple]:
     """Merge two aligned lists into one, by time, keeping each list's order.
 
     Rows are placed by A's clock; a step only B has is placed by B's clock
-    shifted to the nearest earlier pair of partners (and kept before the
-    next pair), so it lands between the same steps in both ladders.
+    mapped onto A's between the pairs of partners around it, so it lands
+    between the same steps in both ladders.
     """
     anchors = sorted((y.time_ns, x.time_ns) for _, x, y in (*first, *second)
                      if x is not None and y is not None)
@@ -706,10 +738,10 @@ def _merge_by_time(first: list, second: list) -> Iterable[tuple]:
         if at == 0:
             return y.time_ns - (anchors[0][0] - anchors[0][1]) if anchors else y.time_ns
         b_time, a_time = anchors[at - 1]
-        placed = a_time + (y.time_ns - b_time)
-        if at < len(anchors):
-            placed = min(placed, anchors[at][1] - 1)
-        return placed
+        if at == len(anchors):
+            return a_time + (y.time_ns - b_time)
+        b_next, a_next = anchors[at]  # between two pairs: interpolate, keeping B's order
+        return a_time + (y.time_ns - b_time) * max(a_next - a_time, 0) / max(b_next - b_time, 1)
 
     i = j = 0
     while i < len(first) or j < len(second):
@@ -763,6 +795,10 @@ def _comparable_options(step: SegmentStep) -> dict[str, object]:
         else:
             out[name] = True
     return out
+
+
+def _kernel_states(side: Normalised) -> bool:
+    return (side.summary.states_source or "").startswith("kernel")
 
 
 def _state_differences(row: int, x: SegmentStep, y: SegmentStep) -> list[Difference]:
