@@ -59,23 +59,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_tz(text: Optional[str]) -> Optional[dt.tzinfo]:
-    """`Europe/Paris`, `UTC`, `+02:00` or `-0500` as a tzinfo (None: UTC)."""
-    if not text:
-        return None
-    stripped = text.strip()
-    if stripped[:1] in "+-" and stripped[1:].replace(":", "").isdigit():
-        digits = stripped[1:].replace(":", "")
-        if len(digits) in (2, 4):
-            hours, minutes = int(digits[:2]), int(digits[2:] or 0)
-            sign = -1 if stripped[0] == "-" else 1
-            if hours < 24 and minutes < 60:
-                return dt.timezone(sign * dt.timedelta(hours=hours, minutes=minutes))
-    try:
-        from zoneinfo import ZoneInfo
+    """`Europe/Paris`, `UTC`, `+02:00` or `-0500` as a tzinfo (None: UTC); the
+    log importer's own parser, so log lines and printed times agree."""
+    from ..formats.applog import parse_tz as parse
 
-        return ZoneInfo(stripped)
-    except Exception:  # ZoneInfoNotFoundError, ValueError for odd keys
-        raise UserError(f"--tz {text!r}: not a time zone (expected e.g. UTC, Europe/Paris, +02:00)") from None
+    return parse(text)
 
 
 def load(args: argparse.Namespace):
@@ -92,28 +80,21 @@ def load(args: argparse.Namespace):
 
 
 def _import(kind: str, path: str, args: argparse.Namespace):
-    if kind == "strace":
-        from ..formats.strace import parse_strace as parse
+    from ..formats.applog import read_log_file
+    from ..formats.strace import read_strace_file
 
-        result = _call_importer(parse, path, {})
-    else:
-        from ..formats.applog import parse_log as parse
-
-        result = _call_importer(parse, path, {"tz": args.tzinfo})
-    for problem in getattr(result, "problems", ()):
-        print(f"tcpteardown explain: warning: {problem}", file=sys.stderr)
-    return tuple(getattr(result, "calls", result))
-
-
-def _call_importer(parse, path: str, options: dict):
+    reader = read_strace_file if kind == "strace" else read_log_file
     try:
-        return parse(path, **{k: v for k, v in options.items() if v is not None})
+        result = reader(path, tz=args.tzinfo)
     except FileNotFoundError:
         raise UserError(f"{path}: no such file") from None
     except IsADirectoryError:
-        raise UserError(f"{path}: is a directory, expected a log file") from None
-    except UnicodeDecodeError as exc:
-        raise UserError(f"{path}: not a text file (byte offset {exc.start})") from None
+        raise UserError(f"{path}: is a directory, expected a {kind} file") from None
+    except PermissionError:
+        raise UserError(f"{path}: permission denied") from None
+    for problem in result.problems:
+        print(f"tcpteardown explain: warning: {problem}", file=sys.stderr)
+    return result.calls
 
 
 def run(args: argparse.Namespace) -> int:

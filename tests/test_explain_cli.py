@@ -1,0 +1,202 @@
+"""`tcpteardown explain`: the JSON contract, the text, bad input, and real
+programs: a Python client under strace while tcpdump captures loopback,
+every failure linked to the frame tshark finds for it on its own."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from conftest import tool_or_skip
+from tcpteardown.cli import main
+
+CALL_KEYS = {"source", "time", "op", "errno", "pid", "fd", "local", "remote", "text"}
+CAUSE_KEYS = {"kind", "frame", "time", "src", "dst", "flags", "reason"}
+KINDS = {"rst", "fin", "syn-unanswered", "local-close", "none"}
+
+
+def explain(*argv) -> tuple[int, str, str]:
+    """The real CLI in a child process: stdout, stderr, exit code as a user sees them."""
+    proc = subprocess.run([sys.executable, "-m", "tcpteardown", "explain", *map(str, argv)],
+                          capture_output=True, text=True, timeout=120)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def check_contract(document: dict) -> None:
+    assert set(document) == {"links"}
+    for link in document["links"]:
+        assert set(link) == {"call", "cause", "rule", "explanation"}
+        assert set(link["call"]) == CALL_KEYS and set(link["cause"]) == CAUSE_KEYS
+        call, cause = link["call"], link["cause"]
+        assert isinstance(call["time"], float) and call["time"] > 1e9
+        assert call["errno"] == "EOF" or call["errno"].isupper() or " " in call["errno"]
+        assert cause["kind"] in KINDS
+        assert cause["frame"] is None or (isinstance(cause["frame"], int) and cause["frame"] >= 1)
+        for key in ("local", "remote"):
+            assert call[key] is None or call[key].count(":") == 1 or call[key].startswith("[")
+        if cause["frame"] is not None:
+            assert isinstance(cause["time"], float) and cause["flags"]
+        assert isinstance(link["rule"], str) and isinstance(link["explanation"], str) and link["explanation"]
+
+
+def tshark_frames(path, display_filter: str) -> list[int]:
+    """Frame numbers as Wireshark counts them, computed by tshark alone."""
+    tshark = tool_or_skip("tshark")
+    out = subprocess.run([tshark, "-r", str(path), "-Y", display_filter, "-T", "fields", "-e", "frame.number"],
+                         capture_output=True, text=True, check=True, timeout=120).stdout
+    return [int(line) for line in out.split()]
+
+
+# -- bundles of the seed scenarios ------------------------------------------------
+
+SCENARIO_FILTERS = {  # scenario -> (errno, display filter for its cause given the client port, or None)
+    "reset-by-peer": ("ECONNRESET", "tcp.flags.reset==1 && tcp.dstport=={port}"),
+    "broken-pipe": ("EPIPE", "tcp.flags.reset==1 && tcp.dstport=={port}"),
+    "refused": ("ECONNREFUSED", "tcp.flags.reset==1 && tcp.dstport=={port}"),
+    "graceful-close": ("EOF", "tcp.flags.fin==1 && tcp.dstport=={port}"),
+    "use-after-close": ("EBADF", None),
+}
+
+
+@pytest.mark.needs_capture
+@pytest.mark.parametrize("name", sorted(SCENARIO_FILTERS))
+def test_bundle_json_frames_match_tshark(name, tmp_path):
+    from tcpteardown.formats.bundle import write_bundle
+    from tcpteardown.scenarios import run_scenario
+
+    bundle = write_bundle(tmp_path / f"{name}.pcapng", run_scenario(name).recording)
+    code, out, err = explain(bundle, "--json")
+    assert code == 0, err
+    document = json.loads(out)
+    check_contract(document)
+    errno, display_filter = SCENARIO_FILTERS[name]
+    (link,) = [l for l in document["links"] if l["call"]["errno"] == errno]
+    if display_filter is None:
+        assert link["cause"]["frame"] is None and link["cause"]["kind"] == "local-close"
+        return
+    port = int(link["call"]["local"].rsplit(":", 1)[1])
+    expected = tshark_frames(bundle, display_filter.format(port=port))
+    assert link["cause"]["frame"] == expected[0]
+    if link["cause"]["kind"] == "rst":
+        assert link["cause"]["reason"]
+
+
+def test_paragraph_text_and_lang():
+    from test_correlate import RESET, call
+    from tcpteardown.analysis.correlate import correlate
+    from tcpteardown.model import Recording
+    from tcpteardown.views.narrative import links_to_json, narrate
+
+    rec = Recording(segments=tuple(RESET), calls=(call("recv", 30, 31, "ECONNRESET"),))
+    text = narrate(correlate(rec), rec, lang="go")
+    assert text.startswith("22:13:20.000031 client recv() failed with ECONNRESET (Go: read tcp "
+                           "127.0.0.1:50000->127.0.0.1:8080: read: connection reset by peer) because the "
+                           "server (127.0.0.1:8080) sent RST (frame 6, 11 us earlier) because the socket "
+                           "was closed with unread data in its receive buffer (inferred from the packets: "
+                           "TCP_ABORT_ON_CLOSE).")
+    document = links_to_json(correlate(rec), rec)
+    check_contract(document)
+    assert document["links"][0]["cause"] == {
+        "kind": "rst", "frame": 6, "time": 1_700_000_000.00002, "src": "127.0.0.1:8080",
+        "dst": "127.0.0.1:50000", "flags": "RST,ACK", "reason": "TCP_ABORT_ON_CLOSE (inferred)"}
+
+
+@pytest.mark.needs_capture
+def test_cli_text_on_a_bundle(tmp_path):
+    from tcpteardown.formats.bundle import write_bundle
+    from tcpteardown.scenarios import run_scenario
+
+    bundle = write_bundle(tmp_path / "war.pcapng", run_scenario("write-after-reset").recording)
+    code, out, err = explain(bundle, "--lang", "python", "--tz", "+02:00")
+    assert code == 0, err
+    paragraphs = out.strip().split("\n\n")
+    assert len(paragraphs) == 2
+    assert "send() failed with ECONNRESET (Python: ConnectionResetError: [Errno 104]" in paragraphs[0]
+    assert "send() failed with EPIPE (Python: BrokenPipeError: [Errno 32] Broken pipe)" in paragraphs[1]
+    assert "reported ECONNRESET" in paragraphs[1]
+
+
+def test_bad_input_exits_2_without_traceback(tmp_path):
+    junk = tmp_path / "junk.pcap"
+    junk.write_bytes(b"this is not a capture")
+    for argv in ([tmp_path / "missing.pcap"], [junk], [junk, "--tz", "Nowhere/Land"]):
+        code, out, err = explain(*argv)
+        assert code == 2, (argv, out, err)
+        assert "Traceback" not in err and err.startswith("tcpteardown explain: error:")
+
+
+# -- a real program under strace while tcpdump captures ----------------------------
+
+CLIENT = textwrap.dedent("""
+    import json, select, socket
+
+    def pair():
+        listener = socket.socket(); listener.bind(("127.0.0.1", 0)); listener.listen()
+        client = socket.socket(); client.connect(listener.getsockname())
+        server, _ = listener.accept(); listener.close()
+        return client, server
+
+    def readable(sock):
+        assert select.select([sock], [], [], 10)[0], "timed out waiting for the peer"
+
+    def attempt(case, client, fn):
+        port = client.getsockname()[1]
+        try:
+            fn()
+        except OSError as exc:
+            import errno
+            print(json.dumps({"case": case, "port": port, "errno": errno.errorcode[exc.errno]}), flush=True)
+
+    # reset by peer: the server closes with our request unread
+    client, server = pair()
+    client.send(b"request never read"); readable(server); server.close(); readable(client)
+    attempt("reset", client, lambda: client.recv(100)); client.close()
+
+    # broken pipe: the server reads and closes; our write draws RST; the next one fails
+    client, server = pair()
+    client.send(b"a"); readable(server); server.recv(1); server.close(); readable(client)
+    client.send(b"more"); readable(client)
+    attempt("pipe", client, lambda: client.send(b"again")); client.close()
+
+    # refused: nothing listens on a bound port
+    closed = socket.socket(); closed.bind(("127.0.0.1", 0))
+    client = socket.socket(); client.bind(("127.0.0.1", 0))
+    attempt("refused", client, lambda: client.connect(closed.getsockname()))
+    client.close(); closed.close()
+""")
+
+
+@pytest.mark.needs_capture
+def test_strace_and_tcpdump_of_a_real_program(tmp_path):
+    strace = tool_or_skip("strace")
+    tool_or_skip("tcpdump")
+    from tcpteardown.capture.tcpdump import TcpdumpCapture
+
+    program = tmp_path / "client.py"
+    program.write_text(CLIENT)
+    pcap, log = tmp_path / "lo.pcap", tmp_path / "strace.log"
+    with TcpdumpCapture(pcap):
+        proc = subprocess.run([strace, "-f", "-ttt", "-T", "-yy", "-o", str(log), sys.executable, str(program)],
+                              capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    failures = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [f["errno"] for f in failures] == ["ECONNRESET", "EPIPE", "ECONNREFUSED"]
+
+    code, out, err = explain(pcap, "--strace", log, "--json")
+    assert code == 0, err
+    document = json.loads(out)
+    check_contract(document)
+    for failure in failures:
+        mine = [l for l in document["links"] if l["call"]["errno"] == failure["errno"]
+                and l["call"]["source"] == "strace"
+                and (l["call"]["local"] or "").endswith(f":{failure['port']}")]
+        assert len(mine) == 1, (failure, document)
+        link = mine[0]
+        expected = tshark_frames(pcap, f"tcp.flags.reset==1 && tcp.dstport=={failure['port']}")
+        assert link["cause"]["kind"] == "rst"
+        assert link["cause"]["frame"] == expected[-1], (failure, link)
+        assert link["cause"]["reason"].endswith("(inferred)")
