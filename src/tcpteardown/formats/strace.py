@@ -41,6 +41,7 @@ function that opens a file).
 from __future__ import annotations
 
 import datetime as _dt
+import ipaddress
 import os
 import re
 from typing import Iterable, Optional, Union
@@ -117,8 +118,10 @@ def _endpoint(text: str) -> Optional[Endpoint]:
         return found  # type: ignore[return-value]
     try:
         endpoint: Optional[Endpoint] = Endpoint.parse(text)
-        if endpoint.host.startswith("::ffff:") and "." in endpoint.host:
-            endpoint = Endpoint(endpoint.host[7:], endpoint.port)
+        if endpoint.host.startswith("::ffff:"):
+            mapped = ipaddress.IPv6Address(endpoint.host).ipv4_mapped
+            if mapped is not None:
+                endpoint = Endpoint(str(mapped), endpoint.port)
     except ValueError:
         endpoint = None
     if len(_ENDPOINTS) < 100_000:
@@ -211,7 +214,10 @@ class _Reader:
 
     # -- processes and fds -------------------------------------------------
     def fd_group(self, pid: Optional[int]) -> Optional[int]:
-        return self.group.get(pid, pid)
+        """Whose fd table `pid` uses. A pid the log never showed being
+        forked is taken for a thread of the traced process (Go, Java and
+        `strace -p` traces show threads without their clone lines)."""
+        return self.group.get(pid, -1)
 
     def role(self, pid: Optional[int]) -> str:
         name = self.names.get(pid)
@@ -278,11 +284,9 @@ class _Reader:
         stamp = self.start_ns(prefix, line_no)
         started = self.pending.pop(pid, None)
         if started is None or started[0] != name:
-            # The start is missing (trace attached mid-call): keep what the result says.
+            # The start is missing (trace attached mid-call): no fd, so no socket to put it on.
             self.problem(line_no, f"'{name} resumed' without its '<unfinished ...>' start for pid {pid}; "
-                                  f"arguments unknown")
-            body = f"{name}(?" + rest
-            self.complete(line_no, name, body, pid, None, line, resumed_at=stamp)
+                                  f"skipped (fd unknown)")
             return
         _, start, head, first_line, _ = started
         text = first_line + "\n" + line
@@ -296,7 +300,7 @@ class _Reader:
                 self.complete(line_no, name, head + ") = ?", pid, start, first_line)
 
     def complete(self, line_no: int, name: str, body: str, pid: Optional[int],
-                 start: Optional[int], text: str, resumed_at: Optional[int] = None) -> None:
+                 start: int, text: str, resumed_at: Optional[int] = None) -> None:
         paren = len(name) + 1
         m = _RESULT_RE.search(body, paren - 1)
         if not m:
@@ -308,8 +312,6 @@ class _Reader:
         if errno and errno.startswith("ERESTART"):
             return
         dur = m.group("dur")
-        if start is None:  # resumed without its start: work back from the duration
-            start = resumed_at - (_ns_from_decimal(dur) if dur else 0)  # type: ignore[operator]
         if dur:
             end = start + _ns_from_decimal(dur)
         else:
@@ -395,6 +397,7 @@ class _Reader:
                 if "CLONE_THREAD" in args or "CLONE_FILES" in args:
                     self.group[ret] = self.fd_group(pid)
                 else:  # a new process: its own copy of the fd table
+                    self.group[ret] = ret
                     parent = self.fd_group(pid)
                     for (group, fd), sock in list(self.sockets.items()):
                         if group == parent:
