@@ -1,0 +1,447 @@
+"""The ladder figure, checked through matplotlib's artists (not pixels).
+
+Recordings are built by hand from a real loopback broken-pipe run (times
+relative to its first SYN), then from real scenario runs and from a real
+tcpdump capture of real sockets.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import struct
+from dataclasses import replace
+
+import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import to_hex
+from matplotlib.figure import Figure
+from matplotlib.patches import FancyArrowPatch
+from matplotlib.text import Text
+
+from conftest import tool_or_skip
+from tcpteardown.analysis.correlate import correlate
+from tcpteardown.errors import UserError
+from tcpteardown.model import (
+    CauseKind, Endpoint, Link, Metadata, Recording, Segment, SocketCall, TcpFlags,
+)
+from tcpteardown.views import style
+from tcpteardown.views.ladder import call_label, draw_ladder, segment_label, wrap_phrase
+
+T0 = 1_795_290_060_811_428_549
+CLIENT, SERVER = Endpoint.parse("127.0.0.1:54496"), Endpoint.parse("127.0.0.1:48579")
+
+# (time after the SYN, src, dst, flags, seq, ack, payload) from a real broken-pipe run.
+BROKEN_PIPE_SEGMENTS = (
+    (0, CLIENT, SERVER, "SYN", 777085357, 0, 0),
+    (16445, SERVER, CLIENT, "SYN,ACK", 1322587729, 777085358, 0),
+    (33132, CLIENT, SERVER, "ACK", 777085358, 1322587730, 0),
+    (290522, CLIENT, SERVER, "PSH,ACK", 777085358, 1322587730, 1),
+    (299039, SERVER, CLIENT, "ACK", 1322587730, 777085359, 0),
+    (373535, SERVER, CLIENT, "FIN,ACK", 1322587730, 777085359, 0),
+    (604370, CLIENT, SERVER, "PSH,ACK", 777085359, 1322587731, 9),
+    (619368, SERVER, CLIENT, "RST", 1322587731, 0, 0),
+)
+BROKEN_PIPE_CALLS = (
+    ("client", "connect", -32896, 133139, 0, None),
+    ("server", "accept", 200698, 244646, 7, None),
+    ("client", "send", 278514, 305693, 1, None),
+    ("server", "recv", 338167, 346028, 1, None),
+    ("server", "close", 364490, 438411, 0, None),
+    ("client", "send", 596745, 663108, 9, None),
+    ("client", "send", 765613, 773182, -1, "EPIPE"),
+    ("client", "close", 800477, 811824, 0, None),
+)
+METADATA = Metadata(scenario="broken-pipe", os="Linux", kernel="6.18.44-fc-v657", started_ns=T0 - 338_000_000)
+
+
+def segments(rows, t0=T0, first_frame=1):
+    return tuple(Segment(first_frame + i, t0 + dt, src, dst, TcpFlags.parse(flags), seq, ack, 65483, length)
+                 for i, (dt, src, dst, flags, seq, ack, length) in enumerate(rows))
+
+
+def calls(rows, client=CLIENT, server=SERVER, t0=T0, pid=6553):
+    made = []
+    for role, op, start, end, result, errno in rows:
+        local, remote = (client, server) if role == "client" else (server, client)
+        made.append(SocketCall(role, op, t0 + start, t0 + end, result, errno, pid, 6 if role == "client" else 7,
+                               local, remote, text=f"{op}() -> {errno or result}"))
+    return tuple(made)
+
+
+def broken_pipe(**metadata) -> Recording:
+    return Recording(segments(BROKEN_PIPE_SEGMENTS), calls(BROKEN_PIPE_CALLS), metadata=replace(METADATA, **metadata))
+
+
+# -- reading a figure back ------------------------------------------------------
+
+def the_axes(figure: Figure):
+    (ax,) = figure.axes
+    return ax
+
+
+def by_gid(artists, prefix):
+    return [a for a in artists if (a.get_gid() or "").startswith(prefix)]
+
+
+def arrows(figure):
+    return by_gid(the_axes(figure).patches, "segment-")
+
+
+def connectors(figure):
+    return by_gid(the_axes(figure).patches, "connector-")
+
+
+def failure_marks(figure):
+    return by_gid(the_axes(figure).lines, "call-failed-")
+
+
+def texts(figure) -> list[Text]:
+    ax = the_axes(figure)
+    found = list(ax.texts) + [c for c in ax.get_children() if isinstance(c, Text) and c not in ax.texts]
+    return [t for t in found if t.get_text() and t.get_visible()]
+
+
+def text_by_gid(figure, prefix):
+    return [t.get_text() for t in texts(figure) if (t.get_gid() or "").startswith(prefix)]
+
+
+# -- structure -------------------------------------------------------------------
+
+def test_one_arrow_per_segment_coloured_by_kind():
+    recording = broken_pipe()
+    figure = draw_ladder(recording, correlate(recording))
+    drawn = arrows(figure)
+    assert sorted(a.get_gid() for a in drawn) == sorted(f"segment-{s.frame}" for s in recording.segments)
+    colour = {a.get_gid(): to_hex(a.get_edgecolor()) for a in drawn}
+    assert colour["segment-1"] == style.SYN
+    assert colour["segment-2"] == style.SYN
+    assert colour["segment-4"] == style.DATA
+    assert colour["segment-6"] == style.FIN
+    assert colour["segment-8"] == style.RST
+
+
+def test_arrows_go_from_sender_to_receiver_and_are_flat_on_loopback():
+    figure = draw_ladder(broken_pipe())
+    client_x, server_x = (the_axes(figure).lines[0].get_xdata()[0], None)
+    for arrow in arrows(figure):
+        (xa, ya), (xb, yb) = arrow._posA_posB
+        assert ya == yb  # one timestamp, no delay: horizontal
+        frame = int(arrow.get_gid().split("-")[1])
+        sender = BROKEN_PIPE_SEGMENTS[frame - 1][1]
+        assert (xa < xb) == (sender == CLIENT)
+
+
+def test_segment_labels_use_relative_numbers():
+    recording = broken_pipe()
+    labels = text_by_gid(draw_ladder(recording), "segment-label-")
+    assert "#1 SYN seq=0" in labels
+    assert "#2 SYN,ACK seq=0 ack=1" in labels
+    assert "#7 PSH,ACK seq=2 ack=2 len=9" in labels
+    assert any(label.startswith("#8 RST seq=2\n") for label in labels)  # and its reason, inferred
+    assert segment_label(recording.segments[3], {}) == "#4 PSH,ACK seq=777085358 ack=1322587730 len=1"
+
+
+def test_failed_calls_are_red_marks_with_the_errno():
+    recording = broken_pipe()
+    figure = draw_ladder(recording)
+    (mark,) = failure_marks(figure)
+    assert to_hex(mark.get_color()) == style.FAILURE
+    red_labels = [t.get_text() for t in texts(figure) if (t.get_gid() or "").startswith("call-label-")
+                  and to_hex(t.get_color()) == style.FAILURE]
+    assert red_labels == ["send() → EPIPE"]
+    assert len(by_gid(the_axes(figure).patches, "call-")) == len(recording.calls)
+
+
+def test_call_labels():
+    ok, failed, eof = calls([("client", "send", 0, 1, 9, None), ("client", "send", 2, 3, -1, "EPIPE"),
+                             ("client", "recv", 4, 5, 0, None)])
+    assert [call_label(c) for c in (ok, failed, eof)] == ["send() = 9", "send() → EPIPE", "recv() → EOF"]
+
+
+def test_one_connector_per_link():
+    recording = broken_pipe()
+    links = correlate(recording)
+    assert len(links) == 1
+    assert len(connectors(draw_ladder(recording, links))) == 1
+    assert connectors(draw_ladder(recording)) == []  # no links, no connectors
+    # A local-close link connects to our own close; a link with no cause has nothing to connect.
+    epipe, close = recording.calls[6], recording.calls[7]
+    late = replace(epipe, start_ns=close.end_ns + 10, end_ns=close.end_ns + 20)
+    recording = replace(recording, calls=recording.calls + (late,))
+    made = [Link(epipe, CauseKind.RST, "send-epipe-after-rst", "x", cause=recording.segments[7]),
+            Link(late, CauseKind.LOCAL_CLOSE, "closed-descriptor", "x", local_call=close),
+            Link(late, CauseKind.NONE, "no-rule", "x")]
+    drawn = connectors(draw_ladder(recording, made))
+    assert len(drawn) == 2
+    assert all(to_hex(c.get_edgecolor()) == style.CONNECTOR and c.get_linestyle() != "-" for c in drawn)
+
+
+def test_connector_runs_from_the_cause_to_the_failing_call():
+    recording = broken_pipe()
+    figure = draw_ladder(recording, correlate(recording))
+    (connector,) = connectors(figure)
+    (mark,) = failure_marks(figure)
+    (xa, ya), (xb, yb) = connector._posA_posB
+    rst = next(a for a in arrows(figure) if a.get_gid() == "segment-8")
+    assert (xb, yb) == (mark.get_xdata()[0], mark.get_ydata()[0])
+    assert ya == rst._posA_posB[1][1]  # where the RST reached the client
+
+
+def test_lifelines_are_labelled_with_the_endpoints():
+    labels = text_by_gid(draw_ladder(broken_pipe()), "lifeline-label-")
+    assert sorted(labels) == [f"client\n{CLIENT}", f"server\n{SERVER}"]
+
+
+def test_roles_come_from_the_syn_even_when_the_calls_say_nothing():
+    recording = Recording(segments(BROKEN_PIPE_SEGMENTS), metadata=METADATA)
+    labels = text_by_gid(draw_ladder(recording), "lifeline-label-")
+    assert f"client\n{CLIENT}" in labels
+
+
+def test_title_has_scenario_os_kernel_and_date():
+    figure = draw_ladder(broken_pipe())
+    title = next(t.get_text() for t in texts(figure) if t.get_text().startswith("broken-pipe"))
+    assert "Linux 6.18.44-fc-v657" in title and "2026-11-21" in title and "UTC" in title
+
+
+def test_tcp_states_along_each_lifeline():
+    figure = draw_ladder(broken_pipe())
+    client = text_by_gid(figure, "state-client-")
+    server = text_by_gid(figure, "state-server-")
+    assert client[:2] == ["SYN_SENT", "ESTABLISHED"] and "CLOSE_WAIT" in client and client[-1] == "CLOSE"
+    assert "FIN_WAIT1" in server
+
+
+def test_language_phrase_under_the_failure():
+    figure = draw_ladder(broken_pipe(), lang="Go")
+    (phrase,) = text_by_gid(figure, "call-phrase-")
+    assert phrase.startswith("Go: write tcp") and phrase.replace("\n", " ").endswith("write: broken pipe")
+    (phrase,) = text_by_gid(draw_ladder(broken_pipe(), lang="python"), "call-phrase-")
+    assert "BrokenPipeError" in phrase
+    assert text_by_gid(draw_ladder(broken_pipe()), "call-phrase-") == []
+    with pytest.raises(ValueError, match="unknown language"):
+        draw_ladder(broken_pipe(), lang="cobol")
+
+
+def test_wrap_phrase_breaks_after_arrows():
+    assert wrap_phrase("Go: write tcp 127.0.0.1:54496->127.0.0.1:48579: write: broken pipe", 38) == [
+        "Go: write tcp 127.0.0.1:54496->", "127.0.0.1:48579: write: broken pipe"]
+
+
+def test_legend_lists_what_is_drawn_and_the_rules_used():
+    recording = broken_pipe()
+    ax = the_axes(draw_ladder(recording, correlate(recording)))
+    entries = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert {"SYN (opening)", "FIN (orderly close)", "RST (reset)", "failed call (errno)"} <= set(entries)
+    assert "end-of-file (recv → 0)" not in entries  # nothing in this recording reached EOF
+    rules = text_by_gid(draw_ladder(recording, correlate(recording)), "rules")
+    assert rules and rules[0].startswith("send-epipe-after-rst: ")
+
+
+# -- time ------------------------------------------------------------------------
+
+def paused(ms: int) -> Recording:
+    """broken-pipe with the server's close `ms` later (an idle pause)."""
+    shift = ms * 1_000_000
+    rows = [(dt + shift if dt >= 373535 else dt, *rest) for dt, *rest in BROKEN_PIPE_SEGMENTS]
+    call_rows = [(role, op, start + shift if start >= 364490 else start, end + shift if end >= 364490 else end,
+                  result, errno) for role, op, start, end, result, errno in BROKEN_PIPE_CALLS]
+    return Recording(segments(rows), calls(call_rows), metadata=METADATA)
+
+
+def test_idle_pause_is_a_labelled_break_and_real_time_is_linear():
+    recording = paused(201)
+    assert text_by_gid(draw_ladder(recording), "break-") == ["⋯ 201 ms ⋯"]
+    real = draw_ladder(recording, time_axis="real")
+    assert text_by_gid(real, "break-") == []
+    rows = {a.get_gid(): a._posA_posB[0][1] for a in arrows(real)}
+    # Linear: the 201 ms pause dwarfs the handshake.
+    assert rows["segment-6"] - rows["segment-5"] > 50 * (rows["segment-3"] - rows["segment-1"])
+    with pytest.raises(ValueError):
+        draw_ladder(recording, time_axis="log")
+
+
+def test_metadata_delay_slants_the_arrows():
+    recording = broken_pipe(extra=(("delay_ms", "50"),))
+    figure = draw_ladder(recording)
+    for arrow in arrows(figure):
+        (_, ya), (_, yb) = arrow._posA_posB
+        assert yb > ya  # received later than sent: downhill
+    assert "one-way delay 50.0 ms" in " ".join(t.get_text() for t in texts(figure))
+
+
+# -- many connections -------------------------------------------------------------
+
+OTHER = Endpoint.parse("127.0.0.1:54500")
+
+
+def two_connections() -> Recording:
+    """A clean exchange on one connection, then broken-pipe on another."""
+    clean = segments([(0, OTHER, SERVER, "SYN", 1, 0, 0), (10, SERVER, OTHER, "SYN,ACK", 5, 2, 0),
+                      (20, OTHER, SERVER, "ACK", 2, 6, 0)], t0=T0 - 5_000_000)
+    broken = segments(BROKEN_PIPE_SEGMENTS, first_frame=4)
+    return Recording(clean + broken, calls(BROKEN_PIPE_CALLS), metadata=METADATA)
+
+
+def lifeline_names(figure):
+    return sorted(text_by_gid(figure, "lifeline-label-"))
+
+
+def test_default_connection_is_the_one_with_the_first_failing_call():
+    recording = two_connections()
+    assert f"client\n{CLIENT}" in lifeline_names(draw_ladder(recording))
+    assert f"client\n{OTHER}" in lifeline_names(draw_ladder(recording, conn=0))
+    assert f"client\n{OTHER}" in lifeline_names(draw_ladder(recording, conn="0"))
+    assert f"client\n{OTHER}" in lifeline_names(draw_ladder(recording, conn=f"{SERVER}-{OTHER}"))
+    assert f"client\n{CLIENT}" in lifeline_names(draw_ladder(recording, conn=f"{CLIENT}-{SERVER}"))
+    assert len(arrows(draw_ladder(recording, conn=0))) == 3
+
+
+@pytest.mark.parametrize("wanted, message", [
+    (7, "no connection number 7"), ("10.0.0.1:1-10.0.0.2:2", "no connection matches"),
+    ("nonsense", "expected an index"),
+])
+def test_bad_connection_choice_names_the_choices(wanted, message):
+    with pytest.raises(UserError, match=message):
+        draw_ladder(two_connections(), conn=wanted)
+    with pytest.raises(UserError, match="no TCP connection"):
+        draw_ladder(Recording())
+
+
+def test_overview_one_row_per_connection_coloured_by_ending():
+    from tcpteardown.views.overview import draw_overview
+
+    figure = draw_overview(two_connections())
+    bars = by_gid(figure.axes[0].patches, "connection-")
+    assert [b.get_gid() for b in bars] == ["connection-0", "connection-1"]
+    assert [to_hex(b.get_facecolor()) for b in bars] == [style.ENDING_COLOURS["open"], style.ENDING_COLOURS["rst"]]
+
+
+# -- legibility and reproducibility -------------------------------------------------
+
+def assert_legible(figure):
+    """Every text at least 9 pt; no two texts overlap on the page."""
+    renderer = FigureCanvasAgg(figure).get_renderer()
+    shown = texts(figure)
+    assert all(t.get_fontsize() >= 9 for t in shown)
+    boxes = [(t.get_text(), t.get_window_extent(renderer).shrunk(0.97, 0.9)) for t in shown]
+    for i, (text_a, a) in enumerate(boxes):
+        for text_b, b in boxes[i + 1:]:
+            assert not a.overlaps(b), f"labels overlap: {text_a!r} and {text_b!r}"
+
+
+@pytest.mark.parametrize("lang", [None, "go", "java"])
+def test_labels_never_overlap(lang):
+    recording = broken_pipe()
+    assert_legible(draw_ladder(recording, correlate(recording), lang=lang))
+    assert_legible(draw_ladder(paused(201), lang=lang))
+
+
+def test_draws_into_a_given_axes():
+    figure = Figure(figsize=(12, 8))
+    ax = figure.add_subplot()
+    assert draw_ladder(broken_pipe(), ax=ax) is figure
+    assert len(by_gid(ax.patches, "segment-")) == len(BROKEN_PIPE_SEGMENTS)
+
+
+def test_same_input_same_svg_and_pdf_bytes(tmp_path):
+    recording = broken_pipe()
+    for suffix in (".svg", ".pdf", ".png"):
+        first = style.save_figure(draw_ladder(recording, correlate(recording), lang="go"), tmp_path / f"a{suffix}")
+        second = style.save_figure(draw_ladder(recording, correlate(recording), lang="go"), tmp_path / f"b{suffix}")
+        assert first.read_bytes() == second.read_bytes(), suffix
+    svg = (tmp_path / "a.svg").read_text()
+    assert "<dc:date>" not in svg
+
+
+def test_save_figure_refuses_unknown_formats(tmp_path):
+    with pytest.raises(UserError, match=r"\.png, \.svg or \.pdf"):
+        style.save_figure(draw_ladder(broken_pipe()), tmp_path / "ladder.jpg")
+
+
+MAGIC = {".png": b"\x89PNG", ".svg": b"<?xml", ".pdf": b"%PDF"}
+
+
+def render_all_formats(recording, tmp_path, name):
+    links = correlate(recording)
+    for suffix, magic in MAGIC.items():
+        path = style.save_figure(draw_ladder(recording, links, lang="go"), tmp_path / f"{name}{suffix}")
+        assert path.read_bytes().startswith(magic)
+    return links
+
+
+# -- real recordings -------------------------------------------------------------------
+
+@pytest.mark.needs_capture
+@pytest.mark.parametrize("name", ["graceful-close", "reset-by-peer", "broken-pipe", "write-after-reset",
+                                  "refused", "use-after-close"])
+def test_every_scenario_renders_to_png_svg_and_pdf(name, tmp_path):
+    from tcpteardown.scenarios import run_scenario
+
+    recording = run_scenario(name).recording
+    links = render_all_formats(recording, tmp_path, name)
+    figure = draw_ladder(recording, links, lang="go")
+    assert len(arrows(figure)) == len(recording.segments)
+    assert len(failure_marks(figure)) == sum(1 for c in recording.calls if c.failed)
+    assert len(connectors(figure)) == sum(1 for l in links if l.cause is not None or l.local_call is not None)
+    assert_legible(figure)
+
+
+def test_every_registered_scenario_is_rendered_above():
+    from tcpteardown.scenarios import all_scenarios
+
+    names = {s.name for s in all_scenarios() if s.family_group == "basics"}
+    assert names <= {"graceful-close", "reset-by-peer", "broken-pipe", "write-after-reset", "refused",
+                     "use-after-close"}
+
+
+@contextlib.contextmanager
+def loopback_listener():
+    listener = socket.create_server(("127.0.0.1", 0))
+    try:
+        yield listener
+    finally:
+        listener.close()
+
+
+def play_three_teardowns(listener, closed_port):
+    """Real sockets: one orderly close, one abortive close (RST), one refused connect."""
+    address = listener.getsockname()
+    with socket.create_connection(address) as client:
+        server, _ = listener.accept()
+        with server:
+            server.shutdown(socket.SHUT_WR)
+            assert client.recv(10) == b""  # the server's FIN
+    with socket.create_connection(address) as client:
+        server, _ = listener.accept()
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        client.close()  # linger 0: RST
+        with server, pytest.raises(ConnectionResetError):
+            server.recv(10)
+    with socket.socket() as client, pytest.raises(ConnectionRefusedError):
+        client.connect(("127.0.0.1", closed_port))
+
+
+@pytest.mark.needs_capture
+def test_real_tcpdump_capture_of_real_sockets(tmp_path):
+    tool_or_skip("tcpdump")
+    from tcpteardown.capture.tcpdump import TcpdumpCapture
+    from tcpteardown.formats.bundle import load_recording
+    from tcpteardown.views.overview import draw_overview
+
+    with loopback_listener() as listener, socket.socket() as reserved:
+        reserved.bind(("127.0.0.1", 0))  # bound, never listening: connects are refused
+        ports = [listener.getsockname()[1], reserved.getsockname()[1]]
+        with TcpdumpCapture(tmp_path / "three.pcap", ports) as capture:
+            play_three_teardowns(listener, ports[1])
+        pcap = capture.stop()
+    recording = load_recording(pcap)
+    for index in range(3):
+        figure = draw_ladder(recording, correlate(recording), conn=index)
+        assert arrows(figure)
+        assert_legible(figure)
+    overview = draw_overview(recording)
+    bars = by_gid(overview.axes[0].patches, "connection-")
+    assert [to_hex(b.get_facecolor()) for b in bars] == [style.ENDING_COLOURS[e] for e in ("fin", "rst", "refused")]
+    render_all_formats(recording, tmp_path, "three")
