@@ -215,124 +215,135 @@ class _Reader:
     # -- pcapng ------------------------------------------------------------------
 
     def _pcapng(self) -> Iterator[RawPacket]:
-        buf, size = self.buf, len(self.buf)
-        order = "<"
-        interfaces: list = []  # (linktype, snaplen, resolution numerator/denominator, offset_ns)
-        last_time = 0
+        size = len(self.buf)
         offset = 0
         next_release = 64 << 20
         while offset < size:
-            if offset + 12 > size:
-                self.problem(offset, f"truncated block header: {size - offset} bytes at end of file")
+            offset, stop = yield from self.one_block(offset)
+            if stop:
                 return
-            block_type = struct.unpack_from(order + "I", buf, offset)[0]
-            if block_type == PCAPNG_SHB:
-                if offset + 12 > size:
-                    self.problem(offset, "truncated section header block")
-                    return
-                bom = struct.unpack_from("<I", buf, offset + 8)[0]
-                if bom == PCAPNG_BYTE_ORDER_MAGIC:
-                    order = "<"
-                elif bom == 0x4D3C2B1A:
-                    order = ">"
-                else:
-                    self.problem(offset + 8, f"section header with a bad byte-order magic 0x{bom:08x}",
-                                 fatal=offset == 0)
-                    return
-                interfaces = []
-            length = struct.unpack_from(order + "I", buf, offset + 4)[0]
-            if length < 12 or length % 4 or length > MAXIMUM_BLOCK:
-                self.problem(offset, f"block of type 0x{block_type:08x} claims length {length} "
-                                     "(must be a multiple of 4, at least 12)", fatal=offset == 0)
-                return
-            end = offset + length
-            if end > size:
-                self.problem(offset, f"truncated block of type 0x{block_type:08x}: length {length}, "
-                                     f"only {size - offset} bytes left in the file", fatal=offset == 0)
-                return
-            trailer = struct.unpack_from(order + "I", buf, end - 4)[0]
-            if trailer != length:
-                self.problem(offset, f"block of type 0x{block_type:08x} lengths disagree: "
-                                     f"{length} at its start, {trailer} at its end", fatal=offset == 0)
-                return
-            body = offset + 8
-            body_end = end - 4
-            if block_type == PCAPNG_SHB:
-                if body_end - body >= 16:
-                    for code, value in self._options(order, body + 16, body_end):
-                        if code == OPT_COMMENT:
-                            self.section_comments.append(_text(value))
-            elif block_type == BLOCK_IDB:
-                if body_end - body < 8:
-                    self.problem(offset, "interface description block too short")
-                    return
-                linktype, snaplen = struct.unpack_from(order + "HxxI", buf, body)
-                numerator, denominator, shift_ns = 1000, 1, 0  # default resolution: microseconds
-                for code, value in self._options(order, body + 8, body_end):
-                    if code == IF_TSRESOL and value:
-                        numerator, denominator = _resolution(value[0])
-                    elif code == IF_TSOFFSET and len(value) == 8:
-                        shift_ns = struct.unpack(order + "q", value)[0] * 1_000_000_000
-                if linktype not in KNOWN_LINKTYPES:
-                    self.problem(offset, f"interface {len(interfaces)} has unknown link type {linktype}; "
-                                         "its packets are counted, not decoded")
-                interfaces.append((linktype, snaplen, numerator, denominator, shift_ns))
-                self.linktypes.add(linktype)
-            elif block_type in (BLOCK_EPB, BLOCK_OPB):
-                if block_type == BLOCK_EPB:
-                    if body_end - body < 20:
-                        self.problem(offset, "enhanced packet block too short")
-                        return
-                    interface, high, low, caplen, orig_len = struct.unpack_from(order + "IIIII", buf, body)
-                else:
-                    if body_end - body < 20:
-                        self.problem(offset, "packet block too short")
-                        return
-                    interface, high, low, caplen, orig_len = struct.unpack_from(order + "HxxIIII", buf, body)
-                data_start = body + 20
-                if data_start + caplen > body_end:
-                    self.problem(offset, f"packet block says {caplen} captured bytes but holds only "
-                                         f"{body_end - data_start}")
-                    return
-                if interface >= len(interfaces):
-                    self.problem(offset, f"packet on interface {interface}, but the section describes "
-                                         f"only {len(interfaces)}")
-                    return
-                linktype, _snap, numerator, denominator, shift_ns = interfaces[interface]
-                ticks = (high << 32) | low
-                last_time = ticks * numerator // denominator + shift_ns
-                comments = ()
-                options_start = data_start + ((caplen + 3) & ~3)
-                if options_start < body_end:
-                    comments = tuple(_text(value) for code, value in self._options(order, options_start, body_end)
-                                     if code == OPT_COMMENT)
-                self.frame += 1
-                yield RawPacket(self.frame, last_time, linktype, buf[data_start:data_start + caplen],
-                                orig_len, comments)
-            elif block_type == BLOCK_SPB:
-                if not interfaces:
-                    self.problem(offset, "simple packet block before any interface description")
-                    return
-                linktype, snaplen, *_ = interfaces[0]
-                orig_len = struct.unpack_from(order + "I", buf, body)[0]
-                caplen = min(orig_len, body_end - body - 4)
-                if snaplen:
-                    caplen = min(caplen, snaplen)
-                self.frame += 1
-                # SPBs carry no time stamp: keep the previous packet's time.
-                yield RawPacket(self.frame, last_time, linktype, buf[body + 4:body + 4 + caplen], orig_len)
-            elif block_type in BLOCK_CUSTOM:
-                if body_end - body >= 4:
-                    pen = struct.unpack_from(order + "I", buf, body)[0]
-                    payload = bytes(buf[body + 4:body_end])
-                    # The block pads its data to 4 bytes with zeros; the padding is not data.
-                    stripped = payload.rstrip(b"\0")
-                    payload = payload[:max(len(stripped), len(payload) - 3)]
-                    self.custom_blocks.append((pen, payload))
-            offset = end
             if offset > next_release and self.release is not None:
                 self.release(offset)
                 next_release = offset + (64 << 20)
+
+    # pcapng state: byte order of the section, its interfaces, the last packet time
+    order = "<"
+    interfaces: list = []
+    last_time = 0
+
+    def one_block(self, offset: int):
+        """Generator: the packet (if any) of the block at `offset`; returns (next offset, stop?)."""
+        buf, size = self.buf, len(self.buf)
+        order = self.order
+        if offset + 12 > size:
+            self.problem(offset, f"truncated block header: {size - offset} bytes at end of file")
+            return offset, True
+        block_type = struct.unpack_from(order + "I", buf, offset)[0]
+        if block_type == PCAPNG_SHB:
+            bom = struct.unpack_from("<I", buf, offset + 8)[0]
+            if bom == PCAPNG_BYTE_ORDER_MAGIC:
+                order = "<"
+            elif bom == 0x4D3C2B1A:
+                order = ">"
+            else:
+                self.problem(offset + 8, f"section header with a bad byte-order magic 0x{bom:08x}",
+                             fatal=offset == 0)
+                return offset, True
+            self.order = order
+            self.interfaces = []
+        elif offset == 0:
+            self.problem(0, "not a pcapng file: the first block is not a section header", fatal=True)
+        length = struct.unpack_from(order + "I", buf, offset + 4)[0]
+        if length < 12 or length % 4 or length > MAXIMUM_BLOCK:
+            self.problem(offset, f"block of type 0x{block_type:08x} claims length {length} "
+                                 "(must be a multiple of 4, at least 12)", fatal=offset == 0)
+            return offset, True
+        end = offset + length
+        if end > size:
+            self.problem(offset, f"truncated block of type 0x{block_type:08x}: length {length}, "
+                                 f"only {size - offset} bytes left in the file", fatal=offset == 0)
+            return offset, True
+        trailer = struct.unpack_from(order + "I", buf, end - 4)[0]
+        if trailer != length:
+            self.problem(offset, f"block of type 0x{block_type:08x} lengths disagree: "
+                                 f"{length} at its start, {trailer} at its end", fatal=offset == 0)
+            return offset, True
+        body = offset + 8
+        body_end = end - 4
+        interfaces = self.interfaces
+        if block_type == PCAPNG_SHB:
+            if body_end - body >= 16:
+                for code, value in self._options(order, body + 16, body_end):
+                    if code == OPT_COMMENT:
+                        self.section_comments.append(_text(value))
+        elif block_type == BLOCK_IDB:
+            if body_end - body < 8:
+                self.problem(offset, "interface description block too short")
+                return offset, True
+            linktype, snaplen = struct.unpack_from(order + "HxxI", buf, body)
+            numerator, denominator, shift_ns = 1000, 1, 0  # default resolution: microseconds
+            for code, value in self._options(order, body + 8, body_end):
+                if code == IF_TSRESOL and value:
+                    numerator, denominator = _resolution(value[0])
+                elif code == IF_TSOFFSET and len(value) == 8:
+                    shift_ns = struct.unpack(order + "q", value)[0] * 1_000_000_000
+            if linktype not in KNOWN_LINKTYPES:
+                self.problem(offset, f"interface {len(interfaces)} has unknown link type {linktype}; "
+                                     "its packets are counted, not decoded")
+            self.interfaces = interfaces + [(linktype, snaplen, numerator, denominator, shift_ns)]
+            self.linktypes.add(linktype)
+        elif block_type in (BLOCK_EPB, BLOCK_OPB):
+            if body_end - body < 20:
+                self.problem(offset, "packet block too short")
+                return offset, True
+            if block_type == BLOCK_EPB:
+                interface, high, low, caplen, orig_len = struct.unpack_from(order + "IIIII", buf, body)
+            else:
+                interface, high, low, caplen, orig_len = struct.unpack_from(order + "HxxIIII", buf, body)
+            data_start = body + 20
+            if data_start + caplen > body_end:
+                self.problem(offset, f"packet block says {caplen} captured bytes but holds only "
+                                     f"{body_end - data_start}")
+                return offset, True
+            if interface >= len(interfaces):
+                self.problem(offset, f"packet on interface {interface}, but the section describes "
+                                     f"only {len(interfaces)}")
+                return offset, True
+            linktype, _snap, numerator, denominator, shift_ns = interfaces[interface]
+            ticks = (high << 32) | low
+            self.last_time = ticks * numerator // denominator + shift_ns
+            comments = ()
+            options_start = data_start + ((caplen + 3) & ~3)
+            if options_start < body_end:
+                comments = tuple(_text(value) for code, value in self._options(order, options_start, body_end)
+                                 if code == OPT_COMMENT)
+            self.frame += 1
+            yield RawPacket(self.frame, self.last_time, linktype, buf[data_start:data_start + caplen],
+                            orig_len, comments)
+        elif block_type == BLOCK_SPB:
+            if not interfaces:
+                self.problem(offset, "simple packet block before any interface description")
+                return offset, True
+            if body_end - body < 4:
+                self.problem(offset, "simple packet block too short")
+                return offset, True
+            linktype, snaplen, *_ = interfaces[0]
+            orig_len = struct.unpack_from(order + "I", buf, body)[0]
+            caplen = min(orig_len, body_end - body - 4)
+            if snaplen:
+                caplen = min(caplen, snaplen)
+            self.frame += 1
+            # SPBs carry no time stamp: keep the previous packet's time.
+            yield RawPacket(self.frame, self.last_time, linktype, buf[body + 4:body + 4 + caplen], orig_len)
+        elif block_type in BLOCK_CUSTOM:
+            if body_end - body >= 4:
+                pen = struct.unpack_from(order + "I", buf, body)[0]
+                payload = bytes(buf[body + 4:body_end])
+                # The block pads its data to 4 bytes with zeros; the padding is not data.
+                stripped = payload.rstrip(b"\0")
+                payload = payload[:max(len(stripped), len(payload) - 3)]
+                self.custom_blocks.append((pen, payload))
+        return end, False
 
     def _options(self, order: str, start: int, end: int):
         buf = self.buf
