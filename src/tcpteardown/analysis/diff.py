@@ -15,7 +15,7 @@ count from the first SYN. What remains is two lists of steps:
 Each pair of lists is aligned by edit distance (a match costs 0, a deletion
 or insertion 2, a substitution 3, and a substitution is only allowed between
 segments of the same sender and class -- opening (SYN), closing (FIN or
-RST), data and ACKs -- or calls of the same side and op): so an RST where the
+RST), data, bare ACKs -- or calls of the same side and op): so an RST where the
 other recording has a FIN pairs up as *one* step with a different flag, and
 a segment missing from one recording is *one* step only in the other,
 instead of everything after it shifting. Segments are aligned in two
@@ -56,7 +56,7 @@ from __future__ import annotations
 import bisect
 import difflib
 from dataclasses import dataclass
-from typing import ClassVar, Iterable, Optional, Sequence, Union
+from typing import Callable, ClassVar, Iterable, Optional, Sequence, Union
 
 from ..model import Endpoint, Recording, SocketCall, TcpFlags
 from .relative import relative_numbers
@@ -74,7 +74,7 @@ __all__ = ["DEFAULT_TOLERANCE_NS", "SegmentStep", "CallStep", "Difference", "Onl
 DEFAULT_TOLERANCE_NS = 250_000_000
 
 # Alignment costs (see the theory above): substitution < two indels, > one.
-_INDEL, _SUBSTITUTE = 2, 3
+_INDEL, _SUBSTITUTE = 2, 3  # a segment carrying data: indel 3 (see _segment_indel)
 # Above this many DP cells the middle of the alignment is cut into blocks
 # by difflib first (long captures), each block aligned on its own.
 _DP_CELLS = 250_000
@@ -530,30 +530,33 @@ def _side_of(call: SocketCall, conn: Optional[Connection]) -> str:
 
 # -- alignment --------------------------------------------------------------------
 
-def align(a: Sequence, b: Sequence, *, key, same_slot, anchor=None) -> list[tuple[Optional[int], Optional[int]]]:
+def align(a: Sequence, b: Sequence, *, key, same_slot, anchor=None,
+          indel=None) -> list[tuple[Optional[int], Optional[int]]]:
     """Edit-distance alignment of two step lists: pairs of indexes, None for a gap.
 
     `key(step)` decides equality (cost 0); `same_slot(x, y)` says whether two
     unequal steps may stand for each other (a substitution, cost 3) or must
-    be a deletion plus an insertion (cost 2 each). Ties go to the diagonal,
-    then to A's step first, so the result is deterministic.
+    be a deletion plus an insertion (cost `indel(step)` each, default 2).
+    Ties go to the diagonal, then to A's step first, so the result is
+    deterministic.
 
     With `anchor(step)`, the anchor steps (for segments: SYNs, FINs and
     RSTs) are aligned first, among themselves, and the steps between two
     paired anchors are aligned within that stretch only: so the server's FIN
     in A pairs with its RST in B even when the data before them differs.
     """
+    scoring = _Scoring(key, same_slot, indel or (lambda step: _INDEL))
     if anchor is None:
-        return _align_plain(a, b, key, same_slot)
+        return _align_plain(a, b, scoring)
     anchors_a = [i for i, x in enumerate(a) if anchor(x)]
     anchors_b = [j for j, y in enumerate(b) if anchor(y)]
     paired = [(anchors_a[i], anchors_b[j]) for i, j in
-              _align_plain([a[i] for i in anchors_a], [b[j] for j in anchors_b], key, same_slot)
+              _align_plain([a[i] for i in anchors_a], [b[j] for j in anchors_b], scoring)
               if i is not None and j is not None]
     pairs: list[tuple[Optional[int], Optional[int]]] = []
     start_a = start_b = 0
     for end_a, end_b in (*paired, (len(a), len(b))):
-        stretch = _align_plain(a[start_a:end_a], b[start_b:end_b], key, same_slot)
+        stretch = _align_plain(a[start_a:end_a], b[start_b:end_b], scoring)
         pairs += [(None if i is None else i + start_a, None if j is None else j + start_b) for i, j in stretch]
         if end_a < len(a):
             pairs.append((end_a, end_b))
@@ -561,8 +564,15 @@ def align(a: Sequence, b: Sequence, *, key, same_slot, anchor=None) -> list[tupl
     return pairs
 
 
-def _align_plain(a: Sequence, b: Sequence, key, same_slot) -> list[tuple[Optional[int], Optional[int]]]:
-    ka, kb = [key(x) for x in a], [key(y) for y in b]
+@dataclass(frozen=True)
+class _Scoring:
+    key: Callable
+    same_slot: Callable
+    indel: Callable
+
+
+def _align_plain(a: Sequence, b: Sequence, scoring: _Scoring) -> list[tuple[Optional[int], Optional[int]]]:
+    ka, kb = [scoring.key(x) for x in a], [scoring.key(y) for y in b]
     start = 0
     while start < len(ka) and start < len(kb) and ka[start] == kb[start]:
         start += 1
@@ -570,14 +580,14 @@ def _align_plain(a: Sequence, b: Sequence, key, same_slot) -> list[tuple[Optiona
     while end_a > start and end_b > start and ka[end_a - 1] == kb[end_b - 1]:
         end_a, end_b = end_a - 1, end_b - 1
     pairs = [(i, i) for i in range(start)]
-    pairs += _align_middle(a, b, ka, kb, start, end_a, start, end_b, same_slot)
+    pairs += _align_middle(a, b, ka, kb, start, end_a, start, end_b, scoring)
     pairs += [(end_a + k, end_b + k) for k in range(len(ka) - end_a)]
     return pairs
 
 
-def _align_middle(a, b, ka, kb, a0, a1, b0, b1, same_slot):
+def _align_middle(a, b, ka, kb, a0, a1, b0, b1, scoring):
     if (a1 - a0) * (b1 - b0) <= _DP_CELLS:
-        return _dp(a, b, ka, kb, a0, a1, b0, b1, same_slot)
+        return _dp(a, b, ka, kb, a0, a1, b0, b1, scoring)
     # Long captures: let difflib find the long equal runs, align what is between.
     out = []
     matcher = difflib.SequenceMatcher(None, ka[a0:a1], kb[b0:b1], autojunk=False)
@@ -586,48 +596,42 @@ def _align_middle(a, b, ka, kb, a0, a1, b0, b1, same_slot):
         if tag == "equal":
             out += [(i0 + k, j0 + k) for k in range(i1 - i0)]
         elif (i1 - i0) * (j1 - j0) <= _DP_CELLS:
-            out += _dp(a, b, ka, kb, i0, i1, j0, j1, same_slot)
+            out += _dp(a, b, ka, kb, i0, i1, j0, j1, scoring)
         else:
             out += [(i, None) for i in range(i0, i1)] + [(None, j) for j in range(j0, j1)]
     return out
 
 
-def _dp(a, b, ka, kb, a0, a1, b0, b1, same_slot):
+def _dp(a, b, ka, kb, a0, a1, b0, b1, scoring):
     n, m = a1 - a0, b1 - b0
     inf = float("inf")
+    del_a = [scoring.indel(a[a0 + i]) for i in range(n)]
+    ins_b = [scoring.indel(b[b0 + j]) for j in range(m)]
+
+    def diagonal_cost(i, j):  # 1-based within the block
+        if ka[a0 + i - 1] == kb[b0 + j - 1]:
+            return 0
+        if scoring.same_slot(a[a0 + i - 1], b[b0 + j - 1]):
+            return _SUBSTITUTE
+        return inf
+
     cost = [[0] * (m + 1) for _ in range(n + 1)]
     for i in range(1, n + 1):
-        cost[i][0] = i * _INDEL
+        cost[i][0] = cost[i - 1][0] + del_a[i - 1]
     for j in range(1, m + 1):
-        cost[0][j] = j * _INDEL
+        cost[0][j] = cost[0][j - 1] + ins_b[j - 1]
     for i in range(1, n + 1):
-        row, prev = cost[i], cost[i - 1]
-        x, kx = a[a0 + i - 1], ka[a0 + i - 1]
+        row, prev, deletion = cost[i], cost[i - 1], del_a[i - 1]
         for j in range(1, m + 1):
-            if kx == kb[b0 + j - 1]:
-                diagonal = prev[j - 1]
-            elif same_slot(x, b[b0 + j - 1]):
-                diagonal = prev[j - 1] + _SUBSTITUTE
-            else:
-                diagonal = inf
-            row[j] = min(diagonal, prev[j] + _INDEL, row[j - 1] + _INDEL)
+            row[j] = min(prev[j - 1] + diagonal_cost(i, j), prev[j] + deletion, row[j - 1] + ins_b[j - 1])
     pairs = []
     i, j = n, m
     while i > 0 or j > 0:
         here = cost[i][j]
-        if i > 0 and j > 0:
-            x, y = a[a0 + i - 1], b[b0 + j - 1]
-            if ka[a0 + i - 1] == kb[b0 + j - 1]:
-                step = 0
-            elif same_slot(x, y):
-                step = _SUBSTITUTE
-            else:
-                step = None
-            if step is not None and here == cost[i - 1][j - 1] + step:
-                pairs.append((a0 + i - 1, b0 + j - 1))
-                i, j = i - 1, j - 1
-                continue
-        if j > 0 and here == cost[i][j - 1] + _INDEL:
+        if i > 0 and j > 0 and here == cost[i - 1][j - 1] + diagonal_cost(i, j):
+            pairs.append((a0 + i - 1, b0 + j - 1))
+            i, j = i - 1, j - 1
+        elif j > 0 and here == cost[i][j - 1] + ins_b[j - 1]:
             pairs.append((None, b0 + j - 1))
             j -= 1
         else:
@@ -637,18 +641,25 @@ def _dp(a, b, ka, kb, a0, a1, b0, b1, same_slot):
     return pairs
 
 
+def _segment_indel(step: SegmentStep) -> int:
+    """A segment that carries data weighs more than a bare ACK: when two
+    alignments tie, the one that pairs the data wins."""
+    return _INDEL + (1 if step.payload_len else 0)
+
+
 def _segment_class(step: SegmentStep) -> str:
     if step.flags & (TcpFlags.FIN | TcpFlags.RST):
         return "closing"
     if step.flags & TcpFlags.SYN:
         return "opening"
-    return "data"
+    return "data" if step.payload_len else "ack"
 
 
 def _same_slot(x: SegmentStep, y: SegmentStep) -> bool:
     """Segments that may stand for each other: same sender, and both opening
-    (SYN), both closing (FIN or RST), or both data/ACK. So a FIN pairs with
-    the other side's RST, never with a data segment that happens to be near."""
+    (SYN), both closing (FIN or RST), both carrying data, or both bare ACKs.
+    So a FIN pairs with the other side's RST, never with a data segment that
+    happens to be near, and 34 bytes of data never with an empty ACK."""
     return x.sender == y.sender and _segment_class(x) == _segment_class(y)
 
 
@@ -670,7 +681,7 @@ def diff(a: Recording, b: Recording, *, tolerance: Union[int, float, None] = Non
     na = normalise(a, connection_a, label=label_a or "A")
     nb = normalise(b, connection_b, label=label_b or "B")
     seg_pairs = align(na.segments, nb.segments, key=lambda s: s.key, same_slot=_same_slot,
-                      anchor=lambda s: _segment_class(s) != "data")
+                      anchor=lambda s: _segment_class(s) in ("opening", "closing"), indel=_segment_indel)
     call_pairs = align(na.calls, nb.calls, key=lambda c: c.key, same_slot=_same_call)
     seg_rows = [("segment", _get(na.segments, i), _get(nb.segments, j)) for i, j in seg_pairs]
     call_rows = [("call", _get(na.calls, i), _get(nb.calls, j)) for i, j in call_pairs]
