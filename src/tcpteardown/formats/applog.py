@@ -114,6 +114,7 @@ class _Clock:
         self.year = year
         self.note = note
         self.last_month: Optional[int] = None
+        self.written_ns: Optional[int] = None  # the file's mtime, when it gave the year
 
     def local_tz(self) -> _dt.tzinfo:
         if self.tz is None:
@@ -126,6 +127,7 @@ class _Clock:
             try:
                 mtime = os.stat(self.path).st_mtime
                 self.year = _dt.datetime.fromtimestamp(mtime, _dt.timezone.utc).year
+                self.written_ns = int(mtime) * 1_000_000_000
                 self.note("year", f"syslog times carry no year; used {self.year}, the year of the file's "
                                   f"modification time (pass year=)")
             except OSError:
@@ -148,8 +150,17 @@ class _Clock:
         if self.last_month is not None and month < self.last_month - 6:
             self.year = year = year + 1  # December -> January
         self.last_month = month
-        return _to_ns(year, month, int(m.group("sd")), int(m.group("sh")), int(m.group("smi")),
-                      int(m.group("ss")), _fraction_ns(m.group("sf")), self.local_tz())
+        fields = (month, int(m.group("sd")), int(m.group("sh")), int(m.group("smi")), int(m.group("ss")),
+                  _fraction_ns(m.group("sf")), self.local_tz())
+        when = _to_ns(year, *fields)
+        if self.written_ns is not None:
+            if when > self.written_ns + 86_400 * 1_000_000_000:
+                # A line cannot be later than the file's last write: it is from the year before
+                # (a log of December read in January).
+                self.year = year = year - 1
+                when = _to_ns(year, *fields)
+            self.written_ns = None  # decided on the first line; the rest follow it
+        return when
 
 
 def _endpoint(text: Optional[str]) -> Optional[Endpoint]:

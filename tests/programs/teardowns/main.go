@@ -13,7 +13,6 @@ package main
 import (
 	"errors"
 	"flag"
-	"io"
 	"log"
 	"net"
 	"os"
@@ -85,17 +84,7 @@ func pair(ln net.Listener) (net.Conn, net.Conn) {
 	return client, server
 }
 
-// waitUnread waits (bounded) until the server socket has data queued, so
-// that closing it sends an RST (data unread) rather than a FIN.
-func waitUnread(server net.Conn) {
-	server.SetReadDeadline(time.Now().Add(2 * time.Second))
-	// Peek-free wait: a zero-length read returns once the socket is readable on Go's poller.
-	buf := make([]byte, 0)
-	server.Read(buf)
-	server.SetReadDeadline(time.Time{})
-}
-
-// reset: the server closes with unread data (RST); the client's read fails.
+// reset: the server closes with SO_LINGER 0 (RST); the client's read fails.
 func reset() error {
 	ln := listen()
 	defer ln.Close()
@@ -104,8 +93,7 @@ func reset() error {
 	if _, err := client.Write([]byte("request")); err != nil {
 		return err
 	}
-	time.Sleep(20 * time.Millisecond) // let the data land; the read below waits for the RST anyway
-	server.(*net.TCPConn).SetLinger(0)
+	server.(*net.TCPConn).SetLinger(0) // close sends RST at once, unread data or not
 	server.Close()
 	client.SetReadDeadline(time.Now().Add(2 * time.Second))
 	_, err := client.Read(make([]byte, 16))
@@ -138,10 +126,7 @@ func eof() error {
 	server.Close()
 	client.SetReadDeadline(time.Now().Add(2 * time.Second))
 	_, err := client.Read(make([]byte, 16))
-	if err == io.EOF {
-		return err
-	}
-	return err
+	return err // io.EOF, logged as "EOF"
 }
 
 // useOfClosed: reading from a connection we already closed ourselves.

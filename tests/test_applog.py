@@ -1,0 +1,242 @@
+"""Application-log importer: timestamps, multi-line records, every runtime's
+phrasing; then real programs (Go's log package, Python's logging, curl)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tcpteardown.errors import UserError
+from tcpteardown.formats.applog import parse_log, parse_tz, read_log_file
+from tcpteardown.model import Endpoint
+from conftest import tool_or_skip
+
+PROGRAMS = Path(__file__).parent / "programs" / "teardowns"
+MAY1 = 1_714_582_800_000_000_000  # 2024-05-01T17:00:00Z
+
+
+def ns(minute_second: str, frac: int = 0) -> int:
+    minute, second = map(int, minute_second.split(":"))
+    return MAY1 + (minute * 60 + second) * 10**9 + frac
+
+
+def one(line: str, **options):
+    result = parse_log([line], path="app.log", **options)
+    assert len(result.calls) == 1, (line, result)
+    return result.calls[0], result.problems
+
+
+# (line, time ns, op, outcome, local, remote)
+LINES = [
+    ("2024/05/01 17:26:02.140166 write tcp 127.0.0.1:50389->127.0.0.1:8080: write: broken pipe",
+     ns("26:02", 140_166_000), "write", "EPIPE", "127.0.0.1:50389", "127.0.0.1:8080"),
+    ("2024/05/01 17:26:02.140166 read tcp [::1]:50389->[::1]:8080: read: connection reset by peer",
+     ns("26:02", 140_166_000), "read", "ECONNRESET", "[::1]:50389", "[::1]:8080"),
+    ("2024/05/01 17:26:02 dial tcp 10.0.0.1:8080: connect: connection refused",
+     ns("26:02"), "connect", "ECONNREFUSED", None, "10.0.0.1:8080"),
+    ("2024/05/01 17:26:02.000001 main.go:42: read tcp 127.0.0.1:1->127.0.0.1:2: use of closed network connection",
+     ns("26:02", 1000), "read", "EBADF", "127.0.0.1:1", "127.0.0.1:2"),
+    ("2024/05/01 17:26:02.5 read tcp 127.0.0.1:1->127.0.0.1:2: i/o timeout",
+     ns("26:02", 500_000_000), "read", "ETIMEDOUT", "127.0.0.1:1", "127.0.0.1:2"),
+    ("2024/05/01 17:26:02.140166 EOF", ns("26:02", 140_166_000), "recv", "EOF", None, None),
+    ('time="2024-05-01T17:26:02Z" level=error msg="Get \\"http://x/\\": EOF"', ns("26:02"), "recv", "EOF", None, None),
+    ("2024-05-01T19:26:02.140166+02:00 ConnectionResetError: [Errno 104] Connection reset by peer",
+     ns("26:02", 140_166_000), "recv", "ECONNRESET", None, None),
+    ("2024-05-01 17:26:02,140 ERROR BrokenPipeError: [Errno 32] Broken pipe",
+     ns("26:02", 140_000_000), "send", "EPIPE", None, None),
+    ('{"ts":"2024-05-01T17:26:02.123456789Z","msg":"Error: connect ECONNREFUSED 127.0.0.1:8080"}',
+     ns("26:02", 123_456_789), "connect", "ECONNREFUSED", None, "127.0.0.1:8080"),
+    ("2024-05-01T17:26:02.000-0000 java.net.SocketTimeoutException: Read timed out",
+     ns("26:02"), "read", "ETIMEDOUT", None, None),
+    ("2024-05-01T17:26:02Z curl: (56) Recv failure: Connection reset by peer", ns("26:02"), "recv", "ECONNRESET",
+     None, None),
+    ("2024-05-01 17:26:02 curl: (7) Failed to connect to ::1 port 8080 after 0 ms: Couldn't connect to server",
+     ns("26:02"), "connect", "ECONNREFUSED", None, "[::1]:8080"),
+    ("2024/05/01 17:26:02 [error] 31#31: *1 recv() failed (104: Connection reset by peer) while reading upstream",
+     ns("26:02"), "recv", "ECONNRESET", None, None),
+    ("May  1 17:26:02 host app[123]: write tcp 127.0.0.1:1->127.0.0.1:2: write: broken pipe",
+     ns("26:02"), "write", "EPIPE", "127.0.0.1:1", "127.0.0.1:2"),
+]
+
+
+@pytest.mark.parametrize("line, time_ns, op, outcome, local, remote", LINES)
+def test_lines(line, time_ns, op, outcome, local, remote):
+    call, _ = one(line, tz="UTC", year=2024)
+    assert (call.start_ns, call.end_ns) == (time_ns, time_ns)
+    assert (call.op, call.outcome, call.source, call.role, call.text) == (op, outcome, "log", "app", line)
+    assert call.local == (Endpoint.parse(local) if local else None)
+    assert call.remote == (Endpoint.parse(remote) if remote else None)
+    assert call.result == (0 if outcome == "EOF" else -1)
+    assert call.errno == (None if outcome == "EOF" else outcome)
+
+
+@pytest.mark.parametrize("tz, offset_h", [("UTC", 0), ("+02:00", 2), ("-0700", -7), ("Europe/Berlin", 2),
+                                          ("America/New_York", -4)])
+def test_tz_for_lines_without_a_zone(tz, offset_h):
+    call, problems = one("2024/05/01 17:26:02 write tcp 127.0.0.1:1->127.0.0.1:2: write: broken pipe", tz=tz)
+    assert call.start_ns == ns("26:02") - offset_h * 3600 * 10**9
+    assert problems == ()
+
+
+def test_zone_in_the_line_wins_and_missing_tz_is_said():
+    call, problems = one("2024-05-01T17:26:02Z Error: read ECONNRESET", tz="+05:00")
+    assert call.start_ns == ns("26:02") and problems == ()
+    call, problems = one("2024-05-01 17:26:02 Error: read ECONNRESET")
+    assert call.start_ns == ns("26:02")
+    assert problems == ("app.log: times without a zone were read as UTC (pass tz=, e.g. '+02:00' or 'Europe/Berlin')",)
+
+
+def test_bad_tz_is_a_user_error():
+    with pytest.raises(UserError, match="Mars/Olympus"):
+        parse_tz("Mars/Olympus")
+    assert parse_tz("Z").utcoffset(None).total_seconds() == 0
+
+
+def test_syslog_year_from_parameter_mtime_or_now(tmp_path):
+    path = tmp_path / "messages"
+    path.write_text("Dec 31 23:59:59 host app: Error: read ECONNRESET\nJan  1 00:00:01 host app: Error: write EPIPE\n")
+    stamp = 1_609_459_200  # 2021-01-01T00:00:00Z
+    os.utime(path, (stamp, stamp))
+    result = read_log_file(path, tz="UTC")
+    first, second = result.calls
+    assert first.start_ns == (stamp - 1) * 10**9  # written before the file's mtime: 2020-12-31
+    assert second.start_ns == first.start_ns + 2 * 10**9
+    assert any("year of the file's modification time" in problem for problem in result.problems)
+    result = parse_log(path.read_text().splitlines(), tz="UTC", year=2020)
+    assert result.calls[0].start_ns == (stamp - 1) * 10**9 and result.problems == ()
+
+
+PYTHON_TRACEBACK = """\
+2024-05-01 17:26:02,140 ERROR worker: request failed
+Traceback (most recent call last):
+  File "client.py", line 12, in <module>
+    sock.sendall(b"x")
+BrokenPipeError: [Errno 32] Broken pipe
+2024-05-01 17:26:03,000 INFO worker: retrying
+2024-05-01 17:26:04,000 ERROR worker: ConnectionResetError: [Errno 104] Connection reset by peer
+Traceback (most recent call last):
+  File "client.py", line 15, in <module>
+    sock.recv(1)
+ConnectionResetError: [Errno 104] Connection reset by peer
+"""
+
+JAVA_TRACE = """\
+2024-05-01 17:26:05.250 ERROR 1 --- [nio-8080-exec-1] o.a.c.c.C.[.[.[/].[dispatcherServlet] : failed
+org.springframework.web.client.ResourceAccessException: I/O error on GET request
+	at org.springframework.web.client.RestTemplate.doExecute(RestTemplate.java:785)
+Caused by: java.net.SocketException: Connection reset
+	at java.base/sun.nio.ch.NioSocketImpl.implRead(NioSocketImpl.java:323)
+	... 5 common frames omitted
+"""
+
+
+def test_multiline_records_python_and_java():
+    lines = (PYTHON_TRACEBACK + JAVA_TRACE).splitlines()
+    result = parse_log(lines, tz="UTC")
+    assert result.problems == ()
+    epipe, reset, java = result.calls
+    assert (epipe.outcome, epipe.start_ns) == ("EPIPE", ns("26:02", 140_000_000))
+    assert epipe.text == lines[0] + "\n" + lines[4]
+    assert (reset.outcome, reset.start_ns, reset.text) == ("ECONNRESET", ns("26:04"), lines[6])  # told twice, one call
+    assert (java.outcome, java.op, java.start_ns) == ("ECONNRESET", "read", ns("26:05", 250_000_000))
+    assert java.text.endswith("Caused by: java.net.SocketException: Connection reset")
+
+
+def test_problems_name_the_line_and_nothing_is_lost():
+    lines = [
+        "ConnectionRefusedError: [Errno 111] Connection refused",  # no timestamp anywhere before
+        "2024-05-01 17:26:02 GET / 200",
+        "2024-13-01 17:26:02 read tcp 1.2.3.4:5->6.7.8.9:10: read: connection reset by peer",
+        "2024-05-01 17:26:03 read tcp 1.2.3.4:5->6.7.8.9:10: read: too many open files",
+        "2024-05-01 17:26:04 write tcp 1.2.3.4:5->6.7.8.9:10: write: broken pipe",
+    ]
+    result = parse_log(lines, path="svc.log", tz="UTC")
+    assert [call.outcome for call in result.calls] == ["EPIPE"]
+    assert [problem.split(": ", 1)[0] for problem in result.problems] == ["svc.log:1", "svc.log:3", "svc.log:4"]
+    assert "without a timestamp" in result.problems[0]
+    assert "unreadable timestamp" in result.problems[1]
+    assert "names no errno" in result.problems[2]
+
+
+def test_quiet_lines_are_skipped_silently():
+    lines = ["2024-05-01 17:26:02 GET /index.html 200", "", "   at foo", "2024/05/01 17:26:02.1 step eof",
+             "plain text with no time"]
+    assert parse_log(lines, tz="UTC") == parse_log([], tz="UTC")
+
+
+# -- real programs ---------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def go_teardowns(tmp_path_factory) -> Path:
+    go = tool_or_skip("go")
+    work = tmp_path_factory.mktemp("go")
+    env = {**os.environ, "GOCACHE": str(work / "cache"), "GOPATH": str(work / "gopath"),
+           "GOTOOLCHAIN": "local", "GOPROXY": "off", "GOFLAGS": "", "CGO_ENABLED": "0"}
+    binary = work / "teardowns"
+    built = subprocess.run([go, "build", "-o", str(binary), "."], cwd=PROGRAMS, env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr
+    return binary
+
+
+def test_go_log_package_output(go_teardowns):
+    """Go's own log lines (log.LUTC | log.Lmicroseconds) for every failure."""
+    done = subprocess.run([str(go_teardowns)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    result = parse_log(lines, path="teardowns.log", tz="UTC")
+    assert result.problems == ()
+    outcomes = [(call.outcome, call.op) for call in result.calls]
+    assert outcomes == [("ECONNREFUSED", "connect"), ("ECONNRESET", "read"), ("EPIPE", "write"),
+                        ("EOF", "recv"), ("EBADF", "read"), ("ETIMEDOUT", "read")]
+    refused, reset, pipe, _, closed, timeout = result.calls
+    assert refused.remote.host == "127.0.0.1" and refused.local is None
+    for call in (reset, pipe, closed, timeout):
+        assert call.local.host == call.remote.host == "127.0.0.1" and call.local != call.remote
+    times = [call.start_ns for call in result.calls]
+    assert times == sorted(times) and all(call.role == "teardowns" for call in result.calls)
+
+
+PY_LOGGING = r"""
+import logging, socket, struct
+logging.basicConfig(format="%(asctime)s.%(msecs)03d %(levelname)s %(message)s", datefmt="%Y-%m-%dT%H:%M:%S")
+log = logging.getLogger("client")
+gone = socket.socket(); gone.bind(("127.0.0.1", 0)); address = gone.getsockname(); gone.close()
+try:
+    socket.create_connection(address, timeout=5)
+except OSError:
+    log.exception("connect failed")
+server = socket.socket(); server.bind(("127.0.0.1", 0)); server.listen()
+client = socket.create_connection(server.getsockname(), timeout=5)
+accepted, _ = server.accept()
+accepted.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)); accepted.close()
+try:
+    client.recv(1)
+except OSError as error:
+    log.error("recv failed: %s: %s", type(error).__name__, error)
+"""
+
+
+def test_python_logging_output(tmp_path):
+    done = subprocess.run([sys.executable, "-c", PY_LOGGING], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "TZ": "UTC"})
+    result = parse_log(done.stderr.splitlines(), tz="UTC")
+    assert result.problems == ()
+    assert [(call.outcome, call.op) for call in result.calls] == [("ECONNREFUSED", "connect"), ("ECONNRESET", "recv")]
+    assert result.calls[0].text.splitlines()[-1] == "ConnectionRefusedError: [Errno 111] Connection refused"
+
+
+def test_curl_stderr_with_a_timestamp_prefix():
+    curl = tool_or_skip("curl")
+    with socket.socket() as gone:
+        gone.bind(("127.0.0.1", 0))
+        port = gone.getsockname()[1]
+    done = subprocess.run([curl, "-sS", f"http://127.0.0.1:{port}/"], capture_output=True, text=True, timeout=30)
+    (call,) = parse_log([f"May  1 17:26:02 host cron[1]: {done.stderr.strip()}"], tz="UTC", year=2024).calls
+    assert (call.outcome, call.op, call.remote, call.start_ns) == ("ECONNREFUSED", "connect",
+                                                                   Endpoint("127.0.0.1", port), ns("26:02"))
