@@ -173,3 +173,14 @@ def test_macos_capture_against_a_linux_capture_of_the_same_shape(corpus, capsys,
     result = json.loads(out)
     fins = [row for row in result["rows"] if row["a"] and "FIN" in row["a"]["flags"]]
     assert fins and all(row["b"] and "FIN" in row["b"]["flags"] for row in fins)
+
+
+def test_table_marks_rows_like_diff(corpus, capsys):
+    code, out, _ = run_cli(capsys, corpus / "zeek" / "attr.pcap", corpus / "zeek" / "almost-resp.pcap",
+                           "--conn-a", "2", "--conn-b", "2")
+    marks = {line[0] for line in out.splitlines()[5:] if line[:1] in "!<>" and line[2:4].strip().isdigit()}
+    assert marks == {"!", "<", ">"}
+    assert "differences (timing tolerance 250 ms):" in out
+    code, out, _ = run_cli(capsys, corpus / "zeek" / "attr.pcap", corpus / "zeek" / "almost-resp.pcap",
+                           "--conn-a", "2", "--conn-b", "2", "--tolerance", "0.001")
+    assert "[timing]" in out and "timing tolerance 0.001 ms" in out

@@ -21,7 +21,8 @@ from typing import Optional
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from ..analysis.diff import AlignedRow, CallStep, DiffResult, SegmentStep
+from ..analysis.diff import (AlignedRow, CallStep, DiffResult, OptionDifference, ReasonDifference, SegmentStep,
+                             TimingDifference)
 from ..model import TcpFlags
 from . import style
 from .diff_table import row_mark
@@ -85,6 +86,27 @@ def _draw_ladder(ax, rows: tuple[AlignedRow, ...], pick: str, title: str) -> Non
                         color=style.MUTED, style="italic")
             continue
         _draw_step(ax, number, step, row.differs)
+        note = _row_note(row, pick)
+        if note and isinstance(step, SegmentStep):
+            ax.text(SERVER_X + 0.03, number, note, ha="left", va="center", fontsize=style.SMALL,
+                    color=style.MUTED)
+
+
+def _row_note(row: AlignedRow, pick: str) -> str:
+    """This side's values of what differs on the row, where the arrow cannot show them."""
+    notes = []
+    for difference in row.differences:
+        if isinstance(difference, OptionDifference):
+            present = difference.a_present if pick == "a" else difference.b_present
+            value = difference.a_value if pick == "a" else difference.b_value
+            shown = "" if difference.option in ("TS", "SACK", "SACK_PERM") else f" {value}"
+            notes.append(f"{difference.option}{shown}" if present else f"no {difference.option}")
+        elif isinstance(difference, ReasonDifference):
+            notes.append((difference.a if pick == "a" else difference.b).reset_reason or "")
+        elif isinstance(difference, TimingDifference):
+            value = difference.a_ns if pick == "a" else difference.b_ns
+            notes.append(f"{'took' if difference.what == 'duration' else 'after'} {value / 1e6:.1f} ms")
+    return ", ".join(n for n in notes if n)
 
 
 def draw_diff(result: DiffResult, *, title: Optional[str] = None) -> Figure:
