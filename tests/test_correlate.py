@@ -159,7 +159,7 @@ def test_no_four_tuple_two_candidates_is_a_caveat():
                                calls=(anonymous,)))[0]
     assert link.cause is not None
     assert any("no 4-tuple" in c for c in link.caveats)
-    assert any("2 connections hold matching evidence" in c for c in link.caveats)
+    assert any("2 connections hold matching evidence" in c and "closest" in c for c in link.caveats)
 
 
 def test_no_four_tuple_single_candidate_links_by_time():
@@ -272,3 +272,30 @@ def test_seed_scenarios(name, family):
         assert link.caveats == ()
         assert (link.cause.frame if link.cause else None) == _expected_frame(run.recording, link.kind.value)
     assert run.matches, run.mismatches
+
+
+def test_einprogress_is_not_an_outcome():
+    pending = call("connect", 0, 1, "EINPROGRESS", source="strace")
+    assert correlate(Recording(segments=tuple(HS), calls=(pending,))) == ()
+
+
+def test_log_precision_sets_the_tolerance():
+    """A line stamped to the whole second may trail the packets by up to a second;
+    one stamped to the microsecond may not."""
+    segments = RESET[:-1] + [seg(6, 500_000, S, C, "RST,ACK", 5001, 1011)]  # RST at T0 + 0.5 s
+    syslog = call("read", 0, 0, "ECONNRESET", source="log")  # "…:00" while the RST came at .5
+    assert correlate(Recording(segments=tuple(segments), calls=(syslog,)))[0].cause.frame == 6
+    precise = call("read", 1, 1, "ECONNRESET", source="log")  # stamped 1 us: the RST is 0.5 s later
+    assert correlate(Recording(segments=tuple(segments), calls=(precise,)))[0].cause is None
+
+
+def test_ambiguous_eof_prefers_the_fin_closest_before_the_call():
+    other = [seg(f + 6, t, *rest) for f, t, *rest in [
+        (s.frame, (s.time_ns - T0) // US - 1000 if s.frame > 3 else (s.time_ns - T0) // US,
+         s.src if s.src != C else C2, s.dst if s.dst != C else C2, s.flags.render(), s.seq, s.ack, s.payload_len)
+        for s in GRACEFUL]]
+    logged = call("recv", 25, 25, result=0, local=None, remote=None, source="log")
+    rec = Recording(segments=tuple(sorted(GRACEFUL + other, key=lambda s: s.time_ns)), calls=(logged,))
+    link = correlate(rec)[0]
+    assert link.cause.frame == 4  # C's FIN at 10 us, not C2's older one
+    assert any("closest" in c for c in link.caveats)

@@ -200,3 +200,65 @@ def test_strace_and_tcpdump_of_a_real_program(tmp_path):
         assert link["cause"]["kind"] == "rst"
         assert link["cause"]["frame"] == expected[-1], (failure, link)
         assert link["cause"]["reason"].endswith("(inferred)")
+
+
+# -- the Go program of tests/programs/teardowns: strace, its own log, tcpdump ---------
+
+@pytest.fixture(scope="module")
+def go_teardowns(tmp_path_factory):
+    import os
+    from pathlib import Path
+
+    go = tool_or_skip("go")
+    out = tmp_path_factory.mktemp("go") / "teardowns"
+    source = Path(__file__).parent / "programs" / "teardowns"
+    env = {**os.environ, "GOFLAGS": "-mod=mod", "CGO_ENABLED": "0"}
+    result = subprocess.run([go, "build", "-o", str(out), "."], cwd=source, capture_output=True, text=True,
+                            timeout=600, env=env)
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def _port(endpoint: str) -> int:
+    return int(endpoint.rsplit(":", 1)[1])
+
+
+@pytest.mark.needs_capture
+def test_go_program_strace_and_log_link_to_tshark_frames(go_teardowns, tmp_path):
+    strace = tool_or_skip("strace")
+    tool_or_skip("tcpdump")
+    from tcpteardown.capture.tcpdump import TcpdumpCapture
+
+    pcap, trace, log = tmp_path / "lo.pcap", tmp_path / "strace.log", tmp_path / "go.log"
+    with TcpdumpCapture(pcap):
+        proc = subprocess.run([strace, "-f", "-ttt", "-T", "-yy", "-o", str(trace), str(go_teardowns)],
+                              capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    log.write_text(proc.stderr)
+    code, out, err = explain(pcap, "--strace", trace, "--log", log, "--json", "--tz", "UTC")
+    assert code == 0, err
+    document = json.loads(out)
+    check_contract(document)
+    links = document["links"]
+
+    def only(source, errno):
+        found = [l for l in links if l["call"]["source"] == source and l["call"]["errno"] == errno]
+        assert len(found) == 1, (source, errno, [l["call"] for l in links])
+        return found[0]
+
+    for source in ("strace", "log"):
+        for errno in ("ECONNRESET", "EPIPE"):
+            link = only(source, errno)
+            port = _port(link["call"]["local"])
+            assert link["cause"]["frame"] == tshark_frames(pcap, f"tcp.flags.reset==1 && tcp.dstport=={port}")[-1]
+        refused = only(source, "ECONNREFUSED")
+        server = _port(refused["call"]["remote"])
+        assert refused["cause"]["frame"] == tshark_frames(
+            pcap, f"tcp.flags.reset==1 && tcp.flags.ack==1 && tcp.srcport=={server}")[0]
+    eof = only("strace", "EOF")
+    assert eof["cause"]["frame"] == tshark_frames(
+        pcap, f"tcp.flags.fin==1 && tcp.dstport=={_port(eof['call']['local'])}")[0]
+    closed = only("log", "EBADF")
+    assert closed["cause"]["kind"] == "local-close" and closed["cause"]["frame"] is None
+    timeout = only("log", "ETIMEDOUT")
+    assert timeout["cause"]["kind"] == "none"

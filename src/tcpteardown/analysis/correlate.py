@@ -31,7 +31,7 @@ from ..model import CauseKind, Endpoint, Link, Recording, Segment, SocketCall, T
 from .rules import UNMATCHED, Rule, is_interesting, rule_for
 from .tcpstate import Connection, connections
 
-__all__ = ["correlate", "TOLERANCE_NS", "LOCAL_CLOSE_OPS"]
+__all__ = ["correlate", "tolerance", "TOLERANCE_NS", "LOCAL_CLOSE_OPS"]
 
 # Per call source: (late, early) in ns. `late`: how far after the call's end
 # a segment may be stamped and still count as "before the call returned"
@@ -41,9 +41,23 @@ __all__ = ["correlate", "TOLERANCE_NS", "LOCAL_CLOSE_OPS"]
 TOLERANCE_NS: dict[str, tuple[int, int]] = {
     "scenario": (0, 0),
     "strace": (1_000_000, 1_000_000),
-    "log": (1_000_000_000, 300_000_000_000),
+    "log": (1_000_000, 300_000_000_000),
 }
 _DEFAULT_TOLERANCE = (1_000_000, 1_000_000)
+
+
+def tolerance(call: SocketCall) -> tuple[int, int]:
+    """(late, early) for `call`. A log line is written after the call
+    returned, so its cause lies before it, give or take the precision of its
+    timestamp: a line stamped to the whole second (syslog) may be up to a
+    second behind the packets, one stamped to the millisecond a millisecond."""
+    late, early = TOLERANCE_NS.get(call.source, _DEFAULT_TOLERANCE)
+    if call.source == "log":
+        if call.end_ns % 1_000_000_000 == 0:
+            late = 1_000_000_000
+        elif call.end_ns % 1_000_000 == 0:
+            late = max(late, 1_000_000)
+    return late, early
 
 LOCAL_CLOSE_OPS = frozenset({"close", "shutdown"})
 
@@ -83,7 +97,7 @@ def correlate(recording: Recording) -> tuple[Link, ...]:
     links = []
     for call in recording.calls:
         if is_interesting(call):
-            late, early = TOLERANCE_NS.get(call.source, _DEFAULT_TOLERANCE)
+            late, early = tolerance(call)
             links.append(_link(_Ctx(recording, conns, call, late, early)))
     return tuple(links)
 
@@ -146,6 +160,11 @@ def _search(ctx: _Ctx, find: Callable[[_Socket], Optional[tuple]]) -> tuple[Opti
             hits.append((sock, evidence))
     if not hits:
         return None, None, _no_evidence_caveats(ctx)
+    # The evidence closest before the call's end is the most plausible:
+    # first what lies before the end, latest first, then what lies after it
+    # (only within the clock tolerance), earliest first.
+    end = ctx.call.end_ns
+    hits.sort(key=lambda hit: (_evidence_time(hit[1]) > end, abs(end - _evidence_time(hit[1]))))
     sock, evidence = hits[0]
     caveats = list(sock.caveats)
     if sock.local is None:
@@ -153,10 +172,18 @@ def _search(ctx: _Ctx, find: Callable[[_Socket], Optional[tuple]]) -> tuple[Opti
                        "segments in both directions were considered")
     if len(hits) > 1:
         others = ", ".join(_conn_text(s.conn) for s, _ in hits[1:])
-        caveats.append(f"{len(hits)} connections hold matching evidence; linked to the latest "
-                       f"({_conn_text(sock.conn)}), not {others}")
+        caveats.append(f"{len(hits)} connections hold matching evidence; linked to the one whose evidence "
+                       f"is closest before the call returned ({_conn_text(sock.conn)}), not {others}")
     caveats.extend(_skew_caveats(ctx))
     return sock, evidence, caveats
+
+
+def _evidence_time(evidence) -> int:
+    """The latest segment time in some evidence (segments, nested in lists/tuples)."""
+    if isinstance(evidence, Segment):
+        return evidence.time_ns
+    times = [_evidence_time(item) for item in evidence if isinstance(item, (Segment, list, tuple))]
+    return max((t for t in times if t is not None), default=0)
 
 
 def _no_evidence_caveats(ctx: _Ctx) -> list[str]:
@@ -391,6 +418,9 @@ def _recv_eof(ctx: _Ctx, rule: Rule) -> Link:
 def _recv_timeout(ctx: _Ctx, rule: Rule) -> Link:
     call = ctx.call
     caveats = list(_skew_caveats(ctx))
+    if call.source == "strace" and call.errno in ("EAGAIN", "EWOULDBLOCK"):
+        caveats.append("EAGAIN on a non-blocking socket is routine: the program waits in poll/epoll and "
+                       "tries again; the application may never have seen it")
     arrived = []
     for sock in _candidates(ctx):
         arrived += [s for s in sock.conn.segments if sock.toward(s) and call.start_ns <= s.time_ns <= call.end_ns
@@ -399,6 +429,9 @@ def _recv_timeout(ctx: _Ctx, rule: Rule) -> Link:
         caveats.append(f"{len(arrived)} segment(s) with data, FIN or RST did arrive during the call "
                        f"(first: frame {arrived[0].frame})")
         sentence = "the call gave up waiting although segments arrived"
+    elif call.end_ns == call.start_ns:
+        sentence = ("the call gave up waiting; its record does not say for how long, so no interval "
+                    "could be checked for arrivals")
     else:
         sentence = f"nothing arrived during the {_duration(call.end_ns - call.start_ns)} the call waited"
     return _make(ctx, rule, None, caveats, sentence=sentence)

@@ -19,7 +19,7 @@ from typing import Optional
 from ..model import RECEIVE_OPS, SEND_OPS, CauseKind, SocketCall
 
 __all__ = ["Rule", "RULES", "OP_FAMILIES", "op_family", "rule_for", "rule_named", "is_interesting",
-           "TIMEOUT_ERRNOS", "CLOSED_ERRNOS"]
+           "TIMEOUT_ERRNOS", "CLOSED_ERRNOS", "NOT_OUTCOMES"]
 
 # Which ops count as which family. Application logs speak of `dial`, `read`
 # and `write`; a non-blocking connect reports its result through
@@ -34,7 +34,11 @@ OP_FAMILIES: dict[str, frozenset[str]] = {
 # (EAGAIN, same number as EWOULDBLOCK on Linux), connect(2)'s own ETIMEDOUT,
 # Python's socket.timeout and Go's "i/o timeout" (importers name it ETIMEDOUT,
 # or leave the word "timeout").
-TIMEOUT_ERRNOS = frozenset({"ETIMEDOUT", "EAGAIN", "EWOULDBLOCK", "EINPROGRESS", "timeout"})
+TIMEOUT_ERRNOS = frozenset({"ETIMEDOUT", "EAGAIN", "EWOULDBLOCK", "timeout"})
+
+# Not outcomes: a non-blocking connect says EINPROGRESS and reports its real
+# result later (getsockopt SO_ERROR, which importers turn into the call).
+NOT_OUTCOMES = frozenset({"EINPROGRESS", "EALREADY"})
 
 # "The descriptor is gone": our own close; Go says "use of closed network
 # connection" (importers name it EBADF; some leave the words).
@@ -100,8 +104,9 @@ def op_family(op: str) -> Optional[str]:
 
 
 def is_interesting(call: SocketCall) -> bool:
-    """Calls that get a Link: every failure, every end-of-file."""
-    return call.failed or call.is_eof
+    """Calls that get a Link: every failure, every end-of-file (not the
+    EINPROGRESS of a non-blocking connect: its outcome comes later)."""
+    return (call.failed and call.errno not in NOT_OUTCOMES) or call.is_eof
 
 
 def rule_for(call: SocketCall) -> tuple[Rule, ...]:

@@ -47,7 +47,7 @@ ERROR_REPORT = "sock:inet_sk_error_report"
 # For the first two only what follows the first "; " is new (the rest
 # restates the cause).
 _DETAIL_AFTER_SEMICOLON = frozenset({"send-reset", "send-epipe-after-rst"})
-_DETAIL_RULES = _DETAIL_AFTER_SEMICOLON | {"recv-timeout", "no-rule"}
+_DETAIL_RULES = _DETAIL_AFTER_SEMICOLON
 
 
 def timestamp(time_ns: int, tz: Optional[_dt.tzinfo] = None) -> str:
