@@ -1,0 +1,304 @@
+"""`tcpteardown record [-o FILE.pcapng] [--ports P,...] -- CMD [ARGS]`: record any program.
+
+Runs CMD under ``strace -f -ttt -T -yy`` (its socket calls), captures the
+loopback TCP it uses with tcpdump, and, on Linux as root, lets the kernel
+witness say why each RST was sent; then writes ONE bundle that `explain` and
+`plot` read like a scenario's.
+
+Ports: with ``--ports`` only those are captured and witnessed. Without it,
+all loopback TCP is captured and all TCP tracepoints witnessed while CMD
+runs, and afterwards only the connections of the ports CMD itself used (the
+remote port of its connects, the local port of its accepts, both ends of
+any other call on a TCP socket) are kept.
+
+The exit status is CMD's (128+N when a signal N killed it). Ctrl-C
+interrupts CMD (SIGINT), keeps what was recorded, writes the bundle and
+exits 130. Problems of our own (no strace, no capture privilege, no such
+program) are user errors: one line, exit 2.
+
+Never: run CMD as anything other than what it is (no shell is added), leave
+strace, tcpdump, CMD or a tracefs instance behind, or hide a disagreement
+between witness and capture (each one is printed and kept in the bundle's
+metadata as ``witness_disagreement``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import platform
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Iterable, Optional, Sequence
+
+from ..errors import MissingTool, UserError
+
+HELP = "run any program under strace with a loopback capture and the kernel witness; write one bundle"
+
+STOP_SECONDS = 5.0  # after Ctrl-C: how long CMD gets to exit on SIGINT before SIGKILL
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-o", "--output", metavar="FILE.pcapng",
+                        help="bundle to write (default: record-<program>-<UTC time>.pcapng here)")
+    parser.add_argument("--ports", metavar="PORT[,PORT...]", action="append", default=[],
+                        help="capture and witness only these TCP ports (default: the ports the program uses)")
+    parser.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS]",
+                        help="the program to run, after --")
+
+
+def run(args: argparse.Namespace) -> int:
+    command = program_argv(args.command)
+    ports = parse_ports(args.ports)
+    strace = _require_tools(command)
+    output = Path(args.output) if args.output else default_output(command)
+    with tempfile.TemporaryDirectory(prefix="tcpteardown-record-") as workdir:
+        result = record(command, ports, Path(workdir), strace=strace)
+    from ..formats.bundle import write_bundle
+
+    path = write_bundle(output, result.recording)
+    for line in result.report(path):
+        print(f"tcpteardown record: {line}", file=sys.stderr)
+    return 130 if result.interrupted else result.exit_status
+
+
+# -- arguments -----------------------------------------------------------------
+
+
+def program_argv(words: Sequence[str]) -> list[str]:
+    words = list(words)
+    if words and words[0] == "--":
+        words = words[1:]
+    if not words:
+        raise UserError("no program to record: give it after --, e.g. tcpteardown record -- curl http://127.0.0.1:8000/")
+    return words
+
+
+def parse_ports(values: Iterable[str]) -> tuple[int, ...]:
+    ports = set()
+    for value in values:
+        for word in filter(None, (w.strip() for w in value.split(","))):
+            if not word.isdigit() or not 0 < int(word) < 65536:
+                raise UserError(f"--ports {value!r}: {word!r} is not a TCP port (1-65535)")
+            ports.add(int(word))
+    return tuple(sorted(ports))
+
+
+def default_output(command: Sequence[str]) -> Path:
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(command[0]).name) or "program"
+    return Path(f"record-{name}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.pcapng")
+
+
+def _require_tools(command: Sequence[str]) -> str:
+    from ..capture import platform as host
+
+    if not host.IS_LINUX:
+        raise UserError("record runs the program under strace, which exists only on Linux; on macOS, "
+                        "capture with tcpdump and use: tcpteardown explain CAPTURE --log APP.log")
+    strace = shutil.which("strace")
+    if strace is None:
+        raise MissingTool("record runs the program under strace, which is not installed "
+                          "(apt-get install strace); or capture with tcpdump and use "
+                          "tcpteardown explain CAPTURE --strace LOG")
+    if shutil.which("tcpdump") is None:
+        raise MissingTool("record captures with tcpdump, which is not installed (apt-get install tcpdump)")
+    if shutil.which(command[0]) is None:
+        raise UserError(f"no such program: {command[0]!r} (not found on PATH, or not executable)")
+    return strace
+
+
+# -- recording -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Recorded:
+    recording: object  # model.Recording
+    exit_status: int
+    interrupted: bool
+    notes: tuple[str, ...]
+
+    def report(self, path: Path) -> list[str]:
+        rec = self.recording
+        ports = rec.metadata.get("ports") or "none found"
+        lines = [f"wrote {path}: {len(rec.frames)} packets (ports {ports}), {len(rec.calls)} socket calls, "
+                 f"{len(rec.kernel_events)} kernel events; program exit status {self.exit_status}"
+                 + (" (interrupted)" if self.interrupted else "")]
+        lines.extend(self.notes)
+        return lines
+
+
+def record(command: Sequence[str], ports: Sequence[int], workdir: Path, *, strace: str = "strace") -> Recorded:
+    """Run `command` traced, captured and witnessed; the Recording and its exit status."""
+    from ..capture.kernel import KernelWitness
+    from ..capture.tcpdump import TcpdumpCapture
+
+    pcap, log = workdir / "capture.pcap", workdir / "strace.log"
+    started = time.time_ns()
+    with contextlib.ExitStack() as stack:
+        capture = stack.enter_context(TcpdumpCapture(pcap, ports or None))
+        witness = stack.enter_context(KernelWitness(ports))
+        window_start = time.time_ns()
+        exit_status, interrupted = run_traced(strace, log, command)
+        window_end = time.time_ns()
+        events = witness.stop()
+        capture.stop()
+    recording, notes = build_recording(pcap, log, events, witness, capture, command, ports, exit_status,
+                                       started, (window_start, window_end))
+    return Recorded(recording, exit_status, interrupted, notes)
+
+
+def run_traced(strace: str, log: Path, command: Sequence[str]) -> tuple[int, bool]:
+    """(exit status, interrupted). CMD keeps our stdin/stdout/stderr."""
+    argv = [strace, "-f", "-ttt", "-T", "-yy", "-o", str(log), "--", *command]
+    process = subprocess.Popen(argv)
+    interrupted = False
+    try:
+        try:
+            status = process.wait()
+        except KeyboardInterrupt:
+            interrupted = True
+            status = _interrupt(process)
+    finally:
+        if process.poll() is None:  # a second Ctrl-C, or anything else: nothing stays behind
+            _kill_tree(process)
+    return _exit_status(status), interrupted
+
+
+def _tracees(process: subprocess.Popen) -> list[int]:
+    """The program strace started (strace's children)."""
+    children = []
+    for task in Path(f"/proc/{process.pid}/task").glob("*/children"):
+        with contextlib.suppress(OSError):
+            children.extend(int(pid) for pid in task.read_text().split())
+    return children
+
+
+def _interrupt(process: subprocess.Popen) -> int:
+    """Ctrl-C: SIGINT to the program (strace -o blocks it for itself), then
+    SIGKILL if it has not exited within STOP_SECONDS."""
+    for pid in _tracees(process):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGINT)
+    try:
+        return process.wait(timeout=STOP_SECONDS)
+    except subprocess.TimeoutExpired:
+        _kill_tree(process)
+        return process.returncode
+
+
+def _kill_tree(process: subprocess.Popen) -> None:
+    for pid in _tracees(process):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        process.kill()
+    process.wait()
+
+
+def _exit_status(returncode: int) -> int:
+    """strace exits with the program's status, or dies of the program's signal."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+# -- building the recording ----------------------------------------------------
+
+
+def build_recording(pcap: Path, log: Path, events, witness, capture, command, ports, exit_status,
+                    started: int, window: tuple[int, int]):
+    from .. import __version__
+    from ..analysis.witness import attach_reset_reasons, check_agreement
+    from ..formats.pcapread import read_capture
+    from ..formats.strace import read_strace_file
+    from ..model import Metadata, Recording
+
+    notes = []
+    contents = read_capture(str(pcap))
+    notes.extend(f"capture: {problem}" for problem in contents.problems)
+    imported = read_strace_file(log)
+    if imported.problems:
+        notes.append(f"strace log: {len(imported.problems)} lines not understood, e.g. {imported.problems[0]}")
+    calls = imported.calls
+    service = service_ports(calls)
+    keep = set(ports) or service | ports_touched(calls)
+    frames, segments = keep_connections(contents.frames, contents.segments, keep)
+    events = tuple(e for e in events if _touches(e, keep))
+    extra = [("command", shlex.join(command)), ("exit_status", str(exit_status)),
+             ("ports", ",".join(map(str, sorted(set(ports) or service))))]
+    if capture.kernel_drops:
+        extra.append(("kernel_drops", str(capture.kernel_drops)))
+    if witness.available:
+        segments = attach_reset_reasons(segments, events)
+        extra.append(("witness", "tracefs"))
+        extra.append(("witness_precision_ns", str(witness.precision_ns)))
+        if witness.lost_events:
+            notes.append(f"the kernel witness lost {witness.lost_events} events (ring buffer full)")
+            extra.append(("witness_lost_events", str(witness.lost_events)))
+        for sentence in check_agreement(segments, events, window=window):
+            notes.append(f"witness and capture disagree: {sentence}")
+            extra.append(("witness_disagreement", sentence))
+    else:
+        notes.append(f"no kernel witness ({witness.reason}); RST reasons will be inferred from the packets")
+        extra.append(("witness_unavailable", witness.reason or "unknown"))
+    if not keep:
+        notes.append("the program made no TCP socket calls that strace could see")
+    metadata = Metadata(
+        os=platform.system(), kernel=platform.release(), python=platform.python_version(),
+        scapy=_scapy_version(), tcpteardown=__version__, hostname=socket.gethostname(),
+        capture=f"{capture.describe()}; socket calls from strace -f -ttt -T -yy",
+        started_ns=started, extra=tuple(extra),
+    )
+    recording = Recording(segments=segments, calls=calls, kernel_events=events, metadata=metadata, frames=frames)
+    return recording, tuple(notes)
+
+
+def service_ports(calls) -> set[int]:
+    """Ports the program served or connected to: connect remotes, accept locals."""
+    ports = set()
+    for call in calls:
+        if call.op == "connect" and call.remote is not None:
+            ports.add(call.remote.port)
+        elif call.op == "accept" and call.local is not None:
+            ports.add(call.local.port)
+    ports.discard(0)
+    return ports
+
+
+def ports_touched(calls) -> set[int]:
+    """Both ends of every socket call (covers sockets opened before strace saw them)."""
+    ports = {endpoint.port for call in calls for endpoint in (call.local, call.remote) if endpoint is not None}
+    ports.discard(0)
+    return ports
+
+
+def keep_connections(frames, segments, ports: set[int]):
+    """Only the frames of TCP segments on `ports`, renumbered 1..n (bundle
+    frame numbers are positions in its frames)."""
+    kept_frames, kept_segments = [], []
+    for segment in segments:
+        if segment.src.port in ports or segment.dst.port in ports:
+            kept_frames.append(frames[segment.frame - 1])
+            kept_segments.append(replace(segment, frame=len(kept_frames)))
+    return tuple(kept_frames), tuple(kept_segments)
+
+
+def _touches(event, ports: set[int]) -> bool:
+    return any(endpoint is not None and endpoint.port in ports for endpoint in (event.src, event.dst))
+
+
+def _scapy_version() -> Optional[str]:
+    try:
+        import scapy
+
+        return scapy.VERSION
+    except ImportError:
+        return None
