@@ -9,6 +9,7 @@ importer's calls with what the programs themselves reported.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import signal
@@ -20,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tcpteardown.formats.applog import parse_log
-from tcpteardown.formats.strace import parse_strace, read_strace_file
+from tcpteardown.formats.strace import parse_strace, read_strace_file, read_strace_files
 from tcpteardown.model import Endpoint
 from conftest import tool_or_skip
 
@@ -243,10 +244,11 @@ def test_per_pid_files_take_the_pid_from_the_name(tmp_path):
 
 # -- real programs under strace -------------------------------------------------
 
-def run_traced(tmp_path: Path, argv: list[str], name: str = "trace.txt", **popen) -> tuple[Path, subprocess.CompletedProcess]:
+def run_traced(tmp_path: Path, argv: list[str], name: str = "trace.txt", follow: str = "-f",
+               **popen) -> tuple[Path, subprocess.CompletedProcess]:
     strace = tool_or_skip("strace")
     trace = tmp_path / name
-    done = subprocess.run([strace, "-f", "-ttt", "-T", "-yy", "-o", str(trace), *argv],
+    done = subprocess.run([strace, follow, "-ttt", "-T", "-yy", "-o", str(trace), *argv],
                           capture_output=True, text=True, timeout=60, **popen)
     if "ptrace" in done.stderr and "Operation not permitted" in done.stderr:
         pytest.skip(f"strace may not trace here: {done.stderr.strip()}")
@@ -284,6 +286,43 @@ def test_python_client_under_strace(tmp_path, host):
         assert call.op in ops
         assert (str(call.local), str(call.remote)) == (steps[step]["local"], steps[step]["remote"])
         assert call.role == Path(sys.executable).name and call.end_ns >= call.start_ns
+
+
+PLAIN_FORMS = {
+    "-f -tt (no -T, no -yy)": ["-f", "-tt"],
+    "-tt -T to stderr (no -f)": ["-tt", "-T"],
+    "-f -ttt -y (socket:[inode])": ["-f", "-ttt", "-y"],
+    "-ff -ttt -T -yy per-pid files": ["-ff", "-ttt", "-T", "-yy"],
+}
+
+
+@pytest.mark.parametrize("form", list(PLAIN_FORMS))
+def test_plainer_forms_of_real_strace(tmp_path, form):
+    strace = tool_or_skip("strace")
+    options = PLAIN_FORMS[form]
+    before = datetime.datetime.now(datetime.timezone.utc)
+    argv = [strace, *options]
+    if "-ff" in options or "-f" in options:
+        argv += ["-o", str(tmp_path / "trace")]
+    done = subprocess.run([*argv, sys.executable, str(PROGRAMS / "client.py")], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "TZ": "UTC"})
+    after = datetime.datetime.now(datetime.timezone.utc)
+    assert done.returncode == 0, done.stderr[-2000:]
+    steps = {entry["step"]: entry for entry in map(json.loads, done.stdout.splitlines())}
+    if "-ff" in options:
+        result = read_strace_files(sorted(tmp_path.glob("trace.*")))
+    elif "-f" in options:
+        result = read_strace_file(tmp_path / "trace", date=before.date())
+    else:
+        result = parse_strace(done.stderr.splitlines(), path="stderr", date=before.date())
+    assert result.problems == ()
+    failed = {call.outcome: call for call in result.calls if call.failed or call.is_eof}
+    assert set(failed) == {"ECONNREFUSED", "EOF", "EPIPE", "ECONNRESET"}
+    assert str(failed["ECONNREFUSED"].remote) == steps["refused"]["remote"]
+    for step, outcome in (("eof", "EOF"), ("broken-pipe", "EPIPE"), ("reset", "ECONNRESET")):
+        assert (str(failed[outcome].local), str(failed[outcome].remote)) == (steps[step]["local"], steps[step]["remote"])
+    for call in failed.values():
+        assert before.timestamp() * 1e9 - 1e6 <= call.start_ns <= call.end_ns <= after.timestamp() * 1e9 + 1e6
 
 
 def test_curl_refused_under_strace(tmp_path):
@@ -382,14 +421,17 @@ def log_steps(log_lines):
     return steps
 
 
-@pytest.mark.parametrize("host", family_hosts())
-def test_go_program_under_strace(tmp_path, go_teardowns, host):
-    trace, done = run_traced(tmp_path, [str(go_teardowns), "-host", host])
+@pytest.mark.parametrize("host, follow", [(host, "-f") for host in family_hosts()] + [("127.0.0.1", "-ff")])
+def test_go_program_under_strace(tmp_path, go_teardowns, host, follow):
+    trace, done = run_traced(tmp_path, [str(go_teardowns), "-host", host], follow=follow)
     assert done.returncode == 0, done.stderr
     log = done.stderr.splitlines()
     steps = log_steps(log)
     assert {name: (c.outcome, c.op) for name, c in steps.items()} == GO_STEPS
-    result = read_strace_file(trace)
+    if follow == "-ff":  # one file per thread: the connect and its SO_ERROR may sit in different files
+        result = read_strace_files(sorted(tmp_path.glob(trace.name + ".*")))
+    else:
+        result = read_strace_file(trace)
     assert result.problems == ()
     calls = result.calls
 

@@ -50,7 +50,7 @@ from tcpteardown.errnos import name_from_number
 from tcpteardown.formats.imported import ImportResult
 from tcpteardown.model import Endpoint, SocketCall
 
-__all__ = ["parse_strace", "read_strace_file", "ImportResult"]
+__all__ = ["parse_strace", "read_strace_file", "read_strace_files", "ImportResult"]
 
 # syscall -> op name in the model
 _OPS = {
@@ -156,6 +156,7 @@ class _Reader:
     def __init__(self, path: str, pid: Optional[int], date: Optional[_dt.date],
                  tz: Optional[_dt.tzinfo]) -> None:
         self.path = path
+        self.where = path  # the file the current line came from (per-pid files are merged)
         self.default_pid = pid
         self.date = date
         self.tz = tz or _dt.timezone.utc
@@ -173,7 +174,7 @@ class _Reader:
 
     # -- reporting ---------------------------------------------------------
     def problem(self, line_no: int, text: str) -> None:
-        self.problems.append(f"{self.path}:{line_no}: {text}")
+        self.problems.append(f"{self.where}:{line_no}: {text}")
 
     def note_once(self, key: str, text: str) -> None:
         if key not in self.noted:
@@ -482,6 +483,35 @@ def parse_strace(lines: Iterable[str], *, path: str = "<strace>", pid: Optional[
     reader = _Reader(path, pid, _as_date(date), tz)
     for line_no, line in enumerate(lines, 1):
         reader.feed(line_no, line)
+    return reader.finish()
+
+
+def read_strace_files(paths: Iterable[Union[str, "os.PathLike[str]"]], **options) -> ImportResult:
+    """One result from the per-pid files of ``strace -ff -o NAME`` (``NAME.PID``).
+
+    The files are merged into one stream ordered by timestamp, each line
+    carrying the pid from its file name, so that a connect in one thread's
+    file and its SO_ERROR in another's still meet. Problems name the original
+    file and line.
+    """
+    tagged = []
+    for index, path in enumerate(paths):
+        suffix = _PID_SUFFIX_RE.search(str(path))
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            for line_no, line in enumerate(handle, 1):
+                stamp = _PREFIX_RE.match(line)
+                key = stamp.group("epoch") or stamp.group("clock") or ""
+                body = line if suffix is None or stamp.group("pid1") or stamp.group("pid2") else \
+                    f"{suffix.group(1)} {line}"
+                tagged.append((float(key) if stamp.group("epoch") else 0.0, key, index, line_no, str(path), body))
+    tagged.sort(key=lambda item: item[:4])
+    reader = _Reader("<strace -ff>", options.pop("pid", None), _as_date(options.pop("date", None)),
+                     options.pop("tz", None))
+    if options:
+        raise TypeError(f"unexpected options {sorted(options)}")
+    for _, _, _, line_no, path, body in tagged:
+        reader.where = path
+        reader.feed(line_no, body)
     return reader.finish()
 
 
