@@ -271,3 +271,17 @@ def test_ports_and_connection_filtering_are_pure():
     kept_frames, kept = keep_connections(frames, segments, {8080})
     assert [s.frame for s in kept] == [1, 2]
     assert [f.data for f in kept_frames] == [b"\x01", b"\x04"]
+
+
+def test_ports_option_limits_capture_and_witness(tmp_path):
+    tool_or_skip("strace")
+    tool_or_skip("tcpdump")
+    program = tmp_path / "reset.py"
+    program.write_text(RESET_PROGRAM)
+    bundle = tmp_path / "other-port.pcapng"
+    result = tcpteardown("record", "-o", str(bundle), "--ports", "9", "--", sys.executable, str(program))
+    assert result.returncode == 3, result.stderr
+    recording = load_recording(bundle)
+    assert recording.segments == () and recording.kernel_events == ()  # the program never used port 9
+    assert any(call.errno == "ECONNRESET" for call in recording.calls)  # strace still saw every call
+    assert recording.metadata.get("ports") == "9"

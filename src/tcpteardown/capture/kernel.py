@@ -54,9 +54,12 @@ time is off by at most `precision_ns` =
   + 0.5 us, because the `trace` file prints timestamps rounded to the
     microsecond.
 
-So about 1 us in practice (tests/test_kernel_witness.py checks a trace_marker
-write lands between the realtime reads taken around it, within
-`precision_ns`), which is finer than tcpdump's default microsecond stamps.
+So about 1 us in practice, finer than tcpdump's default microsecond stamps.
+Measured on the development machine (Linux 6.18, 2 vCPUs): tightest bracket
+half-width 86-126 ns over 200 measurements, offset spread 16 ns, so
+`precision_ns` ~ 600 ns; 500 of 500 trace_marker writes were mapped inside
+the window of the realtime reads taken just before and after them (median
+window 12 us). tests/test_kernel_witness.py checks that last property.
 
 Never: write to the global trace buffer or the global event switches, leave
 an instance behind, or import anything Linux-only at module level (this file
