@@ -76,6 +76,9 @@ RULE_CASES = [
     ("use-of-closed", OUR_FIN, [call("close", 10, 12), call("write", 40, 41, "use of closed network connection")], 0,
      "closed-descriptor", CauseKind.LOCAL_CLOSE, None, "close"),
     ("no-rule", HS, [call("send", 10, 11, "EHOSTUNREACH")], 0, "no-rule", CauseKind.NONE, None, None),
+    ("enotconn-after-rst", RESET, [call("shutdown", 30, 31, "ENOTCONN")], 0,
+     "not-connected-after-rst", CauseKind.RST, 6, None),
+    ("enotconn-never-connected", HS, [call("shutdown", 30, 31, "ENOTCONN")], 0, "no-rule", CauseKind.NONE, None, None),
 ]
 
 
@@ -228,6 +231,7 @@ def test_design_table_rows_are_all_present():
         "closed-descriptor": "local-close", "recv-reset": "rst", "send-reset": "rst",
         "send-epipe-after-rst": "rst", "send-epipe-local": "local-close", "connect-refused": "rst",
         "connect-timeout": "syn-unanswered", "recv-eof": "fin", "recv-timeout": "none",
+        "not-connected-after-rst": "rst",  # beyond DESIGN.md's table: shutdown() on a reset socket
     }
 
 

@@ -262,3 +262,48 @@ def test_go_program_strace_and_log_link_to_tshark_frames(go_teardowns, tmp_path)
     assert closed["cause"]["kind"] == "local-close" and closed["cause"]["frame"] is None
     timeout = only("log", "ETIMEDOUT")
     assert timeout["cause"]["kind"] == "none"
+
+
+# -- curl aborting a large download from Python's http.server -------------------------
+
+ONE_REQUEST_SERVER = ("import functools, http.server as h, sys\n"
+                      "s = h.HTTPServer(('127.0.0.1', 0), functools.partial(h.SimpleHTTPRequestHandler, "
+                      "directory=sys.argv[1]))\n"
+                      "print(s.server_port, flush=True)\n"
+                      "s.handle_request()\n")
+
+
+@pytest.mark.needs_capture
+def test_curl_abort_links_the_servers_failed_write_to_curls_rst(tmp_path):
+    strace, curl = tool_or_skip("strace"), tool_or_skip("curl")
+    tool_or_skip("tcpdump")
+    from tcpteardown.capture.tcpdump import TcpdumpCapture
+
+    (tmp_path / "big.bin").write_bytes(b"\0" * (32 << 20))
+    pcap, trace = tmp_path / "lo.pcap", tmp_path / "server.strace"
+    with TcpdumpCapture(pcap):
+        server = subprocess.Popen([strace, "-f", "-ttt", "-T", "-yy", "-o", str(trace), sys.executable, "-c",
+                                   ONE_REQUEST_SERVER, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+        try:
+            port = int(server.stdout.readline())  # printed once it listens
+            aborted = subprocess.run([curl, "-s", "-o", "/dev/null", "--limit-rate", "100k", "--max-time", "0.5",
+                                      f"http://127.0.0.1:{port}/big.bin"], timeout=60)
+            assert aborted.returncode == 28  # curl: operation timed out, mid-body
+            server.wait(timeout=60)
+        finally:
+            if server.poll() is None:
+                server.kill()
+                server.wait()
+            server.stdout.close()
+    code, out, err = explain(pcap, "--strace", trace, "--json")
+    assert code == 0, err
+    document = json.loads(out)
+    check_contract(document)
+    failed = [l for l in document["links"] if l["call"]["errno"] in ("ECONNRESET", "EPIPE")
+              and l["call"]["local"] == f"127.0.0.1:{port}"]
+    assert failed, document
+    link = failed[0]
+    resets = tshark_frames(pcap, f"tcp.flags.reset==1 && tcp.dstport=={port} && "
+                                 f"frame.time_epoch <= {link['call']['time'] + 0.001:.6f}")
+    assert link["cause"]["kind"] == "rst" and link["cause"]["frame"] == resets[-1]
+    assert _port(link["cause"]["src"]) == _port(link["call"]["remote"])

@@ -437,6 +437,17 @@ def _recv_timeout(ctx: _Ctx, rule: Rule) -> Link:
     return _make(ctx, rule, None, caveats, sentence=sentence)
 
 
+def _not_connected_after_rst(ctx: _Ctx, rule: Rule) -> Optional[Link]:
+    sock, rsts, caveats = _search(ctx, lambda s: _rsts_toward(ctx, s) or None)
+    if sock is None:
+        return None  # never connected, or shut down: no row for that
+    rst = rsts[-1]
+    caveats += _plural_caveat(rsts, "RSTs", rst) + _late_caveat(ctx, rst)
+    return _make(ctx, rule, rst, caveats,
+                 sentence=f"{_sent_by(rst, sock)} had reset the connection (frame {rst.frame}); "
+                          "there was no connection left to act on")
+
+
 _RULES: dict[str, Callable[[_Ctx, Rule], Optional[Link]]] = {
     "closed-descriptor": _closed_descriptor,
     "recv-reset": _recv_reset,
@@ -447,4 +458,5 @@ _RULES: dict[str, Callable[[_Ctx, Rule], Optional[Link]]] = {
     "connect-timeout": _connect_timeout,
     "recv-eof": _recv_eof,
     "recv-timeout": _recv_timeout,
+    "not-connected-after-rst": _not_connected_after_rst,
 }

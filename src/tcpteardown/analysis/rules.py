@@ -86,6 +86,9 @@ RULES: tuple[Rule, ...] = (
        "recv/read -> 0 (EOF): the FIN from the peer"),
     _r("recv-timeout", "recv", TIMEOUT_ERRNOS, CauseKind.NONE,
        "recv/read -> timeout/EAGAIN: nothing arrived in the interval"),
+    _r("not-connected-after-rst", "any", {"ENOTCONN"}, CauseKind.RST,
+       "any op -> ENOTCONN after a reset: the RST that tore the connection down "
+       "(e.g. shutdown() on a reset socket)"),
 )
 
 # The catch-all for outcomes the table has no row for (EHOSTUNREACH on a

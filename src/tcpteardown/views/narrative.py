@@ -46,7 +46,7 @@ ERROR_REPORT = "sock:inet_sk_error_report"
 # Rules whose correlate sentence adds something the first sentence lacks.
 # For the first two only what follows the first "; " is new (the rest
 # restates the cause).
-_DETAIL_AFTER_SEMICOLON = frozenset({"send-reset", "send-epipe-after-rst"})
+_DETAIL_AFTER_SEMICOLON = frozenset({"send-reset", "send-epipe-after-rst", "not-connected-after-rst"})
 _DETAIL_RULES = _DETAIL_AFTER_SEMICOLON
 
 
@@ -110,6 +110,8 @@ def cause_text(link: Link, recording: Recording) -> str:
             return "this side had closed the socket itself (no packet caused it)"
         return (f"this side had called {own.op}() on the socket itself ({_ago(call.end_ns - own.end_ns)}); "
                 "no packet caused it")
+    if link.rule == "no-rule":
+        return f"of nothing the correlation rules can name: no rule covers {call.op}() -> {call.outcome}"
     if link.kind is CauseKind.NONE or seg is None:
         if link.kind in (CauseKind.RST, CauseKind.FIN):
             what = "an RST" if link.kind is CauseKind.RST else "a FIN"
