@@ -9,10 +9,13 @@ Matching an RST segment to the `tcp:tcp_send_reset` that produced it:
   dest the RST's destination (IPv4-mapped IPv6 addresses count as IPv4);
 - by sequence number, when the event carries one (``seq`` field; the
   tracepoint of 6.x kernels does not, so usually this step has nothing);
-- by time: the segment is stamped within `tolerance_ns` of the event (the
-  capture stamps the RST after the tracepoint fired, microseconds later on
-  loopback); among candidates, the closest pairs are joined first, each
-  event and each segment used once.
+- by time: the segment is stamped within `tolerance_ns` of the event; among
+  candidates, the closest pairs are joined first, each event and each
+  segment used once. Either may come first: a reset answering a segment
+  (NO_SOCKET, TCP_TIMEWAIT_SOCKET) fires its tracepoint before the packet
+  leaves (capture ~5 us later on loopback), an active reset (close with
+  unread data, SO_LINGER 0) fires it after transmitting, which on loopback
+  includes delivering it to the peer (capture 5-50 us earlier).
 
 Never by order alone: on loopback the receiver's tcp_receive_reset and
 inet_sk_error_report are often stamped *before* the sender's
