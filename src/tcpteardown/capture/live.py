@@ -13,7 +13,14 @@ timestamp, and nothing missed at either end:
   sent after the scenario's last call returned.
 - Filtering: with libpcap, scapy compiles the filter to BPF and the kernel
   applies it; without libpcap every packet is read and filtered in Python.
-  `LiveCapture.filter_location` says which happened.
+  `LiveCapture.filter_location` says which happened. Packets that were
+  queued before the filter was attached are checked again here (a cheap
+  header walk, never scapy), so another program's loopback TCP never leaks in.
+- Keeping up: the socket buffer is as large as the kernel allows (64 MiB
+  with SO_RCVBUFFORCE as root, else up to net.core.rmem_max), the reader
+  drains it in batches without a select() per packet, and whatever the kernel
+  still had to drop is counted (PACKET_STATISTICS) in `kernel_drops`, never
+  hidden. Under load, prefer the tcpdump backend (`capture.backends`).
 
 Timestamps are read from SO_TIMESTAMPNS ourselves (scapy turns them into a
 float, which loses nanoseconds at today's epoch).
@@ -38,27 +45,32 @@ PACKET_IGNORE_OUTGOING = 23  # linux/if_packet.h, Linux 4.20+
 PACKET_STATISTICS = 6
 PACKET_OUTGOING = 4
 SO_TIMESTAMPNS = 35
+SO_RCVBUFFORCE = 33  # like SO_RCVBUF, past net.core.rmem_max, with CAP_NET_ADMIN
 SCM_TIMESTAMPNS = SO_TIMESTAMPNS
 
 BARRIER_SECONDS = 5.0  # how long a marker may take to show up before we give up
-RCVBUF_BYTES = 8 << 20
+RCVBUF_BYTES = 8 << 20  # asked for without privilege (the kernel caps it at rmem_max)
+RCVBUF_FORCE_BYTES = 64 << 20  # asked for as root: ~50,000 small loopback packets
+BATCH_PACKETS = 1024  # packets read per wake-up before looking at the stop flag again
 
 
 class LiveCapture:
-    """Capture TCP on `ports` (either address family) on the loopback interface.
+    """Capture TCP on `ports` (either address family) on the loopback interface;
+    every TCP port when `ports` is empty.
 
     Use as a context manager, or `start()` then `stop() -> tuple[Frame, ...]`.
     """
 
     def __init__(self, ports: Iterable[int], *, iface: Optional[str] = None):
-        self.ports = sorted(set(ports))
-        if not self.ports:
-            raise ValueError("LiveCapture needs at least one port to watch")
+        self.ports = sorted(set(ports or ()))
+        self._port_set = frozenset(self.ports)
         self.iface = iface or host.loopback_interface()
         self.frames: list[Frame] = []
         self.filter_location = "none"
         self.dedup_location = "none"
         self.kernel_drops = 0
+        self.kernel_packets: Optional[int] = None  # packets the socket was offered (PACKET_STATISTICS)
+        self.rcvbuf_bytes: Optional[int] = None  # the buffer the kernel granted
         self.linktype = 1
         self._marker_sock: Optional[socket.socket] = None
         self._sniffer = None
@@ -108,12 +120,13 @@ class LiveCapture:
         return tuple(self.frames)
 
     def describe(self) -> str:
+        buffer = f", buffer {self.rcvbuf_bytes >> 10} KiB" if self.rcvbuf_bytes else ""
         return (f"scapy on {self.iface}, filter in {self.filter_location}, "
-                f"outgoing copies dropped in {self.dedup_location}, kernel drops {self.kernel_drops}")
+                f"outgoing copies dropped in {self.dedup_location}{buffer}, kernel drops {self.kernel_drops}")
 
     # -- internals ---------------------------------------------------------------
     def _bpf(self) -> str:
-        tcp = " or ".join(f"tcp port {port}" for port in self.ports)
+        tcp = " or ".join(f"tcp port {port}" for port in self.ports) or "tcp"
         return f"({tcp}) or (udp and dst port {self._marker_port})"
 
     def _open_sniffer(self) -> None:
@@ -136,7 +149,7 @@ class LiveCapture:
         raw = getattr(self._sniffer, "ins", None)
         self._raw = raw if isinstance(raw, socket.socket) and host.IS_LINUX else None
         if self._raw is not None:
-            self._raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF_BYTES)
+            self.rcvbuf_bytes = _grow_buffer(self._raw)
             self._raw.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
             try:
                 self._raw.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
@@ -149,6 +162,10 @@ class LiveCapture:
     def _read_loop(self) -> None:
         try:
             while not self._done.is_set():
+                if self._raw is not None:
+                    for packet in self._receive_batch(timeout=0.05):
+                        self._keep(*packet)
+                    continue
                 packet = self._receive(timeout=0.05)
                 if packet is not None:
                     self._keep(*packet)
@@ -158,27 +175,33 @@ class LiveCapture:
                 self._seen.notify_all()
 
     def _receive(self, timeout: float):
-        """One packet as (time_ns, bytes, orig_len), or None."""
-        if self._raw is None:
-            readable, _, _ = select.select([self._sniffer], [], [], timeout)
-            if not readable:
-                return None
-            _cls, data, ts = self._sniffer.recv_raw()
-            if data is None:
-                return None
-            return (int(round(float(ts) * 1e9)) if ts else time.time_ns()), bytes(data), len(data)
-        readable, _, _ = select.select([self._raw], [], [], timeout)
+        """One packet as (time_ns, bytes, orig_len), or None, through scapy's
+        own socket (macOS BPF devices; Linux uses `_receive_batch`)."""
+        readable, _, _ = select.select([self._sniffer], [], [], timeout)
         if not readable:
             return None
-        data, ancillary, _flags, address = self._raw.recvmsg(65536, socket.CMSG_SPACE(16))
-        if address[2] == PACKET_OUTGOING:
-            return None  # the outgoing copy the kernel could not drop for us
-        stamp = None
-        for level, kind, payload in ancillary:
-            if level == socket.SOL_SOCKET and kind == SCM_TIMESTAMPNS and len(payload) >= 16:
-                seconds, nanos = struct.unpack("qq", payload[:16])
-                stamp = seconds * 1_000_000_000 + nanos
-        return (stamp if stamp is not None else time.time_ns()), data, len(data)
+        _cls, data, ts = self._sniffer.recv_raw()
+        if data is None:
+            return None
+        return (int(round(float(ts) * 1e9)) if ts else time.time_ns()), bytes(data), len(data)
+
+    def _receive_batch(self, timeout: float) -> list:
+        """Up to BATCH_PACKETS packets as (time_ns, bytes, orig_len): one
+        select(), then non-blocking reads until the buffer is empty."""
+        readable, _, _ = select.select([self._raw], [], [], timeout)
+        if not readable:
+            return []
+        batch = []
+        space = socket.CMSG_SPACE(16)
+        for _ in range(BATCH_PACKETS):
+            try:
+                data, ancillary, _flags, address = self._raw.recvmsg(65536, space, socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                break
+            if address[2] == PACKET_OUTGOING:
+                continue  # the outgoing copy the kernel could not drop for us
+            batch.append((_stamp(ancillary), data, len(data)))
+        return batch
 
     def _keep(self, time_ns: int, data: bytes, orig_len: int) -> None:
         token = self._marker_token(data)
@@ -187,8 +210,8 @@ class LiveCapture:
                 self._seen_tokens.add(token)
                 self._seen.notify_all()
             return
-        if self.filter_location.startswith("Python") and not self._wanted(data):
-            return
+        if not self._wanted(data):
+            return  # not ours: no BPF, or queued before the BPF was attached
         self.frames.append(Frame(time_ns, self.linktype, data, orig_len))
 
     def _decode(self, data: bytes):
@@ -205,10 +228,16 @@ class LiveCapture:
         return None
 
     def _wanted(self, data: bytes) -> bool:
-        from scapy.layers.inet import TCP
+        """TCP on one of our ports (any TCP when we watch all), by a header walk."""
+        from ..formats.pcap_links import decode_segment
 
-        packet = self._decode(data)
-        return TCP in packet and (packet[TCP].sport in self.ports or packet[TCP].dport in self.ports)
+        try:
+            segment = decode_segment(0, 0, self.linktype, data)
+        except (ValueError, struct.error):
+            return False
+        if segment is None:
+            return False
+        return not self._port_set or segment.src.port in self._port_set or segment.dst.port in self._port_set
 
     def _barrier(self, phase: bytes) -> None:
         """Send markers until the reader has seen one: proof that everything
@@ -231,7 +260,7 @@ class LiveCapture:
             self._thread.join(timeout=BARRIER_SECONDS)
             self._thread = None
         if self._raw is not None:
-            self.kernel_drops = _packet_drops(self._raw)
+            self.kernel_packets, self.kernel_drops = _packet_statistics(self._raw)
         if self._sniffer is not None:
             self._sniffer.close()
             self._sniffer = None
@@ -240,11 +269,33 @@ class LiveCapture:
             self._marker_sock = None
 
 
-def _packet_drops(sock: socket.socket) -> int:
-    """Packets the kernel dropped for lack of buffer (PACKET_STATISTICS)."""
+def _packet_statistics(sock: socket.socket) -> tuple[Optional[int], int]:
+    """(packets offered, packets dropped for lack of buffer) since the socket
+    opened (PACKET_STATISTICS; reading it resets the kernel's counters)."""
     try:
         raw = sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8)
     except OSError:
-        return 0
-    _packets, drops = struct.unpack("II", raw)
-    return drops
+        return None, 0
+    packets, drops = struct.unpack("II", raw)
+    return packets, drops
+
+
+def _grow_buffer(sock: socket.socket) -> Optional[int]:
+    """Ask for the largest receive buffer we may have; the size granted."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF_FORCE_BYTES)
+    except OSError:  # EPERM without CAP_NET_ADMIN
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF_BYTES)
+    try:
+        return sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    except OSError:
+        return None
+
+
+def _stamp(ancillary) -> int:
+    """The kernel's SO_TIMESTAMPNS stamp in `ancillary`, or now."""
+    for level, kind, payload in ancillary:
+        if level == socket.SOL_SOCKET and kind == SCM_TIMESTAMPNS and len(payload) >= 16:
+            seconds, nanos = struct.unpack("qq", payload[:16])
+            return seconds * 1_000_000_000 + nanos
+    return time.time_ns()
