@@ -307,3 +307,20 @@ def test_curl_abort_links_the_servers_failed_write_to_curls_rst(tmp_path):
                                  f"frame.time_epoch <= {link['call']['time'] + 0.001:.6f}")
     assert link["cause"]["kind"] == "rst" and link["cause"]["frame"] == resets[-1]
     assert _port(link["cause"]["src"]) == _port(link["call"]["remote"])
+
+
+@pytest.mark.needs_capture
+def test_plain_pcap_without_calls_says_what_to_add(tmp_path):
+    tool_or_skip("tcpdump")
+    import socket
+
+    from tcpteardown.capture.tcpdump import TcpdumpCapture
+
+    pcap = tmp_path / "lo.pcap"
+    with TcpdumpCapture(pcap):
+        with socket.create_server(("127.0.0.1", 0)) as listener:
+            with socket.create_connection(listener.getsockname()):
+                listener.accept()[0].close()
+    code, out, err = explain(pcap, "--json")
+    assert code == 0 and json.loads(out) == {"links": []}
+    assert "--strace FILE or --log FILE" in err

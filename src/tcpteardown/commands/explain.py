@@ -7,8 +7,8 @@ their line numbers and skipped. The text output is one paragraph per link
 (`views.narrative.paragraph`); `--json` prints DESIGN.md's contract.
 
 Output formats are a table (`FORMATS`): another view (the ladder helper's
-`--markdown`) adds a row with its flag and a renderer taking
-`(links, recording, options)`, without touching the rest.
+`--markdown`) is one row with its flag, help and a renderer taking
+`(links, recording, args)`, without touching the rest.
 
 Exit codes: 0 when it ran (whatever it found), 2 on bad input.
 """
@@ -40,8 +40,21 @@ def _render_json(links, recording, args) -> str:
     return json.dumps(links_to_json(links, recording, lang=args.lang, tz=args.tzinfo), indent=2)
 
 
-# flag (dest in args) -> renderer. The first flag that is set wins; text otherwise.
-FORMATS: dict[str, Callable] = {"json": _render_json}
+def _render_markdown(links, recording, args) -> str:
+    from ..views.markdown import render_markdown  # the ladder helper's: writes <stem>.png beside CAPTURE
+
+    return render_markdown(links, recording, args)
+
+
+# Output formats other than text: flag (its dest in args) -> (help, renderer).
+# A renderer takes (links, recording, args) and returns the text to print;
+# `args.lang`, `args.tzinfo` and `args.capture` are there for it. The first
+# flag set wins, text otherwise. A new view adds its format with one row.
+FORMATS: dict[str, tuple[str, Callable]] = {
+    "json": ("print DESIGN.md's JSON contract instead of text", _render_json),
+    "markdown": ("write the ladder next to CAPTURE (<stem>.png) and print a Markdown snippet: "
+                 "the image link and the paragraphs", _render_markdown),
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,7 +66,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tz", metavar="TZ",
                         help="time zone for log lines without one, and for printed times (default UTC), "
                              "e.g. Europe/Paris or +02:00")
-    parser.add_argument("--json", action="store_true", help="print DESIGN.md's JSON contract instead of text")
+    for flag, (help_text, _render) in FORMATS.items():
+        parser.add_argument(f"--{flag}", action="store_true", help=help_text)
     parser.add_argument("--lang", choices=LANGS, type=str.lower,
                         help="quote each errno as this language prints it")
 
@@ -103,6 +117,10 @@ def run(args: argparse.Namespace) -> int:
     args.tzinfo = parse_tz(args.tz)
     recording = load(args)
     links = correlate(recording)
-    render = next((fn for flag, fn in FORMATS.items() if getattr(args, flag, False)), _render_text)
+    render = next((fn for flag, (_help, fn) in FORMATS.items() if getattr(args, flag, False)), _render_text)
+    if not recording.calls:
+        print("tcpteardown explain: note: this capture holds packets only, no socket calls; pass "
+              "--strace FILE or --log FILE (or explain a bundle from `tcpteardown run`/`record`) "
+              "to link failing calls to segments", file=sys.stderr)
     print(render(links, recording, args))
     return 0
