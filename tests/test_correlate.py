@@ -303,3 +303,21 @@ def test_ambiguous_eof_prefers_the_fin_closest_before_the_call():
     link = correlate(rec)[0]
     assert link.cause.frame == 4  # C's FIN at 10 us, not C2's older one
     assert any("closest" in c for c in link.caveats)
+
+
+def test_analysis_modules_never_touch_the_system():
+    """analysis/ and the narrative are pure: no socket, no scapy, no subprocess."""
+    import ast
+    from pathlib import Path
+
+    import tcpteardown
+
+    root = Path(tcpteardown.__file__).parent
+    for relative in ("analysis/rules.py", "analysis/correlate.py", "analysis/tcpstate.py",
+                     "analysis/reasons.py", "views/narrative.py"):
+        tree = ast.parse((root / relative).read_text())
+        imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                    for alias in node.names}
+        imported |= {(node.module or "").split(".")[0] for node in ast.walk(tree)
+                     if isinstance(node, ast.ImportFrom) and not node.level}
+        assert not imported & {"socket", "scapy", "subprocess", "os"}, (relative, imported)

@@ -324,3 +324,24 @@ def test_plain_pcap_without_calls_says_what_to_add(tmp_path):
     code, out, err = explain(pcap, "--json")
     assert code == 0 and json.loads(out) == {"links": []}
     assert "--strace FILE or --log FILE" in err
+
+
+def test_kernel_witness_words_in_the_paragraph():
+    """With the witness: the kernel's reason (not inferred) and the error report bridging RST and errno."""
+    from dataclasses import replace
+
+    from test_correlate import RESET, S, C, T0, US, call
+    from tcpteardown.analysis.correlate import correlate
+    from tcpteardown.model import KernelEvent, Recording
+    from tcpteardown.views.narrative import links_to_json, paragraph
+
+    segments = tuple(RESET[:-1]) + (replace(RESET[-1], reset_reason="TCP_ABORT_ON_CLOSE"),)
+    report = KernelEvent(T0 + 20 * US, "sock:inet_sk_error_report", C, S, (("error", "104"),))
+    rec = Recording(segments=segments, calls=(call("recv", 30, 31, "ECONNRESET"),), kernel_events=(report,))
+    (link,) = correlate(rec)
+    text = paragraph(link, rec)
+    assert "its kernel said TCP_ABORT_ON_CLOSE: the socket was closed with unread data" in text
+    assert "The kernel saw the RST set ECONNRESET on the client socket (sock:inet_sk_error_report); " \
+           "this recv() returned it." in text
+    assert "inferred" not in text
+    assert links_to_json((link,), rec)["links"][0]["cause"]["reason"] == "TCP_ABORT_ON_CLOSE"
