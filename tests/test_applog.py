@@ -173,15 +173,9 @@ def test_quiet_lines_are_skipped_silently():
 
 @pytest.fixture(scope="module")
 def go_teardowns(tmp_path_factory) -> Path:
-    go = tool_or_skip("go")
-    work = tmp_path_factory.mktemp("go")
-    env = {**os.environ, "GOCACHE": str(work / "cache"), "GOPATH": str(work / "gopath"),
-           "GOTOOLCHAIN": "local", "GOPROXY": "off", "GOFLAGS": "", "CGO_ENABLED": "0"}
-    binary = work / "teardowns"
-    built = subprocess.run([go, "build", "-o", str(binary), "."], cwd=PROGRAMS, env=env,
-                           capture_output=True, text=True, timeout=300)
-    assert built.returncode == 0, built.stderr
-    return binary
+    from test_strace import build_go_teardowns
+
+    return build_go_teardowns(tmp_path_factory)
 
 
 def test_go_log_package_output(go_teardowns):

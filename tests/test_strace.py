@@ -383,17 +383,25 @@ def test_http_server_write_fails_when_curl_aborts_a_download(tmp_path):
 
 # -- the Go program ---------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def go_teardowns(tmp_path_factory) -> Path:
+def build_go_teardowns(tmp_path_factory) -> Path:
+    """tests/programs/teardowns built once per test session (offline, local toolchain)."""
     go = tool_or_skip("go")
-    work = tmp_path_factory.mktemp("go")
+    work = tmp_path_factory.getbasetemp() / "teardowns-go"
+    binary = work / "teardowns"
+    if binary.exists():
+        return binary
+    work.mkdir(exist_ok=True)
     env = {**os.environ, "GOCACHE": str(work / "cache"), "GOPATH": str(work / "gopath"),
            "GOTOOLCHAIN": "local", "GOPROXY": "off", "GOFLAGS": "", "CGO_ENABLED": "0"}
-    binary = work / "teardowns"
     built = subprocess.run([go, "build", "-o", str(binary), "."], cwd=PROGRAMS, env=env,
                            capture_output=True, text=True, timeout=300)
     assert built.returncode == 0, built.stderr
     return binary
+
+
+@pytest.fixture(scope="module")
+def go_teardowns(tmp_path_factory) -> Path:
+    return build_go_teardowns(tmp_path_factory)
 
 
 GO_STEPS = {  # step -> (errno name or EOF, op in the log)
