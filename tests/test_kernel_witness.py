@@ -517,3 +517,28 @@ def test_imports_and_degrades_where_there_is_no_tracefs():
     available, events, reason = result.stdout.strip().split("|")
     assert (available, events) == ("False", "()")
     assert "only on Linux" in reason
+
+
+MOUNT_CHILD = """
+from tcpteardown.capture import platform as host
+print(host.tracefs_problem() is not None)  # unmounted in this mount namespace
+from tcpteardown.capture.kernel import KernelWitness
+with KernelWitness([9]) as witness:
+    print(witness.available, witness.running, sep="|")
+"""
+
+
+@pytest.mark.needs_tracefs
+def test_witness_mounts_tracefs_when_missing():
+    unshare = tool_or_skip("unshare")
+    # A private mount namespace: unmounting tracefs there leaves everyone else's alone.
+    script = f"umount /sys/kernel/tracing && exec {sys.executable} -c '{MOUNT_CHILD}'"
+    result = subprocess.run([unshare, "-m", "--propagation", "private", "sh", "-c", script],
+                            capture_output=True, text=True, timeout=60)
+    if result.returncode != 0 and "umount" in result.stderr:
+        pytest.skip(f"cannot unmount tracefs in a private mount namespace: {result.stderr.strip()}")
+    assert result.returncode == 0, result.stderr
+    unmounted, witnessed = result.stdout.split()
+    if unmounted != "True":
+        pytest.skip("tracefs stays reachable here (through debugfs): nothing to mount")
+    assert witnessed == "True|True"

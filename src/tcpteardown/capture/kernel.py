@@ -93,6 +93,7 @@ __all__ = [
     "parse_trace_line",
     "EVENTS",
     "INSTANCE_PREFIX",
+    "mount_tracefs_if_missing",
 ]
 
 # The tracepoints we record, as "system:event".
@@ -403,8 +404,11 @@ def _unguard_signals() -> None:
     _previous_sigterm = None
 
 
-def _try_mount() -> None:
-    """Mount tracefs once, when it is missing and we are root on Linux."""
+def mount_tracefs_if_missing() -> None:
+    """Mount tracefs once, when it is missing and we are root on Linux (a fresh
+    container or CI runner often has it unmounted). Call it before asking
+    `platform.tracefs_problem()` (whose answer it refreshes); every
+    KernelWitness calls it."""
     global _mount_tried
     if _mount_tried or not host.IS_LINUX or os.geteuid() != 0 or host.tracefs_root() is not None:
         return
@@ -443,7 +447,7 @@ class KernelWitness:
 
     def _probe(self) -> None:
         if self._root is None:
-            _try_mount()
+            mount_tracefs_if_missing()
             self.reason = host.tracefs_problem()
             if self.reason is None:  # (tracefs_root() itself may not stat as non-root)
                 self._root = host.tracefs_root()
