@@ -184,23 +184,17 @@ def test_linux_path_asks_one_byte_of_tcp_info():
     assert sock.set == []
 
 
-@pytest.mark.parametrize("header,family", [
-    (bytes.fromhex("1e000000"), 30),  # little-endian Mac, IPv6
-    (bytes.fromhex("02000000"), 2),  # little-endian Mac, IPv4
-    (bytes.fromhex("0000001e"), 30),  # big-endian writer (old PowerPC Mac)
-])
-def test_null_header_family_in_either_byte_order(header, family):
-    assert macos.null_header_family(header) == family
-    assert macos.null_header_is_ipv6(header) == (family == 30)
+def test_the_reader_knows_macos_loopback_framing(corpus):
+    from tcpteardown.formats import pcap_links
+    from tcpteardown.formats.bundle import load_recording
 
-
-def test_null_header_family_from_a_real_macos_capture(corpus):
+    assert macos.LINKTYPE_NULL == pcap_links.LINKTYPE_NULL
+    assert macos.AF_INET6 in pcap_links.AF_INET6 and macos.AF_INET == pcap_links.AF_INET
     data = (corpus / "zeek" / "almost-resp.pcap").read_bytes()
-    assert struct.unpack_from("<I", data, 20)[0] == macos.LINKTYPE_NULL  # pcap header network field
-    families = set()
-    offset = 24
-    while offset + 16 <= len(data):
-        caplen = struct.unpack_from("<I", data, offset + 8)[0]
-        families.add(macos.null_header_family(data[offset + 16:offset + 20]))
-        offset += 16 + caplen
-    assert families == {macos.AF_INET, macos.AF_INET6}
+    assert struct.unpack_from("<I", data, 20)[0] == macos.LINKTYPE_NULL  # pcap header: network
+    assert data[24 + 16:24 + 20] == struct.pack("<I", macos.AF_INET6)  # first frame: ::1, little-endian Mac
+    recording = load_recording(corpus / "zeek" / "almost-resp.pcap")
+    syn6 = recording.segments[0]
+    assert syn6.src.host == "::1" and dict(syn6.options)["MSS"] == macos.LOOPBACK_MTU - 60
+    syn4 = next(s for s in recording.segments if s.is_syn and not s.src.is_ipv6)
+    assert dict(syn4.options)["MSS"] == macos.LOOPBACK_MTU - 40

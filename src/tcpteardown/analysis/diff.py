@@ -26,6 +26,7 @@ time into `aligned_rows`, and every row is inspected for differences:
 | difference          | when                                                        |
 | ---                 | ---                                                         |
 | `OnlyIn`            | a segment or call has no partner in the other recording     |
+|                     | (a bare ACK is shown but does not count: ACK timing)        |
 | `FlagDifference`    | partners whose flags differ (RST where the other has FIN)   |
 | `PayloadDifference` | partners whose payload lengths differ                       |
 | `ReasonDifference`  | partner RSTs the kernel witness saw sent for other reasons  |
@@ -159,11 +160,16 @@ class Difference:
     kind: ClassVar[str] = "difference"
     row: int
 
+    @property
+    def counts(self) -> bool:
+        """False for differences shown for information only (see OnlyIn)."""
+        return True
+
     def describe(self) -> str:  # pragma: no cover - every subclass says it better
         return self.kind
 
     def to_json(self) -> dict:
-        return {"kind": self.kind, "row": self.row, "text": self.describe()}
+        return {"kind": self.kind, "row": self.row, "counts": self.counts, "text": self.describe()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,10 +179,22 @@ class OnlyIn(Difference):
     kind: ClassVar[str] = "only-in"
     side: str  # "A" or "B": the recording that has it
     step: Step
+    # A bare ACK (no data, no SYN/FIN/RST) only one side sent is timing, not
+    # teardown: whether the kernel acknowledged a FIN on its own or on the
+    # back of the application's next segment depends on how soon the
+    # application acted (the delayed-ACK timer). Shown; counts only when asked.
+    informational: bool = False
+
+    @property
+    def counts(self) -> bool:
+        return not self.informational
 
     def describe(self) -> str:
         what = "segment" if isinstance(self.step, SegmentStep) else "call"
-        return f"{what} {self.step.describe()} only in {self.side}"
+        text = f"{what} {self.step.describe()} only in {self.side}"
+        if self.informational:
+            text += " (a bare ACK: acknowledgment timing, not counted)"
+        return text
 
 
 @dataclass(frozen=True, slots=True)
@@ -364,7 +382,8 @@ class DiffResult:
 
     @property
     def matches(self) -> bool:
-        return not self.differences
+        """True when no difference counts (bare ACKs only one side sent do not, by default)."""
+        return not any(d.counts for d in self.differences)
 
     def to_json(self) -> dict:
         return {
@@ -671,11 +690,12 @@ def _same_call(x: CallStep, y: CallStep) -> bool:
 
 def diff(a: Recording, b: Recording, *, tolerance: Union[int, float, None] = None,
          connection_a: Union[None, int, str] = None, connection_b: Union[None, int, str] = None,
-         label_a: str = "", label_b: str = "") -> DiffResult:
+         label_a: str = "", label_b: str = "", count_bare_acks: bool = False) -> DiffResult:
     """Every difference between the teardown in `a` and the one in `b`.
 
     `tolerance` is in nanoseconds (default `DEFAULT_TOLERANCE_NS`): timing
-    differences at or under it are jitter, not differences.
+    differences at or under it are jitter, not differences. A bare ACK only
+    one side sent is reported but does not count unless `count_bare_acks`.
     """
     tolerance_ns = DEFAULT_TOLERANCE_NS if tolerance is None else int(tolerance)
     na = normalise(a, connection_a, label=label_a or "A")
@@ -702,7 +722,9 @@ def diff(a: Recording, b: Recording, *, tolerance: Union[int, float, None] = Non
         found: list[Difference] = []
         if x is None or y is None:
             if kind == "segment" or compare_calls:
-                found.append(OnlyIn(number, "A" if x is not None else "B", x if x is not None else y))
+                step = x if x is not None else y
+                bare = kind == "segment" and not count_bare_acks and _segment_class(step) == "ack"
+                found.append(OnlyIn(number, "A" if x is not None else "B", step, informational=bare))
             if kind == "segment":
                 states_equal = False  # the missing segment explains the states that follow
         elif kind == "segment":

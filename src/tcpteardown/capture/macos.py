@@ -22,6 +22,7 @@ LOOPBACK_MTU = 16384  # lo0's MTU: SYNs carry MSS 16344 (IPv4) / 16324 (IPv6); L
 # lo0 frames are DLT_NULL (LINKTYPE_NULL 0): a 4-byte address family in the
 # *host* byte order of the capturing machine, then the IP packet. Linux `lo`
 # fakes an Ethernet header with zero MACs instead (LINKTYPE_ETHERNET 1).
+# The one parser of that header is formats.pcap_links (the reader's table).
 LINKTYPE_NULL = 0
 NULL_HEADER_LEN = 4
 AF_INET = 2  # the same on every BSD and on Linux
@@ -161,20 +162,3 @@ def parse_connection_info(data: bytes) -> ConnectionInfo:
         txpackets=fields[16], rxpackets=fields[19],
     )
 
-
-def null_header_family(header: bytes) -> int:
-    """The address family in a DLT_NULL header, whichever byte order wrote it.
-
-    The value is in the capturing host's order, so a capture from a
-    little-endian Mac reads ``1e 00 00 00`` for IPv6; families are small
-    numbers, so the order whose value fits in 16 bits is the right one.
-    """
-    if len(header) < NULL_HEADER_LEN:
-        raise ValueError(f"DLT_NULL header is {NULL_HEADER_LEN} bytes, got {len(header)}")
-    little = int.from_bytes(header[:4], "little")
-    return little if little <= 0xFFFF else int.from_bytes(header[:4], "big")
-
-
-def null_header_is_ipv6(header: bytes) -> bool:
-    """True for any BSD's or Linux's AF_INET6 value (30, 28, 24, 10)."""
-    return null_header_family(header) in (AF_INET6, 28, 24, 10)

@@ -30,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tolerance", metavar="MS", type=float, default=None,
                         help="timing differences up to MS milliseconds are jitter, not differences "
                              "(default 250)")
+    parser.add_argument("--count-acks", action="store_true",
+                        help="count a bare ACK only one side sent as a difference (by default it is "
+                             "shown but not counted: it is acknowledgment timing, not teardown)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     tolerance = None if args.tolerance is None else int(args.tolerance * 1_000_000)
     try:
         result = diff(a, b, tolerance=tolerance, connection_a=args.conn_a, connection_b=args.conn_b,
-                      label_a=Path(args.a).name, label_b=Path(args.b).name)
+                      label_a=Path(args.a).name, label_b=Path(args.b).name, count_bare_acks=args.count_acks)
     except ValueError as exc:
         raise UserError(str(exc)) from None
     figure_path = None

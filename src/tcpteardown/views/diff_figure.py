@@ -31,6 +31,7 @@ CLIENT_X, SERVER_X = 0.22, 0.78
 ROW_HEIGHT_IN = 0.32
 BAND_CHANGED = "#fff3c4"  # both have the step, it differs
 BAND_ONLY = "#fde0dc"  # one recording lacks the step
+BAND_INFO = "#ececec"  # shown, not counted (a bare ACK one side sent)
 
 
 def _flags_colour(flags: TcpFlags) -> str:
@@ -78,6 +79,8 @@ def _draw_ladder(ax, rows: tuple[AlignedRow, ...], pick: str, title: str) -> Non
     for number, row in enumerate(rows):
         if row.differs:
             colour = BAND_ONLY if row.a is None or row.b is None else BAND_CHANGED
+            if not any(d.counts for d in row.differences):
+                colour = BAND_INFO
             ax.axhspan(number - 0.45, number + 0.45, color=colour, zorder=0, lw=0)
         step = row.a if pick == "a" else row.b
         if step is None:
@@ -129,7 +132,7 @@ def draw_diff(result: DiffResult, *, title: Optional[str] = None) -> Figure:
             if row.differs:
                 margin.text(0.95, number, f"{row_mark(row)}{number + 1}", ha="right", va="center",
                             fontsize=style.SMALL, color=style.FAILURE, fontweight="bold")
-        count = len(result.differences)
+        count = sum(1 for d in result.differences if d.counts)
         verdict = ("the teardowns match" if result.matches
                    else f"{count} difference{'s' if count != 1 else ''}")
         figure.suptitle(title or f"tcpteardown diff: {verdict}", fontsize=style.TITLE,
@@ -137,10 +140,11 @@ def draw_diff(result: DiffResult, *, title: Optional[str] = None) -> Figure:
         figure.legend(handles=[
             Patch(color=BAND_CHANGED, label="differs"),
             Patch(color=BAND_ONLY, label="only in one"),
+            Patch(color=BAND_INFO, label="bare ACK (not counted)"),
             Patch(color=style.FIN, label="FIN"),
             Patch(color=style.RST, label="RST / failed call"),
             Patch(color=style.OK, label="call ok"),
-        ], loc="lower center", ncol=5, fontsize=style.SMALL, frameon=False)
+        ], loc="lower center", ncol=6, fontsize=style.SMALL, frameon=False)
     return figure
 
 

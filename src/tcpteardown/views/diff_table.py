@@ -1,7 +1,8 @@
 """The diff as text: aligned steps side by side, differing rows marked, then each difference in words.
 
 Marks in the first column read like diff(1): ``<`` only in A, ``>`` only in
-B, ``!`` both have the step but it differs, blank when they agree. Times are
+B, ``!`` both have the step but it differs, blank when they agree, ``~`` a
+difference shown for information only (a bare ACK one side sent). Times are
 milliseconds since each recording's first SYN.
 
 This module only formats a `DiffResult`; it never analyses, reads files or prints.
@@ -13,12 +14,14 @@ from typing import Optional
 
 from ..analysis.diff import AlignedRow, CallStep, DiffResult, SegmentStep, SideSummary
 
-MARK_SAME, MARK_CHANGED, MARK_ONLY_A, MARK_ONLY_B = " ", "!", "<", ">"
+MARK_SAME, MARK_CHANGED, MARK_ONLY_A, MARK_ONLY_B, MARK_INFO = " ", "!", "<", ">", "~"
 
 
 def row_mark(row: AlignedRow) -> str:
     if not row.differs:  # e.g. a call the other side's plain capture cannot know
         return MARK_SAME
+    if not any(d.counts for d in row.differences):
+        return MARK_INFO  # shown for information only (a bare ACK one side sent)
     if row.a is None:
         return MARK_ONLY_B
     if row.b is None:
@@ -80,15 +83,22 @@ def render_table(result: DiffResult, *, width: Optional[int] = None) -> str:
     lines += body
     lines.append("")
     lines += [f"Note: {note}." for note in result.notes]
+    tolerance = f"timing tolerance {result.tolerance_ns / 1e6:g} ms"
+    counted = [d for d in result.differences if d.counts]
     if result.matches:
-        lines.append(f"The teardowns match (timing tolerance {result.tolerance_ns / 1e6:g} ms).")
+        lines.append(f"The teardowns match ({tolerance}).")
     else:
-        count = len(result.differences)
-        lines.append(f"{count} difference{'s' if count != 1 else ''} "
-                     f"(timing tolerance {result.tolerance_ns / 1e6:g} ms):")
-        for difference in result.differences:
-            lines.append(f"  row {difference.row + 1} [{difference.kind}] {difference.describe()}")
+        lines.append(f"{len(counted)} difference{'s' if len(counted) != 1 else ''} ({tolerance}):")
+        lines += [_difference_line(d) for d in counted]
+    shown = [d for d in result.differences if not d.counts]
+    if shown:
+        lines.append("Shown, not counted (acknowledgment timing):")
+        lines += [_difference_line(d) for d in shown]
     return "\n".join(lines) + "\n"
+
+
+def _difference_line(difference) -> str:
+    return f"  row {difference.row + 1} [{difference.kind}] {difference.describe()}"
 
 
 def _fit(text: str, width: int) -> str:
