@@ -92,6 +92,10 @@ def test_python_program_reset_exit_status_and_reason(tmp_path):
     if _witnessed():
         assert link["cause"]["reason"] == "TCP_ABORT_ON_CLOSE"
         assert "sock:inet_sk_error_report" in link["explanation"]
+    figure = tmp_path / "reset.png"
+    plotted = tcpteardown("plot", str(bundle), "-o", str(figure))  # plot reads it like a scenario bundle
+    assert plotted.returncode == 0, plotted.stderr
+    assert figure.read_bytes().startswith(b"\x89PNG")
 
 
 @pytest.fixture(scope="module")
