@@ -283,12 +283,13 @@ class _Reader:
             return
         rest = body[m.end():]
         stamp = self.start_ns(prefix, line_no)
-        started = self.pending.pop(pid, None)
+        started = self.pending.get(pid)
         if started is None or started[0] != name:
             # The start is missing (trace attached mid-call): no fd, so no socket to put it on.
             self.problem(line_no, f"'{name} resumed' without its '<unfinished ...>' start for pid {pid}; "
                                   f"skipped (fd unknown)")
             return
+        del self.pending[pid]
         _, start, head, first_line, _ = started
         text = first_line + "\n" + line
         self.complete(line_no, name, head + rest, pid, start, text, resumed_at=stamp)
