@@ -321,3 +321,12 @@ def test_analysis_modules_never_touch_the_system():
         imported |= {(node.module or "").split(".")[0] for node in ast.walk(tree)
                      if isinstance(node, ast.ImportFrom) and not node.level}
         assert not imported & {"socket", "scapy", "subprocess", "os"}, (relative, imported)
+
+
+def test_a_log_line_echoing_an_strace_call_says_so():
+    traced = call("read", 30, 31, "ECONNRESET", source="strace")
+    logged = call("read", 40, 40, "ECONNRESET", source="log", fd=None, pid=None)
+    links = correlate(Recording(segments=tuple(RESET), calls=(traced, logged)))
+    assert links[0].cause.frame == links[1].cause.frame == 6
+    assert not any("same failure" in c for c in links[0].caveats)
+    assert any("same failure as the strace read()" in c for c in links[1].caveats)

@@ -12,7 +12,6 @@ import textwrap
 import pytest
 
 from conftest import tool_or_skip
-from tcpteardown.cli import main
 
 CALL_KEYS = {"source", "time", "op", "errno", "pid", "fd", "local", "remote", "text"}
 CAUSE_KEYS = {"kind", "frame", "time", "src", "dst", "flags", "reason"}

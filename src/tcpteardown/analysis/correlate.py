@@ -24,10 +24,10 @@ Pure: never imports socket or scapy, never reads a file.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Optional
 
-from ..model import CauseKind, Endpoint, Link, Recording, Segment, SocketCall, TcpFlags
+from ..model import Endpoint, Link, Recording, Segment, SocketCall, TcpFlags
 from .rules import UNMATCHED, Rule, is_interesting, rule_for
 from .tcpstate import Connection, connections
 
@@ -99,7 +99,24 @@ def correlate(recording: Recording) -> tuple[Link, ...]:
         if is_interesting(call):
             late, early = tolerance(call)
             links.append(_link(_Ctx(recording, conns, call, late, early)))
-    return tuple(links)
+    return _mark_echoes(links)
+
+
+def _mark_echoes(links: list[Link]) -> tuple[Link, ...]:
+    """A log line often reports a call strace (or the recorder) also saw:
+    same outcome, same cause. Both links stay; the log's says so."""
+    seen = {}
+    for link in links:
+        if link.call.source != "log" and link.cause is not None:
+            seen.setdefault((link.call.outcome, link.cause.frame), link.call)
+    out = []
+    for link in links:
+        twin = seen.get((link.call.outcome, link.cause.frame)) if link.cause is not None else None
+        if link.call.source == "log" and twin is not None:
+            link = replace(link, caveats=link.caveats + (
+                f"the same failure as the {twin.source} {twin.op}() that returned at {twin.end_ns / 1e9:.6f}",))
+        out.append(link)
+    return tuple(out)
 
 
 def _link(ctx: _Ctx) -> Link:
