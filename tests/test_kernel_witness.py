@@ -542,3 +542,23 @@ def test_witness_mounts_tracefs_when_missing():
     if unmounted != "True":
         pytest.skip("tracefs stays reachable here (through debugfs): nothing to mount")
     assert witnessed == "True|True"
+
+
+FORK_CHILD = """
+import os, sys
+from tcpteardown.capture.kernel import KernelWitness
+with KernelWitness([9]) as witness:
+    pid = os.fork()
+    if pid == 0:
+        sys.exit(0)  # leaves the with block and runs atexit, in the child
+    os.waitpid(pid, 0)
+    print(witness.instance.is_dir(), witness.running, sep="|")
+print(witness.instance.exists())
+"""
+
+
+@pytest.mark.needs_tracefs
+def test_forked_child_exiting_leaves_the_parent_instance_alone():
+    result = subprocess.run([sys.executable, "-c", FORK_CHILD], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True|True", "False"]

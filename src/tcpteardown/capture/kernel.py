@@ -368,8 +368,11 @@ def _remove_instance(path: Path) -> bool:
 
 
 def _cleanup_at_exit() -> None:
+    """Remove this process's instances (a forked child inherits the table:
+    it must not remove its parent's)."""
+    mine = f"{INSTANCE_PREFIX}{os.getpid()}-"
     with _live_lock:
-        paths = list(_live)
+        paths = [path for path in _live if path.name.startswith(mine)]
         _live.clear()
     for path in paths:
         _remove_instance(path)
@@ -441,6 +444,7 @@ class KernelWitness:
         self._start_mapping: Optional[ClockMapping] = None
         self._mapping: Optional[ClockMapping] = None
         self._events: Optional[tuple[KernelEvent, ...]] = None
+        self._owner: Optional[int] = None  # pid that made the instance
         self._probe()
 
     # -- availability
@@ -488,6 +492,7 @@ class KernelWitness:
             _live[path] = self
             _guard_signals()
         self.instance = path
+        self._owner = os.getpid()
         try:
             path.mkdir()
             self._configure(path)
@@ -539,8 +544,8 @@ class KernelWitness:
         """Stop recording, remove the instance, return the events (idempotent)."""
         if self._events is not None:
             return self._events
-        if self.instance is None:
-            return ()
+        if self.instance is None or self._owner != os.getpid():
+            return ()  # never started, or a forked child: the instance is its parent's
         try:
             self._write(self.instance / "tracing_on", "0")
             self._mapping = ClockMapping.combine(self._start_mapping, measure_clock_mapping(self.trace_clock))
