@@ -234,3 +234,19 @@ def test_curl_stderr_with_a_timestamp_prefix():
     (call,) = parse_log([f"May  1 17:26:02 host cron[1]: {done.stderr.strip()}"], tz="UTC", year=2024).calls
     assert (call.outcome, call.op, call.remote, call.start_ns) == ("ECONNREFUSED", "connect",
                                                                    Endpoint("127.0.0.1", port), ns("26:02"))
+
+
+# -- never raise: parse it or report it ------------------------------------------
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(
+    st.tuples(st.sampled_from([row[0] for row in LINES] + PYTHON_TRACEBACK.splitlines()), st.integers(0, 200),
+              st.text(max_size=8)).map(lambda t: t[0][: t[1]] + t[2]),
+    st.text(max_size=80)), max_size=12))
+def test_any_lines_are_parsed_or_reported_never_raised(lines):
+    result = parse_log(lines, path="fuzz", tz="UTC", year=2024)
+    assert all(problem.startswith("fuzz") for problem in result.problems)
+    assert all(call.source == "log" and call.start_ns == call.end_ns for call in result.calls)

@@ -468,3 +468,26 @@ def test_go_program_under_strace(tmp_path, go_teardowns, host, follow):
     timeout = steps["timeout"]  # the poller saw EAGAIN, then the deadline passed
     waits = on({timeout.local, timeout.remote}, lambda c: c.errno == "EAGAIN" and c.local == timeout.local)
     assert waits and waits[-1].end_ns <= timeout.start_ns
+
+
+# -- never raise: parse it or report it ------------------------------------------
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+REAL_LINES = (GO_REFUSED.strip().splitlines() + [
+    '5915  1795290055.871256 sendto(5<TCP:[127.0.0.1:47450->127.0.0.1:43771]>, "y", 1, 0, NULL, 0) = -1 EPIPE (Broken pipe) <0.000364>',
+    '7 1795290055.000002 write(4<TCPv6:[[::1]:5->[::1]:6]>, "x", 1) = -1 ECONNRESET (Connection reset by peer) <0.000010>',
+    '1 1795290055.000001 accept4(3<TCP:[127.0.0.1:43771]>, {sa_family=AF_INET, sin_port=htons(47450), sin_addr=inet_addr("127.0.0.1")}, [16], SOCK_CLOEXEC) = 6<TCP:[127.0.0.1:43771->127.0.0.1:47450]> <0.000023>',
+    "[pid  6416] 23:59:59.999000 read(4<TCP:[127.0.0.1:1->127.0.0.1:2]>,  <unfinished ...>",
+])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(
+    st.tuples(st.sampled_from(REAL_LINES), st.integers(0, 400), st.text(max_size=8)).map(
+        lambda t: t[0][: t[1]] + t[2]),
+    st.text(max_size=80)), max_size=12))
+def test_any_lines_are_parsed_or_reported_never_raised(lines):
+    result = parse_strace(lines, path="fuzz")
+    assert all(problem.startswith("fuzz") for problem in result.problems)
+    assert all(call.source == "strace" and call.end_ns >= call.start_ns for call in result.calls)

@@ -209,7 +209,7 @@ def parse_log(lines: Iterable[str], *, path: str = "<log>", tz: Union[None, str,
         if stamp:
             try:
                 record_ns = clock.ns(stamp)
-            except ValueError as problem:
+            except (ValueError, OverflowError) as problem:
                 record_ns = None
                 if read_message(line) or _LOOKS_LIKE_RE.search(line):
                     problems.append(f"{path}:{line_no}: unreadable timestamp {stamp.group(0)!r} ({problem}); "

@@ -169,6 +169,7 @@ class _Reader:
         self.group: dict[Optional[int], Optional[int]] = {}
         self.names: dict[Optional[int], str] = {}
         self.day_offset_ns = 0
+        self.relative_ns = 0  # strace -r: the sum of the deltas so far
         self.last_clock_ns: Optional[int] = None
         self.midnight_ns: Optional[int] = None
 
@@ -192,7 +193,8 @@ class _Reader:
         if m.group("rel"):
             self.note_once("rel", "relative timestamps (strace -r) cannot be placed on the capture's "
                                   "clock; times start at 0 (use strace -ttt)")
-            return 0
+            self.relative_ns += _ns_from_decimal(m.group("rel"))
+            return self.relative_ns
         self.note_once("notime", "no timestamps in this log; all calls are placed at time 0 "
                                  "(run strace with -ttt -T)")
         return 0
@@ -318,7 +320,8 @@ class _Reader:
             end = start + _ns_from_decimal(dur)
         else:
             end = resumed_at if resumed_at is not None else start
-        ret = None if ret_text == "?" else int(ret_text, 0)
+        end = max(end, start)  # a -tt clock stepping back never gives a negative duration
+        ret = None if ret_text == "?" else int(ret_text, 16) if ret_text.startswith("0x") else int(ret_text)
         if name in _BOOKKEEPING:
             self.bookkeep(name, args, ret, m.group("ann"), errno, pid, end, text)
             return
