@@ -330,3 +330,41 @@ def test_a_log_line_echoing_an_strace_call_says_so():
     assert links[0].cause.frame == links[1].cause.frame == 6
     assert not any("same failure" in c for c in links[0].caveats)
     assert any("same failure as the strace read()" in c for c in links[1].caveats)
+
+
+# -- real captures from public projects (every link type the corpus has) ---------------
+
+def _corpus_rst_files(corpus):
+    import csv
+
+    with open(corpus / "MANIFEST.tsv", newline="") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    return [corpus / row["relpath"] for row in rows if int(row["rst_segments"] or 0) > 0]
+
+
+def test_corpus_resets_link_to_the_frames_tshark_counts(corpus):
+    """For every RST in every corpus capture, a recv() on the socket it reached,
+    made just after it, links to that RST's frame: the frame tshark numbers it."""
+    import subprocess
+
+    from conftest import tool_or_skip
+    from tcpteardown.formats.bundle import load_recording
+
+    tshark = tool_or_skip("tshark")
+    checked = 0
+    for path in _corpus_rst_files(corpus):
+        recording = load_recording(path)
+        tshark_rsts = [int(n) for n in subprocess.run(
+            [tshark, "-r", str(path), "-Y", "tcp.flags.reset==1", "-T", "fields", "-e", "frame.number"],
+            capture_output=True, text=True, timeout=120).stdout.split()]
+        ours = [s for s in recording.segments if s.is_rst]
+        assert set(s.frame for s in ours) <= set(tshark_rsts), path
+        for rst in ours[:20]:
+            probe = SocketCall("client", "recv", rst.time_ns + 1, rst.time_ns + 1, -1, "ECONNRESET",
+                               local=rst.dst, remote=rst.src)
+            (link,) = correlate(Recording(segments=recording.segments, calls=(probe,)))
+            same_time = {s.frame for s in ours if s.dst == rst.dst and s.src == rst.src and s.time_ns == rst.time_ns}
+            assert link.kind is CauseKind.RST and link.cause is not None, (path, rst)
+            assert link.cause.frame in same_time | {rst.frame} or link.cause.time_ns == rst.time_ns, (path, rst.frame)
+            checked += 1
+    assert checked > 0
