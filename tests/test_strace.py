@@ -208,6 +208,18 @@ def test_pid_brackets_tt_clock_date_and_no_T():
     assert any("no date" in problem for problem in problems)
 
 
+def test_relative_times_add_up_over_every_line():
+    calls, problems = calls_of("""
+     0.000000 execve("/usr/bin/curl", ["curl"], 0x7ffd /* 20 vars */) = 0
+     0.000500 openat(AT_FDCWD, "/etc/hosts", O_RDONLY|O_CLOEXEC) = 4
+     0.000250 socket(AF_INET, SOCK_STREAM, IPPROTO_TCP) = 3
+     0.000250 connect(3, {sa_family=AF_INET, sin_port=htons(80), sin_addr=inet_addr("127.0.0.1")}, 16) = -1 ECONNREFUSED (Connection refused)
+""")
+    (connect,) = calls
+    assert (connect.start_ns, connect.role, connect.errno) == (1_000_000, "curl", "ECONNREFUSED")
+    assert "strace -r" in problems[0]
+
+
 def test_unreadable_lines_are_reported_and_skipped():
     calls, problems = calls_of("""
 1 1795290055.000001 read(4<TCP:[1.2.3.4:5->6.7.8.9:10]>, "", 1) = 0 <0.000010>

@@ -193,8 +193,7 @@ class _Reader:
         if m.group("rel"):
             self.note_once("rel", "relative timestamps (strace -r) cannot be placed on the capture's "
                                   "clock; times start at 0 (use strace -ttt)")
-            self.relative_ns += _ns_from_decimal(m.group("rel"))
-            return self.relative_ns
+            return self.relative_ns  # summed in feed(), over every line
         self.note_once("notime", "no timestamps in this log; all calls are placed at time 0 "
                                  "(run strace with -ttt -T)")
         return 0
@@ -251,6 +250,8 @@ class _Reader:
         body = line[m.end():]
         pid_text = m.group("pid1") or m.group("pid2")
         pid = int(pid_text) if pid_text else self.default_pid
+        if m.group("rel"):
+            self.relative_ns += _ns_from_decimal(m.group("rel"))
         if body.startswith("---") or body.startswith("strace:"):
             return  # signals, strace's own notes
         if body.startswith("+++"):
