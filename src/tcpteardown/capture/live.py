@@ -150,6 +150,10 @@ class LiveCapture:
         self._raw = raw if isinstance(raw, socket.socket) and host.IS_LINUX else None
         if self._raw is not None:
             self.rcvbuf_bytes = _grow_buffer(self._raw)
+            # Drops so far were of packets queued before the BPF filter was
+            # attached, into the default-sized buffer: other programs' traffic,
+            # before our capture window. Reading the statistics resets them.
+            _packet_statistics(self._raw)
             self._raw.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
             try:
                 self._raw.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)

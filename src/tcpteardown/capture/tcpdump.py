@@ -36,6 +36,7 @@ class TcpdumpCapture:
         self.buffer_kib = buffer_kib
         self.kernel_drops: Optional[int] = None
         self.packets_captured: Optional[int] = None
+        self.packets_received: Optional[int] = None
         self._proc: Optional[subprocess.Popen] = None
         self._marker: Optional[socket.socket] = None
 
@@ -113,7 +114,7 @@ class TcpdumpCapture:
         deadline = time.monotonic() + READY_SECONDS
         while True:
             self._marker.sendto(token, self._marker.getsockname())
-            if self.path.exists() and token in self.path.read_bytes()[-65536:]:
+            if token in _tail(self.path):
                 return
             if time.monotonic() > deadline:
                 raise UserError(f"tcpdump never wrote its stop marker to {self.path}")
@@ -121,8 +122,10 @@ class TcpdumpCapture:
 
     def _parse_stats(self, text: str) -> None:
         captured = re.search(r"(\d+) packets? captured", text)
+        received = re.search(r"(\d+) packets? received by filter", text)
         dropped = re.search(r"(\d+) packets? dropped by kernel", text)
         self.packets_captured = int(captured.group(1)) if captured else None
+        self.packets_received = int(received.group(1)) if received else None
         self.kernel_drops = int(dropped.group(1)) if dropped else None
 
     def _kill(self) -> None:
@@ -135,3 +138,14 @@ class TcpdumpCapture:
         if self._marker is not None:
             self._marker.close()
             self._marker = None
+
+
+def _tail(path: Path, size: int = 65536) -> bytes:
+    """The last `size` bytes of `path` (b"" while it does not exist yet)."""
+    try:
+        with open(path, "rb") as file:
+            file.seek(0, os.SEEK_END)
+            file.seek(max(0, file.tell() - size))
+            return file.read()
+    except FileNotFoundError:
+        return b""

@@ -16,6 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the run as JSON")
     parser.add_argument("--no-witness", action="store_true",
                         help="do not read kernel tracepoints even when tracefs is available")
+    parser.add_argument("--capture", choices=("scapy", "tcpdump", "auto"), default="auto",
+                        help="capture backend (default auto: scapy for scenarios; tcpdump keeps up under load)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,7 +32,8 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         raise UserError(f"scenario {scenario.name} cannot run here: {problem}")
     try:
-        result = run_scenario(args.name, family="ipv6" if args.ipv6 else "ipv4", witness=not args.no_witness)
+        result = run_scenario(args.name, family="ipv6" if args.ipv6 else "ipv4", witness=not args.no_witness,
+                              capture_backend=args.capture)
     except NoCapturePrivilege as exc:
         raise NoCapturePrivilege(f"cannot capture: {exc}") from None
     bundle = None

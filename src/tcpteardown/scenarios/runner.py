@@ -38,12 +38,14 @@ class ScenarioRun:
 
 
 def run_scenario(name: str, *, family: str = "ipv4", capture: bool = True, witness: bool = True,
-                 observers: Sequence[Callable[[list], ContextManager]] = ()) -> ScenarioRun:
+                 observers: Sequence[Callable[[list], ContextManager]] = (),
+                 capture_backend: str = "scapy") -> ScenarioRun:
     """Play scenario `name` over `family` ("ipv4" or "ipv6") and record it.
 
     `observers` are called with the scenario's ports once they are known and
     return context managers that watch the play alongside our own capture
     (the tests run tcpdump this way, to compare with what we captured).
+    `capture_backend`: "scapy", "tcpdump" or "auto" (capture.backends).
     """
     scenario = get_scenario(name)
     stage = Stage(family)
@@ -53,15 +55,15 @@ def run_scenario(name: str, *, family: str = "ipv4", capture: bool = True, witne
         cleanup.callback(stage.close)
         scenario.setup(stage)
         if capture:
-            from ..capture.live import LiveCapture
+            from ..capture.backends import choose_backend, open_backend
 
-            live = cleanup.enter_context(LiveCapture(stage.ports))
+            live = cleanup.enter_context(open_backend(choose_backend(capture_backend), stage.ports))
         if witness:
             witness_handle = _start_witness(stage.ports, cleanup)
         for observer in observers:
             cleanup.enter_context(observer(list(stage.ports)))
         scenario.play(stage)
-        frames = live.stop() if live else ()
+        frames = live.stop().frames if live else ()
         events = witness_handle.stop() if witness_handle else ()
     recording = _build_recording(scenario, stage, frames, events, live, witness_handle, started)
     return judge(scenario, family, recording, set(stage.ports))
@@ -93,7 +95,7 @@ def _build_recording(scenario, stage, frames, events, live, witness, started) ->
             pass
     extra = [("family", stage.family), ("ports", ",".join(map(str, stage.ports)))]
     if live is not None:
-        extra.append(("kernel_drops", str(live.kernel_drops)))
+        extra.extend(live.loss_extra())
     if witness is not None:
         extra.append(("witness", "tracefs"))
     extra.extend(("note", note) for note in stage.notes)

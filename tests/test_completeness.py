@@ -1,0 +1,105 @@
+"""completeness(): a recording says when anything may be missing, and never
+claims to be complete without a drop counter that says 0."""
+
+import pytest
+
+from tcpteardown.analysis.completeness import banner, caveat_for, completeness
+from tcpteardown.model import Endpoint, KernelEvent, Metadata, Recording, Segment, TcpFlags
+
+CLIENT, SERVER = Endpoint("127.0.0.1", 40000), Endpoint("127.0.0.1", 8080)
+T0 = 1_700_000_000_000_000_000
+
+
+def _seg(frame, flags, src=CLIENT, dst=SERVER, at=0):
+    return Segment(frame, T0 + at, src, dst, TcpFlags.parse(flags), 1, 1, 100, 0)
+
+
+def _rec(*extra, segments=(), events=()):
+    return Recording(segments=tuple(segments), kernel_events=tuple(events),
+                     metadata=Metadata(capture="test", extra=tuple(extra)))
+
+
+def _send_reset(src, dst, at):
+    return KernelEvent(T0 + at, "tcp:tcp_send_reset", src, dst, (("state", "TCP_ESTABLISHED"),))
+
+
+STORY = (_seg(1, "SYN"), _seg(2, "SYN,ACK", SERVER, CLIENT, 10), _seg(3, "RST,ACK", SERVER, CLIENT, 20))
+
+
+def test_zero_drops_and_nothing_else_is_complete():
+    verdict = completeness(_rec(("kernel_drops", "0"), ("capture_backend", "tcpdump"), segments=STORY))
+    assert verdict.complete is True and verdict.warnings == () and verdict.dropped == 0
+    assert banner(_rec(("kernel_drops", "0"), segments=STORY)) == ""
+    assert caveat_for(_rec(("kernel_drops", "0"), segments=STORY)) is None
+
+
+def test_a_capture_without_counters_is_not_judged():
+    """A pcap from another tool: we cannot tell, so we neither warn nor claim."""
+    verdict = completeness(_rec(segments=STORY))
+    assert verdict.complete is None and verdict.warnings == ()
+    assert caveat_for(_rec(segments=STORY)) is None
+
+
+@pytest.mark.parametrize("extra, words", [
+    ((("kernel_drops", "3"), ("capture_backend", "scapy")), "dropped 3 packets (scapy"),
+    ((("kernel_drops", "1"),), "dropped 1 packet "),
+    ((("kernel_drops", "unknown"),), "drop count is unknown"),
+    ((("kernel_drops", "0"), ("problem", "cap.pcap: offset 96: truncated record")), "damaged: cap.pcap: offset 96"),
+    ((("kernel_drops", "0"), ("witness_lost_events", "5")), "lost 5 events"),
+])
+def test_each_kind_of_evidence_makes_it_incomplete(extra, words):
+    recording = _rec(*extra, segments=STORY)
+    verdict = completeness(recording)
+    assert verdict.complete is False
+    assert any(words in w for w in verdict.warnings), verdict.warnings
+    assert banner(recording).startswith("WARNING: ")
+    assert words in caveat_for(recording)
+
+
+def test_the_exact_number_dropped_is_kept():
+    assert completeness(_rec(("kernel_drops", "1234"))).dropped == 1234
+
+
+def test_witness_rst_missing_from_the_capture():
+    seen = _send_reset(SERVER, CLIENT, 15)  # the captured RST at +20 ns
+    lost = _send_reset(Endpoint("127.0.0.1", 8080), Endpoint("127.0.0.1", 40001), 500)
+    ok = completeness(_rec(("kernel_drops", "0"), ("capture_ports", "8080"), segments=STORY, events=[seen]))
+    assert ok.complete is True
+    bad = completeness(_rec(("kernel_drops", "0"), ("capture_ports", "8080"), segments=STORY,
+                            events=[seen, lost]))
+    assert bad.complete is False
+    assert "1 RST sent that the capture does not hold" in bad.warnings[0]
+    assert "127.0.0.1:40001" in bad.warnings[0]
+
+
+def test_witness_rsts_on_ports_not_captured_do_not_count():
+    other = _send_reset(Endpoint("127.0.0.1", 9999), Endpoint("127.0.0.1", 40002), 30)
+    verdict = completeness(_rec(("kernel_drops", "0"), ("capture_ports", "8080"), segments=STORY, events=[other]))
+    assert verdict.complete is True
+
+
+COUNTERS = (("kernel_out_rsts", "1"), ("kernel_active_opens", "1"), ("kernel_out_segs", "3"))
+
+
+def test_kernel_counters_prove_a_loss_only_for_a_capture_of_every_port():
+    captured = (("captured_rsts", "1"), ("captured_syns", "1"), ("captured_segs", "3"))
+    assert completeness(_rec(("kernel_drops", "0"), ("capture_ports", "all"), *COUNTERS, *captured)).complete is True
+    short = (("captured_rsts", "0"), ("captured_syns", "1"), ("captured_segs", "2"))
+    verdict = completeness(_rec(("kernel_drops", "0"), ("capture_ports", "all"), *COUNTERS, *short))
+    assert verdict.complete is False
+    assert any("1 RSTs during the capture and 0 were captured: up to 1 may be missing" in w
+               for w in verdict.warnings), verdict.warnings
+    # A port-filtered capture: host-wide counters are only an upper bound.
+    assert completeness(_rec(("kernel_drops", "0"), ("capture_ports", "8080"), *COUNTERS, *short)).complete is True
+
+
+def test_counted_from_segments_when_the_capture_counts_are_absent():
+    verdict = completeness(_rec(("kernel_drops", "0"), ("capture_ports", "all"), ("kernel_out_rsts", "2"),
+                                segments=STORY))
+    assert verdict.complete is False and "2 RSTs" in verdict.warnings[0]
+
+
+def test_drops_come_first():
+    verdict = completeness(_rec(("kernel_drops", "2"), ("witness_lost_events", "1"), segments=STORY))
+    assert "dropped 2" in verdict.warnings[0]
+    assert banner(_rec(("kernel_drops", "2"))).splitlines()[0].startswith("WARNING: the capture dropped 2")
