@@ -66,7 +66,7 @@ _BOOKKEEPING = frozenset({"socket", "bind", "getsockname", "getpeername", "getso
 _WANTED = frozenset(_OPS) | _BOOKKEEPING
 
 _PREFIX_RE = re.compile(
-    r"(?:\[pid\s+(?P<pid1>\d+)\]\s+|(?P<pid2>\d+)\s+(?=[\d<a-z_+\-]))?"
+    r"\s*(?:\[pid\s+(?P<pid1>\d+)\]\s+|(?P<pid2>\d+)\s+(?=[\d<a-z_+\-]))?"
     r"(?:(?P<epoch>\d{9,}\.\d+)|(?P<clock>\d\d:\d\d:\d\d)(?:\.(?P<frac>\d+))?|(?P<rel>\d{1,8}\.\d+))?\s*")
 _NAME_RE = re.compile(r"([a-z_][a-z0-9_]*)\(")
 _RESUMED_RE = re.compile(r"<\.\.\. ([a-z_][a-z0-9_]*) resumed>")
