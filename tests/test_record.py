@@ -20,8 +20,6 @@ import pytest
 from conftest import REPO, tool_or_skip
 from tcpteardown.formats.bundle import load_recording
 
-pytestmark = [pytest.mark.needs_capture]
-
 TIMEOUT = 120
 
 
@@ -76,6 +74,7 @@ raise SystemExit(3)
 """
 
 
+@pytest.mark.needs_capture
 def test_python_program_reset_exit_status_and_reason(tmp_path):
     tool_or_skip("strace")
     tool_or_skip("tcpdump")
@@ -109,6 +108,7 @@ def go_teardowns(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.needs_capture
 def test_go_program_broken_pipe_linked_to_rst_with_kernel_reason(go_teardowns, tmp_path):
     tool_or_skip("strace")
     tool_or_skip("tcpdump")
@@ -153,6 +153,7 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
+@pytest.mark.needs_capture
 def test_curl_aborting_a_download_from_http_server(tmp_path):
     tool_or_skip("strace")
     tool_or_skip("tcpdump")
@@ -198,6 +199,7 @@ def _processes_mentioning(text: str) -> list[str]:
     return found
 
 
+@pytest.mark.needs_capture
 def test_ctrl_c_stops_everything_and_keeps_the_recording(tmp_path):
     tool_or_skip("strace")
     tool_or_skip("tcpdump")
@@ -277,6 +279,7 @@ def test_ports_and_connection_filtering_are_pure():
     assert [f.data for f in kept_frames] == [b"\x01", b"\x04"]
 
 
+@pytest.mark.needs_capture
 def test_ports_option_limits_capture_and_witness(tmp_path):
     tool_or_skip("strace")
     tool_or_skip("tcpdump")
