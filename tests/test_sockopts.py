@@ -198,3 +198,22 @@ def test_the_reader_knows_macos_loopback_framing(corpus):
     assert syn6.src.host == "::1" and dict(syn6.options)["MSS"] == macos.LOOPBACK_MTU - 60
     syn4 = next(s for s in recording.segments if s.is_syn and not s.src.is_ipv6)
     assert dict(syn4.options)["MSS"] == macos.LOOPBACK_MTU - 40
+
+
+def test_everything_imports_on_macos_and_picks_the_macos_layer():
+    """Nothing Linux-only at module level: import the platform layer, the
+    scenarios, the capture backends and the CLI as if on a Mac."""
+    import subprocess
+
+    program = (
+        "import sys; sys.platform = 'darwin'\n"
+        "from tcpteardown.capture import sockopts, platform\n"
+        "import tcpteardown.capture.live, tcpteardown.capture.tcpdump, tcpteardown.cli\n"
+        "from tcpteardown.scenarios import all_scenarios\n"
+        "all_scenarios(); tcpteardown.cli.build_parser()\n"
+        "print(sockopts.HOST.name, sockopts.nosignal_send_flags(), platform.loopback_interface())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["Darwin", "0", "lo0"]
