@@ -583,6 +583,12 @@ def _match_generic(text: str) -> Optional[MessageMatch]:
     return None
 
 
+# Every message any matcher below reads contains one of these (lowercased):
+# a cheap gate before the regular expressions.
+_TRIGGERS = tuple(sorted(set(_GO_TEXTS) | {
+    "eof", "curl: (", "java.", "error: ", "err_stream_destroyed", "err_socket_closed", "hang up",
+    "timed out", "errno", "remotedisconnected", "incompletereaderror", "socket closed", "socket is closed"}))
+
 # Checked in order: the more specific grammars first.
 _MATCHERS = (_match_curl, _match_java, _match_node, _match_python, _match_go, _match_generic)
 
@@ -602,6 +608,9 @@ def read_message(text: str) -> Optional[MessageMatch]:
     """
     if not text:
         return None
+    lowered = text.lower()
+    if not any(word in lowered for word in _TRIGGERS):
+        return None  # the fast path for the many lines that report nothing
     for matcher in _MATCHERS:
         found = matcher(text)
         if found is not None:

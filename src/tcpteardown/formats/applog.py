@@ -60,6 +60,12 @@ _LOOKS_LIKE_RE = re.compile(
     r"|\bjava\.net\.\w+Exception\b|\bcurl: \((?:7|18|28|52|55|56)\) ")
 
 
+def _might_look_like(text: str) -> bool:
+    """Cheap gate before _LOOKS_LIKE_RE: one of its literal parts is there."""
+    return ("Errno" in text or "Error: " in text or " tcp" in text or "java.net." in text
+            or "curl: (" in text)
+
+
 def parse_tz(tz: Union[None, str, _dt.tzinfo]) -> Optional[_dt.tzinfo]:
     """``"UTC"``, ``"Z"``, ``"+02:00"``, ``"-0700"`` or an IANA name
     (``"Europe/Berlin"``) -> tzinfo. Raises UserError naming what was expected."""
@@ -222,7 +228,7 @@ def parse_log(lines: Iterable[str], *, path: str = "<log>", tz: Union[None, str,
             message = line
         found = read_message(message)
         if found is None:
-            if _LOOKS_LIKE_RE.search(message):
+            if _might_look_like(message) and _LOOKS_LIKE_RE.search(message):
                 problems.append(f"{path}:{line_no}: looks like a socket error but names no errno this tool "
                                 f"knows; line skipped")
             continue
