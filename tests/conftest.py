@@ -34,6 +34,9 @@ def corpus() -> Path:
 
 def pytest_collection_modifyitems(config, items):
     from tcpteardown.capture import platform as host
+    from tcpteardown.capture.kernel import mount_tracefs_if_missing
+
+    mount_tracefs_if_missing()  # a fresh CI machine may have tracefs unmounted
 
     reasons = {
         "needs_capture": host.capture_problem(),

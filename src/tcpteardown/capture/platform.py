@@ -66,8 +66,11 @@ def capture_problem() -> Optional[str]:
 def tracefs_root() -> Optional[Path]:
     """The mounted tracefs, or None."""
     for root in TRACEFS_MOUNTS:
-        if (root / "instances").is_dir():
-            return root
+        try:
+            if (root / "instances").is_dir():
+                return root
+        except OSError:  # not root: the mount point itself may refuse a stat
+            continue
     return None
 
 

@@ -86,14 +86,14 @@ def _build_recording(scenario, stage, frames, events, live, witness, started) ->
     from ..capture.dissect import segments_from_frames
 
     segments = segments_from_frames(frames)
-    if events:
-        try:
-            from ..analysis.witness import attach_reset_reasons
-
-            segments = attach_reset_reasons(segments, events)
-        except ImportError:
-            pass
     extra = [("family", stage.family), ("ports", ",".join(map(str, stage.ports)))]
+    if events:
+        from ..analysis.witness import attach_reset_reasons, check_agreement
+
+        segments = attach_reset_reasons(segments, events)
+        # Never hidden: an RST the kernel sent that the capture missed, or the reverse.
+        extra += [("witness_disagreement", text)
+                  for text in check_agreement(segments, events, window=(started, time.time_ns()))]
     if live is not None:
         extra.extend(live.loss_extra())
     if witness is not None:

@@ -71,7 +71,8 @@ def verdict_lines(run) -> list[str]:
 def header_lines(run) -> list[str]:
     meta = run.recording.metadata
     drops = meta.get("kernel_drops")
-    return [
+    warnings = [f"WARNING: {text}" for name, text in meta.extra if name == "witness_disagreement"]
+    return warnings + [
         f"{run.scenario.name}: {run.scenario.summary}",
         f"{meta.os} {meta.kernel} · {run.family} · {len(run.recording.segments)} segments, "
         f"{len(run.recording.calls)} socket calls · {meta.capture}"
