@@ -61,6 +61,10 @@ LINES = [
      ns("26:02"), "recv", "ECONNRESET", None, None),
     ("May  1 17:26:02 host app[123]: write tcp 127.0.0.1:1->127.0.0.1:2: write: broken pipe",
      ns("26:02"), "write", "EPIPE", "127.0.0.1:1", "127.0.0.1:2"),
+    ("E0501 17:26:02.140166   12345 proxy.go:88] read tcp 10.1.2.3:4->10.1.2.4:5: read: connection reset by peer",
+     ns("26:02", 140_166_000), "read", "ECONNRESET", "10.1.2.3:4", "10.1.2.4:5"),
+    ('{"level":"error","ts":1714584362.140166,"msg":"write tcp 127.0.0.1:1->127.0.0.1:2: write: broken pipe"}',
+     ns("26:02", 140_166_000), "write", "EPIPE", "127.0.0.1:1", "127.0.0.1:2"),
 ]
 
 

@@ -11,8 +11,10 @@ Timestamps, found anywhere in the line (the earliest wins):
 - Go's ``log`` package: ``2024/05/01 17:26:02.140166`` (also nginx's error log);
 - ISO 8601: ``2024-05-01T17:26:02.140166Z``, ``2024-05-01 17:26:02,140``
   (Python logging), with or without a zone (``Z``, ``+02:00``, ``+0200``);
-- syslog: ``May  1 17:26:02``, which has no year: `year=`, else the file's
-  mtime, else the current year, and a problem says which was used.
+- syslog: ``May  1 17:26:02`` and glog/klog (Kubernetes): ``E0501
+  17:26:02.140166``, which have no year: `year=`, else the file's mtime,
+  else the current year, and a problem says which was used;
+- epoch seconds with a fraction (zap's ``"ts":1714584362.140166``), UTC.
 Times without a zone are read in `tz` (``"UTC"``, ``"+02:00"``,
 ``"Europe/Berlin"``); without `tz` they are read as UTC and a problem says so.
 
@@ -52,7 +54,9 @@ _TIME_RE = re.compile(
     r"|(?P<iso>(?P<iy>\d{4})-(?P<imo>\d\d)-(?P<id>\d\d)[T ](?P<ih>\d\d):(?P<imi>\d\d):(?P<is>\d\d)"
     r"(?:[.,](?P<if>\d+))?(?:\s?(?P<iz>Z|[+-]\d\d:?\d\d)(?![\d:]))?)"
     r"|(?P<sys>\b(?P<smon>Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) {1,2}(?P<sd>\d{1,2}) "
-    r"(?P<sh>\d\d):(?P<smi>\d\d):(?P<ss>\d\d)(?:\.(?P<sf>\d+))?)\b")
+    r"(?P<sh>\d\d):(?P<smi>\d\d):(?P<ss>\d\d)(?:\.(?P<sf>\d+))?)\b"
+    r"|(?P<klog>\b[IWEF](?P<kmo>[01]\d)(?P<kd>[0-3]\d) (?P<kh>\d\d):(?P<kmi>\d\d):(?P<ks>\d\d)\.(?P<kf>\d{6}))\b"
+    r"|(?P<epoch>(?<![\d.])1\d{9}\.\d{3,9})(?![\d.])")
 
 # Lines that look like a socket error even when read_message() cannot read them.
 _LOOKS_LIKE_RE = re.compile(
@@ -134,15 +138,19 @@ class _Clock:
                 mtime = os.stat(self.path).st_mtime
                 self.year = _dt.datetime.fromtimestamp(mtime, _dt.timezone.utc).year
                 self.written_ns = int(mtime) * 1_000_000_000
-                self.note("year", f"syslog times carry no year; used {self.year}, the year of the file's "
+                self.note("year", f"syslog/klog times carry no year; used {self.year}, the year of the file's "
                                   f"modification time (pass year=)")
             except OSError:
                 self.year = _dt.datetime.now(_dt.timezone.utc).year
-                self.note("year", f"syslog times carry no year; used the current year {self.year} (pass year=)")
+                self.note("year", f"syslog/klog times carry no year; used the current year {self.year} "
+                                  f"(pass year=)")
         return self.year
 
     def ns(self, m: re.Match) -> int:
         """Raises ValueError for an impossible date or time."""
+        if m.group("epoch"):
+            whole, _, frac = m.group("epoch").partition(".")
+            return int(whole) * 1_000_000_000 + _fraction_ns(frac)
         if m.group("go"):
             return _to_ns(int(m.group("gy")), int(m.group("gmo")), int(m.group("gd")), int(m.group("gh")),
                           int(m.group("gmi")), int(m.group("gs")), _fraction_ns(m.group("gf")), self.local_tz())
@@ -151,13 +159,18 @@ class _Clock:
             tzinfo = _zone(zone) if zone else self.local_tz()
             return _to_ns(int(m.group("iy")), int(m.group("imo")), int(m.group("id")), int(m.group("ih")),
                           int(m.group("imi")), int(m.group("is")), _fraction_ns(m.group("if")), tzinfo)
-        month = _MONTHS[m.group("smon")]
+        if m.group("klog"):  # glog/klog: month and day, no year
+            return self._yearless(int(m.group("kmo")), int(m.group("kd")), int(m.group("kh")),
+                                  int(m.group("kmi")), int(m.group("ks")), m.group("kf"))
+        return self._yearless(_MONTHS[m.group("smon")], int(m.group("sd")), int(m.group("sh")),
+                              int(m.group("smi")), int(m.group("ss")), m.group("sf"))
+
+    def _yearless(self, month: int, day: int, hour: int, minute: int, second: int, frac: Optional[str]) -> int:
         year = self.syslog_year()
         if self.last_month is not None and month < self.last_month - 6:
             self.year = year = year + 1  # December -> January
         self.last_month = month
-        fields = (month, int(m.group("sd")), int(m.group("sh")), int(m.group("smi")), int(m.group("ss")),
-                  _fraction_ns(m.group("sf")), self.local_tz())
+        fields = (month, day, hour, minute, second, _fraction_ns(frac), self.local_tz())
         when = _to_ns(year, *fields)
         if self.written_ns is not None:
             if when > self.written_ns + 86_400 * 1_000_000_000:
