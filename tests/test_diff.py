@@ -280,3 +280,25 @@ def test_graceful_close_against_reset_by_peer_names_eof_versus_reset(runs):
     assert any(d.fin_vs_rst and d.a.sender == "server" for d in flags)
     outcomes = [(d.a.op, d.a.outcome, d.b.outcome) for d in result.differences if isinstance(d, OutcomeDifference)]
     assert ("recv", "EOF", "ECONNRESET") in outcomes
+
+
+@pytest.mark.needs_capture
+@pytest.mark.needs_tracefs
+def test_a_state_the_kernel_reported_differently_is_named(runs):
+    from tcpteardown.analysis.diff import StateDifference
+
+    recording = runs("graceful-close")
+    if not any(e.name == "sock:inet_sock_set_state" for e in recording.kernel_events):
+        pytest.skip("the kernel witness recorded no state changes on this host")
+    assert diff(recording, recording).matches
+    target = next(e for e in recording.kernel_events
+                  if e.name == "sock:inet_sock_set_state" and e.get("newstate") == "TCP_CLOSE_WAIT")
+    changed_event = replace(target, fields=tuple(("newstate", "TCP_CLOSING") if k == "newstate" else (k, v)
+                                                 for k, v in target.fields))
+    changed = replace(recording, kernel_events=tuple(changed_event if e is target else e
+                                                     for e in recording.kernel_events))
+    result = diff(recording, changed)
+    (difference,) = result.differences
+    assert isinstance(difference, StateDifference)
+    assert (difference.role, difference.a_state, difference.b_state) == ("client", "CLOSE_WAIT", "CLOSING")
+    assert difference.after.flags == TcpFlags.FIN | TcpFlags.ACK and difference.after.sender == "server"

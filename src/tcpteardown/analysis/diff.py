@@ -80,6 +80,8 @@ _INDEL, _SUBSTITUTE = 2, 3  # a segment carrying data: indel 3 (see _segment_ind
 # by difflib first (long captures), each block aligned on its own.
 _DP_CELLS = 250_000
 _MAX_IP_PACKET = 65535
+# After the last segment, states are read this much later (see _segment_steps).
+_LAST_STATE_NS = 1_000_000
 
 
 # -- steps: what is left of a recording after normalising ------------------------
@@ -98,7 +100,7 @@ class SegmentStep:
     options: tuple[tuple[str, object], ...] = ()
     ipv6: bool = False
     reset_reason: Optional[str] = None
-    # TCP states of (client, server) just after this segment, when known.
+    # TCP states of (client, server) this segment left (halfway to the next one), when known.
     states: tuple[Optional[str], Optional[str]] = (None, None)
 
     @property
@@ -527,14 +529,19 @@ def _segment_steps(recording: Recording, conn: Connection, origin: int) -> tuple
     client_line = timelines.get(conn.client, ())
     server_line = timelines.get(conn.server, ())
     steps = []
-    for seg in conn.segments:
+    for index, seg in enumerate(conn.segments):
         rel_seq, rel_ack = numbers[seg.frame]
+        # "The state this segment left": sampled halfway to the next segment,
+        # so a kernel event stamped a little before or after its packet reads
+        # the same in every run.
+        later = conn.segments[index + 1].time_ns if index + 1 < len(conn.segments) else seg.time_ns + _LAST_STATE_NS
+        after = seg.time_ns + max(later - seg.time_ns, 0) // 2
         steps.append(SegmentStep(
             frame=seg.frame, time_ns=seg.time_ns - origin,
             sender="client" if seg.src == conn.client else "server",
             flags=TcpFlags(int(seg.flags)), payload_len=seg.payload_len, rel_seq=rel_seq, rel_ack=rel_ack,
             options=tuple(seg.options), ipv6=seg.src.is_ipv6, reset_reason=seg.reset_reason,
-            states=(state_at(client_line, seg.time_ns), state_at(server_line, seg.time_ns))))
+            states=(state_at(client_line, after), state_at(server_line, after))))
     return tuple(steps), states_source(recording, conn)
 
 
