@@ -16,7 +16,7 @@ import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
-from matplotlib.patches import FancyArrowPatch
+from matplotlib.patches import FancyArrowPatch, Rectangle
 from matplotlib.text import Text
 
 from conftest import tool_or_skip
@@ -84,12 +84,17 @@ def by_gid(artists, prefix):
     return [a for a in artists if (a.get_gid() or "").startswith(prefix)]
 
 
+def patches(figure_or_axes, prefix, kind=FancyArrowPatch):
+    ax = figure_or_axes if not isinstance(figure_or_axes, Figure) else the_axes(figure_or_axes)
+    return [a for a in by_gid(ax.get_children(), prefix) if isinstance(a, kind)]
+
+
 def arrows(figure):
-    return by_gid(the_axes(figure).patches, "segment-")
+    return patches(figure, "segment-")
 
 
 def connectors(figure):
-    return by_gid(the_axes(figure).patches, "connector-")
+    return patches(figure, "connector-")
 
 
 def failure_marks(figure):
@@ -150,7 +155,7 @@ def test_failed_calls_are_red_marks_with_the_errno():
     red_labels = [t.get_text() for t in texts(figure) if (t.get_gid() or "").startswith("call-label-")
                   and to_hex(t.get_color()) == style.FAILURE]
     assert red_labels == ["send() → EPIPE"]
-    assert len(by_gid(the_axes(figure).patches, "call-")) == len(recording.calls)
+    assert len(patches(figure, "call-", Rectangle)) == len(recording.calls)
 
 
 def test_call_labels():
@@ -342,7 +347,7 @@ def test_draws_into_a_given_axes():
     figure = Figure(figsize=(12, 8))
     ax = figure.add_subplot()
     assert draw_ladder(broken_pipe(), ax=ax) is figure
-    assert len(by_gid(ax.patches, "segment-")) == len(BROKEN_PIPE_SEGMENTS)
+    assert len(patches(ax, "segment-")) == len(BROKEN_PIPE_SEGMENTS)
 
 
 def test_same_input_same_svg_and_pdf_bytes(tmp_path):

@@ -54,6 +54,10 @@ BAR_W = 0.09  # a call's activation bar on its lifeline
 LINE_ROWS = 0.6  # one text line, in rows
 CALL_WRAP = 38  # characters per line of a call's language phrase
 ROWS_ABOVE = 1.0  # room above the first event (its label sits above it)
+# A longer connection shows its handshake and its last segments (the teardown);
+# a break says how many were left out. Keeps big captures legible and fast.
+MAX_SEGMENTS = 300
+HANDSHAKE = 3
 
 # Legend: what each colour means, in the order it is listed.
 SEGMENT_LEGEND = (("SYN", style.SYN, "SYN (opening)"), ("data", style.DATA, "data / ACK"),
@@ -161,6 +165,23 @@ def wrap_phrase(text: str, width: int) -> list[str]:
     return lines
 
 
+def _window(segments: Sequence[Segment]):
+    """The segments to draw: all, or the handshake and the last ones.
+
+    Returns (drawn, cuts for the time axis, the omitted time range or None).
+    """
+    if len(segments) <= MAX_SEGMENTS:
+        return tuple(segments), {}, None
+    head, tail = segments[:HANDSHAKE], segments[len(segments) - (MAX_SEGMENTS - HANDSHAKE):]
+    left_out = len(segments) - len(head) - len(tail)
+    note = f"{left_out} segments not drawn (frames {segments[HANDSHAKE].frame}–{segments[-len(tail) - 1].frame})"
+    return tuple(head) + tuple(tail), {head[-1].time_ns: note}, (head[-1].time_ns, tail[0].time_ns)
+
+
+def _inside(time_ns: int, window) -> bool:
+    return window is not None and window[0] < time_ns < window[1]
+
+
 def _delay_ns(recording: Recording) -> int:
     value = recording.metadata.get("delay_ms")
     try:
@@ -195,12 +216,16 @@ class _Ladder:
         self.mode = mode
         self.delay = _delay_ns(recording)
         self.isn = initial_sequence_numbers(connection.segments)
+        self.segments, self.cuts, self.omitted = _window(connection.segments)
         self.x = {"client": X_CLIENT, "server": X_SERVER}
         self.side = {connection.client: "client", connection.server: "server"}
         self.calls = [(call, connection.side_of(call)) for call in connection.calls]
-        self.calls = [(call, side) for call, side in self.calls if side is not None]
+        self.calls = [(call, side) for call, side in self.calls
+                      if side is not None and not _inside(call.end_ns, self.omitted)]
+        self.links = [link for link in links if not _inside(link.call.end_ns, self.omitted)]
         self.states, self.states_from = self._states()
-        self.reasons = {s.frame: self._reason(s) for s in connection.segments if s.is_rst}
+        self.reasons = {s.frame: self._reason(s) for s in self.segments if s.is_rst}
+        self.drawn = set(self.segments)
         self.phrases = {id(call): _phrase(call, lang, recording.metadata.os) for call, _ in self.calls}
         self.axis = self._time_axis()
 
@@ -235,7 +260,7 @@ class _Ladder:
 
     def _time_axis(self) -> TimeAxis:
         events = []
-        for segment in self.connection.segments:
+        for segment in self.segments:
             lines = 2 if self.reasons.get(segment.frame) else 1
             events.append((segment.time_ns, lines * LINE_ROWS + 0.4))
             if self.delay:
@@ -247,7 +272,7 @@ class _Ladder:
             events.append((call.end_ns, 0.5))
         for timeline in self.states.values():
             events.extend((when, LINE_ROWS) for when, _ in timeline)
-        return build_time_axis(events, self.mode)
+        return build_time_axis(events, self.mode, cuts=self.cuts)
 
     # -- page --------------------------------------------------------------------
     def draw(self, ax) -> Figure:
@@ -324,7 +349,10 @@ class _Ladder:
                     bbox=dict(boxstyle="round,pad=0.25", facecolor="white", edgecolor=style.BREAK))
 
     def _ticks(self, ax):
-        for row, label in self.axis.ticks():
+        # Ticks where segments are (and where calls failed); a long ladder gets one every other row.
+        times = [s.time_ns for s in self.segments] + [c.end_ns for c, _ in self.calls if c.failed]
+        spacing = 0.9 if len(self.segments) <= 80 else 1.9
+        for row, label in self.axis.ticks(at=times or None, spacing=spacing):
             ax.text(-0.08, row, label, ha="right", va="center", fontsize=style.SMALL,
                     color=style.MUTED, clip_on=False)
         ax.annotate("time", (0, 1), xycoords="axes fraction", xytext=(-8, 4), textcoords="offset points",
@@ -348,13 +376,13 @@ class _Ladder:
     def _segments(self, ax):
         column = _Column()
         middle = (X_CLIENT + X_SERVER) / 2
-        for segment in self.connection.segments:
+        for segment in self.segments:
             sender, receiver = self.side.get(segment.src), self.side.get(segment.dst)
             if sender is None or receiver is None:
                 continue
             colour = style.segment_colour(segment)
             y0, y1 = self.axis.y(segment.time_ns), self.axis.y(self._receive_ns(segment))
-            ax.add_patch(FancyArrowPatch((self.x[sender], y0), (self.x[receiver], y1), arrowstyle="-|>",
+            ax.add_artist(FancyArrowPatch((self.x[sender], y0), (self.x[receiver], y1), arrowstyle="-|>",
                                          mutation_scale=14, linewidth=1.6, color=colour, shrinkA=0,
                                          shrinkB=BAR_W * 36, zorder=4, gid=f"segment-{segment.frame}"))
             text = segment_label(segment, self.isn, self.reasons.get(segment.frame))
@@ -363,7 +391,8 @@ class _Ladder:
             row = column.place(anchor, lines * LINE_ROWS)
             label = ax.text(middle, row, text, ha="center", va="bottom", fontsize=style.FONT, color=colour,
                             linespacing=1.15, zorder=5, gid=f"segment-label-{segment.frame}")
-            label.set_bbox(dict(boxstyle="square,pad=0.05", facecolor="white", edgecolor="none", alpha=0.85))
+            if self.mode == "real":  # labels may sit on other arrows there: keep them readable
+                label.set_bbox(dict(boxstyle="square,pad=0.05", facecolor="white", edgecolor="none", alpha=0.85))
             if row - anchor > 0.3:  # pushed down by a crowded real time axis: point back
                 ax.add_line(Line2D([middle, middle], [row, anchor + 0.1], color=colour, linewidth=0.6,
                                    linestyle=":", zorder=3))
@@ -375,7 +404,7 @@ class _Ladder:
             y0, y1 = self.axis.y(call.start_ns), self.axis.y(call.end_ns)
             colour = style.FAILURE if call.failed else (style.EOF if call.is_eof else style.LIFELINE)
             face = style.FAILURE if call.failed else (style.EOF if call.is_eof else "#d9d9d9")
-            ax.add_patch(Rectangle((x - BAR_W / 2, y0), BAR_W, max(y1 - y0, 0.15), facecolor=face,
+            ax.add_artist(Rectangle((x - BAR_W / 2, y0), BAR_W, max(y1 - y0, 0.15), facecolor=face,
                                    edgecolor=colour, linewidth=0.8, zorder=6, gid=f"call-{index}"))
             if call.failed:
                 ax.add_line(Line2D([x], [y1], marker="X", markersize=10, color=style.FAILURE,
@@ -408,14 +437,14 @@ class _Ladder:
             arm = 9 + 4 * (per_side[side] % 3)
             per_side[side] += 1
             angle = 180 if side == "client" else 0
-            ax.add_patch(FancyArrowPatch(
+            ax.add_artist(FancyArrowPatch(
                 (x, target), (x, self.axis.y(link.call.end_ns)), arrowstyle="-|>", mutation_scale=9,
                 connectionstyle=f"arc,angleA={angle},angleB={angle},armA={arm},armB={arm},rad=4",
                 linestyle=(0, (3, 2)), linewidth=1.2, color=style.CONNECTOR, shrinkA=2, shrinkB=4,
                 zorder=8, gid=f"connector-{index}"))
 
     def _cause_row(self, link: Link, side: Optional[str]) -> Optional[float]:
-        if link.cause is not None and link.cause in self.connection.segments:
+        if link.cause is not None and link.cause in self.drawn:
             if self.side.get(link.cause.src) == side:
                 return self.axis.y(link.cause.time_ns)
             return self.axis.y(self._receive_ns(link.cause))
@@ -443,7 +472,7 @@ class _Ladder:
 
     def _legend(self, ax, rules_used):
         handles, seen = [], set()
-        kinds = {style.segment_kind(s) for s in self.connection.segments}
+        kinds = {style.segment_kind(s) for s in self.segments}
         for kind, colour, label in SEGMENT_LEGEND:
             if kind in kinds and label not in seen:
                 seen.add(label)

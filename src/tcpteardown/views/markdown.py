@@ -28,7 +28,7 @@ def snippet(image: str, alt: str, paragraphs: Iterable[str]) -> str:
     """``![alt](image)`` and the paragraphs, blank-line separated."""
     alt = alt.replace("[", "(").replace("]", ")")
     parts = [f"![{alt}]({Path(image).as_posix()})", *paragraphs]
-    return "\n\n".join(parts) + "\n"
+    return "\n\n".join(parts)
 
 
 def render_markdown(links: Iterable[Link], recording: Recording, args) -> str:

@@ -37,6 +37,7 @@ class Break:
     bottom: float
     start_ns: int
     end_ns: int
+    note: str = ""  # what else the break hides ("933 segments not drawn")
 
     @property
     def elapsed_ns(self) -> int:
@@ -44,7 +45,8 @@ class Break:
 
     @property
     def label(self) -> str:
-        return f"⋯ {format_elapsed(self.elapsed_ns)} ⋯"
+        note = f", {self.note}" if self.note else ""
+        return f"⋯ {format_elapsed(self.elapsed_ns)}{note} ⋯"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +61,11 @@ class TimeAxis:
     knots: tuple[tuple[int, float], ...]
     breaks: tuple[Break, ...] = ()
     origin_ns: int = 0
+    times: tuple[int, ...] = ()  # the knots' times, for bisection (derived from knots)
+
+    def __post_init__(self):
+        if len(self.times) != len(self.knots):
+            object.__setattr__(self, "times", tuple(t for t, _ in self.knots))
 
     @property
     def height(self) -> float:
@@ -68,7 +75,7 @@ class TimeAxis:
         """The row of `time_ns`."""
         if not self.knots:
             return 0.0
-        times = [t for t, _ in self.knots]
+        times = self.times
         i = bisect.bisect_left(times, time_ns)
         if i < len(times) and times[i] == time_ns:
             return self.knots[i][1]
@@ -79,12 +86,12 @@ class TimeAxis:
         (t0, y0), (t1, y1) = self.knots[i - 1], self.knots[i]
         return y0 + (y1 - y0) * (time_ns - t0) / (t1 - t0)
 
-    def ticks(self) -> list[tuple[float, str]]:
+    def ticks(self, at: Optional[Iterable[int]] = None, spacing: float = 0.9) -> list[tuple[float, str]]:
         """(row, label) pairs for the time axis: elapsed time since the origin.
 
-        Compressed: one tick per knot that starts a row of its own (at most
-        one label per row, so labels never collide). Real: about eight evenly
-        spaced ticks.
+        Compressed: one tick per knot (or per time in `at`), skipping any
+        closer than `spacing` rows to the last one labelled, so labels never
+        collide. Real: about eight evenly spaced ticks.
         """
         if not self.knots:
             return []
@@ -98,8 +105,9 @@ class TimeAxis:
                 t += step
             return ticks
         ticks, last_row = [], None
-        for time_ns, row in self.knots:
-            if last_row is not None and row - last_row < 0.9:
+        points = self.knots if at is None else [(t, self.y(t)) for t in sorted(set(at))]
+        for time_ns, row in points:
+            if last_row is not None and row - last_row < spacing:
                 continue
             elapsed = time_ns - self.origin_ns
             ticks.append((row, "+" + format_elapsed(elapsed) if elapsed else "0"))
@@ -113,12 +121,14 @@ def build_time_axis(
     *,
     break_ns: Optional[int] = None,
     real_height: Optional[float] = None,
+    cuts: Optional[dict] = None,
 ) -> TimeAxis:
     """The axis for `events`: (time_ns, rows the event's label needs above it).
 
     Compressed: each distinct time moves the axis down by the largest weight
     among its events (at least MIN_ROWS); a gap of `break_ns` or more
-    (default DEFAULT_BREAK_NS) becomes a Break. Real: linear from the first
+    (default DEFAULT_BREAK_NS) becomes a Break, and so does the gap after
+    each time in `cuts` (time -> note, for events left out). Real: linear from the first
     to the last event over `real_height` rows (default: the height the
     compressed axis would have), so both fit the same page.
     """
@@ -132,16 +142,17 @@ def build_time_axis(
     times = sorted(weights)
     origin = times[0]
     threshold = DEFAULT_BREAK_NS if break_ns is None else break_ns
+    cuts = cuts or {}
 
     knots: list[tuple[int, float]] = [(times[0], 0.0)]
     breaks: list[Break] = []
     for previous, current in zip(times, times[1:]):
         step = max(weights[current], MIN_ROWS)
         row = knots[-1][1]
-        if current - previous >= threshold:
+        if current - previous >= threshold or previous in cuts:
             top = row + 0.5
             bottom = top + BREAK_ROWS
-            breaks.append(Break(top, bottom, previous, current))
+            breaks.append(Break(top, bottom, previous, current, cuts.get(previous, "")))
             knots.append((current, bottom + max(step - 0.5, MIN_ROWS)))
         else:
             knots.append((current, row + step))
