@@ -82,6 +82,8 @@ class _Socket:
 class _Ctx:
     recording: Recording
     connections: tuple[Connection, ...]
+    by_endpoint: dict  # Endpoint -> [Connection]: most calls name one end
+    calls_by_key: dict  # _call_keys(call) entries -> [SocketCall], in time order
     call: SocketCall
     late: int
     early: int
@@ -94,11 +96,19 @@ class _Ctx:
 
 def correlate(recording: Recording) -> tuple[Link, ...]:
     conns = connections(recording)
+    by_endpoint: dict[Endpoint, list[Connection]] = {}
+    for conn in conns:
+        by_endpoint.setdefault(conn.client, []).append(conn)
+        by_endpoint.setdefault(conn.server, []).append(conn)
+    calls_by_key: dict[tuple, list[SocketCall]] = {}
+    for call in recording.calls:
+        for key in _call_keys(call):
+            calls_by_key.setdefault(key, []).append(call)
     links = []
     for call in recording.calls:
         if is_interesting(call):
             late, early = tolerance(call)
-            links.append(_link(_Ctx(recording, conns, call, late, early)))
+            links.append(_link(_Ctx(recording, conns, by_endpoint, calls_by_key, call, late, early)))
     return _mark_echoes(links)
 
 
@@ -134,7 +144,9 @@ def _candidates(ctx: _Ctx) -> list[_Socket]:
     """Connections the call may have been made on, most plausible first."""
     call = ctx.call
     found = []
-    for conn in ctx.connections:
+    named = call.local if call.local is not None else call.remote
+    pool = ctx.by_endpoint.get(named, ()) if named is not None else ctx.connections
+    for conn in pool:
         if call.local is not None and call.local not in conn.key:
             continue
         if call.remote is not None and call.remote not in conn.key:
@@ -243,11 +255,22 @@ def _same_socket(a: SocketCall, b: SocketCall) -> bool:
     return a.role == b.role and a.fd == b.fd
 
 
+def _call_keys(call: SocketCall) -> tuple:
+    """Index keys under which `_same_socket` partners of `call` are filed."""
+    keys = [("role-fd", call.role, call.fd)]
+    if call.pid is not None and call.fd is not None:
+        keys.append(("pid-fd", call.pid, call.fd))
+    if call.local is not None:
+        keys.append(("local", call.local))
+    return tuple(keys)
+
+
 def _earlier_calls(ctx: _Ctx) -> list[SocketCall]:
-    """Calls on the same socket that ended before this one started."""
+    """Calls on the same socket that ended before this one started, in time order."""
     call = ctx.call
-    return [c for c in ctx.recording.calls if c is not call and _same_socket(c, call)
-            and c.end_ns <= call.start_ns]
+    pool = {id(c): c for key in _call_keys(call) for c in ctx.calls_by_key.get(key, ())}
+    found = [c for c in pool.values() if c is not call and _same_socket(c, call) and c.end_ns <= call.start_ns]
+    return sorted(found, key=lambda c: (c.start_ns, c.end_ns))
 
 
 def _plural_caveat(segments: list[Segment], what: str, chosen: Segment) -> list[str]:

@@ -166,10 +166,13 @@ def _group(segments: tuple[Segment, ...]) -> tuple[Connection, ...]:
             current[key] = index
         groups[index].append(segment)
     built = [_connection(i, group) for i, group in enumerate(groups)]
-    for i, conn in enumerate(built):
-        later = next((c for c in built[i + 1:] if c.key == conn.key), None)
-        if later is not None:
-            built[i] = replace(conn, next_start_ns=later.start_ns)
+    following: dict[frozenset, int] = {}  # key -> start of the later use seen so far
+    for i in range(len(built) - 1, -1, -1):
+        conn = built[i]
+        key = conn.key
+        if key in following:
+            built[i] = replace(conn, next_start_ns=following[key])
+        following[key] = conn.start_ns
     return tuple(built)
 
 
