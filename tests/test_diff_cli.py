@@ -184,3 +184,28 @@ def test_table_marks_rows_like_diff(corpus, capsys):
     code, out, _ = run_cli(capsys, corpus / "zeek" / "attr.pcap", corpus / "zeek" / "almost-resp.pcap",
                            "--conn-a", "2", "--conn-b", "2", "--tolerance", "0.001")
     assert "[timing]" in out and "timing tolerance 0.001 ms" in out
+
+
+def test_a_long_diff_folds_agreeing_rows_in_the_figure(corpus, tmp_path):
+    """878 segments, one removed and one option dropped: the figure keeps those two with context."""
+    from dataclasses import replace
+
+    from tcpteardown.analysis.diff import diff
+    from tcpteardown.formats.bundle import load_recording
+    from tcpteardown.views.diff_figure import OMITTED, display_lines, draw_diff
+    from tcpteardown.views.style import save_figure
+
+    whole = load_recording(corpus / "zeek" / "timestamp.pcap")
+    segments = list(whole.segments)
+    removed = segments.pop(400)
+    segments[500] = replace(segments[500], options=())
+    result = diff(whole, replace(whole, segments=tuple(segments)))
+    assert [d.kind for d in result.differences] == ["only-in", "options"]
+    assert result.differences[0].step.frame == removed.frame
+    lines = display_lines(result.aligned_rows)
+    drawn = [number for number, _ in lines if number is not None and number >= 0]
+    assert {d.row for d in result.differences} <= set(drawn)
+    assert sum(folded for _, folded in lines) == len(result.aligned_rows)
+    assert len(lines) < 40 and OMITTED not in [number for number, _ in lines]
+    save_figure(draw_diff(result), tmp_path / "long.png")
+    assert (tmp_path / "long.png").stat().st_size > 0

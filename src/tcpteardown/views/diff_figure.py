@@ -7,7 +7,9 @@ left and the server's on the right; a segment is an arrow between them
 (RST red, FIN blue, SYN grey, data and ACKs black, as in every tcpteardown
 figure), a socket call a label beside its side's lifeline (failed red).
 Rows that differ get a band across both ladders and their row number in
-the margin; the legend says what each mark means.
+the margin; the legend says what each mark means. A long diff keeps the
+differing rows with a little context, folding runs of agreeing rows into
+one line, as diff -u does.
 
 This module only draws a `DiffResult` on a matplotlib Figure (Agg, no
 pyplot state); it never analyses or reads files. Same input, same bytes
@@ -32,6 +34,10 @@ ROW_HEIGHT_IN = 0.32
 BAND_CHANGED = "#fff3c4"  # both have the step, it differs
 BAND_ONLY = "#fde0dc"  # one recording lacks the step
 BAND_INFO = "#ececec"  # shown, not counted (a bare ACK one side sent)
+FOLD_ABOVE = 60  # longer diffs fold runs of agreeing rows
+CONTEXT = 2  # agreeing rows kept around each differing one, as in diff -u
+MAX_LINES = 120  # beyond this the figure shows the start and the end; the table has all
+OMITTED = -1  # display_lines marker: rows not drawn
 
 
 def _flags_colour(flags: TcpFlags) -> str:
@@ -67,8 +73,36 @@ def _draw_step(ax, y: float, step, differs: bool) -> None:
         ax.plot([x], [y], marker="o", markersize=4, color=colour)
 
 
-def _draw_ladder(ax, rows: tuple[AlignedRow, ...], pick: str, title: str) -> None:
-    count = len(rows)
+def display_lines(rows: tuple[AlignedRow, ...], *, context: int = CONTEXT, fold_above: int = FOLD_ABOVE,
+                  max_lines: int = MAX_LINES) -> list[tuple[Optional[int], int]]:
+    """What the figure shows, top to bottom: ``(row number, 1)`` for a row,
+    ``(None, n)`` for n agreeing rows folded into one line, ``(OMITTED, n)``
+    for n rows left to the table. Short diffs show every row; longer ones
+    keep the differing rows, `context` rows around each, and the first and
+    last few (the handshake and the end); at most `max_lines` lines."""
+    if len(rows) <= fold_above:
+        return [(number, 1) for number in range(len(rows))]
+    keep = set(range(context + 1)) | set(range(len(rows) - context - 1, len(rows)))
+    for number, row in enumerate(rows):
+        if row.differs:
+            keep.update(range(number - context, number + context + 1))
+    lines: list[tuple[Optional[int], int]] = []
+    for number in range(len(rows)):
+        if number in keep:
+            lines.append((number, 1))
+        elif lines and lines[-1][0] is None:
+            lines[-1] = (None, lines[-1][1] + 1)
+        else:
+            lines.append((None, 1))
+    if len(lines) > max_lines:  # two unrelated captures: the start and the end, the table has the rest
+        half = max_lines // 2
+        middle = sum(folded for _, folded in lines[half:-half])
+        lines = lines[:half] + [(OMITTED, middle)] + lines[-half:]
+    return lines
+
+
+def _draw_ladder(ax, rows: tuple[AlignedRow, ...], lines, pick: str, title: str) -> None:
+    count = len(lines)
     ax.set_xlim(-0.45, 1.45)
     ax.set_ylim(count + 0.2, -1.2)
     ax.axis("off")
@@ -76,22 +110,30 @@ def _draw_ladder(ax, rows: tuple[AlignedRow, ...], pick: str, title: str) -> Non
         ax.plot([x, x], [-0.6, count - 0.4], color=style.LIFELINE, lw=1.0)
         ax.text(x, -0.75, name, ha="center", va="bottom", fontsize=style.FONT, fontweight="bold")
     ax.set_title(title, fontsize=style.FONT, loc="center")
-    for number, row in enumerate(rows):
+    for y, (number, folded) in enumerate(lines):
+        if number is None or number == OMITTED:
+            plural = "s" if folded != 1 else ""
+            text = (f"... {folded} row{plural} alike ..." if number is None
+                    else f"... {folded} more row{plural}: see the table ...")
+            ax.axhspan(y - 0.45, y + 0.45, color="white", zorder=1, lw=0)
+            ax.text(0.5, y, text, ha="center", va="center", fontsize=style.SMALL, color=style.MUTED, zorder=2)
+            continue
+        row = rows[number]
         if row.differs:
             colour = BAND_ONLY if row.a is None or row.b is None else BAND_CHANGED
             if not any(d.counts for d in row.differences):
                 colour = BAND_INFO
-            ax.axhspan(number - 0.45, number + 0.45, color=colour, zorder=0, lw=0)
+            ax.axhspan(y - 0.45, y + 0.45, color=colour, zorder=0, lw=0)
         step = row.a if pick == "a" else row.b
         if step is None:
             if row.differs:
-                ax.text(0.5, number, "(absent)", ha="center", va="center", fontsize=style.SMALL,
+                ax.text(0.5, y, "(absent)", ha="center", va="center", fontsize=style.SMALL,
                         color=style.MUTED, style="italic")
             continue
-        _draw_step(ax, number, step, row.differs)
+        _draw_step(ax, y, step, row.differs)
         note = _row_note(row, pick)
         if note and isinstance(step, SegmentStep):
-            ax.text(SERVER_X + 0.03, number, note, ha="left", va="center", fontsize=style.SMALL,
+            ax.text(SERVER_X + 0.03, y, note, ha="left", va="center", fontsize=style.SMALL,
                     color=style.MUTED)
 
 
@@ -115,7 +157,8 @@ def _row_note(row: AlignedRow, pick: str) -> str:
 def draw_diff(result: DiffResult, *, title: Optional[str] = None) -> Figure:
     """A Figure with A's ladder left, B's right, one aligned step per row."""
     rows = result.aligned_rows
-    height = 1.9 + ROW_HEIGHT_IN * max(len(rows), 1)
+    lines = display_lines(rows)
+    height = 1.9 + ROW_HEIGHT_IN * max(len(lines), 1)
     with style.figure_style():
         figure = Figure(figsize=(11.0, height))
         top = 1 - 0.95 / height
@@ -123,14 +166,14 @@ def draw_diff(result: DiffResult, *, title: Optional[str] = None) -> Figure:
         margin = figure.add_axes((0.0, bottom, 0.04, top - bottom))
         left = figure.add_axes((0.04, bottom, 0.48, top - bottom))
         right = figure.add_axes((0.52, bottom, 0.48, top - bottom))
-        _draw_ladder(left, rows, "a", _side_title("A", result.a))
-        _draw_ladder(right, rows, "b", _side_title("B", result.b))
+        _draw_ladder(left, rows, lines, "a", _side_title("A", result.a))
+        _draw_ladder(right, rows, lines, "b", _side_title("B", result.b))
         margin.set_xlim(0, 1)
         margin.set_ylim(left.get_ylim())
         margin.axis("off")
-        for number, row in enumerate(rows):
-            if row.differs:
-                margin.text(0.95, number, f"{row_mark(row)}{number + 1}", ha="right", va="center",
+        for y, (number, _) in enumerate(lines):
+            if number is not None and number >= 0 and rows[number].differs:
+                margin.text(0.95, y, f"{row_mark(rows[number])}{number + 1}", ha="right", va="center",
                             fontsize=style.SMALL, color=style.FAILURE, fontweight="bold")
         count = sum(1 for d in result.differences if d.counts)
         verdict = ("the teardowns match" if result.matches
