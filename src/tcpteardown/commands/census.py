@@ -1,0 +1,189 @@
+"""`tcpteardown census CAPTURE`: every TCP connection in a capture and how it ended.
+
+Reads pcap/pcapng through the fast column reader (`formats.pcap_columns`)
+and counts with `analysis.census`; prints a table, or with --json one
+object (the contract in DESIGN.md); -o draws `views.census_plot`.
+
+Bad input: the problems the reader stepped over are printed as warnings
+(file, byte offset, what was wrong) and the results up to there follow;
+--strict turns them into an error (exit 2). Never a traceback for a bad file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Callable, Optional
+
+from ..errors import CaptureFileError, UserError
+
+HELP = "list every TCP connection in a capture and how it ended (fin, rst, refused, open)"
+
+# Files bigger than this get a progress bar (on a terminal).
+PROGRESS_BYTES = 4 << 20
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("capture", metavar="CAPTURE", help="a pcap or pcapng file (tcpdump -w, Wireshark, a bundle)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object: summary and connections")
+    parser.add_argument("--top", type=int, metavar="N", default=None,
+                        help="list only N connections, RST and refused ones first (default: 20 in the table, "
+                             "all in JSON); the summary still counts all")
+    parser.add_argument("--strict", action="store_true",
+                        help="fail (exit 2) on any damage in the file instead of keeping what was read")
+    parser.add_argument("-o", "--output", metavar="PLOT", help="also draw the ends over time (.png, .svg, .pdf)")
+
+
+def census_file(path: str, *, on_problem: Optional[Callable[[str], None]] = None,
+                progress: Optional[Callable[[int], None]] = None):
+    """The Census of a capture file (fast path). Problems go to `on_problem`.
+
+    Raises CaptureFileError when the file cannot be read at all.
+    """
+    from ..analysis.census import census_batches
+    from ..formats.pcap_columns import iter_tcp_batches
+
+    def batches():
+        for batch in iter_tcp_batches(path, on_problem=on_problem):
+            if progress is not None:
+                progress(batch.end_offset)
+            yield batch
+
+    return census_batches(batches())
+
+
+class _Progress:
+    """A one-line bar on stderr, redrawn in place; only on a terminal."""
+
+    def __init__(self, total: int, stream=sys.stderr):
+        self.total = max(total, 1)
+        self.stream = stream
+        self.shown = -1
+
+    def __call__(self, done: int) -> None:
+        percent = min(100, done * 100 // self.total)
+        if percent == self.shown:
+            return
+        self.shown = percent
+        bar = "#" * (percent // 4)
+        self.stream.write(f"\rcensus: [{bar:<25}] {percent:3d}% of {self.total / 1e6:.0f} MB")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.shown >= 0:
+            self.stream.write("\r" + " " * 60 + "\r")
+            self.stream.flush()
+
+
+def run(args: argparse.Namespace) -> int:
+    path = args.capture
+    if not os.path.exists(path):
+        raise UserError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise UserError(f"{path}: is a directory, expected a pcap or pcapng file")
+    problems: list = []
+    size = os.path.getsize(path)
+    bar = _Progress(size) if size > PROGRESS_BYTES and sys.stderr.isatty() else None
+    try:
+        result = census_file(path, on_problem=problems.append, progress=bar)
+    except CaptureFileError:
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    if problems and args.strict:
+        raise UserError(f"{problems[0]} (--strict: nothing printed)")
+    if problems and result.packets == 0:
+        raise UserError(f"{problems[0]}; nothing readable before it")
+    for problem in problems:
+        print(f"tcpteardown census: warning: {problem}; results up to there follow", file=sys.stderr)
+    if args.output:
+        from ..views.census_plot import save_census_plot
+
+        save_census_plot(result, args.output, title=f"{os.path.basename(path)}: how "
+                         f"{len(result.connections)} TCP connections ended (filled: client ended it; hollow: server)")
+    top = args.top if args.top is not None else (None if args.json else 20)
+    chosen = _top(result.connections, top)
+    if args.json:
+        print(json.dumps(to_json(result, path, problems, chosen), indent=1))
+    else:
+        _print_table(result, path, problems, chosen)
+    return 0
+
+
+def _top(connections, limit: Optional[int]):
+    if limit is None:
+        return list(connections)
+    abnormal = sorted((c for c in connections if c.end in ("rst", "refused")),
+                      key=lambda c: (c.end_time_ns or c.end_ns, c.stream))
+    rest = [c for c in connections if c.end not in ("rst", "refused")]
+    return (abnormal + rest)[:max(limit, 0)]
+
+
+def _seconds(ns: Optional[int]) -> Optional[float]:
+    return None if ns is None else ns / 1e9
+
+
+def connection_json(connection) -> dict:
+    return {
+        "stream": connection.stream,
+        "client": str(connection.client),
+        "server": str(connection.server),
+        "handshake": connection.handshake,
+        "ended": connection.end,
+        "ended_by": connection.ended_by,
+        "start": _seconds(connection.start_ns),
+        "end": _seconds(connection.end_ns),
+        "end_time": _seconds(connection.end_time_ns),
+        "duration": connection.duration_ns / 1e9,
+        "packets": connection.packets,
+        "bytes": {"client_to_server": connection.bytes_client, "server_to_client": connection.bytes_server},
+        "frames": {
+            "first": connection.first_frame,
+            "last": connection.last_frame,
+            "end": connection.end_frame,
+            "rst": list(connection.rst_frames),
+            "fin": list(connection.fin_frames),
+            "syn_retransmissions": list(connection.syn_retransmissions),
+        },
+        "rst_by": list(connection.rst_by),
+    }
+
+
+def to_json(result, path: str, problems: list, chosen) -> dict:
+    return {
+        "file": path,
+        "packets": result.packets,
+        "problems": list(problems),
+        "summary": result.summary(),
+        "listed": len(chosen),
+        "connections": [connection_json(c) for c in chosen],
+    }
+
+
+def _print_table(result, path: str, problems: list, chosen) -> None:
+    summary = result.summary()
+    print(f"{path}: {result.packets} packets, {result.tcp_packets} TCP, {len(result.connections)} connections")
+    print()
+    print(f"{'ended':<9}{'by client':>10}{'by server':>10}{'total':>8}")
+    by_side = summary["by_side"]
+    for kind, total in summary["by_end"].items():
+        sides = by_side.get(kind, {})
+        print(f"{kind:<9}{sides.get('client', ''):>10}{sides.get('server', ''):>10}{total:>8}")
+    if not chosen:
+        return
+    origin = min(c.start_ns for c in result.connections)
+    print()
+    more = len(result.connections) - len(chosen)
+    print(f"connections{' (RST and refused first)' if more > 0 else ''}:")
+    print(f"{'stream':>6}  {'client':<24} {'server':<24} {'ended':<8}{'by':<7}{'at (s)':>10}  {'frame':>7}  "
+          f"{'RSTs':>4}  {'bytes c>s':>9}  {'bytes s>c':>9}")
+    for c in chosen:
+        at = c.end_time_ns if c.end_time_ns is not None else c.end_ns
+        print(f"{c.stream:>6}  {str(c.client):<24} {str(c.server):<24} {c.end:<8}{c.ended_by or '-':<7}"
+              f"{(at - origin) / 1e9:>10.3f}  {c.end_frame if c.end_frame is not None else '-':>7}  "
+              f"{len(c.rst_frames):>4}  {c.bytes_client:>9}  {c.bytes_server:>9}")
+    if more > 0:
+        print(f"... and {more} more (--top N to list more, --json for all)")
