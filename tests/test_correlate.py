@@ -368,3 +368,56 @@ def test_corpus_resets_link_to_the_frames_tshark_counts(corpus):
             assert link.cause.frame in same_time | {rst.frame} or link.cause.time_ns == rst.time_ns, (path, rst.frame)
             checked += 1
     assert checked > 0
+
+
+@pytest.mark.needs_capture
+def test_connect_timeout_on_a_full_backlog(tmp_path):
+    """A listener whose accept queue is full drops SYNs: the connect times out,
+    linked to the unanswered SYN and its retransmission."""
+    import socket
+    import time
+
+    from conftest import tool_or_skip
+    from tcpteardown.capture.tcpdump import TcpdumpCapture
+    from tcpteardown.formats.bundle import load_recording
+
+    tool_or_skip("tcpdump")
+    pcap = tmp_path / "backlog.pcap"
+    with socket.socket() as listener, socket.socket() as first, socket.socket() as second, \
+            socket.socket() as third:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        server = listener.getsockname()
+        first.connect(server)  # fills the queue (backlog 0 holds one)
+        second.settimeout(0.2)
+        try:
+            second.connect(server)  # may still fit: Linux accepts backlog + 1
+        except OSError:
+            pass
+        third.bind(("127.0.0.1", 0))
+        third.settimeout(1.5)  # one retransmission at ~1 s
+        with TcpdumpCapture(pcap, ports=[server[1]]):
+            # tcpdump says "listening" a moment before it really captures:
+            # wait until a segment of ours is in the file before the SYN.
+            first.send(b"x")
+            deadline = time.monotonic() + 10
+            while pcap.stat().st_size <= 24 and time.monotonic() < deadline:
+                time.sleep(0.01)  # wait-ok: polling the file for the first captured packet
+            start = time.time_ns()
+            try:
+                third.connect(server)
+                outcome = None
+            except OSError as exc:
+                outcome = "ETIMEDOUT" if isinstance(exc, socket.timeout) else exc
+            end = time.time_ns()
+        local = Endpoint(*third.getsockname()[:2])
+    if outcome != "ETIMEDOUT":
+        pytest.skip(f"the kernel accepted or refused instead of dropping the SYN ({outcome!r})")
+    probe = SocketCall("client", "connect", start, end, -1, "ETIMEDOUT", local=local,
+                       remote=Endpoint(*server))
+    recording = load_recording(pcap).with_calls([probe])
+    (link,) = correlate(recording)
+    syns = [s for s in recording.segments if s.is_syn and s.src == local]
+    assert syns and syns[0].time_ns - start < 100_000_000, "the first SYN was not captured"
+    assert link.rule == "connect-timeout" and link.kind is CauseKind.SYN_UNANSWERED
+    assert link.cause == syns[0] and link.related == tuple(syns[1:]) and len(syns) >= 2

@@ -4,6 +4,7 @@ every failure linked to the frame tshark finds for it on its own."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -48,6 +49,26 @@ def tshark_frames(path, display_filter: str) -> list[int]:
     out = subprocess.run([tshark, "-r", str(path), "-Y", display_filter, "-T", "fields", "-e", "frame.number"],
                          capture_output=True, text=True, check=True, timeout=120).stdout
     return [int(line) for line in out.split()]
+
+
+@contextlib.contextmanager
+def settled_tcpdump(pcap):
+    """tcpdump on loopback, really capturing: it says "listening" a moment
+    before packets reach the file, so send a connection of our own and wait
+    until the file holds it (tshark counts those frames too)."""
+    import socket
+    import time
+
+    from tcpteardown.capture.tcpdump import TcpdumpCapture
+
+    with TcpdumpCapture(pcap) as capture:
+        with socket.create_server(("127.0.0.1", 0)) as listener:
+            with socket.create_connection(listener.getsockname()):
+                listener.accept()[0].close()
+        deadline = time.monotonic() + 10
+        while pcap.stat().st_size <= 24 and time.monotonic() < deadline:
+            time.sleep(0.01)  # wait-ok: polling the file for the first captured packet
+        yield capture
 
 
 # -- bundles of the seed scenarios ------------------------------------------------
@@ -173,12 +194,10 @@ CLIENT = textwrap.dedent("""
 def test_strace_and_tcpdump_of_a_real_program(tmp_path):
     strace = tool_or_skip("strace")
     tool_or_skip("tcpdump")
-    from tcpteardown.capture.tcpdump import TcpdumpCapture
-
     program = tmp_path / "client.py"
     program.write_text(CLIENT)
     pcap, log = tmp_path / "lo.pcap", tmp_path / "strace.log"
-    with TcpdumpCapture(pcap):
+    with settled_tcpdump(pcap):
         proc = subprocess.run([strace, "-f", "-ttt", "-T", "-yy", "-o", str(log), sys.executable, str(program)],
                               capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
@@ -226,10 +245,9 @@ def _port(endpoint: str) -> int:
 def test_go_program_strace_and_log_link_to_tshark_frames(go_teardowns, tmp_path):
     strace = tool_or_skip("strace")
     tool_or_skip("tcpdump")
-    from tcpteardown.capture.tcpdump import TcpdumpCapture
 
     pcap, trace, log = tmp_path / "lo.pcap", tmp_path / "strace.log", tmp_path / "go.log"
-    with TcpdumpCapture(pcap):
+    with settled_tcpdump(pcap):
         proc = subprocess.run([strace, "-f", "-ttt", "-T", "-yy", "-o", str(trace), str(go_teardowns)],
                               capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
@@ -276,11 +294,10 @@ ONE_REQUEST_SERVER = ("import functools, http.server as h, sys\n"
 def test_curl_abort_links_the_servers_failed_write_to_curls_rst(tmp_path):
     strace, curl = tool_or_skip("strace"), tool_or_skip("curl")
     tool_or_skip("tcpdump")
-    from tcpteardown.capture.tcpdump import TcpdumpCapture
 
     (tmp_path / "big.bin").write_bytes(b"\0" * (32 << 20))
     pcap, trace = tmp_path / "lo.pcap", tmp_path / "server.strace"
-    with TcpdumpCapture(pcap):
+    with settled_tcpdump(pcap):
         server = subprocess.Popen([strace, "-f", "-ttt", "-T", "-yy", "-o", str(trace), sys.executable, "-c",
                                    ONE_REQUEST_SERVER, str(tmp_path)], stdout=subprocess.PIPE, text=True)
         try:
@@ -313,10 +330,9 @@ def test_plain_pcap_without_calls_says_what_to_add(tmp_path):
     tool_or_skip("tcpdump")
     import socket
 
-    from tcpteardown.capture.tcpdump import TcpdumpCapture
 
     pcap = tmp_path / "lo.pcap"
-    with TcpdumpCapture(pcap):
+    with settled_tcpdump(pcap):
         with socket.create_server(("127.0.0.1", 0)) as listener:
             with socket.create_connection(listener.getsockname()):
                 listener.accept()[0].close()
