@@ -194,7 +194,7 @@ class TcpdumpBackend(_Counted):
     name = "tcpdump"
 
     def __init__(self, ports: Iterable[int] = (), *, path: "str | os.PathLike | None" = None,
-                 iface: Optional[str] = None):
+                 iface: Optional[str] = None, buffer_kib: int = 32768):
         from .tcpdump import TcpdumpCapture
 
         self._workdir: Optional[tempfile.TemporaryDirectory] = None
@@ -202,7 +202,8 @@ class TcpdumpBackend(_Counted):
         if path is None:
             self._workdir = tempfile.TemporaryDirectory(prefix="tcpteardown-capture-")
             path = Path(self._workdir.name) / "capture.pcap"
-        self.tcpdump = TcpdumpCapture(path, list(ports) or None, iface=iface)
+        self.tcpdump = TcpdumpCapture(path, list(ports) or None, iface=iface, buffer_kib=buffer_kib,
+                                      immediate=False)
 
     @property
     def kernel_drops(self) -> Optional[int]:
