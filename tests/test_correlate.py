@@ -294,14 +294,11 @@ def test_log_precision_sets_the_tolerance():
 
 
 def test_ambiguous_eof_prefers_the_fin_closest_before_the_call():
-    other = [seg(f + 6, t, *rest) for f, t, *rest in [
-        (s.frame, (s.time_ns - T0) // US - 1000 if s.frame > 3 else (s.time_ns - T0) // US,
-         s.src if s.src != C else C2, s.dst if s.dst != C else C2, s.flags.render(), s.seq, s.ack, s.payload_len)
-        for s in GRACEFUL]]
+    older = handshake(C2, S, start=0, first=7) + [seg(10, 5, S, C2, "FIN,ACK", 5001, 1001)]
     logged = call("recv", 25, 25, result=0, local=None, remote=None, source="log")
-    rec = Recording(segments=tuple(sorted(GRACEFUL + other, key=lambda s: s.time_ns)), calls=(logged,))
+    rec = Recording(segments=tuple(sorted(GRACEFUL + older, key=lambda s: s.time_ns)), calls=(logged,))
     link = correlate(rec)[0]
-    assert link.cause.frame == 4  # C's FIN at 10 us, not C2's older one
+    assert link.cause.frame == 4  # the FIN toward C at 10 us, not the one toward C2 at 5 us
     assert any("closest" in c for c in link.caveats)
 
 
