@@ -12,8 +12,9 @@ count from the first SYN. What remains is two lists of steps:
 - segments, keyed by (sender role, flags, payload length);
 - socket calls, keyed by (side, op family, outcome).
 
-Each pair of lists is aligned by edit distance (a match costs 0, a deletion
-or insertion 2, a substitution 3, and a substitution is only allowed between
+Each pair of lists is aligned by edit distance (a match costs 0, or 1 when
+only the relative seq/ack differ, a deletion or insertion 4 (6 for a segment
+carrying data), a substitution 6, and a substitution is only allowed between
 segments of the same sender and class -- opening (SYN), closing (FIN or
 RST), data, bare ACKs -- or calls of the same side and op): so an RST where the
 other recording has a FIN pairs up as *one* step with a different flag, and
@@ -31,9 +32,9 @@ time into `aligned_rows`, and every row is inspected for differences:
 | `PayloadDifference` | partners whose payload lengths differ                       |
 | `ReasonDifference`  | partner RSTs the kernel witness saw sent for other reasons  |
 | `OutcomeDifference` | partner calls that ended differently (errno names, EOF, ok) |
-| `StateDifference`   | matching segments after which a side's TCP state differs,   |
-|                     | as the kernel told it on both sides (packet-inferred states |
-|                     | would only restate the segment differences)                 |
+| `StateDifference`   | a side went through other TCP states, as the kernel told it |
+|                     | on both sides (packet-inferred states would only restate    |
+|                     | the segment differences): where the two sequences part      |
 | `TimingDifference`  | a step came later/earlier, or took longer, beyond tolerance |
 | `OptionDifference`  | TCP options differ (MSS, window scale, SACK, timestamps)    |
 
@@ -56,7 +57,7 @@ from __future__ import annotations
 
 import bisect
 import difflib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, ClassVar, Iterable, Optional, Sequence, Union
 
 from ..model import Endpoint, Recording, SocketCall, TcpFlags
@@ -75,7 +76,9 @@ __all__ = ["DEFAULT_TOLERANCE_NS", "SegmentStep", "CallStep", "Difference", "Onl
 DEFAULT_TOLERANCE_NS = 250_000_000
 
 # Alignment costs (see the theory above): substitution < two indels, > one.
-_INDEL, _SUBSTITUTE = 2, 3  # a segment carrying data: indel 3 (see _segment_indel)
+# A step whose key matches but whose fine detail (relative seq/ack) does not
+# costs _NEAR: so among equal-looking segments the exact one is paired.
+_INDEL, _SUBSTITUTE, _NEAR = 4, 6, 1  # a segment carrying data: indel 6 (see _segment_indel)
 # Above this many DP cells the middle of the alignment is cut into blocks
 # by difflib first (long captures), each block aligned on its own.
 _DP_CELLS = 250_000
@@ -257,15 +260,22 @@ class OutcomeDifference(Difference):
 
 @dataclass(frozen=True, slots=True)
 class StateDifference(Difference):
+    """The kernel took one side through other TCP states: the first place
+    where the two sequences of states part (not a sample at each row, which
+    would depend on microseconds between a kernel event and its packet)."""
+
     kind: ClassVar[str] = "state"
     role: str  # "client" or "server"
-    a_state: Optional[str]
+    before: Optional[str]  # the last state both went through
+    a_state: Optional[str]  # None: A's sequence ended there
     b_state: Optional[str]
-    after: SegmentStep  # A's segment after which the states part
+    near: SegmentStep  # the segment nearest in time to where they part
 
     def describe(self) -> str:
-        return (f"after {self.after.arrow} {self.after.flags.render()} the {self.role} is in "
-                f"{self.a_state or '?'} in A, {self.b_state or '?'} in B")
+        start = f"{self.before} -> " if self.before else ""
+        return (f"the {self.role} went {start}{self.a_state or '(no further state)'} in A, "
+                f"{start}{self.b_state or '(no further state)'} in B (near {self.near.arrow} "
+                f"{self.near.flags.render()})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -420,6 +430,11 @@ class Normalised:
     segments: tuple[SegmentStep, ...]
     calls: tuple[CallStep, ...]
     summary: SideSummary
+    # role -> the states it went through, consecutive repeats removed, with relative times.
+    state_paths: tuple[tuple[str, tuple[tuple[int, str], ...]], ...] = ()
+
+    def path(self, role: str) -> tuple[tuple[int, str], ...]:
+        return dict(self.state_paths).get(role, ())
 
 
 def pick_connection(recording: Recording, choice: Union[None, int, str] = None) -> Optional[Connection]:
@@ -498,8 +513,9 @@ def normalise(recording: Recording, connection: Union[None, int, str] = None, *,
     origin = _origin(conn, calls)
     segments: tuple[SegmentStep, ...] = ()
     states_source = None
+    paths: tuple = ()
     if conn is not None:
-        segments, states_source = _segment_steps(recording, conn, origin)
+        segments, states_source, paths = _segment_steps(recording, conn, origin)
     call_steps = tuple(
         CallStep(index=index, time_ns=call.start_ns - origin, end_ns=call.end_ns - origin,
                  side=_side_of(call, conn), op=call.op, outcome=call.outcome, text=call.text)
@@ -511,7 +527,7 @@ def normalise(recording: Recording, connection: Union[None, int, str] = None, *,
         connection=conn.index + 1 if conn else None, connections=all_conns,
         roles_known=conn.roles_known if conn else True, states_source=states_source,
         segments=len(segments), calls=len(call_steps))
-    return Normalised(segments, call_steps, summary)
+    return Normalised(segments, call_steps, summary, paths)
 
 
 def _origin(conn: Optional[Connection], calls) -> int:
@@ -521,7 +537,7 @@ def _origin(conn: Optional[Connection], calls) -> int:
     return min((call.start_ns for _, call in calls), default=0)
 
 
-def _segment_steps(recording: Recording, conn: Connection, origin: int) -> tuple[tuple[SegmentStep, ...], str]:
+def _segment_steps(recording: Recording, conn: Connection, origin: int) -> tuple:
     from .tcpstate import states_source
 
     numbers = relative_numbers(conn.segments)
@@ -542,7 +558,16 @@ def _segment_steps(recording: Recording, conn: Connection, origin: int) -> tuple
             flags=TcpFlags(int(seg.flags)), payload_len=seg.payload_len, rel_seq=rel_seq, rel_ack=rel_ack,
             options=tuple(seg.options), ipv6=seg.src.is_ipv6, reset_reason=seg.reset_reason,
             states=(state_at(client_line, after), state_at(server_line, after))))
-    return tuple(steps), states_source(recording, conn)
+    paths = tuple((role, _path(line, origin)) for role, line in (("client", client_line), ("server", server_line)))
+    return tuple(steps), states_source(recording, conn), paths
+
+
+def _path(timeline, origin: int) -> tuple[tuple[int, str], ...]:
+    path: list[tuple[int, str]] = []
+    for when, state in timeline:
+        if not path or path[-1][1] != state:
+            path.append((when - origin, state))
+    return tuple(path)
 
 
 def _side_of(call: SocketCall, conn: Optional[Connection]) -> str:
@@ -556,22 +581,23 @@ def _side_of(call: SocketCall, conn: Optional[Connection]) -> str:
 
 # -- alignment --------------------------------------------------------------------
 
-def align(a: Sequence, b: Sequence, *, key, same_slot, anchor=None,
-          indel=None) -> list[tuple[Optional[int], Optional[int]]]:
+def align(a: Sequence, b: Sequence, *, key, same_slot, anchor=None, indel=None,
+          fine=None) -> list[tuple[Optional[int], Optional[int]]]:
     """Edit-distance alignment of two step lists: pairs of indexes, None for a gap.
 
-    `key(step)` decides equality (cost 0); `same_slot(x, y)` says whether two
-    unequal steps may stand for each other (a substitution, cost 3) or must
-    be a deletion plus an insertion (cost `indel(step)` each, default 2).
-    Ties go to the diagonal, then to A's step first, so the result is
-    deterministic.
+    `key(step)` decides equality (cost 0, or 1 when `fine(step)` differs:
+    among several equal-looking steps the exact one pairs); `same_slot(x, y)`
+    says whether two unequal steps may stand for each other (a substitution,
+    cost 6) or must be a deletion plus an insertion (cost `indel(step)` each,
+    default 4). Ties go to the diagonal, then to A's step first, so the
+    result is deterministic.
 
     With `anchor(step)`, the anchor steps (for segments: SYNs, FINs and
     RSTs) are aligned first, among themselves, and the steps between two
     paired anchors are aligned within that stretch only: so the server's FIN
     in A pairs with its RST in B even when the data before them differs.
     """
-    scoring = _Scoring(key, same_slot, indel or (lambda step: _INDEL))
+    scoring = _Scoring(key, same_slot, indel or (lambda step: _INDEL), fine or (lambda step: None))
     if anchor is None:
         return _align_plain(a, b, scoring)
     anchors_a = [i for i, x in enumerate(a) if anchor(x)]
@@ -595,15 +621,18 @@ class _Scoring:
     key: Callable
     same_slot: Callable
     indel: Callable
+    fine: Callable
 
 
 def _align_plain(a: Sequence, b: Sequence, scoring: _Scoring) -> list[tuple[Optional[int], Optional[int]]]:
     ka, kb = [scoring.key(x) for x in a], [scoring.key(y) for y in b]
+    exact_a = [(k, scoring.fine(x)) for k, x in zip(ka, a)]
+    exact_b = [(k, scoring.fine(y)) for k, y in zip(kb, b)]
     start = 0
-    while start < len(ka) and start < len(kb) and ka[start] == kb[start]:
+    while start < len(ka) and start < len(kb) and exact_a[start] == exact_b[start]:
         start += 1
     end_a, end_b = len(ka), len(kb)
-    while end_a > start and end_b > start and ka[end_a - 1] == kb[end_b - 1]:
+    while end_a > start and end_b > start and exact_a[end_a - 1] == exact_b[end_b - 1]:
         end_a, end_b = end_a - 1, end_b - 1
     pairs = [(i, i) for i in range(start)]
     pairs += _align_middle(a, b, ka, kb, start, end_a, start, end_b, scoring)
@@ -636,7 +665,7 @@ def _dp(a, b, ka, kb, a0, a1, b0, b1, scoring):
 
     def diagonal_cost(i, j):  # 1-based within the block
         if ka[a0 + i - 1] == kb[b0 + j - 1]:
-            return 0
+            return 0 if scoring.fine(a[a0 + i - 1]) == scoring.fine(b[b0 + j - 1]) else _NEAR
         if scoring.same_slot(a[a0 + i - 1], b[b0 + j - 1]):
             return _SUBSTITUTE
         return inf
@@ -670,7 +699,7 @@ def _dp(a, b, ka, kb, a0, a1, b0, b1, scoring):
 def _segment_indel(step: SegmentStep) -> int:
     """A segment that carries data weighs more than a bare ACK: when two
     alignments tie, the one that pairs the data wins."""
-    return _INDEL + (1 if step.payload_len else 0)
+    return _INDEL + (2 if step.payload_len else 0)
 
 
 def _segment_class(step: SegmentStep) -> str:
@@ -708,7 +737,8 @@ def diff(a: Recording, b: Recording, *, tolerance: Union[int, float, None] = Non
     na = normalise(a, connection_a, label=label_a or "A")
     nb = normalise(b, connection_b, label=label_b or "B")
     seg_pairs = align(na.segments, nb.segments, key=lambda s: s.key, same_slot=_same_slot,
-                      anchor=lambda s: _segment_class(s) in ("opening", "closing"), indel=_segment_indel)
+                      anchor=lambda s: _segment_class(s) in ("opening", "closing"), indel=_segment_indel,
+                      fine=lambda s: (s.rel_seq, s.rel_ack))
     call_pairs = align(na.calls, nb.calls, key=lambda c: c.key, same_slot=_same_call)
     seg_rows = [("segment", _get(na.segments, i), _get(nb.segments, j)) for i, j in seg_pairs]
     call_rows = [("call", _get(na.calls, i), _get(nb.calls, j)) for i, j in call_pairs]
@@ -721,10 +751,6 @@ def diff(a: Recording, b: Recording, *, tolerance: Union[int, float, None] = Non
     rows: list[AlignedRow] = []
     differences: list[Difference] = []
     previous: dict[str, tuple[int, int]] = {}  # kind -> times of the last paired step
-    # States inferred from packets only restate the segment differences; the
-    # kernel's own states (sock:inet_sock_set_state) on both sides are news.
-    compare_states = _kernel_states(na) and _kernel_states(nb)
-    states_equal = compare_states
     for number, (kind, x, y) in enumerate(_merge_by_time(seg_rows, call_rows)):
         found: list[Difference] = []
         if x is None or y is None:
@@ -732,14 +758,8 @@ def diff(a: Recording, b: Recording, *, tolerance: Union[int, float, None] = Non
                 step = x if x is not None else y
                 bare = kind == "segment" and not count_bare_acks and _segment_class(step) == "ack"
                 found.append(OnlyIn(number, "A" if x is not None else "B", step, informational=bare))
-            if kind == "segment":
-                states_equal = False  # the missing segment explains the states that follow
         elif kind == "segment":
             found += _segment_differences(number, x, y)
-            if not any(isinstance(d, (FlagDifference, PayloadDifference)) for d in found):
-                if states_equal:
-                    found += _state_differences(number, x, y)
-            states_equal = compare_states and x.states == y.states
         else:
             if x.outcome != y.outcome:
                 found.append(OutcomeDifference(number, x, y))
@@ -752,7 +772,13 @@ def diff(a: Recording, b: Recording, *, tolerance: Union[int, float, None] = Non
                 found.append(TimingDifference(number, "gap", gap_a, gap_b, x))
             previous[kind] = (x.time_ns, y.time_ns)
         rows.append(AlignedRow(kind, x, y, tuple(found)))
-        differences += found
+    # States inferred from packets only restate the segment differences; the
+    # kernel's own states (sock:inet_sock_set_state) on both sides are news.
+    if _kernel_states(na) and _kernel_states(nb):
+        for difference in _state_differences(rows, na, nb):
+            row = rows[difference.row]
+            rows[difference.row] = replace(row, differences=(*row.differences, difference))
+    differences = [d for row in rows for d in row.differences]
     return DiffResult(na.summary, nb.summary, tuple(rows), tuple(differences), tolerance_ns, tuple(notes))
 
 
@@ -841,9 +867,24 @@ def _kernel_states(side: Normalised) -> bool:
     return (side.summary.states_source or "").startswith("kernel")
 
 
-def _state_differences(row: int, x: SegmentStep, y: SegmentStep) -> list[Difference]:
+def _state_differences(rows: list[AlignedRow], na: Normalised, nb: Normalised) -> list[Difference]:
     found: list[Difference] = []
-    for role, sa, sb in (("client", x.states[0], y.states[0]), ("server", x.states[1], y.states[1])):
-        if sa != sb and sa is not None and sb is not None:
-            found.append(StateDifference(row, role, sa, sb, x))
+    for role in ("client", "server"):
+        path_a, path_b = na.path(role), nb.path(role)
+        names_a, names_b = [name for _, name in path_a], [name for _, name in path_b]
+        if names_a == names_b:
+            continue
+        k = 0
+        while k < min(len(names_a), len(names_b)) and names_a[k] == names_b[k]:
+            k += 1
+        side, when = ("a", path_a[k][0]) if k < len(path_a) else ("b", path_b[k][0])
+        candidates = [(abs(getattr(row, side).time_ns - when), number) for number, row in enumerate(rows)
+                      if row.kind == "segment" and getattr(row, side) is not None]
+        if not candidates:
+            continue
+        number = min(candidates)[1]
+        found.append(StateDifference(number, role, names_a[k - 1] if k else None,
+                                     names_a[k] if k < len(names_a) else None,
+                                     names_b[k] if k < len(names_b) else None,
+                                     getattr(rows[number], side)))
     return found
