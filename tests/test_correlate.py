@@ -294,11 +294,12 @@ def test_log_precision_sets_the_tolerance():
 
 
 def test_ambiguous_eof_prefers_the_fin_closest_before_the_call():
-    older = handshake(C2, S, start=0, first=7) + [seg(10, 5, S, C2, "FIN,ACK", 5001, 1001)]
+    # C2 opened later than C, but its FIN came earlier: closeness, not recency, decides.
+    older = handshake(C2, S, start=3, first=7) + [seg(10, 6, S, C2, "FIN,ACK", 5001, 1001)]
     logged = call("recv", 25, 25, result=0, local=None, remote=None, source="log")
     rec = Recording(segments=tuple(sorted(GRACEFUL + older, key=lambda s: s.time_ns)), calls=(logged,))
     link = correlate(rec)[0]
-    assert link.cause.frame == 4  # the FIN toward C at 10 us, not the one toward C2 at 5 us
+    assert link.cause.frame == 4  # the FIN toward C at 10 us, not the one toward C2 at 6 us
     assert any("closest" in c for c in link.caveats)
 
 
