@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from tcpteardown.views.timeaxis import (
-    BREAK_ROWS, DEFAULT_BREAK_NS, MIN_ROWS, build_time_axis, format_elapsed,
+    BREAK_ROWS, DEFAULT_BREAK_NS, MIN_ROWS, adaptive_break_ns, build_time_axis, format_elapsed,
 )
 
 MS = 1_000_000
@@ -16,7 +16,8 @@ US = 1_000
 @pytest.mark.parametrize("ns, text", [
     (0, "0 ns"), (999, "999 ns"), (1_000, "1.00 µs"), (16_300, "16.3 µs"), (650 * US, "650 µs"),
     (999_700, "1.00 ms"), (201 * MS, "201 ms"), (3_000 * MS, "3.00 s"), (63_000 * MS, "63.0 s"),
-    (7_200_000 * MS, "120 min 00 s"), (-5 * MS, "-5.00 ms"),
+    (1_200_000 * MS, "20 min 00 s"), (7_230_000 * MS, "2 h 00 min"), (3 * 86400_000 * MS, "3.0 days"),
+    (56 * 365 * 86400_000 * MS, "56.0 years"), (-5 * MS, "-5.00 ms"),
 ])
 def test_format_elapsed(ns, text):
     assert format_elapsed(ns) == text
@@ -44,6 +45,16 @@ def test_break_threshold_is_a_parameter():
     assert build_time_axis(events).breaks == ()
     assert len(build_time_axis(events, break_ns=100 * US).breaks) == 1
     assert DEFAULT_BREAK_NS == 1 * MS
+
+
+def test_idle_is_relative_to_the_recording():
+    """Packets 5 ms apart (a WAN capture) are not idle; a pause 40x longer is."""
+    times = [i * 5 * MS for i in range(10)]
+    assert adaptive_break_ns(times) == 20 * 5 * MS
+    axis = build_time_axis([(t, 1.0) for t in times] + [(times[-1] + 200 * MS, 1.0)])
+    assert [cut.elapsed_ns for cut in axis.breaks] == [200 * MS]
+    assert adaptive_break_ns([0, 10 * US, 20 * US]) == DEFAULT_BREAK_NS
+    assert adaptive_break_ns([]) == DEFAULT_BREAK_NS
 
 
 def test_weights_make_room_for_labels_and_small_events_still_move_the_axis():
@@ -100,4 +111,4 @@ def test_time_never_flows_upward(events, mode):
     if mode == "compressed":
         assert all(b > a for a, b in zip(rows, rows[1:]))  # every event its own row
         for cut in axis.breaks:
-            assert cut.elapsed_ns >= DEFAULT_BREAK_NS
+            assert cut.elapsed_ns >= adaptive_break_ns(times) >= DEFAULT_BREAK_NS

@@ -18,13 +18,14 @@ import bisect
 from dataclasses import dataclass
 from typing import Iterable, Optional
 
-__all__ = ["Break", "TimeAxis", "build_time_axis", "format_elapsed", "MODES",
+__all__ = ["Break", "TimeAxis", "build_time_axis", "adaptive_break_ns", "format_elapsed", "MODES",
            "DEFAULT_BREAK_NS"]
 
 MODES = ("compressed", "real")
 
 # An idle gap at least this long becomes a break on the compressed axis.
 DEFAULT_BREAK_NS = 1_000_000  # 1 ms: loopback exchanges are tens of microseconds
+BREAK_FACTOR = 20  # a gap this many times the median gap is idle time
 BREAK_ROWS = 1.6  # height of a break, in rows
 MIN_ROWS = 0.25  # the least an event may move the axis (call starts, receive times)
 
@@ -127,7 +128,7 @@ def build_time_axis(
 
     Compressed: each distinct time moves the axis down by the largest weight
     among its events (at least MIN_ROWS); a gap of `break_ns` or more
-    (default DEFAULT_BREAK_NS) becomes a Break, and so does the gap after
+    (default: `adaptive_break_ns`) becomes a Break, and so does the gap after
     each time in `cuts` (time -> note, for events left out). Real: linear from the first
     to the last event over `real_height` rows (default: the height the
     compressed axis would have), so both fit the same page.
@@ -141,7 +142,7 @@ def build_time_axis(
         return TimeAxis(mode, ())
     times = sorted(weights)
     origin = times[0]
-    threshold = DEFAULT_BREAK_NS if break_ns is None else break_ns
+    threshold = adaptive_break_ns(times) if break_ns is None else break_ns
     cuts = cuts or {}
 
     knots: list[tuple[int, float]] = [(times[0], 0.0)]
@@ -166,6 +167,17 @@ def build_time_axis(
     return TimeAxis("real", ((origin, 0.0), (times[-1], float(height))), (), origin)
 
 
+def adaptive_break_ns(times: list[int]) -> int:
+    """The idle-gap threshold for sorted `times`: DEFAULT_BREAK_NS, or
+    BREAK_FACTOR times the median gap when that is longer. Loopback packets
+    come microseconds apart, a WAN capture's milliseconds apart: a gap is
+    idle when it is long *for this recording*."""
+    gaps = sorted(b - a for a, b in zip(times, times[1:]))
+    if not gaps:
+        return DEFAULT_BREAK_NS
+    return max(DEFAULT_BREAK_NS, BREAK_FACTOR * gaps[len(gaps) // 2])
+
+
 def format_elapsed(ns: int) -> str:
     """Human elapsed time with three significant digits: 16.3 µs, 201 ms, 3.00 s."""
     ns = int(ns)
@@ -176,6 +188,12 @@ def format_elapsed(ns: int) -> str:
     for unit, scale in (("µs", 1_000), ("ms", 1_000_000), ("s", 1_000_000_000)):
         value = ns / scale
         if value < 999.5 or unit == "s":
+            if unit == "s" and value >= 2 * 86400:
+                days = value / 86400
+                return f"{days / 365.25:.1f} years" if days >= 730 else f"{days:.1f} days"
+            if unit == "s" and value >= 3600:
+                hours, minutes = divmod(int(round(value / 60)), 60)
+                return f"{hours} h {minutes:02d} min"
             if unit == "s" and value >= 600:
                 minutes, seconds = divmod(int(round(value)), 60)
                 return f"{minutes} min {seconds:02d} s"
