@@ -315,13 +315,10 @@ def _account(conn, packets, bytes_a, bytes_b, start, end, last_frame, sent_a, se
     conn.packets += packets
     conn.bytes_a += bytes_a
     conn.bytes_b += bytes_b
-    start, end, last_frame = int(start), int(end), int(last_frame)
-    if end > conn.end:
-        conn.end = end
-    if start < conn.start:
-        conn.start = start
-    if last_frame > conn.last_frame:
-        conn.last_frame = last_frame
+    # Start is the first packet's time (set when the connection began), end the
+    # last packet's, in frame order: captures with time going backwards stay consistent.
+    conn.end = int(end)
+    conn.last_frame = int(last_frame)
     if sent_a and conn.base_seq[0] is None:
         conn.base_seq[0] = -1
     if sent_b and conn.base_seq[1] is None:
