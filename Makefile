@@ -12,8 +12,8 @@ setup:
 demo: setup
 	@mkdir -p out
 	$(PY) -m tcpteardown run $(SCENARIO) -o out/$(SCENARIO).pcapng
-	@if $(PY) -m tcpteardown --help | grep -q explain; then $(PY) -m tcpteardown explain out/$(SCENARIO).pcapng; fi
-	@if $(PY) -m tcpteardown --help | grep -q plot; then $(PY) -m tcpteardown plot out/$(SCENARIO).pcapng -o out/$(SCENARIO).png; fi
+	$(PY) -m tcpteardown explain out/$(SCENARIO).pcapng --lang go
+	$(PY) -m tcpteardown plot out/$(SCENARIO).pcapng --lang go -o out/$(SCENARIO).png
 
 test: setup
 	$(PY) -m pytest
