@@ -209,3 +209,11 @@ def test_a_long_diff_folds_agreeing_rows_in_the_figure(corpus, tmp_path):
     assert len(lines) < 40 and OMITTED not in [number for number, _ in lines]
     save_figure(draw_diff(result), tmp_path / "long.png")
     assert (tmp_path / "long.png").stat().st_size > 0
+
+
+def test_a_truncated_capture_still_diffs_and_says_what_was_lost(corpus, capsys, tmp_path):
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes((corpus / "zeek" / "attr.pcap").read_bytes()[:2000])
+    code, out, err = run_cli(capsys, cut, corpus / "zeek" / "attr.pcap")
+    assert code == 0, err  # the first connection is whole in both
+    assert "Note: A: " in out and "truncated record" in out and "byte offset" in out

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 import shutil
 import sys
 from pathlib import Path
@@ -48,6 +49,10 @@ def run(args: argparse.Namespace) -> int:
                       label_a=Path(args.a).name, label_b=Path(args.b).name, count_bare_acks=args.count_acks)
     except ValueError as exc:
         raise UserError(str(exc)) from None
+    problems = tuple(f"{name}: {text}" for name, recording in (("A", a), ("B", b))
+                     for key, text in recording.metadata.extra if key == "problem")
+    if problems:  # what the reader stepped over (a truncated last packet...)
+        result = replace(result, notes=result.notes + problems)
     figure_path = None
     if args.output:
         from ..views.diff_figure import draw_diff
