@@ -11,9 +11,10 @@ from dataclasses import replace
 
 import pytest
 
+from tcpteardown.analysis.align import align
 from tcpteardown.analysis.diff import (
     DEFAULT_TOLERANCE_NS, FlagDifference, OnlyIn, OptionDifference, OutcomeDifference, PayloadDifference,
-    TimingDifference, align, diff, normalise, pick_connection,
+    TimingDifference, diff, normalise, pick_connection,
 )
 from tcpteardown.formats.bundle import load_recording
 from tcpteardown.model import Recording, SocketCall, TcpFlags
