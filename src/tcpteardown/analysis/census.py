@@ -20,7 +20,8 @@ How a connection ended (`end`), decided from its flags only:
 
 `ended_by` is the side (`client`/`server`) of the first FIN or RST. The
 client is the SYN's sender; without a SYN (the capture started mid-stream)
-the side with the higher port, a guess marked by `handshake == "midstream"`.
+the receiver of the first SYN+ACK, or else the side with the higher port
+(a guess), marked by `handshake == "midstream"`.
 
 Input is column batches (`formats.pcap_columns.TcpBatch` or
 `batch_from_segments`): packets with SYN, FIN or RST go through a small
@@ -163,8 +164,8 @@ class _Engine:
     def _new(self, key, from_a: bool, flags: int, sport: int, dport: int, time_ns: int, frame: int) -> _Conn:
         if flags & (SYN | ACK) == SYN:
             a_is_client, handshake = from_a, "syn-only"
-        elif flags & (SYN | ACK) == SYN | ACK:
-            a_is_client, handshake = not from_a, "syn-only"
+        elif flags & (SYN | ACK) == SYN | ACK:  # the capture began after the client's SYN
+            a_is_client, handshake = not from_a, "midstream"
         else:
             # Mid-stream: guess that the higher port is the client's (ephemeral) one.
             if sport != dport:

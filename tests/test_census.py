@@ -1,0 +1,126 @@
+"""Census on hand-built segment sequences: each end kind, who ended it, SYN
+retransmissions, port reuse (tshark 4.0's tcp.stream rule), mid-stream
+captures, and independence from how the packets are cut into batches."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings, strategies as st
+
+from tcpteardown.analysis.census import batch_from_segments, census, census_batches
+from tcpteardown.model import Endpoint, Segment, TcpFlags as F
+
+CLIENT = Endpoint("10.1.1.1", 51000)
+SERVER = Endpoint("10.1.1.2", 443)
+S, A, R, FN, P = F.SYN, F.ACK, F.RST, F.FIN, F.PSH
+
+
+def story(*steps, client=CLIENT, server=SERVER):
+    """steps: (sender 'c'|'s', flags, seq, payload_len); frames 1.. and times 1 ms apart."""
+    segments = []
+    for number, (sender, flags, seq, size) in enumerate(steps, start=1):
+        src, dst = (client, server) if sender == "c" else (server, client)
+        segments.append(Segment(frame=number, time_ns=number * 1_000_000, src=src, dst=dst, flags=F(flags),
+                                seq=seq, ack=0, window=100, payload_len=size))
+    return segments
+
+
+HANDSHAKE = (("c", S, 100, 0), ("s", S | A, 900, 0), ("c", A, 101, 0))
+
+
+def only(segments):
+    (connection,) = census(segments).connections
+    return connection
+
+
+def test_graceful_close_by_server():
+    c = only(story(*HANDSHAKE, ("c", P | A, 101, 10), ("s", P | A, 901, 20), ("s", FN | A, 921, 0),
+                   ("c", FN | A, 111, 0), ("s", A, 922, 0)))
+    assert (c.end, c.ended_by, c.end_frame, c.fin_frames, c.rst_frames) == ("fin", "server", 6, (6, 7), ())
+    assert (c.client, c.server, c.handshake) == (CLIENT, SERVER, "complete")
+    assert (c.bytes_client, c.bytes_server, c.packets) == (10, 20, 8)
+    assert (c.start_ns, c.end_ns, c.first_frame, c.last_frame) == (1_000_000, 8_000_000, 1, 8)
+
+
+def test_refused_with_syn_retransmissions():
+    c = only(story(("c", S, 100, 0), ("c", S, 100, 0), ("c", S, 100, 0), ("s", R | A, 0, 0)))
+    assert (c.end, c.ended_by, c.rst_frames, c.syn_retransmissions) == ("refused", "server", (4,), (2, 3))
+    assert c.handshake == "syn-only"
+
+
+def test_reset_by_server_after_handshake():
+    c = only(story(*HANDSHAKE, ("c", P | A, 101, 5), ("s", R | A, 901, 0)))
+    assert (c.end, c.ended_by, c.rst_by) == ("rst", "server", ("server",))
+
+
+def test_fin_then_rst_is_rst_ended_by_the_fin_sender():
+    c = only(story(*HANDSHAKE, ("c", FN | A, 101, 0), ("s", A, 901, 0), ("c", R, 102, 0)))
+    assert (c.end, c.ended_by, c.end_frame, c.fin_frames, c.rst_frames) == ("rst", "client", 4, (4,), (6,))
+
+
+def test_fin_before_synack_then_server_rst_is_not_refused():
+    c = only(story(("c", S, 100, 0), ("c", FN | A, 101, 0), ("s", R, 0, 0)))
+    assert (c.end, c.ended_by) == ("rst", "client")
+
+
+def test_client_reset_after_synack():  # nmap's half-open scan
+    c = only(story(("c", S, 100, 0), ("s", S | A, 900, 0), ("c", R, 101, 0)))
+    assert (c.end, c.ended_by, c.handshake) == ("rst", "client", "complete")
+
+
+def test_open_and_syn_only():
+    assert only(story(*HANDSHAKE, ("c", A, 101, 3))).end == "open"
+    unanswered = only(story(("c", S, 100, 0), ("c", S, 100, 0)))
+    assert (unanswered.end, unanswered.ended_by, unanswered.handshake) == ("open", None, "syn-only")
+
+
+def test_port_reuse_with_a_new_isn_starts_a_new_connection():
+    first = story(*HANDSHAKE, ("c", FN | A, 101, 0), ("s", FN | A, 901, 0), ("c", A, 102, 0))
+    second = story(("c", S, 5000, 0), ("s", R | A, 0, 0))
+    for number, segment in enumerate(second, start=len(first) + 1):
+        second[number - len(first) - 1] = Segment(number, segment.time_ns + 10**9, segment.src, segment.dst,
+                                                  segment.flags, segment.seq, 0, 100, 0)
+    result = census(first + second)
+    assert [(c.stream, c.end, c.first_frame) for c in result.connections] == [(0, "fin", 1), (1, "refused", 7)]
+    assert result.by_end() == {"fin": 1, "rst": 0, "refused": 1, "open": 0}
+    assert result.by_side()["refused"] == {"client": 0, "server": 1}
+
+
+def test_same_isn_after_rst_stays_in_the_old_connection():
+    # tshark 4.0: a SYN repeating the first SYN's sequence number is a retransmission.
+    c = only(story(("c", S, 100, 0), ("s", R | A, 0, 0), ("c", S, 100, 0), ("s", S | A, 7, 0)))
+    assert c.syn_retransmissions == (3,) and c.packets == 4 and c.end == "rst"
+
+
+def test_midstream_guesses_the_higher_port_is_the_client():
+    c = only(story(("s", P | A, 900, 50), ("s", R | A, 950, 0)))
+    assert (c.client, c.server, c.handshake, c.ended_by) == (CLIENT, SERVER, "midstream", "server")
+
+
+def test_ipv6_endpoints_and_many_connections():
+    v6c, v6s = Endpoint("2001:db8::10", 40000), Endpoint("::1", 80)
+    segments = story(("c", S, 1, 0), ("s", R | A, 0, 0), client=v6c, server=v6s)
+    segments += [Segment(3, 5, CLIENT, SERVER, F.SYN, 7, 0, 0, 0)]
+    result = census(segments)
+    assert [(str(c.client), str(c.server), c.end) for c in result.connections] == [
+        ("[2001:db8::10]:40000", "[::1]:80", "refused"), ("10.1.1.1:51000", "10.1.1.2:443", "open")]
+
+
+FLAG_CHOICES = [S, S | A, A, P | A, FN | A, R, R | A, FN | R | A]
+
+
+@settings(max_examples=150, deadline=None)
+@given(steps=st.lists(st.tuples(st.integers(0, 2), st.sampled_from(["c", "s"]), st.sampled_from(FLAG_CHOICES),
+                                st.sampled_from([100, 200, 900]), st.integers(0, 50)), max_size=40),
+       cuts=st.lists(st.integers(1, 40), max_size=5))
+def test_batches_do_not_change_the_answer(steps, cuts):
+    segments = []
+    for number, (pair, sender, flags, seq, size) in enumerate(steps, start=1):
+        client = Endpoint("10.0.0.1", 50000 + pair)
+        src, dst = (client, SERVER) if sender == "c" else (SERVER, client)
+        segments.append(Segment(number, number * 10, src, dst, F(flags), seq, 0, 0, size))
+    whole = census(segments)
+    bounds = sorted({0, len(segments), *[c for c in cuts if c < len(segments)]})
+    pieces = [batch_from_segments(segments[lo:hi]) for lo, hi in zip(bounds, bounds[1:])]
+    assert census_batches(pieces).connections == whole.connections
+    assert sum(c.packets for c in whole.connections) == len(segments)
+    assert sum(len(c.rst_frames) for c in whole.connections) == sum(1 for s in segments if s.is_rst)
