@@ -165,3 +165,56 @@ def test_plot_a_recorded_scenario_bundle(tmp_path, capsys):
     capture = write_bundle(tmp_path / "write-after-reset.pcapng", run_scenario("write-after-reset").recording)
     assert main(["plot", str(capture), "--lang", "node", "-o", str(tmp_path / "war.pdf")]) == 0
     assert (tmp_path / "war.pdf").read_bytes().startswith(MAGIC[".pdf"])
+
+
+RESET_PROGRAM = """
+import select, socket, sys
+listener = socket.create_server(("127.0.0.1", int(sys.argv[1])))
+client = socket.create_connection(listener.getsockname())
+server, _ = listener.accept()
+client.send(b"request the server never reads")
+select.select([server], [], [], 10)  # the request sits unread in the server's buffer
+server.close()  # unread data: RST
+for attempt in (client.recv, lambda n: client.send(b"more")):
+    try:
+        attempt(100)
+    except OSError as exc:
+        print(exc)
+client.close()
+listener.close()
+"""
+
+
+@pytest.mark.needs_capture
+def test_plot_with_socket_calls_from_strace(tmp_path, capsys):
+    """A real program under strace, its packets under tcpdump: the calls land on the lifelines."""
+    import argparse
+    import socket
+    import subprocess
+    import sys
+
+    from tcpteardown.analysis.correlate import correlate
+    from tcpteardown.capture.tcpdump import TcpdumpCapture
+    from tcpteardown.commands.explain import load
+    from tcpteardown.views.ladder import draw_ladder
+    from test_ladder import connectors, failure_marks
+
+    tool_or_skip("tcpdump")
+    strace = tool_or_skip("strace")
+    with socket.socket() as probe:  # a free port, so the capture sees only this program
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = tmp_path / "reset.strace"
+    with TcpdumpCapture(tmp_path / "reset.pcap", [port]) as capture:
+        done = subprocess.run([strace, "-f", "-ttt", "-T", "-yy", "-o", str(log), sys.executable, "-c",
+                               RESET_PROGRAM, str(port)], capture_output=True, text=True, timeout=60)
+    pcap = capture.stop()
+    assert "Connection reset by peer" in done.stdout, done.stderr
+    out = tmp_path / "reset.png"
+    assert main(["plot", str(pcap), "--strace", str(log), "--lang", "python", "-o", str(out)]) == 0
+    assert out.read_bytes().startswith(MAGIC[".png"])
+
+    recording = load(argparse.Namespace(capture=str(pcap), strace=[str(log)], log=[], tzinfo=None))
+    figure = draw_ladder(recording, correlate(recording))
+    assert len(failure_marks(figure)) == 2  # recv ECONNRESET, then send EPIPE
+    assert len(connectors(figure)) == 2

@@ -351,6 +351,7 @@ class _Ladder:
     def _ticks(self, ax):
         # Ticks where segments are (and where calls failed); a long ladder gets one every other row.
         times = [s.time_ns for s in self.segments] + [c.end_ns for c, _ in self.calls if c.failed]
+        times.append(self.axis.origin_ns)  # "0": where the first event sits
         spacing = 0.9 if len(self.segments) <= 80 else 1.9
         for row, label in self.axis.ticks(at=times or None, spacing=spacing):
             ax.text(-0.08, row, label, ha="right", va="center", fontsize=style.SMALL,
