@@ -1,0 +1,88 @@
+"""`tcpteardown census` as a user runs it: the JSON contract, --top, the plot,
+bad input (warning and results, --strict, unreadable files), exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+import pcapbytes as pb
+from tcpteardown.cli import main
+
+
+def run_cli(*args):
+    proc = subprocess.run([sys.executable, "-m", "tcpteardown", "census", *map(str, args)],
+                          capture_output=True, text=True, timeout=120)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def refused_and_reset_capture(tmp_path, cut=0):
+    client, server = ("10.0.0.1", "10.0.0.2")
+    frames = [
+        pb.ethernet(pb.ipv4(client, server, pb.tcp(40000, 80, seq=1, flags=0x02))),
+        pb.ethernet(pb.ipv4(server, client, pb.tcp(80, 40000, seq=0, ack=2, flags=0x14))),
+        pb.ethernet(pb.ipv4(client, server, pb.tcp(40001, 80, seq=9, flags=0x02))),
+        pb.ethernet(pb.ipv4(server, client, pb.tcp(80, 40001, seq=50, ack=10, flags=0x12))),
+        pb.ethernet(pb.ipv4(client, server, pb.tcp(40001, 80, seq=10, ack=51, flags=0x18, payload=b"GET"))),
+        pb.ethernet(pb.ipv4(client, server, pb.tcp(40001, 80, seq=13, ack=51, flags=0x04))),
+    ]
+    data = pb.pcap([(1700000000 + i, 0, frame) for i, frame in enumerate(frames)])
+    path = tmp_path / "c.pcap"
+    path.write_bytes(data[:len(data) - cut])
+    return path
+
+
+def test_json_contract(tmp_path):
+    code, out, err = run_cli(refused_and_reset_capture(tmp_path), "--json")
+    assert code == 0 and err == ""
+    document = json.loads(out)
+    assert document["summary"]["by_end"] == {"fin": 0, "rst": 1, "refused": 1, "open": 0}
+    assert document["summary"]["by_side"]["rst"] == {"client": 1, "server": 0}
+    first, second = document["connections"]
+    assert first["ended"] == "refused" and first["ended_by"] == "server"
+    assert first["client"] == "10.0.0.1:40000" and first["server"] == "10.0.0.2:80"
+    assert first["frames"]["rst"] == [2] and first["frames"]["first"] == 1
+    assert second["ended"] == "rst" and second["ended_by"] == "client" and second["frames"]["end"] == 6
+    assert second["bytes"] == {"client_to_server": 3, "server_to_client": 0}
+    assert second["start"] == pytest.approx(1700000002.0) and second["end_time"] == pytest.approx(1700000005.0)
+
+
+def test_table_and_top(tmp_path, capsys):
+    assert main(["census", str(refused_and_reset_capture(tmp_path)), "--top", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "refused" in out and "10.0.0.1:40000" in out
+    assert "... and 1 more" in out
+
+
+def test_plot(tmp_path):
+    plot = tmp_path / "ends.png"
+    code, _, err = run_cli(refused_and_reset_capture(tmp_path), "-o", plot)
+    assert code == 0, err
+    assert plot.read_bytes().startswith(b"\x89PNG")
+
+
+def test_truncated_file_warns_and_keeps_results(tmp_path):
+    path = refused_and_reset_capture(tmp_path, cut=5)
+    code, out, err = run_cli(path, "--json")
+    assert code == 0
+    assert "warning" in err and "byte offset" in err and str(path) in err
+    document = json.loads(out)
+    assert len(document["problems"]) == 1
+    assert document["packets"] == 5
+
+
+def test_strict_fails_on_damage(tmp_path):
+    code, out, err = run_cli(refused_and_reset_capture(tmp_path, cut=5), "--strict")
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and "byte offset" in err and "Traceback" not in err
+
+
+def test_unreadable_files(tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("not a capture\n")
+    for path in (text, tmp_path / "missing.pcap"):
+        code, out, err = run_cli(path)
+        assert code == 2 and out == "" and "Traceback" not in err and str(path) in err
