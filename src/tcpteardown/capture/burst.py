@@ -26,7 +26,7 @@ from typing import Iterable, Optional
 
 from ..model import Segment, TcpFlags
 
-__all__ = ["Burst", "Listener", "play_burst", "connection_shares"]
+__all__ = ["Burst", "Listener", "play_burst", "connection_shares", "connections_seen"]
 
 
 class Listener:
@@ -60,7 +60,7 @@ class Burst:
     """What the burst did, connection by connection."""
 
     server_port: int
-    client_ports: tuple[int, ...]  # one per connection that completed its three steps
+    client_ports: tuple[int, ...]  # one per connection, in order (a port may come back)
     rate: Optional[float]  # asked-for connections per second; None: as fast as possible
     seconds: float  # how long it took
 
@@ -103,18 +103,38 @@ def _one_connection(listener: Listener, address) -> int:
     return port
 
 
-def connection_shares(burst: Burst, segments: Iterable[Segment]) -> dict[str, float]:
-    """Share of the burst's connections whose client SYN, FIN and RST were captured."""
+def connections_seen(burst: Burst, segments: Iterable[Segment]) -> list[set[str]]:
+    """One entry per connection found in `segments` (client side only): the
+    kinds of segment its client was seen sending ("SYN", "FIN", "RST").
+
+    A client port freed by an RST is soon handed to a later connect of the
+    same burst, so a connection begins at each client SYN with a new sequence
+    number (a retransmitted SYN repeats its number and stays in it)."""
     wanted = set(burst.client_ports)
-    seen = {"SYN": set(), "FIN": set(), "RST": set()}
+    current: dict[int, tuple[int, set]] = {}
+    found: list[set[str]] = []
     for segment in segments:
-        if segment.dst.port != burst.server_port or segment.src.port not in wanted:
+        port = segment.src.port
+        if segment.dst.port != burst.server_port or port not in wanted:
             continue
         if segment.is_syn and not segment.flags & TcpFlags.ACK:
-            seen["SYN"].add(segment.src.port)
+            if port not in current or current[port][0] != segment.seq:
+                current[port] = (segment.seq, set())
+                found.append(current[port][1])
+            current[port][1].add("SYN")
+            continue
+        if port not in current:  # its SYN was not captured
+            current[port] = (-1, set())
+            found.append(current[port][1])
         if segment.is_fin:
-            seen["FIN"].add(segment.src.port)
+            current[port][1].add("FIN")
         if segment.is_rst:
-            seen["RST"].add(segment.src.port)
-    total = len(wanted) or 1
-    return {kind: len(ports) / total for kind, ports in seen.items()}
+            current[port][1].add("RST")
+    return found
+
+
+def connection_shares(burst: Burst, segments: Iterable[Segment]) -> dict[str, float]:
+    """Share of the burst's connections whose client SYN, FIN and RST were captured."""
+    found = connections_seen(burst, segments)
+    total = len(burst.client_ports) or 1
+    return {kind: min(sum(kind in kinds for kinds in found), total) / total for kind in ("SYN", "FIN", "RST")}

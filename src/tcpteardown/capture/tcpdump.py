@@ -80,7 +80,7 @@ class TcpdumpCapture:
         self._marker.bind(("127.0.0.1", 0))
         port = self._marker.getsockname()[1]
         command = [binary, "-i", self.iface, "-U", *(["--immediate-mode"] if self.immediate else []),
-                   "-n", "-s", "0", "-B", str(self.buffer_kib), "-w", str(self.path), self._filter(port)]
+                   "-n", "-s", "0", "--time-stamp-precision", "nano", "-B", str(self.buffer_kib), "-w", str(self.path), self._filter(port)]
         if os.geteuid() == 0:
             command[1:1] = ["-Z", "root"]  # keep the file ours; tcpdump would drop to user tcpdump
         self._proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
