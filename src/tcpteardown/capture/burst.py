@@ -72,12 +72,16 @@ class Burst:
 _ABORT = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 seconds: close() sends RST
 
 
-def play_burst(listener: Listener, count: int, rate: Optional[float] = None) -> Burst:
-    """`count` connections at `rate` a second (None: as fast as possible)."""
+def play_burst(listener: Listener, count: int, rate: Optional[float] = None, *,
+               max_seconds: Optional[float] = None) -> Burst:
+    """`count` connections at `rate` a second (None: as fast as possible),
+    stopping early once `max_seconds` have passed."""
     clients = []
     address = (listener.host, listener.port)
     started = time.perf_counter()
     for number in range(count):
+        if max_seconds is not None and time.perf_counter() - started > max_seconds:
+            break
         if rate:
             due = started + number / rate
             delay = due - time.perf_counter()
