@@ -50,6 +50,11 @@ def test_kernel_reason_wins():
     assert reset_reason(rec.segments[1], rec) == ("TCP_STATE", False)
 
 
+def test_a_fin_has_no_reset_reason():
+    rec = Recording(segments=tuple(HS) + (seg(4, 4, S, C, "FIN,ACK", 5001, 1001),))
+    assert reset_reason(rec.segments[-1], rec) == (None, True)
+
+
 def test_rendering_marks_inference():
     assert render_reason("NO_SOCKET", False) == "NO_SOCKET"
     assert render_reason("NO_SOCKET", True) == "NO_SOCKET (inferred)"
@@ -69,6 +74,8 @@ SCENARIO_REASONS = {  # scenario -> the reason of its one RST, as Linux 6.x give
     # The FIN is acked by our data segment itself (full socket: ABORT_ON_DATA)
     # or by a separate ACK first (time-wait mini-socket): timing decides.
     "broken-pipe": {"TCP_ABORT_ON_DATA", "TCP_TIMEWAIT_SOCKET"},
+    "linger-abort": {"TCP_STATE"},  # SO_LINGER 0, nothing unread
+    "peer-crash-rst": {"TCP_ABORT_ON_CLOSE"},
 }
 
 
@@ -77,8 +84,11 @@ SCENARIO_REASONS = {  # scenario -> the reason of its one RST, as Linux 6.x give
 def test_inference_agrees_with_the_kernel(name):
     from dataclasses import replace
 
-    from tcpteardown.scenarios import run_scenario
+    from tcpteardown.scenarios import SCENARIOS, all_scenarios, run_scenario
 
+    all_scenarios()
+    if name not in SCENARIOS:
+        pytest.skip(f"scenario {name} is not in the library yet")
     rec = run_scenario(name).recording
     (rst,) = [s for s in rec.segments if s.is_rst]
     bare = Recording(segments=tuple(replace(s, reset_reason=None) for s in rec.segments), calls=rec.calls)

@@ -83,6 +83,8 @@ def reset_reason(segment: Segment, recording: Recording) -> tuple[Optional[str],
 
     `reason` is a name from `REASONS`, or None when the packets do not say.
     """
+    if not segment.is_rst:
+        return None, True  # only an RST has a reset reason
     if segment.reset_reason:
         return segment.reset_reason, False
     conn = connection_of(recording, segment)
