@@ -145,10 +145,11 @@ def build_capture(path: Path, packets: int) -> Path:
 # -- the readers -----------------------------------------------------------------
 
 def run_ours(path: Path) -> tuple[int, int]:
-    from tcpteardown.analysis.census import census_file
+    """File to per-connection table, as `tcpteardown census` does it."""
+    from tcpteardown.commands.census import census_file
 
     result = census_file(str(path))
-    return result.packet_count, len(result.connections)
+    return result.packets, len(result.connections)
 
 
 def run_dpkt(path: Path) -> tuple[int, int]:

@@ -80,7 +80,12 @@ class _Packets:
 
 
 def _window(buf, begin: int, end: int) -> np.ndarray:
-    return np.frombuffer(bytes(buf[begin:end]) + bytes(_PAD), dtype=np.uint8)
+    """A copy of buf[begin:end] followed by _PAD zero bytes."""
+    window = np.zeros(end - begin + _PAD, dtype=np.uint8)
+    source = np.frombuffer(buf, dtype=np.uint8, count=end - begin, offset=begin)
+    window[:end - begin] = source
+    del source  # release the export on the memory map at once
+    return window
 
 
 class _Walker(_Reader):
@@ -118,41 +123,45 @@ class _Walker(_Reader):
                            ("caplen", order + "u4"), ("orig_len", order + "u4")])
         scale = 1 if nanoseconds else 1000
         offset = 24
-        done = False
-        while offset < size and not done:
+        last_header = size - 16  # the last offset where a whole record header fits
+        while offset < size:
+            if offset > last_header:
+                self.problem(offset, f"truncated record header: {size - offset} of 16 bytes at end of file")
+                return
             begin = offset
-            stop = min(size, offset + self.window_bytes)
+            stop = min(last_header + 1, offset + self.window_bytes)
             starts = []
             append = starts.append
+            # The one per-packet Python loop: follow record lengths. Checks happen
+            # after it, for the whole window at once.
             while offset < stop:
-                if offset + 16 > size:
-                    self.problem(offset, f"truncated record header: {size - offset} of 16 bytes at end of file")
-                    done = True
-                    break
-                caplen = caplen_at(buf, offset + 8)[0]
-                end = offset + 16 + caplen
-                if caplen > limit or end > size:
-                    if caplen > limit:
-                        self.problem(offset, f"record claims {caplen} bytes, more than the snaplen "
-                                             f"{snaplen} allows (garbage or a damaged file)")
-                    else:
-                        self.problem(offset, f"truncated record: header says {caplen} bytes, "
-                                             f"only {size - offset - 16} left in the file")
-                    done = True
-                    break
                 append(offset)
-                offset = end
-            if not starts:
-                break
-            window = _window(buf, begin, offset)
+                offset += 16 + caplen_at(buf, offset + 8)[0]
+            window = _window(buf, begin, min(offset, size))
             rel = np.asarray(starts, dtype=np.int64) - begin
             headers = sliding_window_view(window, 16)[rel].copy().view(header).reshape(-1)
+            caplens = headers["caplen"].astype(np.int64)
+            too_big = caplens > limit
+            done = False
+            if too_big.any():
+                cut = int(np.argmax(too_big))
+                self.problem(starts[cut], f"record claims {int(caplens[cut])} bytes, more than the snaplen "
+                                          f"{snaplen} allows (garbage or a damaged file)")
+                rel, headers, caplens, done = rel[:cut], headers[:cut], caplens[:cut], True
+            elif offset > size:
+                cut = len(starts) - 1
+                self.problem(starts[cut], f"truncated record: header says {int(caplens[cut])} bytes, "
+                                          f"only {size - starts[cut] - 16} left in the file")
+                rel, headers, caplens, done = rel[:cut], headers[:cut], caplens[:cut], True
+            if not len(rel):
+                return
             time_ns = (headers["seconds"].astype(np.int64) * 1_000_000_000
                        + headers["fraction"].astype(np.int64) * scale)
             first = self.frame + 1
-            self.frame += len(starts)
-            yield _Packets(window, rel + 16, headers["caplen"].astype(np.int64), time_ns,
-                           linktype, first, offset)
+            self.frame += len(rel)
+            yield _Packets(window, rel + 16, caplens, time_ns, linktype, first, min(offset, size))
+            if done:
+                return
             self.view.release(offset)
 
     def _pcapng_windows(self) -> Iterator[_Packets]:

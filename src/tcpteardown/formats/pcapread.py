@@ -119,12 +119,15 @@ class _Map:
             self._file.close()
             raise
 
+    _released = 0
+
     def release(self, upto: int) -> None:
         """Let the kernel drop pages before `upto` from our RSS (they are file-backed)."""
         if self._map is not None and hasattr(self._map, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
-            length = upto - upto % mmap.PAGESIZE
-            if length > 0:
-                self._map.madvise(mmap.MADV_DONTNEED, 0, length)
+            end = upto - upto % mmap.PAGESIZE
+            if end > self._released:
+                self._map.madvise(mmap.MADV_DONTNEED, self._released, end - self._released)
+                self._released = end
 
     def close(self) -> None:
         if self._map is not None:
