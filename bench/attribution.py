@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/attribution.py [--runs 200] [--family ipv4|ipv6|both] [SCENARIO ...]
 
-Runs every seed scenario (or the ones named) N times on real loopback
+Runs every scenario this host can run (or the ones named) N times on real loopback
 sockets, correlates each recording, and checks every failing call (and
 end-of-file) against an answer found without correlate: the scenario's
 expected cause kind, and for that kind the frame found directly in the
@@ -66,15 +66,24 @@ def check_run(run, tally: Counter, wrong: list) -> None:
                              f"expected {kind} frame {right} ({link.rule}; {'; '.join(link.caveats)})")
 
 
+def runnable_scenarios() -> list:
+    """Every scenario in the library that this host can run (seed ones first)."""
+    from tcpteardown.scenarios.needs import can_run
+
+    scenarios = all_scenarios()
+    ordered = sorted(scenarios, key=lambda s: (s.name not in SEED, SEED.index(s.name) if s.name in SEED else 0))
+    return [s.name for s in ordered if not can_run(s, capture=True)]
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("scenarios", nargs="*", help=f"scenario names (default: {', '.join(SEED)})")
+    parser.add_argument("scenarios", nargs="*",
+                        help="scenario names (default: every scenario this host can run, seed ones first)")
     parser.add_argument("--runs", type=int, default=200, help="runs per scenario and family (default 200)")
     parser.add_argument("--family", choices=("ipv4", "ipv6", "both"), default="ipv4")
     parser.add_argument("--no-witness", action="store_true", help="no kernel witness: reasons inferred")
     args = parser.parse_args(argv)
-    known = {s.name for s in all_scenarios()}
-    names = args.scenarios or [n for n in SEED if n in known]
+    names = args.scenarios or runnable_scenarios()
     families = ("ipv4", "ipv6") if args.family == "both" else (args.family,)
 
     total = Counter()
@@ -85,7 +94,16 @@ def main(argv=None) -> int:
             tally, wrong = Counter(), []
             started = time.perf_counter()
             for _ in range(args.runs):
-                check_run(run_scenario(name, family=family, witness=not args.no_witness), tally, wrong)
+                try:
+                    run = run_scenario(name, family=family, witness=not args.no_witness)
+                except Exception as exc:  # the scenario itself failed: not a correlation error, shown
+                    tally["run-failed"] += 1
+                    if len(wrong) < 3:
+                        wrong.append(f"run failed: {type(exc).__name__}: {exc}")
+                    if tally["run-failed"] >= 3 and not tally["checked"]:
+                        break  # broken here; do not spend 200 runs on it
+                    continue
+                check_run(run, tally, wrong)
             per_run = (time.perf_counter() - started) * 1000 / max(args.runs, 1)
             graded = tally["right"] + tally["wrong"]
             rate = 100.0 * tally["right"] / graded if graded else float("nan")
@@ -93,13 +111,14 @@ def main(argv=None) -> int:
                   f"{tally['wrong']:>6} {rate:>7.2f}% {tally['kernel-differed']:>8} "
                   f"{tally['with-caveats']:>8} {per_run:>7.1f}")
             for example in wrong:
-                print(f"    wrong: {example}")
+                print(f"    {example if example.startswith('run failed') else 'wrong: ' + example}")
             total.update(tally)
     graded = total["right"] + total["wrong"]
     rate = 100.0 * total["right"] / graded if graded else float("nan")
     print(f"\noverall: {total['right']}/{graded} failing calls linked to the right frame = {rate:.2f}% "
           f"(goal 100%); runs where the kernel differed from the expectation: {total['kernel-differed']}; "
-          f"calls with an outcome the scenario did not expect: {total['unexpected-call']}")
+          f"calls with an outcome the scenario did not expect: {total['unexpected-call']}; "
+          f"runs that failed before correlating: {total['run-failed']}")
     return 0
 
 
