@@ -426,3 +426,51 @@ def test_connect_timeout_on_a_full_backlog(tmp_path):
     assert syns and syns[0].time_ns - start < 100_000_000, "the first SYN was not captured"
     assert link.rule == "connect-timeout" and link.kind is CauseKind.SYN_UNANSWERED
     assert link.cause == syns[0] and link.related == tuple(syns[1:]) and len(syns) >= 2
+
+
+@pytest.mark.needs_capture
+def test_write_after_our_own_shutdown_is_local(tmp_path):
+    """shutdown(SHUT_WR) then send(): EPIPE with no RST, linked to our own shutdown and its FIN."""
+    import errno
+    import socket
+    import time
+
+    from conftest import tool_or_skip
+    from tcpteardown.capture.tcpdump import TcpdumpCapture
+    from tcpteardown.formats.bundle import load_recording
+
+    tool_or_skip("tcpdump")
+    pcap = tmp_path / "shutdown.pcap"
+
+    def timed(op, fn, sock):
+        start = time.time_ns()
+        try:
+            fn()
+            err, result = None, 0
+        except OSError as exc:
+            err, result = errno.errorcode[exc.errno], -1
+        local = Endpoint(*sock.getsockname()[:2])
+        return SocketCall("client", op, start, time.time_ns(), result, err, 1, sock.fileno(), local, None)
+
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        with TcpdumpCapture(pcap, ports=[listener.getsockname()[1]]):
+            with socket.create_connection(listener.getsockname()) as client:
+                server, _ = listener.accept()
+                with server:
+                    shut = timed("shutdown", lambda: client.shutdown(socket.SHUT_WR), client)
+                    assert select_readable(server)  # our FIN reached the peer
+                    failed = timed("send", lambda: client.send(b"too late", getattr(socket, "MSG_NOSIGNAL", 0)),
+                                   client)
+    assert failed.errno == "EPIPE"
+    recording = load_recording(pcap).with_calls([shut, failed])
+    (link,) = correlate(recording)
+    our_fin = next(s for s in recording.segments if s.is_fin and s.src == failed.local)
+    assert link.rule == "send-epipe-local" and link.kind is CauseKind.LOCAL_CLOSE
+    assert link.local_call == shut and link.related == (our_fin,) and link.cause is None
+    assert not any(s.is_rst for s in recording.segments)
+
+
+def select_readable(sock, timeout=10.0) -> bool:
+    import select
+
+    return bool(select.select([sock], [], [], timeout)[0])
