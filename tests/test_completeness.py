@@ -103,3 +103,47 @@ def test_drops_come_first():
     verdict = completeness(_rec(("kernel_drops", "2"), ("witness_lost_events", "1"), segments=STORY))
     assert "dropped 2" in verdict.warnings[0]
     assert banner(_rec(("kernel_drops", "2"))).splitlines()[0].startswith("WARNING: the capture dropped 2")
+
+
+# -- the commands say it first -------------------------------------------------------
+
+def _bundle_with_drops(tmp_path, drops):
+    from dataclasses import replace
+
+    from tcpteardown.formats.bundle import write_bundle
+    from tcpteardown.scenarios import run_scenario
+
+    run = run_scenario("reset-by-peer", witness=False)
+    meta = run.recording.metadata
+    extra = tuple(pair for pair in meta.extra if pair[0] != "kernel_drops") + (("kernel_drops", str(drops)),)
+    return write_bundle(tmp_path / f"drops{drops}.pcapng", replace(run.recording, metadata=replace(meta, extra=extra)))
+
+
+def _cli(*args):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "tcpteardown", *map(str, args)], capture_output=True, text=True,
+                          timeout=120)
+
+
+@pytest.mark.needs_capture
+@pytest.mark.parametrize("command", [("explain",), ("explain", "--json"), ("plot",), ("census",)])
+def test_commands_warn_first_when_packets_were_dropped(tmp_path, command):
+    bundle = _bundle_with_drops(tmp_path, 3)
+    extra = ("-o", tmp_path / "out.png") if command[0] == "plot" else ()
+    done = _cli(*command, bundle, *extra)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.startswith("WARNING: the capture dropped 3 packets"), done.stderr
+    if "--json" in command:
+        import json
+
+        assert "links" in json.loads(done.stdout)  # stdout stays one JSON object
+
+
+@pytest.mark.needs_capture
+@pytest.mark.parametrize("command", ["explain", "census"])
+def test_commands_say_nothing_when_nothing_was_dropped(tmp_path, command):
+    done = _cli(command, _bundle_with_drops(tmp_path, 0))
+    assert done.returncode == 0, done.stderr
+    assert "WARNING" not in done.stderr

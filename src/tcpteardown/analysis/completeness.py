@@ -35,10 +35,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from ..model import Recording, Segment, TcpFlags
+from ..model import Metadata, Recording, Segment, TcpFlags
 from .witness import SEND_RESET, match_resets
 
-__all__ = ["Completeness", "completeness", "caveat_for", "banner"]
+__all__ = ["Completeness", "completeness", "caveat_for", "banner", "metadata_banner"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +92,13 @@ def banner(recording: Recording) -> str:
     if verdict.complete is not False:
         return ""
     return "".join(f"WARNING: {warning}\n" for warning in verdict.warnings)
+
+
+def metadata_banner(metadata: Optional[Metadata]) -> str:
+    """`banner` when only a recording's metadata is at hand (a command that
+    streams the packets itself, like census): the counters are checked, the
+    witness's RSTs (which need the segments) are not. "" for None."""
+    return "" if metadata is None else banner(Recording(metadata=metadata))
 
 
 # -- evidence ---------------------------------------------------------------------

@@ -78,11 +78,15 @@ class _Progress:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..analysis.completeness import metadata_banner
+    from ..formats.bundle import bundle_metadata
+
     path = args.capture
     if not os.path.exists(path):
         raise UserError(f"{path}: no such file")
     if os.path.isdir(path):
         raise UserError(f"{path}: is a directory, expected a pcap or pcapng file")
+    sys.stderr.write(metadata_banner(bundle_metadata(path)))  # anything missing: said first
     problems: list = []
     size = os.path.getsize(path)
     bar = _Progress(size) if size > PROGRESS_BYTES and sys.stderr.isatty() else None

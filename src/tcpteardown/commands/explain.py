@@ -112,10 +112,12 @@ def _import(kind: str, path: str, args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..analysis.completeness import banner
     from ..analysis.correlate import correlate
 
     args.tzinfo = parse_tz(args.tz)
     recording = load(args)
+    sys.stderr.write(banner(recording))  # anything missing from the evidence: said first
     links = correlate(recording)
     render = next((fn for flag, (_help, fn) in FORMATS.items() if getattr(args, flag, False)), _render_text)
     if not recording.calls:

@@ -13,6 +13,7 @@ Prints the paths it wrote. Exit codes: 0 written, 2 bad input.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from ..errors import UserError
@@ -52,6 +53,7 @@ def output_path(args: argparse.Namespace) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..analysis.completeness import banner
     from ..analysis.correlate import correlate
     from ..views.connections import connections, select_connection
     from ..views.ladder import draw_ladder
@@ -62,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
     out = output_path(args)
     args.tzinfo = parse_tz(args.tz)
     recording = load(args)
+    sys.stderr.write(banner(recording))  # anything missing from the evidence: said first
     found = connections(recording)
     chosen = select_connection(found, args.conn)
     if args.overview:

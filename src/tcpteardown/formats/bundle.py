@@ -168,10 +168,38 @@ def _with_reason(segment: Segment, reason: Optional[str]) -> Segment:
     return replace(segment, reset_reason=reason)
 
 
+def bundle_metadata(path: "str | os.PathLike") -> Optional[Metadata]:
+    """A bundle's metadata from its last block alone, without reading the
+    packets (for commands that stream them themselves); None for any other
+    file. (The tcpteardown block is always written last.)"""
+    import struct
+
+    try:
+        with open(path, "rb") as file:
+            size = file.seek(0, os.SEEK_END)
+            if size < 16:
+                return None
+            file.seek(size - 4)
+            tail = file.read(4)
+            for order in "<>":
+                (length,) = struct.unpack(order + "I", tail)
+                if length % 4 or not 16 <= length <= min(size, 64 << 20):
+                    continue
+                file.seek(size - length)
+                block = file.read(length)
+                kind, again = struct.unpack_from(order + "II", block)
+                body = block[12:-4]
+                if again == length and kind in (0x00000BAD, 0x40000BAD) and body.startswith(TAG):
+                    return _from_json(json.loads(body[len(TAG):].rstrip(b"\0")))[2]
+    except (OSError, ValueError, KeyError, TypeError, struct.error):
+        return None
+    return None
+
+
 def is_bundle(path: "str | os.PathLike") -> bool:
     from .pcapread import read_capture
 
     return any(payload.startswith(TAG) for _pen, payload in read_capture(str(path)).custom_blocks)
 
 
-__all__ = ["write_bundle", "load_recording", "is_bundle", "Frame"]
+__all__ = ["write_bundle", "load_recording", "is_bundle", "bundle_metadata", "Frame"]
