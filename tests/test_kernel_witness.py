@@ -422,15 +422,19 @@ def test_filters_from_format_fields():
 # --------------------------------------------------------------------------
 # Every scenario of the library, through the runner (which starts the witness)
 
-# The reasons this machine's kernel (6.18) gives, per scenario, in RST order.
+# The reasons this machine's kernel (6.18) gives, per scenario, in RST order:
+# each scenario lists every sequence the kernel was seen to produce.
 SCENARIO_REASONS = {
-    "graceful-close": (),
-    "reset-by-peer": ("TCP_ABORT_ON_CLOSE",),
-    "broken-pipe": ("TCP_ABORT_ON_DATA",),
-    "write-after-reset": ("TCP_ABORT_ON_CLOSE",),
-    "refused": ("NO_SOCKET",),
-    "use-after-close": (),
-    "linger-abort": ("TCP_STATE",),
+    "graceful-close": {()},
+    "reset-by-peer": {("TCP_ABORT_ON_CLOSE",)},
+    # The closed server socket answers the data either as a full socket still
+    # in FIN_WAIT2 (close() held the socket lock when the ACK of its FIN came
+    # back) or as the time-wait socket it became: both are the kernel's truth.
+    "broken-pipe": {("TCP_ABORT_ON_DATA",), ("TCP_TIMEWAIT_SOCKET",)},
+    "write-after-reset": {("TCP_ABORT_ON_CLOSE",)},
+    "refused": {("NO_SOCKET",)},
+    "use-after-close": {()},
+    "linger-abort": {("TCP_STATE",)},
 }
 
 
@@ -461,7 +465,7 @@ def test_every_scenario_rst_carries_its_kernel_reason_and_agrees(name, family):
         return
     reasons = tuple(s.reset_reason for s in resets)
     if name in SCENARIO_REASONS:
-        assert reasons == SCENARIO_REASONS[name]
+        assert reasons in SCENARIO_REASONS[name]
     else:
         assert all(reasons), f"{name}: RSTs without a kernel reason: {resets}"
 

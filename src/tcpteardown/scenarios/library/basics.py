@@ -124,7 +124,10 @@ _BROKEN = Expectation(
     why=("The server reads what it was sent and closes: FIN. A write into a half-closed "
          "connection still succeeds locally, but the data reaches a socket that no longer "
          "exists, so the server's kernel answers RST. That RST arrives in CLOSE_WAIT, which "
-         "leaves EPIPE: the next write fails with 'broken pipe'."),
+         "leaves EPIPE: the next write fails with 'broken pipe'. The kernel names its reason "
+         "TCP_TIMEWAIT_SOCKET when the closed socket had already become a time-wait socket, and "
+         "TCP_ABORT_ON_DATA when it was still a full socket in FIN_WAIT2 (close() still held the "
+         "socket lock when the ACK of its FIN came back); both happen on the same kernel."),
 )
 
 register(Scenario(
