@@ -496,3 +496,21 @@ def test_a_long_connection_shows_its_handshake_and_its_end():
     (label,) = text_by_gid(figure, "break-")
     assert f"{len(recording.segments) - MAX_SEGMENTS} segments not drawn (frames 4–{frames[3] - 1})" in label
     assert len(arrows(draw_ladder(long_connection(100)))) == 204  # under the limit: all drawn
+
+
+def test_overview_cuts_idle_hours_and_marks_the_drawn_connection():
+    from tcpteardown.views.overview import draw_overview
+
+    later = 2 * 3600 * 1_000_000_000
+    early = segments([(0, OTHER, SERVER, "SYN", 1, 0, 0), (10, SERVER, OTHER, "RST,ACK", 0, 2, 0)], t0=T0 - later)
+    recording = Recording(early + segments(BROKEN_PIPE_SEGMENTS, first_frame=3), calls(BROKEN_PIPE_CALLS),
+                          metadata=METADATA)
+    figure = draw_overview(recording, highlight=1)
+    ax = figure.axes[0]
+    assert [t.get_text() for t in ax.texts if t.get_gid() == "break"] == ["2 h 00 min"]
+    rows = [t.get_text() for t in ax.texts if "→" in t.get_text()]
+    assert rows[0].startswith("  0  127.0.0.1:54500 → 127.0.0.1:48579  refused")
+    assert rows[1].startswith("▶ 1  127.0.0.1:54496 → 127.0.0.1:48579  rst")
+    (marks,) = by_gid(ax.lines, "failures-1")
+    assert to_hex(marks.get_color()) == style.FAILURE
+    assert_legible(figure)
