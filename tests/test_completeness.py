@@ -147,3 +147,36 @@ def test_commands_say_nothing_when_nothing_was_dropped(tmp_path, command):
     done = _cli(command, _bundle_with_drops(tmp_path, 0))
     assert done.returncode == 0, done.stderr
     assert "WARNING" not in done.stderr
+
+
+def test_traffic_on_other_interfaces_may_explain_a_deficit_but_not_more():
+    short = (("captured_rsts", "0"), ("captured_syns", "1"), ("captured_segs", "3"))
+    explained = completeness(_rec(("kernel_drops", "0"), ("capture_ports", "all"), *COUNTERS, *short,
+                                  ("kernel_tx_packets_elsewhere", "1")))
+    assert explained.complete is True
+    proven = completeness(_rec(("kernel_drops", "0"), ("capture_ports", "all"), ("kernel_out_rsts", "5"),
+                               ("captured_rsts", "1"), ("kernel_tx_packets_elsewhere", "2")))
+    assert proven.complete is False
+    assert "at least 2 are missing" in proven.warnings[0]
+
+
+def test_snmp_and_dev_parsing():
+    from tcpteardown.capture.snmp import TcpCounters, parse_dev_tx_packets, parse_snmp
+
+    snmp = ("Ip: Forwarding\nIp: 1\n"
+            "Tcp: RtoAlgorithm ActiveOpens PassiveOpens AttemptFails EstabResets InSegs OutSegs RetransSegs OutRsts\n"
+            "Tcp: 1 10 9 1 2 100 98 3 4\n")
+    counters = parse_snmp(snmp)
+    assert counters == TcpCounters(10, 9, 1, 2, 100, 98, 3, 4)
+    later = TcpCounters(12, 9, 1, 2, 110, 108, 3, 5, tx_packets_elsewhere=7)
+    grown = counters.delta(later)
+    assert (grown.active_opens, grown.out_segs, grown.out_rsts) == (2, 10, 1)
+    assert grown.tx_packets_elsewhere is None  # unknown before: unknown growth
+    assert ("kernel_tx_packets_elsewhere", "unknown") in grown.as_extra()
+    assert TcpCounters(out_rsts=(1 << 32) - 1).delta(TcpCounters(out_rsts=2)).out_rsts == 3  # wrapped
+    assert parse_snmp("Udp: a\nUdp: 1\n") is None
+    dev = ("Inter-|   Receive |  Transmit\n face |bytes packets|bytes packets\n"
+           "    lo: 1 2 0 0 0 0 0 0 1 2 0 0 0 0 0 0\n"
+           "  eth0: 9 9 0 0 0 0 0 0 500 40 0 0 0 0 0 0\n"
+           "  eth1: 9 9 0 0 0 0 0 0 500 2 0 0 0 0 0 0\n")
+    assert parse_dev_tx_packets(dev) == 42

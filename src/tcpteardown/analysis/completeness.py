@@ -120,20 +120,31 @@ def _witness_resets_missing(recording: Recording) -> list[str]:
 
 
 def _counter_deficits(recording: Recording) -> list[str]:
-    """Kernel counters above the captured counts, for captures of every port."""
+    """Kernel counters above the captured counts, for captures of every port.
+
+    Segments that other interfaces sent meanwhile (``kernel_tx_packets_elsewhere``)
+    may explain a deficit; only what they cannot explain is reported as lost.
+    When that count is unknown, any deficit is reported as a possible loss."""
     meta = recording.metadata
     if meta.get("capture_ports") != "all":
         return []
     captured = _captured_counts(recording)
+    elsewhere = _int(meta.get("kernel_tx_packets_elsewhere"))
     checks = (("kernel_out_rsts", "rst", "RSTs"), ("kernel_active_opens", "syn", "connection attempts (SYNs)"),
               ("kernel_out_segs", "segs", "segments"))
     out = []
     for key, kind, words in checks:
         sent = _int(meta.get(key))
-        if sent is not None and sent > captured[kind]:
+        if sent is None:
+            continue
+        if elsewhere is None and sent > captured[kind]:
             out.append(f"the kernel sent {sent} {words} during the capture and {captured[kind]} were "
                        f"captured: up to {sent - captured[kind]} may be missing (the kernel's counters are "
-                       "host-wide, so traffic on other interfaces counts too)")
+                       "host-wide, so traffic on other interfaces may count too)")
+        elif elsewhere is not None and sent - elsewhere > captured[kind]:
+            out.append(f"the kernel sent {sent} {words} during the capture, other interfaces sent at most "
+                       f"{elsewhere} packets, and {captured[kind]} were captured: at least "
+                       f"{sent - elsewhere - captured[kind]} are missing")
     return out
 
 

@@ -14,6 +14,10 @@ over loopback or the network at the same time adds to them; they are an
 upper bound for a port-filtered capture, never an exact expectation. OutSegs
 leaves out retransmissions of data (RetransSegs counts those).
 
+Beside them, the packets every *other* interface sent (`/proc/net/dev`,
+all protocols): when a deficit between the kernel's TCP counters and a
+capture of every port on `lo` exceeds that, the capture lost something.
+
 Never: write anything, or be imported where there is no /proc (callers get
 None from `read_tcp_counters` on macOS).
 """
@@ -24,9 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-__all__ = ["TcpCounters", "read_tcp_counters", "parse_snmp", "SNMP_PATH"]
+__all__ = ["TcpCounters", "read_tcp_counters", "parse_snmp", "parse_dev_tx_packets", "SNMP_PATH"]
 
 SNMP_PATH = Path("/proc/net/snmp")
+DEV_PATH = Path("/proc/net/dev")
 
 # The /proc/net/snmp "Tcp:" columns we keep, by their kernel names.
 _FIELDS = {
@@ -41,6 +46,9 @@ _FIELDS = {
 }
 
 
+_NAMES = (*_FIELDS.values(), "tx_packets_elsewhere")
+
+
 @dataclass(frozen=True, slots=True)
 class TcpCounters:
     """One reading of the TCP MIB (or, from `delta`, the growth between two)."""
@@ -53,18 +61,23 @@ class TcpCounters:
     out_segs: int = 0
     retrans_segs: int = 0
     out_rsts: int = 0
+    # Not the TCP MIB: packets sent by every interface but loopback (/proc/net/dev).
+    tx_packets_elsewhere: Optional[int] = None  # None: unknown
 
     def delta(self, later: "TcpCounters") -> "TcpCounters":
         """How much each counter grew from this reading to `later` (a 32-bit wrap allowed)."""
-        return TcpCounters(**{name: _grown(getattr(self, name), getattr(later, name)) for name in _FIELDS.values()})
+        return TcpCounters(**{name: _grown(getattr(self, name), getattr(later, name)) for name in _NAMES})
 
     def as_extra(self) -> tuple[tuple[str, str], ...]:
         """The metadata pairs a recording keeps (``kernel_out_segs``...)."""
-        return tuple((f"kernel_{name}", str(getattr(self, name))) for name in _FIELDS.values())
+        return tuple((f"kernel_{name}", "unknown" if getattr(self, name) is None else str(getattr(self, name)))
+                     for name in _NAMES)
 
 
-def _grown(before: int, after: int) -> int:
+def _grown(before: Optional[int], after: Optional[int]) -> Optional[int]:
     """Growth of a counter; a 32-bit counter may have wrapped once in between."""
+    if before is None or after is None:
+        return None
     grown = after - before
     return grown if grown >= 0 else grown + (1 << 32)
 
@@ -81,9 +94,33 @@ def parse_snmp(text: str) -> Optional[TcpCounters]:
         return None
 
 
-def read_tcp_counters(path: Path = SNMP_PATH) -> Optional[TcpCounters]:
+def parse_dev_tx_packets(text: str, loopback: str = "lo") -> Optional[int]:
+    """Packets sent by every interface but `loopback`, from /proc/net/dev text."""
+    total = 0
+    for line in text.splitlines()[2:]:
+        name, _, numbers = line.partition(":")
+        fields = numbers.split()
+        if name.strip() == loopback or len(fields) < 10:
+            continue
+        try:
+            total += int(fields[9])  # transmit packets
+        except ValueError:
+            return None
+    return total
+
+
+def read_tcp_counters(path: Path = SNMP_PATH, dev_path: Path = DEV_PATH) -> Optional[TcpCounters]:
     """The kernel's TCP counters now, or None where there is no /proc/net/snmp."""
+    from dataclasses import replace
+
     try:
-        return parse_snmp(path.read_text())
+        counters = parse_snmp(path.read_text())
     except OSError:
         return None
+    try:
+        elsewhere = parse_dev_tx_packets(dev_path.read_text())
+    except OSError:
+        elsewhere = None
+    if counters is not None and elsewhere is not None:
+        counters = replace(counters, tx_packets_elsewhere=elsewhere)
+    return counters
