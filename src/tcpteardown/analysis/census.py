@@ -140,16 +140,17 @@ class _Conn:
         self.syn_retrans = []
 
 
-def _endpoint(hi: int, lo: int, port: int, _hosts: dict = {}) -> Endpoint:
-    host = _hosts.get((hi, lo))
-    if host is None:
+def _endpoint(hi: int, lo: int, port: int, _cache: dict = {}) -> Endpoint:
+    endpoint = _cache.get((hi, lo, port))
+    if endpoint is None:
         if hi == IPV4_MARK:
             host = str(ipaddress.IPv4Address(lo))
         else:
             host = ipaddress.IPv6Address((hi << 64) | lo).compressed
-        if len(_hosts) < 100_000:  # a cache of address texts, bounded
-            _hosts[(hi, lo)] = host
-    return Endpoint(host, port)
+        endpoint = Endpoint(host, port)
+        if len(_cache) < 200_000:  # bounded: a census of a huge scan must not grow it forever
+            _cache[(hi, lo, port)] = endpoint
+    return endpoint
 
 
 class _Engine:
