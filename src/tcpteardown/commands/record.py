@@ -53,6 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="bundle to write (default: record-<program>-<UTC time>.pcapng here)")
     parser.add_argument("--ports", metavar="PORT[,PORT...]", action="append", default=[],
                         help="capture and witness only these TCP ports (default: the ports the program uses)")
+    parser.add_argument("--capture", choices=("scapy", "tcpdump", "auto"), default="auto",
+                        help="capture backend (default auto: tcpdump when installed, it keeps up under load)")
     parser.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS]",
                         help="the program to run, after --")
 
@@ -63,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     strace = _require_tools(command)
     output = Path(args.output) if args.output else default_output(command)
     with tempfile.TemporaryDirectory(prefix="tcpteardown-record-") as workdir:
-        result = record(command, ports, Path(workdir), strace=strace)
+        result = record(command, ports, Path(workdir), strace=strace, capture=getattr(args, "capture", "auto"))
     from ..formats.bundle import write_bundle
 
     path = write_bundle(output, result.recording)
@@ -137,15 +139,17 @@ class Recorded:
         return lines
 
 
-def record(command: Sequence[str], ports: Sequence[int], workdir: Path, *, strace: str = "strace") -> Recorded:
+def record(command: Sequence[str], ports: Sequence[int], workdir: Path, *, strace: str = "strace",
+           capture: str = "auto") -> Recorded:
     """Run `command` traced, captured and witnessed; the Recording and its exit status."""
+    from ..capture.backends import choose_backend, open_backend
     from ..capture.kernel import KernelWitness
-    from ..capture.tcpdump import TcpdumpCapture
 
     pcap, log = workdir / "capture.pcap", workdir / "strace.log"
     started = time.time_ns()
+    backend = choose_backend(capture, purpose="record")
     with contextlib.ExitStack() as stack:
-        capture = stack.enter_context(TcpdumpCapture(pcap, ports or None))
+        capture = stack.enter_context(open_backend(backend, ports, path=pcap if backend == "tcpdump" else None))
         witness = stack.enter_context(KernelWitness(ports))
         window_start = time.time_ns()
         exit_status, interrupted = run_traced(strace, log, command)
@@ -217,12 +221,11 @@ def build_recording(pcap: Path, log: Path, events, witness, capture, command, po
                     started: int, window: tuple[int, int]):
     from .. import __version__
     from ..analysis.witness import attach_reset_reasons, check_agreement
-    from ..formats.pcapread import read_capture
     from ..formats.strace import read_strace_file
     from ..model import Metadata, Recording
 
     notes = []
-    contents = read_capture(str(pcap))
+    contents = capture.stop()  # capture.backends.Captured (stop is idempotent): frames, segments, loss counters
     notes.extend(f"capture: {problem}" for problem in contents.problems)
     imported = read_strace_file(log)
     if imported.problems:
@@ -234,8 +237,7 @@ def build_recording(pcap: Path, log: Path, events, witness, capture, command, po
     events = tuple(e for e in events if _touches(e, keep))
     extra = [("command", shlex.join(command)), ("exit_status", str(exit_status)),
              ("ports", ",".join(map(str, sorted(set(ports) or service))))]
-    if capture.kernel_drops:
-        extra.append(("kernel_drops", str(capture.kernel_drops)))
+    extra.extend(pair for pair in contents.loss_extra() if pair[0] != "problem")
     if witness.available:
         segments = attach_reset_reasons(segments, events)
         extra.append(("witness", "tracefs"))
