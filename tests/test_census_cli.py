@@ -86,3 +86,19 @@ def test_unreadable_files(tmp_path):
     for path in (text, tmp_path / "missing.pcap"):
         code, out, err = run_cli(path)
         assert code == 2 and out == "" and "Traceback" not in err and str(path) in err
+
+
+def test_progress_bar_redraws_one_line_and_clears():
+    import io
+
+    from tcpteardown.commands.census import _Progress
+
+    stream = io.StringIO()
+    bar = _Progress(200 << 20, stream)
+    for done in (0, 1, 50 << 20, 50 << 20, 200 << 20):
+        bar(done)
+    bar.close()
+    text = stream.getvalue()
+    assert "\n" not in text
+    assert text.count("\r") == 5  # 0%, 25%, 100% (repeats are not redrawn), then "\r<blank>\r"
+    assert " 25% of 210 MB" in text and "100%" in text
