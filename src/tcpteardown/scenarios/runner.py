@@ -39,15 +39,27 @@ class ScenarioRun:
 
 def run_scenario(name: str, *, family: str = "ipv4", capture: bool = True, witness: bool = True,
                  observers: Sequence[Callable[[list], ContextManager]] = (),
-                 capture_backend: str = "scapy") -> ScenarioRun:
+                 capture_backend: str = "scapy", delay_ms: Optional[float] = None) -> ScenarioRun:
     """Play scenario `name` over `family` ("ipv4" or "ipv6") and record it.
 
     `observers` are called with the scenario's ports once they are known and
     return context managers that watch the play alongside our own capture
     (the tests run tcpdump this way, to compare with what we captured).
     `capture_backend`: "scapy", "tcpdump" or "auto" (capture.backends).
+    `delay_ms`: play in a fresh network namespace whose lo delays every
+    segment (netem); scenarios that need a namespace always get their own.
     """
     scenario = get_scenario(name)
+    if delay_ms is not None or "netns" in scenario.needs:
+        from ..capture import netns
+
+        if not netns.inside_private_namespace():
+            recording = netns.run_in_namespace(
+                lambda: run_scenario(name, family=family, capture=capture, witness=witness, observers=observers,
+                                     capture_backend=capture_backend).recording,
+                delay_ms=delay_ms)
+            recording = netns.mark_recording(recording, delay_ms)
+            return judge(scenario, family, recording, server_ports_of(recording))
     stage = Stage(family)
     live = witness_handle = None
     started = time.time_ns()

@@ -1,0 +1,118 @@
+"""Teardowns that need a network namespace of their own.
+
+`accept-overflow` sets net.ipv4.tcp_abort_on_overflow=1, a sysctl no host
+should have changed for a demonstration; `no-route` installs an unreachable
+route. Both run in a private namespace that the runner creates for every
+scenario needing "netns" (capture.netns), so the host never sees either.
+"""
+
+from __future__ import annotations
+
+import socket
+
+from ...capture import netns
+from ..registry import Expectation, Outcome, Scenario, register
+from ..stage import Stage
+from .basics import BSD_NOTE, _close, _recv, _send
+
+TCP_DEFER_ACCEPT = 9  # linux/tcp.h
+
+
+def _bsd(expectation: Expectation) -> Expectation:
+    return Expectation(expectation.outcomes, expectation.teardown, False, BSD_NOTE + " " + expectation.why)
+
+
+# -- accept-overflow ------------------------------------------------------------------
+
+def _overflow_setup(stage: Stage) -> None:
+    netns.set_sysctl("net.ipv4.tcp_abort_on_overflow", "1")  # also governs IPv6
+    stage.listener = stage.listen(backlog=1)
+    # The handshake completes in the server's kernel only when the first data
+    # arrives: that holds it open, by event, while the queue is filled.
+    stage.listener.setsockopt(socket.IPPROTO_TCP, TCP_DEFER_ACCEPT, 5)
+
+
+def _queue_length(listener: socket.socket) -> int:
+    """Connections waiting in a Linux listener's accept queue (tcpi_unacked)."""
+    info = listener.getsockopt(socket.IPPROTO_TCP, 11, 32)
+    return int.from_bytes(info[24:28], "little")
+
+
+def _accept_overflow(stage: Stage) -> None:
+    listener = stage.listener
+    address = stage.address(listener.getsockname()[1])
+    waiting = stage.socket()  # a client the server has not accepted yet
+    stage.rec.call("waiting", "connect", waiting, waiting.connect, address)
+    _send(stage, "waiting", waiting, b"GET /first HTTP/1.1\r\n\r\n")
+    stage.wait_for("the first connection in the accept queue", lambda: _queue_length(listener) == 1)
+    client = stage.socket()
+    stage.rec.call("client", "connect", client, client.connect, address)  # handshake deferred by the server
+    stage.rec.call("server", "listen", listener, listener.listen, 0,
+                   text="listen(0): the accept queue is now full")
+    _send(stage, "client", client, b"GET /second HTTP/1.1\r\n\r\n")  # completes the handshake: overflow
+    stage.wait_state(client, "CLOSE")
+    _recv(stage, "client", client)
+    _close(stage, "client", client)
+
+
+_OVERFLOW = Expectation(
+    outcomes=(Outcome("client", "recv", "ECONNRESET", "rst"),),
+    teardown=(("server", "RST"),),
+    why=("The server's accept queue is full (it accepts too slowly), and net.ipv4.tcp_abort_on_overflow=1 "
+         "tells the kernel to answer the segment that completes a handshake with RST instead of "
+         "silently dropping it. The client's connect() had already succeeded, so the reset shows up on "
+         "its first read: ECONNRESET on a connection the server never saw. Here the listener defers the "
+         "handshake until the request arrives (TCP_DEFER_ACCEPT), so the segment that meets the full "
+         "queue is the request itself; without it the bare final ACK would draw the RST. With the "
+         "default tcp_abort_on_overflow=0 the client instead retransmits into the void."),
+)
+
+register(Scenario(
+    name="accept-overflow",
+    summary="accept queue full with tcp_abort_on_overflow=1 (private netns): RST to the handshake's completion",
+    family_group="namespaces",
+    setup=_overflow_setup,
+    play=_accept_overflow,
+    expected={"Linux": _OVERFLOW},  # the sysctl is Linux's; BSD drops silently (no expectation)
+    needs=("netns",),
+    notes="Linux only: BSD stacks have no tcp_abort_on_overflow.",
+))
+
+
+# -- no-route ------------------------------------------------------------------------
+
+# Documentation prefixes (RFC 5737, RFC 3849): never routed anywhere real.
+UNREACHABLE = {"ipv4": ("192.0.2.0/24", "192.0.2.1"), "ipv6": ("2001:db8::/32", "2001:db8::1")}
+
+
+def _no_route_setup(stage: Stage) -> None:
+    prefix, _ = UNREACHABLE[stage.family]
+    netns.ip("-6" if stage.family == "ipv6" else "-4", "route", "add", "unreachable", prefix)
+    stage.closed_port = stage.reserve_port()  # the port we dial; capture watches it
+
+
+def _no_route(stage: Stage) -> None:
+    _, host = UNREACHABLE[stage.family]
+    client = stage.socket()
+    stage.rec.call("client", "connect", client, client.connect, (host, stage.closed_port))
+    _close(stage, "client", client)
+
+
+_NOROUTE = Expectation(
+    outcomes=(Outcome("client", "connect", "EHOSTUNREACH", "none"),),
+    teardown=(),
+    why=("The routing table says the destination is unreachable, so connect() fails at once with "
+         "EHOSTUNREACH ('no route to host') and no SYN is ever sent: there is no segment to blame, the "
+         "cause is local routing. Without any route at all the error would be ENETUNREACH; an ICMP "
+         "unreachable from a router gives EHOSTUNREACH too, but only after a SYN went out."),
+)
+
+register(Scenario(
+    name="no-route",
+    summary="connect through an unreachable route (private netns): EHOSTUNREACH, no segment at all",
+    family_group="namespaces",
+    setup=_no_route_setup,
+    play=_no_route,
+    expected={"Linux": _NOROUTE, "Darwin": _bsd(_NOROUTE)},
+    needs=("netns",),
+))
