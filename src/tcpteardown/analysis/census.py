@@ -281,8 +281,8 @@ class _Engine:
                 else:
                     row_by_row.append(group)
                     continue
-            lo, hi = first_list[group], last_list[group]
-            _account(conn, packets[group], bytes_a[group], bytes_b[group], time_ns[lo], time_ns[hi], frame[hi],
+            hi = last_list[group]
+            _account(conn, packets[group], bytes_a[group], bytes_b[group], time_ns[hi], frame[hi],
                      by_side[2 * group] > 0, by_side[2 * group + 1] > 0)
         if row_by_row:  # port reuse inside this batch: split the group's rows where connections began
             order = np.argsort(inverse, kind="stable")
@@ -301,7 +301,7 @@ class _Engine:
                     sent_a = from_a[rows_here]
                     sizes = payload[rows_here]
                     _account(conn, hi - lo, int(sizes[sent_a].sum()), int(sizes[~sent_a].sum()),
-                             time_ns[rows_here[0]], time_ns[rows_here[-1]], frame[rows_here[-1]],
+                             time_ns[rows_here[-1]], frame[rows_here[-1]],
                              bool(sent_a.any()), bool((~sent_a).any()))
 
     # -- results -------------------------------------------------------------------
@@ -310,7 +310,7 @@ class _Engine:
         return Census(tuple(_freeze(conn) for conn in self.connections), self.packets, self.tcp_packets)
 
 
-def _account(conn, packets, bytes_a, bytes_b, start, end, last_frame, sent_a, sent_b) -> None:
+def _account(conn, packets, bytes_a, bytes_b, end, last_frame, sent_a, sent_b) -> None:
     """Add packets that carry no state change to their connection."""
     if conn is None:
         return

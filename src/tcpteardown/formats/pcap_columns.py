@@ -62,7 +62,7 @@ class TcpBatch:
 
 
 def _gather(window: np.ndarray, index: np.ndarray, width: int, dtype: str) -> np.ndarray:
-    """`width`-byte big-endian numbers at each index, as native integers."""
+    """The `width`-byte number (`dtype`, e.g. ">u2") at each index, as native integers."""
     if not len(index):
         return np.zeros(0, dtype=np.dtype(dtype).newbyteorder("="))
     rows = sliding_window_view(window, width)[index]
