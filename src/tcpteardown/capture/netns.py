@@ -92,7 +92,7 @@ def netem_problem() -> Optional[str]:
     try:
         run_in_namespace(lambda: None, delay_ms=1)
     except NamespaceError as exc:
-        return str(exc)
+        return str(exc).replace("a 1 ms delay", "a delay")
     return None
 
 
@@ -393,12 +393,17 @@ class Gate:
         self._sink.close()
 
 
+def namespace_id(pid: "int | str" = "self") -> str:
+    """`net:[4026532…]`: which network namespace a process is in (no process outlives ours in it)."""
+    return os.readlink(f"/proc/{pid}/ns/net")
+
+
 def mark_recording(recording, delay_ms: Optional[float]):
-    """The recording with ("netns", "private") and, with a delay, ("delay_ms", X) in its metadata."""
+    """The recording with ("netns", its namespace id) and, with a delay, ("delay_ms", X) in its metadata."""
     from dataclasses import replace
 
     extra = [pair for pair in recording.metadata.extra if pair[0] not in ("netns", "delay_ms")]
-    extra.append(("netns", "private"))
+    extra.append(("netns", namespace_id() if _inside else "private"))
     if delay_ms is not None:
         extra.append(("delay_ms", f"{delay_ms:g}"))
     return replace(recording, metadata=replace(recording.metadata, extra=tuple(extra)))

@@ -18,6 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="do not read kernel tracepoints even when tracefs is available")
     parser.add_argument("--capture", choices=("scapy", "tcpdump", "auto"), default="auto",
                         help="capture backend (default auto: scapy for scenarios; tcpdump keeps up under load)")
+    parser.add_argument("--delay", type=float, metavar="MS", default=None,
+                        help="run in a fresh network namespace whose lo delays every segment by MS "
+                             "milliseconds (netem), so the ladder shows round trips")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -31,9 +34,17 @@ def run(args: argparse.Namespace) -> int:
     problem = can_run(scenario, capture=False)
     if problem:
         raise UserError(f"scenario {scenario.name} cannot run here: {problem}")
+    if args.delay is not None:
+        from ..capture.netns import netem_problem
+
+        if args.delay < 0:
+            raise UserError(f"--delay must be 0 ms or more, not {args.delay:g}")
+        problem = netem_problem()
+        if problem:
+            raise UserError(f"--delay {args.delay:g} cannot work here: {problem}")
     try:
         result = run_scenario(args.name, family="ipv6" if args.ipv6 else "ipv4", witness=not args.no_witness,
-                              capture_backend=args.capture)
+                              capture_backend=args.capture, delay_ms=args.delay)
     except NoCapturePrivilege as exc:
         raise NoCapturePrivilege(f"cannot capture: {exc}") from None
     bundle = None

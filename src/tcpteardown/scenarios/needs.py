@@ -8,9 +8,23 @@ from ..capture import platform as host
 from .registry import Scenario
 
 # need -> probe returning None (fine) or a sentence saying what is missing
+def _netns_problem() -> Optional[str]:
+    from ..capture import netns
+
+    return host.netns_problem() or netns.namespace_problem()  # the second one really tries
+
+
+def _gate_problem() -> Optional[str]:
+    from ..capture import netns
+
+    return netns.gate_problem()  # a tbf qdisc on lo, inside a namespace
+
+
 PROBES = {
     "capture": host.capture_problem,
-    "netns": host.netns_problem,
+    "netns": _netns_problem,
+    "tc": _gate_problem,
+    "netem": lambda: __import__("tcpteardown.capture.netns", fromlist=["netem_problem"]).netem_problem(),
     "tracefs": host.tracefs_problem,
     "linux": lambda: None if host.IS_LINUX else "runs only on Linux",
 }

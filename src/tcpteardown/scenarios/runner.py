@@ -55,10 +55,10 @@ def run_scenario(name: str, *, family: str = "ipv4", capture: bool = True, witne
 
         if not netns.inside_private_namespace():
             recording = netns.run_in_namespace(
-                lambda: run_scenario(name, family=family, capture=capture, witness=witness, observers=observers,
-                                     capture_backend=capture_backend).recording,
+                lambda: netns.mark_recording(run_scenario(
+                    name, family=family, capture=capture, witness=witness, observers=observers,
+                    capture_backend=capture_backend).recording, delay_ms),
                 delay_ms=delay_ms)
-            recording = netns.mark_recording(recording, delay_ms)
             return judge(scenario, family, recording, server_ports_of(recording))
     stage = Stage(family)
     live = witness_handle = None

@@ -3,10 +3,10 @@
 Both timeouts are the kernel's own, so the errno in the recording is what
 the kernel said, not a label we chose:
 
-- `connect-timeout`: TCP_USER_TIMEOUT of 1.5 s on the connecting socket.
+- `connect-timeout`: TCP_USER_TIMEOUT of 1.2 s on the connecting socket.
   The SYN goes to a listener whose accept queue is full (Linux drops a SYN
   then, it does not refuse it), is retransmitted once after the initial
-  1 s RTO, and the kernel fails connect() with ETIMEDOUT at 1.5 s (read
+  1 s RTO, and the kernel fails connect() with ETIMEDOUT at 1.2 s (read
   through SO_ERROR: Python's own 5 s guard never fires first). SYN_SENT
   honours TCP_USER_TIMEOUT on Linux; TCP_SYNCNT=1 would take 3 s.
 - `read-timeout`: SO_RCVTIMEO of 100 ms on a blocking socket; recv()
@@ -26,7 +26,7 @@ from ..registry import Expectation, Outcome, Scenario, register
 from ..stage import Stage
 from .basics import BSD_NOTE, _close, _connected_pair, _listen, _recv
 
-CONNECT_TIMEOUT_MS = 1500
+CONNECT_TIMEOUT_MS = 1200
 READ_TIMEOUT_MS = 100
 LINUX_TCP_USER_TIMEOUT = 18
 DARWIN_TCP_CONNECTIONTIMEOUT = 0x20  # seconds, netinet/tcp.h
@@ -70,14 +70,14 @@ _CONNECT = Expectation(
     teardown=(),
     why=("The server's accept queue is full: it has two connections it never accepted. Linux does not "
          "refuse the next SYN, it drops it, hoping the queue drains; the client retransmits the SYN "
-         "after 1 s, and its TCP_USER_TIMEOUT of 1.5 s makes the kernel give up with ETIMEDOUT "
+         "after 1 s, and its TCP_USER_TIMEOUT of 1.2 s makes the kernel give up with ETIMEDOUT "
          "('connection timed out'; Go: dial tcp: i/o timeout when its own deadline is shorter). "
          "Nothing answered, so there is no FIN or RST: the cause is the unanswered SYNs themselves."),
 )
 
 register(Scenario(
     name="connect-timeout",
-    summary="our SYN goes unanswered (the listener's accept queue is full); retransmitted once; connect times out at 1.5 s",
+    summary="our SYN goes unanswered (the listener's accept queue is full); retransmitted once; connect times out at 1.2 s",
     family_group="timeouts",
     setup=_full_listener,
     play=_connect_timeout,
