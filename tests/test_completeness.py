@@ -180,3 +180,16 @@ def test_snmp_and_dev_parsing():
            "  eth0: 9 9 0 0 0 0 0 0 500 40 0 0 0 0 0 0\n"
            "  eth1: 9 9 0 0 0 0 0 0 500 2 0 0 0 0 0 0\n")
     assert parse_dev_tx_packets(dev) == 42
+
+
+def test_thousands_of_witnessed_rsts_are_checked_per_connection():
+    """Every RST matched to its own event; one event without its RST is found."""
+    segments, events = [], []
+    for n in range(3000):
+        client = Endpoint("127.0.0.1", 20000 + n)
+        segments.append(_seg(n + 1, "RST", client, SERVER, at=n * 1000))
+        events.append(_send_reset(client, SERVER, n * 1000 - 5))
+    events.append(_send_reset(Endpoint("127.0.0.1", 19999), SERVER, 10))
+    verdict = completeness(_rec(("kernel_drops", "0"), segments=segments, events=events))
+    assert verdict.complete is False
+    assert "saw 1 RST sent that the capture does not hold (first: 127.0.0.1:19999" in verdict.warnings[0]
