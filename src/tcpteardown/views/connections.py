@@ -4,7 +4,8 @@
 the client; this module only adds what a picture needs on top: the socket
 calls that belong to each connection and how it ended (`fin`, `rst`,
 `refused`, `open`, the census vocabulary), and picks one connection by
-4-tuple text or index.
+4-tuple text or index. A connection only socket calls tell of (a connect
+that failed before any packet left) ends in `no-packets`.
 
 Pure: no matplotlib, no I/O. It must never grow into a second connection
 tracker: grouping and roles stay in analysis/tcpstate.py.
@@ -21,40 +22,36 @@ from ..model import Endpoint, Recording, Segment, SocketCall, TcpFlags
 
 __all__ = ["ConnectionView", "connections", "select_connection", "ENDINGS"]
 
-ENDINGS = ("fin", "rst", "refused", "open")
+ENDINGS = ("fin", "rst", "refused", "open", "no-packets")
 
 
 @dataclass(frozen=True, slots=True)
 class ConnectionView:
-    """One TCP connection (from tcpstate), its socket calls and its ending."""
+    """One TCP connection, its socket calls and its ending.
 
-    connection: tcpstate.Connection
+    `connection` is tcpstate's when packets were seen; None for a connection
+    only socket calls tell of (a connect that failed before any packet left:
+    no route, no permission). Then `client` may be None (no local address).
+    """
+
+    index: int
+    client: Optional[Endpoint]
+    server: Endpoint
     calls: tuple[SocketCall, ...]
     ending: str  # one of ENDINGS
-
-    @property
-    def index(self) -> int:
-        return self.connection.index
-
-    @property
-    def client(self) -> Endpoint:
-        return self.connection.client
-
-    @property
-    def server(self) -> Endpoint:
-        return self.connection.server
+    connection: Optional[tcpstate.Connection] = None
 
     @property
     def segments(self) -> tuple[Segment, ...]:
-        return self.connection.segments
+        return self.connection.segments if self.connection is not None else ()
 
     @property
     def roles_known(self) -> bool:
-        return self.connection.roles_known
+        return self.connection.roles_known if self.connection is not None else True
 
     @property
     def key(self) -> frozenset:
-        return self.connection.key
+        return frozenset(e for e in (self.client, self.server) if e is not None)
 
     @property
     def first_failure(self) -> Optional[SocketCall]:
@@ -62,15 +59,23 @@ class ConnectionView:
 
     @property
     def start_ns(self) -> int:
-        return min([self.connection.start_ns] + [c.start_ns for c in self.calls])
+        times = [c.start_ns for c in self.calls]
+        if self.connection is not None:
+            times.append(self.connection.start_ns)
+        return min(times)
 
     @property
     def end_ns(self) -> int:
-        return max([self.connection.end_ns] + [c.end_ns for c in self.calls])
+        times = [c.end_ns for c in self.calls]
+        if self.connection is not None:
+            times.append(self.connection.end_ns)
+        return max(times)
 
     def side_of(self, call: SocketCall) -> Optional[str]:
         """``client`` or ``server``: whose lifeline a socket call belongs on."""
-        if call.local == self.client or (call.local is None and call.remote == self.server):
+        if call.local is not None and call.local == self.client:
+            return "client"
+        if call.local is None and call.remote == self.server:
             return "client"
         if call.local == self.server or (call.local is None and call.remote == self.client):
             return "server"
@@ -79,15 +84,32 @@ class ConnectionView:
         return None
 
     def __str__(self) -> str:
-        return f"{self.client}-{self.server}"
+        return f"{self.client or '?'}-{self.server}"
 
 
 def connections(recording: Recording) -> list[ConnectionView]:
-    """Every connection in `recording` with its calls, in order of first segment."""
+    """Every connection in `recording` with its calls: those the packets show
+    (in order of first segment), then those only socket calls show."""
     found = tcpstate.connections(recording)
     calls = _calls_by_connection(recording.calls, found)
-    return [ConnectionView(conn, tuple(calls.get(conn.index, ())), ending(conn.segments))
-            for conn in found]
+    views = [ConnectionView(conn.index, conn.client, conn.server, tuple(calls.get(conn.index, ())),
+                            ending(conn.segments), conn) for conn in found]
+    attached = {id(call) for group in calls.values() for call in group}
+    return views + _call_only(recording.calls, attached, len(views))
+
+
+def _call_only(calls, attached, first_index: int) -> list[ConnectionView]:
+    """Connections no packet shows: unattached calls grouped by (pid, fd, remote)."""
+    groups: dict[tuple, list[SocketCall]] = {}
+    for call in calls:
+        if id(call) in attached or call.remote is None:
+            continue
+        groups.setdefault((call.pid, call.fd, call.remote), []).append(call)
+    views = []
+    for (_pid, _fd, remote), group in groups.items():
+        local = next((c.local for c in group if c.local is not None), None)
+        views.append(ConnectionView(first_index + len(views), local, remote, tuple(group), "no-packets"))
+    return views
 
 
 def select_connection(found: list[ConnectionView], wanted: Union[None, int, str] = None) -> ConnectionView:

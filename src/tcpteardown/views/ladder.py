@@ -231,6 +231,8 @@ class _Ladder:
 
     # -- data --------------------------------------------------------------------
     def _states(self):
+        if self.connection.connection is None:
+            return {}, "packets (none seen)"
         timelines = tcpstate.infer_states(self.recording, self.connection.connection)
         source = tcpstate.states_source(self.recording, self.connection.connection)
         per_side = {}
@@ -241,7 +243,12 @@ class _Ladder:
             last = {}
             for when, state in timeline:
                 last[when] = state  # several changes at one instant: show where it ended
-            per_side[side] = sorted(last.items())
+            changes, previous = [], None
+            for when, state in sorted(last.items()):
+                if state != previous:  # the kernel reports some states twice (old and new)
+                    changes.append((when, state))
+                previous = state
+            per_side[side] = changes
         return per_side, source.split(" (")[0]
 
     def _reason(self, segment: Segment) -> Optional[str]:
@@ -314,11 +321,14 @@ class _Ladder:
         details.append(f"time: {self.mode}" + (", idle gaps cut" if self.axis.breaks else ""))
         if self.delay:
             details.append(f"one-way delay {format_elapsed(self.delay)} (from metadata)")
-        details.append(f"TCP states from the {self.states_from}")
+        if self.connection.connection is None:
+            details.append("no packet of this connection was captured")
+        else:
+            details.append(f"TCP states from the {self.states_from}")
         ax.annotate(" · ".join(details), (0, 1), xycoords="axes fraction", xytext=(0, 46),
                     textcoords="offset points", fontsize=style.SMALL, color=style.MUTED, va="bottom")
         for side, endpoint in (("client", conn.client), ("server", conn.server)):
-            ax.annotate(f"{side}\n{endpoint}", (self.x[side], 1), xycoords=("data", "axes fraction"),
+            ax.annotate(f"{side}\n{endpoint or '(address unknown)'}", (self.x[side], 1), xycoords=("data", "axes fraction"),
                         xytext=(0, 6), textcoords="offset points", ha="center", va="bottom",
                         fontsize=style.FONT, fontweight="bold", gid=f"lifeline-label-{side}",
                         bbox=dict(boxstyle="round,pad=0.35", facecolor="#f2f2f2", edgecolor=style.LIFELINE))

@@ -37,6 +37,7 @@ ENDING_COLOURS = {
     "rst": RST,
     "refused": "#ef6c00",
     "open": "#9e9e9e",
+    "no-packets": "#7e57c2",  # only socket calls tell of it: no segment was seen
 }
 
 # -- sizes (points): nothing below 9 pt at the default figure size ------------
