@@ -184,19 +184,21 @@ class _Walker(_Reader):
         order = self.order
         two = struct.Struct(order + "II").unpack_from
         begin = offset
-        stop_at = min(size, offset + self.window_bytes)
+        stop_at = min(size - 8, offset + self.window_bytes)
         starts = []
         append = starts.append
         if offset:  # the first block is the section header
-            while offset < stop_at and offset + 12 <= size:
+            # The per-packet Python loop: follow EPB lengths; checks come after, per window.
+            while offset < stop_at:
                 block_type, length = two(buf, offset)
-                if block_type != BLOCK_EPB or length < 32 or length % 4 or offset + length > size:
+                if block_type != BLOCK_EPB or length < 32:
                     break
                 append(offset)
                 offset += length
         if not starts:
             return self._one_block(offset)
-        window = _window(buf, begin, offset)
+        held = min(offset, size) - begin
+        window = _window(buf, begin, begin + held)
         rel = np.asarray(starts, dtype=np.int64) - begin
         u4 = np.dtype(order + "u4")
         raw = sliding_window_view(window, 28)[rel].copy()
@@ -205,16 +207,17 @@ class _Walker(_Reader):
         high = raw[:, 12:16].copy().view(u4).reshape(-1).astype(np.uint64)
         low = raw[:, 16:20].copy().view(u4).reshape(-1).astype(np.uint64)
         caplen = raw[:, 20:24].copy().view(u4).reshape(-1).astype(np.int64)
-        trailer = sliding_window_view(window, 4)[rel + length - 4].copy().view(u4).reshape(-1)
-        bad = (trailer != length) | (caplen > length - 32) | (interface >= len(self.interfaces))
-        stop = False
+        bad = (length % 4 != 0) | (rel + length > held)
+        trailer = sliding_window_view(window, 4)[np.where(bad, rel, rel + length - 4)].copy().view(u4).reshape(-1)
+        bad |= (trailer != length) | (caplen > length - 32) | (interface >= len(self.interfaces))
         if bad.any():
-            # Cut the run before the bad block; the general reader then describes
-            # it (and, when strict, raises).
+            # Stop the run before the bad block; the general reader then reads it
+            # on the next call and describes the problem (or, strict, raises).
             cut = int(np.argmax(bad))
+            if cut == 0:
+                return self._one_block(begin)
             offset = starts[cut]
             rel, length, interface, high, low, caplen = (a[:cut] for a in (rel, length, interface, high, low, caplen))
-            stop = True
         batch = None
         if len(rel):
             ticks = (high << np.uint64(32)) | low
@@ -239,11 +242,6 @@ class _Walker(_Reader):
             self.frame += len(rel)
             self.last_time = int(time_ns[-1])
             batch = _Packets(window, rel + 28, caplen, time_ns, linktype, first, offset)
-        if stop:
-            next_offset, extra, _stop = self._one_block(offset)
-            if extra is not None and batch is not None:  # cannot happen: a bad block yields nothing
-                raise AssertionError("bad block yielded a packet")
-            return next_offset, batch if batch is not None else extra, True
         return offset, batch, False
 
     def _one_block(self, offset: int):
