@@ -106,6 +106,7 @@ def test_a_single_connection_gets_no_overview(bundle, capsys):
     assert len(capsys.readouterr().out.split()) == 1
 
 
+@pytest.mark.slow
 def test_every_corpus_capture_plots_or_says_why(corpus, tmp_path, capsys):
     """Public captures: mid-stream, many streams, odd link types. Each one gives a
     picture (exit 0) or a one-line reason (exit 2), never a traceback."""
