@@ -7,7 +7,10 @@ over a memory map, decodes only what census and correlation need (link
 header, IPv4/IPv6 addresses, the TCP header and its options), and streams:
 memory does not grow with the file unless the caller keeps the packets.
 scapy stays the dissector for live capture and detailed views
-(`capture/dissect.py`); both must agree field for field.
+(`capture/dissect.py`); both must agree field for field. The census of a
+big file skips even the per-packet objects: `pcap_columns` walks the same
+containers (sharing this module's pcapng block reader) and decodes headers
+a window at a time with numpy; tests hold the two paths equal.
 
 Formats: pcap (microsecond and nanosecond, either byte order) and pcapng
 (either byte order, several sections, several interfaces with their own link
