@@ -91,14 +91,15 @@ def match_resets(segments: tuple[Segment, ...], kernel_events: Iterable[KernelEv
                  tolerance_ns: int = DEFAULT_TOLERANCE_NS) -> tuple[tuple[int, KernelEvent], ...]:
     """(index into `segments`, tcp_send_reset event) for every matched RST."""
     resets = [e for e in kernel_events if e.name == SEND_RESET and e.src is not None and e.dst is not None]
+    by_key: dict = {}  # endpoints -> [(number, event)]: linear, not RSTs x events
+    for number, event in enumerate(resets):
+        by_key.setdefault((_plain(event.src), _plain(event.dst)), []).append((number, event))
     candidates = []
     for index, segment in enumerate(segments):
         if not segment.is_rst:
             continue
         key = (_plain(segment.src), _plain(segment.dst))
-        for number, event in enumerate(resets):
-            if (_plain(event.src), _plain(event.dst)) != key:
-                continue
+        for number, event in by_key.get(key, ()):
             distance = abs(segment.time_ns - event.time_ns)
             if distance > tolerance_ns or not _sequence_agrees(segment, event):
                 continue
