@@ -172,6 +172,7 @@ def _child(fn: Callable[[], Any], delay_ms: Optional[float], write_fd: int) -> N
     try:
         try:
             _libc().prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+            os.setpgid(0, 0)  # a group of our own: whatever we start in there is killed with it
             signal.signal(signal.SIGTERM, signal.default_int_handler)
             how = _enter_new_namespace()
             _inside = True
@@ -193,8 +194,26 @@ def _child(fn: Callable[[], Any], delay_ms: Optional[float], write_fd: int) -> N
         try:
             sys.stdout.flush()
             sys.stderr.flush()
+            _kill_group(os.getpid(), spare=os.getpid())  # nothing we started outlives the namespace
         finally:
             os._exit(status)
+
+
+def _kill_group(pgid: int, spare: Optional[int] = None) -> None:
+    """SIGKILL every process of process group `pgid` (ours: the child made it) but `spare`."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == spare:
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:
+            try:
+                os.kill(int(entry), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 def _picklable(exc: BaseException) -> BaseException:
@@ -247,6 +266,7 @@ def run_in_namespace(fn: Callable[[], Any], *, delay_ms: Optional[float] = None)
     finally:
         os.close(read_fd)
     status = _reap(pid)
+    _kill_group(pid)  # anything the child started and left behind (its group id is its pid)
     if not data:
         raise NamespaceError(f"the namespace child {pid} died without a result ({_describe(status)})")
     kind, value, how = pickle.loads(data)
@@ -284,8 +304,9 @@ def _stop_child(pid: int) -> None:
         try:
             done, _ = os.waitpid(pid, os.WNOHANG)
         except ChildProcessError:
-            return
+            done = pid
         if done:
+            _kill_group(pid)
             return
         time.sleep(0.01)  # wait-ok: polling a child's exit with a deadline
     try:
@@ -293,6 +314,7 @@ def _stop_child(pid: int) -> None:
     except ProcessLookupError:
         pass
     _reap(pid)
+    _kill_group(pid)
 
 
 def _reap(pid: int) -> int:

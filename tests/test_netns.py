@@ -1,0 +1,239 @@
+"""capture.netns: a private network namespace per run, nothing of it left
+afterwards (also on Ctrl-C), and nothing of it ever touching the host."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tcpteardown.capture import netns
+
+pytestmark = pytest.mark.needs_netns
+
+HOST_NS = os.readlink("/proc/self/ns/net")
+
+
+def _processes_in(namespace: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.readlink(entry / "ns" / "net") == namespace:
+                    found.append(int(entry.name))
+            except OSError:
+                pass
+    return found
+
+
+def _children() -> set[int]:
+    pids = set()
+    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+        try:
+            pids.update(int(p) for p in (task / "children").read_text().split())
+        except OSError:
+            pass
+    return pids
+
+
+def _skip_without_namespaces():
+    problem = netns.namespace_problem()
+    if problem:
+        pytest.skip(problem)
+
+
+def _inside():
+    with open("/proc/net/dev") as f:
+        interfaces = [line.split(":")[0].strip() for line in f.readlines()[2:]]
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))  # lo is up: loopback works in there
+    sock.close()
+    return netns.namespace_id(), netns.inside_private_namespace(), interfaces, os.getpid()
+
+
+def test_runs_in_a_fresh_namespace_with_only_lo_and_leaves_nothing():
+    _skip_without_namespaces()
+    children, fds = _children(), set(os.listdir("/proc/self/fd"))
+    namespace, inside, interfaces, pid = netns.run_in_namespace(_inside)
+    assert namespace != HOST_NS and inside
+    assert interfaces == ["lo"]
+    assert not netns.inside_private_namespace()  # the parent never was
+    assert not Path(f"/proc/{pid}").exists()  # reaped
+    assert _processes_in(namespace) == []  # so the namespace is gone
+    assert _children() == children and set(os.listdir("/proc/self/fd")) == fds
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert "tcpteardown" not in listed  # we never name (bind-mount) a namespace
+
+
+def test_errors_raised_in_the_namespace_reach_the_caller():
+    _skip_without_namespaces()
+
+    def fail():
+        raise ValueError("inside")
+
+    with pytest.raises(ValueError, match="inside"):
+        netns.run_in_namespace(fail)
+
+
+def test_a_sysctl_set_inside_does_not_reach_the_host():
+    _skip_without_namespaces()
+    path = Path("/proc/sys/net/ipv4/tcp_abort_on_overflow")
+    host_value = path.read_text()
+
+    def flip():
+        netns.set_sysctl("net.ipv4.tcp_abort_on_overflow", "1")
+        return path.read_text().strip()
+
+    assert netns.run_in_namespace(flip) == "1"
+    assert path.read_text() == host_value
+
+
+def test_mutating_helpers_refuse_to_touch_the_host():
+    with pytest.raises(netns.NamespaceError, match="outside a private network namespace"):
+        netns.set_sysctl("net.ipv4.tcp_abort_on_overflow", "1")
+    with pytest.raises(netns.NamespaceError):
+        netns.ip("route", "add", "unreachable", "192.0.2.0/24")
+    with pytest.raises(netns.NamespaceError):
+        netns.Gate()
+
+
+def test_the_gate_holds_a_syn_until_released():
+    _skip_without_namespaces()
+    problem = netns.gate_problem()
+    if problem:
+        pytest.skip(problem)
+    from tcpteardown.capture.sockopts import tcp_state
+
+    def play():
+        gate = netns.Gate()
+        try:
+            listener = socket.socket()
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(1)
+            client = socket.socket()
+            client.setblocking(False)
+            gate.hold()
+            client.connect_ex(listener.getsockname())
+            held = tcp_state(client)  # the SYN is queued on lo, so nothing came back
+            gate.release()
+            deadline = time.monotonic() + 5
+            while tcp_state(client) != "ESTABLISHED" and time.monotonic() < deadline:
+                time.sleep(0.001)  # wait-ok: polling a state with a deadline
+            released = tcp_state(client)
+            client.close()
+            listener.close()
+            return held, released
+        finally:
+            gate.remove()
+
+    assert netns.run_in_namespace(play) == ("SYN_SENT", "ESTABLISHED")
+
+
+_WAIT_FOREVER = r"""
+import os, sys, time
+from tcpteardown.capture import netns
+def inside():
+    sock_pid = os.fork()
+    if sock_pid == 0:  # a grandchild in the namespace too, waiting on a pipe
+        os.read(os.pipe()[0], 1)
+    print(netns.namespace_id(), os.getpid(), sock_pid, flush=True)
+    time.sleep(60)  # wait-ok: stands for a long scenario; SIGINT ends it
+try:
+    netns.run_in_namespace(inside)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+    sys.exit(130)
+"""
+
+
+def test_ctrl_c_leaves_no_process_and_no_namespace():
+    """SIGINT to the parent only (not its group): it forwards, the child
+    cleans up or is killed, and nothing stays in the namespace."""
+    _skip_without_namespaces()
+    proc = subprocess.Popen([sys.executable, "-c", _WAIT_FOREVER], stdout=subprocess.PIPE, text=True)
+    try:
+        namespace, child, grandchild = proc.stdout.readline().split()
+        assert _processes_in(namespace)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130 and "interrupted" in out
+    deadline = time.monotonic() + 10  # the orphaned grandchild was killed with the child's group?
+    while _processes_in(namespace) and time.monotonic() < deadline:
+        time.sleep(0.01)  # wait-ok: waiting for the kernel to reap, with a deadline
+    assert _processes_in(namespace) == []
+    assert not Path(f"/proc/{child}").exists()
+
+
+def test_ctrl_c_during_a_scenario_run_with_delay():
+    _skip_without_namespaces()
+    problem = netns.netem_problem()
+    if problem:
+        pytest.skip(problem)
+    proc = subprocess.Popen([sys.executable, "-m", "tcpteardown", "run", "connect-timeout", "--delay", "5"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        namespace = None
+        while namespace is None and time.monotonic() < deadline and proc.poll() is None:
+            for pid in _descendants(proc.pid):
+                try:
+                    ns = os.readlink(f"/proc/{pid}/ns/net")
+                except OSError:
+                    continue
+                if ns != HOST_NS:
+                    namespace = ns
+            time.sleep(0.005)  # wait-ok: polling for the child to enter its namespace
+        assert namespace, "the run never entered a namespace"
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130
+    assert _processes_in(namespace) == []
+
+
+def _descendants(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        for task in Path(f"/proc/{current}/task").glob("*"):
+            try:
+                kids = [int(p) for p in (task / "children").read_text().split()]
+            except OSError:
+                continue
+            found.extend(kids)
+            todo.extend(kids)
+    return found
+
+
+def test_unprivileged_user_gets_a_namespace_or_a_clear_message():
+    if os.geteuid() != 0:
+        pytest.skip("needs root to switch to an unprivileged user for the test")
+    code = ("from tcpteardown.capture import netns\n"
+            "problem = netns.namespace_problem()\n"
+            "print('PROBLEM', problem) if problem else print('OK', netns.run_in_namespace(netns.namespace_id))\n")
+    try:
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                                user=65534, group=65534, cwd="/")
+    except PermissionError:
+        pytest.skip(f"user nobody may not run {sys.executable} on this machine")
+    if "ModuleNotFoundError" in result.stderr or "Permission denied" in result.stderr:
+        pytest.skip(f"user nobody may not read this checkout: {result.stderr.strip().splitlines()[-1]}")
+    assert result.returncode == 0, result.stderr
+    word, _, detail = result.stdout.strip().partition(" ")
+    if word == "OK":
+        assert detail.startswith("net:[") and detail != HOST_NS
+    else:
+        assert word == "PROBLEM" and "root" in detail, detail
