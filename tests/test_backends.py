@@ -135,3 +135,23 @@ def test_small_tcpdump_ring_never_claims_completeness_it_lacks():
         assert verdict.complete is False and captured.kernel_drops > 0
     else:
         assert verdict.complete is True
+
+
+@pytest.mark.needs_capture
+def test_scapy_path_is_hardened(is_root):
+    """Outgoing copies and the port filter stay in the kernel, the buffer is
+    as large as privilege allows, and a burst is captured once, completely."""
+    with Listener() as listener:
+        with ScapyBackend([listener.port]) as backend:
+            burst = play_burst(listener, 300)
+        captured = backend.stop()
+    capture = backend.live
+    assert capture.dedup_location == "kernel (PACKET_IGNORE_OUTGOING)"
+    assert capture.filter_location.startswith("kernel")
+    if is_root:
+        assert capture.rcvbuf_bytes >= live.RCVBUF_FORCE_BYTES
+    keys = [_key(s) for s in captured.segments]
+    assert len(keys) == len(set(keys)), "a segment was captured twice"
+    assert connection_shares(burst, captured.segments) == {"SYN": 1.0, "FIN": 1.0, "RST": 1.0}
+    assert captured.kernel_drops == 0
+    assert all(s.src.port == listener.port or s.dst.port == listener.port for s in captured.segments)

@@ -57,3 +57,45 @@ def test_burst_of_5000_connections_loses_nothing_or_says_how_much(tmp_path):
         assert verdict.complete is False
         assert verdict.dropped is not None and verdict.dropped >= missing, (verdict, missing)
         assert f"dropped {verdict.dropped} packets" in verdict.warnings[0]
+
+
+PROGRAM = """
+import json, sys
+from tcpteardown.capture.burst import Listener, play_burst
+with Listener() as listener:
+    burst = play_burst(listener, int(sys.argv[1]), float(sys.argv[2]))
+print(json.dumps({"port": listener.port, "clients": burst.client_ports, "seconds": burst.seconds}))
+"""
+
+
+def test_tcpteardown_record_of_a_burst_keeps_every_syn_and_rst_or_says_so(tmp_path):
+    """The same through `tcpteardown record` (strace slows the program to a
+    few hundred connections a second, so fewer connections)."""
+    import json
+    import subprocess
+    import sys
+
+    from tcpteardown.capture.burst import Burst
+
+    tool_or_skip("tcpdump")
+    tool_or_skip("strace")
+    count, bundle_path = 600, tmp_path / "record.pcapng"
+    done = subprocess.run([sys.executable, "-m", "tcpteardown", "record", "--capture", "tcpdump", "-o",
+                           str(bundle_path), "--", sys.executable, "-c", PROGRAM, str(count), str(RATE)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    told = json.loads(done.stdout.splitlines()[-1])
+    burst = Burst(told["port"], tuple(told["clients"]), RATE, told["seconds"])
+    bundle = load_recording(bundle_path)
+    meta = bundle.metadata
+    found = connections_seen(burst, bundle.segments)
+    syns = sum("SYN" in kinds for kinds in found)
+    rsts = sum("RST" in kinds for kinds in found)
+    assert meta.get("capture_backend") == "tcpdump"
+    assert int(meta.get("kernel_active_opens")) >= count and int(meta.get("kernel_out_rsts")) >= count
+    verdict = completeness(bundle)
+    if syns == rsts == count:
+        assert verdict.complete is True, verdict.warnings
+    else:
+        assert verdict.complete is False
+        assert verdict.dropped >= 2 * count - syns - rsts
