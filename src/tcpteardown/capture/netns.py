@@ -177,7 +177,7 @@ def _child(fn: Callable[[], Any], delay_ms: Optional[float], write_fd: int) -> N
             how = _enter_new_namespace()
             _inside = True
             _bring_lo_up()
-            if delay_ms is not None:
+            if delay_ms:  # 0: a private namespace, no qdisc (works without netem)
                 _add_netem(delay_ms)
             payload = ("ok", fn(), how)
         except KeyboardInterrupt:

@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="capture backend (default auto: scapy for scenarios; tcpdump keeps up under load)")
     parser.add_argument("--delay", type=float, metavar="MS", default=None,
                         help="run in a fresh network namespace whose lo delays every segment by MS "
-                             "milliseconds (netem), so the ladder shows round trips")
+                             "milliseconds (netem), so the ladder shows round trips; 0: the namespace without delay")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
 
         if args.delay < 0:
             raise UserError(f"--delay must be 0 ms or more, not {args.delay:g}")
-        problem = netem_problem()
+        problem = netem_problem() if args.delay > 0 else None  # --delay 0: a private namespace only
         if problem:
             raise UserError(f"--delay {args.delay:g} cannot work here: {problem}")
     try:
