@@ -193,3 +193,15 @@ def test_thousands_of_witnessed_rsts_are_checked_per_connection():
     verdict = completeness(_rec(("kernel_drops", "0"), segments=segments, events=events))
     assert verdict.complete is False
     assert "saw 1 RST sent that the capture does not hold (first: 127.0.0.1:19999" in verdict.warnings[0]
+
+
+@pytest.mark.needs_capture
+def test_links_made_on_incomplete_evidence_say_so(tmp_path):
+    from tcpteardown.analysis.correlate import correlate
+    from tcpteardown.formats.bundle import load_recording
+
+    incomplete = correlate(load_recording(_bundle_with_drops(tmp_path, 3)))
+    complete = correlate(load_recording(_bundle_with_drops(tmp_path, 0)))
+    assert incomplete and all(any("the evidence may be incomplete" in c and "dropped 3 packets" in c
+                                  for c in link.caveats) for link in incomplete)
+    assert not any("evidence may be incomplete" in c for link in complete for c in link.caveats)

@@ -109,7 +109,15 @@ def correlate(recording: Recording) -> tuple[Link, ...]:
         if is_interesting(call):
             late, early = tolerance(call)
             links.append(_link(_Ctx(recording, conns, by_endpoint, calls_by_key, call, late, early)))
-    return _mark_echoes(links)
+    return _on_incomplete_evidence(_mark_echoes(links), recording)
+
+
+def _on_incomplete_evidence(links: tuple[Link, ...], recording: Recording) -> tuple[Link, ...]:
+    """Every link made on a capture that may miss packets says so (analysis.completeness)."""
+    from .completeness import caveat_for
+
+    caveat = caveat_for(recording)
+    return tuple(replace(link, caveats=link.caveats + (caveat,)) for link in links) if caveat else links
 
 
 def _mark_echoes(links: list[Link]) -> tuple[Link, ...]:
