@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 # the BPF filter in the kernel; tcpdump and tshark are the reference tools the
 # tests compare against; strace, golang-go, curl and nginx-light are the real
 # programs whose failures the tests explain; iproute2 drives namespaces.
-APT_PACKAGES="libpcap0.8 tcpdump tshark strace golang-go curl iproute2 nginx-light"
+APT_PACKAGES="libpcap0.8 tcpdump tshark strace golang-go curl iproute2 nginx-light iptables"
 
 missing=""
 if command -v dpkg-query >/dev/null 2>&1; then

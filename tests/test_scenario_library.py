@@ -172,9 +172,31 @@ def test_delay_without_netem_says_so_in_one_line():
     from tcpteardown.capture.netns import netem_problem
 
     if netem_problem() is None:
-        pytest.skip("this kernel has netem: the clear message is not needed")
+        pytest.skip("--delay works here (netem or the NFQUEUE delay line): no message needed")
     result = subprocess.run([sys.executable, "-m", "tcpteardown", "run", "graceful-close", "--delay", "20"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "netem" in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.needs_netns
+def test_every_scenario_tells_the_same_story_with_a_delay():
+    """The ordering comes from waiting for events, not from loopback speed:
+    with 5 ms on every segment each scenario still matches (connect-timeout
+    left out: it only waits longer)."""
+    from tcpteardown.capture.netns import netem_problem
+
+    problem = netem_problem()
+    if problem:
+        pytest.skip(problem)
+    failures = []
+    for name in ["graceful-close", "reset-by-peer", "broken-pipe", "write-after-reset", "refused",
+                 "use-after-close", *LIBRARY]:
+        if name == "connect-timeout" or can_run(get_scenario(name)):
+            continue
+        run = run_scenario(name, delay_ms=5, witness=False)
+        assert run.recording.metadata.get("delay_ms") == "5"
+        if not run.matches:
+            failures.append(f"{name}: {'; '.join(run.mismatches)}")
+    assert not failures, "\n".join(failures)

@@ -5,7 +5,8 @@
 
 `run_in_namespace` forks a child that unshares its network namespace (as
 root; otherwise through a user namespace, `unshare -rn` style), brings `lo`
-up, adds `netem delay` when asked, runs `fn` there and sends its result
+up, adds `netem delay` when asked (where the kernel lacks netem, an NFQUEUE
+delay line in user space, `DelayLine`), runs `fn` there and sends its result
 back over a pipe (pickled). The namespace has no name and no bind mount: it
 dies with the child, and with it every qdisc, route and sysctl set inside.
 The child is reaped on every path: normal return, exception, Ctrl-C
@@ -85,7 +86,8 @@ def namespace_problem() -> Optional[str]:
 
 @lru_cache(maxsize=None)
 def netem_problem() -> Optional[str]:
-    """None when `tc qdisc ... netem delay` works inside a namespace, else why not."""
+    """None when --delay works: `netem delay` on lo in a namespace, or else the
+    NFQUEUE delay line (`DelayLine`); otherwise why not."""
     problem = namespace_problem() or _tool_problem("tc", "iproute2")
     if problem:
         return problem
@@ -168,7 +170,10 @@ def _bring_lo_up() -> None:
 def _child(fn: Callable[[], Any], delay_ms: Optional[float], write_fd: int) -> None:
     """Never returns: runs fn in a fresh namespace, reports, _exits."""
     global _inside
+    import contextlib
+
     status = 0
+    cleanup = contextlib.ExitStack()
     try:
         try:
             _libc().prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
@@ -178,12 +183,17 @@ def _child(fn: Callable[[], Any], delay_ms: Optional[float], write_fd: int) -> N
             _inside = True
             _bring_lo_up()
             if delay_ms:  # 0: a private namespace, no qdisc (works without netem)
-                _add_netem(delay_ms)
+                _add_delay(delay_ms, cleanup)
             payload = ("ok", fn(), how)
         except KeyboardInterrupt:
             payload, status = ("interrupted", None, None), 130
         except BaseException as exc:  # reported to the parent, which raises it
             payload, status = ("error", _picklable(exc), None), 1
+        try:
+            cleanup.close()
+        except BaseException as exc:
+            if payload[0] == "ok":
+                payload, status = ("error", _picklable(exc), None), 1
         data = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
         view = memoryview(data)
         while view:
@@ -224,6 +234,24 @@ def _picklable(exc: BaseException) -> BaseException:
         import traceback
 
         return RuntimeError("".join(traceback.format_exception(exc)))
+
+
+_delay_method: Optional[str] = None  # how the child delays: "netem" or "nfqueue"
+
+
+def _add_delay(delay_ms: float, cleanup) -> None:
+    """netem on lo when the kernel has it; else an NFQUEUE delay line in user space."""
+    global _delay_method
+    try:
+        _add_netem(delay_ms)
+        _delay_method = "netem"
+        return
+    except NamespaceError as netem_error:
+        problem = DelayLine.problem()
+        if problem:
+            raise NamespaceError(f"{netem_error}; and no NFQUEUE fallback: {problem}") from None
+    cleanup.enter_context(DelayLine(delay_ms))
+    _delay_method = "nfqueue"
 
 
 def _add_netem(delay_ms: float) -> None:
@@ -424,8 +452,145 @@ def mark_recording(recording, delay_ms: Optional[float]):
     """The recording with ("netns", its namespace id) and, with a delay, ("delay_ms", X) in its metadata."""
     from dataclasses import replace
 
-    extra = [pair for pair in recording.metadata.extra if pair[0] not in ("netns", "delay_ms")]
+    extra = [pair for pair in recording.metadata.extra if pair[0] not in ("netns", "delay_ms", "delay_method")]
     extra.append(("netns", namespace_id() if _inside else "private"))
     if delay_ms is not None:
         extra.append(("delay_ms", f"{delay_ms:g}"))
+        if _delay_method:
+            extra.append(("delay_method", _delay_method))
     return replace(recording, metadata=replace(recording.metadata, extra=tuple(extra)))
+
+
+# -- a delay line without netem -----------------------------------------------------------
+
+NETLINK_NETFILTER = 12
+NFNL_SUBSYS_QUEUE = 3
+NFQNL_MSG_PACKET, NFQNL_MSG_VERDICT, NFQNL_MSG_CONFIG = 0, 1, 2
+NFQA_PACKET_HDR = 1
+NFQA_CFG_CMD, NFQA_CFG_PARAMS = 1, 2
+NFQA_VERDICT_HDR = 2
+NFQNL_CFG_CMD_BIND = 1
+NFQNL_COPY_META = 1
+NF_ACCEPT = 1
+NLM_F_REQUEST, NLM_F_ACK = 1, 4
+NLMSG_ERROR = 2
+
+
+class DelayLine:
+    """Every packet sent in this namespace waits `delay_ms` in user space.
+
+    For kernels without netem (many minimal and cloud kernels): an
+    iptables rule sends each outgoing packet to NFQUEUE, a thread holds it
+    for the delay and lets it go (NF_ACCEPT), in arrival order. A segment is
+    captured on `lo` when it is let go, as with netem; the capture's UDP
+    markers wait in the same line, so its stop barrier still comes after
+    every segment sent before it. Only inside a private namespace.
+    """
+
+    QUEUE = 4242
+
+    def __init__(self, delay_ms: float):
+        _require_private("queue packets")
+        self.delay_ns = int(delay_ms * 1_000_000)
+        self._seq = 0
+        self._stop = False
+        self._error: Optional[BaseException] = None
+        self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
+        try:
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+            self._sock.bind((0, 0))
+            self._request(NFQNL_MSG_CONFIG, _nlattr(NFQA_CFG_CMD, struct.pack("!BxH", NFQNL_CFG_CMD_BIND, 0)))
+            self._request(NFQNL_MSG_CONFIG, _nlattr(NFQA_CFG_PARAMS, struct.pack("!IB", 0, NFQNL_COPY_META)))
+            for tool in ("iptables", "ip6tables"):
+                _run_tool(tool, "-w", "-A", "OUTPUT", "-j", "NFQUEUE", "--queue-num", str(self.QUEUE), "--queue-bypass")
+        except BaseException:
+            self._sock.close()
+            raise
+        import threading
+
+        self._thread = threading.Thread(target=self._run, name="tcpteardown-delay-line", daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def problem() -> Optional[str]:
+        for tool in ("iptables", "ip6tables"):
+            if shutil.which(tool) is None:
+                return f"needs `{tool}` (apt-get install iptables) to queue segments"
+        return None
+
+    def __enter__(self) -> "DelayLine":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._sock.fileno() < 0:
+            return
+        self._stop = True
+        self._thread.join(5.0)
+        for tool in ("iptables", "ip6tables"):
+            subprocess.run([tool, "-w", "-D", "OUTPUT", "-j", "NFQUEUE", "--queue-num", str(self.QUEUE),
+                            "--queue-bypass"], capture_output=True)
+        self._sock.close()
+        if self._error is not None:
+            raise NamespaceError(f"the delay line failed: {self._error}")
+
+    # -- netlink -------------------------------------------------------------------------
+    def _message(self, kind: int, payload: bytes, flags: int) -> bytes:
+        self._seq += 1
+        body = struct.pack("!BBH", socket.AF_UNSPEC, 0, self.QUEUE) + payload
+        return struct.pack("=IHHII", 16 + len(body), (NFNL_SUBSYS_QUEUE << 8) | kind, flags, self._seq, 0) + body
+
+    def _request(self, kind: int, payload: bytes) -> None:
+        self._sock.send(self._message(kind, payload, NLM_F_REQUEST | NLM_F_ACK))
+        data = self._sock.recv(65536)
+        length, msg_type = struct.unpack_from("=IH", data)
+        if msg_type == NLMSG_ERROR:
+            code = -struct.unpack_from("=i", data, 16)[0]
+            if code:
+                raise NamespaceError(f"NFQUEUE configuration refused: {os.strerror(code)}")
+
+    def _run(self) -> None:
+        from collections import deque
+
+        waiting: deque = deque()  # (due_ns, packet id), in arrival order
+        try:
+            while not self._stop or waiting:
+                now = time.monotonic_ns()
+                while waiting and waiting[0][0] <= now:
+                    self._sock.send(self._message(NFQNL_MSG_VERDICT, _nlattr(
+                        NFQA_VERDICT_HDR, struct.pack("!II", NF_ACCEPT, waiting.popleft()[1])), NLM_F_REQUEST))
+                timeout = (waiting[0][0] - now) / 1e9 if waiting else 0.05
+                readable, _, _ = select.select([self._sock], [], [], max(timeout, 0))
+                if readable:
+                    data = self._sock.recv(1 << 20)
+                    arrived = time.monotonic_ns()
+                    for packet_id in _packet_ids(data):
+                        waiting.append((arrived + self.delay_ns, packet_id))
+        except BaseException as exc:  # surfaced by close()
+            self._error = exc
+
+
+def _nlattr(kind: int, data: bytes) -> bytes:
+    length = 4 + len(data)
+    return struct.pack("=HH", length, kind) + data + b"\0" * (-length % 4)
+
+
+def _packet_ids(data: bytes):
+    """Packet ids of the NFQNL_MSG_PACKET messages in one netlink read."""
+    offset = 0
+    while offset + 16 <= len(data):
+        length, msg_type = struct.unpack_from("=IH", data, offset)
+        if length < 16:
+            return
+        if msg_type == ((NFNL_SUBSYS_QUEUE << 8) | NFQNL_MSG_PACKET):
+            at = offset + 20  # nlmsghdr + nfgenmsg
+            while at + 4 <= offset + length:
+                attr_len, attr_type = struct.unpack_from("=HH", data, at)
+                if attr_len < 4:
+                    break
+                if attr_type & 0x7FFF == NFQA_PACKET_HDR:
+                    yield struct.unpack_from("!I", data, at + 4)[0]
+                at += (attr_len + 3) & ~3
+        offset += (length + 3) & ~3
