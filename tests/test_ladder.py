@@ -229,6 +229,25 @@ def test_language_phrase_under_the_failure():
         draw_ladder(broken_pipe(), lang="cobol")
 
 
+# Bulk transfer both ways: big relative numbers make long labels.
+BULK = [(0, CLIENT, SERVER, "SYN", 0, 0, 0), (10, SERVER, CLIENT, "SYN,ACK", 0, 1, 0),
+        (20, CLIENT, SERVER, "ACK", 1, 1, 0), (30, CLIENT, SERVER, "PSH,ACK", 1, 1, 65483),
+        (40, SERVER, CLIENT, "PSH,ACK", 1, 65484, 65483), (50, SERVER, CLIENT, "PSH,ACK", 65484, 65484, 65483),
+        (60, CLIENT, SERVER, "ACK", 65484, 130967, 0)]
+
+
+def test_long_segment_labels_break_after_the_flags():
+    from tcpteardown.views.ladder import fit_segment_label
+
+    assert fit_segment_label("#7 PSH,ACK seq=2 ack=2 len=9") == "#7 PSH,ACK seq=2 ack=2 len=9"
+    assert fit_segment_label("#8 PSH,ACK seq=16480 ack=44 len=16392") == "#8 PSH,ACK\nseq=16480 ack=44 len=16392"
+    assert fit_segment_label("#8 RST,ACK seq=4294967295 ack=4294967295\nNO_SOCKET") == \
+        "#8 RST,ACK\nseq=4294967295 ack=4294967295\nNO_SOCKET"
+    figure = draw_ladder(Recording(segments(BULK), metadata=METADATA))
+    assert "#6 PSH,ACK\nseq=65484 ack=65484 len=65483" in text_by_gid(figure, "segment-label-")
+    assert_legible(figure)
+
+
 def test_wrap_phrase_breaks_after_arrows():
     assert wrap_phrase("Go: write tcp 127.0.0.1:54496->127.0.0.1:48579: write: broken pipe", 38) == [
         "Go: write tcp 127.0.0.1:54496->", "127.0.0.1:48579: write: broken pipe"]
@@ -326,10 +345,18 @@ def test_overview_one_row_per_connection_coloured_by_ending():
 # -- legibility and reproducibility -------------------------------------------------
 
 def assert_legible(figure):
-    """Every text at least 9 pt; no two texts overlap on the page."""
+    """Every text at least 9 pt; no two texts overlap on the page; segment
+    labels stay between the lifelines."""
     renderer = FigureCanvasAgg(figure).get_renderer()
     shown = texts(figure)
     assert all(t.get_fontsize() >= 9 for t in shown)
+    lifelines = [line for line in figure.axes[0].lines if (line.get_gid() or "").startswith("lifeline-")]
+    if lifelines:
+        xs = sorted({figure.axes[0].transData.transform((line.get_xdata()[0], 0))[0] for line in lifelines})
+        for text in shown:
+            if (text.get_gid() or "").startswith("segment-label-"):
+                box = text.get_window_extent(renderer)
+                assert xs[0] < box.x0 and box.x1 < xs[-1], f"{text.get_text()!r} crosses a lifeline"
     boxes = [(t.get_text(), t.get_window_extent(renderer).shrunk(0.97, 0.9)) for t in shown]
     for i, (text_a, a) in enumerate(boxes):
         for text_b, b in boxes[i + 1:]:

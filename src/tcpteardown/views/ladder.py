@@ -35,7 +35,7 @@ from . import style
 from .connections import ConnectionView, connections, select_connection
 from .timeaxis import MIN_ROWS, TimeAxis, build_time_axis, format_elapsed
 
-__all__ = ["draw_ladder", "segment_label", "call_label", "LANGS"]
+__all__ = ["draw_ladder", "segment_label", "fit_segment_label", "call_label", "LANGS"]
 
 LANGS = ("go", "python", "java", "node", "curl")
 
@@ -53,6 +53,7 @@ MARGIN_RIGHT = 0.15
 BAR_W = 0.09  # a call's activation bar on its lifeline
 LINE_ROWS = 0.6  # one text line, in rows
 CALL_WRAP = 38  # characters per line of a call's language phrase
+CHAR_IN = 0.083  # average width of a 10 pt DejaVu Sans character (digits, capitals), in inches
 ROWS_ABOVE = 1.0  # room above the first event (its label sits above it)
 # A longer connection shows its handshake and its last segments (the teardown);
 # a break says how many were left out. Keeps big captures legible and fast.
@@ -113,6 +114,15 @@ def segment_label(segment: Segment, isn: dict, reason: Optional[str] = None) -> 
         parts.append(f"len={segment.payload_len}")
     text = " ".join(parts)
     return f"{text}\n{reason}" if reason else text
+
+
+def fit_segment_label(text: str, width_in: float = MID_W - 0.3) -> str:
+    """Break a label too wide for the space between the lifelines after its flags."""
+    first, _, rest = text.partition("\n")
+    if len(first) * CHAR_IN <= width_in or " seq=" not in first:
+        return text
+    head, _, tail = first.partition(" seq=")
+    return "\n".join([head, "seq=" + tail] + ([rest] if rest else []))
 
 
 def call_label(call: SocketCall) -> str:
@@ -267,8 +277,10 @@ class _Ladder:
 
     def _time_axis(self) -> TimeAxis:
         events = []
+        self.labels = {s.frame: fit_segment_label(segment_label(s, self.isn, self.reasons.get(s.frame)))
+                       for s in self.segments}
         for segment in self.segments:
-            lines = 2 if self.reasons.get(segment.frame) else 1
+            lines = self.labels[segment.frame].count("\n") + 1
             events.append((segment.time_ns, lines * LINE_ROWS + 0.4))
             if self.delay:
                 events.append((self._receive_ns(segment), MIN_ROWS))
@@ -396,7 +408,7 @@ class _Ladder:
             ax.add_artist(FancyArrowPatch((self.x[sender], y0), (self.x[receiver], y1), arrowstyle="-|>",
                                          mutation_scale=14, linewidth=1.6, color=colour, shrinkA=0,
                                          shrinkB=BAR_W * 36, zorder=4, gid=f"segment-{segment.frame}"))
-            text = segment_label(segment, self.isn, self.reasons.get(segment.frame))
+            text = self.labels[segment.frame]
             lines = text.count("\n") + 1
             anchor = (y0 + y1) / 2 - 0.1
             row = column.place(anchor, lines * LINE_ROWS)
