@@ -79,6 +79,13 @@ class _Packets:
         self.time_ns, self.linktype, self.first_frame, self.end_offset = time_ns, linktype, first_frame, end_offset
 
 
+def _times(values: list) -> np.ndarray:
+    """Nanosecond times as int64, or as Python ints when a garbage time overflows int64."""
+    if all(-2**63 <= value < 2**63 for value in values):
+        return np.array(values, dtype=np.int64)
+    return np.array(values, dtype=object)
+
+
 def _window(buf, begin: int, end: int) -> np.ndarray:
     """A copy of buf[begin:end] followed by _PAD zero bytes."""
     window = np.zeros(end - begin + _PAD, dtype=np.uint8)
@@ -259,7 +266,7 @@ class _Walker(_Reader):
             window = np.frombuffer(b"".join(p.data for p in packets) + bytes(_PAD), dtype=np.uint8)
             lengths = np.array([len(p.data) for p in packets], dtype=np.int64)
             start = np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64)
-            batch = _Packets(window, start, lengths, np.array([p.time_ns for p in packets], dtype=np.int64),
+            batch = _Packets(window, start, lengths, _times([p.time_ns for p in packets]),
                              np.array([p.linktype for p in packets], dtype=np.int64), packets[0].frame,
                              next_offset)
         return next_offset, batch, stop or next_offset >= len(self.buf)
