@@ -8,6 +8,7 @@ tcpdump capture of real sockets.
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 import struct
 from dataclasses import replace
@@ -385,6 +386,8 @@ def test_same_input_same_svg_and_pdf_bytes(tmp_path):
         assert first.read_bytes() == second.read_bytes(), suffix
     svg = (tmp_path / "a.svg").read_text()
     assert "<dc:date>" not in svg
+    ids = re.findall(r' id="([^"]+)"', svg)
+    assert len(ids) == len(set(ids)), "artist gids become SVG ids: they must be unique"
 
 
 def test_save_figure_refuses_unknown_formats(tmp_path):
@@ -537,7 +540,7 @@ def test_overview_cuts_idle_hours_and_marks_the_drawn_connection():
                           metadata=METADATA)
     figure = draw_overview(recording, highlight=1)
     ax = figure.axes[0]
-    assert [t.get_text() for t in ax.texts if t.get_gid() == "break"] == ["2 h 00 min"]
+    assert [t.get_text() for t in ax.texts if (t.get_gid() or "").startswith("break-")] == ["2 h 00 min"]
     rows = [t.get_text() for t in ax.texts if "→" in t.get_text()]
     assert rows[0].startswith("  0  127.0.0.1:54500 → 127.0.0.1:48579  refused")
     assert rows[1].startswith("▶ 1  127.0.0.1:54496 → 127.0.0.1:48579  rst")

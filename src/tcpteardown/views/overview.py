@@ -126,7 +126,7 @@ def _break_labels(ax, breaks) -> None:
     units_per_inch = (right - left) / PLOT_IN
     char = 0.56 * style.SMALL / 72 * units_per_inch  # one character of DejaVu Sans, in x units
     last_end = float("-inf")
-    for cut in breaks:
+    for index, cut in enumerate(breaks):
         middle = (cut.top + cut.bottom) / 2
         text = format_elapsed(cut.elapsed_ns)
         half = len(text) * char / 2 + 0.08 * units_per_inch
@@ -134,5 +134,5 @@ def _break_labels(ax, breaks) -> None:
             continue
         ax.annotate(text, (middle, 0), xycoords=("data", "axes fraction"), xytext=(0, -4),
                     textcoords="offset points", ha="center", va="top", fontsize=style.SMALL,
-                    color=style.MUTED, gid="break")
+                    color=style.MUTED, gid=f"break-{index}")
         last_end = middle + half
