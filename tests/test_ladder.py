@@ -531,7 +531,7 @@ def test_a_long_connection_shows_its_handshake_and_its_end():
     assert len(arrows(draw_ladder(long_connection(100)))) == 204  # under the limit: all drawn
 
 
-def test_overview_cuts_idle_hours_and_marks_the_drawn_connection():
+def test_overview_cuts_idle_hours_and_marks_the_drawn_connection(tmp_path):
     from tcpteardown.views.overview import draw_overview
 
     later = 2 * 3600 * 1_000_000_000
@@ -547,6 +547,8 @@ def test_overview_cuts_idle_hours_and_marks_the_drawn_connection():
     (marks,) = by_gid(ax.lines, "failures-1")
     assert to_hex(marks.get_color()) == style.FAILURE
     assert_legible(figure)
+    ids = re.findall(r' id="([^"]+)"', style.save_figure(figure, tmp_path / "overview.svg").read_text())
+    assert len(ids) == len(set(ids))
 
 
 def test_a_connect_that_sent_no_packet_still_gets_a_ladder():
