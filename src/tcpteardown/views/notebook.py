@@ -162,15 +162,17 @@ def evidence_summary(recording: Recording) -> str:
     return "\n".join(lines)
 
 
-def markdown_snippet(recording: Recording, *, figure_path: Optional[str] = None) -> str:
-    """What `explain --markdown` prints: the image link and the paragraphs."""
+def markdown_snippet(recording: Recording, *, capture: Optional[str] = None) -> str:
+    """What `explain --markdown` prints (the image link and the paragraphs);
+    the figure is written next to `capture`, by default in the temporary
+    folder (a class must not write into the stored captures)."""
     import tempfile
+    from types import SimpleNamespace
 
     from ..analysis.correlate import correlate
-    from .ladder import draw_ladder
-    from .narrative import narrate
+    from .markdown import render_markdown
 
-    links = correlate(recording)
-    path = Path(figure_path or Path(tempfile.gettempdir()) / "tcpteardown-incident.png")
-    draw_ladder(recording, links).savefig(path, dpi=100)
-    return f"![TCP teardown ladder]({path})\n\n{narrate(links, recording)}"
+    name = Path(recording.metadata.source_file or "tcpteardown-incident.pcapng").name
+    capture = capture or str(Path(tempfile.gettempdir()) / name)
+    args = SimpleNamespace(capture=capture, lang=None, tzinfo=None, conn=None)
+    return render_markdown(correlate(recording), recording, args)
