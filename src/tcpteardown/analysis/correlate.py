@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Optional
 
 from ..model import Endpoint, Link, Recording, Segment, SocketCall, TcpFlags
+from ..units import format_duration
 from .rules import UNMATCHED, Rule, is_interesting, rule_for
 from .tcpstate import Connection, connections
 
@@ -236,7 +237,7 @@ def _skew_caveats(ctx: _Ctx) -> list[str]:
     if ctx.call.source == "scenario" or not ctx.late:
         return []
     return [f"{ctx.call.source} times come from a different clock than the packets; "
-            f"segments were matched within {_duration(ctx.late)} of the call"]
+            f"segments were matched within {format_duration(ctx.late)} of the call"]
 
 
 def _conn_text(conn: Connection) -> str:
@@ -291,17 +292,9 @@ def _plural_caveat(segments: list[Segment], what: str, chosen: Segment) -> list[
 
 def _late_caveat(ctx: _Ctx, seg: Segment) -> list[str]:
     if seg.time_ns > ctx.call.end_ns:
-        return [f"frame {seg.frame} is stamped {_duration(seg.time_ns - ctx.call.end_ns)} after the call "
+        return [f"frame {seg.frame} is stamped {format_duration(seg.time_ns - ctx.call.end_ns)} after the call "
                 f"returned; linked within the clock tolerance"]
     return []
-
-
-def _duration(ns: int) -> str:
-    if ns >= 1_000_000_000:
-        return f"{ns / 1e9:.3f} s"
-    if ns >= 1_000_000:
-        return f"{ns / 1e6:.3f} ms"
-    return f"{ns / 1e3:.1f} us"
 
 
 def _make(ctx: _Ctx, rule: Rule, cause: Optional[Segment], caveats: Iterable[str], *,
@@ -481,7 +474,7 @@ def _recv_timeout(ctx: _Ctx, rule: Rule) -> Link:
         sentence = ("the call gave up waiting; its record does not say for how long, so no interval "
                     "could be checked for arrivals")
     else:
-        sentence = f"nothing arrived during the {_duration(call.end_ns - call.start_ns)} the call waited"
+        sentence = f"nothing arrived during the {format_duration(call.end_ns - call.start_ns)} the call waited"
     return _make(ctx, rule, None, caveats, sentence=sentence)
 
 

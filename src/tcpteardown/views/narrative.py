@@ -38,6 +38,7 @@ from .. import errnos
 from ..analysis.reasons import reason_phrase, render_reason, reset_reason
 from ..analysis.tcpstate import connection_of
 from ..model import CauseKind, Endpoint, KernelEvent, Link, Recording, Segment
+from ..units import format_duration
 
 __all__ = ["paragraph", "narrate", "links_to_json", "timestamp", "outcome_text", "cause_text"]
 
@@ -58,16 +59,8 @@ def timestamp(time_ns: int, tz: Optional[_dt.tzinfo] = None) -> str:
 
 def _ago(ns: int) -> str:
     if ns < 0:
-        return f"{_scale(-ns)} later"
-    return f"{_scale(ns)} earlier"
-
-
-def _scale(ns: int) -> str:
-    if ns >= 1_000_000_000:
-        return f"{ns / 1e9:.3f} s"
-    if ns >= 1_000_000:
-        return f"{ns / 1e6:.3f} ms"
-    return f"{ns / 1e3:.0f} us"
+        return f"{format_duration(-ns)} later"
+    return f"{format_duration(ns)} earlier"
 
 
 def _language_phrase(link: Link, lang: Optional[str], os_name: str) -> str:

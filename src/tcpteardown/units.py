@@ -1,0 +1,15 @@
+"""How durations read in sentences: one format for every explanation.
+
+`0.201 s`, `4.512 ms`, `58 us`: three decimals where a reader compares them
+with a capture's timestamps. (Axis labels use `views.timeaxis.format_elapsed`,
+three significant digits, because they must stay short.)
+"""
+
+
+def format_duration(ns: int) -> str:
+    """A non-negative duration in nanoseconds, in s, ms or us."""
+    if ns >= 1_000_000_000:
+        return f"{ns / 1e9:.3f} s"
+    if ns >= 1_000_000:
+        return f"{ns / 1e6:.3f} ms"
+    return f"{ns / 1e3:.0f} us"
