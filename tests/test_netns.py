@@ -135,7 +135,11 @@ def test_the_gate_holds_a_syn_until_released():
     assert netns.run_in_namespace(play) == ("SYN_SENT", "ESTABLISHED")
 
 
-_WAIT_FOREVER = r"""
+# A shell may start pytest with SIGINT ignored (a background job), and an
+# ignored SIGINT is inherited: the programs under test get Python's handler back.
+_WITH_SIGINT = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+
+_WAIT_FOREVER = _WITH_SIGINT + r"""
 import os, sys, time
 from tcpteardown.capture import netns
 def inside():
@@ -178,7 +182,10 @@ def test_ctrl_c_during_a_scenario_run_with_delay():
     """`tcpteardown run connect-timeout --delay` takes 1.2 s in its namespace: interrupted there."""
     _skip_without_namespaces()
     delay = "0" if netns.netem_problem() else "5"  # without netem: the namespace alone
-    proc = subprocess.Popen([sys.executable, "-m", "tcpteardown", "run", "connect-timeout", "--delay", delay],
+    command = (_WITH_SIGINT + "import runpy, sys\n"
+               f"sys.argv = ['tcpteardown', 'run', 'connect-timeout', '--delay', '{delay}']\n"
+               "runpy.run_module('tcpteardown', run_name='__main__', alter_sys=True)\n")
+    proc = subprocess.Popen([sys.executable, "-c", command],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 20
