@@ -124,7 +124,7 @@ class _Walker(_Reader):
         if linktype not in links.KNOWN_LINKTYPES:
             self.packets().__next__()  # raises the unknown-link-type error
         self.linktypes.add(linktype)
-        caplen_at = struct.Struct(order + "I").unpack_from
+        caplen_at = struct.Struct(order + "8xI").unpack_from  # the caplen field of a record header
         limit = max(snaplen, MAXIMUM_SNAPLEN)
         header = np.dtype([("seconds", order + "u4"), ("fraction", order + "u4"),
                            ("caplen", order + "u4"), ("orig_len", order + "u4")])
@@ -143,7 +143,7 @@ class _Walker(_Reader):
             # after it, for the whole window at once.
             while offset < stop:
                 append(offset)
-                offset += 16 + caplen_at(buf, offset + 8)[0]
+                offset += 16 + caplen_at(buf, offset)[0]
             window = _window(buf, begin, min(offset, size))
             rel = np.asarray(starts, dtype=np.int64) - begin
             headers = sliding_window_view(window, 16)[rel].copy().view(header).reshape(-1)
