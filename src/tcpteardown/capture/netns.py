@@ -26,7 +26,6 @@ Linux-only is imported at module level.
 from __future__ import annotations
 
 import ctypes
-import errno
 import fcntl
 import os
 import pickle

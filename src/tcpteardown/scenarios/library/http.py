@@ -20,7 +20,7 @@ from typing import Callable
 
 from ..registry import Expectation, Outcome, Scenario, register
 from ..stage import WAIT_SECONDS, ScenarioTimeout, Stage
-from .basics import BSD_NOTE, SEND_FLAGS, _close, _connected_pair, _listen, _recv, _send
+from .basics import BSD_NOTE, _close, _connected_pair, _listen, _recv, _send
 
 CHUNK = 16 * 1024  # one piece of the streamed body
 FIRST_CHUNKS = 2  # sent before the client gives up: fits any loopback receive buffer
