@@ -200,3 +200,16 @@ def test_every_scenario_tells_the_same_story_with_a_delay():
         if not run.matches:
             failures.append(f"{name}: {'; '.join(run.mismatches)}")
     assert not failures, "\n".join(failures)
+
+
+def test_accept_overflow_without_iptables_still_resets(monkeypatch):
+    """Where iptables is missing, TCP_DEFER_ACCEPT holds the handshake open
+    instead of a packet queue: same outcome, the request meets the full queue."""
+    _skip_unless_runnable("accept-overflow")
+    from tcpteardown.capture import netns
+
+    monkeypatch.setattr(netns.DelayLine, "problem", staticmethod(lambda: "pretend: no iptables"))
+    for family in FAMILIES:
+        run = run_scenario("accept-overflow", family=family, witness=False)
+        assert run.matches, run.mismatches
+        assert any("TCP_DEFER_ACCEPT" in value for key, value in run.recording.metadata.extra if key == "note")

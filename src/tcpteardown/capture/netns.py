@@ -488,27 +488,49 @@ class DelayLine:
 
     QUEUE = 4242
 
-    def __init__(self, delay_ms: float):
+    def __init__(self, delay_ms: float, *, match: tuple = (), table: str = "filter", queue: int = QUEUE,
+                 holding: bool = False):
+        """`match`: iptables match arguments (default: every packet); `holding`:
+        keep every queued packet until `release()` (a gate, see PacketGate)."""
         _require_private("queue packets")
         self.delay_ns = int(delay_ms * 1_000_000)
+        self.queued = 0  # packets that entered the line so far
+        self._holding = holding
+        self._rule = ("-t", table, "OUTPUT", *match, "-j", "NFQUEUE", "--queue-num", str(queue), "--queue-bypass")
+        self.queue = queue
         self._seq = 0
         self._stop = False
         self._error: Optional[BaseException] = None
+        self._wake_r, self._wake_w = os.pipe()
         self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
+        added = []
         try:
             self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
             self._sock.bind((0, 0))
             self._request(NFQNL_MSG_CONFIG, _nlattr(NFQA_CFG_CMD, struct.pack("!BxH", NFQNL_CFG_CMD_BIND, 0)))
             self._request(NFQNL_MSG_CONFIG, _nlattr(NFQA_CFG_PARAMS, struct.pack("!IB", 0, NFQNL_COPY_META)))
             for tool in ("iptables", "ip6tables"):
-                _run_tool(tool, "-w", "-A", "OUTPUT", "-j", "NFQUEUE", "--queue-num", str(self.QUEUE), "--queue-bypass")
+                _run_tool(tool, "-w", self._rule[0], self._rule[1], "-I", *self._rule[2:])
+                added.append(tool)
         except BaseException:
+            self._remove_rules(added)
             self._sock.close()
+            os.close(self._wake_r)
+            os.close(self._wake_w)
             raise
         import threading
 
         self._thread = threading.Thread(target=self._run, name="tcpteardown-delay-line", daemon=True)
         self._thread.start()
+
+    def release(self) -> None:
+        """Let every held packet go, in order; later ones pass after the delay only."""
+        self._holding = False
+        os.write(self._wake_w, b"r")
+
+    def _remove_rules(self, tools) -> None:
+        for tool in tools:
+            subprocess.run([tool, "-w", self._rule[0], self._rule[1], "-D", *self._rule[2:]], capture_output=True)
 
     @staticmethod
     def problem() -> Optional[str]:
@@ -527,18 +549,19 @@ class DelayLine:
         if self._sock.fileno() < 0:
             return
         self._stop = True
+        self.release()
         self._thread.join(5.0)
-        for tool in ("iptables", "ip6tables"):
-            subprocess.run([tool, "-w", "-D", "OUTPUT", "-j", "NFQUEUE", "--queue-num", str(self.QUEUE),
-                            "--queue-bypass"], capture_output=True)
+        self._remove_rules(("iptables", "ip6tables"))
         self._sock.close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
         if self._error is not None:
             raise NamespaceError(f"the delay line failed: {self._error}")
 
     # -- netlink -------------------------------------------------------------------------
     def _message(self, kind: int, payload: bytes, flags: int) -> bytes:
         self._seq += 1
-        body = struct.pack("!BBH", socket.AF_UNSPEC, 0, self.QUEUE) + payload
+        body = struct.pack("!BBH", socket.AF_UNSPEC, 0, self.queue) + payload
         return struct.pack("=IHHII", 16 + len(body), (NFNL_SUBSYS_QUEUE << 8) | kind, flags, self._seq, 0) + body
 
     def _request(self, kind: int, payload: bytes) -> None:
@@ -553,20 +576,26 @@ class DelayLine:
     def _run(self) -> None:
         from collections import deque
 
-        waiting: deque = deque()  # (due_ns, packet id), in arrival order
+        waiting: deque = deque()  # (due_ns or None while held, packet id), in arrival order
         try:
             while not self._stop or waiting:
                 now = time.monotonic_ns()
-                while waiting and waiting[0][0] <= now:
+                if not self._holding and waiting and waiting[-1][0] is None:
+                    waiting = deque((now if due is None else due, packet) for due, packet in waiting)
+                while waiting and waiting[0][0] is not None and waiting[0][0] <= now:
                     self._sock.send(self._message(NFQNL_MSG_VERDICT, _nlattr(
                         NFQA_VERDICT_HDR, struct.pack("!II", NF_ACCEPT, waiting.popleft()[1])), NLM_F_REQUEST))
-                timeout = (waiting[0][0] - now) / 1e9 if waiting else 0.05
-                readable, _, _ = select.select([self._sock], [], [], max(timeout, 0))
-                if readable:
+                due = waiting[0][0] if waiting else None
+                timeout = (due - now) / 1e9 if due is not None else 0.05
+                readable, _, _ = select.select([self._sock, self._wake_r], [], [], max(timeout, 0))
+                if self._wake_r in readable:
+                    os.read(self._wake_r, 64)
+                if self._sock in readable:
                     data = self._sock.recv(1 << 20)
                     arrived = time.monotonic_ns()
                     for packet_id in _packet_ids(data):
-                        waiting.append((arrived + self.delay_ns, packet_id))
+                        waiting.append((None if self._holding else arrived + self.delay_ns, packet_id))
+                        self.queued += 1
         except BaseException as exc:  # surfaced by close()
             self._error = exc
 
@@ -593,3 +622,15 @@ def _packet_ids(data: bytes):
                     yield struct.unpack_from("!I", data, at + 4)[0]
                 at += (attr_len + 3) & ~3
         offset += (length + 3) & ~3
+
+
+class PacketGate(DelayLine):
+    """Hold the packets an iptables match selects until `release()`.
+
+    Where the tbf `Gate` holds everything on lo, this one holds only what
+    `match` selects (say, the client's bare ACK that would complete a
+    handshake), in the mangle table so it comes before any delay line.
+    """
+
+    def __init__(self, match: tuple):
+        super().__init__(0, match=match, table="mangle", queue=DelayLine.QUEUE + 1, holding=True)

@@ -4,6 +4,10 @@
 should have changed for a demonstration; `no-route` installs an unreachable
 route. Both run in a private namespace that the runner creates for every
 scenario needing "netns" (capture.netns), so the host never sees either.
+accept-overflow orders its race by holding the client's final ACK in a
+packet queue of its own (`netns.PacketGate`, iptables + NFQUEUE) until the
+accept queue is full; without iptables, TCP_DEFER_ACCEPT holds the
+handshake open instead.
 """
 
 from __future__ import annotations
@@ -27,9 +31,22 @@ def _bsd(expectation: Expectation) -> Expectation:
 def _overflow_setup(stage: Stage) -> None:
     netns.set_sysctl("net.ipv4.tcp_abort_on_overflow", "1")  # also governs IPv6
     stage.listener = stage.listen(backlog=1)
-    # The handshake completes in the server's kernel only when the first data
-    # arrives: that holds it open, by event, while the queue is filled.
-    stage.listener.setsockopt(socket.IPPROTO_TCP, TCP_DEFER_ACCEPT, 5)
+    if netns.DelayLine.problem() is None:
+        # Hold the client's bare ACK (the handshake's last segment) in a queue
+        # of our own until the accept queue is full: ordered by events, not time.
+        stage.client = stage.socket()
+        stage.client.bind((stage.host, 0))
+        port = stage.client.getsockname()[1]
+        stage.gate = netns.PacketGate(("-p", "tcp", "--sport", str(port),
+                                       "--tcp-flags", "SYN,ACK,FIN,RST,PSH", "ACK"))
+        stage._cleanup.callback(stage.gate.close)
+        stage.notes.append("the client's final handshake ACK was held (NFQUEUE) until the accept queue was full")
+    else:
+        # Without iptables: the server's kernel defers the handshake until data
+        # arrives (TCP_DEFER_ACCEPT), which holds it open just the same.
+        stage.client = None
+        stage.listener.setsockopt(socket.IPPROTO_TCP, TCP_DEFER_ACCEPT, 5)
+        stage.notes.append("TCP_DEFER_ACCEPT held the handshake open: the request, not the bare ACK, meets the full queue")
 
 
 def _queue_length(listener: socket.socket) -> int:
@@ -45,11 +62,19 @@ def _accept_overflow(stage: Stage) -> None:
     stage.rec.call("waiting", "connect", waiting, waiting.connect, address)
     _send(stage, "waiting", waiting, b"GET /first HTTP/1.1\r\n\r\n")
     stage.wait_for("the first connection in the accept queue", lambda: _queue_length(listener) == 1)
-    client = stage.socket()
-    stage.rec.call("client", "connect", client, client.connect, address)  # handshake deferred by the server
-    stage.rec.call("server", "listen", listener, listener.listen, 0,
-                   text="listen(0): the accept queue is now full")
-    _send(stage, "client", client, b"GET /second HTTP/1.1\r\n\r\n")  # completes the handshake: overflow
+    full = lambda: stage.rec.call("server", "listen", listener, listener.listen, 0,  # noqa: E731
+                                  text="listen(0): the accept queue is now full")
+    if stage.client is not None:
+        client = stage.client
+        stage.rec.call("client", "connect", client, client.connect, address)  # our side is established...
+        stage.wait_for("the final ACK held", lambda: stage.gate.queued >= 1)  # ...the server's is not
+        full()
+        stage.gate.release()  # the ACK meets a full queue: RST
+    else:
+        client = stage.socket()
+        stage.rec.call("client", "connect", client, client.connect, address)  # handshake deferred by the server
+        full()
+        _send(stage, "client", client, b"GET /second HTTP/1.1\r\n\r\n")  # completes the handshake: overflow
     stage.wait_state(client, "CLOSE")
     _recv(stage, "client", client)
     _close(stage, "client", client)
@@ -61,10 +86,11 @@ _OVERFLOW = Expectation(
     why=("The server's accept queue is full (it accepts too slowly), and net.ipv4.tcp_abort_on_overflow=1 "
          "tells the kernel to answer the segment that completes a handshake with RST instead of "
          "silently dropping it. The client's connect() had already succeeded, so the reset shows up on "
-         "its first read: ECONNRESET on a connection the server never saw. Here the listener defers the "
-         "handshake until the request arrives (TCP_DEFER_ACCEPT), so the segment that meets the full "
-         "queue is the request itself; without it the bare final ACK would draw the RST. With the "
-         "default tcp_abort_on_overflow=0 the client instead retransmits into the void."),
+         "its first read: ECONNRESET on a connection the server never saw. To make the race "
+         "deterministic the scenario holds the client's final ACK in a packet queue until the accept "
+         "queue is full (without iptables, TCP_DEFER_ACCEPT holds the handshake open instead and the "
+         "request meets the full queue). With the default tcp_abort_on_overflow=0 the ACK is dropped "
+         "silently and the client's request is retransmitted into the void."),
 )
 
 register(Scenario(
