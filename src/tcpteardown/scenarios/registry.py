@@ -52,6 +52,15 @@ class Scenario:
         return self.expected.get(os_name)
 
 
+BSD_NOTE = "Derived from the BSD stack's documented behaviour; not yet observed on a real Mac."
+
+
+def on_bsd(expectation: Expectation) -> Expectation:
+    """The Linux expectation as macOS's: the same story, marked not yet observed."""
+    return Expectation(expectation.outcomes, expectation.teardown, False,
+                       f"{BSD_NOTE} {expectation.why}".strip())
+
+
 SCENARIOS: dict[str, Scenario] = {}
 
 

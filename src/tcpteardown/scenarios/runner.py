@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Callable, ContextManager, Optional, Sequence
 
 from .. import __version__
-from ..model import Metadata, Recording, Segment
+from ..model import Metadata, Recording
 from .registry import Expectation, Outcome, Scenario, get_scenario
 from .stage import Stage
 
@@ -83,10 +83,8 @@ def run_scenario(name: str, *, family: str = "ipv4", capture: bool = True, witne
 
 def _start_witness(ports, cleanup):
     """The kernel witness when this host has one; None otherwise."""
-    try:
-        from ..capture.kernel import KernelWitness
-    except ImportError:
-        return None
+    from ..capture.kernel import KernelWitness
+
     witness = KernelWitness(ports)
     if not witness.available:
         return None
@@ -94,9 +92,24 @@ def _start_witness(ports, cleanup):
     return witness
 
 
+def _own_family(frames, host: str) -> tuple:
+    """Only the frames of the scenario's own loopback address: the capture
+    filters by port number, and another program's connection on the same
+    number over the other address family must not slip into the story."""
+    from ..capture.dissect import segment_from_frame
+
+    kept = []
+    for frame in frames:
+        segment = segment_from_frame(0, frame)
+        if segment is not None and host in (segment.src.host, segment.dst.host):
+            kept.append(frame)
+    return tuple(kept)
+
+
 def _build_recording(scenario, stage, frames, events, live, witness, started) -> Recording:
     from ..capture.dissect import segments_from_frames
 
+    frames = _own_family(frames, stage.host)
     segments = segments_from_frames(frames)
     extra = [("family", stage.family), ("ports", ",".join(map(str, stage.ports)))]
     if events:
@@ -169,11 +182,9 @@ def judge(scenario: Scenario, family: str, recording: Recording, server_ports: s
 
 
 def _causes(recording: Recording) -> dict:
-    """Cause kind per call id, from the correlator when it is available."""
-    try:
-        from ..analysis.correlate import correlate
-    except ImportError:
-        return {}
+    """Cause kind per call id, as the correlator links them."""
+    from ..analysis.correlate import correlate
+
     return {id(link.call): link.kind.value for link in correlate(recording)}
 
 
@@ -189,6 +200,3 @@ def server_ports_of(recording: Recording) -> set:
     text = recording.metadata.get("ports") or ""
     return {int(p) for p in text.split(",") if p}
 
-
-def teardown_segments(recording: Recording) -> tuple[Segment, ...]:
-    return tuple(seg for seg in recording.segments if seg.is_fin or seg.is_rst)

@@ -75,13 +75,15 @@ class Stage:
         self._cleanup.close()
 
     # -- waiting for events --------------------------------------------------
-    def wait_for(self, what: str, predicate: Callable[[], bool], timeout: float = WAIT_SECONDS) -> None:
-        """Poll `predicate` until true; the deadline only guards against hangs."""
+    def wait_for(self, what: "str | Callable[[], str]", predicate: Callable[[], bool],
+                 timeout: float = WAIT_SECONDS) -> None:
+        """Poll `predicate` until true; the deadline only guards against hangs.
+        `what` may be a callable, asked only when the wait failed."""
         deadline = time.monotonic() + timeout
         pause = 0.0001
         while not predicate():
             if time.monotonic() > deadline:
-                raise ScenarioTimeout(f"waited {timeout:.0f} s for {what}")
+                raise ScenarioTimeout(f"waited {timeout:g} s for {what() if callable(what) else what}")
             time.sleep(pause)  # wait-ok: polling an event with back-off, not guessing a duration
             pause = min(pause * 2, 0.005)
 
@@ -95,11 +97,12 @@ class Stage:
             seen[:] = [tcp_state(sock)]
             return seen[0] in states
 
-        self.wait_for(f"TCP state {'/'.join(states)} (last seen {seen[0] if seen else '?'})", reached, timeout)
+        self.wait_for(lambda: f"TCP state {'/'.join(states)} (last seen {seen[0] if seen else '?'})",
+                      reached, timeout)
         return seen[0]
 
     def wait_readable(self, sock: socket.socket, timeout: float = WAIT_SECONDS) -> None:
         readable, _, _ = select.select([sock], [], [], timeout)
         if not readable:
-            raise ScenarioTimeout(f"waited {timeout:.0f} s for the socket to become readable")
+            raise ScenarioTimeout(f"waited {timeout:g} s for the socket to become readable")
 

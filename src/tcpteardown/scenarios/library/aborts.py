@@ -22,13 +22,10 @@ import sys
 
 from ...model import SocketCall
 from ..recorder import endpoint_of
-from ..registry import Expectation, Outcome, Scenario, register
+from ..registry import Expectation, Outcome, Scenario, on_bsd, register
 from ..stage import WAIT_SECONDS, ScenarioTimeout, Stage
-from .basics import BSD_NOTE, _close, _connected_pair, _listen, _recv, _send
+from .basics import _close, _connected_pair, _listen, _recv, _send
 
-
-def _bsd(expectation: Expectation) -> Expectation:
-    return Expectation(expectation.outcomes, expectation.teardown, False, BSD_NOTE + " " + expectation.why)
 
 
 # -- linger-abort ---------------------------------------------------------------
@@ -58,7 +55,7 @@ register(Scenario(
     family_group="aborts",
     setup=_listen,
     play=_linger_abort,
-    expected={"Linux": _LINGER, "Darwin": _bsd(_LINGER)},
+    expected={"Linux": _LINGER, "Darwin": on_bsd(_LINGER)},
 ))
 
 
@@ -148,7 +145,7 @@ register(Scenario(
     family_group="aborts",
     setup=_crash_setup(unread=False),
     play=_crash_play(unread=False),
-    expected={"Linux": _CRASH_FIN, "Darwin": _bsd(_CRASH_FIN)},
+    expected={"Linux": _CRASH_FIN, "Darwin": on_bsd(_CRASH_FIN)},
 ))
 
 register(Scenario(
@@ -157,5 +154,5 @@ register(Scenario(
     family_group="aborts",
     setup=_crash_setup(unread=True),
     play=_crash_play(unread=True),
-    expected={"Linux": _CRASH_RST, "Darwin": _bsd(_CRASH_RST)},
+    expected={"Linux": _CRASH_RST, "Darwin": on_bsd(_CRASH_RST)},
 ))

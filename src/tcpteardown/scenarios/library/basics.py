@@ -10,15 +10,13 @@ from __future__ import annotations
 import socket
 
 from ...capture.sockopts import nosignal_send_flags
-from ..registry import Expectation, Outcome, Scenario, register
+from ..registry import Expectation, Outcome, Scenario, on_bsd, register
 from ..stage import Stage
 
 # Linux raises SIGPIPE on a write to a reset socket unless told not to (macOS
 # uses SO_NOSIGPIPE instead, set by prepare_socket); Python ignores SIGPIPE
 # anyway, but a scenario must not depend on that.
 SEND_FLAGS = nosignal_send_flags()
-
-BSD_NOTE = "Derived from the BSD stack's documented behaviour; not yet observed on a real Mac."
 
 
 def _connected_pair(stage: Stage, listener: socket.socket):
@@ -69,7 +67,7 @@ register(Scenario(
     family_group="basics",
     setup=_listen,
     play=_graceful_close,
-    expected={"Linux": _GRACEFUL, "Darwin": Expectation(_GRACEFUL.outcomes, _GRACEFUL.teardown, False, BSD_NOTE)},
+    expected={"Linux": _GRACEFUL, "Darwin": on_bsd(_GRACEFUL)},
 ))
 
 
@@ -99,7 +97,7 @@ register(Scenario(
     family_group="basics",
     setup=_listen,
     play=_reset_by_peer,
-    expected={"Linux": _RESET, "Darwin": Expectation(_RESET.outcomes, _RESET.teardown, False, BSD_NOTE)},
+    expected={"Linux": _RESET, "Darwin": on_bsd(_RESET)},
 ))
 
 
@@ -136,7 +134,7 @@ register(Scenario(
     family_group="basics",
     setup=_listen,
     play=_broken_pipe,
-    expected={"Linux": _BROKEN, "Darwin": Expectation(_BROKEN.outcomes, _BROKEN.teardown, False, BSD_NOTE)},
+    expected={"Linux": _BROKEN, "Darwin": on_bsd(_BROKEN)},
 ))
 
 
@@ -168,7 +166,7 @@ register(Scenario(
     family_group="basics",
     setup=_listen,
     play=_write_after_reset,
-    expected={"Linux": _WAR, "Darwin": Expectation(_WAR.outcomes, _WAR.teardown, False, BSD_NOTE)},
+    expected={"Linux": _WAR, "Darwin": on_bsd(_WAR)},
 ))
 
 
@@ -196,7 +194,7 @@ register(Scenario(
     family_group="basics",
     setup=_reserve,
     play=_refused,
-    expected={"Linux": _REFUSED, "Darwin": Expectation(_REFUSED.outcomes, _REFUSED.teardown, False, BSD_NOTE)},
+    expected={"Linux": _REFUSED, "Darwin": on_bsd(_REFUSED)},
 ))
 
 
@@ -223,5 +221,5 @@ register(Scenario(
     family_group="basics",
     setup=_listen,
     play=_use_after_close,
-    expected={"Linux": _UAC, "Darwin": Expectation(_UAC.outcomes, _UAC.teardown, False, BSD_NOTE)},
+    expected={"Linux": _UAC, "Darwin": on_bsd(_UAC)},
 ))

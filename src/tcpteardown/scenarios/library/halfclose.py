@@ -15,13 +15,10 @@ from __future__ import annotations
 import socket
 
 from ...capture import netns
-from ..registry import Expectation, Outcome, Scenario, register
+from ..registry import Expectation, Outcome, Scenario, on_bsd, register
 from ..stage import Stage
-from .basics import BSD_NOTE, _close, _connected_pair, _listen, _recv, _send
+from .basics import _close, _connected_pair, _listen, _recv, _send
 
-
-def _bsd(expectation: Expectation) -> Expectation:
-    return Expectation(expectation.outcomes, expectation.teardown, False, BSD_NOTE + " " + expectation.why)
 
 
 def _shutdown(stage: Stage, role: str, sock: socket.socket):
@@ -61,7 +58,7 @@ register(Scenario(
     family_group="halfclose",
     setup=_listen,
     play=_half_close,
-    expected={"Linux": _HALF, "Darwin": _bsd(_HALF)},
+    expected={"Linux": _HALF, "Darwin": on_bsd(_HALF)},
 ))
 
 
@@ -92,7 +89,7 @@ register(Scenario(
     family_group="halfclose",
     setup=_listen,
     play=_shutdown_then_write,
-    expected={"Linux": _SHUT, "Darwin": _bsd(_SHUT)},
+    expected={"Linux": _SHUT, "Darwin": on_bsd(_SHUT)},
 ))
 
 
@@ -154,6 +151,6 @@ register(Scenario(
     family_group="halfclose",
     setup=_simultaneous_setup,
     play=_simultaneous_close,
-    expected={"Linux": _SIMUL, "Darwin": _bsd(_SIMUL)},
+    expected={"Linux": _SIMUL, "Darwin": on_bsd(_SIMUL)},
     needs=("netns", "tc"),
 ))

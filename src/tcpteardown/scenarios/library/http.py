@@ -18,16 +18,13 @@ import termios
 import threading
 from typing import Callable
 
-from ..registry import Expectation, Outcome, Scenario, register
+from ..registry import Expectation, Outcome, Scenario, on_bsd, register
 from ..stage import WAIT_SECONDS, ScenarioTimeout, Stage
-from .basics import BSD_NOTE, _close, _connected_pair, _listen, _recv, _send
+from .basics import _close, _connected_pair, _listen, _recv, _send
 
 CHUNK = 16 * 1024  # one piece of the streamed body
 FIRST_CHUNKS = 2  # sent before the client gives up: fits any loopback receive buffer
 
-
-def _bsd(expectation: Expectation) -> Expectation:
-    return Expectation(expectation.outcomes, expectation.teardown, False, BSD_NOTE + " " + expectation.why)
 
 
 def queued_bytes(sock: socket.socket) -> int:
@@ -138,7 +135,7 @@ register(Scenario(
     family_group="http",
     setup=_listen,
     play=_http_client_abort,
-    expected={"Linux": _ABORT, "Darwin": _bsd(_ABORT)},
+    expected={"Linux": _ABORT, "Darwin": on_bsd(_ABORT)},
 ))
 
 
@@ -190,7 +187,7 @@ register(Scenario(
     family_group="http",
     setup=_listen,
     play=_keepalive_eof,
-    expected={"Linux": _KA_EOF, "Darwin": _bsd(_KA_EOF)},
+    expected={"Linux": _KA_EOF, "Darwin": on_bsd(_KA_EOF)},
 ))
 
 
@@ -224,5 +221,5 @@ register(Scenario(
     family_group="http",
     setup=_listen,
     play=_keepalive_reset,
-    expected={"Linux": _KA_RST, "Darwin": _bsd(_KA_RST)},
+    expected={"Linux": _KA_RST, "Darwin": on_bsd(_KA_RST)},
 ))

@@ -15,15 +15,12 @@ from __future__ import annotations
 import socket
 
 from ...capture import netns
-from ..registry import Expectation, Outcome, Scenario, register
+from ..registry import Expectation, Outcome, Scenario, on_bsd, register
 from ..stage import Stage
-from .basics import BSD_NOTE, _close, _recv, _send
+from .basics import _close, _recv, _send
 
 TCP_DEFER_ACCEPT = 9  # linux/tcp.h
 
-
-def _bsd(expectation: Expectation) -> Expectation:
-    return Expectation(expectation.outcomes, expectation.teardown, False, BSD_NOTE + " " + expectation.why)
 
 
 # -- accept-overflow ------------------------------------------------------------------
@@ -139,6 +136,6 @@ register(Scenario(
     family_group="namespaces",
     setup=_no_route_setup,
     play=_no_route,
-    expected={"Linux": _NOROUTE, "Darwin": _bsd(_NOROUTE)},
+    expected={"Linux": _NOROUTE, "Darwin": on_bsd(_NOROUTE)},
     needs=("netns",),
 ))

@@ -22,9 +22,9 @@ import socket
 import struct
 import sys
 
-from ..registry import Expectation, Outcome, Scenario, register
+from ..registry import BSD_NOTE, Expectation, Outcome, Scenario, on_bsd, register
 from ..stage import Stage
-from .basics import BSD_NOTE, _close, _connected_pair, _listen, _recv
+from .basics import _close, _connected_pair, _listen, _recv
 
 CONNECT_TIMEOUT_MS = 1200
 READ_TIMEOUT_MS = 100
@@ -119,5 +119,5 @@ register(Scenario(
     family_group="timeouts",
     setup=_listen,
     play=_read_timeout,
-    expected={"Linux": _READ, "Darwin": Expectation(_READ.outcomes, _READ.teardown, False, BSD_NOTE)},
+    expected={"Linux": _READ, "Darwin": on_bsd(_READ)},
 ))
