@@ -157,3 +157,18 @@ def test_module_imports_neither_socket_nor_scapy():
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             imported.add(node.module.split(".")[0])
     assert not imported & {"socket", "scapy", "subprocess", "os"}
+
+
+def test_a_listener_reset_matches_its_rst_despite_the_wildcard_destination():
+    """tcp_abort_on_overflow: the listener sends the RST and the tracepoint
+    reports the listener's own socket, whose destination is 0.0.0.0:0."""
+    from tcpteardown.model import Endpoint, KernelEvent, Segment, TcpFlags
+
+    server, client = Endpoint("127.0.0.1", 8080), Endpoint("127.0.0.1", 40000)
+    rst = Segment(7, 1_000_000, server, client, TcpFlags.RST, 1, 0, 0, 0)
+    event = KernelEvent(1_000_100, "tcp:tcp_send_reset", server, Endpoint("0.0.0.0", 0),
+                        (("state", "TCP_LISTEN"), ("reason", "INVALID_SYN")))
+    other = Segment(8, 1_000_200, Endpoint("127.0.0.1", 9090), client, TcpFlags.RST, 1, 0, 0, 0)
+    assert check_agreement((rst,), (event,)) == ()
+    assert attach_reset_reasons((rst,), (event,))[0].reset_reason == "INVALID_SYN"
+    assert len(check_agreement((rst, other), (event,))) == 1, "another port's RST must not match"

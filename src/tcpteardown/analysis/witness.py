@@ -93,13 +93,16 @@ def match_resets(segments: tuple[Segment, ...], kernel_events: Iterable[KernelEv
     resets = [e for e in kernel_events if e.name == SEND_RESET and e.src is not None and e.dst is not None]
     by_key: dict = {}  # endpoints -> [(number, event)]: linear, not RSTs x events
     for number, event in enumerate(resets):
-        by_key.setdefault((_plain(event.src), _plain(event.dst)), []).append((number, event))
+        # A listener that resets (tcp_abort_on_overflow) reports its own
+        # unconnected socket: the destination is 0.0.0.0:0 or [::]:0.
+        dst = None if _unspecified(event.dst) else _plain(event.dst)
+        by_key.setdefault((_plain(event.src), dst), []).append((number, event))
     candidates = []
     for index, segment in enumerate(segments):
         if not segment.is_rst:
             continue
-        key = (_plain(segment.src), _plain(segment.dst))
-        for number, event in by_key.get(key, ()):
+        src = _plain(segment.src)
+        for number, event in by_key.get((src, _plain(segment.dst)), []) + by_key.get((src, None), []):
             distance = abs(segment.time_ns - event.time_ns)
             if distance > tolerance_ns or not _sequence_agrees(segment, event):
                 continue
@@ -124,6 +127,10 @@ def _sequence_agrees(segment: Segment, event: KernelEvent) -> bool:
         return int(seq, 0) == segment.seq
     except ValueError:
         return True
+
+
+def _unspecified(endpoint: Endpoint) -> bool:
+    return endpoint.port == 0 and endpoint.host in ("0.0.0.0", "::")
 
 
 def _plain(endpoint: Endpoint) -> Endpoint:
