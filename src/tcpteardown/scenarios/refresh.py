@@ -23,6 +23,18 @@ from .needs import can_run
 
 
 def refresh(folder: Path, names=None, log=print) -> list[tuple[str, str]]:
+    rows = _record_all(folder, "ipv4", names, log)
+    # The same over ::1, for diffs without a capture privilege (notebook 07).
+    _record_all(folder / "ipv6", "ipv6", names, log)
+    from .incident import record_incident
+
+    incident = record_incident(folder / "incident")
+    log(f"wrote {incident}/capture.pcap and client.log (the incident evidence for notebook 08)")
+    _write_readme(folder, rows)
+    return rows
+
+
+def _record_all(folder: Path, family: str, names, log) -> list[tuple[str, str]]:
     folder.mkdir(parents=True, exist_ok=True)
     rows = []
     for scenario in all_scenarios():
@@ -33,16 +45,11 @@ def refresh(folder: Path, names=None, log=print) -> list[tuple[str, str]]:
             log(f"skip  {scenario.name}: {problem}")
             rows.append((scenario.name, f"not recorded: {problem}"))
             continue
-        run = run_scenario(scenario.name)
+        run = run_scenario(scenario.name, family=family)
         path = write_bundle(folder / f"{scenario.name}.pcapng", run.recording)
         verdict = "as expected" if run.matches else "DIFFERS: " + "; ".join(run.mismatches)
         log(f"wrote {path} ({len(run.recording.segments)} segments, {verdict})")
         rows.append((scenario.name, verdict))
-    from .incident import record_incident
-
-    incident = record_incident(folder / "incident")
-    log(f"wrote {incident}/capture.pcap and client.log (the incident evidence for notebook 08)")
-    _write_readme(folder, rows)
     return rows
 
 
@@ -56,7 +63,8 @@ def _write_readme(folder: Path, rows) -> None:
         "with the socket calls as packet comments and the whole recording in a custom block.",
         "",
         f"Recorded on {platform.system()} {platform.release()} ({platform.machine()}), Python "
-        f"{platform.python_version()}, on {today}, over IPv4 loopback with the scapy live capture.",
+        f"{platform.python_version()}, on {today}, over IPv4 loopback with the scapy live capture; `ipv6/` holds the same "
+        "scenarios over ::1.",
         "",
         "| file | scenario outcome on this host |",
         "| --- | --- |",
