@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from ..model import Metadata, Recording, Segment, TcpFlags
-from .witness import SEND_RESET, _plain, match_resets
+from .witness import SEND_RESET, match_resets
 
 __all__ = ["Completeness", "completeness", "caveat_for", "banner", "metadata_banner"]
 
@@ -104,27 +104,17 @@ def metadata_banner(metadata: Optional[Metadata]) -> str:
 # -- evidence ---------------------------------------------------------------------
 
 def _witness_resets_missing(recording: Recording) -> list[str]:
-    """RSTs the kernel says it sent on the captured ports, absent from the capture.
-
-    Matched with `witness.match_resets`, one 4-tuple at a time (it only ever
-    pairs an RST with an event of the same endpoints), so that a recording
-    with thousands of RSTs is checked in linear time."""
+    """RSTs the kernel says it sent on the captured ports, absent from the capture
+    (paired by `witness.match_resets`, which buckets by endpoints: linear time)."""
     ports = _ports(recording.metadata.get("capture_ports"))
-    events_by_key: dict = {}
-    for e in recording.kernel_events:
-        if e.name == SEND_RESET and e.src is not None and e.dst is not None \
-                and (ports is None or e.src.port in ports or e.dst.port in ports):
-            events_by_key.setdefault((_plain(e.src), _plain(e.dst)), []).append(e)
-    if not events_by_key:
+    events = [e for e in recording.kernel_events
+              if e.name == SEND_RESET and e.src is not None and e.dst is not None
+              and (ports is None or e.src.port in ports or e.dst.port in ports)]
+    if not events:
         return []
-    resets_by_key: dict = {}
-    for segment in recording.segments:
-        if segment.is_rst:
-            resets_by_key.setdefault((_plain(segment.src), _plain(segment.dst)), []).append(segment)
-    missing = []
-    for key, events in events_by_key.items():
-        matched = {id(event) for _, event in match_resets(tuple(resets_by_key.get(key, ())), events)}
-        missing.extend(e for e in events if id(e) not in matched)
+    resets = tuple(segment for segment in recording.segments if segment.is_rst)
+    matched = {id(event) for _, event in match_resets(resets, events)}
+    missing = [e for e in events if id(e) not in matched]
     if not missing:
         return []
     first = min(missing, key=lambda e: e.time_ns)

@@ -69,14 +69,17 @@ def verdict_lines(run) -> list[str]:
 
 
 def header_lines(run) -> list[str]:
+    """Warnings first (anything the capture may have missed), then what ran where."""
+    from ..analysis.completeness import banner
+
     meta = run.recording.metadata
-    drops = meta.get("kernel_drops")
-    warnings = [f"WARNING: {text}" for name, text in meta.extra if name == "witness_disagreement"]
+    warnings = banner(run.recording).splitlines()
+    warnings += [f"WARNING: {text}" for name, text in meta.extra if name == "witness_disagreement"
+                 and f"WARNING: {text}" not in warnings]
     return warnings + [
         f"{run.scenario.name}: {run.scenario.summary}",
         f"{meta.os} {meta.kernel} · {run.family} · {len(run.recording.segments)} segments, "
-        f"{len(run.recording.calls)} socket calls · {meta.capture}"
-        + (f" · WARNING: the kernel dropped {drops} packets" if drops not in (None, "0") else ""),
+        f"{len(run.recording.calls)} socket calls · {meta.capture}",
     ]
 
 
