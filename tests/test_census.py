@@ -124,3 +124,19 @@ def test_batches_do_not_change_the_answer(steps, cuts):
     assert census_batches(pieces).connections == whole.connections
     assert sum(c.packets for c in whole.connections) == len(segments)
     assert sum(len(c.rst_frames) for c in whole.connections) == sum(1 for s in segments if s.is_rst)
+
+
+def test_an_earlier_connections_packets_do_not_count_as_sent_on_the_new_one():
+    """Found by the batching property: the server's SYN after a new client SYN
+    belongs to the new stream (its side has sent nothing on it yet, as tshark
+    counts), whether or not the earlier stream is in the same batch."""
+    steps = [("c", 100), ("s", 100), ("c", 100), ("c", 200), ("s", 100)]
+    segments = []
+    for number, (sender, seq) in enumerate(steps, start=1):
+        src, dst = (CLIENT, SERVER) if sender == "c" else (SERVER, CLIENT)
+        segments.append(Segment(number, number * 10, src, dst, F.SYN, seq, 0, 0, 0))
+    whole = census(segments)
+    assert [(c.first_frame, c.last_frame) for c in whole.connections] == [(1, 3), (4, 5)]
+    for cut in range(1, len(segments)):
+        pieces = [batch_from_segments(segments[:cut]), batch_from_segments(segments[cut:])]
+        assert census_batches(pieces).connections == whole.connections, cut

@@ -242,24 +242,29 @@ class _Engine:
         if new_groups.any():
             interesting[first[new_groups]] = True
         rows = np.flatnonzero(interesting)
-        # Did this side send anything earlier in this batch? (tshark's "base seq set")
+        # Did this side send anything earlier *on the current connection*?
+        # (tshark's "base seq set"): the previous row of the same side, if it
+        # comes at or after the row where the current connection began.
         side_key = inverse * 2 + (~from_a).astype(np.int64)
-        _, first_by_side = np.unique(side_key, return_index=True)
-        first_side_row = np.full(groups * 2, count, dtype=np.int64)
-        first_side_row[np.unique(side_key)] = first_by_side
+        by_side_order = np.argsort(side_key, kind="stable")
+        previous_same_side = np.full(count, -1, dtype=np.int64)
+        same = side_key[by_side_order][1:] == side_key[by_side_order][:-1]
+        previous_same_side[by_side_order[1:][same]] = by_side_order[:-1][same]
+        began_at = [-1] * groups  # row where the group's current connection began in this batch
 
         start_conn = list(current)  # the connection of each group before this batch
         changes: dict = {}  # group -> {row: connection that began at that row}
         frame, time_ns, seq = batch.frame, batch.time_ns, batch.seq
-        for row, group, sender_a, flag, sequence, sport, dport, when, number, side in zip(
+        for row, group, sender_a, flag, sequence, sport, dport, when, number, previous in zip(
                 rows.tolist(), inverse[rows].tolist(), from_a[rows].tolist(), flags[rows].tolist(),
                 seq[rows].tolist(), batch.sport[rows].tolist(), batch.dport[rows].tolist(),
-                time_ns[rows].tolist(), frame[rows].tolist(), side_key[rows].tolist()):
+                time_ns[rows].tolist(), frame[rows].tolist(), previous_same_side[rows].tolist()):
             before = current[group]
             conn = self._flagged(before, group_keys[group], sender_a, flag, sequence, sport, dport, when, number,
-                                 first_side_row[side] < row)
+                                 previous >= 0 and previous >= began_at[group])
             if conn is not before:
                 current[group] = conn
+                began_at[group] = row
                 changes.setdefault(group, {})[row] = conn
 
         # Bulk: packets, bytes and times per group, when the group is one connection.
