@@ -105,13 +105,30 @@ def test_tcpdump_backend_keeps_the_file_when_asked(tmp_path):
 
 @pytest.mark.needs_capture
 def test_scapy_capture_that_drops_says_so(monkeypatch):
-    """A receive buffer of a few packets under a fast burst: packets are lost,
-    the kernel counts them, and the recording says it is incomplete."""
+    """A receive buffer of a few packets and a reader held still during a
+    burst: packets are lost for certain (not only when the machine happens to
+    be slow), the kernel counts them, and the recording says it is incomplete."""
+    import threading
+
     monkeypatch.setattr(live, "RCVBUF_FORCE_BYTES", 4096)
     monkeypatch.setattr(live, "RCVBUF_BYTES", 4096)
+    bursting, burst_over = threading.Event(), threading.Event()
+    real_batch = live.LiveCapture._receive_batch
+
+    def held_during_burst(self, timeout):
+        if bursting.is_set():
+            burst_over.wait(30)  # the reader stops reading: the buffer must overflow
+        return real_batch(self, timeout)
+
+    monkeypatch.setattr(live.LiveCapture, "_receive_batch", held_during_burst)
     with Listener() as listener:
         with ScapyBackend([listener.port]) as backend:
-            burst = play_burst(listener, 1500)
+            bursting.set()
+            try:
+                burst = play_burst(listener, 1500)
+            finally:
+                bursting.clear()
+                burst_over.set()
         captured = backend.stop()
     shares = connection_shares(burst, captured.segments)
     recording = Recording(segments=captured.segments, metadata=Metadata(extra=captured.loss_extra()))
