@@ -363,7 +363,7 @@ def _remove_instance(path: Path) -> bool:
         except OSError as exc:
             if exc.errno != errno_module.EBUSY or attempt == 49:
                 return False
-            time.sleep(0.01)
+            time.sleep(0.01)  # wait-ok: retrying rmdir until the kernel releases the instance (EBUSY)
     return False
 
 
@@ -594,7 +594,7 @@ class KernelWitness:
                     return event
             if not self.running or time.monotonic() >= deadline:
                 return None
-            time.sleep(delay)
+            time.sleep(delay)  # wait-ok: polling the trace for an event, bounded by the deadline
             delay = min(delay * 2, 0.05)
 
     def mark(self, text: str) -> None:
