@@ -13,33 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from leftovers import children as _children, processes_in as _processes_in
 from tcpteardown.capture import netns
 
 pytestmark = pytest.mark.needs_netns
 
 HOST_NS = os.readlink("/proc/self/ns/net")
-
-
-def _processes_in(namespace: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if os.readlink(entry / "ns" / "net") == namespace:
-                    found.append(int(entry.name))
-            except OSError:
-                pass
-    return found
-
-
-def _children() -> set[int]:
-    pids = set()
-    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
-        try:
-            pids.update(int(p) for p in (task / "children").read_text().split())
-        except OSError:
-            pass
-    return pids
 
 
 def _skip_without_namespaces():

@@ -2,27 +2,15 @@
 
 import os
 import threading
-from pathlib import Path
 
 import pytest
 
 from tcpteardown.scenarios import run_scenario
+from leftovers import children as _children, open_fds as _open_fds
 
 pytestmark = pytest.mark.needs_capture
 
 
-def _open_fds() -> set:
-    return set(os.listdir("/proc/self/fd"))
-
-
-def _children() -> list:
-    pid = os.getpid()
-    out = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        children = task / "children"
-        if children.exists():
-            out += children.read_text().split()
-    return out
 
 
 @pytest.mark.parametrize("name", ["graceful-close", "reset-by-peer", "broken-pipe",

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from leftovers import children as _children, open_fds as _open_fds, processes_in as _processes_in
 from tcpteardown.scenarios import get_scenario, run_scenario
 from tcpteardown.scenarios.needs import can_run
 
@@ -34,30 +35,7 @@ def _skip_unless_runnable(name: str) -> None:
         pytest.skip(f"{name}: {problem}")
 
 
-def _children() -> set[int]:
-    pids = set()
-    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
-        try:
-            pids.update(int(p) for p in (task / "children").read_text().split())
-        except OSError:
-            pass
-    return pids
 
-
-def _open_fds() -> set[str]:
-    return set(os.listdir("/proc/self/fd"))
-
-
-def _processes_in(namespace: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if os.readlink(entry / "ns" / "net") == namespace:
-                    found.append(int(entry.name))
-            except OSError:
-                pass
-    return found
 
 
 @pytest.mark.parametrize("family", FAMILIES)
