@@ -324,27 +324,40 @@ def _closed_descriptor(ctx: _Ctx, rule: Rule) -> Link:
                           f"no packet caused it")
 
 
-def _recv_reset(ctx: _Ctx, rule: Rule) -> Link:
+def _last_rst(ctx: _Ctx) -> tuple[Optional[_Socket], Optional[Segment], list[str]]:
+    """The call's socket and the last RST that reached it, with the caveats
+    (several RSTs; one stamped after the call); sock is None when none did."""
     sock, rsts, caveats = _search(ctx, lambda s: _rsts_toward(ctx, s) or None)
     if sock is None:
-        return _make(ctx, rule, None, caveats + ["no RST toward this socket in the capture "
-                                                 "(capture started late, or packets were dropped)"],
-                     sentence="an RST must have reached the socket, but the capture does not show it")
+        return None, None, caveats
     rst = rsts[-1]
-    caveats += _plural_caveat(rsts, "RSTs", rst) + _late_caveat(ctx, rst)
+    return sock, rst, caveats + _plural_caveat(rsts, "RSTs", rst) + _late_caveat(ctx, rst)
+
+
+def _no_rst_in_capture(ctx: _Ctx, rule: Rule, caveats: list[str]) -> Link:
+    return _make(ctx, rule, None, caveats + ["no RST toward this socket in the capture "
+                                             "(capture started late, or packets were dropped)"],
+                 sentence="an RST must have reached the socket, but the capture does not show it")
+
+
+def _reset_reported_after(ctx: _Ctx, rst: Segment) -> list[SocketCall]:
+    """Earlier calls that already reported this RST's ECONNRESET."""
+    return [c for c in _earlier_calls(ctx) if c.errno == "ECONNRESET" and c.end_ns >= rst.time_ns]
+
+
+def _recv_reset(ctx: _Ctx, rule: Rule) -> Link:
+    sock, rst, caveats = _last_rst(ctx)
+    if sock is None:
+        return _no_rst_in_capture(ctx, rule, caveats)
     return _make(ctx, rule, rst, caveats,
                  sentence=f"{_sent_by(rst, sock)} sent RST (frame {rst.frame}) before the call returned")
 
 
 def _send_reset(ctx: _Ctx, rule: Rule) -> Link:
-    sock, rsts, caveats = _search(ctx, lambda s: _rsts_toward(ctx, s) or None)
+    sock, rst, caveats = _last_rst(ctx)
     if sock is None:
-        return _make(ctx, rule, None, caveats + ["no RST toward this socket in the capture "
-                                                 "(capture started late, or packets were dropped)"],
-                     sentence="an RST must have reached the socket, but the capture does not show it")
-    rst = rsts[-1]
-    caveats += _plural_caveat(rsts, "RSTs", rst) + _late_caveat(ctx, rst)
-    reported = [c for c in _earlier_calls(ctx) if c.errno == "ECONNRESET" and c.end_ns >= rst.time_ns]
+        return _no_rst_in_capture(ctx, rule, caveats)
+    reported = _reset_reported_after(ctx, rst)
     if reported:
         caveats.append(f"an earlier {reported[0].op}() already reported ECONNRESET for this RST")
     fins = [f for f in _fins_toward(ctx, sock) if f.time_ns <= rst.time_ns]
@@ -357,12 +370,10 @@ def _send_reset(ctx: _Ctx, rule: Rule) -> Link:
 
 
 def _send_epipe_after_rst(ctx: _Ctx, rule: Rule) -> Optional[Link]:
-    sock, rsts, caveats = _search(ctx, lambda s: _rsts_toward(ctx, s) or None)
+    sock, rst, caveats = _last_rst(ctx)
     if sock is None:
         return None  # no RST: the next row (our own close) decides
-    rst = rsts[-1]
-    caveats += _plural_caveat(rsts, "RSTs", rst) + _late_caveat(ctx, rst)
-    reported = [c for c in _earlier_calls(ctx) if c.errno == "ECONNRESET" and c.end_ns >= rst.time_ns]
+    reported = _reset_reported_after(ctx, rst)
     fins = [f for f in _fins_toward(ctx, sock) if f.time_ns <= rst.time_ns]
     if reported:
         how = (f"an earlier {reported[0].op}() reported ECONNRESET and cleared it, so later writes find "
@@ -479,11 +490,9 @@ def _recv_timeout(ctx: _Ctx, rule: Rule) -> Link:
 
 
 def _not_connected_after_rst(ctx: _Ctx, rule: Rule) -> Optional[Link]:
-    sock, rsts, caveats = _search(ctx, lambda s: _rsts_toward(ctx, s) or None)
+    sock, rst, caveats = _last_rst(ctx)
     if sock is None:
         return None  # never connected, or shut down: no row for that
-    rst = rsts[-1]
-    caveats += _plural_caveat(rsts, "RSTs", rst) + _late_caveat(ctx, rst)
     return _make(ctx, rule, rst, caveats,
                  sentence=f"{_sent_by(rst, sock)} had reset the connection (frame {rst.frame}); "
                           "there was no connection left to act on")
