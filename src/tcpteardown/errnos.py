@@ -40,6 +40,8 @@ __all__ = [
 
 OSES = ("Linux", "Darwin")
 LANGUAGES = ("Go", "Python", "Java", "Node", "curl")
+# The same as the CLI's --lang accepts them.
+LANG_CHOICES = tuple(name.lower() for name in LANGUAGES)
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,11 +21,22 @@ import json
 import sys
 from typing import Callable, Optional
 
+from .. import errnos
 from ..errors import UserError
 
 HELP = "link each failing socket call to the FIN or RST that caused it (text or --json)"
 
-LANGS = ("go", "python", "java", "node", "curl")
+LANGS = errnos.LANG_CHOICES
+
+
+def add_evidence_arguments(parser: argparse.ArgumentParser, *, tz_help: str) -> None:
+    """CAPTURE and the socket calls added to it: shared by explain and plot."""
+    parser.add_argument("capture", metavar="CAPTURE", help="a tcpteardown bundle, or any pcap/pcapng file")
+    parser.add_argument("--strace", metavar="FILE", action="append", default=[],
+                        help="socket calls from an strace log (strace -f -ttt -T -yy); may repeat")
+    parser.add_argument("--log", metavar="FILE", action="append", default=[],
+                        help="socket errors from application log lines (Go, Python, Java, Node, curl); may repeat")
+    parser.add_argument("--tz", metavar="TZ", help=tz_help)
 
 
 def _render_text(links, recording, args) -> str:
@@ -58,14 +69,8 @@ FORMATS: dict[str, tuple[str, Callable]] = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("capture", metavar="CAPTURE", help="a tcpteardown bundle, or any pcap/pcapng file")
-    parser.add_argument("--strace", metavar="FILE", action="append", default=[],
-                        help="socket calls from an strace log (strace -f -ttt -T -yy); may repeat")
-    parser.add_argument("--log", metavar="FILE", action="append", default=[],
-                        help="socket errors from application log lines (Go, Python, Java, Node, curl); may repeat")
-    parser.add_argument("--tz", metavar="TZ",
-                        help="time zone for log lines without one, and for printed times (default UTC), "
-                             "e.g. Europe/Paris or +02:00")
+    add_evidence_arguments(parser, tz_help="time zone for log lines without one, and for printed times "
+                                          "(default UTC), e.g. Europe/Paris or +02:00")
     for flag, (help_text, _render) in FORMATS.items():
         parser.add_argument(f"--{flag}", action="store_true", help=help_text)
     parser.add_argument("--lang", choices=LANGS, type=str.lower,

@@ -17,19 +17,12 @@ import sys
 from pathlib import Path
 
 from ..errors import UserError
+from .explain import LANGS, add_evidence_arguments
 
 HELP = "draw the ladder diagram of a connection: each failing call next to the segment that caused it"
 
-LANGS = ("go", "python", "java", "node", "curl")
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("capture", metavar="CAPTURE", help="a tcpteardown bundle, or any pcap/pcapng file")
-    parser.add_argument("--strace", metavar="FILE", action="append", default=[],
-                        help="socket calls from an strace log (strace -f -ttt -T -yy); may repeat")
-    parser.add_argument("--log", metavar="FILE", action="append", default=[],
-                        help="socket errors from application log lines; may repeat")
-    parser.add_argument("--tz", metavar="TZ", help="time zone for log lines without one (default UTC)")
+    add_evidence_arguments(parser, tz_help="time zone for log lines without one (default UTC)")
     parser.add_argument("-o", "--output", metavar="OUT",
                         help="where to write: .png, .svg or .pdf (default: <capture stem>.png next to CAPTURE)")
     parser.add_argument("--conn", metavar="CONN",

@@ -37,7 +37,7 @@ from .timeaxis import MIN_ROWS, TimeAxis, build_time_axis, format_elapsed
 
 __all__ = ["draw_ladder", "segment_label", "fit_segment_label", "call_label", "LANGS"]
 
-LANGS = ("go", "python", "java", "node", "curl")
+LANGS = errnos.LANG_CHOICES
 
 # -- geometry (inches across, rows down) ----------------------------------------
 ROW_IN = 0.30  # one row of the time axis
