@@ -405,10 +405,15 @@ def _send_epipe_local(ctx: _Ctx, rule: Rule) -> Link:
                           f"at {local.end_ns / 1e9:.6f}, so writing was already shut down")
 
 
-def _refusals(ctx: _Ctx, sock: _Socket) -> Optional[tuple]:
+def _our_syns(ctx: _Ctx, sock: _Socket) -> list[Segment]:
+    """The SYNs this socket sent while the call ran (within the clock tolerance)."""
     lo = ctx.call.start_ns - ctx.early
-    syns = [s for s in sock.conn.segments if s.is_syn and not s.flags & TcpFlags.ACK
+    return [s for s in sock.conn.segments if s.is_syn and not s.flags & TcpFlags.ACK
             and sock.mine(s) and lo <= s.time_ns <= ctx.deadline]
+
+
+def _refusals(ctx: _Ctx, sock: _Socket) -> Optional[tuple]:
+    syns = _our_syns(ctx, sock)
     answers = [r for r in sock.conn.segments if r.is_rst and r.flags & TcpFlags.ACK
                and r.time_ns <= ctx.deadline
                and any(r.dst == s.src and r.ack == (s.seq + 1) % (1 << 32) for s in syns)]
@@ -431,9 +436,7 @@ def _connect_refused(ctx: _Ctx, rule: Rule) -> Link:
 
 
 def _unanswered(ctx: _Ctx, sock: _Socket) -> Optional[tuple]:
-    lo = ctx.call.start_ns - ctx.early
-    syns = [s for s in sock.conn.segments if s.is_syn and not s.flags & TcpFlags.ACK
-            and sock.mine(s) and lo <= s.time_ns <= ctx.deadline]
+    syns = _our_syns(ctx, sock)
     if not syns:
         return None
     answers = [s for s in sock.conn.segments if s.is_syn and s.flags & TcpFlags.ACK and s.dst == syns[0].src]
