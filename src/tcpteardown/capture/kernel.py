@@ -82,6 +82,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
+from .. import reaper
 from ..model import Endpoint, KernelEvent
 from . import platform as host
 
@@ -495,6 +496,7 @@ class KernelWitness:
         self._owner = os.getpid()
         try:
             path.mkdir()
+            self._reaper_token = reaper.watch_instance(path)  # should we be SIGKILLed
             self._configure(path)
         except OSError as exc:
             self._discard()
@@ -562,6 +564,7 @@ class KernelWitness:
         path = self.instance
         if path is not None and path.exists():
             _remove_instance(path)
+        reaper.forget(getattr(self, "_reaper_token", None))
         with _live_lock:
             _live.pop(path, None)
             _unguard_signals()

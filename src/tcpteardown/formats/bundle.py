@@ -14,6 +14,7 @@ block the recording has packets only.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -58,12 +59,20 @@ def write_bundle(path: "str | os.PathLike", recording: Recording) -> Path:
         # one placed before the packets would shift every frame number.
         pcapng.custom(TAG + json.dumps(_to_json(recording), sort_keys=True).encode()),
     ]
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".part")
-    with open(tmp, "wb") as out:
-        pcapng.write_all(out, blocks)
-    os.replace(tmp, path)  # never leave a half-written bundle under the real name
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as out:
+            pcapng.write_all(out, blocks)
+        os.replace(tmp, path)  # never leave a half-written bundle under the real name
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
     return path
+
+
+SUMMARY_FAILURES = 20  # the section comment is for a human opening the file, not the record
 
 
 def _summary(recording: Recording) -> str:
@@ -71,7 +80,10 @@ def _summary(recording: Recording) -> str:
     failed = [c for c in recording.calls if c.outcome != "ok"]
     lines = [f"tcpteardown recording: scenario {meta.scenario or '-'}",
              f"captured with: {meta.capture or '-'}"]
-    lines += [f"{c.role} {c.op}() -> {c.outcome}" for c in failed]
+    lines += [f"{c.role} {c.op}() -> {c.outcome}" for c in failed[:SUMMARY_FAILURES]]
+    if len(failed) > SUMMARY_FAILURES:
+        lines.append(f"... and {len(failed) - SUMMARY_FAILURES} more failing calls "
+                     "(every call is in the tcpteardown block and on its packet)")
     return "\n".join(lines)
 
 
