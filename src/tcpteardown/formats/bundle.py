@@ -160,9 +160,14 @@ def load_recording(path: "str | os.PathLike", *, strict: bool = False) -> Record
         if payload.startswith(TAG):
             try:
                 calls, events, metadata, reasons = _from_json(json.loads(payload[len(TAG):]))
-            except (ValueError, KeyError, TypeError) as exc:
-                raise UserError(f"{path}: the tcpteardown block is damaged ({exc}); "
-                                "the packets are intact: open the file in Wireshark") from None
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                # As for a truncated file: keep the packets, say what is missing.
+                problem = (f"{path}: the tcpteardown block is damaged ({type(exc).__name__}: {exc}); "
+                           "using the packets alone, without socket calls, kernel events or RST reasons")
+                if strict:
+                    raise UserError(problem) from None
+                contents.problems.append(problem)
+                calls, events, metadata, reasons = (), (), Metadata(), {}
             break
     segments = tuple(_with_reason(s, reasons.get(s.frame)) for s in contents.segments)
     extra = tuple(metadata.extra) + tuple(("problem", p) for p in contents.problems)
