@@ -191,6 +191,10 @@ def bundle_metadata(path: "str | os.PathLike") -> Optional[Metadata]:
     file. (The tcpteardown block is always written last.)"""
     import struct
 
+    from .inputs import is_regular
+
+    if not is_regular(path):
+        return None  # a pipe or FIFO is read once, by the reader that needs its packets
     try:
         with open(path, "rb") as file:
             size = file.seek(0, os.SEEK_END)

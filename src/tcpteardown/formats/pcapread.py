@@ -100,15 +100,26 @@ class CaptureContents:
 ProblemHandler = Callable[[str], None]
 
 
+def _magic_problem(head: bytes) -> Optional[str]:
+    """Why a stream cannot be a capture, from its first bytes (pipes are checked
+    before they are copied, so an endless stream of anything else stops at once)."""
+    if len(head) < 4:
+        return f"not a pcap or pcapng file: only {len(head)} bytes"
+    magic = struct.unpack_from("<I", head, 0)[0]
+    if magic in PCAP_MAGICS or magic == PCAPNG_SHB:
+        return None
+    return f"not a pcap or pcapng file: magic 0x{magic:08x} (expected a pcap or pcapng magic)"
+
+
 class _Map:
     """A read-only view of the whole file: mmap for regular files, bytes otherwise."""
 
     def __init__(self, path: str):
+        from .inputs import open_seekable
+
         self.path = path
-        try:
-            self._file = open(path, "rb")
-        except OSError as exc:
-            raise CaptureFileError(path, None, f"cannot open: {exc.strerror or exc}") from None
+        self._file = open_seekable(path, check=_magic_problem,
+                                   error=lambda problem: CaptureFileError(path, None, problem))
         self._map = None
         try:
             size = os.fstat(self._file.fileno()).st_size
