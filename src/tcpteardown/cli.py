@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    from .mplconfig import settle_matplotlib_dirs
+
+    settle_matplotlib_dirs()  # before scapy or a view imports matplotlib
     _print_file_names_as_given()
     parser = build_parser()
     args = parser.parse_args(argv)

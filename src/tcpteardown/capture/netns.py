@@ -30,7 +30,6 @@ import fcntl
 import os
 import pickle
 import select
-import shutil
 import signal
 import socket
 import struct
@@ -41,6 +40,7 @@ from functools import lru_cache
 from typing import Any, Callable, Optional
 
 from ..errors import MissingTool, UserError
+from . import platform as host
 
 CLONE_NEWNET = 0x40000000
 CLONE_NEWUSER = 0x10000000
@@ -115,7 +115,7 @@ def gate_problem() -> Optional[str]:
 
 
 def _tool_problem(name: str, package: str) -> Optional[str]:
-    return None if shutil.which(name) else f"needs the `{name}` program (apt-get install {package})"
+    return None if host.find_tool(name) else f"needs the `{name}` program (apt-get install {package})"
 
 
 # -- the child -----------------------------------------------------------------------
@@ -254,9 +254,10 @@ def _add_delay(delay_ms: float, cleanup) -> None:
 
 
 def _add_netem(delay_ms: float) -> None:
-    if shutil.which("tc") is None:
+    tc_path = host.find_tool("tc")
+    if tc_path is None:
         raise MissingTool("--delay needs the `tc` program (apt-get install iproute2)")
-    result = subprocess.run(["tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", f"{delay_ms}ms"],
+    result = subprocess.run([tc_path, "qdisc", "add", "dev", "lo", "root", "netem", "delay", f"{delay_ms}ms"],
                             capture_output=True, text=True)
     if result.returncode != 0:
         detail = result.stderr.strip() or f"exit status {result.returncode}"
@@ -387,7 +388,7 @@ def tc(*args: str) -> None:
 
 
 def _run_tool(name: str, *args: str) -> None:
-    binary = shutil.which(name)
+    binary = host.find_tool(name)
     if binary is None:
         raise MissingTool(f"needs the `{name}` program (apt-get install iproute2)")
     result = subprocess.run([binary, *args], capture_output=True, text=True)
@@ -438,7 +439,7 @@ class Gate:
     def remove(self) -> None:
         if self._installed:
             self._installed = False
-            subprocess.run(["tc", "qdisc", "del", "dev", "lo", "root"], capture_output=True)
+            subprocess.run([host.find_tool("tc") or "tc", "qdisc", "del", "dev", "lo", "root"], capture_output=True)
         self._sink.close()
 
 
@@ -530,12 +531,13 @@ class DelayLine:
 
     def _remove_rules(self, tools) -> None:
         for tool in tools:
-            subprocess.run([tool, "-w", self._rule[0], self._rule[1], "-D", *self._rule[2:]], capture_output=True)
+            subprocess.run([host.find_tool(tool) or tool, "-w", self._rule[0], self._rule[1], "-D", *self._rule[2:]],
+                           capture_output=True)
 
     @staticmethod
     def problem() -> Optional[str]:
         for tool in ("iptables", "ip6tables"):
-            if shutil.which(tool) is None:
+            if host.find_tool(tool) is None:
                 return f"needs `{tool}` (apt-get install iptables) to queue segments"
         return None
 
