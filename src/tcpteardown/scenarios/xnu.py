@@ -116,3 +116,7 @@ SEEN_DATA_AFTER_FIN = _seen(
     "macos/http2-deflate-case.pcap", 1,
     "Darwin lo0 (suricata-verify, 2026): curl closes (FIN); the Go server still writes 17 bytes; "
     "the closed side's kernel answers a bare [R] seq 298 win 0", swap_roles=True)
+SEEN_FIN_THEN_RST = _seen(
+    "nDPI/nats.pcap", 1,
+    "macOS lo0 (nDPI; MSS 16344, XNU's option order): a NATS client sends FIN, then RST,ACK with "
+    "nothing arriving between (close() with unread data after its shutdown: tcp_disconnect's tcp_drop)")

@@ -50,10 +50,14 @@ def _flags_colour(flags: TcpFlags) -> str:
     return style.DATA
 
 
+# Roles drawn on the left lifeline: who opened, and, aligned by structure, the side that did not close first.
+LEFT = ("client", "peer")
+
+
 def _draw_step(ax, y: float, step, differs: bool) -> None:
     weight = "bold" if differs else "normal"
     if isinstance(step, SegmentStep):
-        start, end = (CLIENT_X, SERVER_X) if step.sender == "client" else (SERVER_X, CLIENT_X)
+        start, end = (CLIENT_X, SERVER_X) if step.sender in LEFT else (SERVER_X, CLIENT_X)
         colour = _flags_colour(step.flags)
         ax.annotate("", xy=(end, y + 0.18), xytext=(start, y - 0.18),
                     arrowprops={"arrowstyle": "-|>", "color": colour, "lw": 1.6 if differs else 1.1,
@@ -63,13 +67,13 @@ def _draw_step(ax, y: float, step, differs: bool) -> None:
                 fontweight=weight, bbox={"facecolor": "white", "edgecolor": "none", "pad": 0.5})
     elif isinstance(step, CallStep):
         colour = style.OK if step.outcome == "ok" else style.EOF if step.outcome == "EOF" else style.FAILURE
-        if step.side == "server":
+        if step.side not in LEFT:
             ax.text(SERVER_X + 0.02, y, step.label, ha="left", va="center", fontsize=style.SMALL,
                     color=colour, fontweight=weight)
         else:
             ax.text(CLIENT_X - 0.02, y, step.label, ha="right", va="center", fontsize=style.SMALL,
                     color=colour, fontweight=weight)
-        x = SERVER_X if step.side == "server" else CLIENT_X
+        x = CLIENT_X if step.side in LEFT else SERVER_X
         ax.plot([x], [y], marker="o", markersize=4, color=colour)
 
 
@@ -101,12 +105,13 @@ def display_lines(rows: tuple[AlignedRow, ...], *, context: int = CONTEXT, fold_
     return lines
 
 
-def _draw_ladder(ax, rows: tuple[AlignedRow, ...], lines, pick: str, title: str) -> None:
+def _draw_ladder(ax, rows: tuple[AlignedRow, ...], lines, pick: str, title: str, by_structure: bool = False) -> None:
     count = len(lines)
     ax.set_xlim(-0.45, 1.45)
     ax.set_ylim(count + 0.2, -1.2)
     ax.axis("off")
-    for x, name in ((CLIENT_X, "client"), (SERVER_X, "server")):
+    names = ("client / peer", "server / closer") if by_structure else ("client", "server")
+    for x, name in zip((CLIENT_X, SERVER_X), names):
         ax.plot([x, x], [-0.6, count - 0.4], color=style.LIFELINE, lw=1.0)
         ax.text(x, -0.75, name, ha="center", va="bottom", fontsize=style.FONT, fontweight="bold")
     ax.set_title(title, fontsize=style.FONT, loc="center")
@@ -166,8 +171,8 @@ def draw_diff(result: DiffResult, *, title: Optional[str] = None) -> Figure:
         margin = figure.add_axes((0.0, bottom, 0.04, top - bottom))
         left = figure.add_axes((0.04, bottom, 0.48, top - bottom))
         right = figure.add_axes((0.52, bottom, 0.48, top - bottom))
-        _draw_ladder(left, rows, lines, "a", _side_title("A", result.a))
-        _draw_ladder(right, rows, lines, "b", _side_title("B", result.b))
+        _draw_ladder(left, rows, lines, "a", _side_title("A", result.a), result.align_by == "structure")
+        _draw_ladder(right, rows, lines, "b", _side_title("B", result.b), result.align_by == "structure")
         margin.set_xlim(0, 1)
         margin.set_ylim(left.get_ylim())
         margin.axis("off")
@@ -176,14 +181,15 @@ def draw_diff(result: DiffResult, *, title: Optional[str] = None) -> Figure:
                 margin.text(0.95, y, f"{row_mark(rows[number])}{number + 1}", ha="right", va="center",
                             fontsize=style.SMALL, color=style.FAILURE, fontweight="bold")
         count = sum(1 for d in result.differences if d.counts)
+        stack = sum(1 for d in result.differences if d.counts and d.category == "stack")
         verdict = ("the teardowns match" if result.matches
-                   else f"{count} difference{'s' if count != 1 else ''}")
+                   else f"{count} difference{'s' if count != 1 else ''}" + (f", {stack} of the stacks" if stack else ""))
         figure.suptitle(title or f"tcpteardown diff: {verdict}", fontsize=style.TITLE,
                         y=1 - 0.12 / height, va="top")
         figure.legend(handles=[
             Patch(color=BAND_CHANGED, label="differs"),
             Patch(color=BAND_ONLY, label="only in one"),
-            Patch(color=BAND_INFO, label="bare ACK (not counted)"),
+            Patch(color=BAND_INFO, label="shown, not counted"),
             Patch(color=style.FIN, label="FIN"),
             Patch(color=style.RST, label="RST / failed call"),
             Patch(color=style.OK, label="call ok"),

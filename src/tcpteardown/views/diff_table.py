@@ -89,12 +89,28 @@ def render_table(result: DiffResult, *, width: Optional[int] = None) -> str:
         lines.append(f"The teardowns match ({tolerance}).")
     else:
         lines.append(f"{len(counted)} difference{'s' if len(counted) != 1 else ''} ({tolerance}):")
-        lines += [_difference_line(d) for d in counted]
+        for category, title in CATEGORY_TITLES:
+            group = [d for d in counted if d.category == category]
+            if group:
+                lines.append(f" {title}:")
+                lines += [_difference_line(d) for d in group]
     shown = [d for d in result.differences if not d.counts]
     if shown:
-        lines.append("Shown, not counted (acknowledgment timing):")
-        lines += [_difference_line(d) for d in shown]
+        timing = [d for d in shown if d.category != "application" or d.kind == "only-in"]
+        applications = [d for d in shown if d not in timing]
+        if applications:
+            lines.append("Shown, not counted (the applications differ: payload, timing, who closed):")
+            lines += [_difference_line(d) for d in applications]
+        if timing:
+            lines.append("Shown, not counted (acknowledgment timing):")
+            lines += [_difference_line(d) for d in timing]
     return "\n".join(lines) + "\n"
+
+
+# Counted differences are listed by what differs: the kernels first.
+CATEGORY_TITLES = (("stack", "stack differences (the kernels chose differently)"),
+                   ("teardown", "teardown differences (the story differs)"),
+                   ("application", "application differences (payload, timing)"))
 
 
 def _difference_line(difference) -> str:
