@@ -128,3 +128,17 @@ def test_shipped_mac_captures_are_the_public_files_byte_for_byte_with_attributio
             digest = hashlib.sha256((CAPTURES / "macos" / "public" / name).read_bytes()).hexdigest()
             assert digest == manifest[original]["sha256"], name
             assert manifest[original]["repo"] in readme
+
+
+def test_the_readme_atlas_table_is_what_the_files_give():
+    """Kind, files and stack differences of each README row come from the diff, not from memory."""
+    from tcpteardown.views.diff_table import atlas_table
+
+    for pair in ATLAS:
+        _darwin(pair)
+    rows = [(p, diff(load_recording(p.linux_path(CAPTURES)), load_recording(p.darwin_path(CAPTURES, CORPUS)),
+                     connection_b=p.darwin.connection, align_by="structure")) for p in ATLAS]
+    generated = [line.split(" | ")[:4] for line in atlas_table(rows).splitlines()[2:]]
+    readme = (REPO / "README.md").read_text()
+    table = readme[readme.index("| teardown | Linux bundle | real macOS capture |"):].splitlines()[2:2 + len(ATLAS)]
+    assert [line.split(" | ")[:4] for line in table] == generated
