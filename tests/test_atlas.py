@@ -69,6 +69,10 @@ def test_who_closed_first_is_the_applications_and_closers_are_aligned():
     assert who.category == "application" and not who.counts
     assert "the server closed first in A, the client in B" in who.describe()
     assert result.by_category("teardown") == ()  # the same story: FIN, data after it, bare RST
+    assert (result.a.closer, result.b.closer) == ("server", "client")
+    from tcpteardown.views.diff_figure import draw_diff
+    texts = [t.get_text() for ax in draw_diff(result).axes for t in ax.texts]
+    assert {"closer (server)", "peer (client)", "closer (client)", "peer (server)"} <= set(texts)
 
 
 def test_aligning_by_steps_instead_pairs_nothing_of_the_teardown():

@@ -494,6 +494,7 @@ class SideSummary:
     states_source: Optional[str]
     segments: int
     calls: int
+    closer: Optional[str] = None  # aligned by structure: who closed first ("client" or "server")
 
     def to_json(self) -> dict:
         return {"label": self.label, "os": self.os,
@@ -501,7 +502,7 @@ class SideSummary:
                 "server": str(self.server) if self.server else None,
                 "connection": self.connection, "connections": self.connections,
                 "roles_known": self.roles_known, "states_source": self.states_source,
-                "segments": self.segments, "calls": self.calls}
+                "segments": self.segments, "calls": self.calls, "closer": self.closer}
 
 
 @dataclass(frozen=True, slots=True)
@@ -842,7 +843,8 @@ def _skeleton(side: Normalised) -> tuple[Normalised, dict, Optional[str]]:
             before[step.sender][0] += 1
             before[step.sender][1] += step.payload_len
     calls = tuple(replace(c, side=role.get(c.side, c.side)) for c in side.calls)
-    return replace(side, segments=tuple(kept), calls=calls), before, closer
+    summary = replace(side.summary, closer=closer)
+    return replace(side, segments=tuple(kept), calls=calls, summary=summary), before, closer
 
 
 def _application_differences(before_a: dict, closer_a: Optional[str], before_b: dict,
