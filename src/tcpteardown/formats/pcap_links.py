@@ -29,6 +29,7 @@ LINKTYPE_LINUX_SLL = 113  # Linux "cooked" v1 (tcpdump -i any): 16 bytes, protoc
 LINKTYPE_NFLOG = 239  # Linux netfilter log: TLVs, the packet in NFULA_PAYLOAD
 LINKTYPE_IPV4 = 228  # bare IPv4
 LINKTYPE_IPV6 = 229  # bare IPv6
+LINKTYPE_PKTAP = 258  # Apple PKTAP (tcpdump -i pktap / -k): a header naming interface and process, then the frame
 LINKTYPE_LINUX_SLL2 = 276  # Linux "cooked" v2: 20 bytes, protocol at 0
 
 LINK_NAMES = {
@@ -43,6 +44,7 @@ LINK_NAMES = {
     LINKTYPE_NFLOG: "NFLOG",
     LINKTYPE_IPV4: "IPV4",
     LINKTYPE_IPV6: "IPV6",
+    LINKTYPE_PKTAP: "PKTAP",
     LINKTYPE_LINUX_SLL2: "LINUX_SLL2",
 }
 KNOWN_LINKTYPES = frozenset(LINK_NAMES)
@@ -102,12 +104,55 @@ def network_offset(linktype: int, data: bytes) -> tuple[int, int]:
         return (20, _ethertype_version(_U16.unpack_from(data, 0)[0])) if size >= 20 else (0, 0)
     if linktype == LINKTYPE_NFLOG:
         return _nflog_payload(data)
+    if linktype == LINKTYPE_PKTAP:
+        header = _pktap_header(data)
+        if header is None:
+            return 0, 0
+        length, inner = header
+        offset, version = network_offset(inner, data[length:]) if inner != LINKTYPE_PKTAP else (0, 0)
+        return (length + offset, version) if version else (0, 0)
     if linktype == LINKTYPE_FDDI:
         # frame control (1), destination (6), source (6), then LLC/SNAP AA AA 03 + OUI + ethertype
         if size >= 21 and data[13:16] == b"\xaa\xaa\x03":
             return 21, _ethertype_version(_U16.unpack_from(data, 19)[0])
         return 0, 0
     return 0, 0
+
+
+# Apple's struct pktap_header (libpcap pcap/pktap.h, tcpdump print-pktap.c), in
+# the capturing host's byte order: length of this header, record type
+# (1: a packet), the inner frame's DLT, interface name[24], flags, protocol
+# family, link header and trailer lengths, pid @52, command name[20] @56,
+# service class, interface type and unit, effective pid @84, its name[20] @88.
+_PKTAP_MIN = 108
+_PKTAP_PACKET = 1
+
+
+def _pktap_order(data: bytes) -> str:
+    return "<" if _U32LE.unpack_from(data, 0)[0] <= 0xFFFF else ">"
+
+
+def _pktap_header(data: bytes) -> Optional[tuple[int, int]]:
+    """(header length, inner link type) of a PKTAP packet record, None otherwise."""
+    if len(data) < _PKTAP_MIN:
+        return None
+    length, rectype, dlt = struct.unpack_from(_pktap_order(data) + "III", data, 0)
+    if rectype != _PKTAP_PACKET or not _PKTAP_MIN <= length <= len(data):
+        return None
+    return length, dlt
+
+
+def pktap_process(data: bytes) -> Optional[tuple[int, str]]:
+    """(pid, command name) a PKTAP header names, or None when it names none (pid -1 or 0)."""
+    if _pktap_header(data) is None:
+        return None
+    order = _pktap_order(data)
+    pid = struct.unpack_from(order + "i", data, 52)[0]
+    name = data[56:76].split(b"\0", 1)[0].decode("utf-8", "replace")
+    if pid <= 0:
+        pid = struct.unpack_from(order + "i", data, 84)[0]
+        name = data[88:108].split(b"\0", 1)[0].decode("utf-8", "replace")
+    return (pid, name) if pid > 0 else None
 
 
 def _ethertype_version(ethertype: int) -> int:
