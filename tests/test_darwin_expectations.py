@@ -74,17 +74,6 @@ def _teardown_of_corpus(evidence, swap):
     return _teardown(conn, swap)
 
 
-def test_source_citations_name_files_that_exist_at_the_tag():
-    from conftest import REPO
-    mirror = REPO.parents[1] / ".mirror" / "apple-oss-distributions+xnu" / "repo"
-    if not mirror.exists():
-        pytest.skip(f"needs a mirror of apple-oss-distributions/xnu at {mirror}")
-    files = {e.where.split()[1] for _, x in DARWIN for e in x.evidence if e.kind == "source"}
-    listing = subprocess.run(["git", "-C", str(mirror), "ls-tree", "-r", "--name-only", XNU_TAG, "bsd/"],
-                             capture_output=True, text=True, check=True).stdout.split()
-    assert files <= set(listing), files - set(listing)
-
-
 def test_list_shows_per_os_which_expectations_are_observed():
     out = subprocess.run([sys.executable, "-m", "tcpteardown", "list", "--json"], capture_output=True,
                          text=True, check=True, timeout=120).stdout
