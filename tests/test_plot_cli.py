@@ -126,7 +126,7 @@ def test_every_corpus_capture_plots_or_says_why(corpus, tmp_path, capsys):
 @pytest.mark.needs_capture
 @pytest.mark.parametrize("argv, message", [
     (["plot", "{missing}"], "no such file"),
-    (["plot", "{bundle}", "-o", "{tmp}/ladder.jpg"], ".png, .svg or .pdf"),
+    (["plot", "{bundle}", "-o", "{tmp}/ladder.jpg"], ".png, .svg, .pdf, .mmd, .puml or .html"),
     (["plot", "{bundle}", "--conn", "9"], "no connection number 9"),
     (["plot", "{bundle}", "--conn", "10.1.1.1:1-10.1.1.2:2"], "no connection matches"),
 ])

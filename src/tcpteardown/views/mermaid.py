@@ -1,0 +1,268 @@
+"""The ladder as text diagrams for write-ups: Mermaid (GitHub, GitLab, Notion) and PlantUML.
+
+`sequence(recording, links)` lists what the ladder shows, in time order, as
+plain items (a segment arrow, a socket call, an idle gap, a band of elided
+segments, where the teardown starts); `mermaid_text` and `plantuml_text`
+render those items. Both are deterministic text: the same recording gives
+byte-identical diagrams, so a write-up diff shows only what changed.
+
+What goes in: both endpoints as participants; one arrow per kept segment
+with its frame, flags, relative seq/ack and length (an RST ends in a cross);
+each RST's reason as a note over its sender (whose kernel chose it); each
+failing call, end-of-file, close and shutdown as a note over the side that
+made it, a failing call naming the frame that caused it; idle gaps as notes;
+the elided bulk of a long transfer as one note; the teardown (first FIN or
+RST onwards) inside a highlighted `rect` (PlantUML: a `group`).
+
+Elision: `sequence` takes the segments to keep and the bands left out
+(`kept`, `bands`); without them it keeps the handshake and the last
+segments (`keep_ends`), a stand-in for the ladder's own elision.
+
+Pure: no matplotlib, no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Iterable, Optional, Sequence, Union
+
+from ..analysis.reasons import render_reason, reset_reason
+from ..analysis.relative import relative_numbers
+from ..model import RECEIVE_OPS, Link, Recording, Segment, SocketCall, TcpFlags
+from .connections import ConnectionView, connections, select_connection
+from .timeaxis import adaptive_break_ns, format_elapsed
+
+__all__ = ["Band", "Item", "sequence", "keep_ends", "mermaid_text", "plantuml_text",
+           "segment_text", "call_text", "MAX_SEGMENTS"]
+
+# A diagram in a write-up stays readable (and under GitHub's Mermaid size
+# limit) with this many arrows; the handshake and the teardown are kept.
+MAX_SEGMENTS = 60
+HANDSHAKE = 3
+
+# Calls worth a note even when they succeed: they start the teardown.
+_TEARDOWN_OPS = frozenset({"close", "shutdown"})
+
+# Mermaid backgrounds for the teardown highlight (RST red, FIN blue), light
+# enough that arrows and notes stay legible on GitHub's light and dark themes.
+_RECT_RST = "rgba(198, 40, 40, 0.12)"
+_RECT_FIN = "rgba(31, 95, 191, 0.10)"
+
+
+@dataclass(frozen=True, slots=True)
+class Band:
+    """Consecutive segments left out of a diagram."""
+
+    first_frame: int
+    last_frame: int
+    count: int
+    start_ns: int  # the first left-out segment's time
+    end_ns: int  # the last one's
+
+    @property
+    def text(self) -> str:
+        return (f"⋯ {self.count} segments not drawn (frames {self.first_frame}–{self.last_frame}, "
+                f"{format_elapsed(self.end_ns - self.start_ns)}) ⋯")
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One line of a text diagram, in time order.
+
+    kind: ``segment`` (arrow from `sender` to `receiver`), ``call`` (a note
+    over `sender`), ``gap`` and ``band`` (notes over both), ``teardown``
+    (the highlight starts here; `text` is ``rst`` or ``fin``).
+    """
+
+    kind: str
+    time_ns: int
+    text: str
+    sender: Optional[str] = None  # "client" or "server"
+    receiver: Optional[str] = None
+    note: str = ""  # the RST's reason (segment items)
+    rst: bool = False
+    fin: bool = False
+    frame: Optional[int] = None
+
+
+def keep_ends(segments: Sequence[Segment], limit: int = MAX_SEGMENTS) -> tuple[tuple[Segment, ...], tuple[Band, ...]]:
+    """All segments, or the handshake and the last ones with one band between.
+
+    The stand-in until the ladder's own elision (views/ladder.py) is used.
+    """
+    if len(segments) <= limit:
+        return tuple(segments), ()
+    head, tail = segments[:HANDSHAKE], segments[len(segments) - (limit - HANDSHAKE):]
+    left = segments[HANDSHAKE:len(segments) - len(tail)]
+    band = Band(left[0].frame, left[-1].frame, len(left), left[0].time_ns, left[-1].time_ns)
+    return tuple(head) + tuple(tail), (band,)
+
+
+def segment_text(segment: Segment, relative: dict) -> str:
+    """``#7 PSH,ACK seq=1 ack=1 len=9``: relative numbers, as Wireshark shows them."""
+    seq, ack = relative.get(segment.frame, (segment.seq, segment.ack))
+    parts = [f"#{segment.frame}", segment.flags.render(), f"seq={seq}"]
+    if segment.flags & TcpFlags.ACK:
+        parts.append(f"ack={ack}")
+    parts.append(f"len={segment.payload_len}")
+    return " ".join(parts)
+
+
+def call_text(call: SocketCall, link: Optional[Link] = None) -> str:
+    """``send() → EPIPE ← frame 8``: the call, its outcome, and what caused it."""
+    if call.failed:
+        text = f"{call.op}() → {call.errno}"
+    elif call.is_eof:
+        text = f"{call.op}() → EOF"
+    elif call.result is None:
+        text = f"{call.op}()"
+    else:
+        text = f"{call.op}() = {call.result}"
+    if link is not None and link.cause is not None:
+        text += f" ← frame {link.cause.frame}"
+    elif link is not None and link.local_call is not None:
+        text += f" ← own {link.local_call.op}()"
+    return text
+
+
+def _noteworthy(call: SocketCall) -> bool:
+    return call.failed or call.is_eof or call.op in _TEARDOWN_OPS or (call.op in RECEIVE_OPS and call.result == 0)
+
+
+def sequence(
+    recording: Recording,
+    links: Iterable[Link] = (),
+    *,
+    conn: Union[None, int, str] = None,
+    kept: Optional[Sequence[Segment]] = None,
+    bands: Sequence[Band] = (),
+) -> tuple[ConnectionView, list[Item]]:
+    """The chosen connection and its diagram items, in time order."""
+    connection = select_connection(connections(recording), conn)
+    if kept is None:
+        kept, bands = keep_ends(connection.segments)
+    side = {connection.client: "client", connection.server: "server"}
+    relative = relative_numbers(connection.segments)
+    link_of = {id(link.call): link for link in links if link.call in connection.calls}
+    events: list[tuple[int, int, Item]] = []  # (time, order at one instant, item)
+    for segment in kept:
+        sender, receiver = side.get(segment.src), side.get(segment.dst)
+        if sender is None or receiver is None:
+            continue
+        note = ""
+        if segment.is_rst:
+            reason, inferred = reset_reason(segment, recording)
+            note = f"RST reason {reason} ({'inferred' if inferred else 'kernel'})" if reason else \
+                "RST reason unknown (the packets do not say)"
+        events.append((segment.time_ns, 1, Item("segment", segment.time_ns, segment_text(segment, relative),
+                                                sender, receiver, note, segment.is_rst, segment.is_fin,
+                                                segment.frame)))
+    for call in connection.calls:
+        who = connection.side_of(call)
+        if who is None or not (_noteworthy(call) or id(call) in link_of):
+            continue
+        events.append((call.end_ns, 2, Item("call", call.end_ns, call_text(call, link_of.get(id(call))), who)))
+    for band in bands:
+        events.append((band.start_ns, 0, Item("band", band.start_ns, band.text)))
+    events.sort(key=lambda e: (e[0], e[1]))
+    items = _with_gaps([item for _t, _o, item in events])
+    return connection, _with_teardown(items)
+
+
+def _with_gaps(items: list[Item]) -> list[Item]:
+    """A note for each idle gap, as long as the ladder's compressed axis would cut."""
+    if len(items) < 2:
+        return items
+    threshold = adaptive_break_ns([item.time_ns for item in items])
+    out = [items[0]]
+    for previous, item in zip(items, items[1:]):
+        gap = item.time_ns - previous.time_ns
+        if gap >= threshold and previous.kind != "band" and item.kind != "band":
+            out.append(Item("gap", previous.time_ns, f"⋯ {format_elapsed(gap)} ⋯"))
+        out.append(item)
+    return out
+
+
+def _with_teardown(items: list[Item]) -> list[Item]:
+    """A teardown marker before the first FIN or RST arrow."""
+    segments = [item for item in items if item.kind == "segment"]
+    first = next((i for i, item in enumerate(items) if item.rst or item.fin), None)
+    if first is None:
+        return items
+    kind = "rst" if any(item.rst for item in segments) else "fin"
+    return items[:first] + [Item("teardown", items[first].time_ns, kind)] + items[first:]
+
+
+# -- Mermaid ----------------------------------------------------------------------
+
+# Mermaid reads `;` as the end of a statement, `%%` as a comment and `<...>`
+# as HTML: each is written as its numeric entity. (`#` starts an entity only
+# as `#word;`, which cannot occur once `;` is escaped: `#8 RST` stays readable.)
+_MERMAID_ENTITIES = {c: f"#{ord(c)};" for c in ";<>%"}
+
+def _mermaid_escape(text: str) -> str:
+    """Characters Mermaid would read as syntax in a message or a note."""
+    return re.sub(r"[;<>%]", lambda m: _MERMAID_ENTITIES[m.group()], text)
+
+
+def mermaid_text(recording: Recording, links: Iterable[Link] = (), *, conn: Union[None, int, str] = None,
+                 kept: Optional[Sequence[Segment]] = None, bands: Sequence[Band] = (),
+                 title: Optional[str] = None) -> str:
+    """A Mermaid `sequenceDiagram` of one connection (ends with a newline)."""
+    connection, items = sequence(recording, links, conn=conn, kept=kept, bands=bands)
+    e = _mermaid_escape
+    lines = ["sequenceDiagram"]
+    if title:
+        lines.append(f"    title {e(title)}")
+    for name, endpoint in (("client", connection.client), ("server", connection.server)):
+        lines.append(f"    participant {name} as {name} {e(str(endpoint) if endpoint else '(address unknown)')}")
+    indent, open_rect = "    ", False
+    for item in items:
+        if item.kind == "teardown":
+            lines.append(f"    rect {_RECT_RST if item.text == 'rst' else _RECT_FIN}")
+            indent, open_rect = "        ", True
+        elif item.kind == "segment":
+            arrow = "-x" if item.rst else "->>"
+            lines.append(f"{indent}{item.sender}{arrow}{item.receiver}: {e(item.text)}")
+            if item.note:
+                lines.append(f"{indent}Note over {item.sender}: {e(item.note)}")
+        elif item.kind == "call":
+            lines.append(f"{indent}Note over {item.sender}: {e(item.text)}")
+        else:  # gap, band
+            lines.append(f"{indent}Note over client,server: {e(item.text)}")
+    if open_rect:
+        lines.append("    end")
+    return "\n".join(lines) + "\n"
+
+
+# -- PlantUML ---------------------------------------------------------------------
+
+def plantuml_text(recording: Recording, links: Iterable[Link] = (), *, conn: Union[None, int, str] = None,
+                  kept: Optional[Sequence[Segment]] = None, bands: Sequence[Band] = (),
+                  title: Optional[str] = None) -> str:
+    """The same diagram for PlantUML (``@startuml`` ... ``@enduml``)."""
+    connection, items = sequence(recording, links, conn=conn, kept=kept, bands=bands)
+    lines = ["@startuml"]
+    if title:
+        lines.append(f"title {title}")
+    for name, endpoint in (("client", connection.client), ("server", connection.server)):
+        lines.append(f'participant "{name}\\n{endpoint or "(address unknown)"}" as {name}')
+    indent, open_group = "", False
+    for item in items:
+        if item.kind == "teardown":
+            lines.append("group teardown")
+            indent, open_group = "  ", True
+        elif item.kind == "segment":
+            arrow = "->x" if item.rst else "->"
+            lines.append(f"{indent}{item.sender} {arrow} {item.receiver} : {item.text}")
+            if item.note:
+                lines.append(f"{indent}note over {item.sender} : {item.note}")
+        elif item.kind == "call":
+            lines.append(f"{indent}note over {item.sender} : {item.text}")
+        else:
+            lines.append(f"{indent}...{item.text.strip('⋯ ')}...")
+    if open_group:
+        lines.append("end")
+    lines.append("@enduml")
+    return "\n".join(lines) + "\n"
