@@ -8,8 +8,10 @@ cd "$(dirname "$0")/.."
 # System packages the tests and live capture use. libpcap0.8 lets scapy put
 # the BPF filter in the kernel; tcpdump and tshark are the reference tools the
 # tests compare against; strace, golang-go, curl and nginx-light are the real
-# programs whose failures the tests explain; iproute2 drives namespaces.
-APT_PACKAGES="libpcap0.8 tcpdump tshark strace golang-go curl iproute2 nginx-light iptables"
+# programs whose failures the tests explain; iproute2 drives namespaces;
+# chromium and chromium-driver open the interactive HTML ladder headless
+# (through selenium) to step through it as a reader would.
+APT_PACKAGES="libpcap0.8 tcpdump tshark strace golang-go curl iproute2 nginx-light iptables chromium chromium-driver"
 
 missing=""
 if command -v dpkg-query >/dev/null 2>&1; then

@@ -84,6 +84,10 @@ class Item:
     rst: bool = False
     fin: bool = False
     frame: Optional[int] = None
+    # What the item stands for, for views that show more than its text (the HTML ladder).
+    segment: Optional[Segment] = None
+    call: Optional[SocketCall] = None
+    link: Optional[Link] = None
 
 
 def keep_ends(segments: Sequence[Segment], limit: int = MAX_SEGMENTS) -> tuple[tuple[Segment, ...], tuple[Band, ...]]:
@@ -137,8 +141,13 @@ def sequence(
     conn: Union[None, int, str] = None,
     kept: Optional[Sequence[Segment]] = None,
     bands: Sequence[Band] = (),
+    every_call: bool = False,
 ) -> tuple[ConnectionView, list[Item]]:
-    """The chosen connection and its diagram items, in time order."""
+    """The chosen connection and its diagram items, in time order.
+
+    Calls: the failing, end-of-file, close and shutdown ones and those a
+    link names; with `every_call`, all of them (a step-through shows each).
+    """
     connection = select_connection(connections(recording), conn)
     if kept is None:
         kept, bands = keep_ends(connection.segments)
@@ -157,12 +166,13 @@ def sequence(
                 "RST reason unknown (the packets do not say)"
         events.append((segment.time_ns, 1, Item("segment", segment.time_ns, segment_text(segment, relative),
                                                 sender, receiver, note, segment.is_rst, segment.is_fin,
-                                                segment.frame)))
+                                                segment.frame, segment=segment)))
     for call in connection.calls:
         who = connection.side_of(call)
-        if who is None or not (_noteworthy(call) or id(call) in link_of):
+        if who is None or not (every_call or _noteworthy(call) or id(call) in link_of):
             continue
-        events.append((call.end_ns, 2, Item("call", call.end_ns, call_text(call, link_of.get(id(call))), who)))
+        link = link_of.get(id(call))
+        events.append((call.end_ns, 2, Item("call", call.end_ns, call_text(call, link), who, call=call, link=link)))
     for band in bands:
         events.append((band.start_ns, 0, Item("band", band.start_ns, band.text)))
     events.sort(key=lambda e: (e[0], e[1]))
