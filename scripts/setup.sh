@@ -47,3 +47,21 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   fi
   echo "$want" > "$stamp"
 fi
+
+# Mermaid's own parser and renderer (one self-contained file from the npm
+# package), so the tests check in headless Chromium that every diagram
+# `plot -o ladder.mmd` writes parses and shows its labels as GitHub will.
+# Pinned: GitHub's renderer follows Mermaid's releases.
+MERMAID_VERSION=12.3.0
+mermaid_js=.node/mermaid-$MERMAID_VERSION.min.js
+if [ ! -f "$mermaid_js" ]; then
+  if command -v npm >/dev/null 2>&1; then
+    mkdir -p .node
+    tarball="$(cd .node && npm pack --silent "mermaid@$MERMAID_VERSION")"
+    tar -xzf ".node/$tarball" -C .node package/dist/mermaid.min.js
+    mv .node/package/dist/mermaid.min.js "$mermaid_js"
+    rm -rf ".node/$tarball" .node/package
+  else
+    echo "setup: npm not found, skipping Mermaid (the test that renders diagrams will say so)" >&2
+  fi
+fi

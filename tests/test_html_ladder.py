@@ -22,28 +22,15 @@ from tcpteardown.formats.bundle import load_recording
 from tcpteardown.views.connections import connections, select_connection
 from tcpteardown.views.html_ladder import html_fragment, html_ladder
 
-from conftest import tool_or_skip
+from browser import console_errors, headless_chromium
 
 CAPTURES = Path(__file__).resolve().parent.parent / "captures" / "linux"
 
 
 @pytest.fixture(scope="module")
 def browser():
-    """Headless Chromium through chromium-driver; quit even when a test fails."""
-    chromium = tool_or_skip("chromium")
-    driver_path = tool_or_skip("chromedriver")
-    webdriver = pytest.importorskip("selenium.webdriver", reason="needs selenium (pip install -e '.[test]')")
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1100,900"):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=driver_path))
-    try:
+    with headless_chromium() as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 @pytest.fixture(scope="module")
@@ -68,10 +55,6 @@ def _current(driver) -> list[str]:
 def _press(driver, key, times: int = 1):
     for _ in range(times):
         driver.switch_to.active_element.send_keys(key)
-
-
-def _errors(driver) -> list[dict]:
-    return [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
 
 
 def test_the_page_is_self_contained(page):
@@ -133,7 +116,7 @@ def test_step_through_with_keys_and_buttons(browser, page):
     assert _current(browser) == ["0"]
     browser.find_element(By.CSS_SELECTOR, "button[data-go='1']").click()
     assert _current(browser) == ["1"]
-    assert _errors(browser) == []
+    assert console_errors(browser) == []
 
 
 def test_hover_shows_the_header_and_frame_numbers_copy_a_filter(browser, page):
@@ -153,7 +136,7 @@ def test_hover_shows_the_header_and_frame_numbers_copy_a_filter(browser, page):
     assert "#8 RST" in _text(browser, ".tt-panel")
     browser.find_element(By.CSS_SELECTOR, ".tt-panel .tt-frame").click()
     assert _text(browser, ".tt-toast") == "copied: frame.number == 8"
-    assert _errors(browser) == []
+    assert console_errors(browser) == []
 
 
 def test_every_stored_capture_opens_without_console_errors(browser, tmp_path):
@@ -163,4 +146,4 @@ def test_every_stored_capture_opens_without_console_errors(browser, tmp_path):
         out.write_text(html_ladder(recording, correlate(recording)), encoding="utf-8")
         browser.get(out.as_uri())
         assert _text(browser, ".tt-counter").startswith("Step 1 of "), capture.name
-        assert _errors(browser) == [], capture.name
+        assert console_errors(browser) == [], capture.name

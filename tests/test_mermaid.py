@@ -21,7 +21,7 @@ from tcpteardown.views.mermaid import Band, keep_ends, mermaid_text, plantuml_te
 
 CAPTURES = Path(__file__).resolve().parent.parent / "captures" / "linux"
 STORED = sorted(CAPTURES.glob("*.pcapng")) + sorted((CAPTURES / "ipv6").glob("*.pcapng"))
-ARROW = re.compile(r"^\s*(client|server)(->>|-x)(client|server): #(\d+) (\S+) seq=\d+( ack=\d+)? len=\d+$")
+ARROW = re.compile(r"^\s*(client|server)(->>|-x)(client|server): \[(\d+)\] (\S+) seq=\d+( ack=\d+)? len=\d+$")
 
 
 def parse(text: str) -> dict:
@@ -49,7 +49,8 @@ def parse(text: str) -> dict:
             pass
         else:
             raise AssertionError(f"line not understood: {line!r}")
-        assert ";" not in stripped.replace("#59;", "") or stripped.startswith("rect"), line
+        # Mermaid's lexer: `#` starts a comment, `;` ends a statement anywhere.
+        assert "#" not in stripped and (";" not in stripped or stripped.startswith("rect")), line
     return found
 
 
@@ -90,12 +91,12 @@ def test_broken_pipe_reads_as_the_story():
     recording = load_recording(CAPTURES / "broken-pipe.pcapng")
     text = mermaid_text(recording, correlate(recording), title="broken-pipe")
     assert "    title broken-pipe\n" in text
-    assert re.search(r"\n        server-xclient: #8 RST seq=2 len=0\n"
+    assert re.search(r"\n        server-xclient: \[8\] RST seq=2 len=0\n"
                      r"        Note over server: RST reason TCP_ABORT_ON_DATA \(kernel\)\n", text), text
     assert "Note over client: send() → EPIPE ← frame 8\n" in text
     # The teardown highlight starts at the FIN, after the request and its ACK.
     before, _, after = text.partition("rect ")
-    assert "#5 ACK" in before and "#6 FIN,ACK" in after
+    assert "[5] ACK" in before and "[6] FIN,ACK" in after
 
 
 def test_elided_bulk_is_one_note_and_the_ends_stay():
@@ -121,9 +122,9 @@ def test_syntax_characters_are_escaped():
     from dataclasses import replace
 
     recording = load_recording(CAPTURES / "broken-pipe.pcapng")
-    meta = replace(recording.metadata, scenario="a;b <c> 50%%")
+    meta = replace(recording.metadata, scenario="a;b <c> #1 50%%")
     text = mermaid_text(replace(recording, metadata=meta), title=meta.scenario)
-    assert "title a#59;b #60;c#62; 50#37;#37;" in text
+    assert "title a,b ‹c› №1 50% %\n" in text
 
 
 def test_plantuml_has_the_same_arrows():
@@ -144,3 +145,45 @@ def test_plot_writes_text_diagrams_by_suffix(suffix, head, tmp_path, capsys):
     assert capsys.readouterr().out.strip() == str(out)
     assert out.read_text(encoding="utf-8").startswith(head)
     assert not list(tmp_path.glob("*overview*"))
+
+
+MERMAID_JS = Path(__file__).resolve().parent.parent / ".node" / "mermaid-12.3.0.min.js"
+
+RENDER = """
+const done = arguments[arguments.length - 1];
+mermaid.initialize({startOnLoad: false});
+mermaid.render(arguments[1], arguments[0]).then(result => {
+  const box = document.createElement("div");
+  box.innerHTML = result.svg;
+  const texts = css => Array.from(box.querySelectorAll(css)).map(e => e.textContent);
+  done({messages: texts(".messageText"), notes: texts(".noteText")});
+}, error => done({error: String(error.message || error)}));
+"""
+
+
+@pytest.fixture(scope="module")
+def mermaid_page(tmp_path_factory):
+    """A blank page with Mermaid's own renderer loaded, in headless Chromium."""
+    from browser import console_errors, headless_chromium
+
+    if not MERMAID_JS.exists():
+        pytest.skip(f"needs Mermaid's renderer at {MERMAID_JS} (scripts/setup.sh fetches it with npm)")
+    page = tmp_path_factory.mktemp("mermaid") / "render.html"
+    page.write_text(f'<!DOCTYPE html><html><body><script src="{MERMAID_JS.as_uri()}"></script></body></html>')
+    with headless_chromium() as driver:
+        driver.get(page.as_uri())
+        yield driver
+        assert console_errors(driver) == []
+
+
+def test_mermaid_itself_renders_every_label(mermaid_page):
+    """Mermaid 12 parses every stored capture's diagram and shows each arrow's and note's text whole."""
+    for n, capture in enumerate(STORED):
+        recording = load_recording(capture)
+        text = mermaid_text(recording, correlate(recording), title=capture.stem)
+        shown = mermaid_page.execute_async_script(RENDER, text, f"d{n}")
+        assert "error" not in shown, (capture.name, shown)
+        found = parse(text)
+        wanted = [line.split(": ", 1)[1] for line in text.splitlines() if ARROW.match(line)]
+        assert shown["messages"] == wanted, capture.name
+        assert sorted(shown["notes"]) == sorted(note for _where, note in found["notes"]), capture.name

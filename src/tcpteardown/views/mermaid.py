@@ -103,10 +103,10 @@ def keep_ends(segments: Sequence[Segment], limit: int = MAX_SEGMENTS) -> tuple[t
     return tuple(head) + tuple(tail), (band,)
 
 
-def segment_text(segment: Segment, relative: dict) -> str:
+def segment_text(segment: Segment, relative: dict, frame_format: str = "#{}") -> str:
     """``#7 PSH,ACK seq=1 ack=1 len=9``: relative numbers, as Wireshark shows them."""
     seq, ack = relative.get(segment.frame, (segment.seq, segment.ack))
-    parts = [f"#{segment.frame}", segment.flags.render(), f"seq={seq}"]
+    parts = [frame_format.format(segment.frame), segment.flags.render(), f"seq={seq}"]
     if segment.flags & TcpFlags.ACK:
         parts.append(f"ack={ack}")
     parts.append(f"len={segment.payload_len}")
@@ -142,6 +142,7 @@ def sequence(
     kept: Optional[Sequence[Segment]] = None,
     bands: Sequence[Band] = (),
     every_call: bool = False,
+    frame_format: str = "#{}",
 ) -> tuple[ConnectionView, list[Item]]:
     """The chosen connection and its diagram items, in time order.
 
@@ -164,7 +165,7 @@ def sequence(
             reason, inferred = reset_reason(segment, recording)
             note = f"RST reason {reason} ({'inferred' if inferred else 'kernel'})" if reason else \
                 "RST reason unknown (the packets do not say)"
-        events.append((segment.time_ns, 1, Item("segment", segment.time_ns, segment_text(segment, relative),
+        events.append((segment.time_ns, 1, Item("segment", segment.time_ns, segment_text(segment, relative, frame_format),
                                                 sender, receiver, note, segment.is_rst, segment.is_fin,
                                                 segment.frame, segment=segment)))
     for call in connection.calls:
@@ -206,21 +207,26 @@ def _with_teardown(items: list[Item]) -> list[Item]:
 
 # -- Mermaid ----------------------------------------------------------------------
 
-# Mermaid reads `;` as the end of a statement, `%%` as a comment and `<...>`
-# as HTML: each is written as its numeric entity. (`#` starts an entity only
-# as `#word;`, which cannot occur once `;` is escaped: `#8 RST` stays readable.)
-_MERMAID_ENTITIES = {c: f"#{ord(c)};" for c in ";<>%"}
+# Characters Mermaid's sequence lexer reads as syntax anywhere in a message
+# or note: `#` starts a comment (the rest of the line vanishes), `;` ends the
+# statement, `<...>` is HTML, `%%` a comment. Entities (`#35;`) are not
+# decoded in message text by Mermaid 12, so each is replaced by a look-alike
+# (a frame is written `[8]` there, not `#8`: see `mermaid_text`).
+_MERMAID_SAFE = {"#": "\u2116", ";": ",", "<": "\u2039", ">": "\u203a"}
+
 
 def _mermaid_escape(text: str) -> str:
-    """Characters Mermaid would read as syntax in a message or a note."""
-    return re.sub(r"[;<>%]", lambda m: _MERMAID_ENTITIES[m.group()], text)
+    """`text` with nothing Mermaid would read as syntax (`a;b` -> `a,b`, `#` -> `№`)."""
+    text = re.sub(r"[#;<>]", lambda m: _MERMAID_SAFE[m.group()], text)
+    return text.replace("%%", "% %")
 
 
 def mermaid_text(recording: Recording, links: Iterable[Link] = (), *, conn: Union[None, int, str] = None,
                  kept: Optional[Sequence[Segment]] = None, bands: Sequence[Band] = (),
                  title: Optional[str] = None) -> str:
     """A Mermaid `sequenceDiagram` of one connection (ends with a newline)."""
-    connection, items = sequence(recording, links, conn=conn, kept=kept, bands=bands)
+    # `#` would start a Mermaid comment: frames are `[8]` here.
+    connection, items = sequence(recording, links, conn=conn, kept=kept, bands=bands, frame_format="[{}]")
     e = _mermaid_escape
     lines = ["sequenceDiagram"]
     if title:
