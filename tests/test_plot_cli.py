@@ -147,15 +147,17 @@ def test_bad_choices_are_usage_errors(bundle, capsys):
 
 
 @pytest.mark.needs_capture
-def test_explain_markdown_writes_the_figure_and_prints_the_snippet(bundle, recorded, capsys):
-    assert main(["explain", str(bundle), "--markdown", "--lang", "go"]) == 0
+def test_explain_markdown_image_writes_the_figure_and_prints_the_snippet(bundle, recorded, capsys):
+    assert main(["explain", str(bundle), "--markdown", "--image", "--lang", "go"]) == 0
     out = capsys.readouterr().out
     image = bundle.with_suffix(".png")
     assert image.read_bytes().startswith(MAGIC[".png"])
-    link, paragraph = out.strip().split("\n\n")
+    title, context, link, heading, paragraph = out.strip().split("\n\n")
     client, server = recorded.segments[0].src, recorded.segments[0].dst
-    assert link.startswith(f"![broken-pipe: ladder of {client} → {server}, client send() → EPIPE](")
+    assert title == "## broken-pipe: client send() → EPIPE"
+    assert link.startswith(f"![broken-pipe: client send() → EPIPE (ladder of {client} → {server})](")
     assert link.endswith(f"({image.as_posix()})")
+    assert heading.startswith("### client send() → EPIPE ← frame ")
     assert "EPIPE" in paragraph and "RST" in paragraph and "broken pipe" in paragraph
 
 
