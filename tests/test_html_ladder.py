@@ -147,3 +147,52 @@ def test_every_stored_capture_opens_without_console_errors(browser, tmp_path):
         browser.get(out.as_uri())
         assert _text(browser, ".tt-counter").startswith("Step 1 of "), capture.name
         assert console_errors(browser) == [], capture.name
+
+
+def test_a_long_transfer_is_elided_into_one_band(browser, corpus, tmp_path):
+    """zeek's 878-packet capture: handshake and teardown drawn, the bulk one labelled break."""
+    from selenium.webdriver.common.by import By
+
+    from tcpteardown.views.mermaid import MAX_SEGMENTS
+
+    recording = load_recording(corpus / "zeek" / "timestamp.pcap")
+    chosen = select_connection(connections(recording))
+    assert len(chosen.segments) > MAX_SEGMENTS
+    out = tmp_path / "long.html"
+    assert main(["plot", str(corpus / "zeek" / "timestamp.pcap"), "-o", str(out)]) == 0
+    browser.get(out.as_uri())
+    drawn = browser.find_elements(By.CSS_SELECTOR, ".tt-seg")
+    assert len(drawn) == MAX_SEGMENTS
+    breaks = [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".tt-break")]
+    left_out = len(chosen.segments) - MAX_SEGMENTS
+    assert any(f"{left_out} segments" in text for text in breaks), breaks
+    _press(browser, _end_key())
+    assert _text(browser, ".tt-counter").endswith(f"of {len(drawn) + len(browser.find_elements(By.CSS_SELECTOR, '.tt-call'))}")
+    assert console_errors(browser) == []
+
+
+def _end_key():
+    from selenium.webdriver.common.keys import Keys
+
+    return Keys.END
+
+
+def test_two_ladders_on_one_page_step_on_their_own(browser, tmp_path):
+    """What a notebook (or its nbconvert export) holds: fragments side by side, keys to the focused one."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    parts = []
+    for name in ("broken-pipe", "reset-by-peer"):
+        recording = load_recording(CAPTURES / f"{name}.pcapng")
+        parts.append(html_fragment(recording, correlate(recording)))
+    page = tmp_path / "two.html"
+    page.write_text("<!DOCTYPE html><html><head><meta charset='utf-8'></head><body>" + "\n".join(parts)
+                    + "</body></html>", encoding="utf-8")
+    browser.get(page.as_uri())
+    first, second = browser.find_elements(By.CSS_SELECTOR, ".tt-ladder")
+    browser.execute_script("arguments[0].focus()", second)
+    _press(browser, Keys.ARROW_RIGHT, 2)
+    counters = [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".tt-counter")]
+    assert counters[0].startswith("Step 1 of ") and counters[1].startswith("Step 3 of ")
+    assert "reset-by-peer" in second.text and console_errors(browser) == []

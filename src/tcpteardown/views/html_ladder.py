@@ -134,7 +134,7 @@ class _Page:
                 events.append((item.call.end_ns, 1.0))
             elif item.kind == "band":
                 events.append((item.time_ns, 0.6))
-                cuts[item.time_ns] = item.text.strip("⋯ ")
+                cuts[item.time_ns] = item.text.strip("… ")
         axis = build_time_axis(events, "compressed", cuts=cuts)
         return replace(axis, origin_ns=self.origin)
 

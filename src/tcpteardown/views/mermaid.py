@@ -52,18 +52,25 @@ _RECT_FIN = "rgba(31, 95, 191, 0.10)"
 
 @dataclass(frozen=True, slots=True)
 class Band:
-    """Consecutive segments left out of a diagram."""
+    """Consecutive segments left out of a diagram.
+
+    The fields and `label`/`frames` a view reads are those of the ladder's
+    own `analysis.elide.Band`, so either can be passed to `sequence`.
+    """
 
     first_frame: int
     last_frame: int
-    count: int
+    segments: int
     start_ns: int  # the first left-out segment's time
     end_ns: int  # the last one's
 
     @property
-    def text(self) -> str:
-        return (f"⋯ {self.count} segments not drawn (frames {self.first_frame}–{self.last_frame}, "
-                f"{format_elapsed(self.end_ns - self.start_ns)}) ⋯")
+    def label(self) -> str:
+        return f"… {self.segments} segments, {format_elapsed(self.end_ns - self.start_ns)} …"
+
+    @property
+    def frames(self) -> str:
+        return f"frames {self.first_frame}–{self.last_frame}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +100,8 @@ class Item:
 def keep_ends(segments: Sequence[Segment], limit: int = MAX_SEGMENTS) -> tuple[tuple[Segment, ...], tuple[Band, ...]]:
     """All segments, or the handshake and the last ones with one band between.
 
-    The stand-in until the ladder's own elision (views/ladder.py) is used.
+    The stand-in for the ladder's own elision: where `analysis.elide` exists,
+    `_elided` should return `(e.kept, e.bands)` of `elide(segments, calls)`.
     """
     if len(segments) <= limit:
         return tuple(segments), ()
@@ -101,6 +109,11 @@ def keep_ends(segments: Sequence[Segment], limit: int = MAX_SEGMENTS) -> tuple[t
     left = segments[HANDSHAKE:len(segments) - len(tail)]
     band = Band(left[0].frame, left[-1].frame, len(left), left[0].time_ns, left[-1].time_ns)
     return tuple(head) + tuple(tail), (band,)
+
+
+def _elided(connection: ConnectionView) -> tuple[Sequence[Segment], Sequence[Band]]:
+    """The segments a diagram keeps, and the bands it leaves out (one place to switch elisions)."""
+    return keep_ends(connection.segments)
 
 
 def segment_text(segment: Segment, relative: dict, frame_format: str = "#{}") -> str:
@@ -151,7 +164,7 @@ def sequence(
     """
     connection = select_connection(connections(recording), conn)
     if kept is None:
-        kept, bands = keep_ends(connection.segments)
+        kept, bands = _elided(connection)
     side = {connection.client: "client", connection.server: "server"}
     relative = relative_numbers(connection.segments)
     link_of = {id(link.call): link for link in links if link.call in connection.calls}
@@ -172,10 +185,12 @@ def sequence(
         who = connection.side_of(call)
         if who is None or not (every_call or _noteworthy(call) or id(call) in link_of):
             continue
+        if not call.failed and any(b.start_ns <= call.start_ns and call.end_ns <= b.end_ns for b in bands):
+            continue  # inside a band: left out with its segments (a failing call never is)
         link = link_of.get(id(call))
         events.append((call.end_ns, 2, Item("call", call.end_ns, call_text(call, link), who, call=call, link=link)))
     for band in bands:
-        events.append((band.start_ns, 0, Item("band", band.start_ns, band.text)))
+        events.append((band.start_ns, 0, Item("band", band.start_ns, f"{band.label} ({band.frames})")))
     events.sort(key=lambda e: (e[0], e[1]))
     items = _with_gaps([item for _t, _o, item in events])
     return connection, _with_teardown(items)
@@ -277,7 +292,7 @@ def plantuml_text(recording: Recording, links: Iterable[Link] = (), *, conn: Uni
         elif item.kind == "call":
             lines.append(f"{indent}note over {item.sender} : {item.text}")
         else:
-            lines.append(f"{indent}...{item.text.strip('⋯ ')}...")
+            lines.append(f"{indent}...{item.text.strip('⋯… ')}...")
     if open_group:
         lines.append("end")
     lines.append("@enduml")
