@@ -13,7 +13,8 @@ copies its Wireshark filter (``frame.number == 8``).
 Same data as the PNG ladder, from the same model: the items and their order
 come from `mermaid.sequence` (segments kept, elided bands, calls), rows from
 `timeaxis.build_time_axis`, states from `analysis.tcpstate`, reasons from
-`analysis.reasons`, paragraphs from `narrative.paragraph`.
+`analysis.reasons`, paragraphs from `narrative.paragraph`, colours from
+`style`.
 
 `html_fragment` returns a `<div>` that a notebook can display (several on a
 page step independently: keys go to the focused ladder); `html_ladder`
@@ -32,6 +33,7 @@ from ..analysis import rules, tcpstate
 from ..analysis.reasons import reason_phrase, reset_reason
 from ..analysis.relative import relative_numbers
 from ..model import Link, Recording, Segment, SocketCall, TcpFlags
+from . import style
 from .mermaid import Item, sequence
 from .narrative import paragraph
 from .timeaxis import build_time_axis
@@ -50,20 +52,16 @@ WIDTH = X_SERVER + CALL_W + STATE_W
 TOP = 78  # lifeline heads and the current states
 BOTTOM = 24
 
-# Same colours as the PNG ladder (views/style.py), without importing matplotlib.
-COLOURS = {"rst": "#c62828", "fin": "#1f5fbf", "syn": "#8a8a8a", "data": "#111111",
-           "failed": "#c62828", "eof": "#1f5fbf", "call": "#444444", "state": "#5d4037",
-           "break": "#9e9e9e"}
+# The PNG ladder's colours (views/style.py), by the CSS class of each kind.
+COLOURS = {"rst": style.RST, "fin": style.FIN, "syn": style.SYN, "data": style.DATA,
+           "failed": style.FAILURE, "eof": style.EOF, "call": style.LIFELINE, "state": style.STATE,
+           "break": style.BREAK}
 
 
 def _kind(segment: Segment) -> str:
-    if segment.is_rst:
-        return "rst"
-    if segment.is_fin:
-        return "fin"
-    if segment.is_syn:
-        return "syn"
-    return "data"
+    """``rst``, ``fin``, ``syn`` or ``data`` (pure ACKs are drawn as data, as on the PNG)."""
+    kind = style.segment_kind(segment)
+    return "data" if kind == "ACK" else kind.lower()
 
 
 def _esc(text: object) -> str:
@@ -134,7 +132,7 @@ class _Page:
                 events.append((item.call.end_ns, 1.0))
             elif item.kind == "band":
                 events.append((item.time_ns, 0.6))
-                cuts[item.time_ns] = item.text.strip("… ")
+                cuts[item.time_ns] = item.text
         axis = build_time_axis(events, "compressed", cuts=cuts)
         return replace(axis, origin_ns=self.origin)
 

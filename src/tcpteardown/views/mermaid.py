@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Iterable, Optional, Sequence, Union
+from typing import Callable, Iterable, Optional, Sequence, Union
 
 from ..analysis.reasons import render_reason, reset_reason
 from ..analysis.relative import relative_numbers
@@ -190,7 +190,8 @@ def sequence(
         link = link_of.get(id(call))
         events.append((call.end_ns, 2, Item("call", call.end_ns, call_text(call, link), who, call=call, link=link)))
     for band in bands:
-        events.append((band.start_ns, 0, Item("band", band.start_ns, f"{band.label} ({band.frames})")))
+        text = f"{band.label.strip('… ')} not drawn ({band.frames})"
+        events.append((band.start_ns, 0, Item("band", band.start_ns, text)))
     events.sort(key=lambda e: (e[0], e[1]))
     items = _with_gaps([item for _t, _o, item in events])
     return connection, _with_teardown(items)
@@ -205,7 +206,7 @@ def _with_gaps(items: list[Item]) -> list[Item]:
     for previous, item in zip(items, items[1:]):
         gap = item.time_ns - previous.time_ns
         if gap >= threshold and previous.kind != "band" and item.kind != "band":
-            out.append(Item("gap", previous.time_ns, f"⋯ {format_elapsed(gap)} ⋯"))
+            out.append(Item("gap", previous.time_ns, f"{format_elapsed(gap)} idle"))
         out.append(item)
     return out
 
@@ -236,35 +237,74 @@ def _mermaid_escape(text: str) -> str:
     return text.replace("%%", "% %")
 
 
+@dataclass(frozen=True, slots=True)
+class _Syntax:
+    """How one diagram language writes each kind of item (format strings)."""
+
+    head: tuple[str, ...]
+    title: str
+    participant: str
+    arrow: str  # {indent}{sender}{arrow}{receiver}{text}
+    cross: str  # the arrow of an RST
+    note: str  # {indent}{side}{text}
+    both: str  # a note over both lifelines
+    open_teardown: str  # {rst} is true for an RST teardown
+    close_teardown: str
+    tail: tuple[str, ...]
+    indent: str
+    escape: Callable[[str], str] = staticmethod(lambda text: text)
+
+
+_MERMAID = _Syntax(
+    head=("sequenceDiagram",), title="    title {text}",
+    participant="    participant {name} as {name} {endpoint}",
+    arrow="{indent}{sender}->>{receiver}: {text}", cross="{indent}{sender}-x{receiver}: {text}",
+    note="{indent}Note over {side}: {text}", both="{indent}Note over client,server: ⋯ {text} ⋯",
+    open_teardown="    rect {colour}", close_teardown="    end", tail=(), indent="    ",
+    escape=_mermaid_escape)
+
+_PLANTUML = _Syntax(
+    head=("@startuml",), title="title {text}",
+    participant='participant "{name}\\n{endpoint}" as {name}',
+    arrow="{indent}{sender} -> {receiver} : {text}", cross="{indent}{sender} ->x {receiver} : {text}",
+    note="{indent}note over {side} : {text}", both="{indent}...{text}...",
+    open_teardown="group teardown", close_teardown="end", tail=("@enduml",), indent="")
+
+
+def _render(syntax: _Syntax, connection: ConnectionView, items: list[Item], title: Optional[str]) -> str:
+    e = syntax.escape
+    lines = list(syntax.head)
+    if title:
+        lines.append(syntax.title.format(text=e(title)))
+    for name in ("client", "server"):
+        endpoint = getattr(connection, name)
+        lines.append(syntax.participant.format(name=name, endpoint=e(str(endpoint) if endpoint else "(address unknown)")))
+    indent, torn = syntax.indent, False
+    for item in items:
+        if item.kind == "teardown":
+            lines.append(syntax.open_teardown.format(colour=_RECT_RST if item.text == "rst" else _RECT_FIN))
+            indent, torn = syntax.indent + "    ", True
+        elif item.kind == "segment":
+            form = syntax.cross if item.rst else syntax.arrow
+            lines.append(form.format(indent=indent, sender=item.sender, receiver=item.receiver, text=e(item.text)))
+            if item.note:
+                lines.append(syntax.note.format(indent=indent, side=item.sender, text=e(item.note)))
+        elif item.kind == "call":
+            lines.append(syntax.note.format(indent=indent, side=item.sender, text=e(item.text)))
+        else:  # gap, band
+            lines.append(syntax.both.format(indent=indent, text=e(item.text)))
+    if torn:
+        lines.append(syntax.close_teardown)
+    return "\n".join([*lines, *syntax.tail]) + "\n"
+
+
 def mermaid_text(recording: Recording, links: Iterable[Link] = (), *, conn: Union[None, int, str] = None,
                  kept: Optional[Sequence[Segment]] = None, bands: Sequence[Band] = (),
                  title: Optional[str] = None) -> str:
     """A Mermaid `sequenceDiagram` of one connection (ends with a newline)."""
     # `#` would start a Mermaid comment: frames are `[8]` here.
     connection, items = sequence(recording, links, conn=conn, kept=kept, bands=bands, frame_format="[{}]")
-    e = _mermaid_escape
-    lines = ["sequenceDiagram"]
-    if title:
-        lines.append(f"    title {e(title)}")
-    for name, endpoint in (("client", connection.client), ("server", connection.server)):
-        lines.append(f"    participant {name} as {name} {e(str(endpoint) if endpoint else '(address unknown)')}")
-    indent, open_rect = "    ", False
-    for item in items:
-        if item.kind == "teardown":
-            lines.append(f"    rect {_RECT_RST if item.text == 'rst' else _RECT_FIN}")
-            indent, open_rect = "        ", True
-        elif item.kind == "segment":
-            arrow = "-x" if item.rst else "->>"
-            lines.append(f"{indent}{item.sender}{arrow}{item.receiver}: {e(item.text)}")
-            if item.note:
-                lines.append(f"{indent}Note over {item.sender}: {e(item.note)}")
-        elif item.kind == "call":
-            lines.append(f"{indent}Note over {item.sender}: {e(item.text)}")
-        else:  # gap, band
-            lines.append(f"{indent}Note over client,server: {e(item.text)}")
-    if open_rect:
-        lines.append("    end")
-    return "\n".join(lines) + "\n"
+    return _render(_MERMAID, connection, items, title)
 
 
 # -- PlantUML ---------------------------------------------------------------------
@@ -272,28 +312,6 @@ def mermaid_text(recording: Recording, links: Iterable[Link] = (), *, conn: Unio
 def plantuml_text(recording: Recording, links: Iterable[Link] = (), *, conn: Union[None, int, str] = None,
                   kept: Optional[Sequence[Segment]] = None, bands: Sequence[Band] = (),
                   title: Optional[str] = None) -> str:
-    """The same diagram for PlantUML (``@startuml`` ... ``@enduml``)."""
+    """The same diagram for PlantUML (``@startuml`` ... ``@enduml``; the teardown is a `group`)."""
     connection, items = sequence(recording, links, conn=conn, kept=kept, bands=bands)
-    lines = ["@startuml"]
-    if title:
-        lines.append(f"title {title}")
-    for name, endpoint in (("client", connection.client), ("server", connection.server)):
-        lines.append(f'participant "{name}\\n{endpoint or "(address unknown)"}" as {name}')
-    indent, open_group = "", False
-    for item in items:
-        if item.kind == "teardown":
-            lines.append("group teardown")
-            indent, open_group = "  ", True
-        elif item.kind == "segment":
-            arrow = "->x" if item.rst else "->"
-            lines.append(f"{indent}{item.sender} {arrow} {item.receiver} : {item.text}")
-            if item.note:
-                lines.append(f"{indent}note over {item.sender} : {item.note}")
-        elif item.kind == "call":
-            lines.append(f"{indent}note over {item.sender} : {item.text}")
-        else:
-            lines.append(f"{indent}...{item.text.strip('⋯… ')}...")
-    if open_group:
-        lines.append("end")
-    lines.append("@enduml")
-    return "\n".join(lines) + "\n"
+    return _render(_PLANTUML, connection, items, title)
