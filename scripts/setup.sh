@@ -10,8 +10,9 @@ cd "$(dirname "$0")/.."
 # tests compare against; strace, golang-go, curl and nginx-light are the real
 # programs whose failures the tests explain; iproute2 drives namespaces;
 # chromium and chromium-driver open the interactive HTML ladder headless
-# (through selenium) to step through it as a reader would.
-APT_PACKAGES="libpcap0.8 tcpdump tshark strace golang-go curl iproute2 nginx-light iptables chromium chromium-driver"
+# (through selenium) to step through it as a reader would; plantuml draws
+# every `plot -o ladder.puml` diagram in the tests (PlantUML's own parser).
+APT_PACKAGES="libpcap0.8 tcpdump tshark strace golang-go curl iproute2 nginx-light iptables chromium chromium-driver plantuml"
 
 missing=""
 if command -v dpkg-query >/dev/null 2>&1; then

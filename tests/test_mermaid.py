@@ -131,9 +131,9 @@ def test_plantuml_has_the_same_arrows():
     recording = load_recording(CAPTURES / "broken-pipe.pcapng")
     text = plantuml_text(recording, correlate(recording))
     assert text.startswith("@startuml\n") and text.endswith("@enduml\n")
-    arrows = re.findall(r"^\s*(client|server) (->x?) (client|server) : #(\d+) ", text, re.M)
+    arrows = re.findall(r"^\s*(client|server) (->x?) (client|server) : \[(\d+)\] ", text, re.M)
     assert [int(a[3]) for a in arrows] == list(range(1, 9))
-    assert "  server ->x client : #8 RST seq=2 len=0\n" in text
+    assert "  server ->x client : [8] RST seq=2 len=0\n" in text
     assert "note over client : send() → EPIPE ← frame 8\n" in text
     assert text.count("group teardown\n") == 1
 
@@ -187,3 +187,27 @@ def test_mermaid_itself_renders_every_label(mermaid_page):
         wanted = [line.split(": ", 1)[1] for line in text.splitlines() if ARROW.match(line)]
         assert shown["messages"] == wanted, capture.name
         assert sorted(shown["notes"]) == sorted(note for _where, note in found["notes"]), capture.name
+
+
+def test_plantuml_itself_draws_every_stored_capture(tmp_path):
+    """PlantUML (Debian's) parses every diagram in one run and draws each arrow's label."""
+    import html
+    import subprocess
+
+    from conftest import tool_or_skip
+
+    plantuml = tool_or_skip("plantuml")
+    labels = {}
+    for capture in STORED:
+        recording = load_recording(capture)
+        text = plantuml_text(recording, correlate(recording), title=capture.stem)
+        name = f"{capture.parent.name}-{capture.stem}"
+        (tmp_path / f"{name}.puml").write_text(text, encoding="utf-8")
+        labels[name] = re.findall(r"^\s*(?:client|server) ->x? (?:client|server) : (.*)$", text, re.M)
+    result = subprocess.run([plantuml, "-tsvg", "-failfast2", "-charset", "UTF-8", *sorted(tmp_path.glob("*.puml"))],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for name, wanted in labels.items():
+        svg = html.unescape((tmp_path / f"{name}.svg").read_text(encoding="utf-8"))
+        shown = re.findall(r"<text[^>]*>([^<]*)</text>", svg)
+        assert [label for label in wanted if label not in shown] == [], name

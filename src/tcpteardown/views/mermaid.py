@@ -313,5 +313,6 @@ def plantuml_text(recording: Recording, links: Iterable[Link] = (), *, conn: Uni
                   kept: Optional[Sequence[Segment]] = None, bands: Sequence[Band] = (),
                   title: Optional[str] = None) -> str:
     """The same diagram for PlantUML (``@startuml`` ... ``@enduml``; the teardown is a `group`)."""
-    connection, items = sequence(recording, links, conn=conn, kept=kept, bands=bands)
+    # A label starting with `#` is a numbered list in PlantUML's Creole: `[8]` here too.
+    connection, items = sequence(recording, links, conn=conn, kept=kept, bands=bands, frame_format="[{}]")
     return _render(_PLANTUML, connection, items, title)
