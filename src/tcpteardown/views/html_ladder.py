@@ -28,11 +28,10 @@ import json
 from dataclasses import replace
 from typing import Iterable, Optional, Union
 
-from .. import errnos
 from ..analysis import rules, tcpstate
 from ..analysis.reasons import reason_phrase, reset_reason
 from ..analysis.relative import relative_numbers
-from ..model import Link, Recording, Segment, SocketCall, TcpFlags
+from ..model import Link, Recording, Segment, TcpFlags
 from . import style
 from .mermaid import Item, sequence
 from .narrative import paragraph
@@ -98,15 +97,6 @@ def _reason_line(reason: Optional[str], inferred: bool) -> str:
     return f"RST reason {reason} ({source})" + (f": {phrase}" if phrase else "")
 
 
-def _language(call: SocketCall, lang: Optional[str], os_name: str) -> Optional[str]:
-    if lang is None or not call.failed:
-        return None
-    try:
-        return errnos.phrase(call.errno, lang, op=call.op, local=call.local, remote=call.remote, os=os_name) or None
-    except (KeyError, ValueError):
-        return None
-
-
 class _Page:
     """Builds the SVG and the steps of one connection."""
 
@@ -162,7 +152,6 @@ class _Page:
     # -- steps ------------------------------------------------------------------
     def steps(self) -> list[dict]:
         out = []
-        os_name = self.recording.metadata.os or "Linux"
         for item in self.items:
             if item.kind not in ("segment", "call"):
                 continue
@@ -178,10 +167,7 @@ class _Page:
             else:
                 call, link = item.call, item.link
                 what = f"{item.sender} {item.text.split(' ← ')[0]}"
-                why = []
-                phrase = _language(call, self.lang, os_name)
-                if phrase:
-                    why.append(f"{self.lang}: {phrase}")
+                why = []  # the paragraph quotes the language's phrase (`lang`) itself
                 if link is not None:
                     try:
                         rule = rules.rule_named(link.rule)

@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Iterable, Optional, Sequence, Union
 
-from ..analysis.reasons import render_reason, reset_reason
+from ..analysis.reasons import reset_reason
 from ..analysis.relative import relative_numbers
 from ..model import RECEIVE_OPS, Link, Recording, Segment, SocketCall, TcpFlags
 from .connections import ConnectionView, connections, select_connection
