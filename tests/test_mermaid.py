@@ -211,3 +211,10 @@ def test_plantuml_itself_draws_every_stored_capture(tmp_path):
         svg = html.unescape((tmp_path / f"{name}.svg").read_text(encoding="utf-8"))
         shown = re.findall(r"<text[^>]*>([^<]*)</text>", svg)
         assert [label for label in wanted if label not in shown] == [], name
+
+
+def test_overview_in_a_text_format_is_a_user_error(tmp_path, capsys):
+    out = tmp_path / "overview.mmd"
+    assert main(["plot", str(CAPTURES / "broken-pipe.pcapng"), "--overview", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--overview draws a figure" in err and err.count("\n") == 1 and not out.exists()

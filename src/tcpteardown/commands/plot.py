@@ -99,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
     from .explain import load, parse_tz
 
     out = output_path(args)
+    if args.overview and out.suffix.lower() in WRITERS:
+        raise UserError(f"-o {out}: --overview draws a figure; expected a file name ending in {', '.join(FIGURES)}")
     args.tzinfo = parse_tz(args.tz)
     recording = load(args)
     sys.stderr.write(banner(recording))  # anything missing from the evidence: said first
