@@ -52,7 +52,7 @@ def _render_json(links, recording, args) -> str:
 
 
 def _render_markdown(links, recording, args) -> str:
-    from ..views.markdown import render_markdown  # the ladder helper's: writes <stem>.png beside CAPTURE
+    from ..views.markdown import render_markdown  # Mermaid embedded; with --image, <stem>.png beside CAPTURE
 
     return render_markdown(links, recording, args)
 
@@ -63,8 +63,10 @@ def _render_markdown(links, recording, args) -> str:
 # flag set wins, text otherwise. A new view adds its format with one row.
 FORMATS: dict[str, tuple[str, Callable]] = {
     "json": ("print DESIGN.md's JSON contract instead of text", _render_json),
-    "markdown": ("write the ladder next to CAPTURE (<stem>.png) and print a Markdown snippet: "
-                 "the image link and the paragraphs", _render_markdown),
+    "markdown": ("print a Markdown snippet for a write-up: the ladder as a Mermaid diagram, then each "
+                 "paragraph under a heading with its frames (--image: a PNG next to CAPTURE, linked)",
+                 _render_markdown),
+    "mermaid": ("the same as --markdown (the Mermaid diagram is embedded by default)", _render_markdown),
 }
 
 
@@ -73,6 +75,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                           "(default UTC), e.g. Europe/Paris or +02:00")
     for flag, (help_text, _render) in FORMATS.items():
         parser.add_argument(f"--{flag}", action="store_true", help=help_text)
+    parser.add_argument("--image", action="store_true",
+                        help="with --markdown: draw the ladder as <stem>.png next to CAPTURE and link it "
+                             "instead of embedding Mermaid")
     parser.add_argument("--lang", choices=LANGS, type=str.lower,
                         help="quote each errno as this language prints it")
 
