@@ -17,7 +17,8 @@ import pytest
 from conftest import tool_or_skip
 from tcpteardown.analysis.correlate import correlate
 from tcpteardown.analysis.reasons import reset_reason
-from tcpteardown.formats.bundle import load_recording, write_bundle
+from tcpteardown.formats.bundle import load_recording
+from tcpteardown.views.packet_comments import write_annotated_bundle
 
 CAPTURES = Path(__file__).resolve().parent.parent / "captures" / "linux"
 STORED = sorted(CAPTURES.glob("*.pcapng")) + sorted((CAPTURES / "ipv6").glob("*.pcapng"))
@@ -40,7 +41,7 @@ def tshark_comments(path: Path) -> dict[int, list[str]]:
 @pytest.mark.parametrize("capture", STORED, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_tshark_shows_every_rst_reason_and_every_cause(capture, tmp_path):
     recording = load_recording(capture)
-    path = write_bundle(tmp_path / capture.name, recording)
+    path = write_annotated_bundle(tmp_path / capture.name, recording)
     comments = tshark_comments(path)
     # tshark lists the custom block after the packets as one more record.
     assert len(comments) - len(recording.frames) in (0, 1)
@@ -71,7 +72,7 @@ def test_tshark_shows_every_rst_reason_and_every_cause(capture, tmp_path):
 
 def test_broken_pipe_reads_in_wireshark_words(tmp_path):
     recording = load_recording(CAPTURES / "broken-pipe.pcapng")
-    comments = tshark_comments(write_bundle(tmp_path / "bp.pcapng", recording))
+    comments = tshark_comments(write_annotated_bundle(tmp_path / "bp.pcapng", recording))
     assert comments[8][0] == ("tcpteardown: RST reason TCP_ABORT_ON_DATA (kernel: tcp:tcp_send_reset): "
                               "data arrived on a socket it had already closed")
     assert any(text.startswith("tcpteardown: client send() -> EPIPE ← frame 8 (RST, rule send-epipe-after-rst) ")
@@ -82,7 +83,7 @@ def test_a_wireshark_display_filter_finds_the_resets(tmp_path):
     """`frame.comment contains "RST reason"`, the filter the README gives, selects exactly the RSTs."""
     tshark = tool_or_skip("tshark")
     recording = load_recording(CAPTURES / "reset-by-peer.pcapng")
-    path = write_bundle(tmp_path / "rbp.pcapng", recording)
+    path = write_annotated_bundle(tmp_path / "rbp.pcapng", recording)
     result = subprocess.run([tshark, "-r", str(path), "-Y", 'frame.comment contains "RST reason"',
                              "-T", "fields", "-e", "frame.number"], capture_output=True, text=True, timeout=60,
                             check=True)

@@ -84,11 +84,11 @@ def run(args: argparse.Namespace) -> int:
 def _write(raw: "Raw", output: Path) -> tuple[Path, "Recorded"]:
     """Build the recording and write the bundle; should either fail, the raw
     capture and strace log are kept beside OUTPUT first: never lose a recording."""
-    from ..formats.bundle import write_bundle
+    from ..views.packet_comments import write_annotated_bundle
 
     try:
         result = raw.build()
-        return write_bundle(output, result.recording), result
+        return write_annotated_bundle(output, result.recording), result
     except BaseException as exc:
         kept = keep_raw(raw, output)
         print(f"tcpteardown record: could not write {output} ({type(exc).__name__}: {exc}); "

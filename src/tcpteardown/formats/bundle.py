@@ -1,10 +1,10 @@
 """The bundle: one .pcapng that holds a whole recording (DESIGN.md contract).
 
 Wireshark and tshark open it unmodified: packets are ordinary Enhanced
-Packet Blocks; each RST's comment names its reason (the kernel's or
-inferred) and each socket call shows up as a comment on the packet next to
-it, naming the frame that caused its outcome. The machine-readable part (socket calls, kernel events, metadata,
-kernel reasons for RSTs) travels in one pcapng Custom Block after the last
+Packet Blocks, with comments for people that the caller gives
+(`views.packet_comments`: each RST's reason, each socket call on the packet
+next to it with the frame that caused its outcome). The machine-readable
+part (socket calls, kernel events, metadata, kernel reasons for RSTs) travels in one pcapng Custom Block after the last
 packet (so frame numbers are the packets' own), as JSON tagged
 `tcpteardown-bundle/1`, and round-trips exactly: times are integer
 nanoseconds, errnos are names.
@@ -21,7 +21,8 @@ import os
 import platform
 from dataclasses import asdict, fields
 from pathlib import Path
-from typing import Any, Optional
+from types import MappingProxyType
+from typing import Any, Mapping, Optional, Sequence
 
 from .. import __version__
 from ..errors import UserError
@@ -35,8 +36,11 @@ _LINK_NAMES = {0: "lo0", 1: "lo", 113: "any", 276: "any", 101: "raw"}
 
 # -- writing -------------------------------------------------------------------
 
-def write_bundle(path: "str | os.PathLike", recording: Recording) -> Path:
-    """Write `recording` (which must carry its captured frames) as a bundle."""
+def write_bundle(path: "str | os.PathLike", recording: Recording,
+                 comments: Mapping[int, Sequence[str]] = MappingProxyType({})) -> Path:
+    """Write `recording` (which must carry its captured frames) as a bundle,
+    with `comments` (frame number -> lines) on its packets for people
+    reading it in Wireshark (`views.packet_comments` makes them)."""
     path = Path(path)
     if recording.segments and not recording.frames:
         raise UserError("this recording has no captured frames to write; a bundle holds the kernel's own "
@@ -44,7 +48,6 @@ def write_bundle(path: "str | os.PathLike", recording: Recording) -> Path:
     meta = recording.metadata
     linktypes = sorted({frame.linktype for frame in recording.frames}) or [1]
     interface_of = {linktype: index for index, linktype in enumerate(linktypes)}
-    comments = _call_comments(recording)
     blocks = [
         pcapng.section_header(
             hardware=platform.machine(),
@@ -86,64 +89,6 @@ def _summary(recording: Recording) -> str:
         lines.append(f"... and {len(failed) - SUMMARY_FAILURES} more failing calls "
                      "(every call is in the tcpteardown block and on its packet)")
     return "\n".join(lines)
-
-
-def _call_comments(recording: Recording) -> dict[int, tuple[str, ...]]:
-    """Packet comments, so stock Wireshark and tshark tell the story without us.
-
-    Each RST's own comment names its reason, the kernel's or inferred
-    (`_rst_comment`); each socket call is a comment on the first packet at or
-    after its start (the last packet when it came after all of them), and a
-    call linked to a segment names that frame (`send() -> EPIPE ← frame 8`).
-    The JSON custom block stays the exact record; these are for people.
-    """
-    if not recording.frames:
-        return {}
-    # The analysis is pure and model-only: the bundle borrows its answers so
-    # that the comments say what `tcpteardown explain` says.
-    from ..analysis.correlate import correlate
-    from ..analysis.reasons import reset_reason
-
-    out: dict[int, list[str]] = {}
-    for segment in recording.segments:
-        if segment.is_rst and 1 <= segment.frame <= len(recording.frames):
-            out.setdefault(segment.frame, []).append(_rst_comment(*reset_reason(segment, recording)))
-    link_of = {id(link.call): link for link in correlate(recording)}
-    times = [frame.time_ns for frame in recording.frames]
-    for call in recording.calls:
-        number = next((i for i, t in enumerate(times, start=1) if t >= call.start_ns), len(times))
-        where = f"{call.local}->{call.remote}" if call.local or call.remote else "no endpoint"
-        when = "before" if times[number - 1] >= call.start_ns else "after"
-        out.setdefault(number, []).append(
-            f"tcpteardown: {call.role} {call.op}() -> {call.outcome}{_cause_note(link_of.get(id(call)))} "
-            f"[fd {call.fd}, {where}] "
-            f"(call started {abs(times[number - 1] - call.start_ns) / 1e6:.3f} ms {when} this packet)")
-    return {number: tuple(lines) for number, lines in sorted(out.items())}
-
-
-def _rst_comment(reason: Optional[str], inferred: bool) -> str:
-    """``tcpteardown: RST reason TCP_ABORT_ON_DATA (kernel: tcp:tcp_send_reset)``, or ``(inferred: ...)``.
-
-    Wireshark filter: ``frame.comment contains "RST reason"``.
-    """
-    if reason is None:
-        return "tcpteardown: RST reason unknown (inferred: the packets do not say, and no kernel witness saw it)"
-    from ..analysis.reasons import reason_phrase
-
-    phrase = reason_phrase(reason)
-    source = "inferred: from the packets, no kernel witness" if inferred else "kernel: tcp:tcp_send_reset"
-    return f"tcpteardown: RST reason {reason} ({source})" + (f": {phrase}" if phrase else "")
-
-
-def _cause_note(link) -> str:
-    """`` ← frame 8 (RST, rule send-epipe-after-rst)``: what made the call end so, or ""."""
-    if link is None:
-        return ""
-    if link.cause is not None:
-        return f" ← frame {link.cause.frame} ({link.cause.flags.render()}, rule {link.rule})"
-    if link.local_call is not None:
-        return f" ← own {link.local_call.op}() (rule {link.rule})"
-    return f" ← no segment (rule {link.rule})"
 
 
 # -- JSON codec (exact round trip) ----------------------------------------------
