@@ -1,0 +1,148 @@
+"""Predictions from the packets alone, verified by the scenario library.
+
+Every scenario is stored as a bundle recorded on Linux, over IPv4 and IPv6
+(captures/linux/*.pcapng, captures/linux/ipv6/*.pcapng): the kernel's own
+socket calls next to its own packets. The agreement test strips the calls,
+the kernel events and the witnessed RST reasons (what is left is a plain
+capture), predicts, and checks every prediction against the call that really
+failed first on that socket for that op. All must agree; and the rows the
+table marks `exercised` must be exactly the rows some scenario checks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from tcpteardown.analysis import predict as P
+from tcpteardown.analysis.rules import op_family
+from tcpteardown.formats.bundle import load_recording
+from tcpteardown.formats.os_guess import guess_os
+from tcpteardown.model import CauseKind
+
+CAPTURES = Path(__file__).resolve().parent.parent / "captures" / "linux"
+BUNDLES = sorted(CAPTURES.glob("*.pcapng")) + sorted(CAPTURES.glob("ipv6/*.pcapng"))
+_FAMILY = {"recv": "read", "send": "write", "connect": "connect"}
+
+# Real failures no prediction is made for, and why (the rest must all be predicted).
+NOT_PREDICTED = {
+    "graceful-close": "a graceful close (FIN both ways, no data after a FIN) is census's story, not a failure",
+    "peer-crash-fin": "a graceful close: the crashed peer's kernel sent FIN",
+    "read-timeout": "EAGAIN: nothing arrived, so no segment tells it",
+    "shutdown-then-write": "EPIPE after our own shutdown: no segment after it tells a write happened",
+    "use-after-close": "EBADF: our own close, no packet",
+    "no-route": "EHOSTUNREACH: no packet at all",
+    "simultaneous-close": "no call fails: both sides close at once",
+}
+
+
+def _plain(recording):
+    """The capture inside a bundle: packets only."""
+    segments = tuple(replace(s, reset_reason=None) for s in recording.segments)
+    return replace(recording, calls=(), kernel_events=(), segments=segments)
+
+
+def _first_failure(recording, local, op):
+    for call in sorted(recording.calls, key=lambda c: c.end_ns):
+        if call.local == local and _FAMILY.get(op_family(call.op) or "") == op and call.outcome != "ok":
+            return call
+    return None
+
+
+def _check(path):
+    """(checked rule names, disagreements, real failures left unpredicted)."""
+    recording = load_recording(path)
+    links = P.predict(_plain(recording), "Linux")
+    checked, wrong = set(), []
+    for link in links:
+        real = _first_failure(recording, link.call.local, link.call.op)
+        if real is None:
+            continue  # the application never made that call: nothing to check
+        checked.add(link.rule)
+        if real.outcome != link.call.outcome:
+            wrong.append(f"{path.name}: {link.rule} predicted {link.call.op} -> {link.call.outcome}, "
+                         f"the real {real.op}() returned {real.outcome}")
+    predicted = {(l.call.local, l.call.op) for l in links}
+    missed = [f"{c.role} {c.op}() -> {c.outcome}" for c in recording.calls
+              if c.outcome != "ok" and (c.local, _FAMILY.get(op_family(c.op) or "")) not in predicted]
+    return checked, wrong, missed
+
+
+@pytest.mark.parametrize("path", BUNDLES, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_every_scenario_agrees_with_its_prediction(path):
+    checked, wrong, missed = _check(path)
+    assert wrong == []
+    if path.stem in NOT_PREDICTED:
+        assert not checked
+    else:
+        assert missed == [], f"real failures without a prediction: {missed}"
+        assert checked, "the scenario checks no prediction"
+
+
+def test_exercised_marks_are_exactly_what_the_library_checks():
+    checked = set()
+    for path in BUNDLES:
+        checked |= _check(path)[0]
+    marked = {row.name for row in P.PREDICTIONS if row.exercised}
+    assert checked == marked
+    for row in P.PREDICTIONS:
+        if not row.exercised:
+            assert row.status in ("no scenario exercises it", P.DARWIN_STATUS)
+    assert len(BUNDLES) == 2 * len(list(CAPTURES.glob("*.pcapng")))  # both families
+
+
+def test_every_scenario_of_the_registry_has_both_stored_bundles():
+    from tcpteardown.scenarios.registry import all_scenarios
+
+    for scenario in all_scenarios():
+        assert (CAPTURES / f"{scenario.name}.pcapng").exists()
+        assert (CAPTURES / "ipv6" / f"{scenario.name}.pcapng").exists()
+
+
+def test_real_calls_win_over_predictions():
+    recording = load_recording(CAPTURES / "write-after-reset.pcapng")
+    assert P.predict(recording, "Linux") == ()  # the bundle's own calls cover the client
+    assert len(P.predict(_plain(recording), "Linux")) == 2
+
+
+def test_darwin_rules_differ_where_xnu_does():
+    plain = _plain(load_recording(CAPTURES / "write-after-reset.pcapng"))
+    darwin = {l.call.op: l for l in P.predict(plain, "Darwin")}
+    assert darwin["write"].call.errno == "EPIPE"  # sosendcheck: SS_CANTSENDMORE before so_error
+    assert darwin["read"].call.errno == "ECONNRESET"
+    assert all("from source, not yet observed on a Mac" in c for l in darwin.values() for c in l.caveats)
+    broken = {l.call.op: l for l in P.predict(_plain(load_recording(CAPTURES / "broken-pipe.pcapng")), "Darwin")}
+    assert broken["read"].call.errno == "ECONNRESET"  # Linux says EOF
+    assert broken["read"].kind is CauseKind.RST
+
+
+def test_an_os_without_a_table_gets_the_connect_rows_only():
+    plain = _plain(load_recording(CAPTURES / "write-after-reset.pcapng"))
+    assert P.predict(plain, "Windows") == ()
+    refused = P.predict(_plain(load_recording(CAPTURES / "refused.pcapng")), "Windows")
+    assert [(l.call.op, l.call.errno) for l in refused] == [("connect", "ECONNREFUSED")]
+
+
+def test_every_darwin_row_cites_xnu_and_every_row_a_source():
+    for row in P.PREDICTIONS:
+        assert row.source and row.situation in P.SITUATIONS
+        if row.os == "Darwin":
+            assert P.XNU_TAG in row.source and "bsd/" in row.source
+            assert row.status == P.DARWIN_STATUS
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("tls-duplicate-hello.pcap", {("127.0.0.1:49952", "connect", "ECONNREFUSED"),
+                                  ("127.0.0.1:8443", "read", "ECONNRESET"),
+                                  ("127.0.0.1:8443", "write", "EPIPE")}),
+    ("http2-deflate-case.pcap", {("127.0.0.1:8080", "read", "ECONNRESET"), ("127.0.0.1:8080", "write", "EPIPE")}),
+    ("zip64.pcap", {("[::1]:50528", "connect", "ECONNREFUSED")}),
+])
+def test_real_mac_captures_get_darwin_predictions(corpus, name, expected):
+    recording = load_recording(corpus / "macos" / name)
+    guess = guess_os(recording)
+    links = P.predict(recording, guess.display)
+    assert {(str(l.call.local), l.call.op, l.call.outcome) for l in links} == expected
+    assert all(l.call.source == "predicted" for l in links)
