@@ -35,7 +35,7 @@ from ..model import CauseKind, Endpoint, Link, Recording, Segment, SocketCall, T
 from .tcpstate import Connection, connections, infer_states, state_at
 
 __all__ = ["Prediction", "PREDICTIONS", "SITUATIONS", "XNU_TAG", "DARWIN_STATUS", "RST_WHY",
-           "predict", "rules_for", "rule_named", "situation_of", "PREDICTED", "TABLE_OSES"]
+           "predict", "rules_for", "rule_named", "rules_os", "citation", "situation_of", "PREDICTED", "TABLE_OSES"]
 
 PREDICTED = "predicted"  # the call.source of every predicted link
 XNU_TAG = "xnu-11417.121.6"  # macOS 15.5: the source the Darwin rows cite
@@ -71,9 +71,9 @@ class Prediction:
 _LINUX_RESET = "net/ipv4/tcp_input.c tcp_reset(): sk_err by state (SYN_SENT ECONNREFUSED, CLOSE_WAIT EPIPE, else ECONNRESET)"
 _LINUX_SEND = "net/core/stream.c sk_stream_error(): a failing send returns sock_error() (once) before EPIPE"
 _LINUX_RECV = "net/ipv4/tcp.c tcp_recvmsg_locked(): SOCK_DONE (set by tcp_fin) is tested before sk_err"
-_XNU_RST = f"{XNU_TAG} bsd/netinet/tcp_input.c tcp_input() RST processing: so_error = ECONNRESET in ESTABLISHED, FIN_WAIT_1/2 and CLOSE_WAIT, then tcp_close() -> soisdisconnected() sets SS_CANTRCVMORE|SS_CANTSENDMORE"
-_XNU_SEND = f"{XNU_TAG} bsd/kern/uipc_socket.c sosendcheck(): SS_CANTSENDMORE -> EPIPE is tested before so_error"
-_XNU_RECV = f"{XNU_TAG} bsd/kern/uipc_socket.c soreceive(): so_error is returned (and cleared) before SS_CANTRCVMORE gives 0"
+_XNU_RST = f"{XNU_TAG} bsd/netinet/tcp_input.c:4248 tcp_input() RST processing: so_error = ECONNRESET in ESTABLISHED, FIN_WAIT_1/2 and CLOSE_WAIT, then tcp_close() -> bsd/kern/uipc_socket2.c:276 soisdisconnected() sets SS_CANTRCVMORE|SS_CANTSENDMORE"
+_XNU_SEND = f"{XNU_TAG} bsd/kern/uipc_socket.c:2032 sosendcheck(): SS_CANTSENDMORE -> EPIPE is tested before so_error (line 2047)"
+_XNU_RECV = f"{XNU_TAG} bsd/kern/uipc_socket.c:3535 soreceive(): so_error is returned (and cleared) before SS_CANTRCVMORE gives 0 (line 3545)"
 
 
 def _p(name, os, situation, op, outcome, kind, rule, source, exercised, status=""):
@@ -84,13 +84,13 @@ PREDICTIONS: tuple[Prediction, ...] = (
     # -- any OS: the connect outcomes ---------------------------------------------
     _p("refused-connect", "any", "refused", "connect", "ECONNREFUSED", CauseKind.RST,
        "an RST/ACK answering the SYN fails connect() with ECONNREFUSED",
-       f"Linux {_LINUX_RESET}; XNU {XNU_TAG} bsd/netinet/tcp_input.c tcp_input() SYN_SENT: "
+       f"Linux {_LINUX_RESET}; XNU {XNU_TAG} bsd/netinet/tcp_input.c:3749 tcp_input() SYN_SENT: "
        "tcp_drop(tp, ECONNREFUSED)", True),
     _p("unanswered-connect", "any", "syn-unanswered", "connect", "ETIMEDOUT", CauseKind.SYN_UNANSWERED,
        "SYNs that are never answered end connect() with ETIMEDOUT once the kernel gives up retransmitting "
        "(an application timeout may end it sooner)",
        "Linux net/ipv4/tcp_timer.c tcp_write_timeout() -> tcp_write_err(); XNU "
-       f"{XNU_TAG} bsd/netinet/tcp_timer.c tcp_timers() TCPT_KEEP/TCPT_REXMT: tcp_drop(tp, ETIMEDOUT)", True),
+       f"{XNU_TAG} bsd/netinet/tcp_timer.c:1502 tcp_timers() TCPT_KEEP before ESTABLISHED: dropit, tcp_drop(tp, ETIMEDOUT) (line 1891)", True),
     # -- Linux -----------------------------------------------------------------------
     _p("linux-rst-read", "Linux", "rst-established", "read", "ECONNRESET", CauseKind.RST,
        "an RST in ESTABLISHED leaves ECONNRESET for the next call; a read that comes first returns it",
@@ -133,31 +133,35 @@ PREDICTIONS: tuple[Prediction, ...] = (
        f"{_XNU_RST}; {_XNU_RECV}", False, DARWIN_STATUS),
     _p("darwin-fin-read", "Darwin", "fin", "read", "EOF", CauseKind.FIN,
        "the peer's FIN makes the next read (once the data before it is read) return end-of-file",
-       f"{XNU_TAG} bsd/netinet/tcp_input.c tcp_input() FIN processing: socantrcvmore(); "
-       "bsd/kern/uipc_socket.c soreceive(): SS_CANTRCVMORE with nothing queued returns 0", False, DARWIN_STATUS),
+       f"{XNU_TAG} bsd/netinet/tcp_input.c:5971 tcp_input() FIN processing: socantrcvmore(); "
+       "bsd/kern/uipc_socket.c:3545 soreceive(): SS_CANTRCVMORE with nothing queued returns 0", False, DARWIN_STATUS),
 )
 
 # Why an RST was sent, on XNU: the reason names are Linux's (analysis/reasons.py
-# infers them from the packets); these say where XNU decides the same.
+# infers them from the packets); these say where XNU decides the same (at XNU_TAG).
 RST_WHY: dict[tuple[str, str], str] = {
     ("Darwin", "TCP_ABORT_ON_CLOSE"): (
-        f"XNU drops a connection closed with unread data ({XNU_TAG} bsd/netinet/tcp_usrreq.c tcp_disconnect(): "
-        "so_rcv.sb_cc != 0 -> tcp_drop(), since xnu-4570, macOS 10.13); seen in a real capture: "
-        "corpus macos/tls-duplicate-hello.pcap"),
-    ("Darwin", "TCP_STATE"): (
-        f"XNU aborts a socket closed with SO_LINGER 0 ({XNU_TAG} bsd/netinet/tcp_usrreq.c tcp_disconnect(): "
-        "tcp_drop())"),
+        "bsd/netinet/tcp_usrreq.c:3155 tcp_disconnect(): so_rcv.sb_cc != 0 -> tcp_drop(), since xnu-4570, "
+        "macOS 10.13; seen in a real capture: corpus macos/tls-duplicate-hello.pcap"),
+    ("Darwin", "TCP_STATE"): "bsd/netinet/tcp_usrreq.c:3162 tcp_disconnect(): SO_LINGER 0 -> tcp_drop()",
     ("Darwin", "TCP_ABORT_ON_DATA"): (
-        f"XNU resets data that arrives after the application closed ({XNU_TAG} bsd/netinet/tcp_input.c "
-        "tcp_input(): tcps_rcvafterclose -> dropwithreset); seen in a real capture: "
-        "corpus macos/http2-deflate-case.pcap"),
+        "bsd/netinet/tcp_input.c:4485 tcp_input(): data after close -> tcps_rcvafterclose, dropwithreset; "
+        "seen in a real capture: corpus macos/http2-deflate-case.pcap"),
     ("Darwin", "TCP_TIMEWAIT_SOCKET"): (
-        f"XNU resets data that arrives after the application closed ({XNU_TAG} bsd/netinet/tcp_input.c "
-        "tcp_input(): tcps_rcvafterclose -> dropwithreset)"),
+        "bsd/netinet/tcp_input.c:4485 tcp_input(): data after close -> tcps_rcvafterclose, dropwithreset"),
     ("Darwin", "NO_SOCKET"): (
-        f"no XNU socket took the segment ({XNU_TAG} bsd/netinet/tcp_input.c tcp_input(): no PCB -> "
-        "dropwithreset); seen in real captures: corpus macos/zip64.pcap, smb-length-5770.pcap"),
+        "bsd/netinet/tcp_input.c tcp_input(): no PCB -> dropwithreset; seen in real captures: "
+        "corpus macos/zip64.pcap, smb-length-5770.pcap"),
 }
+
+
+def citation(row: Prediction) -> str:
+    """The files and functions of a row's source, short: ``bsd/kern/uipc_socket.c sosendcheck()``."""
+    import re
+
+    found = re.findall(r"((?:net|bsd)/[\w/]+\.c)(?::\d+)? (\w+\(\))", row.source)
+    return ", ".join(dict.fromkeys(f"{path} {function}" for path, function in found))
+
 
 _BY_KEY: dict[tuple[str, str, str], Prediction] = {(r.os, r.situation, r.op): r for r in PREDICTIONS}
 _BY_NAME: dict[str, Prediction] = {r.name: r for r in PREDICTIONS}
@@ -271,12 +275,24 @@ def predict(recording: Recording, os_name: str = "Linux", *, os_of: Optional[dic
     return tuple(sorted(links, key=lambda link: (link.call.end_ns, link.call.local or Endpoint("", 0))))
 
 
+_TEXT = "predicted from the packets ({} rules)"
+
+
+def rules_os(link: Link) -> Optional[str]:
+    """Whose rules made a predicted link ("Linux", "Darwin"...): its call's text says."""
+    text = link.call.text
+    head, _, tail = _TEXT.partition("{}")
+    if link.call.source != PREDICTED or not text.startswith(head) or not text.endswith(tail):
+        return None
+    return text[len(head):len(text) - len(tail)]
+
+
 def _link(row: Prediction, conn: Connection, side: Endpoint, peer: Endpoint, cause: Segment,
           related: tuple[Segment, ...], os_name: str) -> Link:
     eof = row.outcome == "EOF"
     call = SocketCall(role=conn.role_of(side), op=row.op, start_ns=cause.time_ns, end_ns=cause.time_ns,
                       result=0 if eof else -1, errno=None if eof else row.outcome, local=side, remote=peer,
-                      source=PREDICTED, text=f"predicted from the packets ({os_name} rules)")
+                      source=PREDICTED, text=_TEXT.format(os_name))
     caveats = []
     if row.status:
         caveats.append(f"{os_name} rule {row.status}")
