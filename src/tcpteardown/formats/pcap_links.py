@@ -274,12 +274,9 @@ def decode_options(raw: bytes) -> tuple[tuple[str, object], ...]:
 _OPTION_NAMES = {6: "ECHO", 7: "ECHOREPLY", 19: "MD5", 28: "UTO", 29: "TCP_AO", 30: "MPTCP", 34: "TFO"}
 
 
-def decode_segment(frame: int, time_ns: int, linktype: int, data: bytes) -> Optional[Segment]:
-    """The TCP segment in one captured frame, or None when it carries none.
-
-    Fragments (other than a first fragment with a whole TCP header) and
-    frames cut before the TCP flags are None: they are counted, not decoded.
-    """
+def _whole_tcp_header(linktype: int, data: bytes) -> Optional[tuple[int, int, int, int, str, str]]:
+    """(IP offset, IP version, TCP offset, TCP length, src, dst) when `data`
+    holds a whole TCP header (not in a later fragment), else None."""
     offset, version = network_offset(linktype, data)
     if not version:
         return None
@@ -289,6 +286,19 @@ def decode_segment(frame: int, time_ns: int, linktype: int, data: bytes) -> Opti
         return None
     if fragment or len(data) < tcp + 20:
         return None
+    return offset, version, tcp, tcp_len, src, dst
+
+
+def decode_segment(frame: int, time_ns: int, linktype: int, data: bytes) -> Optional[Segment]:
+    """The TCP segment in one captured frame, or None when it carries none.
+
+    Fragments (other than a first fragment with a whole TCP header) and
+    frames cut before the TCP flags are None: they are counted, not decoded.
+    """
+    found = _whole_tcp_header(linktype, data)
+    if found is None:
+        return None
+    _offset, _version, tcp, tcp_len, src, dst = found
     sport, dport, seq, ack, data_offset, flags, window = _TCP.unpack_from(data, tcp)
     header_len = (data_offset >> 4) * 4
     options = decode_options(data[tcp + 20:min(tcp + header_len, len(data))]) if header_len > 20 else ()
@@ -337,15 +347,10 @@ def option_layout(raw: bytes) -> str:
 def stack_signature(linktype: int, data: bytes) -> Optional[tuple[int, str]]:
     """(IPv4 TTL or IPv6 hop limit, TCP option layout) of the TCP segment in
     one frame; None when it carries no whole TCP header."""
-    offset, version = network_offset(linktype, data)
-    if not version:
+    found = _whole_tcp_header(linktype, data)
+    if found is None:
         return None
-    try:
-        tcp, _length, _src, _dst, fragment = tcp_offset(data, offset, version)
-    except NotTcp:
-        return None
-    if fragment or len(data) < tcp + 20:
-        return None
+    offset, version, tcp, *_ = found
     ttl = data[offset + 8] if version == 4 else data[offset + 7]
     header_len = (data[tcp + 12] >> 4) * 4
     return ttl, option_layout(data[tcp + 20:min(tcp + header_len, len(data))])
