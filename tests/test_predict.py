@@ -146,3 +146,23 @@ def test_real_mac_captures_get_darwin_predictions(corpus, name, expected):
     links = P.predict(recording, guess.display)
     assert {(str(l.call.local), l.call.op, l.call.outcome) for l in links} == expected
     assert all(l.call.source == "predicted" for l in links)
+
+
+def test_xnu_ignores_an_rst_that_is_not_exact_and_the_next_one_counts(corpus):
+    """zeek/almost-resp.pcap, a Mac's lo0: the server's RST,ACK (frame 10) comes right after 42 bytes
+    the client has not acknowledged yet; XNU expects last_ack_sent, answers with a challenge ACK
+    (frame 11, acking those bytes) and the server's bare RST (frame 12) is the one that resets.
+    Linux would have taken frame 10 (it expects rcv_nxt)."""
+    recording = load_recording(corpus / "zeek" / "almost-resp.pcap")
+    darwin = [l for l in P.predict(recording, "Darwin") if l.call.op == "read"]
+    assert [(l.cause.frame, [r.frame for r in l.related]) for l in darwin] == [(12, [10])]
+    assert any("challenge ACK" in c for c in darwin[0].caveats)
+    linux = [l for l in P.predict(recording, "Linux") if l.call.op == "read"]
+    assert [l.cause.frame for l in linux] == [10]
+
+
+def test_a_syn_followed_by_its_own_fin_is_no_connect_timeout(corpus):
+    """tcpdump's tfo capture: a TFO SYN with data, then the client's FIN, nothing answered:
+    the application closed, it did not wait in connect()."""
+    recording = load_recording(corpus / "tcpdump" / "tfo-5c1fa7f9ae91.pcap")
+    assert P.predict(recording, "Linux") == ()

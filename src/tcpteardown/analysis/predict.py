@@ -35,7 +35,7 @@ from ..model import CauseKind, Endpoint, Link, Recording, Segment, SocketCall, T
 from .tcpstate import Connection, connections, infer_states, state_at
 
 __all__ = ["Prediction", "PREDICTIONS", "SITUATIONS", "XNU_TAG", "DARWIN_STATUS", "RST_WHY",
-           "predict", "rules_for", "rule_named", "rules_os", "citation", "situation_of", "PREDICTED", "TABLE_OSES"]
+           "predict", "rules_for", "rule_named", "rules_os", "citation", "accepted_rst", "situation_of", "PREDICTED", "TABLE_OSES"]
 
 PREDICTED = "predicted"  # the call.source of every predicted link
 XNU_TAG = "xnu-11417.121.6"  # macOS 15.5: the source the Darwin rows cite
@@ -204,8 +204,11 @@ def _interesting(conn: Connection) -> bool:
     return False
 
 
-def situation_of(conn: Connection, side: Endpoint, states: dict) -> Optional[tuple[str, dict, tuple]]:
-    """(situation, {cause kind: segment}, related segments) for one side, or None."""
+def situation_of(conn: Connection, side: Endpoint, states: dict,
+                 os_name: str = "Linux") -> Optional[tuple[str, dict, tuple]]:
+    """(situation, {cause kind: segment}, related segments) for one side, or None.
+
+    Related, for an RST: the earlier RSTs this side ignored (`accepted_rst`)."""
     segs = conn.segments
     peer = conn.peer_of(side)
     answered = any(_is_synack(s) for s in segs)
@@ -215,20 +218,21 @@ def situation_of(conn: Connection, side: Endpoint, states: dict) -> Optional[tup
                         and any(s.ack == (syn.seq + 1) % (1 << 32) for syn in syns)), None)
         if refusal is not None:
             return "refused", {CauseKind.RST: refusal}, syns
-        if syns and not any(s.src == peer for s in segs):
+        if syns and not any(s.src == peer or not s.is_syn for s in segs):  # only SYNs, all unanswered
             return "syn-unanswered", {CauseKind.SYN_UNANSWERED: syns[0]}, syns[1:]
         return None
     if not answered:
         return None
     fin = next((s for s in segs if s.is_fin and not s.is_rst and s.dst == side), None)
-    rst = next((s for s in segs if s.is_rst and s.dst == side), None)
+    rst, ignored = accepted_rst(conn, side, os_name)
     if rst is not None:
         if any(s.is_rst and s.src == side and (s.time_ns, s.frame) < (rst.time_ns, rst.frame) for s in segs):
             return None  # this side reset the connection itself first
-        state = state_at(states.get(side, ()), rst.time_ns - 1)
+        # The packet state machine takes every RST: ask before the first one.
+        state = state_at(states.get(side, ()), (ignored or (rst,))[0].time_ns - 1)
         situation = {"ESTABLISHED": "rst-established", "CLOSE_WAIT": "rst-close-wait",
                      "FIN_WAIT1": "rst-fin-wait", "FIN_WAIT2": "rst-fin-wait"}.get(state or "")
-        return (situation, {CauseKind.RST: rst, CauseKind.FIN: fin}, ()) if situation else None
+        return (situation, {CauseKind.RST: rst, CauseKind.FIN: fin}, ignored) if situation else None
     if fin is not None and not any(s.is_rst and s.src == side for s in segs):
         return "fin", {CauseKind.FIN: fin}, ()
     return None
@@ -263,16 +267,61 @@ def predict(recording: Recording, os_name: str = "Linux", *, os_of: Optional[dic
             peer = conn.peer_of(side)
             if _covered(side, peer, recording.calls):
                 continue
-            found = situation_of(conn, side, states)
+            side_os = (os_of or {}).get(side.host, os_name)
+            found = situation_of(conn, side, states, side_os)
             if found is None:
                 continue
             situation, causes, related = found
-            side_os = (os_of or {}).get(side.host, os_name)
             for row in rules_for(side_os, situation):
                 cause = causes.get(row.kind)
                 if cause is not None:
                     links.append(_link(row, conn, side, peer, cause, related, side_os))
     return tuple(sorted(links, key=lambda link: (link.call.end_ns, link.call.local or Endpoint("", 0))))
+
+
+def accepted_rst(conn: Connection, side: Endpoint, os_name: str) -> tuple[Optional[Segment], tuple[Segment, ...]]:
+    """The first RST toward `side` its stack accepts, and the ones before it it ignored.
+
+    RFC 5961 3.2: an RST whose sequence number is in the window but not the
+    exact one expected draws a challenge ACK and is otherwise ignored. XNU
+    expects `last_ack_sent` (xnu-11417.121.6 bsd/netinet/tcp_input.c:4228 tcp_input(),
+    "bad RST" -> challenge ACK), so an RST sent right after data the side has
+    not yet acknowledged is ignored (corpus zeek/almost-resp.pcap: RST,ACK
+    frame 10, challenge ACK frame 11, bare RST frame 12); Linux expects
+    rcv_nxt (net/ipv4/tcp_input.c tcp_validate_incoming()), which counts
+    data received but not yet acknowledged. When no RST is exact, the first
+    one is returned, and the link says so.
+    """
+    rsts = [s for s in conn.segments if s.is_rst and s.dst == side]
+    for index, rst in enumerate(rsts):
+        if rst.seq in _expected_seqs(conn, side, rst, os_name):
+            return rst, tuple(rsts[:index])
+    return (rsts[0], ()) if rsts else (None, ())
+
+
+def _expected_seqs(conn: Connection, side: Endpoint, rst: Segment, os_name: str) -> set[int]:
+    before = [s for s in conn.segments if (s.time_ns, s.frame) < (rst.time_ns, rst.frame)]
+    acks = [s.ack for s in before if s.src == side and s.flags & TcpFlags.ACK]
+    if not acks:
+        return {rst.seq}  # nothing to compare with: accept it
+    expected = {acks[-1], (acks[-1] - 1) % (1 << 32)}
+    if os_name != "Darwin":  # rcv_nxt: what the peer sent, acknowledged or not
+        ends = [(s.seq + s.payload_len + (1 if s.is_fin else 0)) % (1 << 32)
+                for s in before if s.src != side and not s.is_syn and not s.is_rst]
+        expected.update(ends[-1:])
+    return expected
+
+
+def _rst_caveats(conn: Connection, side: Endpoint, rst: Segment, ignored: tuple[Segment, ...],
+                 os_name: str) -> list[str]:
+    caveats = [f"frame {seg.frame}'s RST was not at the sequence number {side} expected, so its stack "
+               "answered it with a challenge ACK and ignored it (RFC 5961); the RST that counted is "
+               f"frame {rst.frame}" for seg in ignored]
+    if rst.seq not in _expected_seqs(conn, side, rst, os_name):
+        caveats.append(f"no RST reached {side} at the sequence number it expected (frame {rst.frame} is "
+                       "the first): an RFC 5961 stack answers such an RST with a challenge ACK and keeps "
+                       "the connection, so this prediction holds only if a later RST was exact")
+    return caveats
 
 
 _TEXT = "predicted from the packets ({} rules)"
@@ -298,6 +347,8 @@ def _link(row: Prediction, conn: Connection, side: Endpoint, peer: Endpoint, cau
         caveats.append(f"{os_name} rule {row.status}")
     elif os_name == "Darwin":  # a rule for any OS, proven here on Linux only
         caveats.append(f"Darwin rule {DARWIN_STATUS}")
+    if cause.is_rst and row.situation != "refused":
+        caveats += _rst_caveats(conn, side, cause, related, os_name)
     if row.situation == "syn-unanswered":
         caveats.append("the capture ends before the kernel gave up; an application timeout may have ended "
                        "the connect sooner")
