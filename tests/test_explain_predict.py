@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -81,3 +82,15 @@ def test_rule_table_marks_what_no_scenario_exercises():
     unexercised = {row.name for row in PREDICTIONS if not row.exercised}
     assert "linux-rst-fin-wait-read" in unexercised
     assert all(name.startswith("darwin-") or name == "linux-rst-fin-wait-read" for name in unexercised)
+
+
+def test_a_log_line_covers_its_socket_so_no_prediction_for_it():
+    """captures/linux/incident: tcpdump's capture and the real client's log line (no endpoints in it).
+    Alone, the capture gets predictions for the client; with the log, real evidence wins."""
+    incident = Path(__file__).resolve().parent.parent / "captures" / "linux" / "incident"
+    _code, out, _ = explain(incident / "capture.pcap", "--json")
+    assert {(l["call"]["op"], l["call"]["errno"]) for l in json.loads(out)["links"]} == {
+        ("read", "ECONNRESET"), ("write", "ECONNRESET")}
+    _code, out, _ = explain(incident / "capture.pcap", "--log", incident / "client.log", "--json")
+    links = json.loads(out)["links"]
+    assert [(l["call"]["source"], l["call"]["errno"]) for l in links] == [("log", "ECONNRESET")]

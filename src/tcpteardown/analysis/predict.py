@@ -240,23 +240,31 @@ def situation_of(conn: Connection, side: Endpoint, states: dict,
 
 # -- the predictions ----------------------------------------------------------------
 
-def _covered(side: Endpoint, peer: Endpoint, calls: Iterable[SocketCall]) -> bool:
-    """Real calls speak for this socket: real evidence wins."""
+def _covered(conn: Connection, side: Endpoint, calls: Iterable[SocketCall], real_links: Iterable[Link]) -> bool:
+    """Real calls speak for this socket: real evidence wins. A call names it by
+    its endpoints; a log line without them, by the link correlate made of it
+    (its cause reached this side of this connection)."""
+    peer = conn.peer_of(side)
     for call in calls:
         if call.source == PREDICTED:
             continue
         if call.local == side or (call.local is None and call.remote == peer):
             return True
-    return False
+    members = {(s.frame, s.time_ns) for s in conn.segments}
+    return any(link.call.source != PREDICTED and link.cause is not None and link.cause.dst == side
+               and (link.cause.frame, link.cause.time_ns) in members for link in real_links)
 
 
-def predict(recording: Recording, os_name: str = "Linux", *, os_of: Optional[dict] = None) -> tuple[Link, ...]:
+def predict(recording: Recording, os_name: str = "Linux", *, os_of: Optional[dict] = None,
+            real_links: Iterable[Link] = ()) -> tuple[Link, ...]:
     """Predicted links for every side no real call covers, time-ordered.
 
     `os_name` ("Linux", "Darwin", ...) picks the rules; `os_of` maps a host
     address to its own OS where the packets named it (a Linux client talking
-    to a Mac server gets each side's rules).
+    to a Mac server gets each side's rules); `real_links`, correlate's links,
+    cover the sockets that calls without endpoints (log lines) were linked to.
     """
+    real_links = tuple(real_links)
     packets_only = replace(recording, kernel_events=())
     links = []
     for conn in connections(recording):
@@ -265,7 +273,7 @@ def predict(recording: Recording, os_name: str = "Linux", *, os_of: Optional[dic
         states = infer_states(packets_only, conn)
         for side in (conn.client, conn.server):
             peer = conn.peer_of(side)
-            if _covered(side, peer, recording.calls):
+            if _covered(conn, side, recording.calls, real_links):
                 continue
             side_os = (os_of or {}).get(side.host, os_name)
             found = situation_of(conn, side, states, side_os)

@@ -126,10 +126,12 @@ def _import(kind: str, path: str, args: argparse.Namespace):
 
 
 def _packets_alone(recording, args: argparse.Namespace):
-    """Name the OS from the packets (or --os) and predict what no real call covers
-    (formats.os_guess, analysis.predict); sets args.os_guess for the JSON."""
+    """Name the OS from the packets (or --os), correlate the real calls, and add
+    the predictions for what no real call covers (formats.os_guess,
+    analysis.predict): (recording, links). Sets args.os_guess for the JSON."""
     from dataclasses import replace
 
+    from ..analysis.correlate import correlate
     from ..analysis.predict import predict
     from ..formats.os_guess import DISPLAY, guess_os
 
@@ -137,24 +139,24 @@ def _packets_alone(recording, args: argparse.Namespace):
     if guess.display and (guess.overridden or not recording.metadata.os):
         recording = replace(recording, metadata=replace(recording.metadata, os=guess.display))
     os_of = {host: DISPLAY.get(name, name) for host, name in guess.hosts.items()}
-    return recording, predict(recording, guess.display or "unknown", os_of=os_of)
+    real = correlate(recording)
+    args.predicted = predict(recording, guess.display or "unknown", os_of=os_of, real_links=real)
+    return recording, real + args.predicted
 
 
 def run(args: argparse.Namespace) -> int:
     from ..analysis.completeness import banner
-    from ..analysis.correlate import correlate
 
     args.tzinfo = parse_tz(args.tz)
     recording = load(args)
     sys.stderr.write(banner(recording))  # anything missing from the evidence: said first
-    recording, predicted = _packets_alone(recording, args)
-    links = correlate(recording) + predicted
+    recording, links = _packets_alone(recording, args)
     render = next((fn for flag, (_help, fn) in FORMATS.items() if getattr(args, flag, False)), _render_text)
     if not recording.calls:
         print("tcpteardown explain: note: this capture holds packets only, no socket calls; what each side "
               f"saw is predicted from the packets ({args.os_guess.name} rules); pass --strace FILE or --log FILE "
               "(or explain a bundle from `tcpteardown run`/`record`) to link real calls", file=sys.stderr)
-    if predicted and args.os_guess.display not in ("Linux", "Darwin"):
+    if args.predicted and args.os_guess.display not in ("Linux", "Darwin"):
         print(f"tcpteardown explain: note: no rule table for {args.os_guess.name}: only connect() outcomes "
               "are predicted", file=sys.stderr)
     print(render(links, recording, args))
