@@ -240,19 +240,28 @@ def situation_of(conn: Connection, side: Endpoint, states: dict,
 
 # -- the predictions ----------------------------------------------------------------
 
-def _covered(conn: Connection, side: Endpoint, calls: Iterable[SocketCall], real_links: Iterable[Link]) -> bool:
-    """Real calls speak for this socket: real evidence wins. A call names it by
-    its endpoints; a log line without them, by the link correlate made of it
-    (its cause reached this side of this connection)."""
-    peer = conn.peer_of(side)
-    for call in calls:
-        if call.source == PREDICTED:
-            continue
-        if call.local == side or (call.local is None and call.remote == peer):
+@dataclass(frozen=True)
+class _Coverage:
+    """The sockets real evidence speaks for: real evidence wins. A call names
+    one by its endpoints; a log line without them, by the link correlate made
+    of it (its cause reached that side of that connection)."""
+
+    locals: frozenset  # call.local of every real call
+    remotes: frozenset  # call.remote of real calls that do not know their local end
+    reached: frozenset  # (frame, time, dst) of every real link's cause
+
+    @classmethod
+    def of(cls, calls: Iterable[SocketCall], real_links: Iterable[Link]) -> "_Coverage":
+        real = [c for c in calls if c.source != PREDICTED]
+        return cls(frozenset(c.local for c in real if c.local is not None),
+                   frozenset(c.remote for c in real if c.local is None and c.remote is not None),
+                   frozenset((l.cause.frame, l.cause.time_ns, l.cause.dst) for l in real_links
+                             if l.call.source != PREDICTED and l.cause is not None))
+
+    def covers(self, conn: Connection, side: Endpoint) -> bool:
+        if side in self.locals or conn.peer_of(side) in self.remotes:
             return True
-    members = {(s.frame, s.time_ns) for s in conn.segments}
-    return any(link.call.source != PREDICTED and link.cause is not None and link.cause.dst == side
-               and (link.cause.frame, link.cause.time_ns) in members for link in real_links)
+        return any((s.frame, s.time_ns, side) in self.reached for s in conn.segments if s.dst == side)
 
 
 def predict(recording: Recording, os_name: str = "Linux", *, os_of: Optional[dict] = None,
@@ -264,7 +273,7 @@ def predict(recording: Recording, os_name: str = "Linux", *, os_of: Optional[dic
     to a Mac server gets each side's rules); `real_links`, correlate's links,
     cover the sockets that calls without endpoints (log lines) were linked to.
     """
-    real_links = tuple(real_links)
+    coverage = _Coverage.of(recording.calls, real_links)
     packets_only = replace(recording, kernel_events=())
     links = []
     for conn in connections(recording):
@@ -273,7 +282,7 @@ def predict(recording: Recording, os_name: str = "Linux", *, os_of: Optional[dic
         states = infer_states(packets_only, conn)
         for side in (conn.client, conn.server):
             peer = conn.peer_of(side)
-            if _covered(conn, side, recording.calls, real_links):
+            if coverage.covers(conn, side):
                 continue
             side_os = (os_of or {}).get(side.host, os_name)
             found = situation_of(conn, side, states, side_os)
