@@ -20,7 +20,7 @@ from tcpteardown.analysis import predict as P
 from tcpteardown.analysis.rules import op_family
 from tcpteardown.formats.bundle import load_recording
 from tcpteardown.formats.os_guess import guess_os
-from tcpteardown.model import CauseKind
+from tcpteardown.model import CauseKind, Metadata
 
 CAPTURES = Path(__file__).resolve().parent.parent / "captures" / "linux"
 BUNDLES = sorted(CAPTURES.glob("*.pcapng")) + sorted(CAPTURES.glob("ipv6/*.pcapng"))
@@ -39,9 +39,10 @@ NOT_PREDICTED = {
 
 
 def _plain(recording):
-    """The capture inside a bundle: packets only."""
+    """The capture inside a bundle: packets only (no calls, kernel events,
+    witnessed reasons, nor the bundle's word on its OS)."""
     segments = tuple(replace(s, reset_reason=None) for s in recording.segments)
-    return replace(recording, calls=(), kernel_events=(), segments=segments)
+    return replace(recording, calls=(), kernel_events=(), segments=segments, metadata=Metadata())
 
 
 def _first_failure(recording, local, op):
@@ -54,7 +55,10 @@ def _first_failure(recording, local, op):
 def _check(path):
     """(checked rule names, disagreements, real failures left unpredicted)."""
     recording = load_recording(path)
-    links = P.predict(_plain(recording), "Linux")
+    plain = _plain(recording)
+    guess = guess_os(plain)  # the OS from the packets alone, as explain would name it
+    assert guess.name == ("linux" if plain.segments else "unknown")
+    links = P.predict(plain, guess.display or "unknown")
     checked, wrong = set(), []
     for link in links:
         real = _first_failure(recording, link.call.local, link.call.op)
