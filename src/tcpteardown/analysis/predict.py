@@ -28,6 +28,7 @@ Pure: never imports socket or scapy, never reads a file.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from typing import Iterable, Optional
 
@@ -150,15 +151,13 @@ RST_WHY: dict[tuple[str, str], str] = {
     ("Darwin", "TCP_TIMEWAIT_SOCKET"): (
         "bsd/netinet/tcp_input.c:4485 tcp_input(): data after close -> tcps_rcvafterclose, dropwithreset"),
     ("Darwin", "NO_SOCKET"): (
-        "bsd/netinet/tcp_input.c tcp_input(): no PCB -> dropwithreset; seen in real captures: "
+        "bsd/netinet/tcp_input.c:6093 tcp_input(): no PCB -> dropwithreset; seen in real captures: "
         "corpus macos/zip64.pcap, smb-length-5770.pcap"),
 }
 
 
 def citation(row: Prediction) -> str:
     """The files and functions of a row's source, short: ``bsd/kern/uipc_socket.c sosendcheck()``."""
-    import re
-
     found = re.findall(r"((?:net|bsd)/[\w/]+\.c)(?::\d+)? (\w+\(\))", row.source)
     return ", ".join(dict.fromkeys(f"{path} {function}" for path, function in found))
 

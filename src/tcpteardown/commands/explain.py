@@ -132,7 +132,7 @@ def _packets_alone(recording, args: argparse.Namespace):
     from dataclasses import replace
 
     from ..analysis.correlate import correlate
-    from ..analysis.predict import predict
+    from ..analysis.predict import TABLE_OSES, predict
     from ..formats.os_guess import DISPLAY, guess_os
 
     guess = args.os_guess = guess_os(recording, override=getattr(args, "os", None))
@@ -140,8 +140,11 @@ def _packets_alone(recording, args: argparse.Namespace):
         recording = replace(recording, metadata=replace(recording.metadata, os=guess.display))
     os_of = {host: DISPLAY.get(name, name) for host, name in guess.hosts.items()}
     real = correlate(recording)
-    args.predicted = predict(recording, guess.display or "unknown", os_of=os_of, real_links=real)
-    return recording, real + args.predicted
+    predicted = predict(recording, guess.display or "unknown", os_of=os_of, real_links=real)
+    if predicted and guess.display not in TABLE_OSES:
+        print(f"tcpteardown explain: note: no rule table for {guess.name}: only connect() outcomes "
+              "are predicted", file=sys.stderr)
+    return recording, real + predicted
 
 
 def run(args: argparse.Namespace) -> int:
@@ -156,8 +159,5 @@ def run(args: argparse.Namespace) -> int:
         print("tcpteardown explain: note: this capture holds packets only, no socket calls; what each side "
               f"saw is predicted from the packets ({args.os_guess.name} rules); pass --strace FILE or --log FILE "
               "(or explain a bundle from `tcpteardown run`/`record`) to link real calls", file=sys.stderr)
-    if args.predicted and args.os_guess.display not in ("Linux", "Darwin"):
-        print(f"tcpteardown explain: note: no rule table for {args.os_guess.name}: only connect() outcomes "
-              "are predicted", file=sys.stderr)
     print(render(links, recording, args))
     return 0
