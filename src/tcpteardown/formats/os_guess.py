@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from ..model import Recording, Segment, TcpFlags
+from ..model import Recording, TcpFlags
 from . import pcap_links as links
 
 __all__ = ["OsGuess", "OS_NAMES", "DISPLAY", "guess_os", "display_name"]
