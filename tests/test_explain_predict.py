@@ -65,6 +65,7 @@ def test_mac_corpus_capture_names_darwin_and_uses_xnu_rules(corpus):
     code, text, _ = explain(capture, "--lang", "python")
     assert "(Darwin rules)" in text and "(Linux rules)" not in text
     assert "errno 54 on Darwin" in text and "errno 104" not in text
+    assert "(Python: ConnectionResetError: [Errno 54] Connection reset by peer)" in text  # --lang follows the OS
     assert "from source, not yet observed on a Mac" in text
     assert "tcp_disconnect()" in text  # why XNU sent the RST,ACK: closed with unread data
 
