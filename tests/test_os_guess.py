@@ -103,3 +103,11 @@ def test_option_layout_reads_nop_and_eol_padding():
     linux = bytes.fromhex("0204ffd7" "0402" "080a0000000100000000" "01030307")
     assert pcap_links.option_layout(linux) == "mss,sok,ts,nop,ws"
     assert pcap_links.option_layout(b"\x02") == "?"
+
+
+def test_layouts_match_exactly_per_direction(corpus):
+    """nDPI's rtsp.pcap: a Windows client (TTL 128, SYN mss,nop,ws,nop,nop,sok) and a Linux server
+    whose SYN/ACK, answering a SYN without timestamps, is mss,nop,nop,sok,nop,ws: not Windows's."""
+    guess = guess_os(load_recording(corpus / "nDPI" / "rtsp.pcap"))
+    assert guess.hosts == {"10.1.1.10": "windows", "10.2.2.2": "linux"}
+    assert guess.capturing_host == "linux"  # SHB "Linux 4.19.184", SLL

@@ -170,3 +170,13 @@ def test_a_syn_followed_by_its_own_fin_is_no_connect_timeout(corpus):
     the application closed, it did not wait in connect()."""
     recording = load_recording(corpus / "tcpdump" / "tfo-5c1fa7f9ae91.pcap")
     assert P.predict(recording, "Linux") == ()
+
+
+def test_a_capture_that_begins_mid_connection_is_taken_as_established(corpus):
+    """tcpdump's tcp_rst_diag_payload.pcap: one RST,ACK and nothing before it."""
+    recording = load_recording(corpus / "tcpdump" / "tcp_rst_diag_payload.pcap")
+    links = P.predict(recording, "Linux")
+    assert [(l.call.role, l.call.op, l.call.outcome) for l in links] == [
+        ("peer", "read", "ECONNRESET"), ("peer", "write", "ECONNRESET")]
+    assert all(any("mid-connection" in c for c in l.caveats) for l in links)
+    assert P.predict(recording, "unknown") == ()  # no table for an unknown OS: nothing guessed

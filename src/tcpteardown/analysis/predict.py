@@ -191,11 +191,9 @@ def _is_synack(seg: Segment) -> bool:
 
 def _interesting(conn: Connection) -> bool:
     """Ended with an RST, refused, unanswered, or data sent after a FIN."""
-    if not conn.roles_known:
-        return False
     if any(s.is_rst for s in conn.segments):
         return True
-    if not any(_is_synack(s) for s in conn.segments):
+    if conn.roles_known and not any(_is_synack(s) for s in conn.segments):
         return True  # SYN unanswered
     for fin in (s for s in conn.segments if s.is_fin):
         if any(s.payload_len and s.src != fin.src and s.time_ns >= fin.time_ns for s in conn.segments):
@@ -210,7 +208,8 @@ def situation_of(conn: Connection, side: Endpoint, states: dict,
     Related, for an RST: the earlier RSTs this side ignored (`accepted_rst`)."""
     segs = conn.segments
     peer = conn.peer_of(side)
-    answered = any(_is_synack(s) for s in segs)
+    # A capture that began mid-connection shows no handshake: established.
+    answered = not conn.roles_known or any(_is_synack(s) for s in segs)
     if side == conn.client and not answered:
         syns = tuple(s for s in segs if s.src == side and s.is_syn)
         refusal = next((s for s in segs if s.src == peer and s.is_rst and s.flags & TcpFlags.ACK
@@ -227,14 +226,22 @@ def situation_of(conn: Connection, side: Endpoint, states: dict,
     if rst is not None:
         if any(s.is_rst and s.src == side and (s.time_ns, s.frame) < (rst.time_ns, rst.frame) for s in segs):
             return None  # this side reset the connection itself first
-        # The packet state machine takes every RST: ask before the first one.
-        state = state_at(states.get(side, ()), (ignored or (rst,))[0].time_ns - 1)
+        state = _state_before(states.get(side, ()), (ignored or (rst,))[0])
         situation = {"ESTABLISHED": "rst-established", "CLOSE_WAIT": "rst-close-wait",
                      "FIN_WAIT1": "rst-fin-wait", "FIN_WAIT2": "rst-fin-wait"}.get(state or "")
         return (situation, {CauseKind.RST: rst, CauseKind.FIN: fin}, ignored) if situation else None
     if fin is not None and not any(s.is_rst and s.src == side for s in segs):
         return "fin", {CauseKind.FIN: fin}, ()
     return None
+
+
+def _state_before(timeline, seg: Segment) -> Optional[str]:
+    """The side's state just before `seg` (the packet state machine takes every
+    RST, so callers ask before the first one); a capture that begins with
+    `seg` itself has only its initial state to tell."""
+    if timeline and seg.time_ns <= timeline[0][0]:
+        return timeline[0][1]
+    return state_at(timeline, seg.time_ns - 1)
 
 
 # -- the predictions ----------------------------------------------------------------
@@ -355,7 +362,7 @@ def rules_os(link: Link) -> Optional[str]:
 def _link(row: Prediction, conn: Connection, side: Endpoint, peer: Endpoint, cause: Segment,
           related: tuple[Segment, ...], os_name: str) -> Link:
     eof = row.outcome == "EOF"
-    call = SocketCall(role=conn.role_of(side), op=row.op, start_ns=cause.time_ns, end_ns=cause.time_ns,
+    call = SocketCall(role=conn.role_of(side) if conn.roles_known else "peer", op=row.op, start_ns=cause.time_ns, end_ns=cause.time_ns,
                       result=0 if eof else -1, errno=None if eof else row.outcome, local=side, remote=peer,
                       source=PREDICTED, text=_TEXT.format(os_name))
     caveats = []
@@ -365,6 +372,9 @@ def _link(row: Prediction, conn: Connection, side: Endpoint, peer: Endpoint, cau
         caveats.append(f"Darwin rule {DARWIN_STATUS}")
     if cause.is_rst and row.situation != "refused":
         caveats += _rst_caveats(conn, side, cause, related, os_name)
+    if not conn.roles_known:
+        caveats.append("the capture began mid-connection (no handshake): the connection is taken as "
+                       "established when it starts")
     if row.situation == "syn-unanswered":
         caveats.append("the capture ends before the kernel gave up; an application timeout may have ended "
                        "the connect sooner")

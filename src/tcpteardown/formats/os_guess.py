@@ -8,9 +8,9 @@ kinds of evidence, each stated in words so `explain` can show them:
   metadata, the link type (macOS `lo0` is DLT_NULL with AF_INET6 = 30, FreeBSD
   writes 28; Linux `lo` is Ethernet with zero MACs; SLL/SLL2 and NFLOG exist
   only on Linux; PKTAP 258 only on Apple's tcpdump);
-- each endpoint's SYN and SYN/ACK: the TCP option layout (p0f 3's `p0f.fp`:
-  XNU `mss,nop,ws,nop,nop,ts,sok,eol+1`, Linux `mss,sok,ts,nop,ws`, FreeBSD
-  `mss,nop,ws,sok,ts`, Windows `mss,nop,ws,nop,nop,sok` or `mss,nop,nop,sok`),
+- each endpoint's SYN and SYN/ACK: the TCP option layout, exactly (p0f 3's
+  `p0f.fp`: XNU `mss,nop,ws,nop,nop,ts,sok,eol+1`, Linux `mss,sok,ts,nop,ws`,
+  FreeBSD `mss,nop,ws,sok,ts`, Windows `mss,nop,ws,nop,nop,sok`),
   the initial TTL (64 on Unix stacks, 128 on Windows) and, on loopback, the
   MSS its MTU implies (lo0's 16384: 16344 over IPv4, 16324 over IPv6;
   Linux lo's 65536: 65495 and 65476).
@@ -38,14 +38,27 @@ DISPLAY = {"linux": "Linux", "darwin": "Darwin", "freebsd": "FreeBSD", "windows"
 # How much each kind of evidence counts; the host's own word is strongest.
 WEIGHTS = {"shb_os": 4, "metadata": 4, "link": 3, "layout": 2, "mss": 2, "ttl": 1}
 
-# SYN (and SYN/ACK) option layouts, p0f 3 p0f.fp [tcp:request] and [tcp:response].
-LAYOUTS: tuple[tuple[str, str], ...] = (
-    ("mss,nop,ws,nop,nop,ts,sok,eol", "darwin"),  # XNU tcp_output.c; p0f "Mac OS X"
-    ("mss,sok,ts,nop,ws", "linux"),  # tcp_options_write(); p0f "Linux 3.11 and newer"
-    ("mss,nop,ws,sok,ts", "freebsd"),  # p0f "FreeBSD 9.x or newer"
-    ("mss,nop,ws,nop,nop,sok", "windows"),  # p0f "Windows 7 or 8", "NT kernel"
-    ("mss,nop,nop,sok", "windows"),
-)
+# Option layouts, exact, from p0f 3's p0f.fp: [tcp:request] for a SYN, and
+# [tcp:response] for a SYN/ACK (which echoes what the SYN offered, so only
+# the layouts one OS alone sends are listed: Linux and Windows both answer
+# `mss,nop,nop,sok`, XNU and FreeBSD both `mss,nop,ws,nop,nop,ts`).
+SYN_LAYOUTS: dict[str, str] = {
+    "mss,nop,ws,nop,nop,ts,sok,eol+1": "darwin",  # p0f "Mac OS X"
+    "mss,sok,ts,nop,ws": "linux",  # p0f "Linux 3.11 and newer"
+    "mss,nop,nop,sok,nop,ws": "linux",  # p0f "Linux (no timestamps)"
+    "mss,nop,ws,sok,ts": "freebsd",  # p0f "FreeBSD 9.x or newer"
+    "mss,nop,ws,nop,nop,sok": "windows",  # p0f "Windows 7 or 8", "NT kernel"
+    "mss,nop,nop,sok": "windows",  # p0f "Windows NT kernel" (no window scaling)
+}
+SYNACK_LAYOUTS: dict[str, str] = {
+    "mss,nop,ws,nop,nop,ts,sok,eol+1": "darwin",
+    "mss,nop,ws,sok,eol+1": "darwin",
+    "mss,sok,ts,nop,ws": "linux",
+    "mss,nop,nop,sok,nop,ws": "linux",
+    "mss,nop,nop,ts,nop,ws": "linux",
+    "mss,nop,ws,sok,ts": "freebsd",
+    "mss,nop,ws,nop,nop,sok": "windows",
+}
 
 # MSS on a loopback interface: its MTU less the IP and TCP headers.
 LOOPBACK_MSS = {16344: ("darwin", "lo0 MTU 16384 over IPv4"), 16324: ("darwin", "lo0 MTU 16384 over IPv6"),
@@ -144,12 +157,10 @@ def _segment_evidence(recording: Recording) -> dict[str, list[tuple[str, str, st
         ttl, layout = signature
         what = "SYN/ACK" if seg.flags & TcpFlags.ACK else "SYN"
         seen = per_host.setdefault(seg.src.host, {})
-        for prefix, name in LAYOUTS:
-            if layout == prefix or layout.startswith((prefix + ",", prefix + "+")):
-                seen.setdefault(("layout", name), (name, "layout",
-                                f"{seg.src.host} sent a {what} with options {layout} (frame {seg.frame}): "
-                                f"{DISPLAY[name]}'s order"))
-                break
+        name = (SYNACK_LAYOUTS if seg.flags & TcpFlags.ACK else SYN_LAYOUTS).get(layout)
+        if name is not None:
+            seen.setdefault(("layout", name), (name, "layout", f"{seg.src.host} sent a {what} with options "
+                                                              f"{layout} (frame {seg.frame}): {DISPLAY[name]}'s order"))
         mss = dict(seg.options).get("MSS")
         if mss in LOOPBACK_MSS:
             name, why = LOOPBACK_MSS[mss]
