@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import textwrap
 import sys
 from pathlib import Path
 
@@ -95,3 +96,42 @@ def test_a_log_line_covers_its_socket_so_no_prediction_for_it():
     _code, out, _ = explain(incident / "capture.pcap", "--log", incident / "client.log", "--json")
     links = json.loads(out)["links"]
     assert [(l["call"]["source"], l["call"]["errno"]) for l in links] == [("log", "ECONNRESET")]
+
+
+HALF_CLOSED = textwrap.dedent("""
+    import json, select, socket, errno
+
+    listener = socket.socket(); listener.bind(("127.0.0.1", 0)); listener.listen()
+    client = socket.socket(); client.connect(listener.getsockname())
+    server, _ = listener.accept(); listener.close()
+
+    def readable(sock):
+        assert select.select([sock], [], [], 10)[0], "timed out waiting for the peer"
+
+    # We send a request and shut down writing (FIN); the server closes with it unread (RST).
+    client.send(b"request never read"); client.shutdown(socket.SHUT_WR)
+    readable(server); server.close(); readable(client)
+    try:
+        client.recv(100)
+        print(json.dumps({"port": client.getsockname()[1], "errno": "EOF"}))
+    except OSError as exc:
+        print(json.dumps({"port": client.getsockname()[1], "errno": errno.errorcode[exc.errno]}))
+    client.close()
+""")
+
+
+@pytest.mark.needs_capture
+def test_rst_after_our_own_fin_fails_the_next_read_on_a_live_socket(tmp_path):
+    """The row no scenario exercises (linux-rst-fin-wait-read), checked against the real kernel."""
+    program = tmp_path / "half_closed.py"
+    program.write_text(HALF_CLOSED)
+    pcap = tmp_path / "lo.pcap"
+    with settled_tcpdump(pcap):
+        proc = subprocess.run([sys.executable, str(program)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    (got,) = [json.loads(line) for line in proc.stdout.splitlines()]
+    code, out, err = explain(pcap, "--json")
+    assert code == 0, err
+    mine = [l for l in json.loads(out)["links"] if l["call"]["local"] == f"127.0.0.1:{got['port']}"]
+    assert [(l["rule"], l["call"]["op"], l["call"]["errno"]) for l in mine] == [
+        ("linux-rst-fin-wait-read", "read", got["errno"])]

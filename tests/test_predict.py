@@ -93,7 +93,7 @@ def test_exercised_marks_are_exactly_what_the_library_checks():
     assert checked == marked
     for row in P.PREDICTIONS:
         if not row.exercised:
-            assert row.status in ("no scenario exercises it", P.DARWIN_STATUS)
+            assert row.status.startswith("no scenario exercises it") or row.status == P.DARWIN_STATUS
     assert len(BUNDLES) == 2 * len(list(CAPTURES.glob("*.pcapng")))  # both families
 
 

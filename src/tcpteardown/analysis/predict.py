@@ -109,7 +109,8 @@ PREDICTIONS: tuple[Prediction, ...] = (
     _p("linux-rst-fin-wait-read", "Linux", "rst-fin-wait", "read", "ECONNRESET", CauseKind.RST,
        "an RST after our own FIN (shutdown(SHUT_WR)) leaves ECONNRESET for the next read; "
        "if the application had closed the socket instead, nobody sees it",
-       f"{_LINUX_RESET}; {_LINUX_RECV}", False, "no scenario exercises it"),
+       f"{_LINUX_RESET}; {_LINUX_RECV}", False,
+       "no scenario exercises it (checked on a live socket by tests/test_explain_predict.py)"),
     _p("linux-fin-read", "Linux", "fin", "read", "EOF", CauseKind.FIN,
        "the peer's FIN makes the next read (once the data before it is read) return end-of-file",
        "net/ipv4/tcp_input.c tcp_fin(): RCV_SHUTDOWN and SOCK_DONE", True),
