@@ -147,10 +147,10 @@ RST_WHY: dict[tuple[str, str], str] = {
         "macOS 10.13; seen in a real capture: corpus macos/tls-duplicate-hello.pcap"),
     ("Darwin", "TCP_STATE"): "bsd/netinet/tcp_usrreq.c:3162 tcp_disconnect(): SO_LINGER 0 -> tcp_drop()",
     ("Darwin", "TCP_ABORT_ON_DATA"): (
+        "bsd/netinet/tcp_input.c:4485 tcp_input(): data after close -> tcps_rcvafterclose, dropwithreset"),
+    ("Darwin", "TCP_TIMEWAIT_SOCKET"): (  # XNU keeps the full PCB in TIME_WAIT: the same path
         "bsd/netinet/tcp_input.c:4485 tcp_input(): data after close -> tcps_rcvafterclose, dropwithreset; "
         "seen in a real capture: corpus macos/http2-deflate-case.pcap"),
-    ("Darwin", "TCP_TIMEWAIT_SOCKET"): (
-        "bsd/netinet/tcp_input.c:4485 tcp_input(): data after close -> tcps_rcvafterclose, dropwithreset"),
     ("Darwin", "NO_SOCKET"): (
         "bsd/netinet/tcp_input.c:6093 tcp_input(): no PCB -> dropwithreset; seen in real captures: "
         "corpus macos/zip64.pcap, smb-length-5770.pcap"),
