@@ -338,9 +338,11 @@ def test_plain_pcap_without_calls_says_what_to_add(tmp_path):
         with socket.create_server(("127.0.0.1", 0)) as listener:
             with socket.create_connection(listener.getsockname()):
                 listener.accept()[0].close()
+            ours = f"127.0.0.1:{listener.getsockname()[1]}"
     code, out, err = explain(pcap, "--json")
     document = json.loads(out)
-    assert code == 0 and document["links"] == []  # a graceful close: nothing failed, nothing to predict
+    # A graceful close: nothing failed, nothing to predict (tcpdump sees all of lo: other tests' traffic may be there).
+    assert code == 0 and not [l for l in document["links"] if ours in (l["call"]["local"], l["call"]["remote"])]
     assert document["os"]["name"] == "linux" and document["os"]["capturing_host"] == "linux"
     assert "--strace FILE or --log FILE" in err and "predicted from the packets (linux rules)" in err
 
