@@ -344,7 +344,7 @@ def test_plain_pcap_without_calls_says_what_to_add(tmp_path):
     # A graceful close: nothing failed, nothing to predict (tcpdump sees all of lo: other tests' traffic may be there).
     assert code == 0 and not [l for l in document["links"] if ours in (l["call"]["local"], l["call"]["remote"])]
     assert document["os"]["name"] == "linux" and document["os"]["capturing_host"] == "linux"
-    assert "--strace FILE or --log FILE" in err and "predicted from the packets (linux rules)" in err
+    assert "--strace FILE or --log FILE" in err and "predicted from the packets (Linux rules)" in err
 
 
 def test_kernel_witness_words_in_the_paragraph():

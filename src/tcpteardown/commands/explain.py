@@ -157,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
     render = next((fn for flag, (_help, fn) in FORMATS.items() if getattr(args, flag, False)), _render_text)
     if not recording.calls:
         print("tcpteardown explain: note: this capture holds packets only, no socket calls; what each side "
-              f"saw is predicted from the packets ({args.os_guess.name} rules); pass --strace FILE or --log FILE "
+              f"saw is predicted from the packets ({args.os_guess.display or args.os_guess.name} rules); pass --strace FILE or --log FILE "
               "(or explain a bundle from `tcpteardown run`/`record`) to link real calls", file=sys.stderr)
     print(render(links, recording, args))
     return 0
