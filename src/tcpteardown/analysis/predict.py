@@ -35,8 +35,9 @@ from typing import Iterable, Optional
 from ..model import CauseKind, Endpoint, Link, Recording, Segment, SocketCall, TcpFlags
 from .tcpstate import Connection, connections, infer_states, state_at
 
-__all__ = ["Prediction", "PREDICTIONS", "SITUATIONS", "XNU_TAG", "DARWIN_STATUS", "RST_WHY",
-           "predict", "rules_for", "rule_named", "rules_os", "citation", "accepted_rst", "situation_of", "PREDICTED", "TABLE_OSES"]
+__all__ = ["Prediction", "PREDICTIONS", "SITUATIONS", "XNU_TAG", "DARWIN_STATUS", "RST_WHY", "PREDICTED",
+           "TABLE_OSES", "predict", "rules_for", "rule_named", "rules_os", "citation", "accepted_rst",
+           "situation_of"]
 
 PREDICTED = "predicted"  # the call.source of every predicted link
 XNU_TAG = "xnu-11417.121.6"  # macOS 15.5: the source the Darwin rows cite
@@ -69,12 +70,17 @@ class Prediction:
     status: str = ""  # for rows not proven here: "from source, not yet observed on a Mac"
 
 
-_LINUX_RESET = "net/ipv4/tcp_input.c tcp_reset(): sk_err by state (SYN_SENT ECONNREFUSED, CLOSE_WAIT EPIPE, else ECONNRESET)"
+_LINUX_RESET = ("net/ipv4/tcp_input.c tcp_reset(): sk_err by state (SYN_SENT ECONNREFUSED, CLOSE_WAIT EPIPE, "
+                "else ECONNRESET)")
 _LINUX_SEND = "net/core/stream.c sk_stream_error(): a failing send returns sock_error() (once) before EPIPE"
 _LINUX_RECV = "net/ipv4/tcp.c tcp_recvmsg_locked(): SOCK_DONE (set by tcp_fin) is tested before sk_err"
-_XNU_RST = f"{XNU_TAG} bsd/netinet/tcp_input.c:4248 tcp_input() RST processing: so_error = ECONNRESET in ESTABLISHED, FIN_WAIT_1/2 and CLOSE_WAIT, then tcp_close() -> bsd/kern/uipc_socket2.c:276 soisdisconnected() sets SS_CANTRCVMORE|SS_CANTSENDMORE"
-_XNU_SEND = f"{XNU_TAG} bsd/kern/uipc_socket.c:2032 sosendcheck(): SS_CANTSENDMORE -> EPIPE is tested before so_error (line 2047)"
-_XNU_RECV = f"{XNU_TAG} bsd/kern/uipc_socket.c:3535 soreceive(): so_error is returned (and cleared) before SS_CANTRCVMORE gives 0 (line 3545)"
+_XNU_RST = (f"{XNU_TAG} bsd/netinet/tcp_input.c:4248 tcp_input() RST processing: so_error = ECONNRESET in "
+            "ESTABLISHED, FIN_WAIT_1/2 and CLOSE_WAIT, then tcp_close() -> bsd/kern/uipc_socket2.c:276 "
+            "soisdisconnected() sets SS_CANTRCVMORE|SS_CANTSENDMORE")
+_XNU_SEND = (f"{XNU_TAG} bsd/kern/uipc_socket.c:2032 sosendcheck(): SS_CANTSENDMORE -> EPIPE is tested before "
+             "so_error (line 2047)")
+_XNU_RECV = (f"{XNU_TAG} bsd/kern/uipc_socket.c:3535 soreceive(): so_error is returned (and cleared) before "
+             "SS_CANTRCVMORE gives 0 (line 3545)")
 
 
 def _p(name, os, situation, op, outcome, kind, rule, source, exercised, status=""):
@@ -91,7 +97,8 @@ PREDICTIONS: tuple[Prediction, ...] = (
        "SYNs that are never answered end connect() with ETIMEDOUT once the kernel gives up retransmitting "
        "(an application timeout may end it sooner)",
        "Linux net/ipv4/tcp_timer.c tcp_write_timeout() -> tcp_write_err(); XNU "
-       f"{XNU_TAG} bsd/netinet/tcp_timer.c:1502 tcp_timers() TCPT_KEEP before ESTABLISHED: dropit, tcp_drop(tp, ETIMEDOUT) (line 1891)", True),
+       f"{XNU_TAG} bsd/netinet/tcp_timer.c:1502 tcp_timers() TCPT_KEEP before ESTABLISHED: dropit, "
+       "tcp_drop(tp, ETIMEDOUT) (line 1891)", True),
     # -- Linux -----------------------------------------------------------------------
     _p("linux-rst-read", "Linux", "rst-established", "read", "ECONNRESET", CauseKind.RST,
        "an RST in ESTABLISHED leaves ECONNRESET for the next call; a read that comes first returns it",
@@ -363,9 +370,10 @@ def rules_os(link: Link) -> Optional[str]:
 def _link(row: Prediction, conn: Connection, side: Endpoint, peer: Endpoint, cause: Segment,
           related: tuple[Segment, ...], os_name: str) -> Link:
     eof = row.outcome == "EOF"
-    call = SocketCall(role=conn.role_of(side) if conn.roles_known else "peer", op=row.op, start_ns=cause.time_ns, end_ns=cause.time_ns,
-                      result=0 if eof else -1, errno=None if eof else row.outcome, local=side, remote=peer,
-                      source=PREDICTED, text=_TEXT.format(os_name))
+    role = conn.role_of(side) if conn.roles_known else "peer"
+    call = SocketCall(role=role, op=row.op, start_ns=cause.time_ns, end_ns=cause.time_ns, result=0 if eof else -1,
+                      errno=None if eof else row.outcome, local=side, remote=peer, source=PREDICTED,
+                      text=_TEXT.format(os_name))
     caveats = []
     if row.status:
         caveats.append(f"{os_name} rule {row.status}")

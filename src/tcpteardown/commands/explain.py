@@ -156,8 +156,9 @@ def run(args: argparse.Namespace) -> int:
     recording, links = _packets_alone(recording, args)
     render = next((fn for flag, (_help, fn) in FORMATS.items() if getattr(args, flag, False)), _render_text)
     if not recording.calls:
+        whose = args.os_guess.display or args.os_guess.name
         print("tcpteardown explain: note: this capture holds packets only, no socket calls; what each side "
-              f"saw is predicted from the packets ({args.os_guess.display or args.os_guess.name} rules); pass --strace FILE or --log FILE "
+              f"saw is predicted from the packets ({whose} rules); pass --strace FILE or --log FILE "
               "(or explain a bundle from `tcpteardown run`/`record`) to link real calls", file=sys.stderr)
     print(render(links, recording, args))
     return 0
