@@ -180,3 +180,26 @@ def test_a_capture_that_begins_mid_connection_is_taken_as_established(corpus):
         ("peer", "read", "ECONNRESET"), ("peer", "write", "ECONNRESET")]
     assert all(any("mid-connection" in c for c in l.caveats) for l in links)
     assert P.predict(recording, "unknown") == ()  # no table for an unknown OS: nothing guessed
+
+
+def _with_darwin_expectation():
+    from tcpteardown.scenarios.registry import all_scenarios
+
+    return [(CAPTURES / f"{s.name}.pcapng", s.expectation("Darwin")) for s in all_scenarios()
+            if s.expectation("Darwin") is not None]  # accept-overflow needs Linux's tcp_abort_on_overflow
+
+
+@pytest.mark.parametrize("path, expectation", _with_darwin_expectation(), ids=lambda v: getattr(v, "stem", ""))
+def test_darwin_predictions_agree_with_the_librarys_darwin_expectations(path, expectation):
+    """Two readings of XNU's source, made apart: the Darwin rows here, and each scenario's
+    Darwin expectation (scenarios/xnu.py citations). Predicting with Darwin's rules on the
+    scenario's packets must give the outcome the expectation names, wherever both speak."""
+    predicted = {(l.call.role, l.call.op): l.call.outcome
+                 for l in P.predict(_plain(load_recording(path)), "Darwin")}
+    first = {}
+    for outcome in expectation.outcomes:
+        first.setdefault((outcome.role, _FAMILY.get(op_family(outcome.op) or "")), outcome.outcome)
+    both = {key: (want, predicted[key]) for key, want in first.items() if key in predicted}
+    assert all(want == got for want, got in both.values()), both
+    if path.stem not in NOT_PREDICTED:
+        assert both, "no prediction to compare"
