@@ -111,3 +111,9 @@ def test_layouts_match_exactly_per_direction(corpus):
     guess = guess_os(load_recording(corpus / "nDPI" / "rtsp.pcap"))
     assert guess.hosts == {"10.1.1.10": "windows", "10.2.2.2": "linux"}
     assert guess.capturing_host == "linux"  # SHB "Linux 4.19.184", SLL
+
+
+def test_apple_pktap_link_type_names_darwin(corpus):
+    guess = guess_os(load_recording(corpus / "macos" / "LINKTYPE_PKTAP.pcap"))
+    assert (guess.name, guess.capturing_host) == ("darwin", "darwin")
+    assert guess.evidence == ("Apple PKTAP link type (258)",)
