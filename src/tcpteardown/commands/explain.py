@@ -6,6 +6,10 @@ can be added from an strace log (`--strace`) and from application log lines
 their line numbers and skipped. The text output is one paragraph per link
 (`views.narrative.paragraph`); `--json` prints DESIGN.md's contract.
 
+Sockets no call covers (all of them, in a plain capture) get the links
+`analysis.predict` makes from the packets alone, with the rules of the OS
+`formats.os_guess` names from the capture (`--os` overrides it).
+
 Output formats are a table (`FORMATS`): another view (the ladder helper's
 `--markdown`) is one row with its flag, help and a renderer taking
 `(links, recording, args)`, without touching the rest.
