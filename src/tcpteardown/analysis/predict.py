@@ -164,9 +164,11 @@ RST_WHY: dict[tuple[str, str], str] = {
 }
 
 
-def citation(row: Prediction) -> str:
-    """The files and functions of a row's source, short: ``bsd/kern/uipc_socket.c sosendcheck()``."""
-    found = re.findall(r"((?:net|bsd)/[\w/]+\.c)(?::\d+)? (\w+\(\))", row.source)
+def citation(row: Prediction, os_name: Optional[str] = None) -> str:
+    """The files and functions of a row's source, short: ``bsd/kern/uipc_socket.c sosendcheck()``;
+    given an OS, only its kernel's (a row for any OS cites Linux's and XNU's)."""
+    tree = {"Linux": "net", "Darwin": "bsd"}.get(os_name or "", "net|bsd")
+    found = re.findall(rf"(?<![\w/])((?:{tree})/[\w/]+\.c)(?::\d+)? (\w+\(\))", row.source)
     return ", ".join(dict.fromkeys(f"{path} {function}" for path, function in found))
 
 

@@ -7,6 +7,15 @@ incident write-up and the line a student reads under the ladder:
     because the server sent RST (frame 9, 0.201 ms earlier) when data arrived
     on a socket it had already closed (inferred from the packets: TCP_ABORT_ON_DATA).
 
+A link predicted from the packets alone (`analysis.predict`) is told as such:
+
+    20:33:23.072784 *predicted from the packets* (Linux rules): the client
+    (127.0.0.1:54516) will have seen its next read() fail with ECONNRESET
+    (errno 104 on Linux: Connection reset by peer) because the server ...
+    sent RST,ACK (frame 7) because ... Rule linux-rst-read (...): ...
+
+with that OS's errno numbers, and for Darwin where XNU decides it.
+
 When the recording holds the kernel's `sock:inet_sk_error_report` for that
 socket, the paragraph bridges RST and errno with it ("...which set
 ECONNRESET on the client socket; this recv() returned it").
@@ -41,7 +50,8 @@ from ..analysis.tcpstate import connection_of
 from ..model import CauseKind, Endpoint, KernelEvent, Link, Recording, Segment
 from ..units import format_duration
 
-__all__ = ["paragraph", "predicted_paragraph", "narrate", "links_to_json", "timestamp", "outcome_text", "cause_text"]
+__all__ = ["paragraph", "predicted_paragraph", "narrate", "links_to_json", "timestamp", "outcome_text",
+           "cause_text"]
 
 ERROR_REPORT = "sock:inet_sk_error_report"
 
@@ -199,13 +209,12 @@ def predicted_paragraph(link: Link, recording: Recording, *, lang: Optional[str]
     os_name = rules_os(link) or recording.metadata.os or "Linux"
     whose = f"the {call.role} ({call.local})"
     if call.is_eof:
-        outcome = f"next {call.op}() will have returned end-of-file (0 bytes)"
+        outcome = f"its next {call.op}() return end-of-file (0 bytes)"
     else:
         words = _errno_words(call.outcome, os_name)
         quoted = _language_phrase(link, lang, os_name) if lang else ""
-        target = f" to {call.remote}" if call.op == "connect" else ""
-        outcome = (f"{'' if call.op == 'connect' else 'next '}{call.op}(){target} will have failed with "
-                   f"{call.outcome}{f' ({words})' if words else ''}{quoted}")
+        which = f"its connect() to {call.remote}" if call.op == "connect" else f"its next {call.op}()"
+        outcome = f"{which} fail with {call.outcome}{f' ({words})' if words else ''}{quoted}"
     if link.kind is CauseKind.SYN_UNANSWERED:
         tries = 1 + len(link.related)
         because = (f"its SYN to {seg.dst} (frame {seg.frame}) went unanswered"
@@ -220,9 +229,9 @@ def predicted_paragraph(link: Link, recording: Recording, *, lang: Optional[str]
                    + _rst_why(seg, recording, os_name))
     row = rule_named(link.rule)
     parts = [f"{timestamp(seg.time_ns, tz)} *predicted from the packets* ({os_name} rules): "
-             f"{whose}'s {outcome} because {because}."]
+             f"{whose} will have seen {outcome} because {because}."]
     if row is not None:
-        parts.append(f"Rule {row.name} ({citation(row)}): {row.rule}.")
+        parts.append(f"Rule {row.name} ({citation(row, os_name)}): {row.rule}.")
     if link.caveats:
         parts.append("Caveat: " + "; ".join(link.caveats) + ".")
     return " ".join(parts)
