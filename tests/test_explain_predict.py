@@ -23,15 +23,20 @@ from tcpteardown.analysis.predict import PREDICTIONS
 OPS = {"reset": "read", "pipe": "write", "refused": "connect"}
 
 
-@pytest.mark.needs_capture
-def test_plain_linux_capture_predicts_what_the_program_really_got(tmp_path):
-    program = tmp_path / "client.py"
-    program.write_text(CLIENT)
+def run_captured(tmp_path, source: str) -> tuple:
+    """Run a Python program under tcpdump on lo: (the capture, what it printed, one JSON object a line)."""
+    program = tmp_path / "program.py"
+    program.write_text(source)
     pcap = tmp_path / "lo.pcap"
     with settled_tcpdump(pcap):
         proc = subprocess.run([sys.executable, str(program)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    failures = [json.loads(line) for line in proc.stdout.splitlines()]
+    return pcap, [json.loads(line) for line in proc.stdout.splitlines()]
+
+
+@pytest.mark.needs_capture
+def test_plain_linux_capture_predicts_what_the_program_really_got(tmp_path):
+    pcap, failures = run_captured(tmp_path, CLIENT)
     assert [f["errno"] for f in failures] == ["ECONNRESET", "EPIPE", "ECONNREFUSED"]
 
     code, out, err = explain(pcap, "--json")
@@ -123,13 +128,7 @@ HALF_CLOSED = textwrap.dedent("""
 @pytest.mark.needs_capture
 def test_rst_after_our_own_fin_fails_the_next_read_on_a_live_socket(tmp_path):
     """The row no scenario exercises (linux-rst-fin-wait-read), checked against the real kernel."""
-    program = tmp_path / "half_closed.py"
-    program.write_text(HALF_CLOSED)
-    pcap = tmp_path / "lo.pcap"
-    with settled_tcpdump(pcap):
-        proc = subprocess.run([sys.executable, str(program)], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    (got,) = [json.loads(line) for line in proc.stdout.splitlines()]
+    pcap, (got,) = run_captured(tmp_path, HALF_CLOSED)
     code, out, err = explain(pcap, "--json")
     assert code == 0, err
     mine = [l for l in json.loads(out)["links"] if l["call"]["local"] == f"127.0.0.1:{got['port']}"]
