@@ -158,6 +158,8 @@ def load_recording(path: "str | os.PathLike", *, strict: bool = False) -> Record
             break
     segments = tuple(_with_reason(s, reasons.get(s.frame)) for s in contents.segments)
     extra = tuple(metadata.extra) + tuple(("problem", p) for p in contents.problems)
+    if metadata.os is None:  # a plain capture: its section header may name the capturing OS
+        extra += tuple(("shb_os", text) for text in dict.fromkeys(contents.section_os) if text)
     metadata = Metadata(**{**{f.name: getattr(metadata, f.name) for f in fields(Metadata)},
                            "source_file": str(path), "extra": extra})
     return Recording(segments=segments, calls=calls, kernel_events=events, metadata=metadata,

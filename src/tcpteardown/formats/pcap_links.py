@@ -274,12 +274,9 @@ def decode_options(raw: bytes) -> tuple[tuple[str, object], ...]:
 _OPTION_NAMES = {6: "ECHO", 7: "ECHOREPLY", 19: "MD5", 28: "UTO", 29: "TCP_AO", 30: "MPTCP", 34: "TFO"}
 
 
-def decode_segment(frame: int, time_ns: int, linktype: int, data: bytes) -> Optional[Segment]:
-    """The TCP segment in one captured frame, or None when it carries none.
-
-    Fragments (other than a first fragment with a whole TCP header) and
-    frames cut before the TCP flags are None: they are counted, not decoded.
-    """
+def _whole_tcp_header(linktype: int, data: bytes) -> Optional[tuple[int, int, int, int, str, str]]:
+    """(IP offset, IP version, TCP offset, TCP length, src, dst) when `data`
+    holds a whole TCP header (not in a later fragment), else None."""
     offset, version = network_offset(linktype, data)
     if not version:
         return None
@@ -289,6 +286,19 @@ def decode_segment(frame: int, time_ns: int, linktype: int, data: bytes) -> Opti
         return None
     if fragment or len(data) < tcp + 20:
         return None
+    return offset, version, tcp, tcp_len, src, dst
+
+
+def decode_segment(frame: int, time_ns: int, linktype: int, data: bytes) -> Optional[Segment]:
+    """The TCP segment in one captured frame, or None when it carries none.
+
+    Fragments (other than a first fragment with a whole TCP header) and
+    frames cut before the TCP flags are None: they are counted, not decoded.
+    """
+    found = _whole_tcp_header(linktype, data)
+    if found is None:
+        return None
+    _offset, _version, tcp, tcp_len, src, dst = found
     sport, dport, seq, ack, data_offset, flags, window = _TCP.unpack_from(data, tcp)
     header_len = (data_offset >> 4) * 4
     options = decode_options(data[tcp + 20:min(tcp + header_len, len(data))]) if header_len > 20 else ()
@@ -304,3 +314,56 @@ def decode_segment(frame: int, time_ns: int, linktype: int, data: bytes) -> Opti
         payload_len=max(tcp_len - header_len, 0),
         options=options,
     )
+
+
+# -- what a frame says about the stack that sent it (for formats.os_guess) ------
+
+# p0f's names for option kinds in a layout (p0f 3, doc/README section 5).
+_LAYOUT_NAMES = {1: "nop", 2: "mss", 3: "ws", 4: "sok", 5: "sack", 8: "ts"}
+
+
+def option_layout(raw: bytes) -> str:
+    """TCP options in wire order as p0f writes them, NOP and EOL included:
+    ``mss,nop,ws,nop,nop,ts,sok,eol+1`` (``eol+N``: N bytes follow the EOL)."""
+    kinds = []
+    i, size = 0, len(raw)
+    while i < size:
+        kind = raw[i]
+        if kind == 0:
+            kinds.append(f"eol+{size - i - 1}")
+            break
+        if kind == 1:
+            kinds.append("nop")
+            i += 1
+            continue
+        if i + 1 >= size or raw[i + 1] < 2:
+            kinds.append("?")
+            break
+        kinds.append(_LAYOUT_NAMES.get(kind, f"?{kind}"))
+        i += raw[i + 1]
+    return ",".join(kinds)
+
+
+def stack_signature(linktype: int, data: bytes) -> Optional[tuple[int, str]]:
+    """(IPv4 TTL or IPv6 hop limit, TCP option layout) of the TCP segment in
+    one frame; None when it carries no whole TCP header."""
+    found = _whole_tcp_header(linktype, data)
+    if found is None:
+        return None
+    offset, version, tcp, *_ = found
+    ttl = data[offset + 8] if version == 4 else data[offset + 7]
+    header_len = (data[tcp + 12] >> 4) * 4
+    return ttl, option_layout(data[tcp + 20:min(tcp + header_len, len(data))])
+
+
+def null_family(linktype: int, data: bytes) -> Optional[int]:
+    """The address family in a NULL/LOOP link header (30 is AF_INET6 on macOS)."""
+    if linktype not in (LINKTYPE_NULL, LINKTYPE_LOOP) or len(data) < 4:
+        return None
+    family = _U32LE.unpack_from(data, 0)[0]
+    return int.from_bytes(data[:4], "big") if family > 0xFFFF else family
+
+
+def zero_macs(linktype: int, data: bytes) -> bool:
+    """An Ethernet frame whose both MAC addresses are zero: Linux's `lo`."""
+    return linktype == LINKTYPE_ETHERNET and len(data) >= 12 and not any(data[:12])

@@ -72,6 +72,7 @@ EPB_PIB_INDEX = 0x8001  # which PIB of the section sent/received this packet
 EPB_E_PIB_INDEX = 0x8003  # the "effective" process it was sent on behalf of
 
 OPT_ENDOFOPT, OPT_COMMENT = 0, 1
+SHB_OS = 3  # the capturing host's operating system, as the writer named it
 IF_TSRESOL, IF_TSOFFSET = 9, 14
 
 # libpcap refuses records larger than this unless the snaplen is larger.
@@ -100,6 +101,7 @@ class CaptureContents:
     frames: list = field(default_factory=list)  # list[Frame], every packet (keep_frames)
     custom_blocks: list = field(default_factory=list)  # (PEN, payload after the PEN)
     section_comments: list = field(default_factory=list)
+    section_os: list = field(default_factory=list)  # each section header's shb_os text ("Darwin 19.6.0")
     problems: list = field(default_factory=list)
     linktypes: set = field(default_factory=set)
     packet_comments: dict = field(default_factory=dict)  # frame -> comments
@@ -175,6 +177,7 @@ class _Reader:
         self.release = release
         self.custom_blocks: list = []
         self.section_comments: list = []
+        self.section_os: list = []
         self.linktypes: set = set()
         self.frame = 0
 
@@ -304,6 +307,8 @@ class _Reader:
                 for code, value in self._options(order, body + 16, body_end):
                     if code == OPT_COMMENT:
                         self.section_comments.append(_text(value))
+                    elif code == SHB_OS:
+                        self.section_os.append(_text(value))
         elif block_type == BLOCK_IDB:
             if body_end - body < 8:
                 self.problem(offset, "interface description block too short")
@@ -477,6 +482,7 @@ def read_capture(path: str, *, strict: bool = False, keep_frames: bool = True) -
 def _collect(contents: CaptureContents, reader: _Reader) -> None:
     contents.custom_blocks = reader.custom_blocks
     contents.section_comments = reader.section_comments
+    contents.section_os = reader.section_os
     contents.linktypes = reader.linktypes
     contents.packet_count = reader.frame
 
