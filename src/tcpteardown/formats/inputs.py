@@ -20,6 +20,7 @@ buffer a whole stream in memory.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import shutil
 import stat
@@ -164,11 +165,9 @@ def _text_problem(head: bytes) -> Optional[str]:
     return None
 
 
-def open_text(path: "str | os.PathLike") -> "io.TextIOWrapper":
+def open_text(path: "str | os.PathLike") -> io.TextIOWrapper:
     """A text log, read once (see the module docstring), in the encoding its
     byte order mark names (UTF-8 otherwise); undecodable bytes become U+FFFD."""
-    import io
-
     binary = open_seekable(path, check=_text_problem)
     try:
         head = binary.read(4)

@@ -165,7 +165,7 @@ class _Page:
                             why=[_header(seg, self.relative, self.recording, self.origin)[-1]] if seg.is_rst else [],
                             cause=None)
             else:
-                call, link = item.call, item.link
+                link = item.link
                 what = f"{item.sender} {item.text.split(' ← ')[0]}"
                 why = []  # the paragraph quotes the language's phrase (`lang`) itself
                 if link is not None:
