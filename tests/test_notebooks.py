@@ -14,6 +14,7 @@ import sys
 import pytest
 
 from conftest import REPO
+from notebook_runner import as_user, unused_uids
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 
@@ -69,3 +70,37 @@ def test_executes_from_stored_captures_without_privilege(path, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     if "incident" not in path.name:
         assert "Loaded the stored capture" in result.stdout and "CAP_NET_RAW" in result.stdout, result.stdout
+
+
+# Notebook 08's write-up cell, as a student runs it (the notebook holds no
+# logic: this is all it does).
+INCIDENT_SNIPPET = ("import tcpteardown.views.notebook as tt; "
+                    "print(tt.markdown_snippet(tt.load_incident()))")
+
+
+def test_incident_snippet_for_two_users_in_a_row():
+    """Two students on one machine: the second must not trip over the file
+    the first wrote (it used to be /tmp/capture.png for everyone)."""
+    written = []
+    try:
+        uids = unused_uids(2)
+        for uid in uids:
+            env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", MPLBACKEND="Agg",
+                       PYTHONPATH=str(REPO / "src"))
+            env.pop("TMPDIR", None)  # the shared temporary folder is the point
+            with as_user(uid) as prefix:
+                result = subprocess.run([*prefix, sys.executable, "-c", INCIDENT_SNIPPET], capture_output=True,
+                                        text=True, timeout=120, env=env, cwd=REPO / "notebooks")
+            assert result.returncode == 0, result.stderr[-3000:]
+            image = result.stdout.split("](", 1)[1].split(")", 1)[0]
+            written.append(image)
+        for uid, image in zip(uids, written):
+            assert os.lstat(image).st_uid == uid, f"{image} is not the student's own file"
+            folder = os.lstat(os.path.dirname(image))
+            assert folder.st_uid == uid and folder.st_mode & 0o077 == 0, f"{image} is in a folder others can write"
+    finally:
+        for image in written:  # the image, and the student's own folder if it made one (never more)
+            os.unlink(image)
+            folder = os.path.dirname(image)
+            if os.path.basename(folder).startswith("tcpteardown-") and os.lstat(folder).st_uid != 0:
+                shutil.rmtree(folder)

@@ -200,17 +200,37 @@ def evidence_summary(recording: Recording) -> str:
     return "\n".join(lines)
 
 
+def user_temp_dir() -> Path:
+    """This user's own folder in the temporary directory, `tcpteardown-<uid>`,
+    mode 0700: on a shared machine each student writes there, never into a
+    path another user may already own. A folder of that name that is not
+    ours (or is a link) is never used: a fresh private one is made instead."""
+    import stat
+    import tempfile
+
+    uid = os.geteuid()
+    folder = Path(tempfile.gettempdir()) / f"tcpteardown-{uid}"
+    try:
+        folder.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    info = folder.lstat()
+    if stat.S_ISDIR(info.st_mode) and info.st_uid == uid and not info.st_mode & 0o077:
+        return folder
+    return Path(tempfile.mkdtemp(prefix=f"tcpteardown-{uid}-"))
+
+
 def markdown_snippet(recording: Recording, *, capture: Optional[str] = None) -> str:
     """What `explain --markdown` prints (the image link and the paragraphs);
-    the figure is written next to `capture`, by default in the temporary
-    folder (a class must not write into the stored captures)."""
-    import tempfile
+    the figure is written next to `capture`, by default in this user's own
+    temporary folder (a class must not write into the stored captures, nor
+    into a shared path the previous student already owns)."""
     from types import SimpleNamespace
 
     from ..analysis.correlate import correlate
     from .markdown import render_markdown
 
     name = Path(recording.metadata.source_file or "tcpteardown-incident.pcapng").name
-    capture = capture or str(Path(tempfile.gettempdir()) / name)
+    capture = capture or str(user_temp_dir() / name)
     args = SimpleNamespace(capture=capture, lang=None, tzinfo=None, conn=None)
     return render_markdown(correlate(recording), recording, args)
