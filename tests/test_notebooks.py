@@ -25,9 +25,24 @@ def test_there_is_a_numbered_sequence():
     assert [n[:2] for n in names] == [f"{i:02d}" for i in range(len(names))]
 
 
+def _committed(path) -> str:
+    """The notebook as committed (HEAD's blob), not the working tree a class
+    may have just run; the working tree only outside a git checkout (a
+    release tarball has nothing else)."""
+    git = shutil.which("git")
+    if git is None or not (REPO / ".git").exists():
+        return path.read_text()
+    relative = path.relative_to(REPO).as_posix()
+    shown = subprocess.run([git, "-C", str(REPO), "show", f"HEAD:{relative}"], capture_output=True, text=True)
+    if shown.returncode != 0:  # a notebook not committed yet: what will be committed is the index's
+        shown = subprocess.run([git, "-C", str(REPO), "show", f":{relative}"], capture_output=True, text=True)
+    assert shown.returncode == 0, f"{relative} is not in git: {shown.stderr.strip()}"
+    return shown.stdout
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_committed_clean_and_without_logic(path):
-    notebook = json.loads(path.read_text())
+    notebook = json.loads(_committed(path))
     first = "".join(notebook["cells"][0]["source"])
     for heading in ("What you'll do", "What you'll learn", "What you'll need"):
         assert heading in first, f"{path.name} does not open with {heading!r}"
@@ -104,3 +119,38 @@ def test_incident_snippet_for_two_users_in_a_row():
             folder = os.path.dirname(image)
             if os.path.basename(folder).startswith("tcpteardown-") and os.lstat(folder).st_uid != 0:
                 shutil.rmtree(folder)
+
+
+def test_outputs_never_reach_a_commit(tmp_path):
+    """The repository's .gitattributes and the filter scripts/setup.sh
+    configures strip a notebook run in class (outputs, execution counts) on
+    `git add`, keep its cell ids, and ignore JupyterLab's checkpoints."""
+    git = shutil.which("git")
+    if git is None:
+        pytest.skip("needs git")
+    setup = (REPO / "scripts" / "setup.sh").read_text()
+    clean = setup.split('nbstripout="', 1)[1].split('"\n', 1)[0].replace('\\"', '"')
+    clean = clean.replace('$PWD/.venv/bin/python', sys.executable)
+    run = lambda *args: subprocess.run([git, "-C", str(tmp_path), *args], capture_output=True, text=True,
+                                       check=True).stdout  # noqa: E731
+    run("init", "-q")
+    run("config", "filter.nbstripout.clean", clean)
+    run("config", "filter.nbstripout.smudge", "cat")
+    run("config", "filter.nbstripout.required", "true")
+    shutil.copy(REPO / ".gitattributes", tmp_path / ".gitattributes")
+    shutil.copy(REPO / ".gitignore", tmp_path / ".gitignore")
+    source = NOTEBOOKS[0]
+    notebook = json.loads(source.read_text())
+    code = next(c for c in notebook["cells"] if c["cell_type"] == "code")
+    code["execution_count"] = 3
+    code["outputs"] = [{"output_type": "stream", "name": "stdout", "text": ["a class ran this\n"]}]
+    (tmp_path / source.name).write_text(json.dumps(notebook, indent=1))
+    (tmp_path / ".ipynb_checkpoints").mkdir()
+    (tmp_path / ".ipynb_checkpoints" / f"{source.stem}-checkpoint.ipynb").write_text("{}")
+    run("add", "-A")
+    assert run("ls-files").split() == [".gitattributes", ".gitignore", source.name]
+    committed = json.loads(run("show", f":{source.name}"))
+    codes = [c for c in committed["cells"] if c["cell_type"] == "code"]
+    assert all(c["outputs"] == [] and c["execution_count"] is None for c in codes)
+    assert [c["id"] for c in committed["cells"]] == [c["id"] for c in notebook["cells"]]
+    assert run("show", f":{source.name}") == source.read_text(), "a clean notebook must pass through unchanged"
