@@ -13,7 +13,8 @@ from typing import Optional, Sequence
 
 from ..analysis.reasons import reason_phrase, render_reason, reset_reason
 from ..analysis.relative import relative_numbers
-from ..analysis.tcpstate import Connection, connections, infer_states, state_at
+from ..analysis.tcpstate import (Connection, connections, describe_state, infer_states, state_at,
+                                 time_wait_from_packets)
 from ..model import Link, Recording
 
 
@@ -37,6 +38,8 @@ def build_steps(recording: Recording, links: Sequence[Link] = (), connection: Op
     timelines = infer_states(recording, conn) if conn else {}
     client_line = timelines.get(conn.client, []) if conn else []
     server_line = timelines.get(conn.server, []) if conn else []
+    silent = time_wait_from_packets(recording, conn) if conn else {}
+    os_name = recording.metadata.os
     relative = relative_numbers(recording.segments)
     why_of = {id(link.call): link.explanation for link in links}
     events = []
@@ -58,8 +61,18 @@ def build_steps(recording: Recording, links: Sequence[Link] = (), connection: Op
         events.append((call.end_ns, 0, "call", f"{call.role}: {call.op}() {result}",
                        why_of.get(id(call), ""), None, call.failed))
     events.sort(key=lambda e: (e[0], e[1]))
-    return [Step(i, t, kind, what, why, state_at(client_line, t), state_at(server_line, t), frame, failed)
+    return [Step(i, t, kind, what, why, _shown(client_line, t, conn and conn.client in silent, os_name),
+                 _shown(server_line, t, conn and conn.server in silent, os_name), frame, failed)
             for i, (t, _order, kind, what, why, frame, failed) in enumerate(events)]
+
+
+def _shown(timeline, time_ns: int, time_wait_silent: bool, os_name: Optional[str]) -> Optional[str]:
+    """The state at `time_ns` as the panel shows it (TIME_WAIT with its
+    duration, marked when only the packets told it)."""
+    state = state_at(timeline, time_ns)
+    if state is None:
+        return None
+    return describe_state(state, os_name, from_packets=time_wait_silent and state == "TIME_WAIT")
 
 
 def step_html(step: Step, total: int, start_ns: int) -> str:
