@@ -112,6 +112,7 @@ UNREACHABLE = {"ipv4": ("192.0.2.0/24", "192.0.2.1"), "ipv6": ("2001:db8::/32", 
 def _no_route_setup(stage: Stage) -> None:
     prefix, _ = UNREACHABLE[stage.family]
     netns.ip("-6" if stage.family == "ipv6" else "-4", "route", "add", "unreachable", prefix)
+    stage.notes.append(f"route: unreachable {prefix}")  # the explanation names the route that failed
     stage.closed_port = stage.reserve_port()  # the port we dial; capture watches it
 
 
