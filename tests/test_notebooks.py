@@ -85,6 +85,9 @@ def test_executes_from_stored_captures_without_privilege(path, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     if "incident" not in path.name:
         assert "Loaded the stored capture" in result.stdout and "CAP_NET_RAW" in result.stdout, result.stdout
+        # Why it loads stored captures is said once per notebook, in one line, and never
+        # suggests giving the system's Python the capture privilege.
+        assert result.stdout.count("CAP_NET_RAW") == 1 and "setcap" not in result.stdout, result.stdout
 
 
 # Notebook 08's write-up cell, as a student runs it (the notebook holds no
