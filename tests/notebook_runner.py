@@ -32,7 +32,7 @@ def unused_uids(count: int, start: int = 60100) -> list:
 
 @contextlib.contextmanager
 def as_user(uid: int):
-    """Yield a command prefix running a command as `uid` (its own group, no
+    """Yield (prefix, home): a command prefix running a command as `uid` (its own group, no
     supplementary groups, no capability but CAP_DAC_READ_SEARCH), with a
     fresh HOME of its own (removed afterwards).
 
@@ -52,7 +52,7 @@ def as_user(uid: int):
         os.chown(home, uid, uid)
         yield (setpriv, f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
                "--inh-caps=-all,+dac_read_search", "--ambient-caps=+dac_read_search",
-               "--bounding-set=-all,+dac_read_search", "--", "env", f"HOME={home}")
+               "--bounding-set=-all,+dac_read_search", "--", "env", f"HOME={home}"), Path(home)
     finally:
         shutil.rmtree(home)
 

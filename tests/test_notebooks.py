@@ -106,7 +106,7 @@ def test_incident_snippet_for_two_users_in_a_row():
             env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", MPLBACKEND="Agg",
                        PYTHONPATH=str(REPO / "src"))
             env.pop("TMPDIR", None)  # the shared temporary folder is the point
-            with as_user(uid) as prefix:
+            with as_user(uid) as (prefix, _home):
                 result = subprocess.run([*prefix, sys.executable, "-c", INCIDENT_SNIPPET], capture_output=True,
                                         text=True, timeout=120, env=env, cwd=REPO / "notebooks")
             assert result.returncode == 0, result.stderr[-3000:]

@@ -1,15 +1,16 @@
 """The step-through for notebooks: the ladder itself, stepped.
 
-One self-contained HTML block, no script and no network: the ladder (SVG)
+One self-contained HTML block, no network: the ladder (SVG)
 beside a panel, and one radio button per step above them. Checking step N
 (by its button, by the arrow keys once a step button has focus, or by the
 panel's Previous/Next) highlights that step's segment or call on the ladder,
 fades everything after it, and shows the panel for it: "Step N of M", the
 time since the first SYN, both sides' TCP state at that moment, the rule that
 linked a failing call and its paragraph. Stylesheet rules keyed on the
-checked radio do all of it, so the same block steps in JupyterLab, in
-Notebook 7 and in a page exported with `jupyter nbconvert --to html`,
-offline. `steps_text` is the plain-text fallback (no IPython).
+checked radio do all of it (no script steps anything), so the same block
+steps in JupyterLab, in Notebook 7 and in a page exported with `jupyter
+nbconvert --to html`, offline. One line of script only keeps the arrow keys
+from the notebook's own shortcuts (`_keep_keys`). `steps_text` is the plain-text fallback (no IPython).
 
 The ladder is drawn once by `views.ladder.draw_ladder`; this module only
 names its elements (their SVG ids are the artists' gids) in the stylesheet.
@@ -130,6 +131,17 @@ def _stylesheet(prefix: str, steps: Sequence[Step], element_ids: list[list[str]]
     return "\n".join(rules)
 
 
+def _keep_keys(prefix: str) -> str:
+    """The one line of script: JupyterLab and Notebook 7 bind the arrow keys
+    to moving between cells (in command mode, on any focused element that is
+    not a text field), so an arrow pressed on a step button would leave the
+    stepper. Stopping the key at the stepper leaves it to the step buttons,
+    whose own default moves the checked step. Without scripts (an untrusted
+    notebook) the buttons still step by mouse, and by keyboard elsewhere."""
+    return (f"<script>document.getElementById('{prefix}').addEventListener('keydown', "
+            "e => { if (e.key.startsWith('Arrow')) e.stopPropagation(); });</script>")
+
+
 def _latest(timeline: Sequence[tuple[int, str]], time_ns: int) -> Optional[str]:
     """The id of the last state label at or before `time_ns`."""
     found = None
@@ -209,7 +221,7 @@ def stepper_html(recording: Recording, links: Sequence[Link] = (), *, lang: Opti
                      for k, step in enumerate(steps))
     hint = ("<div style='font-size:13px;color:#555'>Steps: click one, or focus it and use the arrow keys; "
             "the ladder highlights the current step and fades what comes after it.</div>")
-    return (f"<div class='tt-stepper' id='{prefix}'><style>{_stylesheet(prefix, steps, element_ids, _state_ids(svg))}"
+    return (f"<div class='tt-stepper' id='{prefix}' data-lm-suppress-shortcuts='true'>{_keep_keys(prefix)}<style>{_stylesheet(prefix, steps, element_ids, _state_ids(svg))}"
             f"</style>{radios}{hint}<div class='tt-body'><div class='tt-ladder'>{svg}</div>"
             f"<div class='tt-panels' aria-live='polite'>{panels}</div></div></div>")
 
