@@ -61,3 +61,25 @@ def test_enetunreach_without_a_route_says_no_route_covers_it():
     connect = SocketCall("client", "connect", T0, T0 + 20_000, -1, "ENETUNREACH", 7, 3, None, S)
     (link,) = correlate(Recording(calls=(connect,)))
     assert link.rule == "connect-no-route" and "no route covers it" in link.explanation
+
+
+@pytest.mark.needs_netns
+@pytest.mark.needs_capture
+@pytest.mark.parametrize("family", ["ipv4", "ipv6"])
+def test_live_syns_answered_by_icmp_link_their_syn(family):
+    """iptables in the scenario's own namespace answers each SYN with ICMP
+    host unreachable (EHOSTUNREACH) and network unreachable (ENETUNREACH)."""
+    from tcpteardown.scenarios import get_scenario, run_scenario
+    from tcpteardown.scenarios.needs import can_run
+
+    problem = can_run(get_scenario("icmp-unreachable"))
+    if problem:
+        pytest.skip(f"icmp-unreachable: {problem}")
+    run = run_scenario("icmp-unreachable", family=family)
+    assert run.matches, run.mismatches
+    links = {link.call.role: link for link in correlate(run.recording) if link.call.op == "connect"}
+    for role, errno, kind in (("client", "EHOSTUNREACH", "host"), ("client2", "ENETUNREACH", "network")):
+        link = links[role]
+        assert (link.call.errno, link.rule, link.kind) == (errno, "connect-unreachable-icmp", CauseKind.SYN_UNANSWERED)
+        assert link.cause.is_syn and link.cause.dst == link.call.remote
+        assert f"ICMP {kind} unreachable" in link.explanation

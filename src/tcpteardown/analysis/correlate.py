@@ -468,8 +468,9 @@ def _connect_unreachable_icmp(ctx: _Ctx, rule: Rule) -> Optional[Link]:
     return _make(ctx, rule, syns[0], caveats + ["ICMP is not in a TCP capture: the unreachable reply itself "
                                                 "is not shown; capture with `icmp or tcp` to see who sent it"],
                  related=tuple(syns[1:]),
-                 sentence=f"the SYN to {syns[0].dst} (frame {syns[0].frame}) was answered by an ICMP {kind} "
-                          "unreachable, not by TCP")
+                 sentence=f"its SYN to {syns[0].dst} (frame {syns[0].frame}"
+                          f"{f', sent {len(syns)} times' if len(syns) > 1 else ''}) was answered by an ICMP "
+                          f"{kind} unreachable, not by TCP")
 
 
 def _connect_no_route(ctx: _Ctx, rule: Rule) -> Link:

@@ -122,6 +122,8 @@ def cause_text(link: Link, recording: Recording) -> str:
             return f"{what} reached the socket, but the capture does not show it"
         return link.explanation.split(": ", 1)[-1]
     when = f"frame {seg.frame}, {_ago(call.end_ns - seg.time_ns)}"
+    if link.rule == "connect-unreachable-icmp":  # answered, by ICMP: correlate's sentence says how
+        return link.explanation.split(": ", 1)[-1]
     if link.kind is CauseKind.SYN_UNANSWERED:
         tries = 1 + len(link.related)
         return (f"its SYN to {seg.dst} (frame {seg.frame}) went unanswered"
