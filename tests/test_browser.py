@@ -25,7 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, tool_or_skip
+from browser import headless_chromium
+from conftest import REPO
 from notebook_runner import as_user, unused_uids
 
 NOTEBOOK = "01-trace-eof-to-its-fin.ipynb"
@@ -100,19 +101,8 @@ def lab():
 
 @pytest.fixture
 def browser():
-    webdriver = pytest.importorskip("selenium.webdriver", reason="needs selenium (pip install -e '.[test]')")
-    chromium = tool_or_skip("chromium")
-    driver_path = tool_or_skip("chromedriver")
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--window-size=1024,768"):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=driver_path), options=options)
-    try:
+    with headless_chromium(1024, 768) as driver:  # the projector's resolution
         yield driver
-    finally:
-        driver.quit()
 
 
 # What the page shows, read in the page.
