@@ -244,10 +244,10 @@ def user_temp_dir() -> Path:
 
 
 def markdown_snippet(recording: Recording, *, capture: Optional[str] = None) -> str:
-    """What `explain --markdown` prints (the image link and the paragraphs);
-    the figure is written next to `capture`, by default in this user's own
-    temporary folder (a class must not write into the stored captures, nor
-    into a shared path the previous student already owns)."""
+    """What `explain --markdown --image` prints (the image link and the
+    paragraphs); the figure is written next to `capture`, by default in this
+    user's own temporary folder (a class must not write into the stored
+    captures, nor into a shared path the previous student already owns)."""
     from types import SimpleNamespace
 
     from ..analysis.correlate import correlate
@@ -255,5 +255,5 @@ def markdown_snippet(recording: Recording, *, capture: Optional[str] = None) -> 
 
     name = Path(recording.metadata.source_file or "tcpteardown-incident.pcapng").name
     capture = capture or str(user_temp_dir() / name)
-    args = SimpleNamespace(capture=capture, lang=None, tzinfo=None, conn=None)
+    args = SimpleNamespace(capture=capture, lang=None, tzinfo=None, conn=None, image=True)
     return render_markdown(correlate(recording), recording, args)
