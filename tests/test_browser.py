@@ -2,11 +2,12 @@
 
 JupyterLab runs on 127.0.0.1 with a token, as an unprivileged user (so the
 notebook loads the stored captures); headless Chromium drives it through
-Selenium: run every cell, check that no cell printed an error, step the
-ladder by its buttons and by the arrow keys and check that the highlighted
-step on the ladder itself changes. Then the notebook is saved, exported with
-`jupyter nbconvert --to html`, and the exported page, opened from disk with
-no server, still steps.
+Selenium at a projector's 1024x768: run every cell, check that no cell
+printed an error, step the ladder by its buttons and by the arrow keys and
+check that the highlighted step on the ladder itself changes. Then the
+notebook is saved, exported with `jupyter nbconvert --to html`, and the
+exported page, opened from disk with no server, still steps; and the same
+notebook runs and steps in Notebook 7 (served by the same server).
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ def lab():
         server = subprocess.Popen(
             [*prefix, sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
              "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", "--expose-app-in-browser",
+             "--JupyterNotebookApp.expose_app_in_browser=True",
              f"--ServerApp.root_dir={folder}"],
             cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         base = f"http://127.0.0.1:{port}"
@@ -148,30 +150,39 @@ def _step_by_buttons_and_keys(driver):
     assert driver.execute_script(CHECKED) == 2 and driver.execute_script(HIGHLIGHTED) == second
 
 
-@pytest.mark.slow
-def test_a_student_steps_a_ladder_in_jupyterlab_and_in_the_exported_page(lab, browser, tmp_path):
+def _run_all(browser, url: str) -> None:
+    """Open the notebook at `url`, run every cell (its outputs cleared first),
+    and check that no cell printed an error."""
     from selenium.webdriver.common.by import By
 
-    base, token, folder = lab
-    browser.get(f"{base}/lab/tree/{NOTEBOOK}?token={token}")
+    browser.get(url)
     _wait_for("the notebook and its kernel", lambda: browser.execute_script(
         "const a = window.jupyterapp; const w = a && a.shell.currentWidget;"
         "return !!(w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel"
         " && w.sessionContext.session.kernel.status === 'idle');"), SERVER_START_S)
-    browser.execute_script("window.jupyterapp.commands.execute('notebook:run-all-cells');")
+    browser.execute_script("const c = window.jupyterapp.commands;"
+                           "c.execute('notebook:clear-all-cell-outputs').then(() => c.execute('notebook:run-all-cells'));")
     _wait_for("every cell to run", lambda: browser.execute_script(
         "const w = window.jupyterapp.shell.currentWidget;"
         "const cells = w.content.widgets.filter(c => c.model.type === 'code');"
         "return cells.every(c => c.model.executionCount !== null) && "
         "w.sessionContext.session.kernel.status === 'idle';"), RUN_ALL_S)
-
     errors = browser.find_elements(By.CSS_SELECTOR, ".jp-OutputArea-output[data-mime-type="
                                                     "'application/vnd.jupyter.stderr']")
     assert not errors, "a cell printed an error: " + errors[0].text[:2000]
     page = browser.find_element(By.CSS_SELECTOR, ".jp-Notebook").text
     assert "Loaded the stored capture" in page, "an unprivileged student should get the stored capture"
-    assert "TIME_WAIT" in browser.find_element(By.CSS_SELECTOR, ".tt-stepper").get_attribute("innerHTML")
-    browser.find_element(By.CSS_SELECTOR, ".tt-stepper").location_once_scrolled_into_view
+    stepper = browser.find_element(By.CSS_SELECTOR, ".tt-stepper")
+    assert "TIME_WAIT" in stepper.get_attribute("innerHTML")
+    stepper.location_once_scrolled_into_view
+
+
+@pytest.mark.slow
+def test_a_student_steps_a_ladder_in_jupyterlab_notebook7_and_the_exported_page(lab, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    base, token, folder = lab
+    _run_all(browser, f"{base}/lab/tree/{NOTEBOOK}?token={token}")
     _step_by_buttons_and_keys(browser)
 
     # Save (the user's own copy) and export, as a teacher would hand it out.
@@ -184,4 +195,8 @@ def test_a_student_steps_a_ladder_in_jupyterlab_and_in_the_exported_page(lab, br
                     "--output", exported.stem, str(folder / NOTEBOOK)], check=True, capture_output=True, timeout=120)
     browser.get(exported.as_uri())
     assert browser.find_elements(By.CSS_SELECTOR, ".tt-stepper"), "the exported page lost the step-through"
+    _step_by_buttons_and_keys(browser)
+
+    # The same notebook in Notebook 7, whose arrow keys also move between cells.
+    _run_all(browser, f"{base}/notebooks/{NOTEBOOK}?token={token}")
     _step_by_buttons_and_keys(browser)

@@ -131,15 +131,19 @@ def _stylesheet(prefix: str, steps: Sequence[Step], element_ids: list[list[str]]
     return "\n".join(rules)
 
 
-def _keep_keys(prefix: str) -> str:
-    """The one line of script: JupyterLab and Notebook 7 bind the arrow keys
-    to moving between cells (in command mode, on any focused element that is
-    not a text field), so an arrow pressed on a step button would leave the
-    stepper. Stopping the key at the stepper leaves it to the step buttons,
-    whose own default moves the checked step. Without scripts (an untrusted
-    notebook) the buttons still step by mouse, and by keyboard elsewhere."""
-    return (f"<script>document.getElementById('{prefix}').addEventListener('keydown', "
-            "e => { if (e.key.startsWith('Arrow')) e.stopPropagation(); });</script>")
+def _keep_keys() -> str:
+    """The one script: JupyterLab and Notebook 7 bind the arrow keys to
+    moving between cells (in command mode, on any focused element that is not
+    a text field), so an arrow pressed on a step button would leave the
+    stepper. One listener per page, on the window in the capture phase (it
+    runs before the notebook's own, which Notebook 7 registers on the
+    document in the capture phase), stops an arrow key whose target is in a
+    stepper from reaching them; the step button's default action, moving the
+    checked step, still happens. Without scripts (an untrusted notebook) the
+    buttons still step by mouse, and by keyboard outside a notebook."""
+    return ("<script>if (!window.tcpteardownStepperKeys) { window.tcpteardownStepperKeys = true; "
+            "window.addEventListener('keydown', e => { if (e.key.startsWith('Arrow') && e.target.closest "
+            "&& e.target.closest('.tt-stepper')) e.stopPropagation(); }, true); }</script>")
 
 
 def _latest(timeline: Sequence[tuple[int, str]], time_ns: int) -> Optional[str]:
@@ -221,7 +225,7 @@ def stepper_html(recording: Recording, links: Sequence[Link] = (), *, lang: Opti
                      for k, step in enumerate(steps))
     hint = ("<div style='font-size:13px;color:#555'>Steps: click one, or focus it and use the arrow keys; "
             "the ladder highlights the current step and fades what comes after it.</div>")
-    return (f"<div class='tt-stepper' id='{prefix}' data-lm-suppress-shortcuts='true'>{_keep_keys(prefix)}<style>{_stylesheet(prefix, steps, element_ids, _state_ids(svg))}"
+    return (f"<div class='tt-stepper' id='{prefix}' data-lm-suppress-shortcuts='true'>{_keep_keys()}<style>{_stylesheet(prefix, steps, element_ids, _state_ids(svg))}"
             f"</style>{radios}{hint}<div class='tt-body'><div class='tt-ladder'>{svg}</div>"
             f"<div class='tt-panels' aria-live='polite'>{panels}</div></div></div>")
 
