@@ -27,7 +27,7 @@ from typing import Optional, Sequence
 from ..model import Link, Recording
 from .steps import Step, build_steps
 
-__all__ = ["stepper_html", "ladder_svg", "ladder_alt_text", "steps_text", "step_element_ids"]
+__all__ = ["stepper_html", "ladder_svg", "steps_text", "step_element_ids", "after_their_causes"]
 
 FADED_OPACITY = 0.15
 LOG_NOTE = "Logged at"
@@ -46,7 +46,9 @@ def ladder_svg(recording: Recording, links: Sequence[Link] = (), *, lang: Option
     svg = buffer.getvalue()
     svg = svg[svg.index("<svg"):]
     svg = re.sub(r"\s*<metadata>.*?</metadata>", "", svg, count=1, flags=re.S)  # RDF boilerplate
-    alt = ladder_alt_text(recording, links, conn=conn)
+    # The ladder's own one-sentence description when it labels its figure;
+    # otherwise (an older ladder) one said here.
+    alt = figure.get_label() or _alt_text(recording, links, conn=conn)
     head_end = svg.index(">") + 1
     opening = svg[:head_end]
     opening = opening.replace("<svg ", f'<svg role="img" aria-label="{html.escape(alt)}" '
@@ -54,7 +56,7 @@ def ladder_svg(recording: Recording, links: Sequence[Link] = (), *, lang: Option
     return opening + f"<title>{html.escape(alt)}</title>" + svg[head_end:], alt
 
 
-def ladder_alt_text(recording: Recording, links: Sequence[Link] = (), *, conn=None) -> str:
+def _alt_text(recording: Recording, links: Sequence[Link] = (), *, conn=None) -> str:
     """What the ladder shows, in one or two sentences (for screen readers and
     for a page whose image did not load)."""
     from .connections import connections, select_connection
