@@ -10,6 +10,8 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -99,9 +101,8 @@ INCIDENT_SNIPPET = ("import tcpteardown.views.notebook as tt; "
 def test_incident_snippet_for_two_users_in_a_row():
     """Two students on one machine: the second must not trip over the file
     the first wrote (it used to be /tmp/capture.png for everyone)."""
-    written = []
+    written, uids = [], unused_uids(2)
     try:
-        uids = unused_uids(2)
         for uid in uids:
             env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", MPLBACKEND="Agg",
                        PYTHONPATH=str(REPO / "src"))
@@ -116,12 +117,11 @@ def test_incident_snippet_for_two_users_in_a_row():
             assert os.lstat(image).st_uid == uid, f"{image} is not the student's own file"
             folder = os.lstat(os.path.dirname(image))
             assert folder.st_uid == uid and folder.st_mode & 0o077 == 0, f"{image} is in a folder others can write"
-    finally:
-        for image in written:  # the image, and the student's own folder if it made one (never more)
-            os.unlink(image)
-            folder = os.path.dirname(image)
-            if os.path.basename(folder).startswith("tcpteardown-") and os.lstat(folder).st_uid != 0:
-                shutil.rmtree(folder)
+    finally:  # each student's own folders (never more), also when a run failed before printing
+        for uid in uids:
+            for folder in Path(tempfile.gettempdir()).glob(f"tcpteardown-{uid}*"):
+                if folder.lstat().st_uid == uid:
+                    shutil.rmtree(folder)
 
 
 def test_outputs_never_reach_a_commit(tmp_path):
