@@ -421,7 +421,9 @@ def check_scenario_figure(name, tmp_path, recording=None, **options):
     from tcpteardown.views.connections import connections, select_connection
 
     drawn = select_connection(connections(recording))
-    assert len(arrows(figure)) == min(len(drawn.segments), 300)
+    from tcpteardown.analysis.elide import elide
+
+    assert len(arrows(figure)) == len(elide(drawn.segments, drawn.calls).kept)
     assert len(failure_marks(figure)) == sum(1 for c in drawn.calls if c.failed)
     assert len(connectors(figure)) == sum(1 for l in links if l.call in drawn.calls
                                           and (l.cause is not None or l.local_call is not None))
@@ -518,17 +520,25 @@ def long_connection(pairs: int) -> Recording:
     return Recording(segments(rows), metadata=METADATA)
 
 
-def test_a_long_connection_shows_its_handshake_and_its_end():
-    from tcpteardown.views.ladder import MAX_SEGMENTS
-
+def test_a_long_connection_is_folded_into_one_labelled_band():
     recording = long_connection(200)  # 404 segments
     figure = draw_ladder(recording)
     frames = sorted(int(a.get_gid().split("-")[1]) for a in arrows(figure))
-    assert len(frames) == MAX_SEGMENTS
     assert frames[:3] == [1, 2, 3] and frames[-1] == len(recording.segments)
+    left_out = len(recording.segments) - len(frames)
+    assert left_out > 350
     (label,) = text_by_gid(figure, "break-")
-    assert f"{len(recording.segments) - MAX_SEGMENTS} segments not drawn (frames 4–{frames[3] - 1})" in label
-    assert len(arrows(draw_ladder(long_connection(100)))) == 204  # under the limit: all drawn
+    assert label.startswith(f"… {left_out // 2} data segments, {left_out - left_out // 2} ACKs, ")
+    full = draw_ladder(recording, full=True)
+    assert len(arrows(full)) == len(recording.segments) and not text_by_gid(full, "break-")
+    assert_legible(figure)
+
+
+def test_a_long_ladder_has_bounded_height():
+    # 604 and 1,984 segments; seq numbers of as many digits, so labels wrap alike
+    heights = [draw_ladder(long_connection(pairs)).get_size_inches()[1] for pairs in (300, 990)]
+    assert heights[1] == pytest.approx(heights[0], abs=0.01), heights
+    assert draw_ladder(long_connection(60), full=True).get_size_inches()[1] > 3 * heights[0]
 
 
 def test_overview_cuts_idle_hours_and_marks_the_drawn_connection(tmp_path):

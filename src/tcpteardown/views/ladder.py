@@ -30,6 +30,8 @@ from matplotlib.patches import FancyArrowPatch, Patch, Rectangle
 
 from .. import errnos
 from ..analysis import reasons, rules, tcpstate
+from ..analysis.elide import elide
+from ..analysis.origin import time_origin
 from ..model import Link, Recording, Segment, SocketCall, TcpFlags
 from . import style
 from .connections import ConnectionView, connections, select_connection
@@ -55,10 +57,6 @@ LINE_ROWS = 0.6  # one text line, in rows
 CALL_WRAP = 38  # characters per line of a call's language phrase
 CHAR_IN = 0.083  # average width of a 10 pt DejaVu Sans character (digits, capitals), in inches
 ROWS_ABOVE = 1.0  # room above the first event (its label sits above it)
-# A longer connection shows its handshake and its last segments (the teardown);
-# a break says how many were left out. Keeps big captures legible and fast.
-MAX_SEGMENTS = 300
-HANDSHAKE = 3
 
 # Legend: what each colour means, in the order it is listed.
 SEGMENT_LEGEND = (("SYN", style.SYN, "SYN (opening)"), ("data", style.DATA, "data / ACK"),
@@ -81,6 +79,7 @@ def draw_ladder(
     conn: Union[None, int, str] = None,
     lang: Optional[str] = None,
     time_axis: str = "compressed",
+    full: bool = False,
     ax=None,
 ) -> Figure:
     """Draw one connection of `recording` as a ladder; return its Figure.
@@ -89,6 +88,8 @@ def draw_ladder(
     picks the connection (index or ``"a:1-b:2"``; default: the one with the
     first failing call); `lang` (go, python, java, node, curl) adds how that
     language reports each failure; `time_axis` is ``compressed`` or ``real``.
+    A long transfer is drawn as one labelled band (`analysis.elide`) unless
+    `full`. Time counts from the connection's first SYN (`analysis.origin`).
     With `ax`, draws into it (the caller owns its size) instead of a new Figure.
     """
     if lang is not None and lang.lower() not in LANGS:
@@ -97,7 +98,7 @@ def draw_ladder(
     connection = select_connection(found, conn)
     links = [link for link in links if link.call in connection.calls]
     with style.figure_style():
-        return _Ladder(recording, connection, len(found), links, lang, time_axis).draw(ax)
+        return _Ladder(recording, connection, len(found), links, lang, time_axis, full).draw(ax)
 
 
 # -- labels (pure) ---------------------------------------------------------------
@@ -175,23 +176,6 @@ def wrap_phrase(text: str, width: int) -> list[str]:
     return lines
 
 
-def _window(segments: Sequence[Segment]):
-    """The segments to draw: all, or the handshake and the last ones.
-
-    Returns (drawn, cuts for the time axis, the omitted time range or None).
-    """
-    if len(segments) <= MAX_SEGMENTS:
-        return tuple(segments), {}, None
-    head, tail = segments[:HANDSHAKE], segments[len(segments) - (MAX_SEGMENTS - HANDSHAKE):]
-    left_out = len(segments) - len(head) - len(tail)
-    note = f"{left_out} segments not drawn (frames {segments[HANDSHAKE].frame}–{segments[-len(tail) - 1].frame})"
-    return tuple(head) + tuple(tail), {head[-1].time_ns: note}, (head[-1].time_ns, tail[0].time_ns)
-
-
-def _inside(time_ns: int, window) -> bool:
-    return window is not None and window[0] < time_ns < window[1]
-
-
 def _delay_ns(recording: Recording) -> int:
     value = recording.metadata.get("delay_ms")
     try:
@@ -217,7 +201,7 @@ def _title(recording: Recording) -> str:
 # -- the drawing -------------------------------------------------------------------
 
 class _Ladder:
-    def __init__(self, recording, connection: ConnectionView, count, links, lang, mode):
+    def __init__(self, recording, connection: ConnectionView, count, links, lang, mode, full=False):
         self.recording = recording
         self.connection = connection
         self.count = count
@@ -226,13 +210,17 @@ class _Ladder:
         self.mode = mode
         self.delay = _delay_ns(recording)
         self.isn = initial_sequence_numbers(connection.segments)
-        self.segments, self.cuts, self.omitted = _window(connection.segments)
+        self.elision = elide(connection.segments, connection.calls, full=full,
+                             anchors=[link.cause.time_ns for link in links if link.cause is not None])
+        self.segments = self.elision.kept
+        self.cuts = [(band.start_ns, band.label) for band in self.elision.bands]
+        self.origin = time_origin(connection.segments, connection.calls)
         self.x = {"client": X_CLIENT, "server": X_SERVER}
         self.side = {connection.client: "client", connection.server: "server"}
-        self.calls = [(call, connection.side_of(call)) for call in connection.calls]
-        self.calls = [(call, side) for call, side in self.calls
-                      if side is not None and not _inside(call.end_ns, self.omitted)]
-        self.links = [link for link in links if not _inside(link.call.end_ns, self.omitted)]
+        kept = {id(call) for call in self.elision.calls}
+        self.calls = [(call, connection.side_of(call)) for call in connection.calls if id(call) in kept]
+        self.calls = [(call, side) for call, side in self.calls if side is not None]
+        self.links = [link for link in links if id(link.call) in kept]
         self.states, self.states_from = self._states()
         self.reasons = {s.frame: self._reason(s) for s in self.segments if s.is_rst}
         self.drawn = set(self.segments)
@@ -291,7 +279,7 @@ class _Ladder:
             events.append((call.end_ns, 0.5))
         for timeline in self.states.values():
             events.extend((when, LINE_ROWS) for when, _ in timeline)
-        return build_time_axis(events, self.mode, cuts=self.cuts)
+        return build_time_axis(events, self.mode, cuts=self.cuts, origin_ns=self.origin)
 
     # -- page --------------------------------------------------------------------
     def draw(self, ax) -> Figure:
@@ -331,6 +319,10 @@ class _Ladder:
         if not conn.roles_known:
             details.append("no SYN seen: client guessed from the ports")
         details.append(f"time: {self.mode}" + (", idle gaps cut" if self.axis.breaks else ""))
+        if self.elision.bands:
+            details.append(f"{self.elision.left_out:,} of {len(conn.segments):,} segments folded into "
+                           f"{'a band' if len(self.elision.bands) == 1 else f'{len(self.elision.bands)} bands'}"
+                           " (--full draws them all)")
         if self.delay:
             details.append(f"one-way delay {format_elapsed(self.delay)} (from metadata)")
         if self.connection.connection is None:
