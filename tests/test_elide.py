@@ -119,3 +119,16 @@ def test_a_live_two_thousand_segment_transfer(tmp_path):
     assert band.payload_bytes > 250_000
     height = draw_ladder(recording).get_size_inches()[1]
     assert height < 16, f"{len(conn.segments)} segments drawn {height:.1f} in tall"
+
+
+def test_plot_full_draws_every_segment(corpus, tmp_path, capsys):
+    from tcpteardown.cli import main
+
+    _, segments = one_connection(corpus, "zeek/timestamp.pcap")
+    drawn = {}
+    for name, extra in (("folded", []), ("full", ["--full"])):
+        out = tmp_path / f"{name}.svg"
+        assert main(["plot", str(corpus / "zeek/timestamp.pcap"), "-o", str(out), *extra]) == 0
+        drawn[name] = set(re.findall(r'id="segment-(\d+)"', out.read_text()))
+    assert len(drawn["full"]) == len(segments)
+    assert len(drawn["folded"]) == len(elide(segments).kept) < len(segments)
