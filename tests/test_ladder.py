@@ -364,6 +364,88 @@ def assert_legible(figure):
             assert not a.overlaps(b), f"labels overlap: {text_a!r} and {text_b!r}"
 
 
+def crowded() -> Recording:
+    """broken-pipe after an idle pause, plus a recv that reached end-of-file:
+    every legend entry at once (the most rows), and a rule footnote."""
+    recording = paused(201)
+    eof = calls([("client", "recv", 500_000_000, 500_010_000, 0, None)])
+    return replace(recording, calls=tuple(sorted(recording.calls + eof, key=lambda c: c.start_ns)))
+
+
+def page_boxes(figure):
+    renderer = FigureCanvasAgg(figure).get_renderer()
+    ax = the_axes(figure)
+    (rules,) = [t for t in texts(figure) if t.get_gid() == "rules"]
+    return renderer, ax.get_legend().get_window_extent(renderer), rules.get_window_extent(renderer)
+
+
+def assert_legend_clear_of_footnote(figure):
+    renderer, legend, rules = page_boxes(figure)
+    assert not legend.overlaps(rules), f"legend {legend} overprints the rule footnote {rules}"
+    assert rules.y1 < legend.y0
+    page = figure.bbox
+    for text in texts(figure):  # nothing runs off the page either
+        box = text.get_window_extent(renderer)
+        assert page.x0 - 1 <= box.x0 and box.x1 <= page.x1 + 1 and page.y0 - 1 <= box.y0 and box.y1 <= page.y1 + 1, \
+            f"{text.get_text()!r} leaves the page"
+
+
+@pytest.mark.parametrize("lang", [None, "go"])
+def test_legend_never_overprints_the_rule_footnote(lang):
+    for recording in (broken_pipe(), crowded()):
+        figure = draw_ladder(recording, correlate(recording), lang=lang)
+        assert len(the_axes(figure).get_legend().get_texts()) >= 7
+        assert_legend_clear_of_footnote(figure)
+    assert len(the_axes(draw_ladder(crowded(), correlate(crowded()))).get_legend().get_texts()) == 10
+
+
+@pytest.mark.parametrize("make", [broken_pipe, crowded, lambda: long_connection(300)])
+def test_text_is_at_least_11_px_on_a_1024_px_projector(make):
+    from tcpteardown.views.ladder import min_text_px
+
+    recording = make()
+    figure = draw_ladder(recording, correlate(recording), lang="java")
+    width_px = figure.get_size_inches()[0] * style.PNG_DPI
+    smallest = min(t.get_fontsize() for t in texts(figure)) / 72 * style.PNG_DPI * 1024 / width_px
+    assert smallest >= 11, f"{smallest:.1f} px"
+    assert min_text_px(figure) == pytest.approx(smallest)
+
+
+def test_states_sit_beside_their_lifelines_not_at_the_edges():
+    figure = draw_ladder(broken_pipe())
+    ax = the_axes(figure)
+    lifeline_x = {side: ax.transData.transform((line.get_xdata()[0], 0))[0]
+                  for side in ("client", "server") for line in by_gid(ax.lines, f"lifeline-{side}-0")}
+    renderer = FigureCanvasAgg(figure).get_renderer()
+    inch = figure.dpi
+    for text in texts(figure):
+        gid = text.get_gid() or ""
+        if gid.startswith("state-"):
+            side = gid.split("-")[1]
+            box = text.get_window_extent(renderer)
+            gap = lifeline_x[side] - box.x1 if side == "client" else box.x0 - lifeline_x[side]
+            assert 0 < gap < 0.4 * inch, f"{text.get_text()} is {gap / inch:.2f} in from its lifeline"
+    lifelines_apart = lifeline_x["server"] - lifeline_x["client"]
+    assert lifelines_apart < 0.3 * figure.bbox.width
+
+
+def test_alt_text_says_what_the_ladder_shows(tmp_path):
+    from PIL import Image
+
+    from tcpteardown.views.ladder import ladder_alt_text
+
+    recording = broken_pipe()
+    figure = draw_ladder(recording, correlate(recording))
+    alt = ladder_alt_text(figure)
+    assert alt.startswith("Ladder diagram of broken-pipe, connection 1 of 1: client 127.0.0.1:54496 on the left")
+    assert "the client's send() failed with EPIPE, caused by the server's RST (frame 8)" in alt
+    assert alt.endswith(".") and alt.count(".") == alt.count("127.0.0.1") * 3 + 1  # one sentence
+    assert alt in style.save_figure(figure, tmp_path / "l.svg").read_text().replace("&#x27;", "'")
+    assert Image.open(style.save_figure(figure, tmp_path / "l.png")).text["Description"] == alt
+    folded = ladder_alt_text(draw_ladder(long_connection(300)))
+    assert "folded into 1 labelled band" in folded and "ending with the server's RST" in folded
+
+
 @pytest.mark.parametrize("lang", [None, "go", "java"])
 def test_labels_never_overlap(lang):
     recording = broken_pipe()
@@ -428,6 +510,8 @@ def check_scenario_figure(name, tmp_path, recording=None, **options):
     assert len(connectors(figure)) == sum(1 for l in links if l.call in drawn.calls
                                           and (l.cause is not None or l.local_call is not None))
     assert_legible(figure)
+    if text_by_gid(figure, "rules"):  # the live broken-pipe ladder's legend once overprinted its footnote
+        assert_legend_clear_of_footnote(figure)
 
 
 @pytest.mark.needs_capture
