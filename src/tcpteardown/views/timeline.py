@@ -68,6 +68,24 @@ def verdict_lines(run) -> list[str]:
     return lines
 
 
+def _outcomes(outcomes) -> str:
+    return "; ".join(f"{o.role} {o.op}() -> {o.outcome} ({o.cause})" for o in outcomes) or "no failing call"
+
+
+def summary_line(run, seconds: float) -> str:
+    """One line for `run A B C` / `run --all`: verdict, name, duration, expected vs observed."""
+    head = f"{'✓' if run.matches else '✗'} {run.scenario.name:<22} {seconds:6.2f} s  "
+    if run.matches:
+        return head + "as expected: " + _outcomes(run.observed)
+    expected = _outcomes(run.expected.outcomes) if run.expected else f"nothing known for {run.recording.metadata.os}"
+    return head + f"DIFFERS: expected {expected}; observed {_outcomes(run.observed)} · " + "; ".join(run.mismatches)
+
+
+def unplayable_line(name: str, why: str) -> str:
+    """The summary line of a scenario that did not play to the end."""
+    return f"- {name:<22} {'':>8}  {why}"
+
+
 def header_lines(run) -> list[str]:
     """Warnings first (anything the capture may have missed), then what ran where."""
     from ..analysis.completeness import banner
