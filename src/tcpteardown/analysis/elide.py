@@ -19,7 +19,7 @@ import bisect
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-from ..model import Segment, SocketCall
+from ..model import Segment, SocketCall, TcpFlags
 from ..units import format_bytes, format_duration
 
 __all__ = ["Band", "Elision", "elide", "HANDSHAKE", "CONTEXT", "MIN_BAND"]
@@ -27,6 +27,8 @@ __all__ = ["Band", "Elision", "elide", "HANDSHAKE", "CONTEXT", "MIN_BAND"]
 HANDSHAKE = 3  # segments kept at the start even without a SYN (a mid-stream capture)
 CONTEXT = 4  # segments kept on each side of a teardown segment or failing call
 MIN_BAND = 8  # a shorter run is drawn: a band must save more room than it takes
+# Plain ints: IntFlag arithmetic costs microseconds a segment, and a long connection has thousands.
+_SYN, _ENDS = int(TcpFlags.SYN), int(TcpFlags.FIN) | int(TcpFlags.RST)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,26 +119,26 @@ def elide(segments: Sequence[Segment], calls: Iterable[SocketCall] = (), *,
 
 def _must_keep(segments, calls, anchors, context) -> list[bool]:
     count = len(segments)
+    bits = [int(s.flags) for s in segments]
     keep = [False] * count
     head = HANDSHAKE
-    while head < count and segments[head].is_syn:  # retransmitted SYNs belong to the opening
+    while head < count and bits[head] & _SYN:  # retransmitted SYNs belong to the opening
         head += 1
-    keep[:head] = [True] * head
-    ends = [i for i, s in enumerate(segments) if s.is_fin or s.is_rst]
+    keep[:head] = [True] * min(head, count)
+    marks = [i for i, b in enumerate(bits) if b & (_SYN | _ENDS)]
+    ends = [i for i in marks if bits[i] & _ENDS]
     if ends:
-        first_end = ends[0]
         # The end of the story: the last segments before the first FIN/RST, and everything after,
         # unless a long transfer follows (a half-close): that is elided like any other.
-        for i in range(max(first_end - 2 * context, 0), min(first_end + 1, count)):
-            keep[i] = True
+        first_end = ends[0]
+        keep[max(first_end - 2 * context, 0):first_end + 1] = [True] * (first_end + 1 - max(first_end - 2 * context, 0))
     keep[max(count - 2 * context, 0):] = [True] * min(2 * context, count)
     times = [s.time_ns for s in segments]
-    marks = [i for i, s in enumerate(segments) if s.is_syn or s.is_fin or s.is_rst]
     marks += [_index_at(times, c.end_ns) for c in calls if c.failed]
     marks += [_index_at(times, t) for t in anchors]
     for i in marks:
-        for j in range(max(i - context, 0), min(i + context + 1, count)):
-            keep[j] = True
+        lo, hi = max(i - context, 0), min(i + context + 1, count)
+        keep[lo:hi] = [True] * (hi - lo)
     return keep
 
 
