@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+from ..analysis.origin import time_origin
 from ..analysis.relative import relative_numbers
 from ..model import Recording, Segment, SocketCall
 
@@ -17,7 +18,8 @@ def side_of(endpoint, server_ports: set) -> str:
 
 
 def timeline_lines(recording: Recording, server_ports: set) -> list[str]:
-    start = recording.start_ns or 0
+    """Calls and segments in time order, timed from the first SYN (as every view is)."""
+    start = time_origin(recording.segments, recording.calls) or 0
     relative = relative_numbers(recording.segments)
     rows: list[tuple[int, int, str]] = []
     for seg in recording.segments:
