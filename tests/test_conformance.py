@@ -11,7 +11,10 @@ minutes on 2 cores), then, on that run:
 - its bundle round-trips (packets, calls, kernel events, metadata);
 - tshark reads the bundle and sees the same segments;
 - `tcpteardown explain --json` links each failing call to a cause of the
-  declared kind, and the frame it names is, for tshark, that kind of segment.
+  declared kind, and the frame it names is, for tshark, that kind of segment;
+- its ladder draws legibly (no overlaps, text >= 11 px at 1024 px wide, the
+  legend clear of the rule footnote) and writes as PNG, SVG or PDF (one
+  format per case, in turn, so all three meet real recordings).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from tcpteardown.scenarios.needs import can_run
 pytestmark = pytest.mark.needs_capture
 
 CASES = [(scenario.name, family) for scenario in all_scenarios() for family in ("ipv4", "ipv6")]
+FORMATS = {case: (".png", ".svg", ".pdf")[index % 3] for index, case in enumerate(CASES)}
 # The flag a cause of each kind is, on the wire.
 CAUSE_FLAG = {"rst": TcpFlags.RST, "fin": TcpFlags.FIN, "syn-unanswered": TcpFlags.SYN}
 
@@ -44,6 +48,7 @@ class Played:
     threads: tuple[int, int]
     leaked_children: set
     bundle: str
+    case: tuple[str, str] = ("", "")
     wire: dict = None  # tshark's view of the bundle, read once
 
     def tshark(self) -> dict[int, int]:
@@ -73,7 +78,7 @@ def played(request, warmed, tmp_path_factory) -> Played:
     run = run_scenario(name, family=family)
     leaked = (open_fds() - fds, (threads, threading.active_count()), children() - kids)
     bundle = write_bundle(tmp_path_factory.mktemp(f"{name}-{family}") / f"{name}.pcapng", run.recording)
-    return Played(run, leaked[0], leaked[1], leaked[2], str(bundle))
+    return Played(run, leaked[0], leaked[1], leaked[2], str(bundle), (name, family))
 
 
 def test_outcome_is_its_declared_expectation(played):
@@ -161,3 +166,30 @@ def test_explain_links_every_failing_call_to_its_declared_cause(played, capsys):
             assert mine[0]["rule"] != "no-rule", mine[0]
         if want.cause in CAUSE_FLAG:
             assert wire[cause["frame"]] & CAUSE_FLAG[want.cause], f"frame {cause['frame']} is not a {want.cause}"
+
+
+def test_the_ladder_draws_legibly(played, tmp_path):
+    from test_ladder import MAGIC, arrows, assert_legend_clear_of_footnote, assert_legible, connectors, \
+        failure_marks, text_by_gid
+    from tcpteardown.analysis.correlate import correlate
+    from tcpteardown.analysis.elide import elide
+    from tcpteardown.views import style
+    from tcpteardown.views.connections import connections, select_connection
+    from tcpteardown.views.ladder import draw_ladder, ladder_alt_text, min_text_px
+
+    recording = played.run.recording
+    links = correlate(recording)
+    figure = draw_ladder(recording, links, lang="go")
+    drawn = select_connection(connections(recording))
+    anchors = [link.cause.time_ns for link in links if link.call in drawn.calls and link.cause is not None]
+    assert len(arrows(figure)) == len(elide(drawn.segments, drawn.calls, anchors=anchors).kept)
+    assert len(failure_marks(figure)) == sum(1 for c in drawn.calls if c.failed)
+    assert len(connectors(figure)) == sum(1 for link in links if link.call in drawn.calls
+                                          and (link.cause is not None or link.local_call is not None))
+    assert_legible(figure)
+    assert min_text_px(figure) >= 11
+    if text_by_gid(figure, "rules"):
+        assert_legend_clear_of_footnote(figure)
+    assert ladder_alt_text(figure).startswith(f"Ladder diagram of {played.run.scenario.name}")
+    suffix = FORMATS[played.case]
+    assert style.save_figure(figure, tmp_path / f"ladder{suffix}").read_bytes().startswith(MAGIC[suffix])

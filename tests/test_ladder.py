@@ -521,24 +521,7 @@ def test_seed_scenarios_render_to_png_svg_and_pdf(name, family, tmp_path):
     check_scenario_figure(name, tmp_path, family=family)
 
 
-@pytest.mark.needs_capture
-@pytest.mark.slow
-def test_every_registered_scenario_renders(tmp_path):
-    """The whole library, as it grows: each scenario this host can play draws legibly."""
-    from tcpteardown.scenarios import all_scenarios
-
-    from tcpteardown.scenarios import run_scenario
-
-    played, unplayable = [], []
-    for scenario in all_scenarios():
-        try:
-            recording = run_scenario(scenario.name).recording
-        except Exception as exc:  # noqa: BLE001 - playing is the scenario tests' job; drawing is ours
-            unplayable.append(f"{scenario.name}: {type(exc).__name__}: {exc}")
-            continue
-        check_scenario_figure(scenario.name, tmp_path, recording)
-        played.append(scenario.name)
-    assert set(SEED_SCENARIOS) <= set(played), unplayable
+# Every registered scenario's ladder, both families: tests/test_conformance.py.
 
 
 @contextlib.contextmanager
