@@ -75,3 +75,15 @@ def test_listing_and_help_import_neither_scapy_nor_matplotlib():
         loaded = {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
         assert "tcpteardown.cli" in loaded
         assert not {"scapy", "matplotlib"} & loaded, argv
+
+
+@pytest.mark.needs_capture
+def test_several_scenarios_as_json_are_an_array_of_runs(capsys):
+    import json
+
+    assert cli.main(["run", "refused", "use-after-close", "--json"]) == 0
+    runs = json.loads(capsys.readouterr().out)
+    assert [(r["scenario"], r["family"], r["matches"]) for r in runs] == [("refused", "ipv4", True),
+                                                                          ("use-after-close", "ipv4", True)]
+    assert all(r["seconds"] > 0 and r["segments"] is not None for r in runs)
+    assert runs[1]["observed"] == [{"role": "client", "op": "recv", "outcome": "EBADF", "cause": "local-close"}]
