@@ -431,9 +431,21 @@ class _Ladder:
                     ax.add_line(Line2D([self.x[side] - 0.1, self.x[side] + 0.1],
                                        [middle + offset + 0.1, middle + offset - 0.1],
                                        color=style.BREAK, linewidth=1.2, zorder=3))
-            ax.text((X_CLIENT + X_SERVER) / 2, middle, cut.label, ha="center", va="center",
-                    fontsize=style.FONT, color=style.MUTED, gid=f"break-{i}",
-                    bbox=dict(boxstyle="round,pad=0.25", facecolor="white", edgecolor=style.BREAK))
+            self._break_label(ax, middle, cut.label, f"break-{i}")
+        if self.mode == "real":  # a linear axis has no breaks: still say what each band left out, where
+            for i, band in enumerate(self.elision.bands):
+                middle = self.axis.y((band.start_ns + band.end_ns) // 2)
+                self._break_label(ax, middle, band.label, f"band-{i}")
+
+    @staticmethod
+    def _break_label(ax, row: float, text: str, gid: str):
+        if len(text) * CHAR_IN > MID_W - 0.2 and ", " in text:  # two lines, split at the middle comma
+            commas = [i for i in range(len(text)) if text.startswith(", ", i)]
+            cut = min(commas, key=lambda i: abs(i - len(text) / 2))
+            text = text[:cut + 1] + "\n" + text[cut + 2:]
+        ax.text((X_CLIENT + X_SERVER) / 2, row, text, ha="center", va="center", fontsize=style.FONT,
+                color=style.MUTED, gid=gid, linespacing=1.1,
+                bbox=dict(boxstyle="round,pad=0.25", facecolor="white", edgecolor=style.BREAK))
 
     def _ticks(self, ax):
         # Ticks where segments are (and where calls failed); a long ladder gets one every other row.

@@ -26,7 +26,7 @@ MODES = ("compressed", "real")
 # An idle gap at least this long becomes a break on the compressed axis.
 DEFAULT_BREAK_NS = 1_000_000  # 1 ms: loopback exchanges are tens of microseconds
 BREAK_FACTOR = 20  # a gap this many times the median gap is idle time
-BREAK_ROWS = 1.6  # height of a break, in rows
+BREAK_ROWS = 1.9  # height of a break, in rows (room for a two-line band label)
 MIN_ROWS = 0.25  # the least an event may move the axis (call starts, receive times)
 
 
