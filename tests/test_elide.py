@@ -82,13 +82,11 @@ def test_a_failing_call_in_the_bulk_keeps_its_neighbourhood(corpus):
     assert segments[300] in anchored.kept and len(anchored.bands) == 2
 
 
-@pytest.mark.needs_capture
-def test_a_live_two_thousand_segment_transfer(tmp_path):
-    """Real sockets, real tcpdump: 1,000 request/response turns, then an abortive close."""
+def capture_live(tmp_path, play):
+    """`play(client, server)` on a real loopback pair, captured by tcpdump; the one connection."""
     tool_or_skip("tcpdump")
     from tcpteardown.capture.tcpdump import TcpdumpCapture
     from tcpteardown.views.connections import connections
-    from tcpteardown.views.ladder import draw_ladder
 
     with socket.create_server(("127.0.0.1", 0)) as listener:
         port = listener.getsockname()[1]
@@ -99,17 +97,29 @@ def test_a_live_two_thousand_segment_transfer(tmp_path):
                 with server:
                     for sock in (client, server):
                         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                    for _ in range(1000):  # each side waits for the other: one data segment per send
-                        client.sendall(b"q" * 100)
-                        assert server.recv(100) == b"q" * 100
-                        server.sendall(b"a" * 200)
-                        assert client.recv(200) == b"a" * 200
-                    server.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            # the server's linger-0 close (leaving the with block) sends RST
+                    play(client, server)
         pcap = capture.stop()
     assert capture.kernel_drops == 0, capture.describe()
     recording = load_recording(pcap)
     (conn,) = connections(recording)
+    return recording, conn
+
+
+@pytest.mark.needs_capture
+def test_a_live_two_thousand_segment_transfer(tmp_path):
+    """Real sockets, real tcpdump: 1,000 request/response turns, then an abortive close."""
+    from tcpteardown.views.ladder import draw_ladder
+
+    def play(client, server):
+        for _ in range(1000):  # each side waits for the other: one data segment per send
+            client.sendall(b"q" * 100)
+            assert server.recv(100) == b"q" * 100
+            server.sendall(b"a" * 200)
+            assert client.recv(200) == b"a" * 200
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        # the server's linger-0 close (leaving its with block) sends RST
+
+    recording, conn = capture_live(tmp_path, play)
     assert len(conn.segments) >= 2000
     elision = elide(conn.segments)
     check_accounting(conn.segments, elision)
@@ -119,6 +129,30 @@ def test_a_live_two_thousand_segment_transfer(tmp_path):
     assert band.payload_bytes > 250_000
     height = draw_ladder(recording).get_size_inches()[1]
     assert height < 16, f"{len(conn.segments)} segments drawn {height:.1f} in tall"
+
+
+@pytest.mark.needs_capture
+def test_a_long_transfer_after_a_half_close_is_folded_too(tmp_path):
+    """The client shuts down writing first (FIN); the server goes on answering 600 times."""
+
+    def play(client, server):
+        client.shutdown(socket.SHUT_WR)
+        assert server.recv(10) == b""  # the client's FIN
+        for _ in range(600):
+            server.sendall(b"a" * 200)
+            assert client.recv(200) == b"a" * 200
+        server.shutdown(socket.SHUT_WR)
+        assert client.recv(10) == b""
+
+    _, conn = capture_live(tmp_path, play)
+    segments = conn.segments
+    elision = elide(segments)
+    check_accounting(segments, elision)
+    fins = [s for s in segments if s.is_fin]
+    assert len(fins) == 2 and set(fins) <= set(elision.kept)
+    (band,) = elision.bands
+    assert fins[0].time_ns < band.start_ns and band.end_ns < fins[1].time_ns
+    assert len(elision.kept) < 40 < len(segments)
 
 
 def test_plot_full_draws_every_segment(corpus, tmp_path, capsys):
