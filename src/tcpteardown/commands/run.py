@@ -73,9 +73,9 @@ def _play(args, name: str):
 
 def _run_one(args, name: str) -> int:
     from ..errors import UserError
-    from ..formats.bundle import write_bundle
     from ..scenarios import get_scenario
     from ..scenarios.needs import can_run
+    from ..views.packet_comments import write_annotated_bundle
     from ..views.timeline import describe_run
 
     scenario = get_scenario(name)
@@ -86,7 +86,7 @@ def _run_one(args, name: str) -> int:
     result = _play(args, name)
     bundle = None
     if args.output:
-        bundle = str(write_bundle(Path(args.output), result.recording))
+        bundle = str(write_annotated_bundle(Path(args.output), result.recording))
     if args.json:
         print(json.dumps(run_to_json(result, bundle), indent=2))
     else:

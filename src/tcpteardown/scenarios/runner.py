@@ -97,6 +97,8 @@ def _build_recording(scenario, stage, captured, events, witness, started) -> Rec
     if captured is not None:
         extra.extend(("problem", problem) for problem in captured.problems)
     extra.extend(("note", note) for note in stage.notes)
+    if platform.mac_ver()[0]:  # `sw_vers -productVersion`: which macOS a contributed bundle came from
+        extra.append(("macos", platform.mac_ver()[0]))
     recording, _notes = assemble(
         captured=captured, calls=stage.rec.calls, events=events, witness=witness,
         window=(started, time.time_ns()), started_ns=started, scenario=scenario.name, extra=extra,
