@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass
-from typing import Iterable, Optional
+from typing import Iterable, Mapping, Optional
 
 __all__ = ["Break", "TimeAxis", "build_time_axis", "adaptive_break_ns", "format_elapsed", "signed_elapsed", "MODES",
            "DEFAULT_BREAK_NS"]
@@ -38,7 +38,8 @@ class Break:
     bottom: float
     start_ns: int
     end_ns: int
-    text: str = ""  # what the break stands for when it hides events too ("… 180 data segments, …")
+    note: str = ""  # what else the break hides, after its length ("933 segments not drawn")
+    text: str = ""  # the whole label, when the break stands for left-out events ("… 180 data segments, …")
 
     @property
     def elapsed_ns(self) -> int:
@@ -46,7 +47,10 @@ class Break:
 
     @property
     def label(self) -> str:
-        return self.text or f"⋯ {format_elapsed(self.elapsed_ns)} ⋯"
+        if self.text:
+            return self.text
+        note = f", {self.note}" if self.note else ""
+        return f"⋯ {format_elapsed(self.elapsed_ns)}{note} ⋯"
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +124,7 @@ def build_time_axis(
     *,
     break_ns: Optional[int] = None,
     real_height: Optional[float] = None,
-    cuts: Iterable[tuple[int, str]] = (),
+    cuts: "Iterable[tuple[int, str]] | Mapping[int, str]" = (),
     origin_ns: Optional[int] = None,
 ) -> TimeAxis:
     """The axis for `events`: (time_ns, rows the event's label needs above it).
@@ -128,8 +132,9 @@ def build_time_axis(
     Compressed: each distinct time moves the axis down by the largest weight
     among its events (at least MIN_ROWS); a gap of `break_ns` or more
     (default: `adaptive_break_ns`) becomes a Break, and so does the gap
-    holding each time of `cuts` ((time, text) for events left out there,
-    the text labelling the break). Real: linear from the first to the last
+    holding each time of `cuts` ((time, text) pairs for events left out
+    there, the text labelling the break); a mapping {time: note} instead
+    breaks the gap after each time, the note following the break's length. Real: linear from the first to the last
     event over `real_height` rows (default: the height the compressed axis
     would have), so both fit the same page. Ticks count from `origin_ns`
     (default: the first event; views pass the first SYN, so every view of a
@@ -145,7 +150,8 @@ def build_time_axis(
     times = sorted(weights)
     origin = times[0] if origin_ns is None else origin_ns
     threshold = adaptive_break_ns(times) if break_ns is None else break_ns
-    pending = sorted(cuts)
+    after = dict(cuts) if isinstance(cuts, Mapping) else {}
+    pending = [] if isinstance(cuts, Mapping) else sorted(cuts)
 
     knots: list[tuple[int, float]] = [(times[0], 0.0)]
     breaks: list[Break] = []
@@ -155,10 +161,10 @@ def build_time_axis(
         texts = []
         while pending and pending[0][0] <= current:
             texts.append(pending.pop(0)[1])
-        if current - previous >= threshold or texts:
+        if current - previous >= threshold or texts or previous in after:
             top = row + 0.5
             bottom = top + BREAK_ROWS
-            breaks.append(Break(top, bottom, previous, current, " ".join(texts)))
+            breaks.append(Break(top, bottom, previous, current, after.get(previous, ""), " ".join(texts)))
             knots.append((current, bottom + max(step - 0.5, MIN_ROWS)))
         else:
             knots.append((current, row + step))
