@@ -99,7 +99,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--short", type=int, default=20)
     parser.add_argument("--segments", type=int, default=2000)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--format", choices=("png", "svg", "pdf"), default="png")
     parser.add_argument("--full", action="store_true", help="also time the long one with every segment drawn")
     args = parser.parse_args()
@@ -110,22 +110,34 @@ def main() -> None:
         cases = [("short", args.short, False), ("long", args.segments, False)]
         if args.full:
             cases.append(("long --full", args.segments, True))
-        for name, size, full in cases:
-            recording = build(size)
-            links = correlate(recording)
-            draw = best_of(args.repeat, lambda: draw_ladder(recording, links, full=full))
-            total = best_of(args.repeat, lambda: save_figure(draw_ladder(recording, links, full=full), out))
-            cpu = best_of(args.repeat, lambda: save_figure(draw_ladder(recording, links, full=full), out),
-                          time.process_time)
-            height = draw_ladder(recording, links, full=full).get_size_inches()[1]
-            results[name] = (total, cpu)
+        built = {name: (build(size), full) for name, size, full in cases}
+        links = {name: correlate(recording) for name, (recording, _) in built.items()}
+
+        def work(name):
+            recording, full = built[name]
+            return lambda: save_figure(draw_ladder(recording, links[name], full=full), out)
+
+        # Interleaved, best of R each: load from the other processes on this machine drifts,
+        # and must not favour whichever case happened to run in a quiet second.
+        wall = {name: [] for name in built}
+        cpu = {name: [] for name in built}
+        for _ in range(args.repeat):
+            for name in built:
+                wall[name].append(best_of(1, work(name)))
+                cpu[name].append(best_of(1, work(name), time.process_time))
+        for name, (recording, full) in built.items():
+            draw = best_of(args.repeat, lambda: draw_ladder(recording, links[name], full=full))
+            work(name)()
+            height = draw_ladder(recording, links[name], full=full).get_size_inches()[1]
+            total, used = min(wall[name]), min(cpu[name])
+            results[name] = (total, used)
             print(f"{name}: {len(recording.segments)} segments, {len(recording.calls)} socket calls, "
-                  f"{len(links)} links -> {args.format.upper()} ({out.stat().st_size / 1024:.0f} KiB, "
+                  f"{len(links[name])} links -> {args.format.upper()} ({out.stat().st_size / 1024:.0f} KiB, "
                   f"{height:.1f} in tall)")
             print(f"  draw_ladder          {draw * 1000:7.0f} ms")
             print(f"  draw + save_figure   {total * 1000:7.0f} ms   (goal < {GOAL_S * 1000:.0f} ms: "
                   f"{'met' if total < GOAL_S else 'NOT met'})")
-            print(f"  ... of which CPU     {cpu * 1000:7.0f} ms")
+            print(f"  ... of which CPU     {used * 1000:7.0f} ms")
         floor = best_of(args.repeat, lambda: reference(args.short, Path(tmp) / f"ref.{args.format}"))
     ratio = results["long"][0] / results["short"][0]
     print(f"long / short = {ratio:.2f}x wall, {results['long'][1] / results['short'][1]:.2f}x CPU   "
