@@ -43,7 +43,7 @@ __all__ = ["draw_ladder", "ladder_alt_text", "min_text_px", "segment_label", "fi
 LANGS = errnos.LANG_CHOICES
 
 # -- geometry (inches across, rows down) ----------------------------------------
-# Sized for a projector: the page is under 10 in wide, so shown 1024 px wide
+# Sized for a projector: the page is about 10.4 in wide, so shown 1024 px wide
 # every text (9 pt and up) is at least 11 px tall (`min_text_px`). From the
 # lifeline outwards: the connector lane, the TCP state column, the call labels.
 ROW_IN = 0.30  # one row of the time axis
