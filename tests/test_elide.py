@@ -78,6 +78,8 @@ def test_a_failing_call_in_the_bulk_keeps_its_neighbourhood(corpus):
     assert middle in elision.kept and len(elision.bands) == 2
     assert elision.calls == (failing,)  # the quiet send sat inside a band: counted there
     assert sum(b.calls for b in elision.bands) == 1 and "1 socket call" in elision.bands[0].label
+    eof = SocketCall("client", "recv", segments[300].time_ns, segments[300].time_ns + 10, 0)
+    assert eof.is_eof and eof in elide(segments, [eof]).calls  # an end-of-file is never folded away
     anchored = elide(segments, anchors=[segments[300].time_ns])
     assert segments[300] in anchored.kept and len(anchored.bands) == 2
 

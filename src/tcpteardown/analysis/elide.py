@@ -2,12 +2,13 @@
 
 A reader of a ladder wants the teardown, not the bulk transfer before it.
 `elide` keeps the handshake, the last few segments before the first FIN or
-RST, every SYN/FIN/RST, a few segments around each failing call (and each
+RST, every SYN/FIN/RST, a few segments around each failing call or EOF (and each
 `anchor` time the caller names, such as a linked cause), and the end of the
 connection; every longer run of plain data and ACKs in between becomes one
 `Band` that says how many segments, bytes, socket calls and how much time it
 stands for ("… 180 data segments, 1.2 MB, 3.4 s …"). Socket calls that fall
-wholly inside a band are left out with it; failing calls never are.
+wholly inside a band are left out with it; failing calls and end-of-file
+reads never are (the segments around them are kept).
 
 Pure: model in, model out; shared by every view that draws a connection
 (the ladder, and the Mermaid/HTML ladders).
@@ -103,7 +104,7 @@ def elide(segments: Sequence[Segment], calls: Iterable[SocketCall] = (), *,
         keep[first:last + 1] = [False] * (last + 1 - first)
     kept = tuple(s for s, k in zip(segments, keep) if k)
     windows = [(segments[first].time_ns, segments[last].time_ns) for first, last in runs]
-    hidden = [c for c in calls if not c.failed and any(lo <= c.start_ns and c.end_ns <= hi for lo, hi in windows)]
+    hidden = [c for c in calls if c.outcome == "ok" and any(lo <= c.start_ns and c.end_ns <= hi for lo, hi in windows)]
     hidden_ids = {id(c) for c in hidden}
     bands = []
     for (first, last), (lo, hi) in zip(runs, windows):
@@ -134,7 +135,7 @@ def _must_keep(segments, calls, anchors, context) -> list[bool]:
         keep[max(first_end - 2 * context, 0):first_end + 1] = [True] * (first_end + 1 - max(first_end - 2 * context, 0))
     keep[max(count - 2 * context, 0):] = [True] * min(2 * context, count)
     times = [s.time_ns for s in segments]
-    marks += [_index_at(times, c.end_ns) for c in calls if c.failed]
+    marks += [_index_at(times, c.end_ns) for c in calls if c.outcome != "ok"]  # failures and EOFs
     marks += [_index_at(times, t) for t in anchors]
     for i in marks:
         lo, hi = max(i - context, 0), min(i + context + 1, count)
