@@ -160,7 +160,7 @@ def _read_segments(path: Path):
     except ImportError:
         from scapy.utils import RawPcapReader
 
-        from tcpteardown.capture.dissect import segments_from_frames
+        from scapy_dissect import segments_from_frames
         from tcpteardown.model import Frame
 
         with RawPcapReader(str(path)) as reader:

@@ -16,7 +16,7 @@ def _key(seg):
 
 def _tcpdump_segments(path, ports):
     from scapy.utils import rdpcap
-    from tcpteardown.capture.dissect import segments_from_frames
+    from scapy_dissect import segments_from_frames
     from tcpteardown.model import Frame
 
     frames = [Frame(int(p.time * 1_000_000_000), 1, bytes(p), len(p)) for p in rdpcap(str(path))]

@@ -112,3 +112,20 @@ def test_time_never_flows_upward(events, mode):
         assert all(b > a for a, b in zip(rows, rows[1:]))  # every event its own row
         for cut in axis.breaks:
             assert cut.elapsed_ns >= adaptive_break_ns(times) >= DEFAULT_BREAK_NS
+
+
+def test_a_cut_breaks_the_gap_that_holds_it_and_its_text_is_the_label():
+    events = [(0, 1.0), (10 * US, 1.0), (20 * US, 1.0), (30 * US, 1.0)]
+    axis = build_time_axis(events, cuts=[(15 * US, "… 180 data segments, 1.2 MB, 3.400 s …")])
+    (cut,) = axis.breaks
+    assert (cut.start_ns, cut.end_ns) == (10 * US, 20 * US)  # the gap that held the left-out segments
+    assert cut.label == "… 180 data segments, 1.2 MB, 3.400 s …"
+    assert build_time_axis(events).breaks == ()
+
+
+def test_ticks_count_from_the_origin_given_and_say_before_it():
+    from tcpteardown.views.timeaxis import signed_elapsed
+
+    axis = build_time_axis([(0, 1.0), (34 * US, 1.0), (50 * US, 1.0)], origin_ns=34 * US)
+    assert [label for _, label in axis.ticks()] == ["-34.0 µs", "0", "+16.0 µs"]
+    assert (signed_elapsed(0), signed_elapsed(-5 * MS), signed_elapsed(5 * MS)) == ("0", "-5.00 ms", "+5.00 ms")

@@ -13,3 +13,14 @@ def format_duration(ns: int) -> str:
     if ns >= 1_000_000:
         return f"{ns / 1e6:.3f} ms"
     return f"{ns / 1e3:.0f} us"
+
+
+def format_bytes(count: int) -> str:
+    """A byte count as people read it: 512 B, 99.7 kB, 1.2 MB, 3.4 GB (SI units, like tshark)."""
+    if count < 1000:
+        return f"{count} B"
+    for unit, scale in (("kB", 1e3), ("MB", 1e6), ("GB", 1e9)):
+        value = count / scale
+        if value < 999.5 or unit == "GB":
+            return f"{value:.1f} {unit}" if value < 100 else f"{value:.0f} {unit}"
+    raise AssertionError("unreachable")

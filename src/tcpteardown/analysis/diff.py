@@ -658,10 +658,10 @@ def normalise(recording: Recording, connection: Union[None, int, str] = None, *,
 
 
 def _origin(conn: Optional[Connection], calls) -> int:
-    if conn is not None:
-        syn = next((s for s in conn.segments if s.is_syn and not s.flags & TcpFlags.ACK), None)
-        return (syn or conn.segments[0]).time_ns
-    return min((call.start_ns for _, call in calls), default=0)
+    from .origin import time_origin  # every view's zero: the first SYN
+
+    origin = time_origin(conn.segments if conn is not None else (), [call for _, call in calls])
+    return origin if origin is not None else 0
 
 
 def _segment_steps(recording: Recording, conn: Connection, origin: int) -> tuple:

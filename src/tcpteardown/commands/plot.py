@@ -37,6 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also show how this language reports each failure")
     parser.add_argument("--time", choices=("compressed", "real"), default="compressed",
                         help="compressed (default): one row per event, idle gaps cut and labelled; real: linear")
+    parser.add_argument("--full", action="store_true",
+                        help="draw every segment; by default the bulk of a long transfer is one labelled band")
     parser.add_argument("--overview", action="store_true",
                         help="draw one row per connection, coloured by how it ended, instead of a ladder")
 
@@ -114,7 +116,8 @@ def run(args: argparse.Namespace) -> int:
     if writer is not None:  # text formats: the ladder only, no overview beside it
         print(writer(recording, links, chosen.index, args, out))
         return 0
-    print(save_figure(draw_ladder(recording, links, conn=chosen.index, lang=args.lang, time_axis=args.time), out))
+    print(save_figure(draw_ladder(recording, links, conn=chosen.index, lang=args.lang, time_axis=args.time,
+                                     full=args.full), out))
     if len(found) > 1:
         beside = out.with_name(f"{out.stem}-overview{out.suffix}")
         print(save_figure(draw_overview(recording, highlight=chosen.index), beside))

@@ -292,47 +292,28 @@ def _exit_status(returncode: int) -> int:
 
 def build_recording(pcap: Path, log: Path, events, witness, capture, command, ports, exit_status,
                     started: int, window: tuple[int, int]):
-    from .. import __version__
-    from ..analysis.witness import attach_reset_reasons, check_agreement
+    from ..capture.session import assemble
     from ..formats.strace import read_strace_file
-    from ..model import Metadata, Recording
 
     notes = []
     contents = capture.stop()  # capture.backends.Captured (stop is idempotent): frames, segments, loss counters
-    notes.extend(f"capture: {problem}" for problem in contents.problems)
     imported = read_strace_file(log)
     if imported.problems:
         notes.append(f"strace log: {len(imported.problems)} lines not understood, e.g. {imported.problems[0]}")
     calls = imported.calls
     service = service_ports(calls)
     keep = set(ports) or service | ports_touched(calls)
-    frames, segments = keep_connections(contents.frames, contents.segments, keep)
     events = tuple(e for e in events if _touches(e, keep))
     extra = [("command", shlex.join(command)), ("exit_status", str(exit_status)),
              ("ports", ",".join(map(str, sorted(set(ports) or service))))]
-    extra.extend(pair for pair in contents.loss_extra() if pair[0] != "problem")
-    if witness.available:
-        segments = attach_reset_reasons(segments, events)
-        extra.append(("witness", "tracefs"))
-        extra.append(("witness_precision_ns", str(witness.precision_ns)))
-        if witness.lost_events:
-            notes.append(f"the kernel witness lost {witness.lost_events} events (ring buffer full)")
-            extra.append(("witness_lost_events", str(witness.lost_events)))
-        for sentence in check_agreement(segments, events, window=window):
-            notes.append(f"witness and capture disagree: {sentence}")
-            extra.append(("witness_disagreement", sentence))
-    else:
-        notes.append(f"no kernel witness ({witness.reason}); RST reasons will be inferred from the packets")
-        extra.append(("witness_unavailable", witness.reason or "unknown"))
+    recording, assembled = assemble(
+        captured=contents, calls=calls, events=events, witness=witness, window=window, started_ns=started,
+        capture_text=f"{capture.describe()}; socket calls from strace -f -ttt -T -yy", extra=extra,
+        keep=lambda segment: segment.src.port in keep or segment.dst.port in keep)
+    notes = [note for note in assembled if note.startswith("capture: ")] + notes + \
+        [note for note in assembled if not note.startswith("capture: ")]
     if not keep:
         notes.append("the program made no TCP socket calls that strace could see")
-    metadata = Metadata(
-        os=platform.system(), kernel=platform.release(), python=platform.python_version(),
-        scapy=_scapy_version(), tcpteardown=__version__, hostname=socket.gethostname(),
-        capture=f"{capture.describe()}; socket calls from strace -f -ttt -T -yy",
-        started_ns=started, extra=tuple(extra),
-    )
-    recording = Recording(segments=segments, calls=calls, kernel_events=events, metadata=metadata, frames=frames)
     return recording, tuple(notes)
 
 
@@ -368,12 +349,3 @@ def keep_connections(frames, segments, ports: set[int]):
 
 def _touches(event, ports: set[int]) -> bool:
     return any(endpoint is not None and endpoint.port in ports for endpoint in (event.src, event.dst))
-
-
-def _scapy_version() -> Optional[str]:
-    try:
-        import scapy
-
-        return scapy.VERSION
-    except ImportError:
-        return None

@@ -6,8 +6,8 @@ capture with millions. This reader walks the file with `struct.unpack_from`
 over a memory map, decodes only what census and correlation need (link
 header, IPv4/IPv6 addresses, the TCP header and its options), and streams:
 memory does not grow with the file unless the caller keeps the packets.
-scapy stays the dissector for live capture and detailed views
-(`capture/dissect.py`); both must agree field for field. The census of a
+Live captures are decoded by the same header walk (`pcap_links.decode_segment`);
+the tests hold it equal to scapy's dissection field for field. The census of a
 big file skips even the per-packet objects: `pcap_columns` walks the same
 containers (sharing this module's pcapng block reader) and decodes headers
 a window at a time with numpy; tests hold the two paths equal.

@@ -136,5 +136,6 @@ def _load_library() -> None:
 
     from . import library
 
-    for info in pkgutil.iter_modules(library.__path__):
-        importlib.import_module(f"{library.__name__}.{info.name}")
+    names = sorted(info.name for info in pkgutil.iter_modules(library.__path__))
+    for name in sorted(names, key=lambda n: n != "basics"):  # the seed scenarios first, as `list` shows them
+        importlib.import_module(f"{library.__name__}.{name}")

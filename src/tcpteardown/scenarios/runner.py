@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import platform
-import socket
 import time
 from dataclasses import dataclass, field
 from typing import Callable, ContextManager, Optional, Sequence
 
-from .. import __version__
-from ..model import Metadata, Recording
+from ..model import Recording
 from .registry import Expectation, Outcome, Scenario, get_scenario
 from .stage import Stage
 
@@ -75,9 +73,9 @@ def run_scenario(name: str, *, family: str = "ipv4", capture: bool = True, witne
         for observer in observers:
             cleanup.enter_context(observer(list(stage.ports)))
         scenario.play(stage)
-        frames = live.stop().frames if live else ()
+        captured = live.stop() if live else None
         events = witness_handle.stop() if witness_handle else ()
-    recording = _build_recording(scenario, stage, frames, events, live, witness_handle, started)
+    recording = _build_recording(scenario, stage, captured, events, witness_handle, started)
     return judge(scenario, family, recording, set(stage.ports))
 
 
@@ -92,63 +90,22 @@ def _start_witness(ports, cleanup):
     return witness
 
 
-def _own_family(frames, host: str) -> tuple:
-    """Only the frames of the scenario's own loopback address: the capture
-    filters by port number, and another program's connection on the same
-    number over the other address family must not slip into the story."""
-    from ..capture.dissect import segment_from_frame
+def _build_recording(scenario, stage, captured, events, witness, started) -> Recording:
+    from ..capture.session import assemble
 
-    kept = []
-    for frame in frames:
-        segment = segment_from_frame(0, frame)
-        if segment is not None and host in (segment.src.host, segment.dst.host):
-            kept.append(frame)
-    return tuple(kept)
-
-
-def _build_recording(scenario, stage, frames, events, live, witness, started) -> Recording:
-    from ..capture.dissect import segments_from_frames
-
-    frames = _own_family(frames, stage.host)
-    segments = segments_from_frames(frames)
     extra = [("family", stage.family), ("ports", ",".join(map(str, stage.ports)))]
-    if events:
-        from ..analysis.witness import attach_reset_reasons, check_agreement
-
-        segments = attach_reset_reasons(segments, events)
-        # Never hidden: an RST the kernel sent that the capture missed, or the reverse.
-        extra += [("witness_disagreement", text)
-                  for text in check_agreement(segments, events, window=(started, time.time_ns()))]
-    if live is not None:
-        extra.extend(live.loss_extra())
-    if witness is not None:
-        extra.append(("witness", "tracefs"))
+    if captured is not None:
+        extra.extend(("problem", problem) for problem in captured.problems)
     extra.extend(("note", note) for note in stage.notes)
     if platform.mac_ver()[0]:  # `sw_vers -productVersion`: which macOS a contributed bundle came from
         extra.append(("macos", platform.mac_ver()[0]))
-    metadata = Metadata(
-        scenario=scenario.name,
-        os=platform.system(),
-        kernel=platform.release(),
-        python=platform.python_version(),
-        scapy=_scapy_version(),
-        tcpteardown=__version__,
-        hostname=socket.gethostname(),
-        capture=live.describe() if live else "no capture",
-        started_ns=started,
-        extra=tuple(extra),
-    )
-    return Recording(segments=tuple(segments), calls=stage.rec.calls, kernel_events=tuple(events),
-                     metadata=metadata, frames=tuple(frames))
-
-
-def _scapy_version() -> Optional[str]:
-    try:
-        import scapy
-
-        return scapy.VERSION
-    except ImportError:
-        return None
+    recording, _notes = assemble(
+        captured=captured, calls=stage.rec.calls, events=events, witness=witness,
+        window=(started, time.time_ns()), started_ns=started, scenario=scenario.name, extra=extra,
+        # Only the scenario's own loopback address: the capture filters by port number, and another
+        # program's connection on the same number over the other address family must not slip in.
+        keep=lambda segment: stage.host in (segment.src.host, segment.dst.host))
+    return recording
 
 
 def judge(scenario: Scenario, family: str, recording: Recording, server_ports: set) -> ScenarioRun:

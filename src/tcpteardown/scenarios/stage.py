@@ -3,8 +3,13 @@
 A scenario asks the stage for listeners and reserved ports during `setup`
 (so the capture knows which ports to watch before anything is sent), then
 plays. Every socket the stage made is closed when the run ends, whatever
-happened. Waiting is always for an event (a TCP state, a readable socket),
-with a deadline, never a fixed sleep.
+happened; anything else a scenario starts it hands to `on_cleanup`.
+Waiting is always for an event (a TCP state, a readable socket), with a
+deadline, never a fixed sleep.
+
+The library's shared moves live here too, as public functions: `listen`
+(the usual `setup`), `connected_pair`, and the recorded calls `send`,
+`recv` and `close` (each one a `SocketCall` through the stage's recorder).
 """
 
 from __future__ import annotations
@@ -71,6 +76,10 @@ class Stage:
     def address(self, port: int) -> tuple:
         return (self.host, port)
 
+    def on_cleanup(self, callback: Callable[[], object]) -> None:
+        """Run `callback` when the run ends, whatever happened (last registered, first run)."""
+        self._cleanup.callback(callback)
+
     def close(self) -> None:
         self._cleanup.close()
 
@@ -106,3 +115,45 @@ class Stage:
         if not readable:
             raise ScenarioTimeout(f"waited {timeout:g} s for the socket to become readable")
 
+
+
+# -- the moves every scenario shares ------------------------------------------------
+
+def _send_flags() -> int:
+    # Linux raises SIGPIPE on a write to a reset socket unless told not to (macOS
+    # uses SO_NOSIGPIPE instead, set by prepare_socket); Python ignores SIGPIPE
+    # anyway, but a scenario must not depend on that.
+    from ..capture.sockopts import nosignal_send_flags
+
+    return nosignal_send_flags()
+
+
+def listen(stage: Stage) -> None:
+    """The usual `setup`: one listener, kept as `stage.listener`."""
+    stage.listener = stage.listen()
+
+
+def connected_pair(stage: Stage, listener: socket.socket) -> tuple[socket.socket, socket.socket]:
+    """(client, server): a recorded connect() and accept(); both closed when the run ends."""
+    client = stage.socket()
+    stage.rec.call("client", "connect", client, client.connect, stage.address(listener.getsockname()[1]))
+    accepted = stage.rec.call("server", "accept", listener, listener.accept)
+    server, _ = accepted
+    stage.on_cleanup(server.close)
+    server.settimeout(client.gettimeout())
+    return client, server
+
+
+def send(stage: Stage, role: str, sock: socket.socket, data: bytes):
+    """A recorded send() (never raising SIGPIPE); the byte count, or the OSError."""
+    return stage.rec.call(role, "send", sock, sock.send, data, _send_flags())
+
+
+def recv(stage: Stage, role: str, sock: socket.socket, size: int = 65536):
+    """A recorded recv(); the bytes (b"" at end-of-file), or the OSError."""
+    return stage.rec.call(role, "recv", sock, sock.recv, size)
+
+
+def close(stage: Stage, role: str, sock: socket.socket):
+    """A recorded close()."""
+    return stage.rec.call(role, "close", sock, sock.close)

@@ -30,35 +30,43 @@ from matplotlib.patches import FancyArrowPatch, Patch, Rectangle
 
 from .. import errnos
 from ..analysis import reasons, rules, tcpstate
+from ..analysis.elide import elide
+from ..analysis.origin import time_origin
 from ..model import Link, Recording, Segment, SocketCall, TcpFlags
 from . import style
 from .connections import ConnectionView, connections, select_connection
 from .timeaxis import MIN_ROWS, TimeAxis, build_time_axis, format_elapsed
 
-__all__ = ["draw_ladder", "segment_label", "fit_segment_label", "call_label", "LANGS"]
+__all__ = ["draw_ladder", "ladder_alt_text", "min_text_px", "segment_label", "fit_segment_label", "call_label",
+           "LANGS"]
 
 LANGS = errnos.LANG_CHOICES
 
 # -- geometry (inches across, rows down) ----------------------------------------
+# Sized for a projector: the page is about 10.4 in wide, so shown 1024 px wide
+# every text (9 pt and up) is at least 11 px tall (`min_text_px`). From the
+# lifeline outwards: the connector lane, the TCP state column, the call labels.
 ROW_IN = 0.30  # one row of the time axis
-STATE_W = 1.05  # TCP state names, at the outer edges
-CALL_W = 2.7  # socket-call labels, next to their lifeline
-LANE_W = 0.24  # connector brackets, between the call labels and the lifeline
-MID_W = 3.1  # segment arrows and their labels
+STATE_W = 0.92  # TCP state names, beside their lifeline ("ESTABLISHED" fits)
+CALL_W = 2.2  # socket-call labels, outside the state column
+LANE_W = 0.22  # connector brackets, between the state column and the lifeline
+MID_W = 2.6  # segment arrows and their labels
 X_CLIENT = CALL_W + STATE_W + LANE_W
 X_SERVER = X_CLIENT + MID_W
 X_MAX = X_SERVER + LANE_W + STATE_W + CALL_W
-MARGIN_LEFT = 1.05  # time ticks ("+18 h 31 min" fits)
+MARGIN_LEFT = 0.95  # time ticks ("+18 h 31 min" fits)
 MARGIN_RIGHT = 0.15
+PAGE_W = MARGIN_LEFT + X_MAX + MARGIN_RIGHT
 BAR_W = 0.09  # a call's activation bar on its lifeline
 LINE_ROWS = 0.6  # one text line, in rows
-CALL_WRAP = 38  # characters per line of a call's language phrase
+CALL_WRAP = 28  # characters per line of a call's language phrase
+CALL_CHARS = 22  # characters of a bold call label that fit CALL_W; longer ones break after "→"
 CHAR_IN = 0.083  # average width of a 10 pt DejaVu Sans character (digits, capitals), in inches
+SMALL_CHAR_IN = 0.075  # the same at 9 pt
+TEXT_WRAP = int((X_MAX + MARGIN_RIGHT) / SMALL_CHAR_IN)  # header details and rule footnotes
+LINE_PT = 1.45 * style.SMALL  # one line of 9 pt text at linespacing 1.2, in points
+LEGEND_COLUMNS = 3
 ROWS_ABOVE = 1.0  # room above the first event (its label sits above it)
-# A longer connection shows its handshake and its last segments (the teardown);
-# a break says how many were left out. Keeps big captures legible and fast.
-MAX_SEGMENTS = 300
-HANDSHAKE = 3
 
 # Legend: what each colour means, in the order it is listed.
 SEGMENT_LEGEND = (("SYN", style.SYN, "SYN (opening)"), ("data", style.DATA, "data / ACK"),
@@ -81,6 +89,7 @@ def draw_ladder(
     conn: Union[None, int, str] = None,
     lang: Optional[str] = None,
     time_axis: str = "compressed",
+    full: bool = False,
     ax=None,
 ) -> Figure:
     """Draw one connection of `recording` as a ladder; return its Figure.
@@ -89,6 +98,8 @@ def draw_ladder(
     picks the connection (index or ``"a:1-b:2"``; default: the one with the
     first failing call); `lang` (go, python, java, node, curl) adds how that
     language reports each failure; `time_axis` is ``compressed`` or ``real``.
+    A long transfer is drawn as one labelled band (`analysis.elide`) unless
+    `full`. Time counts from the connection's first SYN (`analysis.origin`).
     With `ax`, draws into it (the caller owns its size) instead of a new Figure.
     """
     if lang is not None and lang.lower() not in LANGS:
@@ -97,7 +108,22 @@ def draw_ladder(
     connection = select_connection(found, conn)
     links = [link for link in links if link.call in connection.calls]
     with style.figure_style():
-        return _Ladder(recording, connection, len(found), links, lang, time_axis).draw(ax)
+        return _Ladder(recording, connection, len(found), links, lang, time_axis, full).draw(ax)
+
+
+def ladder_alt_text(figure: Figure) -> str:
+    """The one-sentence description `draw_ladder` gave its figure (alt text for
+    Markdown and notebooks; `style.save_figure` also writes it into the file)."""
+    return figure.get_label()
+
+
+def min_text_px(figure: Figure, shown_width_px: int = 1024) -> float:
+    """The smallest text on `figure`, in pixels, when it is shown `shown_width_px` wide."""
+    from matplotlib.text import Text
+
+    sizes = [t.get_fontsize() for t in figure.findobj(Text) if t.get_text() and t.get_visible()]
+    width_in = figure.get_size_inches()[0]
+    return min(sizes, default=0) / 72 * shown_width_px / width_in
 
 
 # -- labels (pure) ---------------------------------------------------------------
@@ -118,7 +144,7 @@ def segment_label(segment: Segment, isn: dict, reason: Optional[str] = None) -> 
     return f"{text}\n{reason}" if reason else text
 
 
-def fit_segment_label(text: str, width_in: float = MID_W - 0.3) -> str:
+def fit_segment_label(text: str, width_in: float = MID_W - 0.2) -> str:
     """Break a label too wide for the space between the lifelines after its flags."""
     first, _, rest = text.partition("\n")
     if len(first) * CHAR_IN <= width_in or " seq=" not in first:
@@ -177,23 +203,6 @@ def wrap_phrase(text: str, width: int) -> list[str]:
     return lines
 
 
-def _window(segments: Sequence[Segment]):
-    """The segments to draw: all, or the handshake and the last ones.
-
-    Returns (drawn, cuts for the time axis, the omitted time range or None).
-    """
-    if len(segments) <= MAX_SEGMENTS:
-        return tuple(segments), {}, None
-    head, tail = segments[:HANDSHAKE], segments[len(segments) - (MAX_SEGMENTS - HANDSHAKE):]
-    left_out = len(segments) - len(head) - len(tail)
-    note = f"{left_out} segments not drawn (frames {segments[HANDSHAKE].frame}–{segments[-len(tail) - 1].frame})"
-    return tuple(head) + tuple(tail), {head[-1].time_ns: note}, (head[-1].time_ns, tail[0].time_ns)
-
-
-def _inside(time_ns: int, window) -> bool:
-    return window is not None and window[0] < time_ns < window[1]
-
-
 def _delay_ns(recording: Recording) -> int:
     value = recording.metadata.get("delay_ms")
     try:
@@ -219,7 +228,7 @@ def _title(recording: Recording) -> str:
 # -- the drawing -------------------------------------------------------------------
 
 class _Ladder:
-    def __init__(self, recording, connection: ConnectionView, count, links, lang, mode):
+    def __init__(self, recording, connection: ConnectionView, count, links, lang, mode, full=False):
         self.recording = recording
         self.connection = connection
         self.count = count
@@ -228,13 +237,17 @@ class _Ladder:
         self.mode = mode
         self.delay = _delay_ns(recording)
         self.isn = initial_sequence_numbers(connection.segments)
-        self.segments, self.cuts, self.omitted = _window(connection.segments)
+        self.elision = elide(connection.segments, connection.calls, full=full,
+                             anchors=[link.cause.time_ns for link in links if link.cause is not None])
+        self.segments = self.elision.kept
+        self.cuts = [(band.start_ns, band.label) for band in self.elision.bands]
+        self.origin = time_origin(connection.segments, connection.calls)
         self.x = {"client": X_CLIENT, "server": X_SERVER}
         self.side = {connection.client: "client", connection.server: "server"}
-        self.calls = [(call, connection.side_of(call)) for call in connection.calls]
-        self.calls = [(call, side) for call, side in self.calls
-                      if side is not None and not _inside(call.end_ns, self.omitted)]
-        self.links = [link for link in links if not _inside(link.call.end_ns, self.omitted)]
+        kept = set(self.elision.calls)
+        self.calls = [(call, connection.side_of(call)) for call in connection.calls if call in kept]
+        self.calls = [(call, side) for call, side in self.calls if side is not None]
+        self.links = [link for link in links if link.call in kept]
         self.states, self.states_from = self._states()
         self.reasons = {s.frame: self._reason(s) for s in self.segments if s.is_rst}
         self.drawn = set(self.segments)
@@ -268,7 +281,9 @@ class _Ladder:
         return reasons.render_reason(reason, inferred)
 
     def _call_lines(self, call) -> list[str]:
-        lines = [call_label(call)]
+        """The call's label (bold; one entry, maybe two lines), then its language phrase lines."""
+        label = call_label(call)
+        lines = [label.replace(" → ", " →\n", 1) if len(label) > CALL_CHARS else label]
         phrase = self.phrases.get(id(call))
         if phrase:
             lines += wrap_phrase(phrase, CALL_WRAP)
@@ -289,27 +304,36 @@ class _Ladder:
         for call, _ in self.calls:
             # The label hangs above the call's end: make room for it before
             # the call starts, so the bar keeps its real extent in rows.
-            events.append((call.start_ns, len(self._call_lines(call)) * LINE_ROWS - 0.1))
+            events.append((call.start_ns, _line_count(self._call_lines(call)) * LINE_ROWS - 0.1))
             events.append((call.end_ns, 0.5))
         for timeline in self.states.values():
             events.extend((when, LINE_ROWS) for when, _ in timeline)
-        return build_time_axis(events, self.mode, cuts=self.cuts)
+        return build_time_axis(events, self.mode, cuts=self.cuts, origin_ns=self.origin)
 
     # -- page --------------------------------------------------------------------
     def draw(self, ax) -> Figure:
         rules_used = self._rules_used()
-        legend_rows = 2
-        footer_in = 0.25 + 0.28 * legend_rows + 0.2 * sum(len(self._rule_lines(r)) for r in rules_used)
-        header_in = 1.25
+        self.handles = self._legend_handles(rules_used)
+        self.rule_lines = [line for rule in rules_used for line in self._rule_lines(rule)]
+        self.title_lines = textwrap.wrap(_title(self.recording), int(TEXT_WRAP * SMALL_CHAR_IN / 0.11)) or [""]
+        self.detail_lines = textwrap.wrap(" · ".join(self._details()), TEXT_WRAP)
+        # Heights in points, from the line counts: the legend and the rules
+        # below it, the title and the details above, can never overprint.
+        rows = -(-len(self.handles) // LEGEND_COLUMNS)
+        self.legend_pt = (rows * 1.75 * style.SMALL + 12) if self.handles else 0
+        footer_in = (self.legend_pt + len(self.rule_lines) * LINE_PT + 12) / 72
+        self.details_pt = 44  # above the lifeline labels (two lines in a box)
+        self.title_pt = self.details_pt + len(self.detail_lines) * LINE_PT + 3
+        header_in = (self.title_pt + len(self.title_lines) * 1.25 * style.TITLE + 8) / 72
         body_rows = self.axis.height + ROWS_ABOVE + 0.8
         if ax is None:
-            width = MARGIN_LEFT + X_MAX + MARGIN_RIGHT
             height = header_in + body_rows * ROW_IN + footer_in
-            figure = Figure(figsize=(width, height))
-            ax = figure.add_axes((MARGIN_LEFT / width, footer_in / height,
-                                  X_MAX / width, body_rows * ROW_IN / height))
+            figure = Figure(figsize=(PAGE_W, height))
+            ax = figure.add_axes((MARGIN_LEFT / PAGE_W, footer_in / height,
+                                  X_MAX / PAGE_W, body_rows * ROW_IN / height))
         else:
             figure = ax.figure
+        figure.set_label(self.alt_text())
         ax.set_axis_off()
         ax.set_xlim(0, X_MAX)
         self.bottom = self.axis.height + 0.8
@@ -322,25 +346,66 @@ class _Ladder:
         self._calls(ax)
         self._connectors(ax)
         self._header(ax)
-        self._legend(ax, rules_used)
+        self._legend(ax)
         return figure
 
-    def _header(self, ax):
-        ax.annotate(_title(self.recording), (0, 1), xycoords="axes fraction", xytext=(0, 62),
-                    textcoords="offset points", fontsize=style.TITLE, fontweight="bold", va="bottom")
+    def alt_text(self) -> str:
+        """One sentence saying what the ladder shows, for readers who cannot see it."""
+        conn = self.connection
+        name = self.recording.metadata.scenario or "a recording"
+        total = len(conn.segments)
+        text = (f"Ladder diagram of {name}, connection {conn.index + 1} of {self.count}: client "
+                f"{conn.client or '(address unknown)'} on the left, server {conn.server or '(address unknown)'} "
+                f"on the right, {total} segment{'s' if total != 1 else ''}")
+        if self.elision.bands:
+            text += f" ({self.elision.left_out} of them folded into {len(self.elision.bands)} labelled band" \
+                    f"{'s' if len(self.elision.bands) > 1 else ''})"
+        ends = []
+        for segment in conn.segments:
+            if segment.is_fin or segment.is_rst:
+                what = f"the {self.side.get(segment.src, 'unknown side')}'s {'RST' if segment.is_rst else 'FIN'}"
+                if what not in ends:
+                    ends.append(what)
+        if ends:
+            text += ", ending with " + ", then ".join(ends[:3])
+        causes = {id(link.call): link for link in self.links}
+        for call, side in [(c, side) for c, side in self.calls if c.failed][:2]:
+            text += f"; the {side}'s {call.op}() failed with {call.errno}"
+            link = causes.get(id(call))
+            if link is not None and link.cause is not None:
+                sender = self.side.get(link.cause.src, "other side")
+                text += f", caused by the {sender}'s {link.cause.flags.render()} (frame {link.cause.frame})"
+            elif link is not None and link.local_call is not None:
+                text += f", caused by its own earlier {link.local_call.op}()"
+        return text + "."
+
+    def _details(self) -> list[str]:
         conn = self.connection
         details = [f"connection {conn.index + 1} of {self.count}"]
         if not conn.roles_known:
             details.append("no SYN seen: client guessed from the ports")
-        details.append(f"time: {self.mode}" + (", idle gaps cut" if self.axis.breaks else ""))
+        details.append(f"time: {self.mode}, from the first SYN" + (", idle gaps cut" if self.axis.breaks else ""))
+        if self.elision.bands:
+            details.append(f"{self.elision.left_out:,} of {len(conn.segments):,} segments folded into "
+                           f"{'a band' if len(self.elision.bands) == 1 else f'{len(self.elision.bands)} bands'}"
+                           " (--full draws them all)")
         if self.delay:
             details.append(f"one-way delay {format_elapsed(self.delay)} (from metadata)")
         if self.connection.connection is None:
             details.append("no packet of this connection was captured")
         else:
             details.append(f"TCP states from the {self.states_from}")
-        ax.annotate(" · ".join(details), (0, 1), xycoords="axes fraction", xytext=(0, 46),
-                    textcoords="offset points", fontsize=style.SMALL, color=style.MUTED, va="bottom")
+        return details
+
+    def _header(self, ax):
+        conn = self.connection
+        ax.annotate("\n".join(self.title_lines), (0, 1), xycoords="axes fraction", xytext=(0, self.title_pt),
+                    textcoords="offset points", fontsize=style.TITLE, fontweight="bold", va="bottom",
+                    gid="title")
+        if self.detail_lines:
+            ax.annotate("\n".join(self.detail_lines), (0, 1), xycoords="axes fraction", xytext=(0, self.details_pt),
+                        textcoords="offset points", fontsize=style.SMALL, color=style.MUTED, va="bottom",
+                        linespacing=1.15, gid="details")
         for side, endpoint in (("client", conn.client), ("server", conn.server)):
             ax.annotate(f"{side}\n{endpoint or '(address unknown)'}", (self.x[side], 1), xycoords=("data", "axes fraction"),
                         xytext=(0, 6), textcoords="offset points", ha="center", va="bottom",
@@ -368,9 +433,21 @@ class _Ladder:
                     ax.add_line(Line2D([self.x[side] - 0.1, self.x[side] + 0.1],
                                        [middle + offset + 0.1, middle + offset - 0.1],
                                        color=style.BREAK, linewidth=1.2, zorder=3))
-            ax.text((X_CLIENT + X_SERVER) / 2, middle, cut.label, ha="center", va="center",
-                    fontsize=style.FONT, color=style.MUTED, gid=f"break-{i}",
-                    bbox=dict(boxstyle="round,pad=0.25", facecolor="white", edgecolor=style.BREAK))
+            self._break_label(ax, middle, cut.label, f"break-{i}")
+        if self.mode == "real":  # a linear axis has no breaks: still say what each band left out, where
+            for i, band in enumerate(self.elision.bands):
+                middle = self.axis.y((band.start_ns + band.end_ns) // 2)
+                self._break_label(ax, middle, band.label, f"band-{i}")
+
+    @staticmethod
+    def _break_label(ax, row: float, text: str, gid: str):
+        if len(text) * CHAR_IN > MID_W - 0.2 and ", " in text:  # two lines, split at the middle comma
+            commas = [i for i in range(len(text)) if text.startswith(", ", i)]
+            cut = min(commas, key=lambda i: abs(i - len(text) / 2))
+            text = text[:cut + 1] + "\n" + text[cut + 2:]
+        ax.text((X_CLIENT + X_SERVER) / 2, row, text, ha="center", va="center", fontsize=style.FONT,
+                color=style.MUTED, gid=gid, linespacing=1.1,
+                bbox=dict(boxstyle="round,pad=0.25", facecolor="white", edgecolor=style.BREAK))
 
     def _ticks(self, ax):
         # Ticks where segments are (and where calls failed); a long ladder gets one every other row.
@@ -384,17 +461,14 @@ class _Ladder:
                     ha="right", va="bottom", fontsize=style.SMALL, color=style.MUTED)
 
     def _states_drawn(self, ax):
-        for side in self.states:
-            x = 0.02 if side == "client" else X_MAX - 0.02
-            ax.annotate("TCP state", (x, 1), xycoords=("data", "axes fraction"), xytext=(0, 6),
-                        textcoords="offset points", ha="left" if side == "client" else "right",
-                        va="bottom", fontsize=style.SMALL, color=style.STATE)
+        # Beside each lifeline, outside the connector lane (the legend says italic is a state):
+        # the eye reads a side's state next to its arrows, not at the page's edge.
         for side, timeline in self.states.items():
             column = _Column()
-            x = 0.02 if side == "client" else X_MAX - 0.02
+            x = X_CLIENT - LANE_W if side == "client" else X_SERVER + LANE_W
             for when, state in timeline:
                 row = column.place(self.axis.y(when) + 0.05, LINE_ROWS, below=True)
-                ax.text(x, row, state, ha="left" if side == "client" else "right", va="top",
+                ax.text(x, row, state, ha="right" if side == "client" else "left", va="top",
                         fontsize=style.SMALL, color=style.STATE, fontstyle="italic",
                         gid=f"state-{side}-{when}")
 
@@ -436,9 +510,9 @@ class _Ladder:
                                    markeredgecolor="white", markeredgewidth=0.8, linestyle="none",
                                    zorder=7, gid=f"call-failed-{index}"))
             lines = self._call_lines(call)
-            height = len(lines) * LINE_ROWS
+            height = _line_count(lines) * LINE_ROWS
             row = columns[side].place(y1 + 0.25, height)
-            text_x = X_CLIENT - LANE_W if side == "client" else X_SERVER + LANE_W
+            text_x = CALL_W if side == "client" else X_SERVER + LANE_W + STATE_W
             ha = "right" if side == "client" else "left"
             phrase_rows = (len(lines) - 1) * LINE_ROWS
             ax.text(text_x, row - phrase_rows, lines[0], ha=ha, va="bottom", fontsize=style.FONT,
@@ -493,9 +567,9 @@ class _Ladder:
 
     @staticmethod
     def _rule_lines(rule) -> list[str]:
-        return textwrap.wrap(f"{rule.name}: {rule.description}", 140, subsequent_indent="    ")
+        return textwrap.wrap(f"{rule.name}: {rule.description}", TEXT_WRAP, subsequent_indent="    ")
 
-    def _legend(self, ax, rules_used):
+    def _legend_handles(self, rules_used) -> list:
         handles, seen = [], set()
         kinds = {style.segment_kind(s) for s in self.segments}
         for kind, colour, label in SEGMENT_LEGEND:
@@ -515,17 +589,25 @@ class _Ladder:
                                   label="caused by (rule below)"))
         if self.axis.breaks:
             handles.append(Line2D([], [], color=style.BREAK, linestyle=":", linewidth=1.4,
-                                  label="idle time cut (real time shown)"))
+                                  label="time cut (what it hides, said)" if self.elision.bands
+                                  else "idle time cut (its length said)"))
         if any(self.states.values()):
-            handles.append(Line2D([], [], color="none", label=f"ITALIC: TCP state (from the {self.states_from})"))
-        if handles:
-            ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(0, 0), ncol=4, frameon=False,
-                      fontsize=style.SMALL, handlelength=2.2, borderaxespad=0.3, columnspacing=1.6)
-        lines = [line for rule in rules_used for line in self._rule_lines(rule)]
-        if lines:
-            ax.annotate("\n".join(lines), (0, 0), xycoords="axes fraction", xytext=(0, -2 - 20 * 2),
+            handles.append(Line2D([], [], color="none", label="italic: TCP state"))
+        return handles
+
+    def _legend(self, ax):
+        if self.handles:
+            ax.legend(handles=self.handles, loc="upper left", bbox_to_anchor=(0, 0), ncol=LEGEND_COLUMNS,
+                      frameon=False, fontsize=style.SMALL, handlelength=2.2, borderaxespad=0.3, borderpad=0.4,
+                      labelspacing=0.5, columnspacing=1.4)
+        if self.rule_lines:  # below the legend's last row, however many rows it has
+            ax.annotate("\n".join(self.rule_lines), (0, 0), xycoords="axes fraction", xytext=(0, -self.legend_pt),
                         textcoords="offset points", va="top", fontsize=style.SMALL, color=style.CONNECTOR,
-                        linespacing=1.3, gid="rules")
+                        linespacing=1.2, gid="rules")
+
+
+def _line_count(lines: list[str]) -> int:
+    return sum(line.count("\n") + 1 for line in lines)
 
 
 class _Column:

@@ -113,6 +113,9 @@ def save_figure(figure, path: Union[str, Path], *, dpi: Optional[int] = None) ->
         ".svg": {"Date": None, "Creator": None},
         ".pdf": {"CreationDate": None, "ModDate": None, "Creator": None, "Producer": None},
     }[suffix]
+    alt = figure.get_label()  # a view's one-sentence description (the ladder's alt text)
+    if alt:
+        metadata[{".png": "Description", ".svg": "Description", ".pdf": "Subject"}[suffix]] = alt
     # zlib level 1: a ladder is flat colour, so the file is barely larger and
     # writing it is several times faster than the default level 6.
     extra = {"pil_kwargs": {"compress_level": 1}} if suffix == ".png" else {}

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass
-from typing import Iterable, Optional
+from typing import Iterable, Mapping, Optional
 
-__all__ = ["Break", "TimeAxis", "build_time_axis", "adaptive_break_ns", "format_elapsed", "MODES",
+__all__ = ["Break", "TimeAxis", "build_time_axis", "adaptive_break_ns", "format_elapsed", "signed_elapsed", "MODES",
            "DEFAULT_BREAK_NS"]
 
 MODES = ("compressed", "real")
@@ -26,7 +26,7 @@ MODES = ("compressed", "real")
 # An idle gap at least this long becomes a break on the compressed axis.
 DEFAULT_BREAK_NS = 1_000_000  # 1 ms: loopback exchanges are tens of microseconds
 BREAK_FACTOR = 20  # a gap this many times the median gap is idle time
-BREAK_ROWS = 1.6  # height of a break, in rows
+BREAK_ROWS = 1.9  # height of a break, in rows (room for a two-line band label)
 MIN_ROWS = 0.25  # the least an event may move the axis (call starts, receive times)
 
 
@@ -38,7 +38,8 @@ class Break:
     bottom: float
     start_ns: int
     end_ns: int
-    note: str = ""  # what else the break hides ("933 segments not drawn")
+    note: str = ""  # what else the break hides, after its length ("933 segments not drawn")
+    text: str = ""  # the whole label, when the break stands for left-out events ("… 180 data segments, …")
 
     @property
     def elapsed_ns(self) -> int:
@@ -46,6 +47,8 @@ class Break:
 
     @property
     def label(self) -> str:
+        if self.text:
+            return self.text
         note = f", {self.note}" if self.note else ""
         return f"⋯ {format_elapsed(self.elapsed_ns)}{note} ⋯"
 
@@ -102,7 +105,7 @@ class TimeAxis:
             step = _nice_step(span / 8)
             ticks, t = [], 0
             while start + t <= end and len(ticks) < 50:
-                ticks.append((self.y(start + t), "+" + format_elapsed(t) if t else "0"))
+                ticks.append((self.y(start + t), signed_elapsed(start + t - self.origin_ns)))
                 t += step
             return ticks
         ticks, last_row = [], None
@@ -110,8 +113,7 @@ class TimeAxis:
         for time_ns, row in points:
             if last_row is not None and row - last_row < spacing:
                 continue
-            elapsed = time_ns - self.origin_ns
-            ticks.append((row, "+" + format_elapsed(elapsed) if elapsed else "0"))
+            ticks.append((row, signed_elapsed(time_ns - self.origin_ns)))
             last_row = row
         return ticks
 
@@ -122,16 +124,21 @@ def build_time_axis(
     *,
     break_ns: Optional[int] = None,
     real_height: Optional[float] = None,
-    cuts: Optional[dict] = None,
+    cuts: "Iterable[tuple[int, str]] | Mapping[int, str]" = (),
+    origin_ns: Optional[int] = None,
 ) -> TimeAxis:
     """The axis for `events`: (time_ns, rows the event's label needs above it).
 
     Compressed: each distinct time moves the axis down by the largest weight
     among its events (at least MIN_ROWS); a gap of `break_ns` or more
-    (default: `adaptive_break_ns`) becomes a Break, and so does the gap after
-    each time in `cuts` (time -> note, for events left out). Real: linear from the first
-    to the last event over `real_height` rows (default: the height the
-    compressed axis would have), so both fit the same page.
+    (default: `adaptive_break_ns`) becomes a Break, and so does the gap
+    holding each time of `cuts` ((time, text) pairs for events left out
+    there, the text labelling the break); a mapping {time: note} instead
+    breaks the gap after each time, the note following the break's length. Real: linear from the first to the last
+    event over `real_height` rows (default: the height the compressed axis
+    would have), so both fit the same page. Ticks count from `origin_ns`
+    (default: the first event; views pass the first SYN, so every view of a
+    recording shares one zero).
     """
     if mode not in MODES:
         raise ValueError(f"time axis mode must be one of {', '.join(MODES)}, not {mode!r}")
@@ -141,19 +148,23 @@ def build_time_axis(
     if not weights:
         return TimeAxis(mode, ())
     times = sorted(weights)
-    origin = times[0]
+    origin = times[0] if origin_ns is None else origin_ns
     threshold = adaptive_break_ns(times) if break_ns is None else break_ns
-    cuts = cuts or {}
+    after = dict(cuts) if isinstance(cuts, Mapping) else {}
+    pending = [] if isinstance(cuts, Mapping) else sorted(cuts)
 
     knots: list[tuple[int, float]] = [(times[0], 0.0)]
     breaks: list[Break] = []
     for previous, current in zip(times, times[1:]):
         step = max(weights[current], MIN_ROWS)
         row = knots[-1][1]
-        if current - previous >= threshold or previous in cuts:
+        texts = []
+        while pending and pending[0][0] <= current:
+            texts.append(pending.pop(0)[1])
+        if current - previous >= threshold or texts or previous in after:
             top = row + 0.5
             bottom = top + BREAK_ROWS
-            breaks.append(Break(top, bottom, previous, current, cuts.get(previous, "")))
+            breaks.append(Break(top, bottom, previous, current, after.get(previous, ""), " ".join(texts)))
             knots.append((current, bottom + max(step - 0.5, MIN_ROWS)))
         else:
             knots.append((current, row + step))
@@ -162,9 +173,9 @@ def build_time_axis(
         return compressed
 
     height = real_height if real_height is not None else max(compressed.height, 1.0)
-    if times[-1] == origin:
-        return TimeAxis("real", ((origin, 0.0),), (), origin)
-    return TimeAxis("real", ((origin, 0.0), (times[-1], float(height))), (), origin)
+    if times[-1] == times[0]:
+        return TimeAxis("real", ((times[0], 0.0),), (), origin)
+    return TimeAxis("real", ((times[0], 0.0), (times[-1], float(height))), (), origin)
 
 
 def adaptive_break_ns(times: list[int]) -> int:
@@ -176,6 +187,13 @@ def adaptive_break_ns(times: list[int]) -> int:
     if not gaps:
         return DEFAULT_BREAK_NS
     return max(DEFAULT_BREAK_NS, BREAK_FACTOR * gaps[len(gaps) // 2])
+
+
+def signed_elapsed(ns: int) -> str:
+    """A tick label: ``0``, ``+16.3 µs``, ``-32.9 µs`` (before the origin)."""
+    if not ns:
+        return "0"
+    return ("+" if ns > 0 else "") + format_elapsed(ns)
 
 
 def format_elapsed(ns: int) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+from ..analysis.origin import time_origin
 from ..analysis.relative import relative_numbers
 from ..model import Recording, Segment, SocketCall
 
@@ -17,7 +18,8 @@ def side_of(endpoint, server_ports: set) -> str:
 
 
 def timeline_lines(recording: Recording, server_ports: set) -> list[str]:
-    start = recording.start_ns or 0
+    """Calls and segments in time order, timed from the first SYN (as every view is)."""
+    start = time_origin(recording.segments, recording.calls) or 0
     relative = relative_numbers(recording.segments)
     rows: list[tuple[int, int, str]] = []
     for seg in recording.segments:
@@ -67,6 +69,24 @@ def verdict_lines(run) -> list[str]:
         lines.append(f"note: this expectation is {expected.status}, not yet observed on a real host of this OS:")
         lines.extend(f"  - {e}" for e in expected.evidence)
     return lines
+
+
+def _outcomes(outcomes) -> str:
+    return "; ".join(f"{o.role} {o.op}() -> {o.outcome} ({o.cause})" for o in outcomes) or "no failing call"
+
+
+def summary_line(run, seconds: float) -> str:
+    """One line for `run A B C` / `run --all`: verdict, name, duration, expected vs observed."""
+    head = f"{'✓' if run.matches else '✗'} {run.scenario.name:<22} {seconds:6.2f} s  "
+    if run.matches:
+        return head + "as expected: " + _outcomes(run.observed)
+    expected = _outcomes(run.expected.outcomes) if run.expected else f"nothing known for {run.recording.metadata.os}"
+    return head + f"DIFFERS: expected {expected}; observed {_outcomes(run.observed)} · " + "; ".join(run.mismatches)
+
+
+def unplayable_line(name: str, why: str) -> str:
+    """The summary line of a scenario that did not play to the end."""
+    return f"- {name:<22} {'':>8}  {why}"
 
 
 def header_lines(run) -> list[str]:

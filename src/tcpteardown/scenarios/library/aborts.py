@@ -24,21 +24,20 @@ from ...model import SocketCall
 from ..recorder import endpoint_of
 from .. import xnu
 from ..registry import Expectation, Outcome, Scenario, on_xnu, register
-from ..stage import WAIT_SECONDS, ScenarioTimeout, Stage
-from .basics import _close, _connected_pair, _listen, _recv, _send
+from ..stage import ScenarioTimeout, Stage, WAIT_SECONDS, close, connected_pair, listen, recv, send
 
 
 
 # -- linger-abort ---------------------------------------------------------------
 
 def _linger_abort(stage: Stage) -> None:
-    client, server = _connected_pair(stage, stage.listener)
+    client, server = connected_pair(stage, stage.listener)
     stage.rec.call("server", "setsockopt", server, server.setsockopt, socket.SOL_SOCKET, socket.SO_LINGER,
                    struct.pack("ii", 1, 0), text="setsockopt(SO_LINGER, on, 0 s)")
-    _close(stage, "server", server)  # abortive close: RST, the send queue thrown away
+    close(stage, "server", server)  # abortive close: RST, the send queue thrown away
     stage.wait_state(client, "CLOSE")
-    _recv(stage, "client", client)
-    _close(stage, "client", client)
+    recv(stage, "client", client)
+    close(stage, "client", client)
 
 
 _LINGER = Expectation(
@@ -54,7 +53,7 @@ register(Scenario(
     name="linger-abort",
     summary="the peer closes with SO_LINGER 0 s: RST instead of FIN; our recv fails with ECONNRESET",
     family_group="aborts",
-    setup=_listen,
+    setup=listen,
     play=_linger_abort,
     expected={"Linux": _LINGER, "Darwin": on_xnu(_LINGER, xnu.LINGER_ZERO_RST, xnu.RST_SETS_ECONNRESET, xnu.READ_ERROR_FIRST)},
 ))
@@ -95,7 +94,7 @@ def _crash_setup(unread: bool):
             proc.stdin.close()
             proc.stdout.close()
 
-        stage._cleanup.callback(reap)
+        stage.on_cleanup(reap)
     return setup
 
 
@@ -106,7 +105,7 @@ def _crash_play(unread: bool):
         client = stage.socket()
         stage.rec.call("client", "connect", client, client.connect, stage.address(listener.getsockname()[1]))
         if unread:
-            _send(stage, "client", client, b"GET /report HTTP/1.1\r\nHost: example\r\n\r\n")
+            send(stage, "client", client, b"GET /report HTTP/1.1\r\nHost: example\r\n\r\n")
         ready, _, _ = select.select([proc.stdout], [], [], WAIT_SECONDS)
         if not ready:
             raise ScenarioTimeout("the server process never reported its accept()")
@@ -118,8 +117,8 @@ def _crash_play(unread: bool):
         proc.wait()  # reaped: its descriptors were closed by its kernel on the way out
         stage.notes.append(f"server process {pid} killed with SIGKILL and reaped")
         stage.wait_state(client, "CLOSE" if unread else "CLOSE_WAIT")
-        _recv(stage, "client", client)
-        _close(stage, "client", client)
+        recv(stage, "client", client)
+        close(stage, "client", client)
     return play
 
 

@@ -7,53 +7,19 @@ a readable socket, never a fixed sleep.
 
 from __future__ import annotations
 
-import socket
-
-from ...capture.sockopts import nosignal_send_flags
 from .. import xnu
 from ..registry import Expectation, Outcome, Scenario, on_xnu, register
-from ..stage import Stage
-
-# Linux raises SIGPIPE on a write to a reset socket unless told not to (macOS
-# uses SO_NOSIGPIPE instead, set by prepare_socket); Python ignores SIGPIPE
-# anyway, but a scenario must not depend on that.
-SEND_FLAGS = nosignal_send_flags()
-
-
-def _connected_pair(stage: Stage, listener: socket.socket):
-    client = stage.socket()
-    stage.rec.call("client", "connect", client, client.connect, stage.address(listener.getsockname()[1]))
-    accepted = stage.rec.call("server", "accept", listener, listener.accept)
-    server, _ = accepted
-    stage._cleanup.callback(server.close)
-    server.settimeout(client.gettimeout())
-    return client, server
-
-
-def _send(stage: Stage, role: str, sock: socket.socket, data: bytes):
-    return stage.rec.call(role, "send", sock, sock.send, data, SEND_FLAGS)
-
-
-def _recv(stage: Stage, role: str, sock: socket.socket, size: int = 65536):
-    return stage.rec.call(role, "recv", sock, sock.recv, size)
-
-
-def _close(stage: Stage, role: str, sock: socket.socket):
-    return stage.rec.call(role, "close", sock, sock.close)
-
-
-def _listen(stage: Stage) -> None:
-    stage.listener = stage.listen()
+from ..stage import Stage, close, connected_pair, listen, recv, send
 
 
 # -- graceful-close ---------------------------------------------------------
 
 def _graceful_close(stage: Stage) -> None:
-    client, server = _connected_pair(stage, stage.listener)
-    _close(stage, "server", server)
+    client, server = connected_pair(stage, stage.listener)
+    close(stage, "server", server)
     stage.wait_state(client, "CLOSE_WAIT")
-    _recv(stage, "client", client)  # returns b"": the peer's FIN, seen as end-of-file
-    _close(stage, "client", client)
+    recv(stage, "client", client)  # returns b"": the peer's FIN, seen as end-of-file
+    close(stage, "client", client)
 
 
 _GRACEFUL = Expectation(
@@ -66,7 +32,7 @@ register(Scenario(
     name="graceful-close",
     summary="the peer closes cleanly; our recv returns end-of-file (FIN)",
     family_group="basics",
-    setup=_listen,
+    setup=listen,
     play=_graceful_close,
     expected={"Linux": _GRACEFUL, "Darwin": on_xnu(_GRACEFUL, xnu.CLOSE_SENDS_FIN, xnu.SEEN_SERVER_FIN)},
 ))
@@ -75,13 +41,13 @@ register(Scenario(
 # -- reset-by-peer ------------------------------------------------------------
 
 def _reset_by_peer(stage: Stage) -> None:
-    client, server = _connected_pair(stage, stage.listener)
-    _send(stage, "client", client, b"request the server never reads")
+    client, server = connected_pair(stage, stage.listener)
+    send(stage, "client", client, b"request the server never reads")
     stage.wait_readable(server)  # the data sits unread in the server's receive buffer
-    _close(stage, "server", server)  # unread data: RFC 2525 says RST, not FIN
+    close(stage, "server", server)  # unread data: RFC 2525 says RST, not FIN
     stage.wait_state(client, "CLOSE")
-    _recv(stage, "client", client)
-    _close(stage, "client", client)
+    recv(stage, "client", client)
+    close(stage, "client", client)
 
 
 _RESET = Expectation(
@@ -96,7 +62,7 @@ register(Scenario(
     name="reset-by-peer",
     summary="the peer closes with unread data, its kernel sends RST; our recv fails with ECONNRESET",
     family_group="basics",
-    setup=_listen,
+    setup=listen,
     play=_reset_by_peer,
     expected={"Linux": _RESET, "Darwin": on_xnu(_RESET, xnu.CLOSE_UNREAD_RST, xnu.RST_SETS_ECONNRESET, xnu.READ_ERROR_FIRST,
                                          xnu.SEEN_CLOSE_UNREAD_SERVER)},
@@ -106,16 +72,16 @@ register(Scenario(
 # -- broken-pipe --------------------------------------------------------------
 
 def _broken_pipe(stage: Stage) -> None:
-    client, server = _connected_pair(stage, stage.listener)
-    _send(stage, "client", client, b"a")
+    client, server = connected_pair(stage, stage.listener)
+    send(stage, "client", client, b"a")
     stage.wait_readable(server)
-    _recv(stage, "server", server, 1)  # reads everything: its close will send FIN, not RST
-    _close(stage, "server", server)
+    recv(stage, "server", server, 1)  # reads everything: its close will send FIN, not RST
+    close(stage, "server", server)
     stage.wait_state(client, "CLOSE_WAIT")
-    _send(stage, "client", client, b"more data")  # succeeds locally; the closed peer answers RST
+    send(stage, "client", client, b"more data")  # succeeds locally; the closed peer answers RST
     stage.wait_state(client, "CLOSE")
-    _send(stage, "client", client, b"and more")  # EPIPE: the RST in CLOSE_WAIT left it
-    _close(stage, "client", client)
+    send(stage, "client", client, b"and more")  # EPIPE: the RST in CLOSE_WAIT left it
+    close(stage, "client", client)
 
 
 _BROKEN = Expectation(
@@ -134,7 +100,7 @@ register(Scenario(
     name="broken-pipe",
     summary="the peer reads one byte and closes; our next write draws an RST, the write after it fails with EPIPE",
     family_group="basics",
-    setup=_listen,
+    setup=listen,
     play=_broken_pipe,
     expected={"Linux": _BROKEN, "Darwin": on_xnu(
         _BROKEN, xnu.DATA_AFTER_CLOSE_RST, xnu.RST_SETS_ECONNRESET, xnu.WRITE_EPIPE_FIRST, xnu.SEEN_DATA_AFTER_FIN,
@@ -147,14 +113,14 @@ register(Scenario(
 # -- write-after-reset ----------------------------------------------------------
 
 def _write_after_reset(stage: Stage) -> None:
-    client, server = _connected_pair(stage, stage.listener)
-    _send(stage, "client", client, b"request the server never reads")
+    client, server = connected_pair(stage, stage.listener)
+    send(stage, "client", client, b"request the server never reads")
     stage.wait_readable(server)
-    _close(stage, "server", server)  # unread data: RST while the client is ESTABLISHED
+    close(stage, "server", server)  # unread data: RST while the client is ESTABLISHED
     stage.wait_state(client, "CLOSE")
-    _send(stage, "client", client, b"first write after the reset")  # ECONNRESET: the error the RST left
-    _send(stage, "client", client, b"second write")  # EPIPE: the error was reported, the pipe is gone
-    _close(stage, "client", client)
+    send(stage, "client", client, b"first write after the reset")  # ECONNRESET: the error the RST left
+    send(stage, "client", client, b"second write")  # EPIPE: the error was reported, the pipe is gone
+    close(stage, "client", client)
 
 
 _WAR = Expectation(
@@ -170,7 +136,7 @@ register(Scenario(
     name="write-after-reset",
     summary="the peer closes with unread data (RST); our first write fails with ECONNRESET, the next with EPIPE",
     family_group="basics",
-    setup=_listen,
+    setup=listen,
     play=_write_after_reset,
     expected={"Linux": _WAR, "Darwin": on_xnu(
         _WAR, xnu.CLOSE_UNREAD_RST, xnu.RST_SETS_ECONNRESET, xnu.WRITE_EPIPE_FIRST, xnu.SEEN_CLOSE_UNREAD_SERVER,
@@ -213,11 +179,11 @@ register(Scenario(
 # -- use-after-close --------------------------------------------------------------
 
 def _use_after_close(stage: Stage) -> None:
-    client, server = _connected_pair(stage, stage.listener)
-    _close(stage, "client", client)
+    client, server = connected_pair(stage, stage.listener)
+    close(stage, "client", client)
     stage.wait_state(server, "CLOSE_WAIT")
-    _recv(stage, "client", client)  # EBADF: our own close; no packet caused it
-    _close(stage, "server", server)
+    recv(stage, "client", client)  # EBADF: our own close; no packet caused it
+    close(stage, "server", server)
 
 
 _UAC = Expectation(
@@ -231,7 +197,7 @@ register(Scenario(
     name="use-after-close",
     summary="we close, then read; EBADF, no packet involved",
     family_group="basics",
-    setup=_listen,
+    setup=listen,
     play=_use_after_close,
     expected={"Linux": _UAC, "Darwin": on_xnu(_UAC, xnu.OWN_CLOSE_EBADF, xnu.CLOSE_SENDS_FIN, xnu.SEEN_CLIENT_FIN)},
 ))

@@ -17,8 +17,7 @@ import socket
 from ...capture import netns
 from .. import xnu
 from ..registry import Expectation, Outcome, Scenario, on_xnu, register
-from ..stage import Stage
-from .basics import _close, _connected_pair, _listen, _recv, _send
+from ..stage import Stage, close, connected_pair, listen, recv, send
 
 
 
@@ -29,19 +28,19 @@ def _shutdown(stage: Stage, role: str, sock: socket.socket):
 # -- half-close -------------------------------------------------------------------
 
 def _half_close(stage: Stage) -> None:
-    client, server = _connected_pair(stage, stage.listener)
-    _send(stage, "client", client, b"SUM 1 2 3\n")
+    client, server = connected_pair(stage, stage.listener)
+    send(stage, "client", client, b"SUM 1 2 3\n")
     _shutdown(stage, "client", client)  # FIN: "no more from me", yet we still listen
     stage.wait_state(server, "CLOSE_WAIT")
-    _recv(stage, "server", server)  # the request
-    _recv(stage, "server", server)  # EOF: the client's FIN
-    _send(stage, "server", server, b"6\n")  # the peer keeps sending after our FIN
+    recv(stage, "server", server)  # the request
+    recv(stage, "server", server)  # EOF: the client's FIN
+    send(stage, "server", server, b"6\n")  # the peer keeps sending after our FIN
     stage.wait_readable(client)
-    _recv(stage, "client", client)  # and we still receive
-    _close(stage, "server", server)
+    recv(stage, "client", client)  # and we still receive
+    close(stage, "server", server)
     stage.wait_state(client, "CLOSE")  # FIN_WAIT2 + FIN: handed to a TIME_WAIT entry
-    _recv(stage, "client", client)  # EOF: the server's FIN
-    _close(stage, "client", client)
+    recv(stage, "client", client)  # EOF: the server's FIN
+    close(stage, "client", client)
 
 
 _HALF = Expectation(
@@ -57,7 +56,7 @@ register(Scenario(
     name="half-close",
     summary="we shutdown(SHUT_WR): FIN; the peer reads EOF yet keeps sending, we still receive; then both close",
     family_group="halfclose",
-    setup=_listen,
+    setup=listen,
     play=_half_close,
     expected={"Linux": _HALF, "Darwin": on_xnu(_HALF, xnu.SHUTDOWN_WR_FIN, xnu.CLOSE_SENDS_FIN)},
 ))
@@ -66,13 +65,13 @@ register(Scenario(
 # -- shutdown-then-write --------------------------------------------------------------
 
 def _shutdown_then_write(stage: Stage) -> None:
-    client, server = _connected_pair(stage, stage.listener)
+    client, server = connected_pair(stage, stage.listener)
     _shutdown(stage, "client", client)
-    _send(stage, "client", client, b"one more line")  # EPIPE: we said we were done
+    send(stage, "client", client, b"one more line")  # EPIPE: we said we were done
     stage.wait_state(server, "CLOSE_WAIT")
-    _close(stage, "server", server)
+    close(stage, "server", server)
     stage.wait_state(client, "CLOSE")  # FIN_WAIT2 + FIN: handed to a TIME_WAIT entry
-    _close(stage, "client", client)
+    close(stage, "client", client)
 
 
 _SHUT = Expectation(
@@ -88,7 +87,7 @@ register(Scenario(
     name="shutdown-then-write",
     summary="we shutdown(SHUT_WR), then write: EPIPE with no packet as cause",
     family_group="halfclose",
-    setup=_listen,
+    setup=listen,
     play=_shutdown_then_write,
     expected={"Linux": _SHUT, "Darwin": on_xnu(_SHUT, xnu.SHUTDOWN_WR_FIN, xnu.WRITE_EPIPE_FIRST)},
 ))
@@ -112,12 +111,12 @@ def _time_wait_entries(family: str, port: int) -> int:
 
 def _simultaneous_setup(stage: Stage) -> None:
     stage.gate = netns.Gate()  # refuses to run outside a private namespace
-    stage._cleanup.callback(stage.gate.remove)
+    stage.on_cleanup(stage.gate.remove)
     stage.listener = stage.listen()
 
 
 def _simultaneous_close(stage: Stage) -> None:
-    client, server = _connected_pair(stage, stage.listener)
+    client, server = connected_pair(stage, stage.listener)
     stage.gate.hold()
     _shutdown(stage, "client", client)  # FIN queued on lo, not yet delivered
     _shutdown(stage, "server", server)  # the server's FIN too: both in FIN_WAIT1
@@ -131,8 +130,8 @@ def _simultaneous_close(stage: Stage) -> None:
     port = stage.listener.getsockname()[1]
     stage.wait_for("a TIME_WAIT entry for each side", lambda: _time_wait_entries(stage.family, port) == 2)
     stage.notes.append("both sides reached TIME_WAIT (through CLOSING): the FINs crossed")
-    _close(stage, "client", client)
-    _close(stage, "server", server)
+    close(stage, "client", client)
+    close(stage, "server", server)
 
 
 _SIMUL = Expectation(

@@ -20,8 +20,7 @@ from typing import Callable
 
 from .. import xnu
 from ..registry import Expectation, Outcome, Scenario, on_xnu, register
-from ..stage import WAIT_SECONDS, ScenarioTimeout, Stage
-from .basics import _close, _connected_pair, _listen, _recv, _send
+from ..stage import ScenarioTimeout, Stage, WAIT_SECONDS, close, connected_pair, listen, recv, send
 
 CHUNK = 16 * 1024  # one piece of the streamed body
 FIRST_CHUNKS = 2  # sent before the client gives up: fits any loopback receive buffer
@@ -68,17 +67,17 @@ class Responder:
     def read_request(self) -> bytes:
         data = b""
         while b"\r\n\r\n" not in data:
-            chunk = _recv(self.stage, "server", self.conn)
+            chunk = recv(self.stage, "server", self.conn)
             if not isinstance(chunk, bytes) or not chunk:
                 raise ScenarioTimeout("the client's request never arrived whole")
             data += chunk
         return data
 
     def send(self, data: bytes):
-        return _send(self.stage, "server", self.conn, data)
+        return send(self.stage, "server", self.conn, data)
 
     def close(self):
-        return _close(self.stage, "server", self.conn)
+        return close(self.stage, "server", self.conn)
 
     def wait(self) -> None:
         if not self.go.wait(WAIT_SECONDS):
@@ -108,13 +107,13 @@ def _streaming_handler(server: Responder) -> None:
 
 
 def _http_client_abort(stage: Stage) -> None:
-    client, conn = _connected_pair(stage, stage.listener)
+    client, conn = connected_pair(stage, stage.listener)
     sent = len(STREAM_HEAD) + FIRST_CHUNKS * len(_chunk(b"x" * CHUNK))
     with Responder(stage, conn, _streaming_handler) as server:
-        _send(stage, "client", client, b"GET /export.csv HTTP/1.1\r\nHost: example\r\n\r\n")
+        send(stage, "client", client, b"GET /export.csv HTTP/1.1\r\nHost: example\r\n\r\n")
         stage.wait_for("the first chunks in the client's receive buffer", lambda: queued_bytes(client) >= sent)
-        _recv(stage, "client", client, 4096)  # the head and a little body; the rest stays unread
-        _close(stage, "client", client)  # gives up with unread data: RST, not FIN
+        recv(stage, "client", client, 4096)  # the head and a little body; the rest stays unread
+        close(stage, "client", client)  # gives up with unread data: RST, not FIN
         stage.wait_state(conn, "CLOSE")
         server.go.set()
 
@@ -134,7 +133,7 @@ register(Scenario(
     name="http-client-abort",
     summary="an HTTP client gives up mid-response with unread data (RST); the server's writes fail: ECONNRESET, then EPIPE",
     family_group="http",
-    setup=_listen,
+    setup=listen,
     play=_http_client_abort,
     expected={"Linux": _ABORT, "Darwin": on_xnu(
         _ABORT, xnu.CLOSE_UNREAD_RST, xnu.RST_SETS_ECONNRESET, xnu.WRITE_EPIPE_FIRST, xnu.SEEN_CLOSE_UNREAD,
@@ -158,22 +157,22 @@ def _keepalive_handler(server: Responder) -> None:
 
 
 def _first_exchange(stage: Stage, client: socket.socket) -> None:
-    _send(stage, "client", client, b"GET /first HTTP/1.1\r\nHost: example\r\n\r\n")
+    send(stage, "client", client, b"GET /first HTTP/1.1\r\nHost: example\r\n\r\n")
     stage.wait_for("the first response", lambda: queued_bytes(client) >= len(RESPONSE))
-    _recv(stage, "client", client)
+    recv(stage, "client", client)
 
 
 def _keepalive_eof(stage: Stage) -> None:
-    client, conn = _connected_pair(stage, stage.listener)
+    client, conn = connected_pair(stage, stage.listener)
     with Responder(stage, conn, _keepalive_handler) as server:
         _first_exchange(stage, client)
         server.go.set()  # the idle timeout fires first: the server closes, FIN
     stage.wait_state(client, "CLOSE_WAIT")
     # The pool hands out the connection anyway; the request goes out...
-    _send(stage, "client", client, b"GET /second HTTP/1.1\r\nHost: example\r\n\r\n")
+    send(stage, "client", client, b"GET /second HTTP/1.1\r\nHost: example\r\n\r\n")
     stage.wait_state(client, "CLOSE")  # ...and the server's kernel answers RST
-    _recv(stage, "client", client)  # EOF: the FIN came first, and a read reports it first
-    _close(stage, "client", client)
+    recv(stage, "client", client)  # EOF: the FIN came first, and a read reports it first
+    close(stage, "client", client)
 
 
 _KA_EOF = Expectation(
@@ -191,7 +190,7 @@ register(Scenario(
     name="keepalive-race-eof",
     summary="the server closes an idle keep-alive connection (FIN); we reuse it: our request draws RST, our read gets EOF",
     family_group="http",
-    setup=_listen,
+    setup=listen,
     play=_keepalive_eof,
     expected={"Linux": _KA_EOF, "Darwin": on_xnu(
         _KA_EOF, xnu.DATA_AFTER_CLOSE_RST, xnu.RST_SETS_ECONNRESET, xnu.READ_ERROR_FIRST, xnu.SEEN_DATA_AFTER_FIN,
@@ -203,17 +202,17 @@ register(Scenario(
 
 
 def _keepalive_reset(stage: Stage) -> None:
-    client, conn = _connected_pair(stage, stage.listener)
+    client, conn = connected_pair(stage, stage.listener)
     with Responder(stage, conn, _keepalive_handler) as server:
         _first_exchange(stage, client)
         # The client reuses the connection: a POST, head first, body next.
         head = b"POST /upload HTTP/1.1\r\nHost: example\r\nContent-Length: 11\r\n\r\n"
-        _send(stage, "client", client, head)
+        send(stage, "client", client, head)
         stage.wait_for("the request head in the server's buffer", lambda: queued_bytes(conn) >= len(head))
         server.go.set()  # the idle timeout fires now, with the request unread: RST
     stage.wait_state(client, "CLOSE")
-    _send(stage, "client", client, b"hello world")  # ECONNRESET
-    _close(stage, "client", client)
+    send(stage, "client", client, b"hello world")  # ECONNRESET
+    close(stage, "client", client)
 
 
 _KA_RST = Expectation(
@@ -230,7 +229,7 @@ register(Scenario(
     name="keepalive-race-reset",
     summary="we reuse a keep-alive connection as the server's idle timeout fires; it closes with our request unread (RST); our write fails with ECONNRESET",
     family_group="http",
-    setup=_listen,
+    setup=listen,
     play=_keepalive_reset,
     expected={"Linux": _KA_RST, "Darwin": on_xnu(
         _KA_RST, xnu.CLOSE_UNREAD_RST, xnu.RST_SETS_ECONNRESET, xnu.WRITE_EPIPE_FIRST, xnu.SEEN_CLOSE_UNREAD_SERVER,

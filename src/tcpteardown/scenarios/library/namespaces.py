@@ -18,8 +18,7 @@ import socket
 from ...capture import netns
 from .. import xnu
 from ..registry import Expectation, Outcome, Scenario, on_xnu, register
-from ..stage import Stage
-from .basics import _close, _recv, _send
+from ..stage import Stage, close, listen, recv, send
 
 TCP_DEFER_ACCEPT = 9  # linux/tcp.h
 
@@ -38,7 +37,7 @@ def _overflow_setup(stage: Stage) -> None:
         port = stage.client.getsockname()[1]
         stage.gate = netns.PacketGate(("-p", "tcp", "--sport", str(port),
                                        "--tcp-flags", "SYN,ACK,FIN,RST,PSH", "ACK"))
-        stage._cleanup.callback(stage.gate.close)
+        stage.on_cleanup(stage.gate.close)
         stage.notes.append("the client's final handshake ACK was held (NFQUEUE) until the accept queue was full")
     else:
         # Without iptables: the server's kernel defers the handshake until data
@@ -59,7 +58,7 @@ def _accept_overflow(stage: Stage) -> None:
     address = stage.address(listener.getsockname()[1])
     waiting = stage.socket()  # a client the server has not accepted yet
     stage.rec.call("waiting", "connect", waiting, waiting.connect, address)
-    _send(stage, "waiting", waiting, b"GET /first HTTP/1.1\r\n\r\n")
+    send(stage, "waiting", waiting, b"GET /first HTTP/1.1\r\n\r\n")
     stage.wait_for("the first connection in the accept queue", lambda: _queue_length(listener) == 1)
     full = lambda: stage.rec.call("server", "listen", listener, listener.listen, 0,  # noqa: E731
                                   text="listen(0): the accept queue is now full")
@@ -73,10 +72,10 @@ def _accept_overflow(stage: Stage) -> None:
         client = stage.socket()
         stage.rec.call("client", "connect", client, client.connect, address)  # handshake deferred by the server
         full()
-        _send(stage, "client", client, b"GET /second HTTP/1.1\r\n\r\n")  # completes the handshake: overflow
+        send(stage, "client", client, b"GET /second HTTP/1.1\r\n\r\n")  # completes the handshake: overflow
     stage.wait_state(client, "CLOSE")
-    _recv(stage, "client", client)
-    _close(stage, "client", client)
+    recv(stage, "client", client)
+    close(stage, "client", client)
 
 
 _OVERFLOW = Expectation(
@@ -121,7 +120,7 @@ def _no_route(stage: Stage) -> None:
     _, host = UNREACHABLE[stage.family]
     client = stage.socket()
     stage.rec.call("client", "connect", client, client.connect, (host, stage.closed_port))
-    _close(stage, "client", client)
+    close(stage, "client", client)
 
 
 _NOROUTE = Expectation(

@@ -24,8 +24,7 @@ import sys
 
 from .. import xnu
 from ..registry import Expectation, Outcome, Scenario, on_xnu, register
-from ..stage import Stage
-from .basics import _close, _connected_pair, _listen, _recv
+from ..stage import Stage, close, connected_pair, listen, recv
 
 CONNECT_TIMEOUT_MS = 1200
 READ_TIMEOUT_MS = 100
@@ -95,16 +94,16 @@ register(Scenario(
 # -- read-timeout ------------------------------------------------------------------------
 
 def _read_timeout(stage: Stage) -> None:
-    client, server = _connected_pair(stage, stage.listener)
+    client, server = connected_pair(stage, stage.listener)
     client.settimeout(None)  # blocking: the kernel's receive timeout decides, not Python's
     seconds, micros = divmod(READ_TIMEOUT_MS * 1000, 1_000_000)
     timeval = struct.pack("ll", seconds, micros)
     stage.rec.call("client", "setsockopt", client, client.setsockopt, socket.SOL_SOCKET, socket.SO_RCVTIMEO,
                    timeval, text=f"setsockopt(SO_RCVTIMEO, {READ_TIMEOUT_MS} ms)")
-    _recv(stage, "client", client)  # the server stays silent: EAGAIN after 100 ms
-    _close(stage, "client", client)
+    recv(stage, "client", client)  # the server stays silent: EAGAIN after 100 ms
+    close(stage, "client", client)
     stage.wait_state(server, "CLOSE_WAIT")
-    _close(stage, "server", server)
+    close(stage, "server", server)
 
 
 _READ = Expectation(
@@ -121,7 +120,7 @@ register(Scenario(
     name="read-timeout",
     summary="the peer stays silent; our receive timeout (SO_RCVTIMEO 100 ms) fires: EAGAIN, nothing on the wire",
     family_group="timeouts",
-    setup=_listen,
+    setup=listen,
     play=_read_timeout,
     expected={"Linux": _READ, "Darwin": on_xnu(_READ, xnu.RECEIVE_TIMEOUT, xnu.CLOSE_SENDS_FIN, xnu.SEEN_CLIENT_FIN)},
 ))

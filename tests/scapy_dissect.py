@@ -1,14 +1,16 @@
-"""Turn captured frames into Segments with scapy, the live path's dissector.
+"""Frames -> Segments with scapy: an independent dissector the tests compare with ours.
 
-Files on disk go through the fast reader in `formats.pcapread`; both must
-agree field for field (tests/test_live_capture.py checks it on real runs).
+tcpteardown itself decodes every frame, live or from a file, with one pure
+decoder (`formats.pcap_links.decode_segment`); scapy's own dissection of
+the same bytes is the second opinion (tests/test_live_capture.py compares
+them field for field on real runs).
 """
 
 from __future__ import annotations
 
 from typing import Iterable, Optional
 
-from ..model import Endpoint, Frame, Segment, TcpFlags
+from tcpteardown.model import Endpoint, Frame, Segment, TcpFlags
 
 # scapy's TCP option names -> the names Segment.options uses everywhere.
 _OPTION_NAMES = {"MSS": "MSS", "WScale": "WS", "SAckOK": "SACK_PERM", "Timestamp": "TS", "SAck": "SACK"}
