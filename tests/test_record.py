@@ -259,7 +259,8 @@ def test_usage_errors(args, message):
 
 
 def test_ports_and_connection_filtering_are_pure():
-    from tcpteardown.commands.record import keep_connections, parse_ports, program_argv, service_ports
+    from tcpteardown.capture.session import keep_segments
+    from tcpteardown.commands.record import parse_ports, program_argv, service_ports
     from tcpteardown.model import Endpoint, Frame, Segment, SocketCall, TcpFlags
 
     assert parse_ports(["80, 8080", "443"]) == (80, 443, 8080)
@@ -274,7 +275,7 @@ def test_ports_and_connection_filtering_are_pure():
                 Segment(3, 0, client, other, TcpFlags.SYN, 0, 0, 0, 0),
                 Segment(4, 0, server, client, TcpFlags.RST, 0, 0, 0, 0))
     frames = tuple(Frame(n, 1, bytes([n]), 1) for n in range(1, 5))
-    kept_frames, kept = keep_connections(frames, segments, {8080})
+    kept_frames, kept = keep_segments(frames, segments, lambda s: 8080 in (s.src.port, s.dst.port))
     assert [s.frame for s in kept] == [1, 2]
     assert [f.data for f in kept_frames] == [b"\x01", b"\x04"]
 

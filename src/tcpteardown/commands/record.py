@@ -28,17 +28,15 @@ import argparse
 import contextlib
 import itertools
 import os
-import platform
 import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
@@ -334,17 +332,6 @@ def ports_touched(calls) -> set[int]:
     ports = {endpoint.port for call in calls for endpoint in (call.local, call.remote) if endpoint is not None}
     ports.discard(0)
     return ports
-
-
-def keep_connections(frames, segments, ports: set[int]):
-    """Only the frames of TCP segments on `ports`, renumbered 1..n (bundle
-    frame numbers are positions in its frames)."""
-    kept_frames, kept_segments = [], []
-    for segment in segments:
-        if segment.src.port in ports or segment.dst.port in ports:
-            kept_frames.append(frames[segment.frame - 1])
-            kept_segments.append(replace(segment, frame=len(kept_frames)))
-    return tuple(kept_frames), tuple(kept_segments)
 
 
 def _touches(event, ports: set[int]) -> bool:

@@ -18,7 +18,7 @@ import socket
 from ...capture import netns
 from .. import xnu
 from ..registry import Expectation, Outcome, Scenario, on_xnu, register
-from ..stage import Stage, close, listen, recv, send
+from ..stage import Stage, close, recv, send
 
 TCP_DEFER_ACCEPT = 9  # linux/tcp.h
 
@@ -165,7 +165,7 @@ def _icmp_unreachable(stage: Stage) -> None:
     for role, port in zip(("client", "client2"), stage.icmp_ports):
         sock = stage.socket()
         stage.rec.call(role, "connect", sock, sock.connect, stage.address(port))
-        _close(stage, role, sock)
+        close(stage, role, sock)
 
 
 _ICMP = Expectation(
