@@ -152,6 +152,18 @@ def test_missing_packets_are_a_caveat():
     assert any("no packets" in c for c in link.caveats)
 
 
+def test_epipe_after_a_reported_reset_is_the_rst_even_when_the_capture_lost_it():
+    """Seen under load: the capture dropped the client's RST; the server's send() had already
+    reported ECONNRESET, so its next EPIPE is that RST's, not a close of its own."""
+    segments = tuple(HS + [seg(4, 10, C, S, "PSH,ACK", 1001, 5001, 10)])  # the RST is not there
+    calls = (call("send", 30, 31, "ECONNRESET"), call("send", 40, 41, "EPIPE"),
+             call("close", 50, 51))
+    epipe = [link for link in correlate(Recording(segments=segments, calls=calls)) if link.call.errno == "EPIPE"][0]
+    assert epipe.kind is CauseKind.RST and epipe.cause is None and epipe.local_call is None
+    assert "reported ECONNRESET" in epipe.explanation
+    assert any("no RST toward this socket" in c for c in epipe.caveats)
+
+
 def test_no_four_tuple_two_candidates_is_a_caveat():
     first = RESET
     second = [seg(f + 6, t + 5, *rest) for f, t, *rest in [

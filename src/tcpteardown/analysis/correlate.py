@@ -372,6 +372,12 @@ def _send_reset(ctx: _Ctx, rule: Rule) -> Link:
 def _send_epipe_after_rst(ctx: _Ctx, rule: Rule) -> Optional[Link]:
     sock, rst, caveats = _last_rst(ctx)
     if sock is None:
+        reset = [c for c in _earlier_calls(ctx) if c.errno == "ECONNRESET"]
+        if reset:  # the RST happened (the kernel said so); the capture lost it
+            return _make(ctx, rule, None, caveats + [
+                "no RST toward this socket in the capture (capture started late, or packets were dropped)"],
+                sentence=f"an earlier {reset[-1].op}() reported ECONNRESET, so an RST reached the socket and "
+                         "later writes find the connection gone: EPIPE; the capture does not show that RST")
         return None  # no RST: the next row (our own close) decides
     reported = _reset_reported_after(ctx, rst)
     fins = [f for f in _fins_toward(ctx, sock) if f.time_ns <= rst.time_ns]
