@@ -100,33 +100,13 @@ def parse_tz(text: Optional[str]) -> Optional[dt.tzinfo]:
 
 def load(args: argparse.Namespace):
     """The recording from CAPTURE plus the calls of every --strace/--log file."""
-    from ..formats.bundle import load_recording
+    from ..formats.evidence import load_evidence
 
-    recording = load_recording(args.capture)
-    extra = []
-    for path in args.strace:
-        extra.extend(_import("strace", path, args))
-    for path in args.log:
-        extra.extend(_import("log", path, args))
-    return recording.with_calls(extra) if extra else recording
+    return load_evidence(args.capture, strace=args.strace, logs=args.log, tz=args.tzinfo, warn=warn)
 
 
-def _import(kind: str, path: str, args: argparse.Namespace):
-    from ..formats.applog import read_log_file
-    from ..formats.strace import read_strace_file
-
-    reader = read_strace_file if kind == "strace" else read_log_file
-    try:
-        result = reader(path, tz=args.tzinfo)
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise UserError(f"{path}: is a directory, expected a {kind} file") from None
-    except PermissionError:
-        raise UserError(f"{path}: permission denied") from None
-    for problem in result.problems:
-        print(f"tcpteardown explain: warning: {problem}", file=sys.stderr)
-    return result.calls
+def warn(text: str) -> None:
+    print(f"tcpteardown explain: warning: {text}", file=sys.stderr)
 
 
 def _packets_alone(recording, args: argparse.Namespace):
