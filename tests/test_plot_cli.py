@@ -82,7 +82,7 @@ def test_many_connections_get_an_overview_beside_the_ladder(three, tmp_path, cap
     assert written == [str(tmp_path / "three.svg"), str(tmp_path / "three-overview.svg")]
     assert main(["plot", str(three), "--overview", "-o", str(tmp_path / "only.png")]) == 0
     assert capsys.readouterr().out.split() == [str(tmp_path / "only.png")]
-    for conn in ("0", "1", "2"):
+    for conn in ("1", "2", "3"):
         assert main(["plot", str(three), "--conn", conn, "-o", str(tmp_path / f"conn{conn}.png")]) == 0
 
 
@@ -129,6 +129,9 @@ def test_every_corpus_capture_plots_or_says_why(corpus, tmp_path, capsys):
     (["plot", "{bundle}", "-o", "{tmp}/ladder.jpg"], ".png, .svg, .pdf, .mmd, .puml or .html"),
     (["plot", "{bundle}", "--conn", "9"], "no connection number 9"),
     (["plot", "{bundle}", "--conn", "10.1.1.1:1-10.1.1.2:2"], "no connection matches"),
+    (["plot", "{bundle}", "--conn", "-1"], "connections are numbered from 1"),
+    (["plot", "{bundle}", "--conn", "0"], "connections are numbered from 1"),
+    (["plot", "{bundle}", "--conn", ":http"], "the port must be a number"),
 ])
 def test_user_errors_are_one_line_and_exit_2(argv, message, bundle, tmp_path, capsys):
     argv = [a.format(missing=tmp_path / "missing.pcap", bundle=bundle, tmp=tmp_path) for a in argv]

@@ -20,6 +20,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..analysis.connections import CONN_HELP
 from ..errors import UserError
 from .explain import LANGS, add_evidence_arguments
 
@@ -30,9 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", metavar="OUT",
                         help="where to write: .png, .svg, .pdf, .mmd (Mermaid), .puml (PlantUML) or .html "
                              "(interactive page) (default: <capture stem>.png next to CAPTURE)")
-    parser.add_argument("--conn", metavar="CONN",
-                        help="which connection: an index (0 is the first) or a 4-tuple such as "
-                             "127.0.0.1:5000-127.0.0.1:8080 (default: the one with the first failing call)")
+    parser.add_argument("--conn", metavar="CONN", help=CONN_HELP)
     parser.add_argument("--lang", choices=LANGS, type=str.lower,
                         help="also show how this language reports each failure")
     parser.add_argument("--time", choices=("compressed", "real"), default="compressed",
@@ -74,7 +73,7 @@ def _title(recording, args) -> str:
     return recording.metadata.scenario or Path(args.capture).name
 
 
-# Text formats: suffix -> writer(recording, links, connection index, args, out).
+# Text formats: suffix -> writer(recording, links, connection (a ConnectionView), args, out).
 # Figures (FIGURES) go through matplotlib below.
 WRITERS = {".mmd": _mermaid, ".puml": _plantuml, ".html": _html}
 
@@ -92,7 +91,7 @@ def output_path(args: argparse.Namespace) -> Path:
 def run(args: argparse.Namespace) -> int:
     from ..analysis.completeness import banner
     from ..analysis.correlate import correlate
-    from ..views.connections import connections, select_connection
+    from ..analysis.connections import connections, select_connection
     from ..views.ladder import draw_ladder
     from ..views.overview import draw_overview
     from ..views.style import save_figure
@@ -112,9 +111,9 @@ def run(args: argparse.Namespace) -> int:
     links = correlate(recording)
     writer = WRITERS.get(out.suffix.lower())
     if writer is not None:  # text formats: the ladder only, no overview beside it
-        print(writer(recording, links, chosen.index, args, out))
+        print(writer(recording, links, chosen, args, out))
         return 0
-    print(save_figure(draw_ladder(recording, links, conn=chosen.index, lang=args.lang, time_axis=args.time), out))
+    print(save_figure(draw_ladder(recording, links, conn=chosen, lang=args.lang, time_axis=args.time), out))
     if len(found) > 1:
         beside = out.with_name(f"{out.stem}-overview{out.suffix}")
         print(save_figure(draw_overview(recording, highlight=chosen.index), beside))
