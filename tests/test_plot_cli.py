@@ -194,14 +194,13 @@ listener.close()
 @pytest.mark.needs_capture
 def test_plot_with_socket_calls_from_strace(tmp_path, capsys):
     """A real program under strace, its packets under tcpdump: the calls land on the lifelines."""
-    import argparse
     import socket
     import subprocess
     import sys
 
     from tcpteardown.analysis.correlate import correlate
     from tcpteardown.capture.tcpdump import TcpdumpCapture
-    from tcpteardown.commands.explain import load
+    from tcpteardown.formats.evidence import load_evidence
     from tcpteardown.views.ladder import draw_ladder
     from test_ladder import connectors, failure_marks
 
@@ -220,7 +219,7 @@ def test_plot_with_socket_calls_from_strace(tmp_path, capsys):
     assert main(["plot", str(pcap), "--strace", str(log), "--lang", "python", "-o", str(out)]) == 0
     assert out.read_bytes().startswith(MAGIC[".png"])
 
-    recording = load(argparse.Namespace(capture=str(pcap), strace=[str(log)], log=[], tzinfo=None))
+    recording = load_evidence(pcap, strace=[log])
     figure = draw_ladder(recording, correlate(recording))
     assert len(failure_marks(figure)) == 2  # recv ECONNRESET, then send EPIPE
     assert len(connectors(figure)) == 2

@@ -20,7 +20,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..analysis.connections import CONN_HELP
 from ..errors import UserError
 from .explain import LANGS, add_evidence_arguments
 
@@ -31,7 +30,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", metavar="OUT",
                         help="where to write: .png, .svg, .pdf, .mmd (Mermaid), .puml (PlantUML) or .html "
                              "(interactive page) (default: <capture stem>.png next to CAPTURE)")
-    parser.add_argument("--conn", metavar="CONN", help=CONN_HELP)
     parser.add_argument("--lang", choices=LANGS, type=str.lower,
                         help="also show how this language reports each failure")
     parser.add_argument("--time", choices=("compressed", "real"), default="compressed",
@@ -101,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     if args.overview and out.suffix.lower() in WRITERS:
         raise UserError(f"-o {out}: --overview draws a figure; expected a file name ending in {', '.join(FIGURES)}")
     args.tzinfo = parse_tz(args.tz)
-    recording = load(args)
+    recording = load(args, whole=args.overview)
     sys.stderr.write(banner(recording))  # anything missing from the evidence: said first
     found = connections(recording)
     chosen = select_connection(found, args.conn)
@@ -114,7 +112,10 @@ def run(args: argparse.Namespace) -> int:
         print(writer(recording, links, chosen, args, out))
         return 0
     print(save_figure(draw_ladder(recording, links, conn=chosen, lang=args.lang, time_axis=args.time), out))
-    if len(found) > 1:
+    if recording.metadata.get("selected") is not None:
+        print("tcpteardown plot: note: no overview beside the ladder: only the selected connections were read "
+              "(`plot --overview` reads them all; `census` lists them)", file=sys.stderr)
+    elif len(found) > 1:
         beside = out.with_name(f"{out.stem}-overview{out.suffix}")
         print(save_figure(draw_overview(recording, highlight=chosen.index), beside))
     return 0
