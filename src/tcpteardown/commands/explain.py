@@ -43,6 +43,9 @@ def add_evidence_arguments(parser: argparse.ArgumentParser, *, tz_help: str) -> 
     parser.add_argument("--log", metavar="FILE", action="append", default=[],
                         help="socket errors from application log lines (Go, Python, Java, Node, curl); may repeat")
     parser.add_argument("--tz", metavar="TZ", help=tz_help)
+    parser.add_argument("--year", metavar="YEAR", type=int,
+                        help="the year of --log lines that carry none (syslog); default: the log file's "
+                             "modification time")
     parser.add_argument("--conn", metavar="CONN", help=CONN_HELP)
     parser.add_argument("--since", metavar="TIME",
                         help="only packets and calls from TIME on: epoch seconds (1700000000.25) or ISO 8601 "
@@ -128,8 +131,8 @@ def load(args: argparse.Namespace, *, whole: bool = False):
         return interest_for(calls, number=selector.number, endpoints=selector.endpoints, port=selector.port,
                             since=since, until=until, window_ns=int(args.window * 1e9))
 
-    recording = load_evidence(args.capture, strace=args.strace, logs=args.log, tz=args.tzinfo, warn=warn,
-                              select=None if whole else select)
+    recording = load_evidence(args.capture, strace=args.strace, logs=args.log, tz=args.tzinfo, year=args.year,
+                              warn=warn, select=None if whole else select)
     read = recording.metadata.get("selected")
     if read is not None:
         print(f"tcpteardown {args.command}: note: a big capture: read {read}", file=sys.stderr)
@@ -196,6 +199,8 @@ def run(args: argparse.Namespace) -> int:
     args.tzinfo = parse_tz(args.tz)
     recording = load(args)
     sys.stderr.write(banner(recording))  # anything missing from the evidence: said first
+    if not recording.segments and not recording.calls:  # as census, plot and diff: nothing to work on
+        raise UserError(f"{args.capture}: no TCP segments and no socket calls could be read: nothing to explain")
     recording, links = _packets_alone(recording, args)
     if args.conn is not None:  # only the calls (real or predicted) of the connection --conn names
         from ..analysis.connections import connections, select_connection

@@ -42,15 +42,18 @@ _LOOKBACK_NS = 2_000_000_000
 PathLike = Union[str, "os.PathLike[str]"]
 
 
-def read_calls(kind: str, path: PathLike, *, tz: Optional[dt.tzinfo] = None,
+def read_calls(kind: str, path: PathLike, *, tz: Optional[dt.tzinfo] = None, year: Optional[int] = None,
                warn: Callable[[str], None] = lambda text: None) -> tuple[SocketCall, ...]:
-    """The socket calls of one `kind` ("strace" or "log") file; its problems go to `warn`."""
+    """The socket calls of one `kind` ("strace" or "log") file; its problems go to
+    `warn`. `year`: for log lines that carry none (syslog)."""
     from .applog import read_log_file
     from .strace import read_strace_file
 
-    reader = read_strace_file if kind == "strace" else read_log_file
     try:
-        result = reader(path, tz=tz)
+        if kind == "strace":
+            result = read_strace_file(path, tz=tz)
+        else:
+            result = read_log_file(path, tz=tz, year=year)
     except FileNotFoundError:
         raise UserError(f"{path}: no such file") from None
     except IsADirectoryError:
@@ -63,8 +66,8 @@ def read_calls(kind: str, path: PathLike, *, tz: Optional[dt.tzinfo] = None,
 
 
 def load_evidence(capture: PathLike, *, strace: Iterable[PathLike] = (), logs: Iterable[PathLike] = (),
-                  tz: Optional[dt.tzinfo] = None, warn: Callable[[str], None] = lambda text: None,
-                  select: Optional[Callable[[tuple[SocketCall, ...]], "Interest"]] = None,
+                  tz: Optional[dt.tzinfo] = None, year: Optional[int] = None,
+                  warn: Callable[[str], None] = lambda text: None, select: Optional[Callable[[tuple[SocketCall, ...]], "Interest"]] = None,
                   big_bytes: Optional[int] = None) -> Recording:
     """The recording in `capture` (a bundle or any pcap/pcapng) plus the calls
     of every strace and application log file.
@@ -75,7 +78,7 @@ def load_evidence(capture: PathLike, *, strace: Iterable[PathLike] = (), logs: I
     from .bundle import bundle_metadata, load_recording
 
     extra = [call for path in strace for call in read_calls("strace", path, tz=tz, warn=warn)]
-    extra += [call for path in logs for call in read_calls("log", path, tz=tz, warn=warn)]
+    extra += [call for path in logs for call in read_calls("log", path, tz=tz, year=year, warn=warn)]
     extra.sort(key=lambda c: (c.start_ns, c.end_ns))
     path = Path(capture)
     if big_bytes is None:

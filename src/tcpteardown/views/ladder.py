@@ -21,7 +21,6 @@ from __future__ import annotations
 import re
 import textwrap
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Iterable, Optional, Sequence, Union
 
 from matplotlib.figure import Figure
@@ -31,6 +30,7 @@ from matplotlib.patches import FancyArrowPatch, Patch, Rectangle
 from .. import errnos
 from ..analysis import reasons, rules, tcpstate
 from ..model import Link, Recording, Segment, SocketCall, TcpFlags
+from ..units import calendar_time
 from . import style
 from .connections import ConnectionView, connections, select_connection
 from .timeaxis import MIN_ROWS, TimeAxis, build_time_axis, format_elapsed
@@ -210,8 +210,8 @@ def _title(recording: Recording) -> str:
     if system:
         parts.append(system)
     started = meta.started_ns or recording.start_ns
-    if started:
-        when = datetime.fromtimestamp(started / 1e9, tz=timezone.utc)
+    when = calendar_time(started) if started else None
+    if when is not None:  # None: outside the calendar (a damaged capture's timestamps)
         parts.append(when.strftime("%Y-%m-%d %H:%M UTC"))
     return " — ".join(parts)
 
