@@ -126,8 +126,8 @@ def test_since_and_until_clip_packets_and_calls(many, capsys, monkeypatch):
     victim = load_evidence(pcap, logs=[log]).calls[0]
     monkeypatch.setenv(BIG_CAPTURE_VARIABLE, "0")
     before = f"{(victim.end_ns - 50_000_000) / 1e9:.6f}"
-    assert main(["explain", str(pcap), "--log", str(log), "--until", before, "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["links"] == []  # the failing call is after --until
+    assert main(["explain", str(pcap), "--log", str(log), "--until", before, "--json"]) == 2
+    assert "read between --since and --until" in capsys.readouterr().err  # the failing call is after --until
     since = f"{(victim.end_ns - 2_000_000_000) / 1e9:.6f}"
     assert main(["explain", str(pcap), "--log", str(log), "--since", since, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["links"][0]["cause"]["flags"] == "RST,ACK"

@@ -135,7 +135,8 @@ def load(args: argparse.Namespace, *, whole: bool = False):
                               warn=warn, select=None if whole else select)
     read = recording.metadata.get("selected")
     if read is not None:
-        print(f"tcpteardown {args.command}: note: a big capture: read {read}", file=sys.stderr)
+        print(f"tcpteardown {getattr(args, 'subcommand', None) or 'explain'}: note: a big capture: read {read}",
+              file=sys.stderr)
         if selector.number is not None:
             args.conn = "1"  # the one connection read is the one --conn N named
     return recording
@@ -200,7 +201,9 @@ def run(args: argparse.Namespace) -> int:
     recording = load(args)
     sys.stderr.write(banner(recording))  # anything missing from the evidence: said first
     if not recording.segments and not recording.calls:  # as census, plot and diff: nothing to work on
-        raise UserError(f"{args.capture}: no TCP segments and no socket calls could be read: nothing to explain")
+        span = " between --since and --until" if args.since or args.until else ""
+        raise UserError(f"{args.capture}: no TCP segments and no socket calls could be read{span}: "
+                        "nothing to explain")
     recording, links = _packets_alone(recording, args)
     if args.conn is not None:  # only the calls (real or predicted) of the connection --conn names
         from ..analysis.connections import connections, select_connection
