@@ -86,8 +86,9 @@ def draw_ladder(
     """Draw one connection of `recording` as a ladder; return its Figure.
 
     `links` come from `tcpteardown.analysis.correlate.correlate`; `conn`
-    picks the connection (index or ``"a:1-b:2"``; default: the one with the
-    first failing call); `lang` (go, python, java, node, curl) adds how that
+    picks the connection (`analysis.connections`' grammar: a 1-based number,
+    ADDR:PORT, :PORT, ``"a:1-b:2"`` or a ConnectionView; default: the one with
+    the first failing call); `lang` (go, python, java, node, curl) adds how that
     language reports each failure; `time_axis` is ``compressed`` or ``real``.
     With `ax`, draws into it (the caller owns its size) instead of a new Figure.
     """
