@@ -10,6 +10,7 @@ connection and nothing else.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 import socket
@@ -21,7 +22,7 @@ from conftest import tool_or_skip
 from many_connections import play_many
 from tcpteardown.analysis import tcpstate
 from tcpteardown.analysis.connections import connections, select_connection
-from tcpteardown.analysis.correlate import correlate
+from tcpteardown.analysis.correlate import correlate, tolerance
 from tcpteardown.cli import main
 from tcpteardown.formats.bundle import load_recording
 from tcpteardown.formats.evidence import BIG_CAPTURE_VARIABLE, interest_for, load_evidence, read_selected
@@ -131,3 +132,26 @@ def test_since_and_until_clip_packets_and_calls(many, capsys, monkeypatch):
     since = f"{(victim.end_ns - 2_000_000_000) / 1e9:.6f}"
     assert main(["explain", str(pcap), "--log", str(log), "--since", since, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["links"][0]["cause"]["flags"] == "RST,ACK"
+
+
+@pytest.mark.needs_capture
+def test_a_log_line_without_a_four_tuple_reads_the_connections_just_before_it(many, tmp_path):
+    """A Python traceback names no address: the connections with packets in the
+    window before the line are read, and the link is the one the whole capture gives."""
+    pcap, log = many
+    victim = load_evidence(pcap, logs=[log]).calls[0]
+    stamp = victim.end_ns
+    when = f"{dt.datetime.fromtimestamp(stamp / 1e9, dt.timezone.utc):%Y-%m-%dT%H:%M:%S.%f}Z"
+    python_log = tmp_path / "python.log"
+    python_log.write_text(f"{when} ERROR client: request failed: ConnectionResetError: "
+                          "[Errno 104] Connection reset by peer\n")
+    (call,) = load_evidence(pcap, logs=[python_log]).calls
+    assert call.local is None and call.remote is None
+    whole = load_evidence(pcap, logs=[python_log])
+    narrow = load_evidence(pcap, logs=[python_log], big_bytes=0,
+                           select=lambda calls: interest_for(calls, window_ns=3_000_000,
+                                                             late_ns=lambda call: tolerance(call)[0]))
+    (old,), (new,) = correlate(whole), correlate(narrow)
+    assert new.cause is not None and new.cause.frame == old.cause.frame
+    read = len(tcpstate.connections(narrow))
+    assert 1 <= read < len(tcpstate.connections(whole)) // 4  # a 3 ms window of a capture of 240

@@ -128,8 +128,11 @@ def load(args: argparse.Namespace, *, whole: bool = False):
         raise UserError(f"--window must be a number of seconds >= 0, not {args.window}")
 
     def select(calls):
+        from ..analysis.correlate import tolerance
+
         return interest_for(calls, number=selector.number, endpoints=selector.endpoints, port=selector.port,
-                            since=since, until=until, window_ns=int(args.window * 1e9))
+                            since=since, until=until, window_ns=int(args.window * 1e9),
+                            late_ns=lambda call: tolerance(call)[0])
 
     recording = load_evidence(args.capture, strace=args.strace, logs=args.log, tz=args.tzinfo, year=args.year,
                               warn=warn, select=None if whole else select)

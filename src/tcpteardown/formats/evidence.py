@@ -124,13 +124,15 @@ class Interest:
 
 def interest_for(calls: Iterable[SocketCall], *, number: Optional[int] = None, endpoints: tuple = (),
                  port: Optional[int] = None, since: Optional[int] = None, until: Optional[int] = None,
-                 window_ns: int = NEAR_WINDOW_NS) -> Interest:
+                 window_ns: int = NEAR_WINDOW_NS,
+                 late_ns: Callable[[SocketCall], int] = lambda call: 1_000_000_000) -> Interest:
     """What explain and plot need from a big capture. With a connection named
     (`number`, `endpoints` as in `--conn`, `port`): that connection only.
     Otherwise the connection of every failing (or end-of-file) call: its
     4-tuple when the call names both ends, else the connections with packets
     in the `window_ns` before the call (on its one named endpoint, if any),
-    or in [since, until] when given."""
+    or in [since, until] when given. `late_ns(call)`: how long after a call
+    its cause may be stamped (`analysis.correlate.tolerance`; default 1 s)."""
     if len(endpoints) == 2:
         return Interest(pairs=frozenset({frozenset(endpoints)}), since=since, until=until)
     if number is not None or endpoints or port is not None:
@@ -143,7 +145,7 @@ def interest_for(calls: Iterable[SocketCall], *, number: Optional[int] = None, e
             pairs.add(frozenset((call.local, call.remote)))
             continue
         t0 = since if since is not None else call.start_ns - window_ns
-        t1 = until if until is not None else call.end_ns + 1_000_000_000  # a log stamped to the second
+        t1 = until if until is not None else call.end_ns + late_ns(call)
         near.append((call.local or call.remote, t0, t1))
     if not pairs and not near:
         return Interest(first=(1, None, None), since=since, until=until)  # nothing failed: the first, for a picture
