@@ -155,3 +155,19 @@ def test_a_log_line_without_a_four_tuple_reads_the_connections_just_before_it(ma
     assert new.cause is not None and new.cause.frame == old.cause.frame
     read = len(tcpstate.connections(narrow))
     assert 1 <= read < len(tcpstate.connections(whole)) // 4  # a 3 ms window of a capture of 240
+
+
+@pytest.mark.needs_capture
+def test_a_connection_that_began_before_the_window_is_read_whole(many):
+    """The window holds only the victim's RST: a second pass reads its start
+    (a connect that retried for minutes before the log line looks like this)."""
+    from tcpteardown.formats.evidence import Interest
+
+    pcap, log = many
+    whole = load_evidence(pcap, logs=[log])
+    (link,) = correlate(whole)
+    rst = link.cause
+    frames = [s.frame for c in tcpstate.connections(whole) if rst in c.segments for s in c.segments]
+    read = read_selected(pcap, Interest(near=((None, rst.time_ns, rst.time_ns),), lookback_ns=0))
+    assert [s.frame for s in read.segments] == frames
+    assert "2 passes" in read.metadata.get("selected")

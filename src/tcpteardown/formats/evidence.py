@@ -114,6 +114,7 @@ class Interest:
     first: Optional[tuple[int, Optional[int], Optional[Endpoint]]] = None  # (n, port, endpoint)
     since: Optional[int] = None
     until: Optional[int] = None
+    lookback_ns: int = _LOOKBACK_NS  # `near`: packets read this long before t0, for the handshake
 
     def in_span(self, time_ns: int) -> bool:
         return (self.since is None or time_ns >= self.since) and (self.until is None or time_ns <= self.until)
@@ -189,7 +190,7 @@ class _Selection:
         if len(self.pair_codes):
             wanted |= np.isin(_port_pair(batch.sport, batch.dport), self.pair_codes)
         for endpoint, t0, t1 in interest.near:
-            span = (time >= t0 - _LOOKBACK_NS) & (time <= t1)
+            span = (time >= t0 - interest.lookback_ns) & (time <= t1)
             if endpoint is not None:
                 span &= (batch.sport == endpoint.port) | (batch.dport == endpoint.port)
             wanted |= span
@@ -244,30 +245,61 @@ def _decode(batch, frame_bytes, rows) -> list[Segment]:
 
 def read_selected(capture: PathLike, interest: Interest) -> Recording:
     """A Recording holding only the connections `interest` names, read in one
-    pass with flat memory. Its metadata says what was read
+    pass with flat memory (two when a connection found in a `near` window
+    began before it). Its metadata says what was read
     (`selected`: "N of M TCP packets"); reader problems are kept as
     ("problem", text), as `bundle.load_recording` keeps them."""
-    from .pcap_columns import iter_tcp_batches_with_bytes
-
     path = str(capture)
     if not Path(path).exists():
         raise UserError(f"{path}: no such file")
     problems: list[str] = []
+    segments, tcp_packets = _one_pass(path, interest, problems)
+    passes = 1
+    headless = _headless(segments, interest)
+    if headless:  # connections found in a window that began before it: a second pass for their start
+        first_seen = {}
+        for segment in segments:
+            first_seen.setdefault(segment.connection_key, segment.time_ns)
+        earlier, _ = _one_pass(path, Interest(pairs=frozenset(headless), since=interest.since,
+                                              until=max(first_seen[key] for key in headless)), [])
+        have = {s.frame for s in segments}
+        segments = sorted(segments + [s for s in earlier if s.frame not in have], key=lambda s: s.frame)
+        passes = 2
+    keys = {s.connection_key for s in segments}
+    what = f"{len(segments)} of {tcp_packets} TCP packets ({len(keys)} of the capture's 4-tuples"
+    what += f", {passes} passes)" if passes > 1 else ")"
+    if interest.near:
+        what += (f"; for {len(interest.near)} call(s) naming no 4-tuple, the connections with packets in "
+                 f"the window before each (--window, --since/--until)")
+    extra = (("selected", what + ": only the connections the calls or --conn name were read"),) \
+        + tuple(("problem", p) for p in problems)
+    return Recording(segments=tuple(segments), metadata=Metadata(source_file=path, extra=extra))
+
+
+def _one_pass(path: str, interest: Interest, problems: list[str]) -> tuple[list[Segment], int]:
+    from .pcap_columns import iter_tcp_batches_with_bytes
+
     selection = _Selection(interest)
     segments: list[Segment] = []
-    packets = tcp_packets = 0
+    tcp_packets = 0
     for batch, frame_bytes in iter_tcp_batches_with_bytes(path, on_problem=problems.append):
-        packets += batch.packets
         tcp_packets += len(batch)
         rows = selection.rows(batch, frame_bytes)
         if len(rows):
             segments.extend(_decode(batch, frame_bytes, rows))
-    segments = _exact(segments, interest)
-    keys = {s.connection_key for s in segments}
-    extra = (("selected", f"{len(segments)} of {tcp_packets} TCP packets ({len(keys)} of the capture's "
-                          f"4-tuples): only the connections the calls or --conn name were read"),) \
-        + tuple(("problem", p) for p in problems)
-    return Recording(segments=tuple(segments), metadata=Metadata(source_file=path, extra=extra))
+    return _exact(segments, interest), tcp_packets
+
+
+def _headless(segments: list[Segment], interest: Interest) -> set:
+    """4-tuples read for a `near` window whose first segment read is no SYN:
+    they began before the window (a connect that retried for minutes)."""
+    if not interest.near:
+        return set()
+    first: dict = {}
+    for segment in segments:
+        first.setdefault(segment.connection_key, segment)
+    return {key for key, segment in first.items()
+            if key not in interest.pairs and not segment.is_syn}
 
 
 def _exact(segments: list[Segment], interest: Interest) -> list[Segment]:
