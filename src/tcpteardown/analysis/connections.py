@@ -36,8 +36,7 @@ __all__ = ["ConnectionView", "Selector", "connections", "select_connection", "pa
 
 ENDINGS = ("fin", "rst", "refused", "open", "no-packets")
 
-CONN_HELP = ("which connection: its number in order of first packet (1 = first), ADDR:PORT, :PORT, "
-             "or a 4-tuple ADDR:PORT-ADDR:PORT (default: the one with the first failing call, else the first)")
+CONN_HELP = "its number in order of first packet (1 = first), ADDR:PORT, :PORT, or a 4-tuple ADDR:PORT-ADDR:PORT"
 
 # Calls that only the opening side makes.
 _CLIENT_OPS = frozenset({"connect", "dial", "getsockopt"})  # getsockopt: SO_ERROR after a non-blocking connect

@@ -35,7 +35,8 @@ HELP = "link each failing socket call to the FIN or RST that caused it (text or 
 LANGS = errnos.LANG_CHOICES
 
 
-def add_evidence_arguments(parser: argparse.ArgumentParser, *, tz_help: str) -> None:
+def add_evidence_arguments(parser: argparse.ArgumentParser, *, tz_help: str,
+                           conn_help: str = "explain only the calls of one connection") -> None:
     """CAPTURE and the socket calls added to it: shared by explain and plot."""
     parser.add_argument("capture", metavar="CAPTURE", help="a tcpteardown bundle, or any pcap/pcapng file")
     parser.add_argument("--strace", metavar="FILE", action="append", default=[],
@@ -46,7 +47,7 @@ def add_evidence_arguments(parser: argparse.ArgumentParser, *, tz_help: str) -> 
     parser.add_argument("--year", metavar="YEAR", type=int,
                         help="the year of --log lines that carry none (syslog); default: the log file's "
                              "modification time")
-    parser.add_argument("--conn", metavar="CONN", help=CONN_HELP)
+    parser.add_argument("--conn", metavar="CONN", help=f"{conn_help}: {CONN_HELP}")
     parser.add_argument("--since", metavar="TIME",
                         help="only packets and calls from TIME on: epoch seconds (1700000000.25) or ISO 8601 "
                              "(2024-05-01T12:00:00, in --tz)")

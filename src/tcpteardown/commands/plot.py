@@ -26,7 +26,9 @@ from .explain import LANGS, add_evidence_arguments
 HELP = "draw the ladder diagram of a connection: each failing call next to the segment that caused it"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_evidence_arguments(parser, tz_help="time zone for log lines without one (default UTC)")
+    add_evidence_arguments(parser, tz_help="time zone for log lines without one (default UTC)",
+                           conn_help="which connection to draw (default: the one with the first failing "
+                                     "call, else the first)")
     parser.add_argument("-o", "--output", metavar="OUT",
                         help="where to write: .png, .svg, .pdf, .mmd (Mermaid), .puml (PlantUML) or .html "
                              "(interactive page) (default: <capture stem>.png next to CAPTURE)")
