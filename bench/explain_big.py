@@ -11,6 +11,8 @@ client read reset by the server and logged as Go logs it
     tcpteardown census CAPTURE
     tcpteardown explain CAPTURE --log explain-big.log
     tcpteardown plot CAPTURE --log explain-big.log -o OUT.png
+    tcpteardown explain CAPTURE --log explain-big-python.log   (explain*: the
+        same failure as a Python traceback line, which names no 4-tuple)
 
 and prints each one's best wall time and peak RSS (/usr/bin/time), the
 ratios to census, and whether explain linked the right frame (the RST on
@@ -67,6 +69,15 @@ def build(connections: int) -> tuple[Path, Path, int]:
     return pcap, log, int(answer.read_text())
 
 
+def traceback_log(log: Path) -> Path:
+    """The Go line's failure as Python logs it: same time, no addresses."""
+    stamp = log.read_text().split(" read tcp ")[0]  # 2026/11/30 20:00:49.088438
+    bare = log.with_name(log.stem + "-python.log")
+    bare.write_text(stamp.replace("/", "-").replace(" ", "T") + "Z ERROR client: request failed: "
+                    "ConnectionResetError: [Errno 104] Connection reset by peer\n")
+    return bare
+
+
 def measure(argv: list[str], repeat: int) -> tuple[float, int, str]:
     """Best wall seconds, peak RSS in MB (of the best run) and stdout of `tcpteardown argv`."""
     best = None
@@ -97,6 +108,8 @@ def main() -> int:
     try:
         census = measure(["census", str(pcap)], args.repeat)
         explain = measure(["explain", str(pcap), "--log", str(log), "--json"], args.repeat)
+        bare = traceback_log(log)
+        unnamed = measure(["explain", str(pcap), "--log", str(bare), "--json"], args.repeat)
         plot = measure(["plot", str(pcap), "--log", str(log), "-o", str(out)], args.repeat)
     finally:
         shutil.rmtree(out.parent)
@@ -105,8 +118,12 @@ def main() -> int:
           f"{pcap.stat().st_size / 1e6:.0f} MB; {platform.node()} {platform.machine()} "
           f"{os.cpu_count()} cores, {time.strftime('%Y-%m-%d', time.gmtime())}; best of {args.repeat}")
     print(f"{'command':<10}{'wall s':>9}{'x census':>10}{'peak RSS MB':>13}")
-    for name, (wall, rss, _out) in (("census", census), ("explain", explain), ("plot", plot)):
+    for name, (wall, rss, _out) in (("census", census), ("explain", explain), ("plot", plot),
+                                    ("explain*", unnamed)):
         print(f"{name:<10}{wall:>9.2f}{wall / census[0]:>10.2f}{rss:>13}")
+    unnamed_frames = [link["cause"]["frame"] for link in json.loads(unnamed[2])["links"] if link.get("cause")]
+    print(f"explain*: the same failure logged as a Python traceback (no 4-tuple: the connections in the "
+          f"1 s before it are read, --window); linked {unnamed_frames}")
     print(f"explain linked frame {linked}; the RST on the logged 4-tuple is frame {frame}: "
           f"{'right' if linked == [frame] else 'WRONG'}")
     goals = (explain[0] <= 1.5 * census[0], plot[0] <= 1.5 * census[0], max(explain[1], plot[1]) < 300,

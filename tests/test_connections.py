@@ -41,7 +41,8 @@ def test_grammar(text, field, value):
 
 @pytest.mark.parametrize("text, message", [
     ("0", "numbered from 1"), ("-1", "numbered from 1"), (":http", "port must be a number"),
-    (":70000", "port must be a number"), ("1.1.1.1:1-2.2.2.2:2-3.3.3.3:3", "at most two endpoints"), ("nonsense", "expected"),
+    (":70000", "port must be a number"), ("1.1.1.1:1-2.2.2.2:2-3.3.3.3:3", "at most two endpoints"),
+    ("nonsense", "expected"),
 ])
 def test_grammar_errors_are_user_errors(text, message):
     with pytest.raises(UserError, match=message):

@@ -259,7 +259,10 @@ def select_connection(found: Sequence[ConnectionView],
     if not found:
         raise UserError("no TCP connection in this recording (no segments and no socket calls with endpoints)")
     if isinstance(wanted, ConnectionView):
-        return next(c for c in found if c.index == wanted.index)
+        same = next((c for c in found if c.index == wanted.index and c.key == wanted.key), None)
+        if same is None:
+            raise UserError(f"connection {wanted} is not one of this recording's: {_listing(found)}")
+        return same
     selector = parse_conn(wanted)
     if selector.is_default:
         return _default(found)

@@ -35,7 +35,7 @@ __all__ = ["load_evidence", "read_calls", "Interest", "interest_for", "read_sele
 BIG_CAPTURE_BYTES = 16 << 20  # ~150,000 loopback packets; read whole, ~200 MB
 BIG_CAPTURE_VARIABLE = "TCPTEARDOWN_BIG_CAPTURE_BYTES"
 # A call that names no 4-tuple: connections with packets this long before it are read.
-NEAR_WINDOW_NS = 10_000_000_000
+NEAR_WINDOW_NS = 1_000_000_000
 # ... and of those, their packets from this long before the window (their handshake).
 _LOOKBACK_NS = 2_000_000_000
 
@@ -67,7 +67,8 @@ def read_calls(kind: str, path: PathLike, *, tz: Optional[dt.tzinfo] = None, yea
 
 def load_evidence(capture: PathLike, *, strace: Iterable[PathLike] = (), logs: Iterable[PathLike] = (),
                   tz: Optional[dt.tzinfo] = None, year: Optional[int] = None,
-                  warn: Callable[[str], None] = lambda text: None, select: Optional[Callable[[tuple[SocketCall, ...]], "Interest"]] = None,
+                  warn: Callable[[str], None] = lambda text: None,
+                  select: Optional[Callable[[tuple[SocketCall, ...]], "Interest"]] = None,
                   big_bytes: Optional[int] = None) -> Recording:
     """The recording in `capture` (a bundle or any pcap/pcapng) plus the calls
     of every strace and application log file.
@@ -84,7 +85,8 @@ def load_evidence(capture: PathLike, *, strace: Iterable[PathLike] = (), logs: I
     if big_bytes is None:
         setting = os.environ.get(BIG_CAPTURE_VARIABLE, "")
         big_bytes = int(setting) if setting.isdigit() else BIG_CAPTURE_BYTES
-    if select is not None and path.is_file() and path.stat().st_size >= big_bytes and bundle_metadata(path) is None:
+    big = path.is_file() and path.stat().st_size >= big_bytes and bundle_metadata(path) is None
+    if select is not None and big:
         interest = select(tuple(extra))
         return read_selected(path, interest).with_calls(interest.clip_calls(extra))
     recording = load_recording(capture)
