@@ -251,14 +251,15 @@ def parse_conn(text: Union[None, int, str, Selector]) -> Selector:
 
 
 def select_connection(found: Sequence[ConnectionView],
-                      wanted: Union[None, int, str, Selector, ConnectionView] = None) -> ConnectionView:
+                      wanted: Union[None, int, str, Selector, ConnectionView, tcpstate.Connection] = None
+                      ) -> ConnectionView:
     """The connection `wanted` names (see the grammar above), or the default:
     the connection of the first failing call by start time, else the first.
-    A ConnectionView is returned as found's own. Raises UserError naming the
+    A ConnectionView (or tcpstate's Connection) is found's own. Raises UserError naming the
     choices."""
     if not found:
         raise UserError("no TCP connection in this recording (no segments and no socket calls with endpoints)")
-    if isinstance(wanted, ConnectionView):
+    if isinstance(wanted, (ConnectionView, tcpstate.Connection)):  # one already chosen
         same = next((c for c in found if c.index == wanted.index and c.key == wanted.key), None)
         if same is None:
             raise UserError(f"connection {wanted} is not one of this recording's: {_listing(found)}")

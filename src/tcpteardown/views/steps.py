@@ -14,7 +14,7 @@ from typing import Optional, Sequence, Union
 from ..analysis.reasons import reason_phrase, render_reason, reset_reason
 from ..analysis.relative import relative_numbers
 from ..analysis.connections import ConnectionView, connections, select_connection
-from ..analysis.tcpstate import describe_state, infer_states, state_at, time_wait_from_packets
+from ..analysis.tcpstate import Connection, describe_state, infer_states, state_at, time_wait_from_packets
 from ..model import Link, Recording, SocketCall
 
 
@@ -33,7 +33,7 @@ class Step:
 
 
 def build_steps(recording: Recording, links: Sequence[Link] = (),
-                connection: Union[None, int, str, ConnectionView] = None) -> list[Step]:
+                connection: Union[None, int, str, ConnectionView, Connection] = None) -> list[Step]:
     """Every segment and socket call of one connection, in time order: the one
     `connection` names in `analysis.connections`' grammar, by default the
     same as the ladder's (the connection of the first failing call)."""
