@@ -113,7 +113,11 @@ def main() -> int:
         plot = measure(["plot", str(pcap), "--log", str(log), "-o", str(out)], args.repeat)
     finally:
         shutil.rmtree(out.parent)
-    linked = [link["cause"]["frame"] for link in json.loads(explain[2])["links"] if link.get("cause")]
+    def linked_by_log(out: str) -> list:  # the log line's links (not the predictions for packets alone)
+        return [link["cause"]["frame"] for link in json.loads(out)["links"]
+                if link.get("cause") and link["call"]["source"] == "log"]
+
+    linked = linked_by_log(explain[2])
     print(f"capture: {pcap.name}, {packets} packets, {args.connections:,} connections, "
           f"{pcap.stat().st_size / 1e6:.0f} MB; {platform.node()} {platform.machine()} "
           f"{os.cpu_count()} cores, {time.strftime('%Y-%m-%d', time.gmtime())}; best of {args.repeat}")
@@ -121,7 +125,7 @@ def main() -> int:
     for name, (wall, rss, _out) in (("census", census), ("explain", explain), ("plot", plot),
                                     ("explain*", unnamed)):
         print(f"{name:<10}{wall:>9.2f}{wall / census[0]:>10.2f}{rss:>13}")
-    unnamed_frames = [link["cause"]["frame"] for link in json.loads(unnamed[2])["links"] if link.get("cause")]
+    unnamed_frames = linked_by_log(unnamed[2])
     print(f"explain*: the same failure logged as a Python traceback (no 4-tuple: the connections in the "
           f"1 s before it are read, --window); linked {unnamed_frames}")
     print(f"explain linked frame {linked}; the RST on the logged 4-tuple is frame {frame}: "
