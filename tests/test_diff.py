@@ -16,6 +16,7 @@ from tcpteardown.analysis.diff import (
     DEFAULT_TOLERANCE_NS, FlagDifference, OnlyIn, OptionDifference, OutcomeDifference, PayloadDifference,
     TimingDifference, diff, normalise, pick_connection,
 )
+from tcpteardown.errors import UserError
 from tcpteardown.formats.bundle import load_recording
 from tcpteardown.model import Recording, SocketCall, TcpFlags
 
@@ -188,9 +189,9 @@ def test_pick_connection_by_number_endpoint_and_port(attr):
     assert pick_connection(attr, "127.0.0.1:62286").index == 3
     assert pick_connection(attr, "[::1]:62285").index == 2
     assert pick_connection(attr, ":62283").index == 1
-    with pytest.raises(ValueError, match="2: 127.0.0.1:62283 -> 127.0.0.1:6379"):
+    with pytest.raises(UserError, match="2: 127.0.0.1:62283 -> 127.0.0.1:6379"):
         pick_connection(attr, 9)
-    with pytest.raises(ValueError, match="no connection"):
+    with pytest.raises(UserError, match="not-an-endpoint"):
         pick_connection(attr, "not-an-endpoint")
 
 

@@ -73,7 +73,7 @@ def test_figure_is_written_and_reproducible(corpus, capsys, tmp_path):
 @pytest.mark.parametrize("make_args,message", [
     (lambda c, t: (t / "missing.pcap", c / "zeek" / "attr.pcap"), "no such file"),
     (lambda c, t: (c / "MANIFEST.tsv", c / "zeek" / "attr.pcap"), "not a pcap or pcapng file"),
-    (lambda c, t: (c / "zeek" / "attr.pcap", c / "zeek" / "attr.pcap", "--conn-a", "9"), "no connection '9'"),
+    (lambda c, t: (c / "zeek" / "attr.pcap", c / "zeek" / "attr.pcap", "--conn-a", "9"), "no connection number 9"),
     (lambda c, t: (c / "zeek" / "attr.pcap", c / "zeek" / "attr.pcap", "--tolerance", "-1"), "--tolerance"),
     (lambda c, t: (c / "zeek" / "attr.pcap", c / "zeek" / "attr.pcap", "-o", t / "fig.gif"), ".png, .svg or .pdf"),
 ])

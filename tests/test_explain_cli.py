@@ -366,3 +366,68 @@ def test_kernel_witness_words_in_the_paragraph():
            "this recv() returned it." in text
     assert "inferred" not in text
     assert links_to_json((link,), rec)["links"][0]["cause"]["reason"] == "TCP_ABORT_ON_CLOSE"
+
+
+# -- hostile and unlucky input (issue 19): one line, exit 2, never a traceback ------
+
+REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+def _pcapng_with_tsresol(source, target, exponent: int) -> None:
+    """A real capture's packets with the interface's if_tsresol changed and the
+    tcpteardown block dropped: what one flipped byte does to a pcapng."""
+    import struct
+
+    data = source.read_bytes()
+    out, offset = bytearray(), 0
+    while offset < len(data):
+        kind, length = struct.unpack_from("<II", data, offset)
+        block = bytearray(data[offset:offset + length])
+        offset += length
+        if kind in (0x00000BAD, 0x40000BAD):
+            continue
+        if kind == 1:  # IDB: options start after linktype, reserved, snaplen
+            option = 16
+            while option < length - 4:
+                code, size = struct.unpack_from("<HH", block, option)
+                if code == 0:
+                    break
+                if code == 9:
+                    block[option + 4] = exponent
+                option += 4 + ((size + 3) & ~3)
+        out += block
+    target.write_bytes(bytes(out))
+
+
+def test_timestamps_outside_the_calendar_are_no_traceback(tmp_path):
+    """if_tsresol 10^-3 on nanosecond stamps: packets in the year 56 million."""
+    damaged = tmp_path / "year.pcapng"
+    _pcapng_with_tsresol(REPO / "captures" / "linux" / "broken-pipe.pcapng", damaged, 3)
+    code, out, err = explain(damaged, "--markdown")
+    assert code == 0 and "Traceback" not in err, err
+    proc = subprocess.run([sys.executable, "-m", "tcpteardown", "plot", str(damaged), "-o", str(tmp_path / "y.png")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert (tmp_path / "y.png").exists()
+
+
+def test_an_impossible_utc_offset_is_a_user_error():
+    code, out, err = explain(REPO / "captures" / "linux" / "incident" / "capture.pcap", "--log",
+                             REPO / "captures" / "linux" / "incident" / "client.log", "--tz", "+99:00")
+    assert code == 2 and err == "tcpteardown explain: error: time zone '+99:00': an offset lies between -23:59 and +23:59\n"
+
+
+def test_nothing_readable_exits_2_like_census_plot_and_diff(tmp_path, corpus):
+    header_only = tmp_path / "header-only.pcap"
+    header_only.write_bytes((corpus / "tcpdump" / "tcp-handshake-nano.pcap").read_bytes()[:24])
+    code, out, err = explain(header_only)
+    assert code == 2 and out == "" and err.count("\n") == 1 and "nothing to explain" in err, (out, err)
+
+
+def test_warnings_name_cli_options_not_python_arguments():
+    code, out, err = explain(REPO / "captures" / "linux" / "incident" / "capture.pcap", "--log",
+                             REPO / "captures" / "linux" / "incident" / "client.log")
+    assert code == 0
+    assert "tz=" not in err and "year=" not in err
+    code, out, err = explain(REPO / "captures" / "linux" / "incident" / "capture.pcap", "--conn", "-1")
+    assert code == 2 and "numbered from 1" in err

@@ -316,16 +316,16 @@ def lifeline_names(figure):
 def test_default_connection_is_the_one_with_the_first_failing_call():
     recording = two_connections()
     assert f"client\n{CLIENT}" in lifeline_names(draw_ladder(recording))
-    assert f"client\n{OTHER}" in lifeline_names(draw_ladder(recording, conn=0))
-    assert f"client\n{OTHER}" in lifeline_names(draw_ladder(recording, conn="0"))
+    assert f"client\n{OTHER}" in lifeline_names(draw_ladder(recording, conn=1))
+    assert f"client\n{OTHER}" in lifeline_names(draw_ladder(recording, conn="1"))
     assert f"client\n{OTHER}" in lifeline_names(draw_ladder(recording, conn=f"{SERVER}-{OTHER}"))
     assert f"client\n{CLIENT}" in lifeline_names(draw_ladder(recording, conn=f"{CLIENT}-{SERVER}"))
-    assert len(arrows(draw_ladder(recording, conn=0))) == 3
+    assert len(arrows(draw_ladder(recording, conn=1))) == 3
 
 
 @pytest.mark.parametrize("wanted, message", [
     (7, "no connection number 7"), ("10.0.0.1:1-10.0.0.2:2", "no connection matches"),
-    ("nonsense", "expected an index"),
+    ("nonsense", "expected a connection number"), (0, "numbered from 1"),
 ])
 def test_bad_connection_choice_names_the_choices(wanted, message):
     with pytest.raises(UserError, match=message):
@@ -565,8 +565,8 @@ def test_real_tcpdump_capture_of_real_sockets(tmp_path):
             play_three_teardowns(listener, ports[1])
         pcap = capture.stop()
     recording = load_recording(pcap)
-    for index in range(3):
-        figure = draw_ladder(recording, correlate(recording), conn=index)
+    for number in (1, 2, 3):
+        figure = draw_ladder(recording, correlate(recording), conn=number)
         assert arrows(figure)
         assert_legible(figure)
     overview = draw_overview(recording)

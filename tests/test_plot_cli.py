@@ -82,7 +82,7 @@ def test_many_connections_get_an_overview_beside_the_ladder(three, tmp_path, cap
     assert written == [str(tmp_path / "three.svg"), str(tmp_path / "three-overview.svg")]
     assert main(["plot", str(three), "--overview", "-o", str(tmp_path / "only.png")]) == 0
     assert capsys.readouterr().out.split() == [str(tmp_path / "only.png")]
-    for conn in ("0", "1", "2"):
+    for conn in ("1", "2", "3"):
         assert main(["plot", str(three), "--conn", conn, "-o", str(tmp_path / f"conn{conn}.png")]) == 0
 
 
@@ -129,6 +129,9 @@ def test_every_corpus_capture_plots_or_says_why(corpus, tmp_path, capsys):
     (["plot", "{bundle}", "-o", "{tmp}/ladder.jpg"], ".png, .svg, .pdf, .mmd, .puml or .html"),
     (["plot", "{bundle}", "--conn", "9"], "no connection number 9"),
     (["plot", "{bundle}", "--conn", "10.1.1.1:1-10.1.1.2:2"], "no connection matches"),
+    (["plot", "{bundle}", "--conn", "-1"], "connections are numbered from 1"),
+    (["plot", "{bundle}", "--conn", "0"], "connections are numbered from 1"),
+    (["plot", "{bundle}", "--conn", ":http"], "the port must be a number"),
 ])
 def test_user_errors_are_one_line_and_exit_2(argv, message, bundle, tmp_path, capsys):
     argv = [a.format(missing=tmp_path / "missing.pcap", bundle=bundle, tmp=tmp_path) for a in argv]
@@ -191,14 +194,13 @@ listener.close()
 @pytest.mark.needs_capture
 def test_plot_with_socket_calls_from_strace(tmp_path, capsys):
     """A real program under strace, its packets under tcpdump: the calls land on the lifelines."""
-    import argparse
     import socket
     import subprocess
     import sys
 
     from tcpteardown.analysis.correlate import correlate
     from tcpteardown.capture.tcpdump import TcpdumpCapture
-    from tcpteardown.commands.explain import load
+    from tcpteardown.formats.evidence import load_evidence
     from tcpteardown.views.ladder import draw_ladder
     from test_ladder import connectors, failure_marks
 
@@ -217,7 +219,7 @@ def test_plot_with_socket_calls_from_strace(tmp_path, capsys):
     assert main(["plot", str(pcap), "--strace", str(log), "--lang", "python", "-o", str(out)]) == 0
     assert out.read_bytes().startswith(MAGIC[".png"])
 
-    recording = load(argparse.Namespace(capture=str(pcap), strace=[str(log)], log=[], tzinfo=None))
+    recording = load_evidence(pcap, strace=[log])
     figure = draw_ladder(recording, correlate(recording))
     assert len(failure_marks(figure)) == 2  # recv ECONNRESET, then send EPIPE
     assert len(connectors(figure)) == 2

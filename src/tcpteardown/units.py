@@ -1,4 +1,4 @@
-"""How durations read in sentences: one format for every explanation.
+"""How durations and times read in sentences: one format for every explanation.
 
 `0.201 s`, `4.512 ms`, `58 us`: three decimals where a reader compares them
 with a capture's timestamps. (Axis labels use `views.timeaxis.format_elapsed`,
@@ -24,3 +24,15 @@ def format_bytes(count: int) -> str:
         if value < 999.5 or unit == "GB":
             return f"{value:.1f} {unit}" if value < 100 else f"{value:.0f} {unit}"
     raise AssertionError("unreachable")
+
+
+def calendar_time(time_ns: int, tz=None):
+    """`time_ns` (since the epoch) as an aware datetime in `tz` (UTC when None),
+    or None when it lies outside the calendar datetime can hold (a damaged
+    capture: a wrong pcapng if_tsresol puts packets in the year 56,892,546)."""
+    import datetime as _dt
+
+    try:
+        return _dt.datetime.fromtimestamp(time_ns // 1_000_000_000, tz or _dt.timezone.utc)
+    except (ValueError, OverflowError, OSError):
+        return None

@@ -29,6 +29,7 @@ from typing import Callable, Iterable, Optional
 
 from ..model import Endpoint, Link, Recording, Segment, SocketCall, TcpFlags
 from ..units import format_duration
+from .connections import side_of
 from .rules import UNMATCHED, Rule, is_interesting, rule_for
 from .tcpstate import Connection, connections
 
@@ -174,15 +175,8 @@ def _candidates(ctx: _Ctx) -> list[_Socket]:
 
 
 def _local_side(call: SocketCall, conn: Connection) -> Optional[Endpoint]:
-    if call.local is not None and call.local in conn.key:
-        return call.local
-    if call.remote is not None and call.remote in conn.key:
-        return conn.peer_of(call.remote)
-    if call.op in ("connect", "dial", "getsockopt"):
-        return conn.client
-    if conn.roles_known and call.role in ("client", "server"):
-        return conn.client if call.role == "client" else conn.server
-    return None
+    side = side_of(call, conn.client, conn.server, roles_known=conn.roles_known)
+    return None if side is None else conn.client if side == "client" else conn.server
 
 
 def _search(ctx: _Ctx, find: Callable[[_Socket], Optional[tuple]]) -> tuple[Optional[_Socket], Optional[tuple], list[str]]:

@@ -565,56 +565,20 @@ class Normalised:
 
 
 def pick_connection(recording: Recording, choice: Union[None, int, str] = None) -> Optional[Connection]:
-    """The connection to diff.
+    """The connection to diff, chosen by `analysis.connections.select_connection`
+    (a 1-based number, ADDR:PORT, :PORT or a 4-tuple; by default the connection
+    of the first failing call, else the first). None when the recording has no
+    segments; UserError, listing the connections, when `choice` names none."""
+    from ..errors import UserError
+    from .connections import connections as views, parse_conn, select_connection
 
-    `choice`: a 1-based index (``2``, ``"2"``), an endpoint one side of it
-    uses (``"127.0.0.1:5555"``, ``"[::1]:80"``) or a port (``":5555"``).
-    Without one: the connection of the first failing socket call, else the
-    first connection. None when the recording has no segments. ValueError,
-    listing the connections, when `choice` names none.
-    """
-    conns = connections(recording)
-    if not conns:
+    with_packets = [view for view in views(recording) if view.connection is not None]
+    if not with_packets:
         if choice is not None:
-            raise ValueError(f"cannot pick connection {choice}: the recording has no TCP segments")
+            parse_conn(choice)  # a malformed choice is said as such
+            raise UserError(f"cannot pick connection {choice}: the recording has no TCP segments")
         return None
-    if choice is None:
-        for call in sorted(recording.calls, key=lambda c: (c.start_ns, c.end_ns)):
-            if call.failed:
-                conn = _connection_of_call(conns, call)
-                if conn is not None:
-                    return conn
-        return conns[0]
-    text = str(choice).strip()
-    if text.isdigit():
-        number = int(text)
-        if 1 <= number <= len(conns):
-            return conns[number - 1]
-    else:
-        try:
-            port = int(text[1:]) if text.startswith(":") else None
-            endpoint = None if port is not None else Endpoint.parse(text)
-        except ValueError:
-            port = endpoint = None
-        for conn in conns:
-            if endpoint is not None and endpoint in conn.key:
-                return conn
-            if port is not None and port in (conn.client.port, conn.server.port):
-                return conn
-    listing = "; ".join(f"{c.index + 1}: {c.client} -> {c.server}" for c in conns)
-    raise ValueError(f"no connection {text!r} (expected a number, HOST:PORT or :PORT); "
-                     f"the recording has {listing}")
-
-
-def _connection_of_call(conns: Sequence[Connection], call: SocketCall) -> Optional[Connection]:
-    ends = {e for e in (call.local, call.remote) if e is not None}
-    if not ends:
-        return None
-    candidates = [c for c in conns if ends <= c.key] or [c for c in conns if ends & c.key]
-    for conn in candidates:
-        if _in_time(conn, call):
-            return conn
-    return candidates[0] if candidates else None
+    return select_connection(with_packets, choice).connection
 
 
 def _in_time(conn: Connection, call: SocketCall) -> bool:

@@ -26,14 +26,17 @@ import sys
 from typing import Callable, Optional
 
 from .. import errnos
+from ..analysis.connections import CONN_HELP
 from ..errors import UserError
+from ..formats.evidence import NEAR_WINDOW_NS
 
 HELP = "link each failing socket call to the FIN or RST that caused it (text or --json)"
 
 LANGS = errnos.LANG_CHOICES
 
 
-def add_evidence_arguments(parser: argparse.ArgumentParser, *, tz_help: str) -> None:
+def add_evidence_arguments(parser: argparse.ArgumentParser, *, tz_help: str,
+                           conn_help: str = "explain only the calls of one connection") -> None:
     """CAPTURE and the socket calls added to it: shared by explain and plot."""
     parser.add_argument("capture", metavar="CAPTURE", help="a tcpteardown bundle, or any pcap/pcapng file")
     parser.add_argument("--strace", metavar="FILE", action="append", default=[],
@@ -41,6 +44,17 @@ def add_evidence_arguments(parser: argparse.ArgumentParser, *, tz_help: str) -> 
     parser.add_argument("--log", metavar="FILE", action="append", default=[],
                         help="socket errors from application log lines (Go, Python, Java, Node, curl); may repeat")
     parser.add_argument("--tz", metavar="TZ", help=tz_help)
+    parser.add_argument("--year", metavar="YEAR", type=int,
+                        help="the year of --log lines that carry none (syslog); default: the log file's "
+                             "modification time")
+    parser.add_argument("--conn", metavar="CONN", help=f"{conn_help}: {CONN_HELP}")
+    parser.add_argument("--since", metavar="TIME",
+                        help="only packets and calls from TIME on: epoch seconds (1700000000.25) or ISO 8601 "
+                             "(2024-05-01T12:00:00, in --tz)")
+    parser.add_argument("--until", metavar="TIME", help="only packets and calls up to TIME (as --since)")
+    parser.add_argument("--window", metavar="SECONDS", type=float, default=NEAR_WINDOW_NS / 1e9,
+                        help="on a big capture, a failing call that names no 4-tuple is looked for among the "
+                             "connections with packets this many seconds before it (default %(default)g)")
 
 
 def _render_text(links, recording, args) -> str:
@@ -98,35 +112,62 @@ def parse_tz(text: Optional[str]) -> Optional[dt.tzinfo]:
     return parse(text)
 
 
-def load(args: argparse.Namespace):
-    """The recording from CAPTURE plus the calls of every --strace/--log file."""
-    from ..formats.bundle import load_recording
+def load(args: argparse.Namespace, *, whole: bool = False):
+    """The recording from CAPTURE plus the calls of every --strace/--log file.
 
-    recording = load_recording(args.capture)
-    extra = []
-    for path in args.strace:
-        extra.extend(_import("strace", path, args))
-    for path in args.log:
-        extra.extend(_import("log", path, args))
-    return recording.with_calls(extra) if extra else recording
+    A big plain capture is read selectively (`formats.evidence`): only the
+    connections --conn names, or those of the failing calls; `whole` reads
+    everything (the overview needs every connection)."""
+    from ..analysis.connections import parse_conn
+    from ..formats.evidence import interest_for, load_evidence
+
+    selector = parse_conn(getattr(args, "conn", None))
+    since, until = parse_time(args.since, args.tzinfo), parse_time(args.until, args.tzinfo)
+    if since is not None and until is not None and since > until:
+        raise UserError(f"--since {args.since} is after --until {args.until}")
+    if args.window is None or not args.window >= 0:
+        raise UserError(f"--window must be a number of seconds >= 0, not {args.window}")
+
+    def select(calls):
+        from ..analysis.correlate import tolerance
+
+        return interest_for(calls, number=selector.number, endpoints=selector.endpoints, port=selector.port,
+                            since=since, until=until, window_ns=int(args.window * 1e9),
+                            late_ns=lambda call: tolerance(call)[0])
+
+    recording = load_evidence(args.capture, strace=args.strace, logs=args.log, tz=args.tzinfo, year=args.year,
+                              warn=warn, select=None if whole else select)
+    read = recording.metadata.get("selected")
+    if read is not None:
+        print(f"tcpteardown {getattr(args, 'subcommand', None) or 'explain'}: note: a big capture: read {read}",
+              file=sys.stderr)
+        if selector.number is not None:
+            args.conn = "1"  # the one connection read is the one --conn N named
+    return recording
 
 
-def _import(kind: str, path: str, args: argparse.Namespace):
-    from ..formats.applog import read_log_file
-    from ..formats.strace import read_strace_file
+def parse_time(text: Optional[str], tz: Optional[dt.tzinfo]) -> Optional[int]:
+    """--since/--until: epoch seconds or ISO 8601 (naive: in `tz`, default UTC) -> ns."""
+    import decimal
 
-    reader = read_strace_file if kind == "strace" else read_log_file
+    if text is None:
+        return None
     try:
-        result = reader(path, tz=args.tzinfo)
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise UserError(f"{path}: is a directory, expected a {kind} file") from None
-    except PermissionError:
-        raise UserError(f"{path}: permission denied") from None
-    for problem in result.problems:
-        print(f"tcpteardown explain: warning: {problem}", file=sys.stderr)
-    return result.calls
+        return int(decimal.Decimal(text.strip()) * 1_000_000_000)
+    except (decimal.InvalidOperation, ValueError):
+        pass
+    try:
+        when = dt.datetime.fromisoformat(text.strip())
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=tz or dt.timezone.utc)
+        return (when - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)) // dt.timedelta(microseconds=1) * 1000
+    except (ValueError, OverflowError):
+        raise UserError(f"time {text!r}: expected epoch seconds (1700000000.25) or ISO 8601 "
+                        "(2024-05-01T12:00:00 or 2024-05-01T12:00:00+02:00)") from None
+
+
+def warn(text: str) -> None:
+    print(f"tcpteardown explain: warning: {text}", file=sys.stderr)
 
 
 def _packets_alone(recording, args: argparse.Namespace):
@@ -151,13 +192,28 @@ def _packets_alone(recording, args: argparse.Namespace):
     return recording, real + predicted
 
 
+def _on(call, key: frozenset) -> bool:
+    """A call whose endpoints all belong to the connection with this key (a predicted call)."""
+    ends = {end for end in (call.local, call.remote) if end is not None}
+    return bool(ends) and ends <= key
+
+
 def run(args: argparse.Namespace) -> int:
     from ..analysis.completeness import banner
 
     args.tzinfo = parse_tz(args.tz)
     recording = load(args)
     sys.stderr.write(banner(recording))  # anything missing from the evidence: said first
+    if not recording.segments and not recording.calls:  # as census, plot and diff: nothing to work on
+        span = " between --since and --until" if args.since or args.until else ""
+        raise UserError(f"{args.capture}: no TCP segments and no socket calls could be read{span}: "
+                        "nothing to explain")
     recording, links = _packets_alone(recording, args)
+    if args.conn is not None:  # only the calls (real or predicted) of the connection --conn names
+        from ..analysis.connections import connections, select_connection
+
+        chosen = select_connection(connections(recording), args.conn)
+        links = tuple(link for link in links if link.call in chosen.calls or _on(link.call, chosen.key))
     render = next((fn for flag, (_help, fn) in FORMATS.items() if getattr(args, flag, False)), _render_text)
     if not recording.calls:
         whose = args.os_guess.display or args.os_guess.name

@@ -26,13 +26,12 @@ from .explain import LANGS, add_evidence_arguments
 HELP = "draw the ladder diagram of a connection: each failing call next to the segment that caused it"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_evidence_arguments(parser, tz_help="time zone for log lines without one (default UTC)")
+    add_evidence_arguments(parser, tz_help="time zone for log lines without one (default UTC)",
+                           conn_help="which connection to draw (default: the one with the first failing "
+                                     "call, else the first)")
     parser.add_argument("-o", "--output", metavar="OUT",
                         help="where to write: .png, .svg, .pdf, .mmd (Mermaid), .puml (PlantUML) or .html "
                              "(interactive page) (default: <capture stem>.png next to CAPTURE)")
-    parser.add_argument("--conn", metavar="CONN",
-                        help="which connection: an index (0 is the first) or a 4-tuple such as "
-                             "127.0.0.1:5000-127.0.0.1:8080 (default: the one with the first failing call)")
     parser.add_argument("--lang", choices=LANGS, type=str.lower,
                         help="also show how this language reports each failure")
     parser.add_argument("--time", choices=("compressed", "real"), default="compressed",
@@ -76,7 +75,7 @@ def _title(recording, args) -> str:
     return recording.metadata.scenario or Path(args.capture).name
 
 
-# Text formats: suffix -> writer(recording, links, connection index, args, out).
+# Text formats: suffix -> writer(recording, links, connection (a ConnectionView), args, out).
 # Figures (FIGURES) go through matplotlib below.
 WRITERS = {".mmd": _mermaid, ".puml": _plantuml, ".html": _html}
 
@@ -94,7 +93,7 @@ def output_path(args: argparse.Namespace) -> Path:
 def run(args: argparse.Namespace) -> int:
     from ..analysis.completeness import banner
     from ..analysis.correlate import correlate
-    from ..views.connections import connections, select_connection
+    from ..analysis.connections import connections, select_connection
     from ..views.ladder import draw_ladder
     from ..views.overview import draw_overview
     from ..views.style import save_figure
@@ -104,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     if args.overview and out.suffix.lower() in WRITERS:
         raise UserError(f"-o {out}: --overview draws a figure; expected a file name ending in {', '.join(FIGURES)}")
     args.tzinfo = parse_tz(args.tz)
-    recording = load(args)
+    recording = load(args, whole=args.overview)
     sys.stderr.write(banner(recording))  # anything missing from the evidence: said first
     found = connections(recording)
     chosen = select_connection(found, args.conn)
@@ -114,11 +113,14 @@ def run(args: argparse.Namespace) -> int:
     links = correlate(recording)
     writer = WRITERS.get(out.suffix.lower())
     if writer is not None:  # text formats: the ladder only, no overview beside it
-        print(writer(recording, links, chosen.index, args, out))
+        print(writer(recording, links, chosen, args, out))
         return 0
-    print(save_figure(draw_ladder(recording, links, conn=chosen.index, lang=args.lang, time_axis=args.time,
+    print(save_figure(draw_ladder(recording, links, conn=chosen, lang=args.lang, time_axis=args.time,
                                      full=args.full), out))
-    if len(found) > 1:
+    if recording.metadata.get("selected") is not None:
+        print("tcpteardown plot: note: no overview beside the ladder: only the selected connections were read "
+              "(`plot --overview` reads them all; `census` lists them)", file=sys.stderr)
+    elif len(found) > 1:
         beside = out.with_name(f"{out.stem}-overview{out.suffix}")
         print(save_figure(draw_overview(recording, highlight=chosen.index), beside))
     return 0

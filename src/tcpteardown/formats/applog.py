@@ -81,7 +81,10 @@ def parse_tz(tz: Union[None, str, _dt.tzinfo]) -> Optional[_dt.tzinfo]:
     m = re.fullmatch(r"(?:UTC)?([+-])(\d\d):?(\d\d)", text)
     if m:
         sign = -1 if m.group(1) == "-" else 1
-        return _dt.timezone(sign * _dt.timedelta(hours=int(m.group(2)), minutes=int(m.group(3))))
+        try:
+            return _dt.timezone(sign * _dt.timedelta(hours=int(m.group(2)), minutes=int(m.group(3))))
+        except ValueError:
+            raise UserError(f"time zone {tz!r}: an offset lies between -23:59 and +23:59") from None
     try:
         from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
     except ImportError:  # pragma: no cover - Python 3.8 has no zoneinfo
@@ -128,7 +131,7 @@ class _Clock:
 
     def local_tz(self) -> _dt.tzinfo:
         if self.tz is None:
-            self.note("notz", "times without a zone were read as UTC (pass tz=, e.g. '+02:00' or 'Europe/Berlin')")
+            self.note("notz", "times without a zone were read as UTC (give the zone with --tz, e.g. '+02:00' or 'Europe/Berlin')")
             return _dt.timezone.utc
         return self.tz
 
@@ -139,11 +142,11 @@ class _Clock:
                 self.year = _dt.datetime.fromtimestamp(mtime, _dt.timezone.utc).year
                 self.written_ns = int(mtime) * 1_000_000_000
                 self.note("year", f"syslog/klog times carry no year; used {self.year}, the year of the file's "
-                                  f"modification time (pass year=)")
+                                  f"modification time (give it with --year)")
             except OSError:
                 self.year = _dt.datetime.now(_dt.timezone.utc).year
                 self.note("year", f"syslog/klog times carry no year; used the current year {self.year} "
-                                  f"(pass year=)")
+                                  f"(give it with --year)")
         return self.year
 
     def ns(self, m: re.Match) -> int:

@@ -430,3 +430,23 @@ def iter_tcp_batches(path: str, *, strict: bool = False, on_problem: Optional[Ca
             yield _decode_window(packets)
     finally:
         view.close()
+
+
+def iter_tcp_batches_with_bytes(path: str, *, strict: bool = False,
+                                on_problem: Optional[Callable[[str], None]] = None,
+                                window_bytes: int = WINDOW_BYTES) -> Iterator[tuple[TcpBatch, Callable]]:
+    """`iter_tcp_batches`, each batch paired with `frame_bytes(frames)`: the
+    (linktype, captured bytes) of some of its frames, valid until the next
+    batch. For readers that decode only the few frames they select."""
+    view = _Map(path)
+    try:
+        walker = _Walker(path, view, strict, on_problem, window_bytes)
+        for packets in walker.windows():
+            def frame_bytes(frames, packets=packets) -> list[tuple[int, bytes]]:
+                rows = np.asarray(frames, dtype=np.int64) - packets.first_frame
+                linktype = np.broadcast_to(np.asarray(packets.linktype), packets.start.shape)
+                return [(int(linktype[row]), packets.window[packets.start[row]:packets.start[row] + packets.caplen[row]]
+                         .tobytes()) for row in rows]
+            yield _decode_window(packets), frame_bytes
+    finally:
+        view.close()

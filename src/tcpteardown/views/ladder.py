@@ -21,7 +21,6 @@ from __future__ import annotations
 import re
 import textwrap
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Iterable, Optional, Sequence, Union
 
 from matplotlib.figure import Figure
@@ -33,6 +32,7 @@ from ..analysis import reasons, rules, tcpstate
 from ..analysis.elide import elide
 from ..analysis.origin import time_origin
 from ..model import Link, Recording, Segment, SocketCall, TcpFlags
+from ..units import calendar_time
 from . import style
 from .connections import ConnectionView, connections, select_connection
 from .timeaxis import MIN_ROWS, TimeAxis, build_time_axis, format_elapsed
@@ -95,8 +95,9 @@ def draw_ladder(
     """Draw one connection of `recording` as a ladder; return its Figure.
 
     `links` come from `tcpteardown.analysis.correlate.correlate`; `conn`
-    picks the connection (index or ``"a:1-b:2"``; default: the one with the
-    first failing call); `lang` (go, python, java, node, curl) adds how that
+    picks the connection (`analysis.connections`' grammar: a 1-based number,
+    ADDR:PORT, :PORT, ``"a:1-b:2"`` or a ConnectionView; default: the one with
+    the first failing call); `lang` (go, python, java, node, curl) adds how that
     language reports each failure; `time_axis` is ``compressed`` or ``real``.
     A long transfer is drawn as one labelled band (`analysis.elide`) unless
     `full`. Time counts from the connection's first SYN (`analysis.origin`).
@@ -219,8 +220,8 @@ def _title(recording: Recording) -> str:
     if system:
         parts.append(system)
     started = meta.started_ns or recording.start_ns
-    if started:
-        when = datetime.fromtimestamp(started / 1e9, tz=timezone.utc)
+    when = calendar_time(started) if started else None
+    if when is not None:  # None: outside the calendar (a damaged capture's timestamps)
         parts.append(when.strftime("%Y-%m-%d %H:%M UTC"))
     return " — ".join(parts)
 

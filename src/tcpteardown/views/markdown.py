@@ -86,17 +86,17 @@ def render_markdown(links: Iterable[Link], recording: Recording, args) -> str:
         context.append(system)
     context.append(f"from `{Path(args.capture).name}`")
     if getattr(args, "image", False):
-        figure = image_link(_draw_png(recording, drawn, conn.index, lang, args.capture),
+        figure = image_link(_draw_png(recording, drawn, conn, lang, args.capture),
                             f"{title} (ladder of {conn.client} → {conn.server})")
     else:
-        figure = mermaid_block(mermaid_text(recording, drawn, conn=conn.index, title=name))
+        figure = mermaid_block(mermaid_text(recording, drawn, conn=conn, title=name))
     paragraphs = [(link_heading(link), paragraph(link, recording, lang=lang, tz=tz)) for link in drawn]
     if not paragraphs:
         paragraphs = [("What happened", narrate(links, recording, lang=lang, tz=tz))]
     return snippet(figure, paragraphs, title=title, context=" · ".join(context) + ".")
 
 
-def _draw_png(recording: Recording, links: list[Link], conn: int, lang: Optional[str], capture: str) -> str:
+def _draw_png(recording: Recording, links: list[Link], conn, lang: Optional[str], capture: str) -> str:
     from .ladder import draw_ladder
     from .style import save_figure
 

@@ -64,7 +64,11 @@ _DETAIL_RULES = _DETAIL_AFTER_SEMICOLON
 
 def timestamp(time_ns: int, tz: Optional[_dt.tzinfo] = None) -> str:
     """``17:26:02.140166`` in `tz` (UTC when None)."""
-    moment = _dt.datetime.fromtimestamp(time_ns // 1_000_000_000, tz or _dt.timezone.utc)
+    from ..units import calendar_time
+
+    moment = calendar_time(time_ns, tz)
+    if moment is None:
+        return f"{time_ns / 1e9:.6f} s after the epoch (outside the calendar: a damaged capture?)"
     return f"{moment:%H:%M:%S}.{(time_ns % 1_000_000_000) // 1000:06d}"
 
 

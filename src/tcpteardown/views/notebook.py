@@ -203,16 +203,11 @@ def expectations(name: str) -> None:
 
 def load_incident() -> Recording:
     """captures/linux/incident: tcpdump's capture plus the client's own log."""
-    from ..formats.applog import parse_log
-    from ..formats.bundle import load_recording
+    from ..formats.evidence import load_evidence
 
     folder = captures_dir() / "linux" / "incident"
-    recording = load_recording(folder / "capture.pcap")
-    log = folder / "client.log"
-    imported = parse_log(log.read_text().splitlines(), path=str(log))
-    for problem in imported.problems:
-        print("warning:", problem)
-    return recording.with_calls(imported.calls)
+    return load_evidence(folder / "capture.pcap", logs=[folder / "client.log"],
+                         warn=lambda problem: print("warning:", problem))
 
 
 def evidence_summary(recording: Recording) -> str:

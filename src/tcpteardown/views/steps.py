@@ -9,12 +9,12 @@ widget in `stepper.py` only shows these.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 from ..analysis.reasons import reason_phrase, render_reason, reset_reason
 from ..analysis.relative import relative_numbers
-from ..analysis.tcpstate import (Connection, connections, describe_state, infer_states, state_at,
-                                 time_wait_from_packets)
+from ..analysis.connections import ConnectionView, connections, select_connection
+from ..analysis.tcpstate import Connection, describe_state, infer_states, state_at, time_wait_from_packets
 from ..model import Link, Recording, SocketCall
 
 
@@ -32,10 +32,14 @@ class Step:
     call: Optional[SocketCall] = None  # the socket call, for call steps
 
 
-def build_steps(recording: Recording, links: Sequence[Link] = (), connection: Optional[Connection] = None) -> list[Step]:
-    """Every segment and socket call of `connection` (default: the first), in time order."""
-    conns = connections(recording)
-    conn = connection or (conns[0] if conns else None)
+def build_steps(recording: Recording, links: Sequence[Link] = (),
+                connection: Union[None, int, str, ConnectionView, Connection] = None) -> list[Step]:
+    """Every segment and socket call of one connection, in time order: the one
+    `connection` names in `analysis.connections`' grammar, by default the
+    same as the ladder's (the connection of the first failing call)."""
+    found = connections(recording)
+    view = select_connection(found, connection) if found else None
+    conn = view.connection if view is not None else None
     timelines = infer_states(recording, conn) if conn else {}
     client_line = timelines.get(conn.client, []) if conn else []
     server_line = timelines.get(conn.server, []) if conn else []
@@ -55,9 +59,7 @@ def build_steps(recording: Recording, links: Sequence[Link] = (), connection: Op
             phrase = reason_phrase(reason)
             why = f"RST reason: {render_reason(reason, inferred)}" + (f" — {phrase}" if phrase else "")
         events.append((seg.time_ns, 1, "segment", what, why, seg.frame, False, None))
-    for call in recording.calls:
-        if conn and call.local is not None and call.local not in (conn.client, conn.server):
-            continue
+    for call in (view.calls if view is not None else recording.calls):
         result = call.outcome if call.outcome != "ok" else f"= {call.result}"
         events.append((call.end_ns, 0, "call", f"{call.role}: {call.op}() {result}",
                        why_of.get(id(call), ""), None, call.failed, call))

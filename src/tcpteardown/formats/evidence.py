@@ -1,0 +1,317 @@
+"""Evidence loading: a capture plus strace logs plus application logs -> one Recording.
+
+The one place that turns what a user hands over (CAPTURE, `--strace FILE`,
+`--log FILE`, a time zone) into a Recording: `explain`, `plot` and the
+notebooks all call `load_evidence`. Lines the importers cannot read are
+handed to `warn`, one line each, naming the file and line.
+
+Big captures. With an `Interest`, a plain pcap/pcapng is read through the
+column reader (`pcap_columns`) in one pass and only the frames of the
+connections that matter become Segments: the 4-tuples the calls name, the
+connection `--conn` names, and, for a call that names no 4-tuple, the
+connections with packets in a window before it. Memory is one window of the
+file plus the selected connections, whatever the capture's size. A bundle is
+always read whole (its socket calls travel in it).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable, Iterable, Optional, Union
+
+import numpy as np
+
+from ..errors import UserError
+from ..model import Endpoint, Metadata, Recording, Segment, SocketCall
+
+__all__ = ["load_evidence", "read_calls", "Interest", "interest_for", "read_selected", "BIG_CAPTURE_BYTES",
+           "NEAR_WINDOW_NS"]
+
+# Above this size a capture is read selectively (when the caller says what matters);
+# the environment variable overrides it (0: always, as the tests do on small captures).
+BIG_CAPTURE_BYTES = 16 << 20  # ~150,000 loopback packets; read whole, ~200 MB
+BIG_CAPTURE_VARIABLE = "TCPTEARDOWN_BIG_CAPTURE_BYTES"
+# A call that names no 4-tuple: connections with packets this long before it are read.
+NEAR_WINDOW_NS = 1_000_000_000
+# ... and of those, their packets from this long before the window (their handshake).
+_LOOKBACK_NS = 2_000_000_000
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+def read_calls(kind: str, path: PathLike, *, tz: Optional[dt.tzinfo] = None, year: Optional[int] = None,
+               warn: Callable[[str], None] = lambda text: None) -> tuple[SocketCall, ...]:
+    """The socket calls of one `kind` ("strace" or "log") file; its problems go to
+    `warn`. `year`: for log lines that carry none (syslog)."""
+    from .applog import read_log_file
+    from .strace import read_strace_file
+
+    try:
+        if kind == "strace":
+            result = read_strace_file(path, tz=tz)
+        else:
+            result = read_log_file(path, tz=tz, year=year)
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a directory, expected a {kind} file") from None
+    except PermissionError:
+        raise UserError(f"{path}: permission denied") from None
+    for problem in result.problems:
+        warn(problem)
+    return tuple(result.calls)
+
+
+def load_evidence(capture: PathLike, *, strace: Iterable[PathLike] = (), logs: Iterable[PathLike] = (),
+                  tz: Optional[dt.tzinfo] = None, year: Optional[int] = None,
+                  warn: Callable[[str], None] = lambda text: None,
+                  select: Optional[Callable[[tuple[SocketCall, ...]], "Interest"]] = None,
+                  big_bytes: Optional[int] = None) -> Recording:
+    """The recording in `capture` (a bundle or any pcap/pcapng) plus the calls
+    of every strace and application log file.
+
+    `select`, given the imported calls, says which connections matter; a plain
+    capture of at least `big_bytes` (default: $TCPTEARDOWN_BIG_CAPTURE_BYTES, else
+    BIG_CAPTURE_BYTES) is then read selectively (`read_selected`), anything else whole."""
+    from .bundle import bundle_metadata, load_recording
+
+    extra = [call for path in strace for call in read_calls("strace", path, tz=tz, warn=warn)]
+    extra += [call for path in logs for call in read_calls("log", path, tz=tz, year=year, warn=warn)]
+    extra.sort(key=lambda c: (c.start_ns, c.end_ns))
+    path = Path(capture)
+    if big_bytes is None:
+        setting = os.environ.get(BIG_CAPTURE_VARIABLE, "")
+        big_bytes = int(setting) if setting.isdigit() else BIG_CAPTURE_BYTES
+    big = path.is_file() and path.stat().st_size >= big_bytes and bundle_metadata(path) is None
+    if select is not None and big:
+        interest = select(tuple(extra))
+        return read_selected(path, interest).with_calls(interest.clip_calls(extra))
+    recording = load_recording(capture)
+    recording = recording.with_calls(extra) if extra else recording
+    interest = select(tuple(extra)) if select is not None else None
+    if interest is not None and (interest.since is not None or interest.until is not None):
+        recording = replace(recording, segments=tuple(s for s in recording.segments if interest.in_span(s.time_ns)),
+                            calls=tuple(interest.clip_calls(recording.calls)))
+    return recording
+
+
+# -- reading only what matters ------------------------------------------------------
+
+@dataclass(frozen=True)
+class Interest:
+    """Which connections of a capture to read into Segments.
+
+    `pairs`: every connection on these 4-tuples. `near`: (endpoint or None,
+    t0, t1): connections (on that endpoint) with a packet in [t0, t1].
+    `first`: the n-th connection in order of first packet that has `port`
+    / `endpoint` (None: any), as `--conn N|:PORT|ADDR:PORT` means.
+    `since`/`until` clip everything, packets and calls.
+    """
+
+    pairs: frozenset = frozenset()
+    near: tuple = ()
+    first: Optional[tuple[int, Optional[int], Optional[Endpoint]]] = None  # (n, port, endpoint)
+    since: Optional[int] = None
+    until: Optional[int] = None
+    lookback_ns: int = _LOOKBACK_NS  # `near`: packets read this long before t0, for the handshake
+
+    def in_span(self, time_ns: int) -> bool:
+        return (self.since is None or time_ns >= self.since) and (self.until is None or time_ns <= self.until)
+
+    def clip_calls(self, calls: Iterable[SocketCall]) -> list[SocketCall]:
+        return [c for c in calls if self.in_span(c.end_ns) or self.in_span(c.start_ns)]
+
+
+def interest_for(calls: Iterable[SocketCall], *, number: Optional[int] = None, endpoints: tuple = (),
+                 port: Optional[int] = None, since: Optional[int] = None, until: Optional[int] = None,
+                 window_ns: int = NEAR_WINDOW_NS,
+                 late_ns: Callable[[SocketCall], int] = lambda call: 1_000_000_000) -> Interest:
+    """What explain and plot need from a big capture. With a connection named
+    (`number`, `endpoints` as in `--conn`, `port`): that connection only.
+    Otherwise the connection of every failing (or end-of-file) call: its
+    4-tuple when the call names both ends, else the connections with packets
+    in the `window_ns` before the call (on its one named endpoint, if any),
+    or in [since, until] when given. `late_ns(call)`: how long after a call
+    its cause may be stamped (`analysis.correlate.tolerance`; default 1 s)."""
+    if len(endpoints) == 2:
+        return Interest(pairs=frozenset({frozenset(endpoints)}), since=since, until=until)
+    if number is not None or endpoints or port is not None:
+        return Interest(first=(number or 1, port, endpoints[0] if endpoints else None), since=since, until=until)
+    pairs, near = set(), []
+    for call in calls:
+        if not (call.failed or call.is_eof):
+            continue
+        if call.local is not None and call.remote is not None:
+            pairs.add(frozenset((call.local, call.remote)))
+            continue
+        t0 = since if since is not None else call.start_ns - window_ns
+        t1 = until if until is not None else call.end_ns + late_ns(call)
+        near.append((call.local or call.remote, t0, t1))
+    if not pairs and not near:
+        return Interest(first=(1, None, None), since=since, until=until)  # nothing failed: the first, for a picture
+    return Interest(pairs=frozenset(pairs), near=tuple(near), since=since, until=until)
+
+
+_MIX = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F), np.uint64(0x165667B19E3779F9))
+
+
+def _endpoint_hash(hi, lo, port):
+    return ((hi * _MIX[0]) ^ lo) * _MIX[1] ^ (port.astype(np.uint64) * _MIX[2])
+
+
+def _key_hash(batch):
+    """One number per packet for its unordered 4-tuple (equal for both directions)."""
+    return _endpoint_hash(batch.src_hi, batch.src_lo, batch.sport) + _endpoint_hash(batch.dst_hi, batch.dst_lo,
+                                                                                      batch.dport)
+
+
+def _port_pair(a, b):
+    return np.minimum(a, b).astype(np.int64) << 16 | np.maximum(a, b).astype(np.int64)
+
+
+class _Selection:
+    """The streaming state of one pass: which rows of each batch to decode."""
+
+    def __init__(self, interest: Interest):
+        self.interest = interest
+        self.pair_codes = np.array(sorted({min(e.port for e in key) << 16 | max(e.port for e in key)
+                                           for key in interest.pairs if len(key) == 2}), dtype=np.int64)
+        self.pair_keys = interest.pairs
+        self.seen = np.zeros(0, dtype=np.uint64)  # key hashes met so far, while `first` is unresolved
+        self.counted = 0
+        self.chosen: Optional[np.uint64] = None  # the key hash `first` resolved to
+
+    def rows(self, batch, frame_bytes) -> np.ndarray:
+        """Indices of the batch's rows worth decoding."""
+        interest = self.interest
+        time = batch.time_ns
+        wanted = np.zeros(len(batch), dtype=bool)
+        if len(self.pair_codes):
+            wanted |= np.isin(_port_pair(batch.sport, batch.dport), self.pair_codes)
+        for endpoint, t0, t1 in interest.near:
+            span = (time >= t0 - interest.lookback_ns) & (time <= t1)
+            if endpoint is not None:
+                span &= (batch.sport == endpoint.port) | (batch.dport == endpoint.port)
+            wanted |= span
+        if interest.first is not None:
+            keys = _key_hash(batch)
+            if self.chosen is None:
+                self._resolve(batch, keys, frame_bytes)
+            if self.chosen is not None:
+                wanted |= keys == self.chosen
+        if interest.since is not None:
+            wanted &= (time >= interest.since).astype(bool)
+        if interest.until is not None:
+            wanted &= (time <= interest.until).astype(bool)
+        return np.flatnonzero(wanted)
+
+    def _resolve(self, batch, keys, frame_bytes) -> None:
+        """Count connections in order of first packet until the n-th that has
+        the port / endpoint `first` asks for (4-tuple reuse counts once)."""
+        n, port, endpoint = self.interest.first
+        match = np.ones(len(batch), dtype=bool)
+        if port is not None or endpoint is not None:
+            wanted_port = port if port is not None else endpoint.port
+            match = (batch.sport == wanted_port) | (batch.dport == wanted_port)
+        rows = np.flatnonzero(match)
+        unique, first_rows = np.unique(keys[rows], return_index=True)
+        order = np.argsort(first_rows, kind="stable")
+        unique, first_rows = unique[order], rows[first_rows[order]]
+        new = ~np.isin(unique, self.seen)
+        for key, row in zip(unique[new], first_rows[new]):
+            if endpoint is not None:
+                segment = _decode(batch, frame_bytes, [row])
+                if not segment or endpoint not in segment[0].connection_key:
+                    continue
+            self.counted += 1
+            if self.counted == n:
+                self.chosen = key
+                self.seen = np.zeros(0, dtype=np.uint64)
+                return
+        self.seen = np.union1d(self.seen, unique[new])
+
+def _decode(batch, frame_bytes, rows) -> list[Segment]:
+    from .pcap_links import decode_segment
+
+    frames = batch.frame[rows]
+    out = []
+    for row, frame, (linktype, data) in zip(rows, frames, frame_bytes(frames)):
+        segment = decode_segment(int(frame), int(batch.time_ns[row]), linktype, data)
+        if segment is not None:
+            out.append(segment)
+    return out
+
+
+def read_selected(capture: PathLike, interest: Interest) -> Recording:
+    """A Recording holding only the connections `interest` names, read in one
+    pass with flat memory (two when a connection found in a `near` window
+    began before it). Its metadata says what was read
+    (`selected`: "N of M TCP packets"); reader problems are kept as
+    ("problem", text), as `bundle.load_recording` keeps them."""
+    path = str(capture)
+    if not Path(path).exists():
+        raise UserError(f"{path}: no such file")
+    problems: list[str] = []
+    segments, tcp_packets = _one_pass(path, interest, problems)
+    passes = 1
+    headless = _headless(segments, interest)
+    if headless:  # connections found in a window that began before it: a second pass for their start
+        first_seen = {}
+        for segment in segments:
+            first_seen.setdefault(segment.connection_key, segment.time_ns)
+        earlier, _ = _one_pass(path, Interest(pairs=frozenset(headless), since=interest.since,
+                                              until=max(first_seen[key] for key in headless)), [])
+        have = {s.frame for s in segments}
+        segments = sorted(segments + [s for s in earlier if s.frame not in have], key=lambda s: s.frame)
+        passes = 2
+    keys = {s.connection_key for s in segments}
+    what = f"{len(segments)} of {tcp_packets} TCP packets ({len(keys)} of the capture's 4-tuples"
+    what += f", {passes} passes)" if passes > 1 else ")"
+    if interest.near:
+        what += (f"; for {len(interest.near)} call(s) naming no 4-tuple, the connections with packets in "
+                 f"the window before each (--window, --since/--until)")
+    extra = (("selected", what + ": only the connections the calls or --conn name were read"),) \
+        + tuple(("problem", p) for p in problems)
+    return Recording(segments=tuple(segments), metadata=Metadata(source_file=path, extra=extra))
+
+
+def _one_pass(path: str, interest: Interest, problems: list[str]) -> tuple[list[Segment], int]:
+    from .pcap_columns import iter_tcp_batches_with_bytes
+
+    selection = _Selection(interest)
+    segments: list[Segment] = []
+    tcp_packets = 0
+    for batch, frame_bytes in iter_tcp_batches_with_bytes(path, on_problem=problems.append):
+        tcp_packets += len(batch)
+        rows = selection.rows(batch, frame_bytes)
+        if len(rows):
+            segments.extend(_decode(batch, frame_bytes, rows))
+    return _exact(segments, interest), tcp_packets
+
+
+def _headless(segments: list[Segment], interest: Interest) -> set:
+    """4-tuples read for a `near` window whose first segment read is no SYN:
+    they began before the window (a connect that retried for minutes)."""
+    if not interest.near:
+        return set()
+    first: dict = {}
+    for segment in segments:
+        first.setdefault(segment.connection_key, segment)
+    return {key for key, segment in first.items()
+            if key not in interest.pairs and not segment.is_syn}
+
+
+def _exact(segments: list[Segment], interest: Interest) -> list[Segment]:
+    """Drop what only the cheap per-batch tests let through (ports and hashes
+    collide; a window's neighbours may belong to no selected connection)."""
+    if interest.first is not None:
+        key = segments[0].connection_key if segments else None
+        return [s for s in segments if s.connection_key == key]
+    inside = set()
+    for endpoint, t0, t1 in interest.near:
+        inside |= {s.connection_key for s in segments
+                   if t0 <= s.time_ns <= t1 and (endpoint is None or endpoint in s.connection_key)}
+    return [s for s in segments if s.connection_key in interest.pairs or s.connection_key in inside]
