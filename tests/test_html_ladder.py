@@ -153,19 +153,20 @@ def test_a_long_transfer_is_elided_into_one_band(browser, corpus, tmp_path):
     """zeek's 878-packet capture: handshake and teardown drawn, the bulk one labelled break."""
     from selenium.webdriver.common.by import By
 
-    from tcpteardown.views.mermaid import MAX_SEGMENTS
+    from tcpteardown.analysis.elide import elide
 
     recording = load_recording(corpus / "zeek" / "timestamp.pcap")
     chosen = select_connection(connections(recording))
-    assert len(chosen.segments) > MAX_SEGMENTS
+    elision = elide(chosen.segments, chosen.calls)  # what the ladder folds, the page folds
+    assert elision.bands and len(elision.kept) < len(chosen.segments)
     out = tmp_path / "long.html"
     assert main(["plot", str(corpus / "zeek" / "timestamp.pcap"), "-o", str(out)]) == 0
     browser.get(out.as_uri())
     drawn = browser.find_elements(By.CSS_SELECTOR, ".tt-seg")
-    assert len(drawn) == MAX_SEGMENTS
+    assert len(drawn) == len(elision.kept)
     breaks = [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".tt-break")]
-    left_out = len(chosen.segments) - MAX_SEGMENTS
-    assert any(f"{left_out} segments" in text for text in breaks), breaks
+    for band in elision.bands:
+        assert any(band.frames in text for text in breaks), (band.frames, breaks)
     _press(browser, _end_key())
     assert _text(browser, ".tt-counter").endswith(f"of {len(drawn) + len(browser.find_elements(By.CSS_SELECTOR, '.tt-call'))}")
     assert console_errors(browser) == []

@@ -17,7 +17,7 @@ from tcpteardown.analysis.correlate import correlate
 from tcpteardown.cli import main
 from tcpteardown.formats.bundle import load_recording
 from tcpteardown.views.connections import connections, select_connection
-from tcpteardown.views.mermaid import Band, keep_ends, mermaid_text, plantuml_text
+from tcpteardown.views.mermaid import mermaid_text, plantuml_text
 
 CAPTURES = Path(__file__).resolve().parent.parent / "captures" / "linux"
 STORED = sorted(CAPTURES.glob("*.pcapng")) + sorted((CAPTURES / "ipv6").glob("*.pcapng"))
@@ -99,16 +99,20 @@ def test_broken_pipe_reads_as_the_story():
     assert "[5] ACK" in before and "[6] FIN,ACK" in after
 
 
-def test_elided_bulk_is_one_note_and_the_ends_stay():
-    recording = load_recording(CAPTURES / "broken-pipe.pcapng")
-    segments = select_connection(connections(recording)).segments
-    kept, bands = keep_ends(segments, limit=6)
-    assert [s.frame for s in kept] == [1, 2, 3, 6, 7, 8]
-    assert bands == (Band(4, 5, 2, segments[3].time_ns, segments[4].time_ns),)
-    found = parse(mermaid_text(recording, correlate(recording), kept=kept, bands=bands))
-    assert [a[3] for a in found["arrows"]] == [1, 2, 3, 6, 7, 8]
+def test_elided_bulk_is_one_note_and_the_ends_stay(corpus):
+    """zeek's 878-packet transfer: the diagram folds what the ladder folds (analysis.elide)."""
+    from tcpteardown.analysis.elide import elide
+
+    recording = load_recording(corpus / "zeek" / "timestamp.pcap")
+    chosen = select_connection(connections(recording))
+    elision = elide(chosen.segments, chosen.calls)
+    assert elision.bands
+    found = parse(mermaid_text(recording, correlate(recording)))
+    assert [a[3] for a in found["arrows"]] == [s.frame for s in elision.kept]
     elided = [note for where, note in found["notes"] if "not drawn" in note]
-    assert len(elided) == 1 and elided[0].startswith("⋯ 2 segments, ") and elided[0].endswith(" not drawn (frames 4–5) ⋯")
+    assert len(elided) == len(elision.bands)
+    for note, band in zip(elided, elision.bands):
+        assert note.endswith(f" not drawn ({band.frames}) ⋯") and f"{band.data_segments} data segments" in note
 
 
 def test_idle_gaps_are_notes():

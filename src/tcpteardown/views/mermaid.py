@@ -15,8 +15,9 @@ the elided bulk of a long transfer as one note; the teardown (first FIN or
 RST onwards) inside a highlighted `rect` (PlantUML: a `group`).
 
 Elision: `sequence` takes the segments to keep and the bands left out
-(`kept`, `bands`); without them it keeps the handshake and the last
-segments (`keep_ends`), a stand-in for the ladder's own elision.
+(`kept`, `bands`); without them it folds what the ladder folds
+(`analysis.elide`, anchored on the linked causes), so every view of a long
+connection leaves out the same bulk.
 
 Pure: no matplotlib, no I/O.
 """
@@ -27,19 +28,14 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Iterable, Optional, Sequence, Union
 
+from ..analysis.elide import Band, elide
 from ..analysis.reasons import reset_reason
 from ..analysis.relative import relative_numbers
 from ..model import RECEIVE_OPS, Link, Recording, Segment, SocketCall, TcpFlags
 from .connections import ConnectionView, connections, select_connection
 from .timeaxis import adaptive_break_ns, format_elapsed
 
-__all__ = ["Band", "Item", "sequence", "keep_ends", "mermaid_text", "plantuml_text",
-           "segment_text", "call_text", "MAX_SEGMENTS"]
-
-# A diagram in a write-up stays readable (and under GitHub's Mermaid size
-# limit) with this many arrows; the handshake and the teardown are kept.
-MAX_SEGMENTS = 60
-HANDSHAKE = 3
+__all__ = ["Item", "sequence", "mermaid_text", "plantuml_text", "segment_text", "call_text"]
 
 # Calls worth a note even when they succeed: they start the teardown.
 _TEARDOWN_OPS = frozenset({"close", "shutdown"})
@@ -48,29 +44,6 @@ _TEARDOWN_OPS = frozenset({"close", "shutdown"})
 # enough that arrows and notes stay legible on GitHub's light and dark themes.
 _RECT_RST = "rgba(198, 40, 40, 0.12)"
 _RECT_FIN = "rgba(31, 95, 191, 0.10)"
-
-
-@dataclass(frozen=True, slots=True)
-class Band:
-    """Consecutive segments left out of a diagram.
-
-    The fields and `label`/`frames` a view reads are those of the ladder's
-    own `analysis.elide.Band`, so either can be passed to `sequence`.
-    """
-
-    first_frame: int
-    last_frame: int
-    segments: int
-    start_ns: int  # the first left-out segment's time
-    end_ns: int  # the last one's
-
-    @property
-    def label(self) -> str:
-        return f"… {self.segments} segments, {format_elapsed(self.end_ns - self.start_ns)} …"
-
-    @property
-    def frames(self) -> str:
-        return f"frames {self.first_frame}–{self.last_frame}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,23 +70,11 @@ class Item:
     link: Optional[Link] = None
 
 
-def keep_ends(segments: Sequence[Segment], limit: int = MAX_SEGMENTS) -> tuple[tuple[Segment, ...], tuple[Band, ...]]:
-    """All segments, or the handshake and the last ones with one band between.
-
-    The stand-in for the ladder's own elision: where `analysis.elide` exists,
-    `_elided` should return `(e.kept, e.bands)` of `elide(segments, calls)`.
-    """
-    if len(segments) <= limit:
-        return tuple(segments), ()
-    head, tail = segments[:HANDSHAKE], segments[len(segments) - (limit - HANDSHAKE):]
-    left = segments[HANDSHAKE:len(segments) - len(tail)]
-    band = Band(left[0].frame, left[-1].frame, len(left), left[0].time_ns, left[-1].time_ns)
-    return tuple(head) + tuple(tail), (band,)
-
-
-def _elided(connection: ConnectionView) -> tuple[Sequence[Segment], Sequence[Band]]:
-    """The segments a diagram keeps, and the bands it leaves out (one place to switch elisions)."""
-    return keep_ends(connection.segments)
+def _elided(connection: ConnectionView, links: Sequence[Link]) -> tuple[Sequence[Segment], Sequence[Band]]:
+    """The segments a diagram keeps and the bands it leaves out: the ladder's elision."""
+    anchors = [link.cause.time_ns for link in links if link.cause is not None]
+    elision = elide(connection.segments, connection.calls, anchors=anchors)
+    return elision.kept, elision.bands
 
 
 def segment_text(segment: Segment, relative: dict, frame_format: str = "#{}") -> str:
@@ -163,8 +124,9 @@ def sequence(
     link names; with `every_call`, all of them (a step-through shows each).
     """
     connection = select_connection(connections(recording), conn)
+    links = tuple(links)
     if kept is None:
-        kept, bands = _elided(connection)
+        kept, bands = _elided(connection, [link for link in links if link.call in connection.calls])
     side = {connection.client: "client", connection.server: "server"}
     relative = relative_numbers(connection.segments)
     link_of = {id(link.call): link for link in links if link.call in connection.calls}
