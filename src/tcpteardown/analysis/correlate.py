@@ -256,17 +256,26 @@ def _fins_toward(ctx: _Ctx, sock: _Socket) -> list[Segment]:
             and s.time_ns <= ctx.deadline]
 
 
+def _anonymous(call: SocketCall) -> bool:
+    """A log line naming neither fd nor local endpoint: nothing ties it to
+    the other calls of its socket (and filing the 1e5 lines of one program
+    under one key made matching them quadratic)."""
+    return call.source == "log" and call.fd is None and call.local is None
+
+
 def _same_socket(a: SocketCall, b: SocketCall) -> bool:
     if a.pid is not None and a.fd is not None and b.pid is not None and b.fd is not None:
         return a.pid == b.pid and a.fd == b.fd
     if a.local is not None and b.local is not None:
         return a.local == b.local
+    if _anonymous(a) or _anonymous(b):
+        return False
     return a.role == b.role and a.fd == b.fd
 
 
 def _call_keys(call: SocketCall) -> tuple:
     """Index keys under which `_same_socket` partners of `call` are filed."""
-    keys = [("role-fd", call.role, call.fd)]
+    keys = [] if _anonymous(call) else [("role-fd", call.role, call.fd)]
     if call.pid is not None and call.fd is not None:
         keys.append(("pid-fd", call.pid, call.fd))
     if call.local is not None:

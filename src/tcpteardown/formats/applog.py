@@ -40,7 +40,7 @@ from typing import Iterable, Optional, Union
 
 from tcpteardown.errnos import read_message
 from tcpteardown.errors import UserError
-from tcpteardown.formats.imported import ImportResult
+from tcpteardown.formats.imported import ImportResult, Problems, open_text
 from tcpteardown.model import Endpoint, SocketCall
 
 __all__ = ["parse_log", "read_log_file", "parse_tz", "ImportResult"]
@@ -104,6 +104,9 @@ def _zone(text: str) -> _dt.timezone:
     digits = text[1:].replace(":", "")
     return _dt.timezone(sign * _dt.timedelta(hours=int(digits[:2]), minutes=int(digits[2:4])))
 
+
+# A line stamped this much earlier than one before it is reported.
+_BACKWARDS_NS = 1_000_000_000
 
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
 
@@ -207,13 +210,10 @@ def parse_log(lines: Iterable[str], *, path: str = "<log>", tz: Union[None, str,
     ``log`` for ``<log>``). Returns calls with source ``log``, time-sorted.
     The language that printed a line is ``tcpteardown.errnos.match_message(call.text)``.
     """
-    problems: list[str] = []
-    noted: set[str] = set()
+    problems = Problems()
 
     def note(key: str, text: str) -> None:
-        if key not in noted:
-            noted.add(key)
-            problems.append(f"{path}: {text}")
+        problems.note(key, f"{path}: {text}")
 
     clock = _Clock(path, parse_tz(tz), year, note)
     who = role or _default_role(path)
@@ -221,19 +221,28 @@ def parse_log(lines: Iterable[str], *, path: str = "<log>", tz: Union[None, str,
     record_ns: Optional[int] = None
     record_line = ""
     seen: dict[str, int] = {}  # errno -> index in calls, for the current record
+    stamped = 0  # lines with a timestamp
+    line_no = 0
+    latest_ns: Optional[int] = None
 
     for line_no, raw in enumerate(lines, 1):
         line = raw.rstrip("\r\n")
+        if "\ufffd" in line:
+            problems.add(path, line_no, "bytes that are not valid UTF-8 (read with replacement characters)")
         stamp = _TIME_RE.search(line)
         if stamp:
+            stamped += 1
             try:
                 record_ns = clock.ns(stamp)
             except (ValueError, OverflowError) as problem:
                 record_ns = None
                 if read_message(line) or _LOOKS_LIKE_RE.search(line):
-                    problems.append(f"{path}:{line_no}: unreadable timestamp {stamp.group(0)!r} ({problem}); "
-                                    f"line skipped")
+                    problems.add(path, line_no, f"unreadable timestamp ({problem}); line skipped")
                 continue
+            if latest_ns is not None and record_ns < latest_ns - _BACKWARDS_NS:
+                problems.add(path, line_no, "timestamp more than a second earlier than a line before it "
+                                            "(the clock stepped back, or logs were merged out of order)")
+            latest_ns = record_ns if latest_ns is None else max(latest_ns, record_ns)
             record_line = line
             seen = {}
             message = line[:stamp.start()] + " " + line[stamp.end():]
@@ -242,12 +251,12 @@ def parse_log(lines: Iterable[str], *, path: str = "<log>", tz: Union[None, str,
         found = read_message(message)
         if found is None:
             if _might_look_like(message) and _LOOKS_LIKE_RE.search(message):
-                problems.append(f"{path}:{line_no}: looks like a socket error but names no errno this tool "
-                                f"knows; line skipped")
+                problems.add(path, line_no, "looks like a socket error but names no errno this tool "
+                                            "knows; line skipped")
             continue
         if record_ns is None:
-            problems.append(f"{path}:{line_no}: {found.errno} reported without a timestamp on this line or "
-                            f"a line before it (expected Go log, ISO 8601 or syslog time); line skipped")
+            problems.add(path, line_no, f"{found.errno} reported without a timestamp on this line or "
+                                        f"a line before it (expected Go log, ISO 8601 or syslog time); line skipped")
             continue
         if found.errno in seen:
             continue  # the same failure, told again further down the traceback
@@ -260,11 +269,20 @@ def parse_log(lines: Iterable[str], *, path: str = "<log>", tz: Union[None, str,
             role=who, op=found.op if not eof else "recv", start_ns=record_ns, end_ns=record_ns,
             result=0 if eof else -1, errno=None if eof else found.errno,
             local=_endpoint(found.local), remote=_endpoint(found.remote), source="log", text=text))
+    if line_no and not stamped:
+        note("nostamp", f"none of its {line_no} lines holds a timestamp this tool reads (Go log, ISO 8601, "
+                        f"syslog, glog, epoch seconds): nothing could be placed on the capture's clock")
     calls.sort(key=lambda call: call.start_ns)
-    return ImportResult(tuple(calls), tuple(problems))
+    return ImportResult(tuple(calls), problems.lines())
 
 
 def read_log_file(path: Union[str, "os.PathLike[str]"], **options) -> ImportResult:
-    """`parse_log` over a file (UTF-8, undecodable bytes replaced)."""
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        return parse_log(handle, path=str(path), **options)
+    """`parse_log` over a file (UTF-8; UTF-16/32 with a byte-order mark, or
+    UTF-16 without one, as Windows tools write it; undecodable bytes replaced
+    and reported)."""
+    handle, encoding = open_text(path)
+    with handle:
+        result = parse_log(handle, path=str(path), **options)
+    if encoding:
+        return ImportResult(result.calls, (f"{path}: {encoding}",) + result.problems)
+    return result

@@ -1,18 +1,31 @@
-"""What an evidence importer (strace log, application log) hands back.
+"""What an evidence importer (strace log, application log) hands back, and
+the two things both importers share: opening a text file whatever its
+encoding, and reporting unreadable lines without flooding the terminal.
 
 Importers never raise for a line they cannot read: they skip it and say so in
 `problems` (``"path:LINE: what was expected"``), keeping everything else.
-Nothing here does I/O.
+Many lines with the same problem become one summary (the count and the first
+line numbers). `open_text` is the only function here that does I/O.
 """
 
 from __future__ import annotations
 
+import codecs
+import io
+import os
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Optional, TextIO, Union
 
 from tcpteardown.model import SocketCall
 
-__all__ = ["ImportResult"]
+__all__ = ["ImportResult", "Problems", "open_text"]
+
+# Lines of one kind listed one by one before they are summarised.
+SHOWN_PER_KIND = 3
+# Line numbers a summary names.
+NUMBERS_IN_SUMMARY = 5
+# Kinds of problems listed before "and N more problems".
+KINDS_SHOWN = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,3 +48,91 @@ class ImportResult:
                        key=lambda call: (call.start_ns, call.end_ns))
         problems = tuple(problem for result in results for problem in result.problems)
         return ImportResult(tuple(calls), problems)
+
+
+class Problems:
+    """Collects an importer's problems; `lines()` gives them as text.
+
+    A problem about one line is ``add(path, line_no, text)``; the same `text`
+    met more than SHOWN_PER_KIND times in a file is told once with its count
+    and first line numbers (a garbage file gives one summary, not 9,000
+    warnings). A problem about the whole file is ``note(key, text)``, told once.
+    """
+
+    def __init__(self) -> None:
+        self._kinds: dict[tuple[str, str], list[int]] = {}
+        self._counts: dict[tuple[str, str], int] = {}
+        self._notes: dict[str, str] = {}
+        self._order: list[tuple] = []
+
+    def add(self, path: str, line_no: int, text: str) -> None:
+        key = (path, text)
+        numbers = self._kinds.get(key)
+        if numbers is None:
+            numbers = self._kinds[key] = []
+            self._counts[key] = 0
+            self._order.append(("line", key))
+        self._counts[key] += 1
+        if len(numbers) < NUMBERS_IN_SUMMARY:
+            numbers.append(line_no)
+
+    def note(self, key: str, text: str) -> None:
+        if key not in self._notes:
+            self._notes[key] = text
+            self._order.append(("note", key))
+
+    def noted(self, key: str) -> bool:
+        return key in self._notes
+
+    def lines(self) -> tuple[str, ...]:
+        out = []
+        for kind, key in self._order:
+            if kind == "note":
+                out.append(self._notes[key])
+                continue
+            path, text = key
+            numbers, count = self._kinds[key], self._counts[key]
+            if count <= SHOWN_PER_KIND:
+                out.extend(f"{path}:{n}: {text}" for n in numbers)
+            else:
+                first = ", ".join(str(n) for n in numbers)
+                out.append(f"{path}: {count} lines: {text} (lines {first}, ...)")
+        if len(out) > KINDS_SHOWN:
+            rest = len(out) - KINDS_SHOWN
+            out = out[:KINDS_SHOWN] + [f"... and {rest} more problems of other kinds"]
+        return tuple(out)
+
+
+_BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+
+
+def sniff_encoding(head: bytes) -> tuple[str, Optional[str]]:
+    """(encoding, why) for a file starting with `head`: a BOM decides; without
+    one, NUL bytes in every other position are UTF-16 (Windows tools write it);
+    else UTF-8. `why` is None for plain UTF-8, else words for a note."""
+    for bom, name in _BOMS:
+        if head.startswith(bom):
+            return name, f"read as {name.upper().replace('-SIG', '')} (byte-order mark)"
+    sample = head[:4096]
+    if len(sample) >= 4:
+        odd, even = sample[1::2].count(0), sample[0::2].count(0)
+        if odd > len(sample) // 4 and even == 0:
+            return "utf-16-le", "read as UTF-16-LE (no byte-order mark; NUL bytes in every other position)"
+        if even > len(sample) // 4 and odd == 0:
+            return "utf-16-be", "read as UTF-16-BE (no byte-order mark; NUL bytes in every other position)"
+    return "utf-8", None
+
+
+def open_text(path: Union[str, "os.PathLike[str]"]) -> tuple[TextIO, Optional[str]]:
+    """`path` opened for reading lines in its encoding (undecodable bytes
+    replaced), and a note saying which encoding was detected (None: UTF-8).
+    The caller closes the file."""
+    raw = open(path, "rb")
+    try:
+        head = raw.peek(4096)[:4096] if hasattr(raw, "peek") else b""
+        encoding, why = sniff_encoding(head)
+        return io.TextIOWrapper(raw, encoding=encoding, errors="replace", newline=None), why
+    except BaseException:
+        raw.close()
+        raise
