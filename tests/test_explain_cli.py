@@ -27,7 +27,9 @@ def explain(*argv) -> tuple[int, str, str]:
 
 
 def check_contract(document: dict) -> None:
-    assert set(document) == {"links"}
+    assert {"links", "unlinked"} <= set(document) <= {"links", "unlinked", "os"}  # DESIGN.md
+    for entry in document["unlinked"]:
+        assert set(entry) == {"where", "source", "text", "why"} and entry["why"]
     for link in document["links"]:
         assert set(link) == {"call", "cause", "rule", "explanation"}
         assert set(link["call"]) == CALL_KEYS and set(link["cause"]) == CAUSE_KEYS
@@ -337,7 +339,7 @@ def test_plain_pcap_without_calls_says_what_to_add(tmp_path):
             with socket.create_connection(listener.getsockname()):
                 listener.accept()[0].close()
     code, out, err = explain(pcap, "--json")
-    assert code == 0 and json.loads(out) == {"links": []}
+    assert code == 0 and json.loads(out) == {"links": [], "unlinked": []}
     assert "--strace FILE or --log FILE" in err
 
 
@@ -360,3 +362,25 @@ def test_kernel_witness_words_in_the_paragraph():
            "this recv() returned it." in text
     assert "inferred" not in text
     assert links_to_json((link,), rec)["links"][0]["cause"]["reason"] == "TCP_ABORT_ON_CLOSE"
+
+
+def test_log_passed_but_unreadable_is_not_told_to_pass_a_log(tmp_path):
+    """issue 19: the note asked for --log FILE although one was passed."""
+    tool_or_skip("tcpdump")
+    import socket
+
+    bundle = tmp_path / "lo.pcap"
+    with settled_tcpdump(bundle):
+        with socket.create_server(("127.0.0.1", 0)) as listener:
+            with socket.create_connection(listener.getsockname()):
+                listener.accept()[0].close()
+    log = tmp_path / "app.log"
+    log.write_text("no time here: Error: read ECONNRESET\nsomething: connection troubles (errno 999)\n")
+    code, out, err = explain(bundle, "--log", log, "--json")
+    assert code == 0, err
+    assert "--strace FILE or --log FILE" not in err
+    assert "gave no socket call" in err
+    document = json.loads(out)
+    assert [entry["where"] for entry in document["unlinked"]] == [f"{log}:1"]
+    assert "without a timestamp" in document["unlinked"][0]["why"]
+    assert f"unlinked: {log}:1:" in err

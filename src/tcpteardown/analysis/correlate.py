@@ -27,12 +27,12 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Optional
 
-from ..model import Endpoint, Link, Recording, Segment, SocketCall, TcpFlags
+from ..model import RECEIVE_OPS, Endpoint, Link, Recording, Segment, SocketCall, TcpFlags
 from ..units import format_duration
 from .rules import UNMATCHED, Rule, is_interesting, rule_for
 from .tcpstate import Connection, connections
 
-__all__ = ["correlate", "tolerance", "TOLERANCE_NS", "LOCAL_CLOSE_OPS"]
+__all__ = ["correlate", "unlinked", "tolerance", "TOLERANCE_NS", "LOCAL_CLOSE_OPS"]
 
 # Per call source: (late, early) in ns. `late`: how far after the call's end
 # a segment may be stamped and still count as "before the call returned"
@@ -109,7 +109,11 @@ def correlate(recording: Recording) -> tuple[Link, ...]:
     for call in recording.calls:
         if is_interesting(call):
             late, early = tolerance(call)
-            links.append(_link(_Ctx(recording, conns, by_endpoint, calls_by_key, call, late, early)))
+            ctx = _Ctx(recording, conns, by_endpoint, calls_by_key, call, late, early)
+            link = _link(ctx)
+            if call.source == "log":
+                link = _log_link(ctx, link)
+            links.append(link)
     return _on_incomplete_evidence(_mark_echoes(links), recording)
 
 
@@ -145,6 +149,58 @@ def _link(ctx: _Ctx) -> Link:
             return link
     return _make(ctx, UNMATCHED, None, (
         f"no correlation rule for {ctx.call.op}() -> {ctx.call.outcome}; nothing is linked",))
+
+
+# -- log lines: what the words leave open, and who made the error ------------
+
+def _log_link(ctx: _Ctx, link: Link) -> Link:
+    """A log line's link, finished with what its phrasing tells
+    (formats.messages): when the words leave FIN or RST open (``socket hang
+    up``) and the first reading found no segment, the other is tried; when
+    the runtime made the error up, the link says so."""
+    from ..formats.messages import RUNTIME, read_message
+
+    found = read_message(ctx.call.text)
+    if found is None or found.phrasing is None:
+        return link
+    phrasing = found.phrasing
+    if link.cause is None and link.local_call is None:
+        for other in phrasing.also:
+            call = _as_outcome(ctx.call, other)
+            retry = _link(replace(ctx, call=call))
+            if retry.cause is not None:
+                link = replace(retry, caveats=retry.caveats + (
+                    f"{phrasing.program}'s words do not tell end-of-file from a reset; the capture shows "
+                    f"{'an RST' if other == 'ECONNRESET' else 'a FIN'}, so this is read as {other}",))
+                break
+    if phrasing.by == RUNTIME:
+        saw = f"; what it saw: {phrasing.decided_by}" if phrasing.decided_by else ""
+        link = replace(link, caveats=link.caveats + (
+            f"{phrasing.program} made this error itself, not the kernel (no system call returned it){saw}",))
+    return link
+
+
+def _as_outcome(call: SocketCall, outcome: str) -> SocketCall:
+    if outcome == "EOF":
+        return replace(call, errno=None, result=0, op=call.op if call.op in RECEIVE_OPS else "recv")
+    return replace(call, errno=outcome, result=-1)
+
+
+def unlinked(links: Iterable[Link]) -> tuple[dict, ...]:
+    """The log and strace calls that no segment or local act explains, each
+    ``{"where", "source", "text", "why"}`` (`where`: ``file:line``): the
+    JSON's ``"unlinked"``, and the list `explain` prints, so that no line is
+    dropped silently."""
+    out = []
+    for link in links:
+        call = link.call
+        if call.source not in ("log", "strace") or link.cause is not None or link.local_call is not None:
+            continue
+        if link.rule in ("recv-timeout", "closed-descriptor"):
+            continue  # explained without a segment, by design
+        why = "; ".join(link.caveats) or link.explanation
+        out.append({"where": call.where, "source": call.source, "text": call.text, "why": why})
+    return tuple(out)
 
 
 # -- finding the socket -----------------------------------------------------
@@ -229,8 +285,29 @@ def _no_evidence_caveats(ctx: _Ctx) -> list[str]:
         return ["the recording holds no packets"]
     if not _candidates(ctx):
         where = " ".join(str(e) for e in (ctx.call.local, ctx.call.remote) if e is not None)
-        return [f"no connection in the capture matches this call{(' (' + where + ')') if where else ''}"]
+        return [f"no connection in the capture matches this call{(' (' + where + ')') if where else ''}"
+                + _clock_offset(ctx)]
     return []
+
+
+def _clock_offset(ctx: _Ctx) -> str:
+    """When the call's endpoints name a connection of the capture, but at
+    another time: the clocks disagree, and by about how much."""
+    call = ctx.call
+    named = call.local if call.local is not None else call.remote
+    if named is None:
+        return ""
+    same = [c for c in ctx.by_endpoint.get(named, ())
+            if (call.local is None or call.local in c.key) and (call.remote is None or call.remote in c.key)]
+    if not same:
+        return ""
+    conn = min(same, key=lambda c: abs(c.start_ns - call.end_ns))
+    last = conn.segments[-1].time_ns if conn.segments else conn.start_ns
+    offset = call.end_ns - last if call.end_ns > last else call.end_ns - conn.start_ns
+    direction = "ahead of" if offset > 0 else "behind"
+    return (f", at this time: {_conn_text(conn)} (frames {conn.segments[0].frame}-{conn.segments[-1].frame}) "
+            f"is that connection, so the {call.source}'s clock is about {format_duration(abs(offset))} "
+            f"{direction} the capture's (a time zone? pass --tz)")
 
 
 def _skew_caveats(ctx: _Ctx) -> list[str]:

@@ -48,7 +48,9 @@ def _render_text(links, recording, args) -> str:
 def _render_json(links, recording, args) -> str:
     from ..views.narrative import links_to_json
 
-    return json.dumps(links_to_json(links, recording, lang=args.lang, tz=args.tzinfo), indent=2)
+    data = links_to_json(links, recording, lang=args.lang, tz=args.tzinfo)
+    data["unlinked"] += getattr(args, "unread", ())  # lines the importers could not read
+    return json.dumps(data, indent=2)
 
 
 def _render_markdown(links, recording, args) -> str:
@@ -113,6 +115,7 @@ def _import(kind: str, path: str, args: argparse.Namespace):
         raise UserError(f"{path}: permission denied") from None
     for problem in result.problems:
         print(f"tcpteardown explain: warning: {problem}", file=sys.stderr)
+    args.unread = getattr(args, "unread", ()) + result.unread
     return result.calls
 
 
@@ -125,9 +128,22 @@ def run(args: argparse.Namespace) -> int:
     sys.stderr.write(banner(recording))  # anything missing from the evidence: said first
     links = correlate(recording)
     render = next((fn for flag, (_help, fn) in FORMATS.items() if getattr(args, flag, False)), _render_text)
-    if not recording.calls:
+    if not recording.calls and (args.strace or args.log):
+        print("tcpteardown explain: note: the --strace/--log files gave no socket call (see the warnings "
+              "above)", file=sys.stderr)
+    elif not recording.calls:
         print("tcpteardown explain: note: this capture holds packets only, no socket calls; pass "
               "--strace FILE or --log FILE (or explain a bundle from `tcpteardown run`/`record`) "
               "to link failing calls to segments", file=sys.stderr)
     print(render(links, recording, args))
+    _say_unlinked(links, args)
     return 0
+
+
+def _say_unlinked(links, args) -> None:
+    """Every log/strace line that could not be linked, with where and why, on stderr."""
+    from ..analysis.correlate import unlinked
+
+    for entry in list(unlinked(links)) + list(getattr(args, "unread", ())):
+        print(f"tcpteardown explain: unlinked: {entry['where'] or entry['source']}: {entry['why']}",
+              file=sys.stderr)

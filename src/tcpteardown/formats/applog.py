@@ -1,7 +1,7 @@
 """Application log lines -> SocketCalls: the failure as the program reported it.
 
 Reads any text log whose lines carry a timestamp and finds the socket errors
-in it, through the Rosetta (`tcpteardown.errnos.read_message`): Go net errors
+in it, through the catalogue of real phrasings (`tcpteardown.formats.messages`): Go net errors
 (``write tcp A->B: write: broken pipe``, ``dial tcp A: connect: connection
 refused``, ``use of closed network connection``, ``i/o timeout``, ``EOF``),
 Python exceptions and tracebacks, Java exceptions and stack traces, Node.js
@@ -33,14 +33,15 @@ raises UserError only for a bad `tz`.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import os
 import re
 from pathlib import PurePath
 from typing import Iterable, Optional, Union
 
-from tcpteardown.errnos import read_message
 from tcpteardown.errors import UserError
 from tcpteardown.formats.imported import ImportResult, Problems, open_text
+from tcpteardown.formats.messages import read_message
 from tcpteardown.model import Endpoint, SocketCall
 
 __all__ = ["parse_log", "read_log_file", "parse_tz", "ImportResult"]
@@ -113,9 +114,14 @@ _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
 
 def _to_ns(year: int, month: int, day: int, hour: int, minute: int, second: int,
            frac_ns: int, tzinfo: _dt.tzinfo) -> int:
+    return _whole_ns(year, month, day, hour, minute, second, tzinfo) + frac_ns
+
+
+@functools.lru_cache(maxsize=4096)
+def _whole_ns(year: int, month: int, day: int, hour: int, minute: int, second: int, tzinfo: _dt.tzinfo) -> int:
+    """Cached: a busy log has thousands of lines per second."""
     local = _dt.datetime(year, month, day, hour, minute, second, tzinfo=tzinfo)
-    whole = (local - _EPOCH) // _dt.timedelta(seconds=1)
-    return whole * 1_000_000_000 + frac_ns
+    return (local - _EPOCH) // _dt.timedelta(seconds=1) * 1_000_000_000
 
 
 class _Clock:
@@ -185,6 +191,7 @@ class _Clock:
         return when
 
 
+@functools.lru_cache(maxsize=65536)
 def _endpoint(text: Optional[str]) -> Optional[Endpoint]:
     if not text:
         return None
@@ -208,7 +215,7 @@ def parse_log(lines: Iterable[str], *, path: str = "<log>", tz: Union[None, str,
     year when `year` is not given). `tz` applies to times without a zone.
     `role` is the SocketCall role (default: the file name without extension,
     ``log`` for ``<log>``). Returns calls with source ``log``, time-sorted.
-    The language that printed a line is ``tcpteardown.errnos.match_message(call.text)``.
+    The language that printed a line is ``tcpteardown.formats.messages.read_message(call.text)``.
     """
     problems = Problems()
 
@@ -218,6 +225,7 @@ def parse_log(lines: Iterable[str], *, path: str = "<log>", tz: Union[None, str,
     clock = _Clock(path, parse_tz(tz), year, note)
     who = role or _default_role(path)
     calls: list[SocketCall] = []
+    unread: list[dict] = []
     record_ns: Optional[int] = None
     record_line = ""
     seen: dict[str, int] = {}  # errno -> index in calls, for the current record
@@ -251,12 +259,15 @@ def parse_log(lines: Iterable[str], *, path: str = "<log>", tz: Union[None, str,
         found = read_message(message)
         if found is None:
             if _might_look_like(message) and _LOOKS_LIKE_RE.search(message):
-                problems.add(path, line_no, "looks like a socket error but names no errno this tool "
-                                            "knows; line skipped")
+                why = "looks like a socket error but names no errno this tool knows (unknown phrasing)"
+                problems.add(path, line_no, why + "; line skipped")
+                unread.append({"where": f"{path}:{line_no}", "source": "log", "text": line, "why": why})
             continue
         if record_ns is None:
-            problems.add(path, line_no, f"{found.errno} reported without a timestamp on this line or "
-                                        f"a line before it (expected Go log, ISO 8601 or syslog time); line skipped")
+            why = (f"{found.errno} reported without a timestamp on this line or a line before it "
+                   f"(expected Go log, ISO 8601 or syslog time)")
+            problems.add(path, line_no, why + "; line skipped")
+            unread.append({"where": f"{path}:{line_no}", "source": "log", "text": line, "why": why})
             continue
         if found.errno in seen:
             continue  # the same failure, told again further down the traceback
@@ -268,12 +279,13 @@ def parse_log(lines: Iterable[str], *, path: str = "<log>", tz: Union[None, str,
         calls.append(SocketCall(
             role=who, op=found.op if not eof else "recv", start_ns=record_ns, end_ns=record_ns,
             result=0 if eof else -1, errno=None if eof else found.errno,
-            local=_endpoint(found.local), remote=_endpoint(found.remote), source="log", text=text))
+            local=_endpoint(found.local), remote=_endpoint(found.remote), source="log", text=text,
+            where=f"{path}:{line_no}"))
     if line_no and not stamped:
         note("nostamp", f"none of its {line_no} lines holds a timestamp this tool reads (Go log, ISO 8601, "
                         f"syslog, glog, epoch seconds): nothing could be placed on the capture's clock")
     calls.sort(key=lambda call: call.start_ns)
-    return ImportResult(tuple(calls), problems.lines())
+    return ImportResult(tuple(calls), problems.lines(), tuple(unread))
 
 
 def read_log_file(path: Union[str, "os.PathLike[str]"], **options) -> ImportResult:
@@ -284,5 +296,5 @@ def read_log_file(path: Union[str, "os.PathLike[str]"], **options) -> ImportResu
     with handle:
         result = parse_log(handle, path=str(path), **options)
     if encoding:
-        return ImportResult(result.calls, (f"{path}: {encoding}",) + result.problems)
+        return ImportResult(result.calls, (f"{path}: {encoding}",) + result.problems, result.unread)
     return result

@@ -35,6 +35,9 @@ class ImportResult:
 
     calls: tuple[SocketCall, ...] = ()
     problems: tuple[str, ...] = ()
+    # Lines that look like a network error but became no call, each
+    # {"where": "file:line", "source", "text", "why"} (explain's "unlinked").
+    unread: tuple[dict, ...] = ()
 
     def failed_calls(self) -> tuple[SocketCall, ...]:
         """The calls that ended in an errno or end-of-file."""
@@ -47,7 +50,8 @@ class ImportResult:
         calls = sorted((call for result in results for call in result.calls),
                        key=lambda call: (call.start_ns, call.end_ns))
         problems = tuple(problem for result in results for problem in result.problems)
-        return ImportResult(tuple(calls), problems)
+        unread = tuple(line for result in results for line in result.unread)
+        return ImportResult(tuple(calls), problems, unread)
 
 
 class Problems:

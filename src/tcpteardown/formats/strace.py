@@ -355,7 +355,8 @@ class _Reader:
         op = _OPS[name]
         call = {"role": self.role(pid), "op": op, "start_ns": start, "end_ns": end,
                 "result": ret, "errno": errno, "pid": pid, "fd": fd,
-                "local": sock.local, "remote": sock.remote, "source": "strace", "text": text}
+                "local": sock.local, "remote": sock.remote, "source": "strace", "text": text,
+                "where": f"{self.where}:{line_no}"}
         if op == "accept":
             self.accepted(call, sock, args, ret, m.group("ann"), pid)
         elif op == "connect":

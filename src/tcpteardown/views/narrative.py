@@ -228,7 +228,11 @@ def _cause_json(link: Link, recording: Recording) -> dict:
 
 def links_to_json(links: Iterable[Link], recording: Recording, *, lang: Optional[str] = None,
                   tz: Optional[_dt.tzinfo] = None) -> dict:
-    """DESIGN.md's contract: ``{"links": [{"call", "cause", "rule", "explanation"}]}``."""
+    """DESIGN.md's contract: ``{"links": [{"call", "cause", "rule", "explanation"}], "unlinked": [...]}``
+    (`unlinked`: the log/strace calls nothing explains, analysis.correlate.unlinked)."""
+    from ..analysis.correlate import unlinked
+
+    links = tuple(links)
     out = []
     for link in links:
         call = link.call
@@ -240,4 +244,4 @@ def links_to_json(links: Iterable[Link], recording: Recording, *, lang: Optional
             "rule": link.rule,
             "explanation": paragraph(link, recording, lang=lang, tz=tz),
         })
-    return {"links": out}
+    return {"links": out, "unlinked": list(unlinked(links))}
