@@ -254,11 +254,12 @@ def _search(ctx: _Ctx, find: Callable[[_Socket], Optional[tuple]]) -> tuple[Opti
             hits.append((sock, evidence))
     if not hits:
         return None, None, _no_evidence_caveats(ctx)
-    # The evidence closest before the call's end is the most plausible:
-    # first what lies before the end, latest first, then what lies after it
-    # (only within the clock tolerance), earliest first.
+    # The evidence closest to the call's end is the most plausible: what lies
+    # within the tolerance (a log line stamped .502 was written in
+    # [.502, .503): a FIN at .5027 is "before" it), closest first, then what
+    # lies beyond it.
     end = ctx.call.end_ns
-    hits.sort(key=lambda hit: (_evidence_time(hit[1]) > end, abs(end - _evidence_time(hit[1]))))
+    hits.sort(key=lambda hit: (_evidence_time(hit[1]) > ctx.deadline, abs(end - _evidence_time(hit[1]))))
     sock, evidence = hits[0]
     caveats = list(sock.caveats)
     if sock.local is None:
@@ -544,11 +545,14 @@ def _connect_timeout(ctx: _Ctx, rule: Rule) -> Link:
 
 
 def _recv_eof(ctx: _Ctx, rule: Rule) -> Link:
-    sock, fins, caveats = _search(ctx, lambda s: _fins_toward(ctx, s) or None)
+    # Candidates are ranked by the FIN that would be linked (the first), not by
+    # the socket's own later FIN, which a call with no 4-tuple also "sees".
+    sock, first, caveats = _search(ctx, lambda s: _fins_toward(ctx, s)[:1] or None)
     if sock is None:
         return _make(ctx, rule, None, caveats + ["no FIN toward this socket in the capture"],
                      sentence="the peer must have sent FIN, but the capture does not show it")
-    fin = fins[0]
+    fins = _fins_toward(ctx, sock)
+    fin = first[0]
     if len({f.seq for f in fins}) > 1:
         caveats.append(f"{len(fins)} FINs with different sequence numbers reached this socket; linked to the first")
     caveats += _late_caveat(ctx, fin)
