@@ -118,13 +118,14 @@ def test_paragraph_text_and_lang():
     assert text.startswith("22:13:20.000031 client recv() failed with ECONNRESET (Go: read tcp "
                            "127.0.0.1:50000->127.0.0.1:8080: read: connection reset by peer) because the "
                            "server (127.0.0.1:8080) sent RST (frame 6, 11 us earlier) because the socket "
-                           "was closed with unread data in its receive buffer (inferred from the packets: "
-                           "TCP_ABORT_ON_CLOSE).")
+                           "was closed abortively: with unread data in its receive buffer, or with SO_LINGER 0 "
+                           "(the packets alone cannot tell which) (inferred from the packets (nothing else in "
+                           "the evidence decides): TCP_ABORT_ON_CLOSE or TCP_STATE).")
     document = links_to_json(correlate(rec), rec)
     check_contract(document)
     assert document["links"][0]["cause"] == {
         "kind": "rst", "frame": 6, "time": 1_700_000_000.00002, "src": "127.0.0.1:8080",
-        "dst": "127.0.0.1:50000", "flags": "RST,ACK", "reason": "TCP_ABORT_ON_CLOSE (inferred)"}
+        "dst": "127.0.0.1:50000", "flags": "RST,ACK", "reason": "TCP_ABORT_ON_CLOSE or TCP_STATE (inferred)"}
 
 
 @pytest.mark.needs_capture

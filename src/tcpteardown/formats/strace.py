@@ -22,7 +22,7 @@ What it understands:
 
 Calls kept (only on TCP fds): connect, accept (accept4), read, write, recv,
 recvfrom, recvmsg, readv, send, sendto, sendmsg, writev, sendfile, close,
-shutdown. Op names are the syscall names (``accept4`` -> ``accept``,
+shutdown, and setsockopt(SO_LINGER) (it tells an abortive close's reason). Op names are the syscall names (``accept4`` -> ``accept``,
 ``sendfile64`` -> ``sendfile``, ``*mmsg`` -> ``*msg``); the model's
 RECEIVE_OPS/SEND_OPS know them all. Calls interrupted with ERESTART* are
 dropped (the kernel restarts them and strace prints the restart).
@@ -59,6 +59,7 @@ _OPS = {
     "recvfrom": "recvfrom", "sendto": "sendto", "recvmsg": "recvmsg", "sendmsg": "sendmsg",
     "recvmmsg": "recvmsg", "sendmmsg": "sendmsg", "readv": "readv", "writev": "writev",
     "sendfile": "sendfile", "sendfile64": "sendfile", "close": "close", "shutdown": "shutdown",
+    "setsockopt": "setsockopt",  # SO_LINGER only: it decides why an abortive close sent RST
 }
 # syscalls read only to learn about fds, processes and endpoints
 _BOOKKEEPING = frozenset({"socket", "bind", "getsockname", "getpeername", "getsockopt",
@@ -343,6 +344,8 @@ class _Reader:
         ret = None if ret_text == "?" else int(ret_text, 16) if ret_text.startswith("0x") else int(ret_text)
         if name in _BOOKKEEPING:
             self.bookkeep(name, args, ret, m.group("ann"), errno, pid, end, text)
+            return
+        if name == "setsockopt" and "SO_LINGER" not in args:
             return
         fd_match = _FD_RE.match(args)
         if not fd_match:

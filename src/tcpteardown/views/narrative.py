@@ -35,7 +35,7 @@ import datetime as _dt
 from typing import Iterable, Optional
 
 from .. import errnos
-from ..analysis.reasons import reason_phrase, render_reason, reset_reason
+from ..analysis.reasons import reason_evidence, reason_phrase, render_reason, reset_reason
 from ..analysis.tcpstate import connection_of
 from ..model import CauseKind, Endpoint, KernelEvent, Link, Recording, Segment
 from ..units import format_duration
@@ -123,7 +123,8 @@ def cause_text(link: Link, recording: Recording) -> str:
     phrase = reason_phrase(reason)
     if reason and phrase:
         if inferred:
-            text += f" because {phrase} (inferred from the packets: {reason})"
+            evidence = reason_evidence(seg, recording) or "the packets"
+            text += f" because {phrase} (inferred from {evidence}: {reason})"
         else:
             text += f"; its kernel said {reason}: {phrase}"
     elif reason:
