@@ -8,7 +8,7 @@ readers (`read_strace_file`, `read_log_file`):
   sockaddr patterns quadratic: 160 KB took 0.8 s, 1.3 MB 18.5 s);
 - an application log of 1e6 lines, every one a socket error, in the seven
   phrasings production prints most (Go, Node.js, Java, Python, nginx, curl,
-  redis-py).
+  redis-py), ports and request numbers varying per line.
 
 For each it prints seconds, MB/s and seconds per MB, and the ratio of the
 large input's seconds-per-MB to the small one's (linear: about 1; the old
@@ -32,15 +32,18 @@ from tcpteardown.formats.strace import read_strace_file
 
 MB = 1 << 20
 
+# {port} and {n} vary per line, as client ports and request numbers do in
+# production (so that no cache of repeated messages makes the bench easy).
 _APP_LINES = (
-    "write tcp 127.0.0.1:50389->127.0.0.1:8080: write: broken pipe",
+    "write tcp 127.0.0.1:{port}->127.0.0.1:8080: write: broken pipe",
     "Error: read ECONNRESET",
     "java.net.SocketException: Connection reset",
     "ConnectionResetError: [Errno 104] Connection reset by peer",
-    '[error] 7#7: *1 recv() failed (104: Connection reset by peer) while reading response header from '
-    'upstream, client: 127.0.0.1, server: _, request: "GET / HTTP/1.1", upstream: "http://127.0.0.1:8080/"',
+    '[error] 7#7: *{n} recv() failed (104: Connection reset by peer) while reading response header from '
+    'upstream, client: 127.0.0.1, server: _, request: "GET / HTTP/1.1", upstream: "http://127.0.0.1:{port}/"',
     "curl: (56) Recv failure: Connection reset by peer",
-    "redis.exceptions.ConnectionError: Connection closed by server.",
+    "redis.exceptions.ConnectionError: Error while reading from 127.0.0.1:{port} : (104, 'Connection reset "
+    "by peer')",
 )
 
 
@@ -56,7 +59,7 @@ def write_applog(path: Path, lines: int) -> None:
         for i in range(lines):
             second, micro = divmod(i, 1000)
             out.write(f"2024/05/01 17:{second // 60 % 60:02d}:{second % 60:02d}.{micro:06d} "
-                      f"{_APP_LINES[i % len(_APP_LINES)]}\n")
+                      f"{_APP_LINES[i % len(_APP_LINES)].format(port=1024 + i % 60000, n=i)}\n")
 
 
 def timed(read, path: Path) -> tuple[float, int]:

@@ -165,6 +165,8 @@ def _log_link(ctx: _Ctx, link: Link) -> Link:
         return link
     phrasing = found.phrasing
     if link.cause is None and link.local_call is None:
+        link = _on_the_connection_it_names(ctx, link)
+    if link.cause is None and link.local_call is None:
         for other in phrasing.also:
             call = _as_outcome(ctx.call, other)
             retry = _link(replace(ctx, call=call))
@@ -178,6 +180,41 @@ def _log_link(ctx: _Ctx, link: Link) -> Link:
         link = replace(link, caveats=link.caveats + (
             f"{phrasing.program} made this error itself, not the kernel (no system call returned it){saw}",))
     return link
+
+
+def _on_the_connection_it_names(ctx: _Ctx, link: Link) -> Link:
+    """A line whose 4-tuple names a connection of the capture that lies at
+    another time: the log's clock is off. Linked on that connection (the line
+    placed at its last segment), saying by how much the clocks differ."""
+    conn = _named_connection(ctx, both=True)
+    if conn is None:
+        return link
+    last = conn.segments[-1].time_ns
+    moved = replace(ctx.call, start_ns=last, end_ns=last)
+    retry = _link(replace(ctx, call=moved))
+    if retry.cause is None and retry.local_call is None:
+        return link
+    offset = ctx.call.end_ns - last
+    direction = "ahead of" if offset > 0 else "behind"
+    return replace(retry, call=ctx.call, caveats=tuple(c for c in retry.caveats) + (
+        f"the log's clock is about {format_duration(abs(offset))} {direction} the capture's: its line names "
+        f"{_conn_text(conn)} (frames {conn.segments[0].frame}-{conn.segments[-1].frame}), so it was placed at "
+        f"that connection's last segment to be linked (a time zone? pass --tz)",))
+
+
+def _named_connection(ctx: _Ctx, *, both: bool = False) -> Optional[Connection]:
+    """The connection holding the endpoints the call names (both of them
+    when `both`), nearest in time to the call, whatever its time; None when
+    the call names none."""
+    call = ctx.call
+    if both and (call.local is None or call.remote is None):
+        return None
+    named = call.local if call.local is not None else call.remote
+    if named is None:
+        return None
+    same = [c for c in ctx.by_endpoint.get(named, ())
+            if (call.local is None or call.local in c.key) and (call.remote is None or call.remote in c.key)]
+    return min(same, key=lambda c: abs(c.start_ns - call.end_ns), default=None)
 
 
 def _as_outcome(call: SocketCall, outcome: str) -> SocketCall:
@@ -295,15 +332,10 @@ def _clock_offset(ctx: _Ctx) -> str:
     """When the call's endpoints name a connection of the capture, but at
     another time: the clocks disagree, and by about how much."""
     call = ctx.call
-    named = call.local if call.local is not None else call.remote
-    if named is None:
+    conn = _named_connection(ctx)
+    if conn is None:
         return ""
-    same = [c for c in ctx.by_endpoint.get(named, ())
-            if (call.local is None or call.local in c.key) and (call.remote is None or call.remote in c.key)]
-    if not same:
-        return ""
-    conn = min(same, key=lambda c: abs(c.start_ns - call.end_ns))
-    last = conn.segments[-1].time_ns if conn.segments else conn.start_ns
+    last = conn.segments[-1].time_ns
     offset = call.end_ns - last if call.end_ns > last else call.end_ns - conn.start_ns
     direction = "ahead of" if offset > 0 else "behind"
     return (f", at this time: {_conn_text(conn)} (frames {conn.segments[0].frame}-{conn.segments[-1].frame}) "

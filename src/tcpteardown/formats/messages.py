@@ -22,6 +22,7 @@ Pure: no I/O, no system lookups (a Linux log read on a Mac means the same).
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -569,9 +570,11 @@ def phrasing_named(key: str) -> Phrasing:
     return _BY_KEY[key]
 
 
+@functools.lru_cache(maxsize=8192)
 def read_message(text: str) -> Optional[MessageMatch]:
     """Everything a log message says about a failed socket call, or None:
-    the first catalogue row that reads it."""
+    the first catalogue row that reads it. Cached: production logs repeat the
+    same few messages (MessageMatch is immutable)."""
     if not text:
         return None
     lowered = text.lower()
