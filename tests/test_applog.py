@@ -63,6 +63,11 @@ LINES = [
      ns("26:02"), "write", "EPIPE", "127.0.0.1:1", "127.0.0.1:2"),
     ("E0501 17:26:02.140166   12345 proxy.go:88] read tcp 10.1.2.3:4->10.1.2.4:5: read: connection reset by peer",
      ns("26:02", 140_166_000), "read", "ECONNRESET", "10.1.2.3:4", "10.1.2.4:5"),
+    # HAProxy's raw log line (doc/configuration.txt 8.2.3): its own access-log time, in local time
+    ('127.0.0.1:40522 [01/May/2024:17:26:02.140] fe be/srv1 0/0/0/-1/2 502 209 - - SH-- 1/1/0/0/0 0/0 "GET / '
+     'HTTP/1.1"', ns("26:02", 140_000_000), "recv", "EOF", None, None),
+    ('127.0.0.1 - - [01/May/2024:19:26:02 +0200] "GET / HTTP/1.1" 502 157 curl: (52) Empty reply from server',
+     ns("26:02"), "recv", "EOF", None, None),
     ('{"level":"error","ts":1714584362.140166,"msg":"write tcp 127.0.0.1:1->127.0.0.1:2: write: broken pipe"}',
      ns("26:02", 140_166_000), "write", "EPIPE", "127.0.0.1:1", "127.0.0.1:2"),
 ]

@@ -84,8 +84,8 @@ MORE = [
      'HTTP/1.1"', "ECONNREFUSED", "connect", None, "HAProxy"),
     ('10.0.0.1:51000 [30/Nov/2026:19:49:04.123] fe be/srv1 0/0/-1/-1/5000 503 217 - - sC-- 1/1/0/0/3 0/0 '
      '"GET / HTTP/1.1"', "ETIMEDOUT", "connect", None, "HAProxy"),
-    ("10.0.0.1:51000 [30/Nov/2026:19:49:04.123] fe be/srv1 0/0/120 512 CD 1/1/0/0/0 0/0", "EOF", "recv", None,
-     "HAProxy"),
+    ("10.0.0.1:51000 [30/Nov/2026:19:49:04.123] fe be/srv1 0/0/120 512 CD 1/1/0/0/0 0/0", "EOF", "recv",
+     "10.0.0.1:51000", "HAProxy"),
     # Envoy access log flags and details
     ('[2026-11-30T19:49:04.123Z] "GET / HTTP/1.1" 503 UF upstream_reset_before_response_started'
      '{remote_connection_failure,delayed_connect_error:_111} - "-" 0 91 1 - "-" "curl/8.5.0" "id" "h" '

@@ -1,7 +1,7 @@
 """Real programs fail for real, and their own log lines link to the right frame (issue 14).
 
-Each test makes one program's socket call fail on loopback (nginx as a
-reverse proxy, Node.js, Java, curl, redis-cli and redis-py against
+Each test makes one program's socket call fail on loopback (nginx and
+HAProxy as reverse proxies, Node.js, Java, curl, redis-cli and redis-py against
 redis-server's idle timeout, Python requests), captures it with tcpdump
 (`-i lo`, and `-i any` for some: Linux SLL2 framing), feeds the program's
 own line to `tcpteardown explain --log --json`, and checks that the link's
@@ -241,6 +241,56 @@ def test_nginx_connect_failed_refused(nginx, tmp_path):
     assert any("connect() failed (111: Connection refused)" in line for line in lines), lines
     check(pcap, lines, tmp_path, f"tcp.flags.reset==1 && tcp.srcport=={nginx['refused']}",
           outcome="ECONNREFUSED", kind="rst")
+
+
+# -- HAProxy: termination state SC (the server refused) -------------------------------
+
+HAPROXY_CONFIG = """
+global
+  log stdout format raw local0
+defaults
+  mode http
+  log global
+  option httplog
+  option dontlognull
+  retries 0
+  timeout connect 5s
+  timeout client 10s
+  timeout server 10s
+frontend fe
+  bind 127.0.0.1:{port}
+  default_backend be
+backend be
+  server srv1 127.0.0.1:{backend}
+"""
+
+
+def test_haproxy_sc_server_refused(tmp_path):
+    import select
+
+    binary = tool_or_skip("haproxy")
+    curl = tool_or_skip("curl")
+    port, backend = closed_port(), closed_port()
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(HAPROXY_CONFIG.format(port=port, backend=backend))
+    # Its log times are local time: UTC here, as explain --tz UTC reads them.
+    proc = subprocess.Popen([binary, "-f", str(config), "-db"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "TZ": "UTC"})
+    try:
+        wait_listening(port, proc=proc)
+        with capture(tmp_path, [port, backend]) as pcap:
+            status = run_line([curl, "-s", "-o", "/dev/null", "-w", "%{http_code}", f"http://127.0.0.1:{port}/"])
+            assert status == "503"
+            ready, _, _ = select.select([proc.stdout], [], [], 20)  # its log line, at the session's end
+            assert ready, "HAProxy logged nothing"
+            line = proc.stdout.readline().decode()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        proc.stdout.close()
+    assert " SC-- " in line, line
+    check(pcap, [line], tmp_path, f"tcp.flags.reset==1 && tcp.srcport=={backend}", outcome="ECONNREFUSED",
+          kind="rst")
 
 
 # -- Node.js -----------------------------------------------------------------------

@@ -14,7 +14,9 @@ Timestamps, found anywhere in the line (the earliest wins):
 - syslog: ``May  1 17:26:02`` and glog/klog (Kubernetes): ``E0501
   17:26:02.140166``, which have no year: `year=`, else the file's mtime,
   else the current year, and a problem says which was used;
-- epoch seconds with a fraction (zap's ``"ts":1714584362.140166``), UTC.
+- epoch seconds with a fraction (zap's ``"ts":1714584362.140166``), UTC;
+- the access-log form of HAProxy, nginx and Apache: ``30/Nov/2026:19:49:04.123``
+  (with or without `` +0000``).
 Times without a zone are read in `tz` (``"UTC"``, ``"+02:00"``,
 ``"Europe/Berlin"``); without `tz` they are read as UTC and a problem says so.
 
@@ -57,6 +59,8 @@ _TIME_RE = re.compile(
     r"|(?P<sys>\b(?P<smon>Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) {1,2}(?P<sd>\d{1,2}) "
     r"(?P<sh>\d\d):(?P<smi>\d\d):(?P<ss>\d\d)(?:\.(?P<sf>\d+))?)\b"
     r"|(?P<klog>\b[IWEF](?P<kmo>[01]\d)(?P<kd>[0-3]\d) (?P<kh>\d\d):(?P<kmi>\d\d):(?P<ks>\d\d)\.(?P<kf>\d{6}))\b"
+    r"|(?P<clf>(?P<cd>\d\d)/(?P<cmon>Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)/(?P<cy>\d{4}):(?P<ch>\d\d):"
+    r"(?P<cmi>\d\d):(?P<cs>\d\d)(?:\.(?P<cf>\d+))?(?: (?P<cz>[+-]\d{4}))?)"
     r"|(?P<epoch>(?<![\d.])1\d{9}\.\d{3,9})(?![\d.])")
 
 # Lines that look like a socket error even when read_message() cannot read them.
@@ -168,6 +172,11 @@ class _Clock:
             tzinfo = _zone(zone) if zone else self.local_tz()
             return _to_ns(int(m.group("iy")), int(m.group("imo")), int(m.group("id")), int(m.group("ih")),
                           int(m.group("imi")), int(m.group("is")), _fraction_ns(m.group("if")), tzinfo)
+        if m.group("clf"):  # HAProxy, nginx/Apache access logs: [30/Nov/2026:19:49:04.123 +0000]
+            zone = m.group("cz")
+            return _to_ns(int(m.group("cy")), _MONTHS[m.group("cmon")], int(m.group("cd")), int(m.group("ch")),
+                          int(m.group("cmi")), int(m.group("cs")), _fraction_ns(m.group("cf")),
+                          _zone(zone) if zone else self.local_tz())
         if m.group("klog"):  # glog/klog: month and day, no year
             return self._yearless(int(m.group("kmo")), int(m.group("kd")), int(m.group("kh")),
                                   int(m.group("kmi")), int(m.group("ks")), m.group("kf"))

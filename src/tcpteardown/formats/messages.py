@@ -286,8 +286,11 @@ def _haproxy(m: re.Match, text: str) -> Optional[dict]:
     state = _HAPROXY_STATES.get(m.group("state"))
     if state is None:
         return None
-    errno, _also, op, _side, _by = state
-    return {"errno": errno, "model_op": op}
+    errno, _also, op, side, _by = state
+    out = {"errno": errno, "model_op": op}
+    if side.endswith("client side"):
+        out["remote"] = m.group("client")  # the log names the client's endpoint, not the server's
+    return out
 
 
 # Envoy response flags (docs: access log, %RESPONSE_FLAGS%) and the
@@ -366,7 +369,7 @@ CATALOGUE: tuple[Phrasing, ...] = (
     _row("haproxy-termination-state", "HAProxy",
          "127.0.0.1:40522 [30/Nov/2026:19:49:04.123] fe be/srv1 0/0/0/-1/2 502 209 - - SH-- 1/1/0/0/0 0/0 "
          '"GET / HTTP/1.1"',
-         r"(?P<client>" + _IP_PORT + r") \[\d\d/\w{3}/\d{4}:[\d:.]+\] \S+ \S+/\S+ [-+\d/]+ (?:-?\d+ )?\+?\d+ "
+         r"(?P<client>" + _IP_PORT + r") \[[^\]]*\] \S+ \S+/\S+ [-+\d/]+ (?:-?\d+ )?\+?\d+ "
          r"(?:\S+ \S+ )?(?P<state>[A-Za-z-]{2})(?:[A-Za-z-]{2})? \d+/\d+/\d+/\d+/\+?\d+ ",
          "] ", None, None, "proxy (first letter: C client, S server; lower case: a timeout)", KERNEL,
          "doc/configuration.txt 8.5: termination state SC (server refused), SH/SD (server closed or reset "
