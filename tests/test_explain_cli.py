@@ -328,17 +328,22 @@ def test_curl_abort_links_the_servers_failed_write_to_curls_rst(tmp_path):
     assert _port(link["cause"]["src"]) == _port(link["call"]["remote"])
 
 
-@pytest.mark.needs_capture
-def test_plain_pcap_without_calls_says_what_to_add(tmp_path):
+def one_connection_capture(tmp_path):
+    """A plain pcap of one graceful loopback connection (no socket calls)."""
     tool_or_skip("tcpdump")
     import socket
-
 
     pcap = tmp_path / "lo.pcap"
     with settled_tcpdump(pcap):
         with socket.create_server(("127.0.0.1", 0)) as listener:
             with socket.create_connection(listener.getsockname()):
                 listener.accept()[0].close()
+    return pcap
+
+
+@pytest.mark.needs_capture
+def test_plain_pcap_without_calls_says_what_to_add(tmp_path):
+    pcap = one_connection_capture(tmp_path)
     code, out, err = explain(pcap, "--json")
     assert code == 0 and json.loads(out) == {"links": [], "unlinked": []}
     assert "--strace FILE or --log FILE" in err
@@ -365,16 +370,10 @@ def test_kernel_witness_words_in_the_paragraph():
     assert links_to_json((link,), rec)["links"][0]["cause"]["reason"] == "TCP_ABORT_ON_CLOSE"
 
 
+@pytest.mark.needs_capture
 def test_log_passed_but_unreadable_is_not_told_to_pass_a_log(tmp_path):
     """issue 19: the note asked for --log FILE although one was passed."""
-    tool_or_skip("tcpdump")
-    import socket
-
-    bundle = tmp_path / "lo.pcap"
-    with settled_tcpdump(bundle):
-        with socket.create_server(("127.0.0.1", 0)) as listener:
-            with socket.create_connection(listener.getsockname()):
-                listener.accept()[0].close()
+    bundle = one_connection_capture(tmp_path)
     log = tmp_path / "app.log"
     log.write_text("no time here: Error: read ECONNRESET\nsomething: connection troubles (errno 999)\n")
     code, out, err = explain(bundle, "--log", log, "--json")

@@ -245,22 +245,29 @@ def _java(m: re.Match, text: str) -> Optional[dict]:
     return None
 
 
+def _java_details() -> tuple[tuple[str, str, str], ...]:
+    """(lowercased detail text, errno, op) from the Rosetta's Java column,
+    plus the texts older JDKs print that the table does not (its rows show
+    one per op); longest first, so "connection reset by peer" wins over
+    "connection reset"."""
+    found: dict[str, tuple[str, str]] = {}
+    for info in ERRNOS.values():
+        for kind, text in info.java.items():
+            if not text or ": " not in text:
+                continue
+            detail = text.split(": ", 1)[1].lower().replace(" (write failed)", "")
+            op = kind if kind in ("read", "write", "connect") else (
+                "read" if info.default_op in RECEIVE_OPS else "write" if info.default_op in SEND_OPS
+                else info.default_op)
+            found.setdefault(detail, (info.name, op))
+    # OpenJDK before 13 ("Connection timed out" from connect(2)); "Socket is closed" from Socket.java.
+    found.setdefault("connection timed out", ("ETIMEDOUT", "connect"))
+    found.setdefault("socket is closed", ("EBADF", "read"))
+    return tuple((text, name, op) for text, (name, op) in sorted(found.items(), key=lambda kv: -len(kv[0])))
+
+
 # OpenJDK's texts (NioSocketImpl, Net.c, SocketInputStream.c): first match wins.
-_JAVA_DETAILS = (
-    ("connection reset by peer", "ECONNRESET", "write"),
-    ("connection reset", "ECONNRESET", "read"),
-    ("broken pipe", "EPIPE", "write"),
-    ("connection refused", "ECONNREFUSED", "connect"),
-    ("connect timed out", "ETIMEDOUT", "connect"),
-    ("connection timed out", "ETIMEDOUT", "connect"),
-    ("read timed out", "ETIMEDOUT", "read"),
-    ("no route to host", "EHOSTUNREACH", "connect"),
-    ("network is unreachable", "ENETUNREACH", "connect"),
-    ("software caused connection abort", "ECONNABORTED", "read"),
-    ("socket closed", "EBADF", "read"),
-    ("socket is closed", "EBADF", "read"),
-    ("socket is not connected", "ENOTCONN", "write"),
-)
+_JAVA_DETAILS = _java_details()
 
 # HAProxy's termination state, first two letters (doc: configuration.txt,
 # 8.5 "Session state at disconnection"): who ended it, and in which phase.
@@ -557,10 +564,20 @@ def _python(m: re.Match) -> Optional[dict]:
     return {"errno": name}
 
 
+def _python_classes() -> dict[str, str]:
+    """Exception class -> errno, for the classes the Rosetta's Python column
+    names for exactly one errno (not OSError, BlockingIOError)."""
+    names: dict[str, list[str]] = {}
+    for info in ERRNOS.values():
+        if info.python:
+            names.setdefault(info.python, []).append(info.name)
+    classes = {cls: found[0] for cls, found in names.items() if len(found) == 1}
+    classes["socket.timeout"] = classes.get("TimeoutError", "ETIMEDOUT")  # its name before Python 3.10
+    return classes
+
+
 # The OSError subclasses that name one errno (Python's Objects/exceptions.c).
-_PY_CLASS_ERRNO = {"BrokenPipeError": "EPIPE", "ConnectionResetError": "ECONNRESET",
-                   "ConnectionRefusedError": "ECONNREFUSED", "ConnectionAbortedError": "ECONNABORTED",
-                   "TimeoutError": "ETIMEDOUT", "socket.timeout": "ETIMEDOUT"}
+_PY_CLASS_ERRNO = _python_classes()
 
 # Every row's needle, and the strerror texts: a line holding none reports nothing.
 _GATE = tuple(sorted({row.needle for row in CATALOGUE if row.needle} | set(_GO_TEXTS)
