@@ -99,10 +99,7 @@ def reset_reason(segment: Segment, recording: Recording) -> tuple[Optional[str],
         return None, True  # only an RST has a reset reason
     if segment.reset_reason:
         return segment.reset_reason, False
-    conn = connection_of(recording, segment)
-    if conn is None:
-        return None, True
-    return _infer(segment, conn, recording)[0], True
+    return _inferred(segment, recording)[0], True
 
 
 def reason_evidence(segment: Segment, recording: Recording) -> Optional[str]:
@@ -111,11 +108,28 @@ def reason_evidence(segment: Segment, recording: Recording) -> Optional[str]:
     l_linger=0)"``); None when the kernel said it or nothing was inferred."""
     if not segment.is_rst or segment.reset_reason:
         return None
-    conn = connection_of(recording, segment)
-    if conn is None:
-        return None
-    reason, evidence = _infer(segment, conn, recording)
+    reason, evidence = _inferred(segment, recording)
     return evidence if reason else None
+
+
+# (id(recording), segment) -> (recording, (reason, evidence)): every link to one
+# RST asks again (a log of 1e5 lines, one RST); the recording is kept in the
+# value so that its id cannot be reused while the entry lives.
+_MEMO: dict[tuple[int, Segment], tuple[Recording, tuple[Optional[str], str]]] = {}
+_MEMO_SIZE = 4096
+
+
+def _inferred(segment: Segment, recording: Recording) -> tuple[Optional[str], str]:
+    key = (id(recording), segment)
+    hit = _MEMO.get(key)
+    if hit is not None and hit[0] is recording:
+        return hit[1]
+    conn = connection_of(recording, segment)
+    found = (None, "the packets") if conn is None else _infer(segment, conn, recording)
+    if len(_MEMO) >= _MEMO_SIZE:
+        _MEMO.clear()
+    _MEMO[key] = (recording, found)
+    return found
 
 
 def _infer(rst: Segment, conn: Connection, recording: Recording) -> tuple[Optional[str], str]:

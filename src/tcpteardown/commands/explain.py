@@ -141,9 +141,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _say_unlinked(links, args) -> None:
-    """Every log/strace line that could not be linked, with where and why, on stderr."""
+    """Every log/strace line that could not be linked, with where and why, on
+    stderr (many with one why: their count and first lines; --json lists all)."""
     from ..analysis.correlate import unlinked
+    from ..formats.imported import Problems
 
+    told = Problems()
     for entry in list(unlinked(links)) + list(getattr(args, "unread", ())):
-        print(f"tcpteardown explain: unlinked: {entry['where'] or entry['source']}: {entry['why']}",
-              file=sys.stderr)
+        path, _, line = (entry["where"] or f"{entry['source']}:0").rpartition(":")
+        told.add(path, int(line) if line.isdigit() else 0, entry["why"])
+    for text in told.lines():
+        print(f"tcpteardown explain: unlinked: {text}", file=sys.stderr)
