@@ -259,3 +259,16 @@ def test_any_lines_are_parsed_or_reported_never_raised(lines):
     result = parse_log(lines, path="fuzz", tz="UTC", year=2024)
     assert all(problem.startswith("fuzz") for problem in result.problems)
     assert all(call.source == "log" and call.start_ns == call.end_ns for call in result.calls)
+
+
+def test_java_stack_frame_names_the_op():
+    """'Connection reset by peer' alone reads as a write (OpenJDK's write path);
+    the innermost JDK frame under it (NioSocketImpl.implRead) says it was a read.
+    Frames as OpenJDK 17 prints them (tests/programs/logs/Fail.java prints real ones)."""
+    lines = ["2024-05-01T17:26:02.000Z ERROR java.net.SocketException: Connection reset by peer",
+             "\tat java.base/sun.nio.ch.NioSocketImpl.implRead(NioSocketImpl.java:330)",
+             "\tat java.base/sun.nio.ch.NioSocketImpl.read(NioSocketImpl.java:355)"]
+    (call,) = parse_log(lines).calls
+    assert (call.errno, call.op) == ("ECONNRESET", "read")
+    (alone,) = parse_log(lines[:1]).calls
+    assert alone.op == "write"

@@ -328,24 +328,26 @@ def java_classes(tmp_path_factory):
     return out
 
 
-JAVA_CASES = {
-    "reset": ("read-rst", "java.net.SocketException: Connection reset", "ECONNRESET", "rst"),
-    "broken-pipe": ("fin", "java.net.SocketException: Broken pipe", "EPIPE", "rst"),
-    "refused": (None, "java.net.ConnectException: Connection refused", "ECONNREFUSED", "rst"),
+JAVA_CASES = {  # mode -> (server mode, words, outcome, cause kind, the op its stack trace names)
+    "reset": ("read-rst", "java.net.SocketException: Connection reset", "ECONNRESET", "rst", "read"),
+    "broken-pipe": ("fin", "java.net.SocketException: Broken pipe", "EPIPE", "rst", "write"),
+    "refused": (None, "java.net.ConnectException: Connection refused", "ECONNREFUSED", "rst", "connect"),
 }
 
 
 @pytest.mark.parametrize("mode", sorted(JAVA_CASES))
 def test_java(mode, java_classes, tmp_path):
     java = tool_or_skip("java")
-    server_mode, words, outcome, kind = JAVA_CASES[mode]
+    server_mode, words, outcome, kind, op = JAVA_CASES[mode]
     with contextlib.ExitStack() as stack:
         port = stack.enter_context(peer(server_mode)).port if server_mode else closed_port()
         with capture(tmp_path, [port]) as pcap:
-            line = run_line([java, "-Xshare:auto", "-XX:TieredStopAtLevel=1", "-cp", str(java_classes), "Fail",
-                             mode, str(port)])
-    assert words in line, line
-    check(pcap, [line], tmp_path, f"tcp.flags.reset==1 && tcp.srcport=={port}", outcome=outcome, kind=kind)
+            record = run_line([java, "-Xshare:auto", "-XX:TieredStopAtLevel=1", "-cp", str(java_classes), "Fail",
+                               mode, str(port)])
+    assert words in record.splitlines()[0], record
+    link = check(pcap, record.splitlines(), tmp_path, f"tcp.flags.reset==1 && tcp.srcport=={port}",
+                 outcome=outcome, kind=kind)
+    assert link["call"]["op"] == op, record  # from the stack frame under the exception
 
 
 # -- curl (exit codes 52, 56, 7), with strace as a second witness -------------------------

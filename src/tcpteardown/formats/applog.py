@@ -38,12 +38,13 @@ import datetime as _dt
 import functools
 import os
 import re
+from dataclasses import replace
 from pathlib import PurePath
 from typing import Iterable, Optional, Union
 
 from tcpteardown.errors import UserError
 from tcpteardown.formats.imported import ImportResult, Problems, open_text
-from tcpteardown.formats.messages import read_message
+from tcpteardown.formats.messages import read_message, stack_frame_op
 from tcpteardown.model import Endpoint, SocketCall
 
 __all__ = ["parse_log", "read_log_file", "parse_tz", "ImportResult"]
@@ -238,6 +239,7 @@ def parse_log(lines: Iterable[str], *, path: str = "<log>", tz: Union[None, str,
     record_ns: Optional[int] = None
     record_line = ""
     seen: dict[str, int] = {}  # errno -> index in calls, for the current record
+    refine: Optional[int] = None  # a Java call whose op the next stack frame may name
     stamped = 0  # lines with a timestamp
     line_no = 0
     latest_ns: Optional[int] = None
@@ -262,9 +264,16 @@ def parse_log(lines: Iterable[str], *, path: str = "<log>", tz: Union[None, str,
             latest_ns = record_ns if latest_ns is None else max(latest_ns, record_ns)
             record_line = line
             seen = {}
+            refine = None
             message = line[:stamp.start()] + " " + line[stamp.end():]
         else:
             message = line
+            if refine is not None and message.lstrip().startswith("at "):
+                op = stack_frame_op(message)
+                if op is not None:
+                    calls[refine] = replace(calls[refine], op=op)  # the frame knows the op; the text did not say
+                refine = None
+                continue
         found = read_message(message)
         if found is None:
             if _might_look_like(message) and _LOOKS_LIKE_RE.search(message):
@@ -285,6 +294,7 @@ def parse_log(lines: Iterable[str], *, path: str = "<log>", tz: Union[None, str,
             text = record_line + "\n" + line
         eof = found.errno == "EOF"
         seen[found.errno] = len(calls)
+        refine = len(calls) if found.lang in ("Java", "Netty") and not eof else None
         calls.append(SocketCall(
             role=who, op=found.op if not eof else "recv", start_ns=record_ns, end_ns=record_ns,
             result=0 if eof else -1, errno=None if eof else found.errno,

@@ -31,6 +31,7 @@ from tcpteardown.errnos import ALIASES, ERRNOS, name_from_number
 from tcpteardown.model import RECEIVE_OPS, SEND_OPS
 
 __all__ = ["Phrasing", "MessageMatch", "CATALOGUE", "read_message", "match_message", "phrasing_named",
+           "stack_frame_op",
            "KERNEL", "RUNTIME"]
 
 KERNEL = "kernel"  # a system call returned this errno (or 0: end-of-file)
@@ -588,6 +589,31 @@ _BY_KEY = {row.key: row for row in CATALOGUE}
 
 def phrasing_named(key: str) -> Phrasing:
     return _BY_KEY[key]
+
+
+# The innermost JDK frame under a Java exception names its op (OpenJDK 13+
+# NioSocketImpl; older SocketInputStream/SocketOutputStream; Net.connect0).
+_JAVA_FRAME_RE = re.compile(
+    r"^\s*at (?:[\w.]+/)?(?:sun\.nio\.ch\.NioSocketImpl\.(?P<nio>implRead|timedRead|implWrite|connect)"
+    r"|java\.net\.Socket(?P<stream>Input|Output)Stream\.socket(?:Read|Write)0?"
+    r"|sun\.nio\.ch\.Net\.(?P<net>connect0|pollConnect|poll)"
+    r"|sun\.nio\.ch\.SocketChannelImpl\.(?P<channel>read|write|connect|finishConnect))\b")
+
+
+def stack_frame_op(line: str) -> Optional[str]:
+    """The model op a Java stack-frame line names (``at
+    sun.nio.ch.NioSocketImpl.implRead(...)`` -> ``read``), or None."""
+    m = _JAVA_FRAME_RE.match(line)
+    if m is None:
+        return None
+    word = m.group("nio") or m.group("net") or m.group("channel") or ""
+    if m.group("stream"):
+        return "read" if m.group("stream") == "Input" else "write"
+    if word in ("implRead", "timedRead", "read"):
+        return "read"
+    if word in ("implWrite", "write"):
+        return "write"
+    return "connect" if word != "poll" else None
 
 
 @functools.lru_cache(maxsize=8192)

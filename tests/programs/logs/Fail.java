@@ -31,7 +31,12 @@ public class Fail {
             }
             System.out.println(Instant.now() + " no failure");
         } catch (java.io.IOException e) {
-            System.out.println(Instant.now() + " " + e);
+            // As a logger prints it: the line, then the stack trace (whose innermost
+            // JDK frame, NioSocketImpl.implRead/implWrite or Net.connect0, names the op).
+            System.out.println(Instant.now() + " ERROR " + e);
+            for (StackTraceElement frame : e.getStackTrace()) {
+                System.out.println("\tat " + frame);
+            }
         }
     }
 }
