@@ -97,7 +97,8 @@ def test_zone_in_the_line_wins_and_missing_tz_is_said():
     assert call.start_ns == ns("26:02") and problems == ()
     call, problems = one("2024-05-01 17:26:02 Error: read ECONNRESET")
     assert call.start_ns == ns("26:02")
-    assert problems == ("app.log: times without a zone were read as UTC (pass tz=, e.g. '+02:00' or 'Europe/Berlin')",)
+    assert problems == ("app.log: times without a zone were read as UTC (pass --tz, e.g. +02:00 or Europe/Berlin; "
+                        "tz= from Python)",)
 
 
 def test_bad_tz_is_a_user_error():

@@ -142,8 +142,9 @@ class _Clock:
 
     def local_tz(self) -> _dt.tzinfo:
         if self.tz is None:
-            self.note("notz", "times without a zone were read as UTC (pass tz=, e.g. '+02:00' or 'Europe/Berlin')")
-            return _dt.timezone.utc
+            self.note("notz", "times without a zone were read as UTC (pass --tz, e.g. +02:00 or Europe/Berlin; "
+                              "tz= from Python)")
+            self.tz = _dt.timezone.utc  # said once; the rest follow
         return self.tz
 
     def syslog_year(self) -> int:
@@ -153,36 +154,35 @@ class _Clock:
                 self.year = _dt.datetime.fromtimestamp(mtime, _dt.timezone.utc).year
                 self.written_ns = int(mtime) * 1_000_000_000
                 self.note("year", f"syslog/klog times carry no year; used {self.year}, the year of the file's "
-                                  f"modification time (pass year=)")
+                                  f"modification time (year= from Python)")
             except OSError:
                 self.year = _dt.datetime.now(_dt.timezone.utc).year
                 self.note("year", f"syslog/klog times carry no year; used the current year {self.year} "
-                                  f"(pass year=)")
+                                  f"(year= from Python)")
         return self.year
 
     def ns(self, m: re.Match) -> int:
         """Raises ValueError for an impossible date or time."""
-        if m.group("epoch"):
+        kind = m.lastgroup  # the alternative that matched (each is one outer group)
+        if kind == "epoch":
             whole, _, frac = m.group("epoch").partition(".")
             return int(whole) * 1_000_000_000 + _fraction_ns(frac)
-        if m.group("go"):
-            return _to_ns(int(m.group("gy")), int(m.group("gmo")), int(m.group("gd")), int(m.group("gh")),
-                          int(m.group("gmi")), int(m.group("gs")), _fraction_ns(m.group("gf")), self.local_tz())
-        if m.group("iso"):
-            zone = m.group("iz")
+        if kind == "go":
+            y, mo, d, h, mi, sec, frac = m.group("gy", "gmo", "gd", "gh", "gmi", "gs", "gf")
+            return _to_ns(int(y), int(mo), int(d), int(h), int(mi), int(sec), _fraction_ns(frac), self.local_tz())
+        if kind == "iso":
+            y, mo, d, h, mi, sec, frac, zone = m.group("iy", "imo", "id", "ih", "imi", "is", "if", "iz")
             tzinfo = _zone(zone) if zone else self.local_tz()
-            return _to_ns(int(m.group("iy")), int(m.group("imo")), int(m.group("id")), int(m.group("ih")),
-                          int(m.group("imi")), int(m.group("is")), _fraction_ns(m.group("if")), tzinfo)
-        if m.group("clf"):  # HAProxy, nginx/Apache access logs: [30/Nov/2026:19:49:04.123 +0000]
-            zone = m.group("cz")
-            return _to_ns(int(m.group("cy")), _MONTHS[m.group("cmon")], int(m.group("cd")), int(m.group("ch")),
-                          int(m.group("cmi")), int(m.group("cs")), _fraction_ns(m.group("cf")),
+            return _to_ns(int(y), int(mo), int(d), int(h), int(mi), int(sec), _fraction_ns(frac), tzinfo)
+        if kind == "clf":  # HAProxy, nginx/Apache access logs: [30/Nov/2026:19:49:04.123 +0000]
+            y, mon, d, h, mi, sec, frac, zone = m.group("cy", "cmon", "cd", "ch", "cmi", "cs", "cf", "cz")
+            return _to_ns(int(y), _MONTHS[mon], int(d), int(h), int(mi), int(sec), _fraction_ns(frac),
                           _zone(zone) if zone else self.local_tz())
-        if m.group("klog"):  # glog/klog: month and day, no year
-            return self._yearless(int(m.group("kmo")), int(m.group("kd")), int(m.group("kh")),
-                                  int(m.group("kmi")), int(m.group("ks")), m.group("kf"))
-        return self._yearless(_MONTHS[m.group("smon")], int(m.group("sd")), int(m.group("sh")),
-                              int(m.group("smi")), int(m.group("ss")), m.group("sf"))
+        if kind == "klog":  # glog/klog: month and day, no year
+            mo, d, h, mi, sec, frac = m.group("kmo", "kd", "kh", "kmi", "ks", "kf")
+            return self._yearless(int(mo), int(d), int(h), int(mi), int(sec), frac)
+        mon, d, h, mi, sec, frac = m.group("smon", "sd", "sh", "smi", "ss", "sf")
+        return self._yearless(_MONTHS[mon], int(d), int(h), int(mi), int(sec), frac)
 
     def _yearless(self, month: int, day: int, hour: int, minute: int, second: int, frac: Optional[str]) -> int:
         year = self.syslog_year()
@@ -201,14 +201,25 @@ class _Clock:
         return when
 
 
-@functools.lru_cache(maxsize=65536)
 def _endpoint(text: Optional[str]) -> Optional[Endpoint]:
+    """An endpoint as printed, or None (a host name: curl "Failed to connect
+    to localhost port 80"). The address is checked once per host (cached):
+    a busy log names few hosts and many ports."""
     if not text:
         return None
+    host, _, port = text.rpartition(":")
+    address = _address(host)
+    if address is None or not port.isdigit() or int(port) > 65535:
+        return None
+    return Endpoint(address, int(port))
+
+
+@functools.lru_cache(maxsize=4096)
+def _address(host: str) -> Optional[str]:
     try:
-        return Endpoint.parse(text)
+        return Endpoint.parse(f"{host}:0").host
     except ValueError:
-        return None  # a host name (curl "Failed to connect to localhost port 80")
+        return None
 
 
 def _default_role(path: str) -> str:
