@@ -9,10 +9,13 @@ cd "$(dirname "$0")/.."
 # the BPF filter in the kernel; tcpdump and tshark are the reference tools the
 # tests compare against; strace, golang-go, curl and nginx-light are the real
 # programs whose failures the tests explain; iproute2 drives namespaces (and
-# gives ss). nodejs, default-jdk-headless, haproxy and redis-server are real
+# gives ss); chromium and chromium-driver open the interactive HTML ladder
+# headless (through selenium) to step through it as a reader would; plantuml
+# draws every `plot -o ladder.puml` diagram in the tests (PlantUML's own
+# parser). nodejs, default-jdk-headless, haproxy and redis-server are real
 # programs too: tests/test_program_logs.py makes each fail and links its own
 # log line to the frame (issue 14).
-APT_PACKAGES="libpcap0.8 tcpdump tshark strace golang-go curl iproute2 nginx-light iptables nodejs default-jdk-headless haproxy redis-server"
+APT_PACKAGES="libpcap0.8 tcpdump tshark strace golang-go curl iproute2 nginx-light iptables chromium chromium-driver plantuml nodejs default-jdk-headless haproxy redis-server"
 
 missing=""
 if command -v dpkg-query >/dev/null 2>&1; then
@@ -47,4 +50,22 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     exit 1
   fi
   echo "$want" > "$stamp"
+fi
+
+# Mermaid's own parser and renderer (one self-contained file from the npm
+# package), so the tests check in headless Chromium that every diagram
+# `plot -o ladder.mmd` writes parses and shows its labels as GitHub will.
+# Pinned: GitHub's renderer follows Mermaid's releases.
+MERMAID_VERSION=12.3.0
+mermaid_js=.node/mermaid-$MERMAID_VERSION.min.js
+if [ ! -f "$mermaid_js" ]; then
+  if command -v npm >/dev/null 2>&1; then
+    mkdir -p .node
+    tarball="$(cd .node && npm pack --silent "mermaid@$MERMAID_VERSION")"
+    tar -xzf ".node/$tarball" -C .node package/dist/mermaid.min.js
+    mv .node/package/dist/mermaid.min.js "$mermaid_js"
+    rm -rf ".node/$tarball" .node/package
+  else
+    echo "setup: npm not found, skipping Mermaid (the test that renders diagrams will say so)" >&2
+  fi
 fi

@@ -9,7 +9,8 @@ from __future__ import annotations
 import codecs
 
 from tcpteardown.formats.applog import parse_log, read_log_file
-from tcpteardown.formats.imported import SHOWN_PER_KIND, Problems, sniff_encoding
+from tcpteardown.formats.imported import SHOWN_PER_KIND, Problems
+from tcpteardown.formats.inputs import text_encoding
 from tcpteardown.formats.strace import parse_strace, read_strace_file
 
 TUPLE = "3<TCP:[127.0.0.1:50389->127.0.0.1:8080]>"
@@ -82,7 +83,7 @@ def test_utf16_logs_with_and_without_a_bom_are_read(tmp_path):
 
 
 def test_utf8_is_not_mistaken_for_utf16():
-    assert sniff_encoding(b"2024/05/01 17:26:02 hello\n") == ("utf-8", None)
+    assert text_encoding(b"2024/05/01 17:26:02 hello\n") == "utf-8"
 
 
 def test_utf16_strace_log(tmp_path):

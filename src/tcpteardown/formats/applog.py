@@ -43,7 +43,7 @@ from pathlib import PurePath
 from typing import Iterable, Optional, Union
 
 from tcpteardown.errors import UserError
-from tcpteardown.formats.imported import ImportResult, Problems, open_text
+from tcpteardown.formats.imported import ImportResult, Problems, open_evidence
 from tcpteardown.formats.messages import read_message, stack_frame_op
 from tcpteardown.model import Endpoint, SocketCall
 
@@ -322,7 +322,7 @@ def read_log_file(path: Union[str, "os.PathLike[str]"], **options) -> ImportResu
     """`parse_log` over a file (UTF-8; UTF-16/32 with a byte-order mark, or
     UTF-16 without one, as Windows tools write it; undecodable bytes replaced
     and reported)."""
-    handle, encoding = open_text(path)
+    handle, encoding = open_evidence(path)
     with handle:
         result = parse_log(handle, path=str(path), **options)
     if encoding:

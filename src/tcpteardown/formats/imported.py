@@ -1,24 +1,23 @@
 """What an evidence importer (strace log, application log) hands back, and
-the two things both importers share: opening a text file whatever its
-encoding, and reporting unreadable lines without flooding the terminal.
+the two things both importers share: opening an evidence file (through
+formats.inputs, with a note when it is not UTF-8), and reporting unreadable
+lines without flooding the terminal.
 
 Importers never raise for a line they cannot read: they skip it and say so in
 `problems` (``"path:LINE: what was expected"``), keeping everything else.
 Many lines with the same problem become one summary (the count and the first
-line numbers). `open_text` is the only function here that does I/O.
+line numbers). `open_evidence` is the only function here that does I/O.
 """
 
 from __future__ import annotations
 
-import codecs
-import io
 import os
 from dataclasses import dataclass
 from typing import Iterable, Optional, TextIO, Union
 
 from tcpteardown.model import SocketCall
 
-__all__ = ["ImportResult", "Problems", "open_text"]
+__all__ = ["ImportResult", "Problems", "open_evidence"]
 
 # Lines of one kind listed one by one before they are summarised.
 SHOWN_PER_KIND = 3
@@ -107,36 +106,15 @@ class Problems:
         return tuple(out)
 
 
-_BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
-         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+def open_evidence(path: Union[str, "os.PathLike[str]"]) -> tuple[TextIO, Optional[str]]:
+    """A log or strace file opened for its lines (formats.inputs.open_text:
+    a file, pipe or FIFO, in the encoding its first bytes show), and a note
+    naming that encoding when it is not UTF-8 (None otherwise). The caller
+    closes the file."""
+    from .inputs import open_text
 
-
-def sniff_encoding(head: bytes) -> tuple[str, Optional[str]]:
-    """(encoding, why) for a file starting with `head`: a BOM decides; without
-    one, NUL bytes in every other position are UTF-16 (Windows tools write it);
-    else UTF-8. `why` is None for plain UTF-8, else words for a note."""
-    for bom, name in _BOMS:
-        if head.startswith(bom):
-            return name, f"read as {name.upper().replace('-SIG', '')} (byte-order mark)"
-    sample = head[:4096]
-    if len(sample) >= 4:
-        odd, even = sample[1::2].count(0), sample[0::2].count(0)
-        if odd > len(sample) // 4 and even == 0:
-            return "utf-16-le", "read as UTF-16-LE (no byte-order mark; NUL bytes in every other position)"
-        if even > len(sample) // 4 and odd == 0:
-            return "utf-16-be", "read as UTF-16-BE (no byte-order mark; NUL bytes in every other position)"
-    return "utf-8", None
-
-
-def open_text(path: Union[str, "os.PathLike[str]"]) -> tuple[TextIO, Optional[str]]:
-    """`path` opened for reading lines in its encoding (undecodable bytes
-    replaced), and a note saying which encoding was detected (None: UTF-8).
-    The caller closes the file."""
-    raw = open(path, "rb")
-    try:
-        head = raw.peek(4096)[:4096] if hasattr(raw, "peek") else b""
-        encoding, why = sniff_encoding(head)
-        return io.TextIOWrapper(raw, encoding=encoding, errors="replace", newline=None), why
-    except BaseException:
-        raw.close()
-        raise
+    handle = open_text(path)
+    encoding = handle.encoding.lower()
+    if encoding in ("utf-8", "utf-8-sig"):
+        return handle, None
+    return handle, f"read as {encoding.upper()} (its first bytes say so)"

@@ -326,7 +326,7 @@ def _decode_window(packets: _Packets) -> TcpBatch:
         l3[loop[v4 | v6]] = start[loop[v4 | v6]] + 4
         version[loop[v4]] = 4
         version[loop[v6]] = 6
-    odd |= np.isin(linktype, (links.LINKTYPE_NFLOG, links.LINKTYPE_FDDI))
+    odd |= np.isin(linktype, (links.LINKTYPE_NFLOG, links.LINKTYPE_FDDI, links.LINKTYPE_PKTAP))
 
     tcp = np.full(count, -1, dtype=np.int64)
     tcp_len = np.zeros(count, dtype=np.int64)

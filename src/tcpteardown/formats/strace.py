@@ -47,7 +47,7 @@ import re
 from typing import Iterable, Optional, Union
 
 from tcpteardown.errnos import name_from_number
-from tcpteardown.formats.imported import ImportResult, Problems, open_text
+from tcpteardown.formats.imported import ImportResult, Problems, open_evidence
 from tcpteardown.model import Endpoint, SocketCall
 
 __all__ = ["parse_strace", "read_strace_file", "read_strace_files", "ImportResult"]
@@ -528,7 +528,7 @@ def read_strace_files(paths: Iterable[Union[str, "os.PathLike[str]"]], **options
     notes = []
     for index, path in enumerate(paths):
         suffix = _PID_SUFFIX_RE.search(str(path))
-        handle, encoding = open_text(path)
+        handle, encoding = open_evidence(path)
         if encoding:
             notes.append((path, encoding))
         with handle:
@@ -554,7 +554,7 @@ def read_strace_files(paths: Iterable[Union[str, "os.PathLike[str]"]], **options
 def read_strace_file(path: Union[str, "os.PathLike[str]"], **options) -> ImportResult:
     """`parse_strace` over a file (UTF-8, or UTF-16/32 when it starts with a
     byte-order mark; undecodable bytes replaced and reported)."""
-    handle, encoding = open_text(path)
+    handle, encoding = open_evidence(path)
     with handle:
         result = parse_strace(handle, path=str(path), **options)
     if encoding:

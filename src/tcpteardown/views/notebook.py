@@ -108,34 +108,72 @@ def rules_table() -> str:
     return text
 
 
-def counterpart(name: str) -> tuple[Recording, Recording, str]:
-    """The Linux recording of `name` and the best other one to diff it with:
-    a real macOS capture from captures/macos/ when there is one, else the
-    same scenario over IPv6 (recorded live, or stored)."""
+def mac_counterpart(name: str) -> tuple[Recording, Recording, Optional[int], str]:
+    """The Linux recording of `name` (live or stored) and a real Mac's: the
+    scenario recorded on a Mac (captures/macos/<name>.pcapng) when someone
+    contributed one, else the atlas's real macOS capture of the same kind of
+    teardown, from a public project. Returns (linux, mac, the Mac capture's
+    connection, where it came from) and prints the last."""
     from ..formats.bundle import load_recording
+    from ..scenarios.atlas import atlas_pair
 
     linux = record_or_load(name)
-    mac = captures_dir() / "macos" / f"{name}.pcapng"
-    if mac.exists():
-        return linux, load_recording(mac), f"the macOS capture {mac.name}"
-    from ..capture.platform import capture_problem
+    recorded = captures_dir() / "macos" / f"{name}.pcapng"
+    if recorded.exists():
+        source = f"{recorded.name}: {name} recorded on a Mac (captures/macos/README.md says which)"
+        print("macOS side:", source)
+        return linux, load_recording(recorded), None, source
+    pair = atlas_pair(name)
+    path = pair.darwin_path(captures_dir())
+    where = ("shipped in captures/macos/public/" if path.parent.name == "public"
+             else "read from the shared corpus")
+    source = (f"{path.name}, connection {pair.darwin.connection}, {where} ({pair.licence}): "
+              f"{pair.darwin.shows}")
+    print("macOS side:", source)
+    return linux, load_recording(path), pair.darwin.connection, source
 
-    if capture_problem() is None and os.environ.get(MODE_VARIABLE, "auto") != "stored":
-        from ..scenarios import run_scenario
 
-        return linux, run_scenario(name, family="ipv6").recording, f"{name} over IPv6 (no macOS capture yet)"
-    stored_v6 = captures_dir() / "linux" / "ipv6" / f"{name}.pcapng"
-    if stored_v6.exists():
-        return linux, load_recording(stored_v6), f"the stored IPv6 capture (no macOS capture yet)"
-    return linux, linux, "itself (no macOS or IPv6 capture here): a diff of a recording with itself is empty"
-
-
-def diff(a: Recording, b: Recording) -> str:
+def diff(a: Recording, b: Recording, *, connection_b: Optional[int] = None, align_by: str = "steps") -> str:
     """The aligned table `tcpteardown diff` prints, printed and returned."""
     from ..analysis.diff import diff as diff_recordings
     from .diff_table import render_table
 
-    text = render_table(diff_recordings(a, b))
+    text = render_table(diff_recordings(a, b, connection_b=connection_b, align_by=align_by))
+    print(text)
+    return text
+
+
+def atlas() -> str:
+    """The Linux/macOS atlas: every pair, diffed by structure, one line each; printed and returned."""
+    from ..analysis.diff import diff as diff_recordings
+    from ..errors import UserError
+    from ..formats.bundle import load_recording
+    from ..scenarios.atlas import ATLAS
+    from .diff_table import atlas_table
+
+    rows = []
+    for pair in ATLAS:
+        linux = load_recording(pair.linux_path(captures_dir()))
+        try:
+            mac = load_recording(pair.darwin_path(captures_dir()))
+        except UserError as missing:  # not redistributed and no corpus here: say so, go on
+            rows.append((pair, str(missing)))
+            continue
+        rows.append((pair, diff_recordings(linux, mac, connection_b=pair.darwin.connection, align_by="structure")))
+    text = atlas_table(rows)
+    print(text)
+    return text
+
+
+def expectations(name: str) -> str:
+    """What scenario `name` expects on each OS, and what each expectation rests on; printed and returned."""
+    from ..scenarios import get_scenario
+
+    lines = []
+    for os_name, expected in get_scenario(name).expected.items():
+        lines.append(f"{os_name} ({expected.status}): " + ("; ".join(map(str, expected.outcomes)) or "no failing call"))
+        lines += [f"  {evidence}" for evidence in expected.evidence]
+    text = "\n".join(lines)
     print(text)
     return text
 

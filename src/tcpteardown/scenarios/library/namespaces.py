@@ -15,7 +15,8 @@ from __future__ import annotations
 import socket
 
 from ...capture import netns
-from ..registry import Expectation, Outcome, Scenario, on_bsd, register
+from .. import xnu
+from ..registry import Expectation, Outcome, Scenario, on_xnu, register
 from ..stage import Stage
 from .basics import _close, _recv, _send
 
@@ -136,6 +137,6 @@ register(Scenario(
     family_group="namespaces",
     setup=_no_route_setup,
     play=_no_route,
-    expected={"Linux": _NOROUTE, "Darwin": on_bsd(_NOROUTE)},
+    expected={"Linux": _NOROUTE, "Darwin": on_xnu(_NOROUTE, xnu.NO_ROUTE)},
     needs=("netns",),
 ))
