@@ -19,6 +19,13 @@ from strace are stamped to the microsecond, and application log lines are
 written some time after the call returned, so segments are matched to them
 with a tolerance (`TOLERANCE_NS`), and the link says so.
 
+Log lines (`_log_link`) also get what their phrasing tells
+(formats.messages): an error the runtime made up is said to be the
+runtime's; words that leave FIN or RST open try the other when the first
+finds nothing; a line whose 4-tuple names a connection at another time is
+linked there, with the clock offset said. `unlinked(links)` lists the log
+and strace calls nothing explains, with file:line and why.
+
 Pure: never imports socket or scapy, never reads a file.
 """
 

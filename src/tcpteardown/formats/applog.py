@@ -1,11 +1,12 @@
 """Application log lines -> SocketCalls: the failure as the program reported it.
 
 Reads any text log whose lines carry a timestamp and finds the socket errors
-in it, through the catalogue of real phrasings (`tcpteardown.formats.messages`): Go net errors
-(``write tcp A->B: write: broken pipe``, ``dial tcp A: connect: connection
-refused``, ``use of closed network connection``, ``i/o timeout``, ``EOF``),
-Python exceptions and tracebacks, Java exceptions and stack traces, Node.js
-errors, curl, nginx error logs.
+in it, through the catalogue of real phrasings (`tcpteardown.formats.messages`:
+nginx, HAProxy, Envoy, Node.js, Java/Netty, Python and its libraries, Go,
+gRPC, curl, redis, PostgreSQL, MySQL). An error a runtime made from an
+end-of-file becomes the end-of-file it stands for (the call's text keeps the
+words; correlate says who made it). Under a Java exception, the innermost JDK
+stack frame names the op.
 
 Timestamps, found anywhere in the line (the earliest wins):
 - Go's ``log`` package: ``2024/05/01 17:26:02.140166`` (also nginx's error log);
@@ -25,11 +26,15 @@ timestamp (a Python traceback, a Java stack trace). Each distinct errno found
 in a record becomes one SocketCall at the record's time (start_ns == end_ns),
 text = the timestamped line, plus the line naming the error when that is
 another one. End-of-file reports become ``recv`` with result 0 and no errno;
-errors have result -1 and the errno name. Lines without an error are skipped
-silently; a line that looks like a socket error but cannot be read (no
-timestamp before it, an impossible date, an errno this tool does not know) is
-reported as ``"path:LINE: ..."`` and skipped. Never raises for bad lines;
-raises UserError only for a bad `tz`.
+errors have result -1 and the errno name; `where` is ``path:LINE``. Lines
+without an error are skipped silently; a line that looks like a socket error
+but cannot be read (no timestamp before it, an impossible date, a phrasing
+this tool does not know) is reported as ``"path:LINE: ..."`` (many of one kind
+as one summary, `imported.Problems`), skipped, and listed in
+`ImportResult.unread` for explain's "unlinked". Also reported: bytes that are
+not text, timestamps going backwards, a file with no timestamp at all. Never
+raises for bad lines; raises UserError only for a bad `tz`. Linear in its
+input (bench/importers.py).
 """
 
 from __future__ import annotations
