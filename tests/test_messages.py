@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from tcpteardown.formats.messages import CATALOGUE, KERNEL, RUNTIME, read_message
+from tcpteardown.formats.messages import BY_STRERROR, CATALOGUE, GATE_WORDS, KERNEL, RUNTIME, read_message
 from tcpteardown.model import RECEIVE_OPS
 
 # key -> (outcome, op, remote, by). The example text of each row is in the catalogue.
@@ -153,3 +153,12 @@ def test_ambiguous_words_name_their_alternatives():
 def test_ops_are_the_models():
     found = read_message("recv() failed (104: Connection reset by peer) while reading upstream")
     assert found.op in RECEIVE_OPS
+
+
+def test_the_gate_lets_every_phrasing_through():
+    """read_message's fast path drops lines without a gate word: every row's
+    needle and every strerror text must hold one (else its lines are lost)."""
+    texts = [row.needle for row in CATALOGUE if row.needle] + list(BY_STRERROR)
+    texts += ["use of closed network connection", "i/o timeout"]  # Go's own
+    assert [text for text in texts if not any(word in text for word in GATE_WORDS)] == []
+    assert read_message("GET /index.html 200 user=bob: took 12ms [worker 3]") is None

@@ -31,7 +31,7 @@ from tcpteardown.errnos import ALIASES, ERRNOS, name_from_number
 from tcpteardown.model import RECEIVE_OPS, SEND_OPS
 
 __all__ = ["Phrasing", "MessageMatch", "CATALOGUE", "read_message", "match_message", "phrasing_named",
-           "stack_frame_op",
+           "stack_frame_op", "GATE_WORDS", "BY_STRERROR",
            "KERNEL", "RUNTIME"]
 
 KERNEL = "kernel"  # a system call returned this errno (or 0: end-of-file)
@@ -379,7 +379,7 @@ CATALOGUE: tuple[Phrasing, ...] = (
          '"GET / HTTP/1.1"',
          r"(?P<client>" + _IP_PORT + r") \[[^\]]*\] \S+ \S+/\S+ [-+\d/]+ (?:-?\d+ )?\+?\d+ "
          r"(?:\S+ \S+ )?(?P<state>[A-Za-z-]{2})(?:[A-Za-z-]{2})? \d+/\d+/\d+/\d+/\+?\d+ ",
-         "] ", None, None, "proxy (first letter: C client, S server; lower case: a timeout)", KERNEL,
+         "", None, None, "proxy (first letter: C client, S server; lower case: a timeout)", KERNEL,
          "doc/configuration.txt 8.5: termination state SC (server refused), SH/SD (server closed or reset "
          "before/while answering), CH/CD (client closed or reset), sC/sH/cD (HAProxy's own timeouts)",
          also=("ECONNRESET",), build=_haproxy),
@@ -388,7 +388,7 @@ CATALOGUE: tuple[Phrasing, ...] = (
          '[2026-11-30T19:49:04.123Z] "GET / HTTP/1.1" 503 UC upstream_reset_before_response_started'
          '{connection_termination} - "-" 0 95 2 - "-" "curl/8.5.0" "a1b2" "127.0.0.1:10000" "127.0.0.1:8080"',
          r'" \d{1,3} (?P<flags>[A-Z]{2,3}(?:,[A-Z]{2,4})*) (?P<details>\S+)(?:.*"(?P<upstream>' + _IP_PORT + r')"\s*$)?',
-         '" ', None, None, "proxy (U: upstream side, D: downstream/client side)", KERNEL,
+         "", None, None, "proxy (U: upstream side, D: downstream/client side)", KERNEL,
          "envoy access log %RESPONSE_FLAGS% (UC upstream connection termination, UF connection failure, URX "
          "retries exceeded, DC downstream termination, UT timeout) and %RESPONSE_CODE_DETAILS%",
          also=("ECONNRESET",), build=_envoy),
@@ -429,7 +429,7 @@ CATALOGUE: tuple[Phrasing, ...] = (
     # PostgreSQL and MySQL server logs
     _row("postgres-could-not-receive", "PostgreSQL",
          "2026-11-30 19:49:04.123 UTC [42] LOG:  could not receive data from client: Connection reset by peer",
-         r"could not (?P<op>receive|send) data (?:from|to) client: (?P<text>[^\n]+?)\s*$", "client: ",
+         r"could not (?P<op>receive|send) data (?:from|to) client: (?P<text>[^\n]+?)\s*$", "could not",
          None, None, "server", KERNEL, "src/backend/libpq/be-secure.c / pqcomm.c: the recv()/send() strerror",
          build=lambda m, t: {"model_op": "recv" if m.group("op") == "receive" else "send"}),
     _row("postgres-unexpected-eof", "PostgreSQL",
@@ -523,7 +523,7 @@ CATALOGUE: tuple[Phrasing, ...] = (
          build=_go_net, flags=re.IGNORECASE),
     _row("go-syscall-error", "Go", "read: connection reset by peer",
          r"\b(?P<op>read|write|connect|accept4?|sendto|recvfrom|sendfile|writev|readv):\s+(?P<text>"
-         + _GO_TEXTS_RE + r")\b", ": ", None, None, "client or server", KERNEL,
+         + _GO_TEXTS_RE + r")\b", "", None, None, "client or server", KERNEL,
          "os.SyscallError.Error(): 'syscall: strerror' without the net.OpError around it"),
     _row("go-use-of-closed", "Go", "use of closed network connection",
          r"use of closed network connection", "use of closed", "EBADF", "read", "client or server", RUNTIME,
@@ -580,10 +580,18 @@ def _python_classes() -> dict[str, str]:
 # The OSError subclasses that name one errno (Python's Objects/exceptions.c).
 _PY_CLASS_ERRNO = _python_classes()
 
-# Every row's needle, and the strerror texts: a line holding none reports nothing.
-_GATE = tuple(sorted({row.needle for row in CATALOGUE if row.needle} | set(_GO_TEXTS)
-                     | {"error", "timed out", "[errno"}, key=len))
-_GATE_RE = re.compile("|".join(re.escape(word) for word in _GATE))
+# A line holding none of these words (lowercased), and not the shape of a
+# proxy's log line, reports nothing: every row's needle and every strerror
+# text holds one of them (tests/test_messages.py checks it). Few and short,
+# so that the many lines that report nothing cost one quick search. Rows with
+# an empty needle are matched by a strerror text (Go, Python, the last
+# resort) or by a proxy shape (HAProxy, Envoy).
+GATE_WORDS = ("eof", " tcp", "err", "java.", "remote", "curl: (", "timed out", "timeout", "failed", "pipe",
+              "closed", "route", "abort", "refused", "unavailable", "bad file", "not connected", "disconnect",
+              "reset", "connecting to", "hang up", "unreachable", "in progress", "prematurely", "ended by",
+              "broken", "could not", "nativeio")
+_GATE_RE = re.compile("|".join(re.escape(word) for word in GATE_WORDS))
+_PROXY_GATE_RE = re.compile(r" [CSsc][A-Za-z-](?:[A-Za-z-]{2})? \d+/\d+/\d+/\d+/|\" \d{1,3} [A-Z]{2,3}[ ,]")
 _BY_KEY = {row.key: row for row in CATALOGUE}
 
 
@@ -624,7 +632,7 @@ def read_message(text: str) -> Optional[MessageMatch]:
     if not text:
         return None
     lowered = text.lower()
-    if not _GATE_RE.search(lowered):
+    if not _GATE_RE.search(lowered) and not _PROXY_GATE_RE.search(text):
         return None  # the fast path for the many lines that report nothing
     for row in CATALOGUE:
         if row.needle and row.needle not in lowered:
