@@ -303,6 +303,10 @@ NODE_CASES = {  # mode -> (server mode or None for a closed port, the line's wor
     "refused": (None, "Error: connect ECONNREFUSED 127.0.0.1:", "ECONNREFUSED", "rst",
                 "tcp.flags.reset==1 && tcp.srcport=={port}", False),
     "hang-up": ("read-fin", "Error: socket hang up", "EOF", "fin", "tcp.flags.fin==1 && tcp.srcport=={port}", True),
+    "tls": ("fin", "Client network socket disconnected before secure TLS connection was established", "EOF", "fin",
+            "tcp.flags.fin==1 && tcp.srcport=={port}", True),
+    "fetch": ("read-fin", "SocketError: other side closed", "EOF", "fin", "tcp.flags.fin==1 && tcp.srcport=={port}",
+              True),
 }
 
 
@@ -434,6 +438,17 @@ def test_redis_cli_server_closed_the_connection(redis_port, tmp_path):
     assert "Error: Server closed the connection" in line, out
     check(pcap, [line], tmp_path, f"tcp.flags.fin==1 && tcp.srcport=={redis_port}", outcome="EOF", kind="fin",
           runtime=True)
+
+
+def test_redis_cli_could_not_connect(tmp_path):
+    cli = tool_or_skip("redis-cli")
+    port = closed_port()
+    with capture(tmp_path, [port]) as pcap:
+        line = stamp(run_line([cli, "-p", str(port), "PING"]))
+    assert f"Could not connect to Redis at 127.0.0.1:{port}: Connection refused" in line, line
+    link = check(pcap, [line], tmp_path, f"tcp.flags.reset==1 && tcp.srcport=={port}", outcome="ECONNREFUSED",
+                 kind="rst")
+    assert link["call"]["remote"] == f"127.0.0.1:{port}"
 
 
 def test_redis_py_connection_closed_by_server(redis_port, tmp_path):

@@ -4,7 +4,8 @@
 // MODE: read-reset (write, the server resets: "read ECONNRESET"),
 //       write-epipe (half-open socket: write until the kernel says EPIPE),
 //       ended (the server's FIN, then a write: Node's own "ended by the other party"),
-//       refused (connect to a closed port), hang-up (http.get, the server closes).
+//       refused (connect to a closed port), hang-up (http.get, the server closes),
+//       tls (tls.connect, the server closes), fetch (undici's fetch, the server closes).
 "use strict";
 const net = require("net");
 const http = require("http");
@@ -14,6 +15,12 @@ const log = (err) => { console.log(`${new Date().toISOString()} ${String(err)}`)
 
 if (mode === "hang-up" ) {
   http.get({ host: "127.0.0.1", port, path: "/", agent: false }, () => {}).on("error", log);
+} else if (mode === "tls") {
+  // A TLS client meets a server that closes before any handshake.
+  require("tls").connect({ port, host: "127.0.0.1", rejectUnauthorized: false }).on("error", log);
+} else if (mode === "fetch") {
+  // undici (Node's fetch): the error's cause holds the socket's story.
+  fetch(`http://127.0.0.1:${port}/`).catch((err) => log(`${String(err)} [cause]: ${String(err.cause)}`));
 } else if (mode === "refused") {
   net.connect(port, "127.0.0.1").on("error", log);
 } else {
