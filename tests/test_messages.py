@@ -44,6 +44,7 @@ EXPECTED = {
     "go-net-op-error": ("EPIPE", "write", "127.0.0.1:8080", KERNEL),
     "go-syscall-error": ("ECONNRESET", "read", None, KERNEL),
     "go-use-of-closed": ("EBADF", "read", None, RUNTIME),
+    "go-io-timeout": ("ETIMEDOUT", "recv", None, RUNTIME),
     "go-server-closed-idle": ("EOF", "recv", None, RUNTIME),
     "go-transport-broken": ("EOF", "recv", None, RUNTIME),
     "grpc-eof": ("EOF", "recv", None, RUNTIME),
@@ -162,3 +163,11 @@ def test_the_gate_lets_every_phrasing_through():
     texts += ["use of closed network connection", "i/o timeout"]  # Go's own
     assert [text for text in texts if not any(word in text for word in GATE_WORDS)] == []
     assert read_message("GET /index.html 200 user=bob: took 12ms [worker 3]") is None
+
+
+def test_runtime_texts_inside_a_go_net_error_are_the_runtimes():
+    found = read_message("read tcp 127.0.0.1:5->127.0.0.1:6: use of closed network connection")
+    assert (found.errno, found.op, found.remote, found.phrasing.key) == ("EBADF", "read", "127.0.0.1:6",
+                                                                        "go-use-of-closed")
+    assert read_message("read tcp 127.0.0.1:5->127.0.0.1:6: i/o timeout").phrasing.by == RUNTIME
+    assert read_message("read tcp 127.0.0.1:5->127.0.0.1:6: read: connection reset by peer").phrasing.by == KERNEL

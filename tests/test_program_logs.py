@@ -106,14 +106,15 @@ def wait_listening(port: int, host: str = "127.0.0.1", proc=None, seconds: float
 
 @contextlib.contextmanager
 def capture(tmp_path: Path, ports, iface=None):
-    """tcpdump on `ports` (+ a settling connection of our own, so that the
-    capture is really running when the test starts)."""
+    """tcpdump on `ports` (all TCP when empty), plus a settling connection of
+    our own, so that the capture is really running when the test starts."""
     tool_or_skip("tcpdump")
     from tcpteardown.capture.tcpdump import TcpdumpCapture
 
     pcap = tmp_path / "capture.pcap"
     with socket.create_server(("127.0.0.1", 0)) as settle:
-        with TcpdumpCapture(pcap, [*ports, settle.getsockname()[1]], iface=iface):
+        wanted = [*ports, settle.getsockname()[1]] if ports else None  # no ports: all TCP
+        with TcpdumpCapture(pcap, wanted, iface=iface):
             deadline = time.monotonic() + 10
             while pcap.stat().st_size <= 24 and time.monotonic() < deadline:
                 with socket.create_connection(settle.getsockname()):
@@ -291,6 +292,33 @@ def test_haproxy_sc_server_refused(tmp_path):
     assert " SC-- " in line, line
     check(pcap, [line], tmp_path, f"tcp.flags.reset==1 && tcp.srcport=={backend}", outcome="ECONNREFUSED",
           kind="rst")
+
+
+# -- Go: its own log package, every classic failure (tests/programs/teardowns) --------------
+
+def test_go_teardowns_link_by_their_4tuples(tmp_path_factory, tmp_path):
+    """Go's net errors name both endpoints: each line links to the frame whose
+    ports tshark matches (the whole of lo is captured; other traffic may be there)."""
+    from test_strace import build_go_teardowns
+
+    binary = build_go_teardowns(tmp_path_factory)
+    with capture(tmp_path, []) as pcap:
+        done = subprocess.run([str(binary)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    document = explain_log(pcap, done.stderr.splitlines(), tmp_path)
+    links = {link["call"]["errno"]: link for link in document["links"] if link["call"]["source"] == "log"}
+    assert set(links) == {"ECONNREFUSED", "ECONNRESET", "EPIPE", "EOF", "EBADF", "ETIMEDOUT"}, links.keys()
+    assert links["EOF"]["cause"]["kind"] == "fin"  # Go's bare "EOF" names no endpoint: matched by time
+    for errno, flag, first in (("ECONNREFUSED", "reset", False), ("ECONNRESET", "reset", False),
+                               ("EPIPE", "reset", False)):
+        call = links[errno]["call"]
+        remote = call["remote"].rpartition(":")[2]
+        toward = f" && tcp.dstport=={call['local'].rpartition(':')[2]}" if call["local"] else ""
+        frames = tshark_frames(pcap, f"tcp.flags.{flag}==1 && tcp.srcport=={remote}{toward}")
+        assert frames and links[errno]["cause"]["frame"] == (frames[0] if first else frames[-1]), links[errno]
+    assert links["EBADF"]["cause"]["kind"] == "local-close" and links["EBADF"]["rule"] == "closed-descriptor"
+    assert "made this error itself" in links["EBADF"]["explanation"]  # net.ErrClosed: no system call ran
+    assert links["ETIMEDOUT"]["rule"] == "recv-timeout"
 
 
 # -- Node.js -----------------------------------------------------------------------

@@ -145,7 +145,10 @@ class Phrasing:
         if remote is None and groups.get("host") and groups.get("port"):
             host = groups["host"]
             remote = f"[{host}]:{groups['port']}" if ":" in host else f"{host}:{groups['port']}"
-        return MessageMatch(errno, self.program, op, groups.get("local"), remote, self)
+        # A text inside this row's frame that a runtime makes (Go's net.ErrClosed in
+        # "read tcp A->B: use of closed network connection") is told as that row.
+        told_as = _BY_KEY.get(_RUNTIME_TEXTS.get((groups.get("text") or "").lower(), ""), self)
+        return MessageMatch(errno, self.program, op, groups.get("local"), remote, told_as)
 
     @property
     def reveals(self) -> str:
@@ -529,6 +532,10 @@ CATALOGUE: tuple[Phrasing, ...] = (
          r"use of closed network connection", "use of closed", "EBADF", "read", "client or server", RUNTIME,
          "net.ErrClosed (internal/poll): this program closed the connection; no system call ran",
          decided_by="its own Close()"),
+    _row("go-io-timeout", "Go", "i/o timeout",
+         r"\bi/o timeout\b", "timeout", "ETIMEDOUT", "recv", "client or server", RUNTIME,
+         "os.ErrDeadlineExceeded: a deadline set by SetDeadline/SetReadDeadline passed; no system call "
+         "returned ETIMEDOUT", decided_by="its own deadline"),
     _row("go-server-closed-idle", "Go", 'Get "http://127.0.0.1:8080/": http: server closed idle connection',
          r"http: server closed idle connection", "server closed idle", "EOF", "recv", "client", RUNTIME,
          "net/http transport.go errServerClosedIdle: the server's FIN reached a pooled connection before a "
@@ -593,6 +600,8 @@ GATE_WORDS = ("eof", " tcp", "err", "java.", "remote", "curl: (", "timed out", "
 _GATE_RE = re.compile("|".join(re.escape(word) for word in GATE_WORDS))
 _PROXY_GATE_RE = re.compile(r" [CSsc][A-Za-z-](?:[A-Za-z-]{2})? \d+/\d+/\d+/\d+/|\" \d{1,3} [A-Z]{2,3}[ ,]")
 _BY_KEY = {row.key: row for row in CATALOGUE}
+# Texts the Go runtime makes, inside a net.OpError or os.SyscallError frame -> their own row.
+_RUNTIME_TEXTS = {"use of closed network connection": "go-use-of-closed", "i/o timeout": "go-io-timeout"}
 
 
 def phrasing_named(key: str) -> Phrasing:
