@@ -11,7 +11,7 @@ import pytest
 
 from tcpteardown import errnos
 from tcpteardown.errnos import name_from_number, number, phrase, strerror
-from tcpteardown.formats.messages import match_message, read_message
+from tcpteardown.messages import match_message, read_message
 
 # (name, Linux number, macOS number, Linux strerror, macOS strerror)
 NUMBERS = [

@@ -1,4 +1,4 @@
-"""The catalogue of real phrasings (formats/messages.py): every row reads its
+"""The catalogue of real phrasings (messages.py): every row reads its
 own example back, with the outcome, op and endpoints it reveals. These are
 string fixtures, each naming where the phrasing comes from (the row's
 `origin` says it too); the programs installed here print theirs for real in
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from tcpteardown.formats.messages import BY_STRERROR, CATALOGUE, GATE_WORDS, KERNEL, RUNTIME, read_message
+from tcpteardown.messages import BY_STRERROR, CATALOGUE, GATE_WORDS, KERNEL, RUNTIME, read_message
 from tcpteardown.model import RECEIVE_OPS
 
 # key -> (outcome, op, remote, by). The example text of each row is in the catalogue.

@@ -9,7 +9,7 @@ curl phrase it. Everything else in this module reads that table:
 - `phrase(name, lang, op=..., local=..., remote=...)`: the message as that
   language prints it for that call (the narrative quotes it next to the RST);
 - the reverse, which errno a log line reports, reads this table from
-  `tcpteardown.formats.messages` (the catalogue of real phrasings).
+  `tcpteardown.messages` (the catalogue of real phrasings).
 
 House rules: errno *names* cross every boundary, never numbers (ECONNRESET is
 104 on Linux and 54 on macOS); numbers appear only here, each with the OS it

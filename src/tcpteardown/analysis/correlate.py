@@ -20,7 +20,7 @@ written some time after the call returned, so segments are matched to them
 with a tolerance (`TOLERANCE_NS`), and the link says so.
 
 Log lines (`_log_link`) also get what their phrasing tells
-(formats.messages): an error the runtime made up is said to be the
+(tcpteardown.messages): an error the runtime made up is said to be the
 runtime's; words that leave FIN or RST open try the other when the first
 finds nothing; a line whose 4-tuple names a connection at another time is
 linked there, with the clock offset said. `unlinked(links)` lists the log
@@ -34,6 +34,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Optional
 
+from ..messages import RUNTIME, read_message
 from ..model import RECEIVE_OPS, Endpoint, Link, Recording, Segment, SocketCall, TcpFlags
 from ..units import format_duration
 from .rules import UNMATCHED, Rule, is_interesting, rule_for
@@ -162,11 +163,9 @@ def _link(ctx: _Ctx) -> Link:
 
 def _log_link(ctx: _Ctx, link: Link) -> Link:
     """A log line's link, finished with what its phrasing tells
-    (formats.messages): when the words leave FIN or RST open (``socket hang
+    (tcpteardown.messages): when the words leave FIN or RST open (``socket hang
     up``) and the first reading found no segment, the other is tried; when
     the runtime made the error up, the link says so."""
-    from ..formats.messages import RUNTIME, read_message
-
     found = read_message(ctx.call.text)
     if found is None or found.phrasing is None:
         return link

@@ -1,7 +1,7 @@
 """Application log lines -> SocketCalls: the failure as the program reported it.
 
 Reads any text log whose lines carry a timestamp and finds the socket errors
-in it, through the catalogue of real phrasings (`tcpteardown.formats.messages`:
+in it, through the catalogue of real phrasings (`tcpteardown.messages`:
 nginx, HAProxy, Envoy, Node.js, Java/Netty, Python and its libraries, Go,
 gRPC, curl, redis, PostgreSQL, MySQL). An error a runtime made from an
 end-of-file becomes the end-of-file it stands for (the call's text keeps the
@@ -49,7 +49,7 @@ from typing import Iterable, Optional, Union
 
 from tcpteardown.errors import UserError
 from tcpteardown.formats.imported import ImportResult, Problems, open_evidence
-from tcpteardown.formats.messages import read_message, stack_frame_op
+from tcpteardown.messages import read_message, stack_frame_op
 from tcpteardown.model import Endpoint, SocketCall
 
 __all__ = ["parse_log", "read_log_file", "parse_tz", "ImportResult"]
@@ -241,7 +241,7 @@ def parse_log(lines: Iterable[str], *, path: str = "<log>", tz: Union[None, str,
     year when `year` is not given). `tz` applies to times without a zone.
     `role` is the SocketCall role (default: the file name without extension,
     ``log`` for ``<log>``). Returns calls with source ``log``, time-sorted.
-    The language that printed a line is ``tcpteardown.formats.messages.read_message(call.text)``.
+    The language that printed a line is ``tcpteardown.messages.read_message(call.text)``.
     """
     problems = Problems()
 

@@ -1,6 +1,11 @@
 """The catalogue of real phrasings: what production programs print when a
 socket call fails, and what each line reveals.
 
+The other direction of `tcpteardown.errnos` (errno name -> how each language
+prints it): message -> what it means. Like errnos.py it is pure data and sits
+beside the model, so that both the log importer (formats/applog.py) and the
+correlation (analysis/correlate.py: who made the error, FIN or RST) read it.
+
 `CATALOGUE` holds one `Phrasing` per way a program words a teardown: the
 errno (or ``EOF``) it stands for, whether the kernel reported it (a system
 call returned that errno, or returned 0 for end-of-file) or the runtime made
