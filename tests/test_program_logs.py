@@ -331,7 +331,8 @@ NODE_CASES = {  # mode -> (server mode or None for a closed port, the line's wor
     "refused": (None, "Error: connect ECONNREFUSED 127.0.0.1:", "ECONNREFUSED", "rst",
                 "tcp.flags.reset==1 && tcp.srcport=={port}", False),
     "hang-up": ("read-fin", "Error: socket hang up", "EOF", "fin", "tcp.flags.fin==1 && tcp.srcport=={port}", True),
-    "tls": ("fin", "Client network socket disconnected before secure TLS connection was established", "EOF", "fin",
+    # The server reads the ClientHello before closing: closing first would race it into an RST.
+    "tls": ("read-fin", "Client network socket disconnected before secure TLS connection was established", "EOF", "fin",
             "tcp.flags.fin==1 && tcp.srcport=={port}", True),
     "fetch": ("read-fin", "SocketError: other side closed", "EOF", "fin", "tcp.flags.fin==1 && tcp.srcport=={port}",
               True),
