@@ -298,10 +298,20 @@ _HAPROXY_STATES = {
 }
 
 
-def _haproxy(m: re.Match, text: str) -> Optional[dict]:
-    state = _HAPROXY_STATES.get(m.group("state"))
-    if state is None:
-        return None
+_HAPROXY_RE = (r"(?P<client>" + _IP_PORT + r") \[[^\]]*\] \S+ \S+/\S+ [-+\d/]+ (?:-?\d+ )?\+?\d+ "
+               r"(?:\S+ \S+ )?(?P<state>[A-Za-z-]{2})(?:[A-Za-z-]{2})? \d+/\d+/\d+/\d+/\+?\d+ ")
+
+
+def _haproxy_states(by: str) -> Callable[[re.Match, str], Optional[dict]]:
+    """The reader of the HAProxy row for states reported `by` (a lower-case
+    first letter is HAProxy's own timeout: the runtime's)."""
+    def read(m: re.Match, text: str) -> Optional[dict]:
+        state = _HAPROXY_STATES.get(m.group("state"))
+        return _haproxy(state, m) if state is not None and state[4] == by else None
+    return read
+
+
+def _haproxy(state: tuple, m: re.Match) -> dict:
     errno, _also, op, side, _by = state
     out = {"errno": errno, "model_op": op}
     if side.endswith("client side"):
@@ -322,11 +332,16 @@ _ENVOY_FLAGS = {
 }
 
 
-def _envoy(m: re.Match, text: str) -> Optional[dict]:
-    flags = m.group("flags").split(",")
-    flag = next((f for f in flags if f in _ENVOY_FLAGS), None)
-    if flag is None:
-        return None
+def _envoy_flags(timer: bool) -> Callable[[re.Match, str], Optional[dict]]:
+    """The reader of the Envoy row for its timer's flag (UT) or for the others."""
+    def read(m: re.Match, text: str) -> Optional[dict]:
+        flags = m.group("flags").split(",")
+        flag = next((f for f in flags if f in _ENVOY_FLAGS), None)
+        return None if flag is None or (flag == "UT") != timer else _envoy(flag, m)
+    return read
+
+
+def _envoy(flag: str, m: re.Match) -> dict:
     errno, op = _ENVOY_FLAGS[flag]
     details = m.group("details") or ""
     if "remote_reset" in details or "connection_reset" in details:
@@ -338,6 +353,10 @@ def _envoy(m: re.Match, text: str) -> Optional[dict]:
     if host and flag != "DC":
         out["remote"] = host
     return out
+
+
+_ENVOY_RE = (r'" \d{1,3} (?P<flags>[A-Z]{2,3}(?:,[A-Z]{2,4})*) (?P<details>\S+)(?:.*"(?P<upstream>' + _IP_PORT
+             + r')"\s*$)?')
 
 
 def _node_code(m: re.Match, text: str) -> dict:
@@ -385,22 +404,35 @@ CATALOGUE: tuple[Phrasing, ...] = (
     _row("haproxy-termination-state", "HAProxy",
          "127.0.0.1:40522 [30/Nov/2026:19:49:04.123] fe be/srv1 0/0/0/-1/2 502 209 - - SH-- 1/1/0/0/0 0/0 "
          '"GET / HTTP/1.1"',
-         r"(?P<client>" + _IP_PORT + r") \[[^\]]*\] \S+ \S+/\S+ [-+\d/]+ (?:-?\d+ )?\+?\d+ "
-         r"(?:\S+ \S+ )?(?P<state>[A-Za-z-]{2})(?:[A-Za-z-]{2})? \d+/\d+/\d+/\d+/\+?\d+ ",
-         "", None, None, "proxy (first letter: C client, S server; lower case: a timeout)", KERNEL,
+         _HAPROXY_RE, "", None, None, "proxy (first letter: C client, S server)", KERNEL,
          "doc/configuration.txt 8.5: termination state SC (server refused), SH/SD (server closed or reset "
-         "before/while answering), CH/CD (client closed or reset), sC/sH/cD (HAProxy's own timeouts)",
-         also=("ECONNRESET",), build=_haproxy),
+         "before/while answering), CH/CD (client closed or reset)",
+         also=("ECONNRESET",), build=_haproxy_states(KERNEL)),
+    _row("haproxy-timeout", "HAProxy",
+         "127.0.0.1:40522 [30/Nov/2026:19:49:04.123] fe be/srv1 0/0/-1/-1/5001 503 217 - - sC-- 1/1/0/0/0 0/0 "
+         '"GET / HTTP/1.1"',
+         _HAPROXY_RE, "", None, None, "proxy (s: server side, c: client side)", RUNTIME,
+         "doc/configuration.txt 8.5: sC/sH/sD (timeout connect/server), cR/cD (timeout client): HAProxy's timers",
+         decided_by="HAProxy's own timeout (timeout connect, server or client)", build=_haproxy_states(RUNTIME)),
     # Envoy access log (default format): [time] "REQ" CODE FLAGS DETAILS ... "UPSTREAM_HOST"
     _row("envoy-response-flags", "Envoy",
          '[2026-11-30T19:49:04.123Z] "GET / HTTP/1.1" 503 UC upstream_reset_before_response_started'
          '{connection_termination} - "-" 0 95 2 - "-" "curl/8.5.0" "a1b2" "127.0.0.1:10000" "127.0.0.1:8080"',
-         r'" \d{1,3} (?P<flags>[A-Z]{2,3}(?:,[A-Z]{2,4})*) (?P<details>\S+)(?:.*"(?P<upstream>' + _IP_PORT + r')"\s*$)?',
-         "", None, None, "proxy (U: upstream side, D: downstream/client side)", KERNEL,
+         _ENVOY_RE, "", None, None, "proxy (U: upstream side, D: downstream/client side)", KERNEL,
          "envoy access log %RESPONSE_FLAGS% (UC upstream connection termination, UF connection failure, URX "
-         "retries exceeded, DC downstream termination, UT timeout) and %RESPONSE_CODE_DETAILS%",
-         also=("ECONNRESET",), build=_envoy),
+         "retries exceeded, DC downstream termination) and %RESPONSE_CODE_DETAILS%",
+         also=("ECONNRESET",), build=_envoy_flags(timer=False)),
+    _row("envoy-timeout", "Envoy",
+         '[2026-11-30T19:49:04.123Z] "GET / HTTP/1.1" 504 UT response_timeout - "-" 0 24 15000 - "-" "curl/8.5.0" '
+         '"a1b2" "127.0.0.1:10000" "127.0.0.1:8080"',
+         _ENVOY_RE, "", None, None, "proxy, upstream side", RUNTIME,
+         "envoy access log %RESPONSE_FLAGS% UT: the route's timeout fired (Envoy's timer, no system call)",
+         decided_by="Envoy's route timeout", build=_envoy_flags(timer=True)),
     # curl (lib/strerror.c; src/tool_operate.c prints "curl: (N) message")
+    _row("curl-timeout", "curl", "curl: (28) Operation timed out after 1001 milliseconds with 0 bytes received",
+         r"\bcurl: \((?P<exit>28)\) (?P<msg>[^\n]*)", "curl: (", None, None, "client", RUNTIME,
+         "curl exit code 28: its own --max-time / --connect-timeout timer fired (lib/multi.c)",
+         decided_by="curl's own timer (--max-time, --connect-timeout)", build=_curl),
     _row("curl-exit", "curl", "curl: (56) Recv failure: Connection reset by peer",
          r"\bcurl: \((?P<exit>7|18|28|52|55|56)\) (?P<msg>[^\n]*)", "curl: (", None, None, "client", KERNEL,
          "curl exit codes 7 (couldn't connect), 18 (partial file), 28 (timeout), 52 (empty reply: EOF), "
@@ -490,6 +522,12 @@ CATALOGUE: tuple[Phrasing, ...] = (
          r"NativeIoException: (?:syscall:)?(?P<op>\w+)\(\.\.\) failed(?: with error\(-?\d+\))?: (?P<text>[^\n]+?)\s*$",
          "nativeioexception", None, None, "client or server", KERNEL,
          "netty Errors.newIOException: '<native call>(..) failed: strerror'"),
+    _row("java-timeout", "Java", "java.net.SocketTimeoutException: Read timed out",
+         r"\bjava\.net\.(?P<cls>SocketTimeoutException)\b(?::\s*(?P<detail>[^\n]*))?", "java.", None, None,
+         "client or server", RUNTIME,
+         "OpenJDK NioSocketImpl.timedRead/timedFinishConnect: the SO_TIMEOUT / connect timeout the program "
+         "set ran out (the JDK's poll, no system call returned ETIMEDOUT)",
+         decided_by="the JDK's own timer (Socket.setSoTimeout, connect timeout)", build=_java),
     _row("java-exception", "Java", "java.net.SocketException: Connection reset",
          r"\bjava\.(?:net|io)\.(?P<cls>SocketException|ConnectException|SocketTimeoutException|"
          r"NoRouteToHostException|EOFException|IOException)\b(?::\s*(?P<detail>[^\n]*))?", "java.",
@@ -509,6 +547,10 @@ CATALOGUE: tuple[Phrasing, ...] = (
          r"\bServerDisconnectedError\b", "serverdisconnectederror", "EOF", "recv", "client", RUNTIME,
          "aiohttp client_proto.py connection_lost: the connection closed before a response",
          also=("ECONNRESET",), decided_by=_EOF_RUNTIME),
+    _row("python-timeout", "Python", "TimeoutError: timed out",
+         r"\b(?:socket\.timeout|TimeoutError):\s*timed out\b", "timed out", "ETIMEDOUT", None, "client or server",
+         RUNTIME, "Modules/socketmodule.c sock_call_ex: the socket's settimeout() ran out in poll(); 'timed out' "
+         "(socket.timeout before 3.10)", decided_by="socket.settimeout()'s own timer"),
     _row("python-oserror", "Python", "ConnectionResetError: [Errno 104] Connection reset by peer",
          r"\b(?P<cls>BrokenPipeError|ConnectionResetError|ConnectionRefusedError|ConnectionAbortedError|TimeoutError|"
          r"BlockingIOError|OSError|socket\.error|socket\.timeout|ConnectionError|InterruptedError)"
