@@ -12,9 +12,10 @@ cd "$(dirname "$0")/.."
 # gives ss); chromium and chromium-driver open the interactive HTML ladder
 # headless (through selenium) to step through it as a reader would; plantuml
 # draws every `plot -o ladder.puml` diagram in the tests (PlantUML's own
-# parser). nodejs, default-jdk-headless, haproxy and redis-server are real
-# programs too: tests/test_program_logs.py makes each fail and links its own
-# log line to the frame (issue 14).
+# parser); chromium also runs the notebooks in JupyterLab
+# (tests/test_browser.py). nodejs, default-jdk-headless, haproxy and
+# redis-server are real programs too: tests/test_program_logs.py makes each
+# fail and links its own log line to the frame (issue 14).
 APT_PACKAGES="libpcap0.8 tcpdump tshark strace golang-go curl iproute2 nginx-light iptables chromium chromium-driver plantuml nodejs default-jdk-headless haproxy redis-server"
 
 missing=""
@@ -68,4 +69,16 @@ if [ ! -f "$mermaid_js" ]; then
   else
     echo "setup: npm not found, skipping Mermaid (the test that renders diagrams will say so)" >&2
   fi
+fi
+
+# Notebook outputs never reach a commit: .gitattributes runs notebooks
+# through the nbstripout filter (installed above with the test extra); git
+# needs the filter's command in the repository's config. --keep-id keeps the
+# committed cell ids, so a clean notebook passes through unchanged.
+if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+  nbstripout="\"$PWD/.venv/bin/python\" -m nbstripout --keep-id"
+  git config filter.nbstripout.clean "$nbstripout"
+  git config filter.nbstripout.smudge cat
+  git config filter.nbstripout.required true
+  git config diff.ipynb.textconv "$nbstripout --textconv"
 fi

@@ -33,6 +33,7 @@ from dataclasses import dataclass, replace
 from typing import Iterable, Optional
 
 from ..model import CauseKind, Endpoint, Link, Recording, Segment, SocketCall, TcpFlags
+from ..xnu import XNU_TAG  # macOS 15.5: the source the Darwin rows cite
 from .reasons import ABORTIVE_CLOSE
 from .tcpstate import Connection, connections, infer_states, state_at
 
@@ -41,7 +42,6 @@ __all__ = ["Prediction", "PREDICTIONS", "SITUATIONS", "XNU_TAG", "DARWIN_STATUS"
            "situation_of"]
 
 PREDICTED = "predicted"  # the call.source of every predicted link
-XNU_TAG = "xnu-11417.121.6"  # macOS 15.5: the source the Darwin rows cite
 DARWIN_STATUS = "from source, not yet observed on a Mac"
 
 # What a side's socket went through, as the packets show it.

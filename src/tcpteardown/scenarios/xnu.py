@@ -15,9 +15,8 @@ evidence covers a teardown, source evidence covers the calls.
 
 from __future__ import annotations
 
+from ..xnu import XNU_TAG
 from .registry import Evidence
-
-XNU_TAG = "xnu-11417.121.6"
 
 
 def _src(path_function_line: str, shows: str) -> Evidence:

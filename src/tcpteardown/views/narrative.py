@@ -122,6 +122,8 @@ def cause_text(link: Link, recording: Recording) -> str:
             return f"{what} reached the socket, but the capture does not show it"
         return link.explanation.split(": ", 1)[-1]
     when = f"frame {seg.frame}, {_ago(call.end_ns - seg.time_ns)}"
+    if link.rule == "connect-unreachable-icmp":  # answered, by ICMP: correlate's sentence says how
+        return link.explanation.split(": ", 1)[-1]
     if link.kind is CauseKind.SYN_UNANSWERED:
         tries = 1 + len(link.related)
         return (f"its SYN to {seg.dst} (frame {seg.frame}) went unanswered"
@@ -261,11 +263,18 @@ def paragraph(link: Link, recording: Recording, *, lang: Optional[str] = None,
 
 
 def narrate(links: Iterable[Link], recording: Recording, *, lang: Optional[str] = None,
-            tz: Optional[_dt.tzinfo] = None) -> str:
-    """All paragraphs, blank-line separated (the text of `tcpteardown explain`)."""
+            tz: Optional[_dt.tzinfo] = None, width: Optional[int] = None) -> str:
+    """All paragraphs, blank-line separated (the text of `tcpteardown explain`);
+    with `width`, each wrapped on word boundaries (never inside a word, an
+    errno or an address) to that many columns."""
     paragraphs = [paragraph(link, recording, lang=lang, tz=tz) for link in links]
     if not paragraphs:
-        return "No socket call failed or reached end-of-file in this recording."
+        paragraphs = ["No socket call failed or reached end-of-file in this recording."]
+    if width:
+        import textwrap
+
+        paragraphs = [textwrap.fill(text, width, break_long_words=False, break_on_hyphens=False)
+                      for text in paragraphs]
     return "\n\n".join(paragraphs)
 
 

@@ -31,6 +31,7 @@ from .namespace import (
     NamespaceError,
     inside_private_namespace,
     ip,
+    iptables,
     namespace_id,
     namespace_problem,
     run_in_namespace,
@@ -40,6 +41,6 @@ from .namespace import (
 from .nfqueue import DelayLine, PacketGate
 from .shaping import Gate, gate_problem, mark_recording, netem_problem
 
-__all__ = ["NamespaceError", "inside_private_namespace", "ip", "namespace_id", "namespace_problem",
+__all__ = ["NamespaceError", "inside_private_namespace", "ip", "iptables", "namespace_id", "namespace_problem",
            "run_in_namespace", "set_sysctl", "tc", "DelayLine", "PacketGate", "Gate", "gate_problem",
            "mark_recording", "netem_problem"]

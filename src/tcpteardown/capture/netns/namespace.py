@@ -299,6 +299,14 @@ def ip(*args: str) -> None:
     _run_tool("ip", *args)
 
 
+def iptables(tool: str, *args: str) -> None:
+    """`iptables`/`ip6tables` with `args`, in our own namespace only (its rules go with it)."""
+    _require_private(f"run {tool} " + " ".join(args))
+    if host.find_tool(tool) is None:
+        raise MissingTool(f"needs the `{tool}` program (apt-get install iptables)")
+    _run_tool(tool, *args)
+
+
 def tc(*args: str) -> None:
     _require_private("run tc " + " ".join(args))
     _run_tool("tc", *args)
