@@ -176,3 +176,13 @@ def test_runtime_texts_inside_a_go_net_error_are_the_runtimes():
                                                                         "go-use-of-closed")
     assert read_message("read tcp 127.0.0.1:5->127.0.0.1:6: i/o timeout").phrasing.by == RUNTIME
     assert read_message("read tcp 127.0.0.1:5->127.0.0.1:6: read: connection reset by peer").phrasing.by == KERNEL
+
+
+def test_proxies_say_how_long_after_their_timestamp_the_session_ended():
+    """HAProxy stamps the accept date and prints Tt; Envoy the start and %DURATION%."""
+    haproxy = read_message('127.0.0.1:40522 [30/Nov/2026:19:49:04.123] fe be/srv1 0/0/-1/-1/3005 503 217 - - '
+                           'SC-- 1/1/0/0/3 0/0 "GET / HTTP/1.1"')
+    assert (haproxy.errno, haproxy.elapsed_ns) == ("ECONNREFUSED", 3_005_999_999)  # ms, truncated
+    envoy = read_message('[2026-11-30T19:49:04.123Z] "GET / HTTP/1.1" 504 UT response_timeout - "-" 0 24 15000 - '
+                         '"-" "curl/8.5.0" "id" "h" "127.0.0.1:8080"')
+    assert (envoy.errno, envoy.elapsed_ns) == ("ETIMEDOUT", 15_000_999_999)

@@ -94,6 +94,9 @@ class MessageMatch:
     local: Optional[str] = None
     remote: Optional[str] = None
     phrasing: Optional["Phrasing"] = None
+    # How long after the line's own timestamp the failure came (a proxy stamps
+    # its line with the session's start and prints its duration).
+    elapsed_ns: int = 0
 
     @property
     def alternatives(self) -> tuple[str, ...]:
@@ -153,7 +156,9 @@ class Phrasing:
         # A text inside this row's frame that a runtime makes (Go's net.ErrClosed in
         # "read tcp A->B: use of closed network connection") is told as that row.
         told_as = _BY_KEY.get(_RUNTIME_TEXTS.get((groups.get("text") or "").lower(), ""), self)
-        return MessageMatch(errno, self.program, op, groups.get("local"), remote, told_as)
+        # Whole milliseconds, truncated: the session ended before the next one.
+        elapsed = (int(groups["elapsed_ms"]) + 1) * 1_000_000 - 1 if groups.get("elapsed_ms") else 0
+        return MessageMatch(errno, self.program, op, groups.get("local"), remote, told_as, elapsed)
 
     @property
     def reveals(self) -> str:
@@ -298,7 +303,10 @@ _HAPROXY_STATES = {
 }
 
 
-_HAPROXY_RE = (r"(?P<client>" + _IP_PORT + r") \[[^\]]*\] \S+ \S+/\S+ [-+\d/]+ (?:-?\d+ )?\+?\d+ "
+# The timers field ends with Tt, the session's total time (ms): HAProxy stamps
+# the line with the session's *accept* date, so the failure lies up to Tt later.
+_HAPROXY_RE = (r"(?P<client>" + _IP_PORT + r") \[[^\]]*\] \S+ \S+/\S+ [-+\d/]*?\+?(?P<elapsed_ms>\d+) "
+               r"(?:-?\d+ )?\+?\d+ "
                r"(?:\S+ \S+ )?(?P<state>[A-Za-z-]{2})(?:[A-Za-z-]{2})? \d+/\d+/\d+/\d+/\+?\d+ ")
 
 
@@ -355,8 +363,10 @@ def _envoy(flag: str, m: re.Match) -> dict:
     return out
 
 
-_ENVOY_RE = (r'" \d{1,3} (?P<flags>[A-Z]{2,3}(?:,[A-Z]{2,4})*) (?P<details>\S+)(?:.*"(?P<upstream>' + _IP_PORT
-             + r')"\s*$)?')
+# %DURATION% (ms) follows the details in the default format: Envoy stamps the
+# line with the request's *start*, so the failure lies up to that much later.
+_ENVOY_RE = (r'" \d{1,3} (?P<flags>[A-Z]{2,3}(?:,[A-Z]{2,4})*) (?P<details>\S+)'
+             r'(?: \S+ "[^"]*" \d+ \d+ (?P<elapsed_ms>\d+))?(?:.*"(?P<upstream>' + _IP_PORT + r')"\s*$)?')
 
 
 def _node_code(m: re.Match, text: str) -> dict:

@@ -23,7 +23,9 @@ Times without a zone are read in `tz` (``"UTC"``, ``"+02:00"``,
 
 A *record* is a timestamped line plus the lines after it that carry no
 timestamp (a Python traceback, a Java stack trace). Each distinct errno found
-in a record becomes one SocketCall at the record's time (start_ns == end_ns),
+in a record becomes one SocketCall at the record's time (start_ns == end_ns;
+a proxy's line spans its session: HAProxy and Envoy stamp its start and
+print its duration),
 text = the timestamped line, plus the line naming the error when that is
 another one. End-of-file reports become ``recv`` with result 0 and no errno;
 errors have result -1 and the errno name; `where` is ``path:LINE``. Lines
@@ -311,8 +313,9 @@ def parse_log(lines: Iterable[str], *, path: str = "<log>", tz: Union[None, str,
         eof = found.errno == "EOF"
         seen[found.errno] = len(calls)
         refine = len(calls) if found.lang in ("Java", "Netty") and not eof else None
+        when = record_ns + found.elapsed_ns  # a proxy's line is stamped when its session began
         calls.append(SocketCall(
-            role=who, op=found.op if not eof else "recv", start_ns=record_ns, end_ns=record_ns,
+            role=who, op=found.op if not eof else "recv", start_ns=record_ns, end_ns=when,
             result=0 if eof else -1, errno=None if eof else found.errno,
             local=_endpoint(found.local), remote=_endpoint(found.remote), source="log", text=text,
             where=f"{path}:{line_no}"))
