@@ -8,12 +8,15 @@ cd "$(dirname "$0")/.."
 # System packages the tests and live capture use. libpcap0.8 lets scapy put
 # the BPF filter in the kernel; tcpdump and tshark are the reference tools the
 # tests compare against; strace, golang-go, curl and nginx-light are the real
-# programs whose failures the tests explain; iproute2 drives namespaces;
-# chromium and chromium-driver open the interactive HTML ladder headless
-# (through selenium) to step through it as a reader would; plantuml draws
-# every `plot -o ladder.puml` diagram in the tests (PlantUML's own parser);
-# chromium also runs the notebooks in JupyterLab (tests/test_browser.py).
-APT_PACKAGES="libpcap0.8 tcpdump tshark strace golang-go curl iproute2 nginx-light iptables chromium chromium-driver plantuml"
+# programs whose failures the tests explain; iproute2 drives namespaces (and
+# gives ss); chromium and chromium-driver open the interactive HTML ladder
+# headless (through selenium) to step through it as a reader would; plantuml
+# draws every `plot -o ladder.puml` diagram in the tests (PlantUML's own
+# parser); chromium also runs the notebooks in JupyterLab
+# (tests/test_browser.py). nodejs, default-jdk-headless, haproxy and
+# redis-server are real programs too: tests/test_program_logs.py makes each
+# fail and links its own log line to the frame (issue 14).
+APT_PACKAGES="libpcap0.8 tcpdump tshark strace golang-go curl iproute2 nginx-light iptables chromium chromium-driver plantuml nodejs default-jdk-headless haproxy redis-server"
 
 missing=""
 if command -v dpkg-query >/dev/null 2>&1; then

@@ -63,6 +63,8 @@ LINES = [
      ns("26:02"), "write", "EPIPE", "127.0.0.1:1", "127.0.0.1:2"),
     ("E0501 17:26:02.140166   12345 proxy.go:88] read tcp 10.1.2.3:4->10.1.2.4:5: read: connection reset by peer",
      ns("26:02", 140_166_000), "read", "ECONNRESET", "10.1.2.3:4", "10.1.2.4:5"),
+    ('127.0.0.1 - - [01/May/2024:19:26:02 +0200] "GET / HTTP/1.1" 502 157 curl: (52) Empty reply from server',
+     ns("26:02"), "recv", "EOF", None, None),
     ('{"level":"error","ts":1714584362.140166,"msg":"write tcp 127.0.0.1:1->127.0.0.1:2: write: broken pipe"}',
      ns("26:02", 140_166_000), "write", "EPIPE", "127.0.0.1:1", "127.0.0.1:2"),
 ]
@@ -253,4 +255,26 @@ from hypothesis import given, settings, strategies as st  # noqa: E402
 def test_any_lines_are_parsed_or_reported_never_raised(lines):
     result = parse_log(lines, path="fuzz", tz="UTC", year=2024)
     assert all(problem.startswith("fuzz") for problem in result.problems)
-    assert all(call.source == "log" and call.start_ns == call.end_ns for call in result.calls)
+    assert all(call.source == "log" and call.start_ns <= call.end_ns for call in result.calls)
+
+
+def test_a_proxy_line_spans_its_session():
+    """HAProxy's raw log line (doc/configuration.txt 8.2.3) stamps the accept date in its
+    access-log form; its Tt (here 3005 ms, truncated) says when the session ended."""
+    (call,) = parse_log(['127.0.0.1:40522 [01/May/2024:17:26:02.140] fe be/srv1 0/0/-1/-1/3005 503 217 - - SC-- '
+                         '1/1/0/0/3 0/0 "GET / HTTP/1.1"'], tz="UTC").calls
+    assert (call.start_ns, call.end_ns) == (ns("26:02", 140_000_000), ns("26:05", 145_999_999))
+    assert call.outcome == "ECONNREFUSED"
+
+
+def test_java_stack_frame_names_the_op():
+    """'Connection reset by peer' alone reads as a write (OpenJDK's write path);
+    the innermost JDK frame under it (NioSocketImpl.implRead) says it was a read.
+    Frames as OpenJDK 17 prints them (tests/programs/logs/Fail.java prints real ones)."""
+    lines = ["2024-05-01T17:26:02.000Z ERROR java.net.SocketException: Connection reset by peer",
+             "\tat java.base/sun.nio.ch.NioSocketImpl.implRead(NioSocketImpl.java:330)",
+             "\tat java.base/sun.nio.ch.NioSocketImpl.read(NioSocketImpl.java:355)"]
+    (call,) = parse_log(lines).calls
+    assert (call.errno, call.op) == ("ECONNRESET", "read")
+    (alone,) = parse_log(lines[:1]).calls
+    assert alone.op == "write"

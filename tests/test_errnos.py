@@ -10,7 +10,8 @@ import socket
 import pytest
 
 from tcpteardown import errnos
-from tcpteardown.errnos import match_message, name_from_number, number, phrase, read_message, strerror
+from tcpteardown.errnos import name_from_number, number, phrase, strerror
+from tcpteardown.messages import match_message, read_message
 
 # (name, Linux number, macOS number, Linux strerror, macOS strerror)
 NUMBERS = [
@@ -140,7 +141,7 @@ MESSAGES = [
      None, None),
     ("java.io.IOException: Broken pipe", "EPIPE", "Java", "write", None, None),
     ("java.net.SocketTimeoutException: connect timed out", "ETIMEDOUT", "Java", "connect", None, None),
-    ("Error: connect ECONNREFUSED ::1:8080", "ECONNREFUSED", "Node", "connect", None, None),
+    ("Error: connect ECONNREFUSED ::1:8080", "ECONNREFUSED", "Node", "connect", None, "::1:8080"),
     ("Error: write EPIPE", "EPIPE", "Node", "write", None, None),
     ("Error: socket hang up", "EOF", "Node", "recv", None, None),
     ("curl: (7) Failed to connect to 127.0.0.1 port 1 after 0 ms: Couldn't connect to server", "ECONNREFUSED",
@@ -150,7 +151,7 @@ MESSAGES = [
     ("curl: (28) Failed to connect to 10.0.0.1 port 80 after 1001 ms: Connection timed out", "ETIMEDOUT", "curl",
      "connect", None, "10.0.0.1:80"),
     ("curl: (18) transfer closed with 1000 bytes remaining to read", "EOF", "curl", "recv", None, None),
-    ("*3 readv() failed (104: Connection reset by peer) while reading upstream", "ECONNRESET", "nginx", "recv",
+    ("*3 readv() failed (104: Connection reset by peer) while reading upstream", "ECONNRESET", "nginx", "readv",
      None, None),
     ("upstream said: Connection refused", "ECONNREFUSED", "unknown", "connect", None, None),
 ]

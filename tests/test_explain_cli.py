@@ -27,9 +27,11 @@ def explain(*argv) -> tuple[int, str, str]:
 
 
 def check_contract(document: dict) -> None:
-    assert set(document) == {"links", "os"}
+    assert set(document) == {"links", "os", "unlinked"}  # DESIGN.md
     assert document["os"]["name"] in ("linux", "darwin", "freebsd", "windows", "unknown")
     assert document["os"]["evidence"] and all(isinstance(e, str) for e in document["os"]["evidence"])
+    for entry in document["unlinked"]:
+        assert set(entry) == {"where", "source", "text", "why"} and entry["why"]
     for link in document["links"]:
         assert set(link) == {"call", "cause", "rule", "explanation"}
         assert set(link["call"]) == CALL_KEYS and set(link["cause"]) == CAUSE_KEYS
@@ -118,13 +120,14 @@ def test_paragraph_text_and_lang():
     assert text.startswith("22:13:20.000031 client recv() failed with ECONNRESET (Go: read tcp "
                            "127.0.0.1:50000->127.0.0.1:8080: read: connection reset by peer) because the "
                            "server (127.0.0.1:8080) sent RST (frame 6, 11 us earlier) because the socket "
-                           "was closed with unread data in its receive buffer (inferred from the packets: "
-                           "TCP_ABORT_ON_CLOSE).")
+                           "was closed abortively: with unread data in its receive buffer, or with SO_LINGER 0 "
+                           "(the packets alone cannot tell which) (inferred from the packets (nothing else in "
+                           "the evidence decides): TCP_ABORT_ON_CLOSE or TCP_STATE).")
     document = links_to_json(correlate(rec), rec)
     check_contract(document)
     assert document["links"][0]["cause"] == {
         "kind": "rst", "frame": 6, "time": 1_700_000_000.00002, "src": "127.0.0.1:8080",
-        "dst": "127.0.0.1:50000", "flags": "RST,ACK", "reason": "TCP_ABORT_ON_CLOSE (inferred)"}
+        "dst": "127.0.0.1:50000", "flags": "RST,ACK", "reason": "TCP_ABORT_ON_CLOSE or TCP_STATE (inferred)"}
 
 
 @pytest.mark.needs_capture
@@ -327,11 +330,10 @@ def test_curl_abort_links_the_servers_failed_write_to_curls_rst(tmp_path):
     assert _port(link["cause"]["src"]) == _port(link["call"]["remote"])
 
 
-@pytest.mark.needs_capture
-def test_plain_pcap_without_calls_says_what_to_add(tmp_path):
+def one_connection_capture(tmp_path):
+    """A plain pcap of one graceful loopback connection (no socket calls)."""
     tool_or_skip("tcpdump")
     import socket
-
 
     pcap = tmp_path / "lo.pcap"
     with settled_tcpdump(pcap):
@@ -339,11 +341,18 @@ def test_plain_pcap_without_calls_says_what_to_add(tmp_path):
             with socket.create_connection(listener.getsockname()):
                 listener.accept()[0].close()
             ours = f"127.0.0.1:{listener.getsockname()[1]}"
+    return pcap, ours
+
+
+@pytest.mark.needs_capture
+def test_plain_pcap_without_calls_says_what_to_add(tmp_path):
+    pcap, ours = one_connection_capture(tmp_path)
     code, out, err = explain(pcap, "--json")
     document = json.loads(out)
     # A graceful close: nothing failed, nothing to predict (tcpdump sees all of lo: other tests' traffic may be there).
     assert code == 0 and not [l for l in document["links"] if ours in (l["call"]["local"], l["call"]["remote"])]
     assert document["os"]["name"] == "linux" and document["os"]["capturing_host"] == "linux"
+    assert document["unlinked"] == []
     assert "--strace FILE or --log FILE" in err and "predicted from the packets (Linux rules)" in err
 
 
@@ -431,3 +440,19 @@ def test_warnings_name_cli_options_not_python_arguments():
     assert "tz=" not in err and "year=" not in err
     code, out, err = explain(REPO / "captures" / "linux" / "incident" / "capture.pcap", "--conn", "-1")
     assert code == 2 and "numbered from 1" in err
+
+
+@pytest.mark.needs_capture
+def test_log_passed_but_unreadable_is_not_told_to_pass_a_log(tmp_path):
+    """issue 19: the note asked for --log FILE although one was passed."""
+    bundle, _ = one_connection_capture(tmp_path)
+    log = tmp_path / "app.log"
+    log.write_text("no time here: Error: read ECONNRESET\nsomething: connection troubles (errno 999)\n")
+    code, out, err = explain(bundle, "--log", log, "--json")
+    assert code == 0, err
+    assert "--strace FILE or --log FILE" not in err
+    assert "gave no socket call" in err
+    document = json.loads(out)
+    assert [entry["where"] for entry in document["unlinked"]] == [f"{log}:1"]
+    assert "without a timestamp" in document["unlinked"][0]["why"]
+    assert f"unlinked: {log}:1:" in err

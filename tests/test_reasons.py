@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tcpteardown.analysis.reasons import REASONS, reason_phrase, render_reason, reset_reason
+from tcpteardown.analysis.reasons import (ABORTIVE_CLOSE, REASONS, reason_evidence, reason_phrase, render_reason,
+                                          reset_reason)
 from tcpteardown.model import Endpoint, Recording, Segment, SocketCall, TcpFlags
 
 C = Endpoint("127.0.0.1", 50000)
@@ -22,7 +23,14 @@ DATA = [seg(4, 4, C, S, "PSH,ACK", 1001, 5001, 10), seg(5, 5, S, C, "ACK", 5001,
 
 CASES = [
     ("nothing-listening", [seg(1, 1, C, S, "SYN", 1000), seg(2, 2, S, C, "RST,ACK", 0, 1001)], (), "NO_SOCKET"),
-    ("closed-with-unread-data", HS + DATA + [seg(6, 6, S, C, "RST,ACK", 5001, 1011)], (), "TCP_ABORT_ON_CLOSE"),
+    # An RST/ACK on its own after data: unread data or SO_LINGER 0? The packets cannot tell (issue 14).
+    ("abortive-close-undecided", HS + DATA + [seg(6, 6, S, C, "RST,ACK", 5001, 1011)], (), ABORTIVE_CLOSE),
+    ("closed-with-unread-data", HS + DATA + [seg(6, 6, S, C, "RST,ACK", 5001, 1011)],
+     (SocketCall("server", "recv", T0 + 5, T0 + 5, 4, None, 1, 4, S, C),), "TCP_ABORT_ON_CLOSE"),
+    ("linger-zero-by-strace", HS + DATA + [seg(6, 6, S, C, "RST,ACK", 5001, 1011)],
+     (SocketCall("server", "setsockopt", T0 + 5, T0 + 5, 0, None, 1, 4, S, C, "strace",
+                 "setsockopt(4<TCP:[127.0.0.1:8080->127.0.0.1:50000]>, SOL_SOCKET, SO_LINGER, "
+                 "{l_onoff=1, l_linger=0}, 8) = 0"),), "TCP_STATE"),
     ("linger-zero-nothing-received", HS + [seg(4, 4, S, C, "RST,ACK", 5001, 1001)], (), "TCP_STATE"),
     ("linger-zero-all-read", HS + DATA + [seg(6, 6, S, C, "RST,ACK", 5001, 1011)],
      (SocketCall("server", "recv", T0 + 5, T0 + 5, 10, None, 1, 4, S, C),), "TCP_STATE"),
@@ -43,6 +51,32 @@ def test_inferred(case, segments, calls, expected):
     rst = [s for s in rec.segments if s.is_rst][-1]
     assert reset_reason(rst, rec) == (expected, True)
     assert reason_phrase(expected)
+    assert reason_evidence(rst, rec)
+
+
+@pytest.mark.parametrize("calls, evidence", [
+    ((), "the packets (nothing else in the evidence decides)"),
+    ((SocketCall("server", "recv", T0 + 5, T0 + 5, 10, None, 1, 4, S, C),),
+     "the socket calls: it read all 10 bytes it received, then aborted"),
+    ((SocketCall("server", "recv", T0 + 5, T0 + 5, 4, None, 1, 4, S, C),),
+     "the socket calls: it read 4 of the 10 bytes it received"),
+])
+def test_which_evidence_decided_an_abortive_close(calls, evidence):
+    rec = Recording(segments=tuple(HS + DATA + [seg(6, 6, S, C, "RST,ACK", 5001, 1011)]), calls=calls)
+    assert reason_evidence(rec.segments[-1], rec) == evidence
+
+
+def test_strace_keeps_so_linger_for_the_reason():
+    from tcpteardown.formats.strace import parse_strace
+
+    result = parse_strace(["1699999999.999990 setsockopt(4<TCP:[127.0.0.1:8080->127.0.0.1:50000]>, SOL_SOCKET, "
+                           "SO_LINGER, {l_onoff=1, l_linger=0}, 8) = 0 <0.000004>",
+                           "1699999999.999991 setsockopt(4<TCP:[127.0.0.1:8080->127.0.0.1:50000]>, SOL_TCP, "
+                           "TCP_NODELAY, [1], 4) = 0 <0.000004>"], path="s")
+    (call,) = result.calls
+    rec = Recording(segments=tuple(HS + DATA + [seg(6, 6, S, C, "RST,ACK", 5001, 1011)]), calls=(call,))
+    assert reset_reason(rec.segments[-1], rec) == ("TCP_STATE", True)
+    assert reason_evidence(rec.segments[-1], rec).startswith("strace: setsockopt(SO_LINGER")
 
 
 def test_kernel_reason_wins():
@@ -63,6 +97,7 @@ def test_rendering_marks_inference():
 
 def test_every_reason_has_a_phrase():
     assert all(phrase and not phrase.endswith(".") for phrase in REASONS.values())
+    assert reason_phrase(ABORTIVE_CLOSE) == REASONS[ABORTIVE_CLOSE]
     assert reason_phrase("tcp_abort_on_close") == REASONS["TCP_ABORT_ON_CLOSE"]
     assert reason_phrase("SOMETHING_NEW") is None
 

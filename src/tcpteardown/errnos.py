@@ -8,9 +8,8 @@ curl phrase it. Everything else in this module reads that table:
 - `number`, `strerror`, `name_from_number`: the OS view;
 - `phrase(name, lang, op=..., local=..., remote=...)`: the message as that
   language prints it for that call (the narrative quotes it next to the RST);
-- `match_message(text)` / `read_message(text)`: the reverse, used by the
-  application-log importer: which errno (and language, op, endpoints) a log
-  line reports.
+- the reverse, which errno a log line reports, reads this table from
+  `tcpteardown.messages` (the catalogue of real phrasings).
 
 House rules: errno *names* cross every boundary, never numbers (ECONNRESET is
 104 on Linux and 54 on macOS); numbers appear only here, each with the OS it
@@ -20,22 +19,20 @@ the running host): a Linux log read on a Mac must mean the same thing.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Mapping, Optional
+
+from tcpteardown.model import RECEIVE_OPS, SEND_OPS
 
 __all__ = [
     "ErrnoInfo",
     "ERRNOS",
     "LANGUAGES",
     "OSES",
-    "MessageMatch",
     "name_from_number",
     "number",
     "strerror",
     "phrase",
-    "match_message",
-    "read_message",
 ]
 
 OSES = ("Linux", "Darwin")
@@ -281,14 +278,19 @@ def name_from_number(n: int, os: str = "Linux") -> Optional[str]:
 # ---------------------------------------------------------------------------
 # name -> message
 
-_GO_OPS = {"recv": "read", "recvfrom": "read", "recvmsg": "read", "readv": "read", "read": "read",
-           "send": "write", "sendto": "write", "sendmsg": "write", "writev": "write",
-           "sendfile": "write", "sendall": "write", "write": "write",
-           "connect": "dial", "accept": "accept", "close": "close", "shutdown": "close"}
+def _go_op(op: Optional[str]) -> Optional[str]:
+    """The word Go's net.OpError uses for a model op (``read``, ``write``,
+    ``dial``, ``accept``, ``close``); None for an op it has no word for.
+    Read from the model's RECEIVE_OPS/SEND_OPS, not restated."""
+    if op in RECEIVE_OPS:
+        return "read"
+    if op in SEND_OPS:
+        return "write"
+    return {"connect": "dial", "accept": "accept", "close": "close", "shutdown": "close"}.get(op or "")
 
 
 def _op_kind(op: Optional[str]) -> str:
-    go_op = _GO_OPS.get(op or "", "")
+    go_op = _go_op(op) or ""
     return {"read": "read", "write": "write", "dial": "connect"}.get(go_op, "*")
 
 
@@ -304,7 +306,7 @@ def _phrase_go(info: ErrnoInfo, op: Optional[str], local, remote, os: str) -> Op
         return "EOF"
     text = info.go
     syscall = ""  # deadline and closed-connection errors carry no syscall name
-    go_op = _GO_OPS.get(op or "", op or _GO_OPS.get(info.default_op, "read"))
+    go_op = _go_op(op) or op or _go_op(info.default_op) or "read"
     if info.name not in ("ETIMEDOUT", "EBADF"):
         if _os_key(os) == "Darwin" and info.darwin_text:
             text = info.darwin_text[0].lower() + info.darwin_text[1:]
@@ -338,7 +340,8 @@ def _fill(template: Optional[str], op, local, remote) -> Optional[str]:
     if template is None:
         return None
     host, port = _endpoint_parts(remote)
-    node_op = {"dial": "connect"}.get(_GO_OPS.get(op or "", ""), _GO_OPS.get(op or "", op or "read"))
+    go_op = _go_op(op)
+    node_op = "connect" if go_op == "dial" else go_op or op or "read"
     text = template.format(op=node_op, remote=str(remote) if remote else "", local=str(local or ""),
                            remote_host=host, remote_port=port)
     return text.rstrip()
@@ -374,256 +377,3 @@ def phrase(name: str, lang: str, op: Optional[str] = None, local: object = None,
         text = _fill(_pick(info.curl, op), op, local, remote)
         return f"curl: {text}" if text else None
     raise ValueError(f"unknown language {lang!r} (expected one of {', '.join(LANGUAGES)})")
-
-
-# ---------------------------------------------------------------------------
-# message -> name (the log importer's side)
-
-
-@dataclass(frozen=True, slots=True)
-class MessageMatch:
-    """What one log message says: errno name, language, op and endpoints.
-
-    `op` is the model's op (``read``, ``write``, ``connect``, ``recv``,
-    ``send``, ``accept``...); endpoints are text as printed
-    (``"127.0.0.1:8080"``, ``"[::1]:8080"``) or None.
-    """
-
-    errno: str
-    lang: str
-    op: str
-    local: Optional[str] = None
-    remote: Optional[str] = None
-
-
-def _text_index() -> dict[str, str]:
-    index: dict[str, str] = {}
-    for info in ERRNOS.values():
-        for text in (info.linux_text, info.darwin_text):
-            if text:
-                index.setdefault(text.lower(), info.name)
-    return index
-
-
-# strerror text (any OS, lowercased) -> name. "connection timed out" and
-# "operation timed out" both mean ETIMEDOUT.
-_BY_TEXT = _text_index()
-_TEXTS_RE = "|".join(sorted((re.escape(t) for t in _BY_TEXT), key=len, reverse=True))
-
-_ADDR = r"(?:\[[0-9A-Fa-f:.%\w]+\]|[\w.\-]+):\d+"
-_GO_TEXTS = {**_BY_TEXT, "use of closed network connection": "EBADF", "i/o timeout": "ETIMEDOUT"}
-_GO_TEXTS_RE = "|".join(sorted((re.escape(t) for t in _GO_TEXTS), key=len, reverse=True))
-
-_GO_RE = re.compile(
-    rf"\b(?P<op>read|write|dial|accept|close|set|get)\s+tcp[46]?\s+"
-    rf"(?P<a>{_ADDR})(?:->(?P<b>{_ADDR}))?:\s+(?:(?P<sys>[a-z0-9]+):\s+)?"
-    rf"(?P<text>{_GO_TEXTS_RE})", re.IGNORECASE)
-_GO_BARE_RE = re.compile(rf"\b(?P<sys>read|write|connect|accept4?|sendto|recvfrom|sendfile|writev|readv):\s+(?P<text>{_GO_TEXTS_RE})\b")
-_GO_EOF_RE = re.compile(r"(?:^|[\s:\"'=])(?P<unexpected>unexpected )?EOF[\"']?\s*$")
-
-_PY_CLASSES = ("BrokenPipeError", "ConnectionResetError", "ConnectionRefusedError",
-               "ConnectionAbortedError", "TimeoutError", "BlockingIOError", "OSError",
-               "socket.error", "socket.timeout", "ConnectionError", "InterruptedError")
-_PY_RE = re.compile(
-    r"\b(?P<cls>" + "|".join(re.escape(c) for c in _PY_CLASSES) + r")"
-    r"(?::\s*\[Errno (?P<num>\d+)\]\s*(?P<text>[^'\"\]\n]*)|\((?P<num2>\d+),\s*['\"](?P<text2>[^'\"]*)['\"]\)"
-    r"|:\s*(?P<timeout>timed out))")
-_PY_EOF_RE = re.compile(r"\b(?:http\.client\.)?RemoteDisconnected\b|\bIncompleteReadError\b")
-_PY_CLASS_ERRNO = {"BrokenPipeError": "EPIPE", "ConnectionResetError": "ECONNRESET",
-                   "ConnectionRefusedError": "ECONNREFUSED", "ConnectionAbortedError": "ECONNABORTED",
-                   "TimeoutError": "ETIMEDOUT", "socket.timeout": "ETIMEDOUT"}
-
-_JAVA_RE = re.compile(
-    r"\bjava\.(?:net|io)\.(?P<cls>SocketException|ConnectException|SocketTimeoutException|"
-    r"NoRouteToHostException|EOFException|IOException)\b(?::\s*(?P<text>[^\n]*))?")
-# Java's own texts, checked in order (longest first where prefixes overlap).
-_JAVA_TEXTS = (
-    ("connection reset by peer", "ECONNRESET", "write"),
-    ("connection reset", "ECONNRESET", "read"),
-    ("broken pipe", "EPIPE", "write"),
-    ("connection refused", "ECONNREFUSED", "connect"),
-    ("connect timed out", "ETIMEDOUT", "connect"),
-    ("connection timed out", "ETIMEDOUT", "connect"),
-    ("read timed out", "ETIMEDOUT", "read"),
-    ("no route to host", "EHOSTUNREACH", "connect"),
-    ("network is unreachable", "ENETUNREACH", "connect"),
-    ("software caused connection abort", "ECONNABORTED", "read"),
-    ("socket closed", "EBADF", "read"),
-    ("socket is closed", "EBADF", "read"),
-    ("socket is not connected", "ENOTCONN", "write"),
-)
-
-_NODE_RE = re.compile(
-    r"\bError: (?P<op>read|write|connect|accept|recv|send) (?P<code>E[A-Z]+)(?: (?P<addr>" + _ADDR + r"))?")
-_NODE_HANGUP_RE = re.compile(r"\bError: socket hang up\b")
-_NODE_DESTROYED_RE = re.compile(r"\bERR_STREAM_DESTROYED\b|\bERR_SOCKET_CLOSED\b")
-
-_CURL_RE = re.compile(r"\bcurl: \((?P<code>\d+)\) (?P<msg>[^\n]*)")
-_CURL_CONNECT_RE = re.compile(r"Failed to connect to (?P<host>\S+) port (?P<port>\d+)")
-_CURL_CODES = {  # code -> (errno when the text names none, op)
-    7: ("ECONNREFUSED", "connect"),  # "Couldn't connect to server" on curl >= 7.84
-    28: ("ETIMEDOUT", "recv"),
-    52: ("EOF", "recv"),  # Empty reply from server
-    18: ("EOF", "recv"),  # transfer closed with N bytes remaining to read
-    55: ("EPIPE", "send"),  # Send failure: <strerror>
-    56: ("ECONNRESET", "recv"),  # Recv failure: <strerror>
-}
-
-_NGINX_RE = re.compile(r"\((?P<num>\d+): (?P<text>" + _TEXTS_RE + r")\)", re.IGNORECASE)
-_ANY_TEXT_RE = re.compile(r"\b(?P<text>" + _TEXTS_RE + r")\b", re.IGNORECASE)
-
-
-def _match_curl(text: str) -> Optional[MessageMatch]:
-    m = _CURL_RE.search(text)
-    if not m:
-        return None
-    code = int(m.group("code"))
-    if code not in _CURL_CODES:
-        return None
-    name, op = _CURL_CODES[code]
-    msg = m.group("msg")
-    named = _ANY_TEXT_RE.search(msg)
-    if named and code != 28:
-        name = _BY_TEXT[named.group("text").lower()]
-    remote = None
-    connect = _CURL_CONNECT_RE.search(msg)
-    if connect:
-        op = "connect"
-        host = connect.group("host")
-        remote = f"[{host}]:{connect.group('port')}" if ":" in host else f"{host}:{connect.group('port')}"
-    elif code == 55:
-        op = "send"
-    return MessageMatch(name, "curl", op, None, remote)
-
-
-def _match_java(text: str) -> Optional[MessageMatch]:
-    m = _JAVA_RE.search(text)
-    if not m:
-        return None
-    if m.group("cls") == "EOFException":
-        return MessageMatch("EOF", "Java", "recv")
-    detail = (m.group("text") or "").lower()
-    for needle, name, op in _JAVA_TEXTS:
-        if needle in detail:
-            if "(write failed)" in detail:
-                op = "write"
-            return MessageMatch(name, "Java", op)
-    return None
-
-
-def _match_node(text: str) -> Optional[MessageMatch]:
-    m = _NODE_RE.search(text)
-    if m:
-        code = ALIASES.get(m.group("code"), m.group("code"))
-        if code not in ERRNOS:
-            return None
-        op = {"recv": "read", "send": "write"}.get(m.group("op"), m.group("op"))
-        return MessageMatch(code, "Node", op, None, m.group("addr"))
-    if _NODE_HANGUP_RE.search(text):
-        return MessageMatch("EOF", "Node", "recv")
-    if _NODE_DESTROYED_RE.search(text):
-        return MessageMatch("EBADF", "Node", "write")  # our own socket.destroy()/end() came first
-    return None
-
-
-def _match_python(text: str) -> Optional[MessageMatch]:
-    m = _PY_RE.search(text)
-    if m:
-        cls = m.group("cls")
-        detail = (m.group("text") or m.group("text2") or "").strip().lower()
-        name = _BY_TEXT.get(detail) or _PY_CLASS_ERRNO.get(cls)
-        if name is None:
-            num = m.group("num") or m.group("num2")
-            name = name_from_number(int(num)) if num else None
-        if name is None:
-            return None
-        return MessageMatch(name, "Python", ERRNOS[name].default_op)
-    if _PY_EOF_RE.search(text):
-        return MessageMatch("EOF", "Python", "recv")
-    return None
-
-
-def _match_go(text: str) -> Optional[MessageMatch]:
-    m = _GO_RE.search(text)
-    if m:
-        name = _GO_TEXTS[m.group("text").lower()]
-        go_op = m.group("op").lower()
-        op = {"dial": "connect"}.get(go_op, go_op)
-        a, b = m.group("a"), m.group("b")
-        if go_op == "dial":
-            return MessageMatch(name, "Go", op, a if b else None, b or a)
-        if b:
-            return MessageMatch(name, "Go", op, a, b)
-        return MessageMatch(name, "Go", op, a if go_op == "accept" else None, None if go_op == "accept" else a)
-    m = _GO_BARE_RE.search(text)
-    if m:
-        sys_op = m.group("sys")
-        op = {"accept4": "accept", "sendto": "write", "recvfrom": "read", "sendfile": "write",
-              "writev": "write", "readv": "read"}.get(sys_op, sys_op)
-        return MessageMatch(_GO_TEXTS[m.group("text")], "Go", op)
-    if "use of closed network connection" in text:
-        return MessageMatch("EBADF", "Go", "read")
-    if _GO_EOF_RE.search(text):
-        return MessageMatch("EOF", "Go", "recv")
-    return None
-
-
-def _match_generic(text: str) -> Optional[MessageMatch]:
-    m = _NGINX_RE.search(text)
-    if m:
-        name = _BY_TEXT[m.group("text").lower()]
-        lowered = text.lower()
-        op = ("send" if ("send(" in lowered or "write" in lowered or "writev(" in lowered)
-              else "connect" if "connect(" in lowered else ERRNOS[name].default_op)
-        if "recv(" in lowered or "readv(" in lowered or "read(" in lowered:
-            op = "recv"
-        return MessageMatch(name, "nginx", op)
-    m = _ANY_TEXT_RE.search(text)
-    if m:
-        name = _BY_TEXT[m.group("text").lower()]
-        return MessageMatch(name, "unknown", ERRNOS[name].default_op)
-    return None
-
-
-# Every message any matcher below reads contains one of these (lowercased):
-# a cheap gate before the regular expressions.
-_TRIGGERS = tuple(sorted(set(_GO_TEXTS) | {
-    "eof", "curl: (", "java.", "error: ", "err_stream_destroyed", "err_socket_closed", "hang up",
-    "timed out", "errno", "remotedisconnected", "incompletereaderror", "socket closed", "socket is closed"}))
-
-# Checked in order: the more specific grammars first.
-_MATCHERS = (_match_curl, _match_java, _match_node, _match_python, _match_go, _match_generic)
-
-
-def read_message(text: str) -> Optional[MessageMatch]:
-    """Everything a log message says about a failed socket call, or None.
-
-    Recognises Go net errors (``write tcp A->B: write: broken pipe``,
-    ``dial tcp A: connect: connection refused``, ``use of closed network
-    connection``, ``i/o timeout``, ``EOF``), Python exceptions
-    (``ConnectionResetError: [Errno 104] ...``, also the ``(104, '...')``
-    repr inside requests/urllib3 messages, ``TimeoutError: timed out``),
-    Java (``java.net.SocketException: Connection reset``...), Node.js
-    (``Error: read ECONNRESET``, ``connect ECONNREFUSED 127.0.0.1:8080``),
-    curl (``curl: (56) Recv failure: ...``), nginx (``(104: Connection reset
-    by peer)``) and, as a last resort, any strerror text of the table.
-    """
-    if not text:
-        return None
-    lowered = text.lower()
-    if not any(word in lowered for word in _TRIGGERS):
-        return None  # the fast path for the many lines that report nothing
-    for matcher in _MATCHERS:
-        found = matcher(text)
-        if found is not None:
-            return found
-    return None
-
-
-def match_message(text: str) -> Optional[tuple[str, str]]:
-    """``(errno_name, lang)`` for a log message, or None if it reports no
-    teardown error. `lang` is Go, Python, Java, Node, curl, nginx or
-    ``unknown`` (a bare strerror text). See `read_message` for op and
-    endpoints."""
-    found = read_message(text)
-    return None if found is None else (found.errno, found.lang)

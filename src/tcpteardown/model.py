@@ -159,6 +159,7 @@ class SocketCall:
     remote: Optional[Endpoint] = None
     source: str = "scenario"
     text: str = ""  # the strace line, the log line, or how the scenario phrased the call
+    where: Optional[str] = None  # "app.log:17": the file and line an importer read it from
 
     @property
     def failed(self) -> bool:

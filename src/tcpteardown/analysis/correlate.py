@@ -19,6 +19,13 @@ from strace are stamped to the microsecond, and application log lines are
 written some time after the call returned, so segments are matched to them
 with a tolerance (`TOLERANCE_NS`), and the link says so.
 
+Log lines (`_log_link`) also get what their phrasing tells
+(tcpteardown.messages): an error the runtime made up is said to be the
+runtime's; words that leave FIN or RST open try the other when the first
+finds nothing; a line whose 4-tuple names a connection at another time is
+linked there, with the clock offset said. `unlinked(links)` lists the log
+and strace calls nothing explains, with file:line and why.
+
 Pure: never imports socket or scapy, never reads a file.
 """
 
@@ -27,13 +34,14 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Optional
 
-from ..model import Endpoint, Link, Recording, Segment, SocketCall, TcpFlags
+from ..messages import RUNTIME, read_message
+from ..model import RECEIVE_OPS, Endpoint, Link, Recording, Segment, SocketCall, TcpFlags
 from ..units import format_duration
 from .connections import side_of
 from .rules import UNMATCHED, Rule, is_interesting, rule_for
 from .tcpstate import Connection, connections
 
-__all__ = ["correlate", "tolerance", "TOLERANCE_NS", "LOCAL_CLOSE_OPS"]
+__all__ = ["correlate", "unlinked", "tolerance", "TOLERANCE_NS", "LOCAL_CLOSE_OPS"]
 
 # Per call source: (late, early) in ns. `late`: how far after the call's end
 # a segment may be stamped and still count as "before the call returned"
@@ -110,7 +118,11 @@ def correlate(recording: Recording) -> tuple[Link, ...]:
     for call in recording.calls:
         if is_interesting(call):
             late, early = tolerance(call)
-            links.append(_link(_Ctx(recording, conns, by_endpoint, calls_by_key, call, late, early)))
+            ctx = _Ctx(recording, conns, by_endpoint, calls_by_key, call, late, early)
+            link = _link(ctx)
+            if call.source == "log":
+                link = _log_link(ctx, link)
+            links.append(link)
     return _on_incomplete_evidence(_mark_echoes(links), recording)
 
 
@@ -146,6 +158,93 @@ def _link(ctx: _Ctx) -> Link:
             return link
     return _make(ctx, UNMATCHED, None, (
         f"no correlation rule for {ctx.call.op}() -> {ctx.call.outcome}; nothing is linked",))
+
+
+# -- log lines: what the words leave open, and who made the error ------------
+
+def _log_link(ctx: _Ctx, link: Link) -> Link:
+    """A log line's link, finished with what its phrasing tells
+    (tcpteardown.messages): when the words leave FIN or RST open (``socket hang
+    up``) and the first reading found no segment, the other is tried; when
+    the runtime made the error up, the link says so."""
+    found = read_message(ctx.call.text)
+    if found is None or found.phrasing is None:
+        return link
+    phrasing = found.phrasing
+    if link.cause is None and link.local_call is None:
+        link = _on_the_connection_it_names(ctx, link)
+    if link.cause is None and link.local_call is None:
+        for other in phrasing.also:
+            call = _as_outcome(ctx.call, other)
+            retry = _link(replace(ctx, call=call))
+            if retry.cause is not None:
+                link = replace(retry, caveats=retry.caveats + (
+                    f"{phrasing.program}'s words do not tell end-of-file from a reset; the capture shows "
+                    f"{'an RST' if other == 'ECONNRESET' else 'a FIN'}, so this is read as {other}",))
+                break
+    if phrasing.by == RUNTIME:
+        saw = f"; what it saw: {phrasing.decided_by}" if phrasing.decided_by else ""
+        link = replace(link, caveats=link.caveats + (
+            f"{phrasing.program} made this error itself, not the kernel (no system call returned it){saw}",))
+    return link
+
+
+def _on_the_connection_it_names(ctx: _Ctx, link: Link) -> Link:
+    """A line whose 4-tuple names a connection of the capture that lies at
+    another time: the log's clock is off. Linked on that connection (the line
+    placed at its last segment), saying by how much the clocks differ."""
+    conn = _named_connection(ctx, both=True)
+    if conn is None:
+        return link
+    last = conn.segments[-1].time_ns
+    moved = replace(ctx.call, start_ns=last, end_ns=last)
+    retry = _link(replace(ctx, call=moved))
+    if retry.cause is None and retry.local_call is None:
+        return link
+    offset = ctx.call.end_ns - last
+    direction = "ahead of" if offset > 0 else "behind"
+    return replace(retry, call=ctx.call, caveats=tuple(c for c in retry.caveats) + (
+        f"the log's clock is about {format_duration(abs(offset))} {direction} the capture's: its line names "
+        f"{_conn_text(conn)} (frames {conn.segments[0].frame}-{conn.segments[-1].frame}), so it was placed at "
+        f"that connection's last segment to be linked (a time zone? pass --tz)",))
+
+
+def _named_connection(ctx: _Ctx, *, both: bool = False) -> Optional[Connection]:
+    """The connection holding the endpoints the call names (both of them
+    when `both`), nearest in time to the call, whatever its time; None when
+    the call names none."""
+    call = ctx.call
+    if both and (call.local is None or call.remote is None):
+        return None
+    named = call.local if call.local is not None else call.remote
+    if named is None:
+        return None
+    same = [c for c in ctx.by_endpoint.get(named, ())
+            if (call.local is None or call.local in c.key) and (call.remote is None or call.remote in c.key)]
+    return min(same, key=lambda c: abs(c.start_ns - call.end_ns), default=None)
+
+
+def _as_outcome(call: SocketCall, outcome: str) -> SocketCall:
+    if outcome == "EOF":
+        return replace(call, errno=None, result=0, op=call.op if call.op in RECEIVE_OPS else "recv")
+    return replace(call, errno=outcome, result=-1)
+
+
+def unlinked(links: Iterable[Link]) -> tuple[dict, ...]:
+    """The log and strace calls that no segment or local act explains, each
+    ``{"where", "source", "text", "why"}`` (`where`: ``file:line``): the
+    JSON's ``"unlinked"``, and the list `explain` prints, so that no line is
+    dropped silently."""
+    out = []
+    for link in links:
+        call = link.call
+        if call.source not in ("log", "strace") or link.cause is not None or link.local_call is not None:
+            continue
+        if link.rule in ("recv-timeout", "closed-descriptor"):
+            continue  # explained without a segment, by design
+        why = "; ".join(link.caveats) or link.explanation
+        out.append({"where": call.where, "source": call.source, "text": call.text, "why": why})
+    return tuple(out)
 
 
 # -- finding the socket -----------------------------------------------------
@@ -192,11 +291,12 @@ def _search(ctx: _Ctx, find: Callable[[_Socket], Optional[tuple]]) -> tuple[Opti
             hits.append((sock, evidence))
     if not hits:
         return None, None, _no_evidence_caveats(ctx)
-    # The evidence closest before the call's end is the most plausible:
-    # first what lies before the end, latest first, then what lies after it
-    # (only within the clock tolerance), earliest first.
+    # The evidence closest to the call's end is the most plausible: what lies
+    # within the tolerance (a log line stamped .502 was written in
+    # [.502, .503): a FIN at .5027 is "before" it), closest first, then what
+    # lies beyond it.
     end = ctx.call.end_ns
-    hits.sort(key=lambda hit: (_evidence_time(hit[1]) > end, abs(end - _evidence_time(hit[1]))))
+    hits.sort(key=lambda hit: (_evidence_time(hit[1]) > ctx.deadline, abs(end - _evidence_time(hit[1]))))
     sock, evidence = hits[0]
     caveats = list(sock.caveats)
     if sock.local is None:
@@ -223,8 +323,24 @@ def _no_evidence_caveats(ctx: _Ctx) -> list[str]:
         return ["the recording holds no packets"]
     if not _candidates(ctx):
         where = " ".join(str(e) for e in (ctx.call.local, ctx.call.remote) if e is not None)
-        return [f"no connection in the capture matches this call{(' (' + where + ')') if where else ''}"]
+        return [f"no connection in the capture matches this call{(' (' + where + ')') if where else ''}"
+                + _clock_offset(ctx)]
     return []
+
+
+def _clock_offset(ctx: _Ctx) -> str:
+    """When the call's endpoints name a connection of the capture, but at
+    another time: the clocks disagree, and by about how much."""
+    call = ctx.call
+    conn = _named_connection(ctx)
+    if conn is None:
+        return ""
+    last = conn.segments[-1].time_ns
+    offset = call.end_ns - last if call.end_ns > last else call.end_ns - conn.start_ns
+    direction = "ahead of" if offset > 0 else "behind"
+    return (f", at this time: {_conn_text(conn)} (frames {conn.segments[0].frame}-{conn.segments[-1].frame}) "
+            f"is that connection, so the {call.source}'s clock is about {format_duration(abs(offset))} "
+            f"{direction} the capture's (a time zone? pass --tz)")
 
 
 def _skew_caveats(ctx: _Ctx) -> list[str]:
@@ -250,17 +366,26 @@ def _fins_toward(ctx: _Ctx, sock: _Socket) -> list[Segment]:
             and s.time_ns <= ctx.deadline]
 
 
+def _anonymous(call: SocketCall) -> bool:
+    """A log line naming neither fd nor local endpoint: nothing ties it to
+    the other calls of its socket (and filing the 1e5 lines of one program
+    under one key made matching them quadratic)."""
+    return call.source == "log" and call.fd is None and call.local is None
+
+
 def _same_socket(a: SocketCall, b: SocketCall) -> bool:
     if a.pid is not None and a.fd is not None and b.pid is not None and b.fd is not None:
         return a.pid == b.pid and a.fd == b.fd
     if a.local is not None and b.local is not None:
         return a.local == b.local
+    if _anonymous(a) or _anonymous(b):
+        return False
     return a.role == b.role and a.fd == b.fd
 
 
 def _call_keys(call: SocketCall) -> tuple:
     """Index keys under which `_same_socket` partners of `call` are filed."""
-    keys = [("role-fd", call.role, call.fd)]
+    keys = [] if _anonymous(call) else [("role-fd", call.role, call.fd)]
     if call.pid is not None and call.fd is not None:
         keys.append(("pid-fd", call.pid, call.fd))
     if call.local is not None:
@@ -494,11 +619,14 @@ def _connect_no_route(ctx: _Ctx, rule: Rule) -> Link:
 
 
 def _recv_eof(ctx: _Ctx, rule: Rule) -> Link:
-    sock, fins, caveats = _search(ctx, lambda s: _fins_toward(ctx, s) or None)
+    # Candidates are ranked by the FIN that would be linked (the first), not by
+    # the socket's own later FIN, which a call with no 4-tuple also "sees".
+    sock, first, caveats = _search(ctx, lambda s: _fins_toward(ctx, s)[:1] or None)
     if sock is None:
         return _make(ctx, rule, None, caveats + ["no FIN toward this socket in the capture"],
                      sentence="the peer must have sent FIN, but the capture does not show it")
-    fin = fins[0]
+    fins = _fins_toward(ctx, sock)
+    fin = first[0]
     if len({f.seq for f in fins}) > 1:
         caveats.append(f"{len(fins)} FINs with different sequence numbers reached this socket; linked to the first")
     caveats += _late_caveat(ctx, fin)

@@ -34,6 +34,7 @@ from typing import Iterable, Optional
 
 from ..model import CauseKind, Endpoint, Link, Recording, Segment, SocketCall, TcpFlags
 from ..xnu import XNU_TAG  # macOS 15.5: the source the Darwin rows cite
+from .reasons import ABORTIVE_CLOSE
 from .tcpstate import Connection, connections, infer_states, state_at
 
 __all__ = ["Prediction", "PREDICTIONS", "SITUATIONS", "XNU_TAG", "DARWIN_STATUS", "RST_WHY", "PREDICTED",
@@ -153,6 +154,10 @@ RST_WHY: dict[tuple[str, str], str] = {
         "bsd/netinet/tcp_usrreq.c:3155 tcp_disconnect(): so_rcv.sb_cc != 0 -> tcp_drop(), since xnu-4570, "
         "macOS 10.13; seen in a real capture: corpus macos/tls-duplicate-hello.pcap"),
     ("Darwin", "TCP_STATE"): "bsd/netinet/tcp_usrreq.c:3162 tcp_disconnect(): SO_LINGER 0 -> tcp_drop()",
+    # Packets alone cannot tell those two apart (analysis.reasons.ABORTIVE_CLOSE): both paths.
+    ("Darwin", ABORTIVE_CLOSE): (
+        "bsd/netinet/tcp_usrreq.c:3155 tcp_disconnect(): so_rcv.sb_cc != 0 -> tcp_drop(), or "
+        "bsd/netinet/tcp_usrreq.c:3162 tcp_disconnect(): SO_LINGER 0 -> tcp_drop()"),
     ("Darwin", "TCP_ABORT_ON_DATA"): (
         "bsd/netinet/tcp_input.c:4485 tcp_input(): data after close -> tcps_rcvafterclose, dropwithreset"),
     ("Darwin", "TCP_TIMEWAIT_SOCKET"): (  # XNU keeps the full PCB in TIME_WAIT: the same path

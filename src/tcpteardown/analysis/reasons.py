@@ -20,9 +20,15 @@ Linux 6.18 (see issue 7):
   when the FIN was acked only by the data segment itself or not at all
   (the seed scenario broken-pipe on 6.18);
 - an RST/ACK its sender sent on its own (not answering a segment) after
-  receiving data: TCP_ABORT_ON_CLOSE (closed with unread data) -- unless the
-  socket calls show that the sender read every byte, then TCP_STATE (an
-  SO_LINGER 0 close);
+  receiving data: an abortive close, and the packets alone cannot tell
+  "closed with unread data" (TCP_ABORT_ON_CLOSE) from "closed with SO_LINGER
+  0 after reading everything" (TCP_STATE): `ABORTIVE_CLOSE` names both. The
+  socket calls decide when the recording has the sender's reads (all bytes
+  read: TCP_STATE; fewer: TCP_ABORT_ON_CLOSE), else an strace
+  ``setsockopt(SO_LINGER, {l_onoff=1, l_linger=0})`` by the sender decides
+  for TCP_STATE. `reason_evidence` says which evidence decided. (The
+  advertised window cannot: on Linux a few unread bytes vanish in the window
+  scale.)
 - an RST/ACK sent on its own with no data received: TCP_STATE (SO_LINGER 0);
 - an RST answering a segment of a connection its sender never took part in
   (no SYN, SYN/ACK or FIN from it): NO_SOCKET.
@@ -37,7 +43,8 @@ from typing import Optional
 from ..model import RECEIVE_OPS, Recording, Segment, TcpFlags
 from .tcpstate import Connection, connection_of
 
-__all__ = ["REASONS", "reset_reason", "reason_phrase", "render_reason", "INFERRED_SUFFIX"]
+__all__ = ["REASONS", "reset_reason", "reason_evidence", "reason_phrase", "render_reason", "INFERRED_SUFFIX",
+           "ABORTIVE_CLOSE"]
 
 # How an inferred reason is written where only text fits (the JSON contract).
 INFERRED_SUFFIX = " (inferred)"
@@ -63,12 +70,17 @@ REASONS: dict[str, str] = {
     "ERROR": "of an error on the socket",
 }
 
+# Not a kernel reason: the two an abortive close can have, when nothing decides.
+ABORTIVE_CLOSE = "TCP_ABORT_ON_CLOSE or TCP_STATE"
+REASONS[ABORTIVE_CLOSE] = ("the socket was closed abortively: with unread data in its receive buffer, or with "
+                           "SO_LINGER 0 (the packets alone cannot tell which)")
+
 
 def reason_phrase(reason: Optional[str]) -> Optional[str]:
     """The plain-English phrase for a reason name (None for unknown names)."""
     if reason is None:
         return None
-    return REASONS.get(reason.upper())
+    return REASONS.get(reason) or REASONS.get(reason.upper())
 
 
 def render_reason(reason: Optional[str], inferred: bool) -> Optional[str]:
@@ -87,13 +99,65 @@ def reset_reason(segment: Segment, recording: Recording) -> tuple[Optional[str],
         return None, True  # only an RST has a reset reason
     if segment.reset_reason:
         return segment.reset_reason, False
+    return _inferred(segment, recording)[0], True
+
+
+def reason_evidence(segment: Segment, recording: Recording) -> Optional[str]:
+    """Which evidence decided an inferred reason, in words (``"the packets"``,
+    ``"the socket calls: it read 6 of 6 bytes"``, ``"strace: setsockopt(SO_LINGER,
+    l_linger=0)"``); None when the kernel said it or nothing was inferred."""
+    if not segment.is_rst or segment.reset_reason:
+        return None
+    reason, evidence = _inferred(segment, recording)
+    return evidence if reason else None
+
+
+# (id(recording), segment) -> (recording, (reason, evidence)): every link to one
+# RST asks again (a log of 1e5 lines, one RST); the recording is kept in the
+# value so that its id cannot be reused while the entry lives.
+_MEMO: dict[tuple[int, Segment], tuple[Recording, tuple[Optional[str], str]]] = {}
+_MEMO_SIZE = 4096
+
+
+def _inferred(segment: Segment, recording: Recording) -> tuple[Optional[str], str]:
+    key = (id(recording), segment)
+    hit = _MEMO.get(key)
+    if hit is not None and hit[0] is recording:
+        return hit[1]
     conn = connection_of(recording, segment)
-    if conn is None:
-        return None, True
-    return _infer(segment, conn, recording), True
+    found = (None, "the packets") if conn is None else _infer(segment, conn, recording)
+    if len(_MEMO) >= _MEMO_SIZE:
+        _MEMO.clear()
+    _MEMO[key] = (recording, found)
+    return found
 
 
-def _infer(rst: Segment, conn: Connection, recording: Recording) -> Optional[str]:
+def _infer(rst: Segment, conn: Connection, recording: Recording) -> tuple[Optional[str], str]:
+    """(reason, the evidence that decided it)."""
+    reason = _infer_from_packets(rst, conn, recording)
+    if reason != ABORTIVE_CLOSE:
+        return reason, "the packets"
+    return _decide_abortive(rst, conn, recording)
+
+
+def _decide_abortive(rst: Segment, conn: Connection, recording: Recording) -> tuple[str, str]:
+    sender, peer = rst.src, rst.dst
+    received = sum(s.payload_len for s in conn.segments if s.src == peer and s.time_ns <= rst.time_ns)
+    read = _bytes_read(recording, sender, rst.time_ns)
+    if read is not None:
+        if read >= received:
+            return "TCP_STATE", f"the socket calls: it read all {received} bytes it received, then aborted"
+        return "TCP_ABORT_ON_CLOSE", f"the socket calls: it read {read} of the {received} bytes it received"
+    linger = next((c for c in recording.calls if c.local == sender and c.op == "setsockopt"
+                   and "SO_LINGER" in c.text and "l_onoff=1" in c.text and "l_linger=0" in c.text
+                   and c.end_ns <= rst.time_ns), None)
+    if linger is not None:
+        where = f" ({linger.where})" if linger.where else ""
+        return "TCP_STATE", f"strace: setsockopt(SO_LINGER, l_onoff=1, l_linger=0) by its sender{where}"
+    return ABORTIVE_CLOSE, "the packets (nothing else in the evidence decides)"
+
+
+def _infer_from_packets(rst: Segment, conn: Connection, recording: Recording) -> Optional[str]:
     before = [s for s in conn.segments if (s.time_ns, s.frame) < (rst.time_ns, rst.frame)]
     sender, peer = rst.src, rst.dst
     from_sender = [s for s in before if s.src == sender]
@@ -119,10 +183,7 @@ def _infer(rst: Segment, conn: Connection, recording: Recording) -> Optional[str
         received = sum(s.payload_len for s in from_peer)
         if received == 0:
             return "TCP_STATE"
-        read = _bytes_read(recording, sender, rst.time_ns)
-        if read is not None and read >= received:
-            return "TCP_STATE"
-        return "TCP_ABORT_ON_CLOSE"
+        return ABORTIVE_CLOSE
     return None
 
 
@@ -154,5 +215,8 @@ def _bytes_read(recording: Recording, sender, before_ns: int) -> Optional[int]:
     """Bytes the RST's sender read from its socket, when the calls say (else None)."""
     reads = [c for c in recording.calls if c.local == sender and c.op in RECEIVE_OPS and c.end_ns <= before_ns]
     if not reads:
-        return None if not any(c.local == sender for c in recording.calls) else 0
+        # No reads: 0 when the sender's other calls were recorded (a lone
+        # setsockopt from strace -e setsockopt says nothing about its reads).
+        traced = any(c.local == sender and c.op != "setsockopt" for c in recording.calls)
+        return 0 if traced else None
     return sum(c.result for c in reads if c.result and c.result > 0)

@@ -67,8 +67,10 @@ def _render_json(links, recording, args) -> str:
     from ..views.narrative import links_to_json
 
     guess = getattr(args, "os_guess", None)
-    return json.dumps(links_to_json(links, recording, lang=args.lang, tz=args.tzinfo,
-                                    os=guess.to_json() if guess is not None else None), indent=2)
+    data = links_to_json(links, recording, lang=args.lang, tz=args.tzinfo,
+                         os=guess.to_json() if guess is not None else None)
+    data["unlinked"] += getattr(args, "unread", ())  # lines the importers could not read
+    return json.dumps(data, indent=2)
 
 
 def _render_markdown(links, recording, args) -> str:
@@ -135,8 +137,11 @@ def load(args: argparse.Namespace, *, whole: bool = False):
                             since=since, until=until, window_ns=int(args.window * 1e9),
                             late_ns=lambda call: tolerance(call)[0])
 
+    def unread(entries) -> None:  # lines the importers could not read: listed with the unlinked ones
+        args.unread = getattr(args, "unread", ()) + tuple(entries)
+
     recording = load_evidence(args.capture, strace=args.strace, logs=args.log, tz=args.tzinfo, year=args.year,
-                              warn=warn, select=None if whole else select)
+                              warn=warn, unread=unread, select=None if whole else select)
     read = recording.metadata.get("selected")
     if read is not None:
         print(f"tcpteardown {getattr(args, 'subcommand', None) or 'explain'}: note: a big capture: read {read}",
@@ -217,8 +222,26 @@ def run(args: argparse.Namespace) -> int:
     render = next((fn for flag, (_help, fn) in FORMATS.items() if getattr(args, flag, False)), _render_text)
     if not recording.calls:
         whose = args.os_guess.display or args.os_guess.name
-        print("tcpteardown explain: note: this capture holds packets only, no socket calls; what each side "
-              f"saw is predicted from the packets ({whose} rules); pass --strace FILE or --log FILE "
-              "(or explain a bundle from `tcpteardown run`/`record`) to link real calls", file=sys.stderr)
+        given = ("the --strace/--log files gave no socket call (see the warnings above)"
+                 if args.strace or args.log else "this capture holds packets only, no socket calls")
+        advice = ("" if args.strace or args.log else "; pass --strace FILE or --log FILE (or explain a bundle "
+                  "from `tcpteardown run`/`record`) to link real calls")
+        print(f"tcpteardown explain: note: {given}; what each side saw is predicted from the packets "
+              f"({whose} rules){advice}", file=sys.stderr)
     print(render(links, recording, args))
+    _say_unlinked(links, args)
     return 0
+
+
+def _say_unlinked(links, args) -> None:
+    """Every log/strace line that could not be linked, with where and why, on
+    stderr (many with one why: their count and first lines; --json lists all)."""
+    from ..analysis.correlate import unlinked
+    from ..formats.imported import Problems
+
+    told = Problems()
+    for entry in list(unlinked(links)) + list(getattr(args, "unread", ())):
+        path, _, line = (entry["where"] or f"{entry['source']}:0").rpartition(":")
+        told.add(path, int(line) if line.isdigit() else 0, entry["why"])
+    for text in told.lines():
+        print(f"tcpteardown explain: unlinked: {text}", file=sys.stderr)

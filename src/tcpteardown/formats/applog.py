@@ -1,11 +1,12 @@
 """Application log lines -> SocketCalls: the failure as the program reported it.
 
 Reads any text log whose lines carry a timestamp and finds the socket errors
-in it, through the Rosetta (`tcpteardown.errnos.read_message`): Go net errors
-(``write tcp A->B: write: broken pipe``, ``dial tcp A: connect: connection
-refused``, ``use of closed network connection``, ``i/o timeout``, ``EOF``),
-Python exceptions and tracebacks, Java exceptions and stack traces, Node.js
-errors, curl, nginx error logs.
+in it, through the catalogue of real phrasings (`tcpteardown.messages`:
+nginx, HAProxy, Envoy, Node.js, Java/Netty, Python and its libraries, Go,
+gRPC, curl, redis, PostgreSQL, MySQL). An error a runtime made from an
+end-of-file becomes the end-of-file it stands for (the call's text keeps the
+words; correlate says who made it). Under a Java exception, the innermost JDK
+stack frame names the op.
 
 Timestamps, found anywhere in the line (the earliest wins):
 - Go's ``log`` package: ``2024/05/01 17:26:02.140166`` (also nginx's error log);
@@ -14,33 +15,43 @@ Timestamps, found anywhere in the line (the earliest wins):
 - syslog: ``May  1 17:26:02`` and glog/klog (Kubernetes): ``E0501
   17:26:02.140166``, which have no year: `year=`, else the file's mtime,
   else the current year, and a problem says which was used;
-- epoch seconds with a fraction (zap's ``"ts":1714584362.140166``), UTC.
+- epoch seconds with a fraction (zap's ``"ts":1714584362.140166``), UTC;
+- the access-log form of HAProxy, nginx and Apache: ``30/Nov/2026:19:49:04.123``
+  (with or without `` +0000``).
 Times without a zone are read in `tz` (``"UTC"``, ``"+02:00"``,
 ``"Europe/Berlin"``); without `tz` they are read as UTC and a problem says so.
 
 A *record* is a timestamped line plus the lines after it that carry no
 timestamp (a Python traceback, a Java stack trace). Each distinct errno found
-in a record becomes one SocketCall at the record's time (start_ns == end_ns),
+in a record becomes one SocketCall at the record's time (start_ns == end_ns;
+a proxy's line spans its session: HAProxy and Envoy stamp its start and
+print its duration),
 text = the timestamped line, plus the line naming the error when that is
 another one. End-of-file reports become ``recv`` with result 0 and no errno;
-errors have result -1 and the errno name. Lines without an error are skipped
-silently; a line that looks like a socket error but cannot be read (no
-timestamp before it, an impossible date, an errno this tool does not know) is
-reported as ``"path:LINE: ..."`` and skipped. Never raises for bad lines;
-raises UserError only for a bad `tz`.
+errors have result -1 and the errno name; `where` is ``path:LINE``. Lines
+without an error are skipped silently; a line that looks like a socket error
+but cannot be read (no timestamp before it, an impossible date, a phrasing
+this tool does not know) is reported as ``"path:LINE: ..."`` (many of one kind
+as one summary, `imported.Problems`), skipped, and listed in
+`ImportResult.unread` for explain's "unlinked". Also reported: bytes that are
+not text, timestamps going backwards, a file with no timestamp at all. Never
+raises for bad lines; raises UserError only for a bad `tz`. Linear in its
+input (bench/importers.py).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import os
 import re
+from dataclasses import replace
 from pathlib import PurePath
 from typing import Iterable, Optional, Union
 
-from tcpteardown.errnos import read_message
 from tcpteardown.errors import UserError
-from tcpteardown.formats.imported import ImportResult
+from tcpteardown.formats.imported import ImportResult, Problems, open_evidence
+from tcpteardown.messages import read_message, stack_frame_op
 from tcpteardown.model import Endpoint, SocketCall
 
 __all__ = ["parse_log", "read_log_file", "parse_tz", "ImportResult"]
@@ -56,6 +67,8 @@ _TIME_RE = re.compile(
     r"|(?P<sys>\b(?P<smon>Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) {1,2}(?P<sd>\d{1,2}) "
     r"(?P<sh>\d\d):(?P<smi>\d\d):(?P<ss>\d\d)(?:\.(?P<sf>\d+))?)\b"
     r"|(?P<klog>\b[IWEF](?P<kmo>[01]\d)(?P<kd>[0-3]\d) (?P<kh>\d\d):(?P<kmi>\d\d):(?P<ks>\d\d)\.(?P<kf>\d{6}))\b"
+    r"|(?P<clf>(?P<cd>\d\d)/(?P<cmon>Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)/(?P<cy>\d{4}):(?P<ch>\d\d):"
+    r"(?P<cmi>\d\d):(?P<cs>\d\d)(?:\.(?P<cf>\d+))?(?: (?P<cz>[+-]\d{4}))?)"
     r"|(?P<epoch>(?<![\d.])1\d{9}\.\d{3,9})(?![\d.])")
 
 # Lines that look like a socket error even when read_message() cannot read them.
@@ -108,14 +121,22 @@ def _zone(text: str) -> _dt.timezone:
     return _dt.timezone(sign * _dt.timedelta(hours=int(digits[:2]), minutes=int(digits[2:4])))
 
 
+# A line stamped this much earlier than one before it is reported.
+_BACKWARDS_NS = 1_000_000_000
+
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
 
 
 def _to_ns(year: int, month: int, day: int, hour: int, minute: int, second: int,
            frac_ns: int, tzinfo: _dt.tzinfo) -> int:
+    return _whole_ns(year, month, day, hour, minute, second, tzinfo) + frac_ns
+
+
+@functools.lru_cache(maxsize=4096)
+def _whole_ns(year: int, month: int, day: int, hour: int, minute: int, second: int, tzinfo: _dt.tzinfo) -> int:
+    """Cached: a busy log has thousands of lines per second."""
     local = _dt.datetime(year, month, day, hour, minute, second, tzinfo=tzinfo)
-    whole = (local - _EPOCH) // _dt.timedelta(seconds=1)
-    return whole * 1_000_000_000 + frac_ns
+    return (local - _EPOCH) // _dt.timedelta(seconds=1) * 1_000_000_000
 
 
 class _Clock:
@@ -132,7 +153,7 @@ class _Clock:
     def local_tz(self) -> _dt.tzinfo:
         if self.tz is None:
             self.note("notz", "times without a zone were read as UTC (give the zone with --tz, e.g. '+02:00' or 'Europe/Berlin')")
-            return _dt.timezone.utc
+            self.tz = _dt.timezone.utc  # said once; the rest follow
         return self.tz
 
     def syslog_year(self) -> int:
@@ -151,22 +172,26 @@ class _Clock:
 
     def ns(self, m: re.Match) -> int:
         """Raises ValueError for an impossible date or time."""
-        if m.group("epoch"):
+        kind = m.lastgroup  # the alternative that matched (each is one outer group)
+        if kind == "epoch":
             whole, _, frac = m.group("epoch").partition(".")
             return int(whole) * 1_000_000_000 + _fraction_ns(frac)
-        if m.group("go"):
-            return _to_ns(int(m.group("gy")), int(m.group("gmo")), int(m.group("gd")), int(m.group("gh")),
-                          int(m.group("gmi")), int(m.group("gs")), _fraction_ns(m.group("gf")), self.local_tz())
-        if m.group("iso"):
-            zone = m.group("iz")
+        if kind == "go":
+            y, mo, d, h, mi, sec, frac = m.group("gy", "gmo", "gd", "gh", "gmi", "gs", "gf")
+            return _to_ns(int(y), int(mo), int(d), int(h), int(mi), int(sec), _fraction_ns(frac), self.local_tz())
+        if kind == "iso":
+            y, mo, d, h, mi, sec, frac, zone = m.group("iy", "imo", "id", "ih", "imi", "is", "if", "iz")
             tzinfo = _zone(zone) if zone else self.local_tz()
-            return _to_ns(int(m.group("iy")), int(m.group("imo")), int(m.group("id")), int(m.group("ih")),
-                          int(m.group("imi")), int(m.group("is")), _fraction_ns(m.group("if")), tzinfo)
-        if m.group("klog"):  # glog/klog: month and day, no year
-            return self._yearless(int(m.group("kmo")), int(m.group("kd")), int(m.group("kh")),
-                                  int(m.group("kmi")), int(m.group("ks")), m.group("kf"))
-        return self._yearless(_MONTHS[m.group("smon")], int(m.group("sd")), int(m.group("sh")),
-                              int(m.group("smi")), int(m.group("ss")), m.group("sf"))
+            return _to_ns(int(y), int(mo), int(d), int(h), int(mi), int(sec), _fraction_ns(frac), tzinfo)
+        if kind == "clf":  # HAProxy, nginx/Apache access logs: [30/Nov/2026:19:49:04.123 +0000]
+            y, mon, d, h, mi, sec, frac, zone = m.group("cy", "cmon", "cd", "ch", "cmi", "cs", "cf", "cz")
+            return _to_ns(int(y), _MONTHS[mon], int(d), int(h), int(mi), int(sec), _fraction_ns(frac),
+                          _zone(zone) if zone else self.local_tz())
+        if kind == "klog":  # glog/klog: month and day, no year
+            mo, d, h, mi, sec, frac = m.group("kmo", "kd", "kh", "kmi", "ks", "kf")
+            return self._yearless(int(mo), int(d), int(h), int(mi), int(sec), frac)
+        mon, d, h, mi, sec, frac = m.group("smon", "sd", "sh", "smi", "ss", "sf")
+        return self._yearless(_MONTHS[mon], int(d), int(h), int(mi), int(sec), frac)
 
     def _yearless(self, month: int, day: int, hour: int, minute: int, second: int, frac: Optional[str]) -> int:
         year = self.syslog_year()
@@ -186,12 +211,24 @@ class _Clock:
 
 
 def _endpoint(text: Optional[str]) -> Optional[Endpoint]:
+    """An endpoint as printed, or None (a host name: curl "Failed to connect
+    to localhost port 80"). The address is checked once per host (cached):
+    a busy log names few hosts and many ports."""
     if not text:
         return None
+    host, _, port = text.rpartition(":")
+    address = _address(host)
+    if address is None or not port.isdigit() or int(port) > 65535:
+        return None
+    return Endpoint(address, int(port))
+
+
+@functools.lru_cache(maxsize=4096)
+def _address(host: str) -> Optional[str]:
     try:
-        return Endpoint.parse(text)
+        return Endpoint.parse(f"{host}:0").host
     except ValueError:
-        return None  # a host name (curl "Failed to connect to localhost port 80")
+        return None
 
 
 def _default_role(path: str) -> str:
@@ -208,49 +245,67 @@ def parse_log(lines: Iterable[str], *, path: str = "<log>", tz: Union[None, str,
     year when `year` is not given). `tz` applies to times without a zone.
     `role` is the SocketCall role (default: the file name without extension,
     ``log`` for ``<log>``). Returns calls with source ``log``, time-sorted.
-    The language that printed a line is ``tcpteardown.errnos.match_message(call.text)``.
+    The language that printed a line is ``tcpteardown.messages.read_message(call.text)``.
     """
-    problems: list[str] = []
-    noted: set[str] = set()
+    problems = Problems()
 
     def note(key: str, text: str) -> None:
-        if key not in noted:
-            noted.add(key)
-            problems.append(f"{path}: {text}")
+        problems.note(key, f"{path}: {text}")
 
     clock = _Clock(path, parse_tz(tz), year, note)
     who = role or _default_role(path)
     calls: list[SocketCall] = []
+    unread: list[dict] = []
     record_ns: Optional[int] = None
     record_line = ""
     seen: dict[str, int] = {}  # errno -> index in calls, for the current record
+    refine: Optional[int] = None  # a Java call whose op the next stack frame may name
+    stamped = 0  # lines with a timestamp
+    line_no = 0
+    latest_ns: Optional[int] = None
 
     for line_no, raw in enumerate(lines, 1):
         line = raw.rstrip("\r\n")
+        if "\ufffd" in line:
+            problems.add(path, line_no, "bytes that are not valid UTF-8 (read with replacement characters)")
         stamp = _TIME_RE.search(line)
         if stamp:
+            stamped += 1
             try:
                 record_ns = clock.ns(stamp)
             except (ValueError, OverflowError) as problem:
                 record_ns = None
                 if read_message(line) or _LOOKS_LIKE_RE.search(line):
-                    problems.append(f"{path}:{line_no}: unreadable timestamp {stamp.group(0)!r} ({problem}); "
-                                    f"line skipped")
+                    problems.add(path, line_no, f"unreadable timestamp ({problem}); line skipped")
                 continue
+            if latest_ns is not None and record_ns < latest_ns - _BACKWARDS_NS:
+                problems.add(path, line_no, "timestamp more than a second earlier than a line before it "
+                                            "(the clock stepped back, or logs were merged out of order)")
+            latest_ns = record_ns if latest_ns is None else max(latest_ns, record_ns)
             record_line = line
             seen = {}
+            refine = None
             message = line[:stamp.start()] + " " + line[stamp.end():]
         else:
             message = line
+            if refine is not None and message.lstrip().startswith("at "):
+                op = stack_frame_op(message)
+                if op is not None:
+                    calls[refine] = replace(calls[refine], op=op)  # the frame knows the op; the text did not say
+                refine = None
+                continue
         found = read_message(message)
         if found is None:
             if _might_look_like(message) and _LOOKS_LIKE_RE.search(message):
-                problems.append(f"{path}:{line_no}: looks like a socket error but names no errno this tool "
-                                f"knows; line skipped")
+                why = "looks like a socket error but names no errno this tool knows (unknown phrasing)"
+                problems.add(path, line_no, why + "; line skipped")
+                unread.append({"where": f"{path}:{line_no}", "source": "log", "text": line, "why": why})
             continue
         if record_ns is None:
-            problems.append(f"{path}:{line_no}: {found.errno} reported without a timestamp on this line or "
-                            f"a line before it (expected Go log, ISO 8601 or syslog time); line skipped")
+            why = (f"{found.errno} reported without a timestamp on this line or a line before it "
+                   f"(expected Go log, ISO 8601 or syslog time)")
+            problems.add(path, line_no, why + "; line skipped")
+            unread.append({"where": f"{path}:{line_no}", "source": "log", "text": line, "why": why})
             continue
         if found.errno in seen:
             continue  # the same failure, told again further down the traceback
@@ -259,18 +314,27 @@ def parse_log(lines: Iterable[str], *, path: str = "<log>", tz: Union[None, str,
             text = record_line + "\n" + line
         eof = found.errno == "EOF"
         seen[found.errno] = len(calls)
+        refine = len(calls) if found.lang in ("Java", "Netty") and not eof else None
+        when = record_ns + found.elapsed_ns  # a proxy's line is stamped when its session began
         calls.append(SocketCall(
-            role=who, op=found.op if not eof else "recv", start_ns=record_ns, end_ns=record_ns,
+            role=who, op=found.op if not eof else "recv", start_ns=record_ns, end_ns=when,
             result=0 if eof else -1, errno=None if eof else found.errno,
-            local=_endpoint(found.local), remote=_endpoint(found.remote), source="log", text=text))
+            local=_endpoint(found.local), remote=_endpoint(found.remote), source="log", text=text,
+            where=f"{path}:{line_no}"))
+    if line_no and not stamped:
+        note("nostamp", f"none of its {line_no} lines holds a timestamp this tool reads (Go log, ISO 8601, "
+                        f"syslog, glog, epoch seconds): nothing could be placed on the capture's clock")
     calls.sort(key=lambda call: call.start_ns)
-    return ImportResult(tuple(calls), tuple(problems))
+    return ImportResult(tuple(calls), problems.lines(), tuple(unread))
 
 
 def read_log_file(path: Union[str, "os.PathLike[str]"], **options) -> ImportResult:
-    """`parse_log` over a file, pipe or FIFO (formats.inputs.open_text: UTF-8 or
-    what its byte order mark says, undecodable bytes replaced)."""
-    from .inputs import open_text
-
-    with open_text(path) as handle:
-        return parse_log(handle, path=str(path), **options)
+    """`parse_log` over a file (UTF-8; UTF-16/32 with a byte-order mark, or
+    UTF-16 without one, as Windows tools write it; undecodable bytes replaced
+    and reported)."""
+    handle, encoding = open_evidence(path)
+    with handle:
+        result = parse_log(handle, path=str(path), **options)
+    if encoding:
+        return ImportResult(result.calls, (f"{path}: {encoding}",) + result.problems, result.unread)
+    return result

@@ -43,9 +43,11 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 
 def read_calls(kind: str, path: PathLike, *, tz: Optional[dt.tzinfo] = None, year: Optional[int] = None,
-               warn: Callable[[str], None] = lambda text: None) -> tuple[SocketCall, ...]:
+               warn: Callable[[str], None] = lambda text: None,
+               unread: Callable[[tuple], None] = lambda entries: None) -> tuple[SocketCall, ...]:
     """The socket calls of one `kind` ("strace" or "log") file; its problems go to
-    `warn`. `year`: for log lines that carry none (syslog)."""
+    `warn`, the lines it could not read (`ImportResult.unread`) to `unread`.
+    `year`: for log lines that carry none (syslog)."""
     from .applog import read_log_file
     from .strace import read_strace_file
 
@@ -62,12 +64,14 @@ def read_calls(kind: str, path: PathLike, *, tz: Optional[dt.tzinfo] = None, yea
         raise UserError(f"{path}: permission denied") from None
     for problem in result.problems:
         warn(problem)
+    unread(tuple(result.unread))
     return tuple(result.calls)
 
 
 def load_evidence(capture: PathLike, *, strace: Iterable[PathLike] = (), logs: Iterable[PathLike] = (),
                   tz: Optional[dt.tzinfo] = None, year: Optional[int] = None,
                   warn: Callable[[str], None] = lambda text: None,
+                  unread: Callable[[tuple], None] = lambda entries: None,
                   select: Optional[Callable[[tuple[SocketCall, ...]], "Interest"]] = None,
                   big_bytes: Optional[int] = None) -> Recording:
     """The recording in `capture` (a bundle or any pcap/pcapng) plus the calls
@@ -78,8 +82,9 @@ def load_evidence(capture: PathLike, *, strace: Iterable[PathLike] = (), logs: I
     BIG_CAPTURE_BYTES) is then read selectively (`read_selected`), anything else whole."""
     from .bundle import bundle_metadata, load_recording
 
-    extra = [call for path in strace for call in read_calls("strace", path, tz=tz, warn=warn)]
-    extra += [call for path in logs for call in read_calls("log", path, tz=tz, year=year, warn=warn)]
+    extra = [call for path in strace for call in read_calls("strace", path, tz=tz, warn=warn, unread=unread)]
+    extra += [call for path in logs for call in read_calls("log", path, tz=tz, year=year, warn=warn,
+                                                            unread=unread)]
     extra.sort(key=lambda c: (c.start_ns, c.end_ns))
     path = Path(capture)
     if big_bytes is None:

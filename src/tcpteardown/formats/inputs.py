@@ -152,10 +152,19 @@ _BOMS = ((b"\xff\xfe\x00\x00", "utf-32"), (b"\x00\x00\xfe\xff", "utf-32"), (b"\x
 
 def text_encoding(head: bytes) -> str:
     """The encoding of a text log from its first bytes: a byte order mark
-    decides (Windows tools write UTF-16 logs); without one, UTF-8."""
+    decides (Windows tools write UTF-16 logs); without one, NUL bytes in every
+    other position are UTF-16 without a mark (what .NET's Encoding.Unicode
+    and PowerShell's Out-File write); else UTF-8."""
     for bom, encoding in _BOMS:
         if head.startswith(bom):
             return encoding
+    sample = head[:4096]
+    if len(sample) >= 4:
+        odd, even = sample[1::2].count(0), sample[0::2].count(0)
+        if odd > len(sample) // 4 and even == 0:
+            return "utf-16-le"
+        if even > len(sample) // 4 and odd == 0:
+            return "utf-16-be"
     return "utf-8"
 
 
@@ -170,7 +179,7 @@ def open_text(path: "str | os.PathLike") -> io.TextIOWrapper:
     byte order mark names (UTF-8 otherwise); undecodable bytes become U+FFFD."""
     binary = open_seekable(path, check=_text_problem)
     try:
-        head = binary.read(4)
+        head = binary.read(4096)
         binary.seek(0)
         return io.TextIOWrapper(binary, encoding=text_encoding(head), errors="replace", newline=None)
     except BaseException:

@@ -22,7 +22,7 @@ What it understands:
 
 Calls kept (only on TCP fds): connect, accept (accept4), read, write, recv,
 recvfrom, recvmsg, readv, send, sendto, sendmsg, writev, sendfile, close,
-shutdown. Op names are the syscall names (``accept4`` -> ``accept``,
+shutdown, and setsockopt(SO_LINGER) (it tells an abortive close's reason). Op names are the syscall names (``accept4`` -> ``accept``,
 ``sendfile64`` -> ``sendfile``, ``*mmsg`` -> ``*msg``); the model's
 RECEIVE_OPS/SEND_OPS know them all. Calls interrupted with ERESTART* are
 dropped (the kernel restarts them and strace prints the restart).
@@ -47,7 +47,7 @@ import re
 from typing import Iterable, Optional, Union
 
 from tcpteardown.errnos import name_from_number
-from tcpteardown.formats.imported import ImportResult
+from tcpteardown.formats.imported import ImportResult, Problems, open_evidence
 from tcpteardown.model import Endpoint, SocketCall
 
 __all__ = ["parse_strace", "read_strace_file", "read_strace_files", "ImportResult"]
@@ -59,6 +59,7 @@ _OPS = {
     "recvfrom": "recvfrom", "sendto": "sendto", "recvmsg": "recvmsg", "sendmsg": "sendmsg",
     "recvmmsg": "recvmsg", "sendmmsg": "sendmsg", "readv": "readv", "writev": "writev",
     "sendfile": "sendfile", "sendfile64": "sendfile", "close": "close", "shutdown": "shutdown",
+    "setsockopt": "setsockopt",  # SO_LINGER only: it decides why an abortive close sent RST
 }
 # syscalls read only to learn about fds, processes and endpoints
 _BOOKKEEPING = frozenset({"socket", "bind", "getsockname", "getpeername", "getsockopt",
@@ -70,14 +71,18 @@ _PREFIX_RE = re.compile(
     r"(?:(?P<epoch>\d{9,}\.\d+)|(?P<clock>\d\d:\d\d:\d\d)(?:\.(?P<frac>\d+))?|(?P<rel>\d{1,8}\.\d+))?\s*")
 _NAME_RE = re.compile(r"([a-z_][a-z0-9_]*)\(")
 _RESUMED_RE = re.compile(r"<\.\.\. ([a-z_][a-z0-9_]*) resumed>")
+# Matched only at the last ") = " of a line (see _result), never searched:
+# a search retried at every ")" of a 50 MB write() argument is quadratic.
 _RESULT_RE = re.compile(
-    r"\)\s+=\s+(?P<ret>-?\d+|\?|0x[0-9a-fA-F]+)(?P<ann><.*?>)?"
+    r"\)\s+=\s+(?P<ret>-?\d+|\?|0x[0-9a-fA-F]+)(?P<ann><(?:->|[^>])*>+)?"
     r"(?:\s+(?P<errno>E[A-Z0-9]+)\s+\((?P<errtext>[^)]*)\))?(?:\s+\([^)]*\))?"
     r"(?:\s+<(?P<dur>\d+\.\d+)>)?\s*$")
 _FD_RE = re.compile(r"(?P<fd>-?\d+)(?:<(?P<proto>[A-Za-z0-9\-]+):\[(?P<inner>.*?)\]>|<(?P<other>[^>]*)>+)?")
-_SOCKADDR_RE = re.compile(
-    r"sin6?_port=htons\((?P<port>\d+)\).*?"
-    r"(?:inet_addr\(\"(?P<v4>[^\"]+)\"\)|inet_pton\(AF_INET6?,\s*\"(?P<v6>[^\"]+)\")")
+# Port and address are found by two searches (the second from the port on),
+# not one pattern with ".*?" between them, which is quadratic on a line of
+# many "sin_port=" and no address.
+_PORT_RE = re.compile(r"sin6?_port=htons\((?P<port>\d+)\)")
+_ADDR_RE = re.compile(r"inet_addr\(\"(?P<v4>[^\"]+)\"\)|inet_pton\(AF_INET6?,\s*\"(?P<v6>[^\"]+)\"")
 _SO_ERROR_RE = re.compile(r"SO_ERROR,\s*\[(?P<value>[A-Z0-9]+)\]")
 _PID_SUFFIX_RE = re.compile(r"\.(\d+)$")
 _UNFINISHED = " <unfinished ...>"
@@ -130,11 +135,14 @@ def _endpoint(text: str) -> Optional[Endpoint]:
 
 
 def _sockaddr(args: str) -> Optional[Endpoint]:
-    m = _SOCKADDR_RE.search(args)
+    port = _PORT_RE.search(args)
+    if not port:
+        return None
+    m = _ADDR_RE.search(args, port.end())
     if not m:
         return None
     host = m.group("v4") or m.group("v6")
-    return _endpoint(f"[{host}]:{m.group('port')}" if ":" in host else f"{host}:{m.group('port')}")
+    return _endpoint(f"[{host}]:{port.group('port')}" if ":" in host else f"{host}:{port.group('port')}")
 
 
 def _tuple(inner: str) -> tuple[Optional[Endpoint], Optional[Endpoint]]:
@@ -143,6 +151,18 @@ def _tuple(inner: str) -> tuple[Optional[Endpoint], Optional[Endpoint]]:
         return None, None
     local, arrow, remote = inner.partition("->")
     return _endpoint(local), (_endpoint(remote) if arrow else None)
+
+
+def _result(body: str, start: int) -> Optional[re.Match]:
+    """The ``) = RESULT ...`` tail of a syscall line: tried at the last
+    `` = `` only (strace puts the result last, after padding spaces when
+    there is no -T; arguments may hold the same text), so reading a line is
+    linear in its length."""
+    at = body.rfind(" = ", start)
+    if at < 0:
+        return None
+    paren = len(body[:at].rstrip()) - 1
+    return _RESULT_RE.match(body, paren) if paren >= start and body[paren] == ")" else None
 
 
 def _ns_from_decimal(text: str) -> int:
@@ -161,8 +181,7 @@ class _Reader:
         self.date = date
         self.tz = tz or _dt.timezone.utc
         self.calls: list[dict] = []
-        self.problems: list[str] = []
-        self.noted: set[str] = set()
+        self.problems = Problems()
         self.pending: dict[Optional[int], tuple[str, int, str, str, int]] = {}
         self.connecting: dict[tuple, dict] = {}
         self.sockets: dict[tuple, _Socket] = {}
@@ -175,12 +194,10 @@ class _Reader:
 
     # -- reporting ---------------------------------------------------------
     def problem(self, line_no: int, text: str) -> None:
-        self.problems.append(f"{self.where}:{line_no}: {text}")
+        self.problems.add(self.where, line_no, text)
 
     def note_once(self, key: str, text: str) -> None:
-        if key not in self.noted:
-            self.noted.add(key)
-            self.problems.append(f"{self.path}: {text}")
+        self.problems.note(key, f"{self.path}: {text}")
 
     # -- time --------------------------------------------------------------
     def start_ns(self, m: re.Match, line_no: int) -> int:
@@ -246,6 +263,8 @@ class _Reader:
         line = raw.rstrip("\n")
         if not line.strip():
             return
+        if "\ufffd" in line:
+            self.problem(line_no, "bytes that are not valid UTF-8 (read with replacement characters)")
         m = _PREFIX_RE.match(line)
         body = line[m.end():]
         pid_text = m.group("pid1") or m.group("pid2")
@@ -307,7 +326,7 @@ class _Reader:
     def complete(self, line_no: int, name: str, body: str, pid: Optional[int],
                  start: int, text: str, resumed_at: Optional[int] = None) -> None:
         paren = len(name) + 1
-        m = _RESULT_RE.search(body, paren - 1)
+        m = _result(body, paren - 1)
         if not m:
             self.problem(line_no, f"expected '{name}(...) = RESULT' (the line may be cut short)")
             return
@@ -326,6 +345,8 @@ class _Reader:
         if name in _BOOKKEEPING:
             self.bookkeep(name, args, ret, m.group("ann"), errno, pid, end, text)
             return
+        if name == "setsockopt" and "SO_LINGER" not in args:
+            return
         fd_match = _FD_RE.match(args)
         if not fd_match:
             self.problem(line_no, f"expected an fd as the first argument of {name}()")
@@ -337,7 +358,8 @@ class _Reader:
         op = _OPS[name]
         call = {"role": self.role(pid), "op": op, "start_ns": start, "end_ns": end,
                 "result": ret, "errno": errno, "pid": pid, "fd": fd,
-                "local": sock.local, "remote": sock.remote, "source": "strace", "text": text}
+                "local": sock.local, "remote": sock.remote, "source": "strace", "text": text,
+                "where": f"{self.where}:{line_no}"}
         if op == "accept":
             self.accepted(call, sock, args, ret, m.group("ann"), pid)
         elif op == "connect":
@@ -455,13 +477,16 @@ class _Reader:
         self.calls.append(call)
 
     def finish(self) -> ImportResult:
-        for pid in list(self.pending):
+        for pid, (name, _, _, _, line_no) in list(self.pending.items()):
+            if name in _OPS:
+                self.problem(line_no, f"{name}() of {self.role(pid)} is '<unfinished ...>' and never "
+                                      f"resumes before the log ends; kept without a result")
             self.exited(pid)
         self.calls.extend(self.connecting.values())
         self.connecting.clear()
         self.calls.sort(key=lambda call: (call["start_ns"], call["end_ns"]))
         calls = tuple(SocketCall(**call) for call in self.calls)
-        return ImportResult(calls, tuple(self.problems))
+        return ImportResult(calls, self.problems.lines())
 
 
 def _as_date(date: Union[None, str, _dt.date]) -> Optional[_dt.date]:
@@ -499,12 +524,14 @@ def read_strace_files(paths: Iterable[Union[str, "os.PathLike[str]"]], **options
     file and its SO_ERROR in another's still meet. Problems name the original
     file and line.
     """
-    from .inputs import open_text
-
     tagged = []
+    notes = []
     for index, path in enumerate(paths):
         suffix = _PID_SUFFIX_RE.search(str(path))
-        with open_text(path) as handle:
+        handle, encoding = open_evidence(path)
+        if encoding:
+            notes.append((path, encoding))
+        with handle:
             for line_no, line in enumerate(handle, 1):
                 stamp = _PREFIX_RE.match(line)
                 key = stamp.group("epoch") or stamp.group("clock") or ""
@@ -516,6 +543,8 @@ def read_strace_files(paths: Iterable[Union[str, "os.PathLike[str]"]], **options
                      options.pop("tz", None))
     if options:
         raise TypeError(f"unexpected options {sorted(options)}")
+    for path, encoding in notes:
+        reader.problems.note(f"encoding {path}", f"{path}: {encoding}")
     for _, _, _, line_no, path, body in tagged:
         reader.where = path
         reader.feed(line_no, body)
@@ -523,8 +552,11 @@ def read_strace_files(paths: Iterable[Union[str, "os.PathLike[str]"]], **options
 
 
 def read_strace_file(path: Union[str, "os.PathLike[str]"], **options) -> ImportResult:
-    """`parse_strace` over a file, pipe or FIFO (formats.inputs.open_text)."""
-    from .inputs import open_text
-
-    with open_text(path) as handle:
-        return parse_strace(handle, path=str(path), **options)
+    """`parse_strace` over a file (UTF-8, or UTF-16/32 when it starts with a
+    byte-order mark; undecodable bytes replaced and reported)."""
+    handle, encoding = open_evidence(path)
+    with handle:
+        result = parse_strace(handle, path=str(path), **options)
+    if encoding:
+        return ImportResult(result.calls, (f"{path}: {encoding}",) + result.problems)
+    return result

@@ -45,7 +45,7 @@ from typing import Iterable, Optional
 
 from .. import errnos
 from ..analysis.predict import PREDICTED, RST_WHY, citation, rule_named, rules_os
-from ..analysis.reasons import reason_phrase, render_reason, reset_reason
+from ..analysis.reasons import reason_evidence, reason_phrase, render_reason, reset_reason
 from ..analysis.tcpstate import connection_of
 from ..model import CauseKind, Endpoint, KernelEvent, Link, Recording, Segment
 from ..units import format_duration
@@ -140,7 +140,8 @@ def cause_text(link: Link, recording: Recording) -> str:
     phrase = reason_phrase(reason)
     if reason and phrase:
         if inferred:
-            text += f" because {phrase} (inferred from the packets: {reason})"
+            evidence = reason_evidence(seg, recording) or "the packets"
+            text += f" because {phrase} (inferred from {evidence}: {reason})"
         else:
             text += f"; its kernel said {reason}: {phrase}"
     elif reason:
@@ -308,9 +309,13 @@ def _cause_json(link: Link, recording: Recording) -> dict:
 
 def links_to_json(links: Iterable[Link], recording: Recording, *, lang: Optional[str] = None,
                   tz: Optional[_dt.tzinfo] = None, os: Optional[dict] = None) -> dict:
-    """DESIGN.md's contract: ``{"links": [{"call", "cause", "rule", "explanation"}], "os": {...}}``
-    (`os`: the OS named from the packets with its evidence; `explain` passes
-    its own, which honours --os)."""
+    """DESIGN.md's contract: ``{"links": [{"call", "cause", "rule", "explanation"}], "os": {...},
+    "unlinked": [...]}`` (`os`: the OS named from the packets with its evidence; `explain` passes
+    its own, which honours --os; `unlinked`: the log/strace calls nothing explains,
+    analysis.correlate.unlinked)."""
+    from ..analysis.correlate import unlinked
+
+    links = tuple(links)
     out = []
     for link in links:
         call = link.call
@@ -326,4 +331,4 @@ def links_to_json(links: Iterable[Link], recording: Recording, *, lang: Optional
         from ..formats.os_guess import guess_os
 
         os = guess_os(recording).to_json()
-    return {"links": out, "os": os}
+    return {"links": out, "os": os, "unlinked": list(unlinked(links))}
