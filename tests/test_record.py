@@ -293,3 +293,74 @@ def test_ports_option_limits_capture_and_witness(tmp_path):
     assert recording.segments == () and recording.kernel_events == ()  # the program never used port 9
     assert any(call.errno == "ECONNRESET" for call in recording.calls)  # strace still saw every call
     assert recording.metadata.get("ports") == "9"
+
+
+UNCAUGHT_RESET = """
+import select, socket, sys
+listener = socket.socket(); listener.bind((sys.argv[1], 0)); listener.listen()
+client = socket.create_connection(listener.getsockname()); server, _ = listener.accept()
+client.sendall(b"never read"); select.select([server], [], [], 5); server.close()
+client.recv(10)  # the traceback on stderr is the program's own error message
+"""
+
+
+def _links_by_source(bundle: Path) -> dict:
+    found = {}
+    for link in explain_json(bundle):
+        if link["call"]["errno"] == "ECONNRESET":
+            found.setdefault(link["call"]["source"], link)
+    return found
+
+
+@pytest.mark.needs_capture
+def test_the_programs_own_error_message_is_log_evidence_linked_like_strace(tmp_path):
+    tool_or_skip("strace")
+    tool_or_skip("tcpdump")
+    program = tmp_path / "reset.py"
+    program.write_text(UNCAUGHT_RESET)
+    bundle = tmp_path / "reset.pcapng"
+    result = tcpteardown("record", "-o", str(bundle), "--", sys.executable, str(program), "127.0.0.1")
+    assert result.returncode == 1, result.stderr
+    assert "ConnectionResetError: [Errno 104] Connection reset by peer" in result.stderr  # still shown to the user
+    assert "error message kept as log evidence" in result.stderr
+    links = _links_by_source(bundle)
+    assert {"strace", "log"} <= set(links), links
+    assert links["log"]["cause"]["kind"] == "rst"
+    assert links["log"]["cause"]["frame"] == links["strace"]["cause"]["frame"]
+    assert "ConnectionResetError" in links["log"]["call"]["text"]
+
+
+@pytest.mark.needs_capture
+@pytest.mark.needs_netns
+def test_record_beyond_loopback_across_a_veth_pair(tmp_path):
+    """The program talks to a server in another namespace over a veth: `record`
+    captures on every interface, so the RST is in the bundle, and both strace
+    and the program's own message link to it."""
+    from test_program_logs import SERVER_IN_NAMESPACE, veth_namespace
+
+    tool_or_skip("strace")
+    tool_or_skip("tcpdump")
+    client = tmp_path / "client.py"
+    client.write_text("import socket, sys\n"
+                      "s = socket.create_connection((sys.argv[1], int(sys.argv[2])))\n"
+                      "s.sendall(b'hello')\n"
+                      "s.recv(10)  # the server aborts (SO_LINGER 0): ECONNRESET\n")
+    bundle = tmp_path / "veth.pcapng"
+    with veth_namespace() as (name, here, there, iface):
+        server = subprocess.Popen(["ip", "netns", "exec", name, sys.executable, "-c", SERVER_IN_NAMESPACE, there],
+                                  stdout=subprocess.PIPE, text=True)
+        try:
+            port = int(server.stdout.readline())
+            result = tcpteardown("record", "-o", str(bundle), "--", sys.executable, str(client), there, str(port))
+        finally:
+            server.kill()
+            server.wait(timeout=10)
+            server.stdout.close()
+    assert result.returncode == 1, result.stderr
+    recording = load_recording(bundle)
+    rsts = [s for s in recording.segments if s.is_rst and str(s.src) == f"{there}:{port}"]
+    assert rsts, [str(s.src) for s in recording.segments]
+    links = _links_by_source(bundle)
+    for source in ("strace", "log"):
+        assert links[source]["cause"]["frame"] == rsts[-1].frame, (source, links)
+        assert links[source]["cause"]["src"] == f"{there}:{port}"

@@ -1,9 +1,11 @@
 """`tcpteardown record [-o FILE.pcapng] [--ports P,...] -- CMD [ARGS]`: record any program.
 
 Runs CMD under ``strace -f -ttt -T -yy`` (its socket calls), captures the
-loopback TCP it uses with tcpdump, and, on Linux as root, lets the kernel
-witness say why each RST was sent; then writes ONE bundle that `explain` and
-`plot` read like a scenario's.
+TCP it uses with tcpdump on every interface (``-i any``: loopback, veths,
+real NICs; ``--iface`` picks one), keeps the program's own stderr lines as
+log evidence (each stamped when it arrived), and, on Linux as root, lets
+the kernel witness say why each RST was sent; then writes ONE bundle that
+`explain` and `plot` read like a scenario's.
 
 Ports: with ``--ports`` only those are captured and witnessed. Without it,
 all loopback TCP is captured and all TCP tracepoints witnessed while CMD
@@ -55,6 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="capture and witness only these TCP ports (default: the ports the program uses)")
     parser.add_argument("--capture", choices=("scapy", "tcpdump", "auto"), default="auto",
                         help="capture backend (default auto: tcpdump when installed, it keeps up under load)")
+    parser.add_argument("--iface", metavar="IFACE",
+                        help="interface to capture on (default with tcpdump: any, so connections that leave "
+                             "loopback are recorded too; with scapy: the loopback)")
     parser.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS]",
                         help="the program to run, after --")
 
@@ -70,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         token = reaper.watch_folder(workdir)
         try:
             raw = record(command, ports, Path(workdir), strace=strace,
-                         capture=getattr(args, "capture", "auto"))
+                         capture=getattr(args, "capture", "auto"), iface=getattr(args, "iface", None))
             path, result = _write(raw, output)
         finally:
             reaper.forget(token)
@@ -99,7 +104,7 @@ def keep_raw(raw: "Raw", output: Path) -> Path:
     """Copy the raw capture and strace log to OUTPUT.raw/ (a new name if taken),
     or to a private folder of our own when OUTPUT's folder is not writable."""
     target = _new_folder(output)
-    for source in (raw.pcap, raw.log):
+    for source in (raw.pcap, raw.log, raw.stderr_log):
         if source.exists():
             shutil.copyfile(source, target / source.name)
     return target
@@ -197,44 +202,53 @@ class Raw:
     interrupted: Optional[BaseException]
     started: int
     window: tuple[int, int]
+    stderr_log: Path  # the program's stderr lines, each stamped with when it arrived
 
     def build(self) -> Recorded:
         recording, notes = build_recording(self.pcap, self.log, self.events, self.witness, self.capture,
                                            self.command, self.ports, self.exit_status, self.started,
-                                           self.window)
+                                           self.window, stderr_log=self.stderr_log)
         return Recorded(recording, self.exit_status, self.interrupted, notes)
 
 
 def record(command: Sequence[str], ports: Sequence[int], workdir: Path, *, strace: str = "strace",
-           capture: str = "auto") -> Raw:
+           capture: str = "auto", iface: Optional[str] = None) -> Raw:
     """Run `command` traced, captured and witnessed; what it left, ready to build."""
     from ..capture.backends import choose_backend, open_backend
     from ..capture.kernel import KernelWitness
 
-    pcap, log = workdir / "capture.pcap", workdir / "strace.log"
+    pcap, log, stderr_log = workdir / "capture.pcap", workdir / "strace.log", workdir / "program-stderr.log"
     started = time.time_ns()
     backend = choose_backend(capture, purpose="record")
+    if iface is None and backend == "tcpdump":
+        iface = "any"  # the program's connections may leave loopback (a veth, a real NIC)
     with contextlib.ExitStack() as stack:
-        capture = stack.enter_context(open_backend(backend, ports, path=pcap if backend == "tcpdump" else None))
+        capture = stack.enter_context(open_backend(backend, ports, path=pcap if backend == "tcpdump" else None,
+                                                   iface=iface))
         witness = stack.enter_context(KernelWitness(ports))
         window_start = time.time_ns()
-        exit_status, interrupted = run_traced(strace, log, command)
+        exit_status, interrupted = run_traced(strace, log, command, stderr_log=stderr_log)
         window_end = time.time_ns()
         events = witness.stop()
         capture.stop()
     return Raw(pcap, log, events, witness, capture, command, ports, exit_status, interrupted, started,
-               (window_start, window_end))
+               (window_start, window_end), stderr_log)
 
 
-def run_traced(strace: str, log: Path, command: Sequence[str]) -> tuple[int, Optional[BaseException]]:
+def run_traced(strace: str, log: Path, command: Sequence[str], *, stderr_log: Optional[Path] = None
+               ) -> tuple[int, Optional[BaseException]]:
     """(exit status, the interrupt that stopped it or None). CMD keeps our
-    stdin/stdout/stderr; strace and CMD run in a process group of their own,
-    which the reaper kills should we be SIGKILLed."""
+    stdin and stdout; its stderr passes through us line by line to ours, and
+    each line is kept in `stderr_log` stamped with when it arrived (a program's
+    own error messages are evidence too). strace and CMD run in a process
+    group of their own, which the reaper kills should we be SIGKILLed."""
     from .. import reaper
 
     argv = [strace, "-f", "-ttt", "-T", "-yy", "-o", str(log), "--", *command]
-    process = subprocess.Popen(argv, start_new_session=True)
+    process = subprocess.Popen(argv, start_new_session=True,
+                               stderr=subprocess.PIPE if stderr_log is not None else None)
     token = reaper.watch_group(process.pid)
+    tee = _StderrTee(process.stderr, stderr_log) if stderr_log is not None else None
     interrupted = None
     try:
         try:
@@ -246,7 +260,43 @@ def run_traced(strace: str, log: Path, command: Sequence[str]) -> tuple[int, Opt
         if process.poll() is None:  # a second Ctrl-C, or anything else: nothing stays behind
             _kill_tree(process)
         reaper.forget(token)
+        if tee is not None:
+            tee.finish()
     return _exit_status(status), interrupted
+
+
+class _StderrTee:
+    """Copies a program's stderr to ours as it comes, and each line, stamped
+    with its arrival time (ISO 8601, UTC, microseconds), to a file that the
+    application-log importer reads like any log."""
+
+    FINISH_SECONDS = 5.0  # a grandchild may keep the pipe open after the program exited
+
+    def __init__(self, pipe, path: Path):
+        import threading
+
+        self._pipe, self._out = pipe, open(path, "w", encoding="utf-8", errors="replace")
+        self._thread = threading.Thread(target=self._copy, name="tcpteardown-stderr-tee", daemon=True)
+        self._thread.start()
+
+    def _copy(self) -> None:
+        import datetime as dt
+
+        sink = getattr(sys.stderr, "buffer", None)
+        for line in iter(self._pipe.readline, b""):
+            now = dt.datetime.now(dt.timezone.utc)
+            if sink is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    sink.write(line)
+                    sink.flush()
+            text = line.decode("utf-8", "replace").rstrip("\r\n")
+            self._out.write(f"{now.strftime('%Y-%m-%dT%H:%M:%S.%fZ')} {text}\n")
+
+    def finish(self) -> None:
+        self._thread.join(self.FINISH_SECONDS)
+        if not self._thread.is_alive():
+            self._pipe.close()
+        self._out.close()
 
 
 def _tracees(process: subprocess.Popen) -> list[int]:
@@ -289,7 +339,7 @@ def _exit_status(returncode: int) -> int:
 
 
 def build_recording(pcap: Path, log: Path, events, witness, capture, command, ports, exit_status,
-                    started: int, window: tuple[int, int]):
+                    started: int, window: tuple[int, int], *, stderr_log: Optional[Path] = None):
     from ..capture.session import assemble
     from ..formats.strace import read_strace_file
 
@@ -298,7 +348,7 @@ def build_recording(pcap: Path, log: Path, events, witness, capture, command, po
     imported = read_strace_file(log)
     if imported.problems:
         notes.append(f"strace log: {len(imported.problems)} lines not understood, e.g. {imported.problems[0]}")
-    calls = imported.calls
+    calls = imported.calls + _program_messages(stderr_log, notes)
     service = service_ports(calls)
     keep = set(ports) or service | ports_touched(calls)
     events = tuple(e for e in events if _touches(e, keep))
@@ -313,6 +363,22 @@ def build_recording(pcap: Path, log: Path, events, witness, capture, command, po
     if not keep:
         notes.append("the program made no TCP socket calls that strace could see")
     return recording, tuple(notes)
+
+
+def _program_messages(stderr_log: Optional[Path], notes: list) -> tuple:
+    """The program's own error messages on stderr, as log evidence (source "log")."""
+    if stderr_log is None or not stderr_log.exists() or stderr_log.stat().st_size == 0:
+        return ()
+    import datetime as dt
+
+    from ..formats.applog import parse_log
+
+    with open(stderr_log, encoding="utf-8") as lines:  # stamped by _StderrTee, in UTC
+        found = parse_log(lines, path="the program's stderr", tz=dt.timezone.utc, role="program")
+    if found.calls:
+        count = len(found.calls)
+        notes.append(f"the program's stderr: {count} error message{'s' if count != 1 else ''} kept as log evidence")
+    return tuple(found.calls)
 
 
 def service_ports(calls) -> set[int]:
