@@ -472,7 +472,10 @@ class _Engine:
         for letters_of_kind, bit, name, value in (
                 ((ord("S"), ord("H")), _H_SYN, "last_syn", seq), ((ord("F"),), _H_FIN, "last_fin", seq + payload),
                 ((ord("R"),), _H_RST, "last_rst", seq)):
-            rows = np.flatnonzero(mine & np.isin(letters, letters_of_kind))
+            kind = letters == letters_of_kind[0]
+            if len(letters_of_kind) > 1:
+                kind |= letters == letters_of_kind[1]
+            rows = np.flatnonzero(mine & kind)
             if not len(rows):
                 continue
             run = run_of[rows]
@@ -671,27 +674,32 @@ class Census:
 
     def iter_connections(self, indices: Optional[Iterable[int]] = None) -> Iterator[Connection]:
         """Connections one at a time (all, or those `indices`), without keeping them."""
+        for row in self.rows(indices):
+            yield Connection(*row)
+
+    def rows(self, indices: Optional[Iterable[int]] = None) -> Iterator[tuple]:
+        """Each connection's fields as a plain tuple in `Connection`'s field order
+        (what streaming writers use: no object per connection)."""
         c = self._c
-        rows = range(len(self)) if indices is None else np.asarray(list(indices), dtype=np.int64)
+        rows = None if indices is None else np.asarray(list(indices), dtype=np.int64)
+        pick = (lambda array: array) if rows is None else (lambda array: array[rows])
         names = ("tuple", "a_client", "first_a", "handshake", "start", "end", "first_frame", "last_frame",
                  "packets", "bytes_a", "bytes_b", "end_frame", "end_time")
-        values = {name: (c[name] if indices is None else c[name][rows]).tolist() for name in names}
-        tuples = np.asarray(values["tuple"], dtype=np.int64)
-        ends = {name: self._keys[name][tuples].tolist() for name in _KEY_NAMES}
-        kinds, by_client = self.end_kind.tolist(), self.ended_by_client.tolist()
-        orig, resp = self._states
-        orig, resp = orig.tolist(), resp.tolist()
-        ev_frame, ev_code, ev_at = self._events
-        hi_frame, hi_letter, hi_at = self._history
-        ev_frame, ev_code, ev_at = ev_frame.tolist(), ev_code.tolist(), ev_at.tolist()
+        columns = [pick(c[name]).tolist() for name in names]
+        tuples = np.asarray(columns[0], dtype=np.int64)
+        ends = [self._keys[name][tuples].tolist() for name in _KEY_NAMES]
+        orig, resp = (pick(state).tolist() for state in self._states)
+        kinds, by_client = pick(self.end_kind).tolist(), pick(self.ended_by_client).tolist()
+        ev_frame, ev_code, ev_at = (array.tolist() for array in self._events)
+        _, hi_letter, hi_at = self._history
         letters = hi_letter.tobytes().decode("ascii")
         hi_at = hi_at.tolist()
-        columns = [values[name] for name in names]
-        for k, (i, row) in enumerate(zip(range(len(self)) if indices is None else rows.tolist(), zip(*columns))):
-            (_t, a_client, first_a, handshake, start, end, first_frame, last_frame, packets, bytes_a, bytes_b,
-             end_frame, end_time) = row
-            a = _endpoint(ends["a_hi"][k], ends["a_lo"][k], ends["a_port"][k])
-            b = _endpoint(ends["b_hi"][k], ends["b_lo"][k], ends["b_port"][k])
+        numbers = range(len(self)) if rows is None else rows.tolist()
+        for (i, (_t, a_client, first_a, handshake, start, end, first_frame, last_frame, packets, bytes_a, bytes_b,
+                 end_frame, end_time), a_hi, a_lo, a_port, b_hi, b_lo, b_port, o_state, r_state, kind, client_ended
+             ) in zip(numbers, zip(*columns), *ends, orig, resp, kinds, by_client):
+            a = _endpoint(a_hi, a_lo, a_port)
+            b = _endpoint(b_hi, b_lo, b_port)
             client, server = (a, b) if a_client else (b, a)
             bytes_client, bytes_server = (bytes_a, bytes_b) if a_client else (bytes_b, bytes_a)
             fins, rsts, rst_by, retrans = [], [], [], []
@@ -707,21 +715,13 @@ class Census:
             history = letters[hi_at[i]:hi_at[i + 1]]
             if first_a != a_client:
                 history = "^" + history
-            kind = kinds[i]
             ended = kind != 3
-            yield Connection(
-                stream=i, client=client, server=server, handshake=HANDSHAKES[handshake],
-                start_ns=start, end_ns=end, first_frame=first_frame,
-                last_frame=last_frame, packets=packets,
-                bytes_client=bytes_client, bytes_server=bytes_server, end=END_KINDS[kind],
-                ended_by=("client" if by_client[i] else "server") if ended else None,
-                end_frame=end_frame if ended else None,
-                end_time_ns=end_time if ended else None,
-                rst_frames=tuple(rsts), fin_frames=tuple(fins), rst_by=tuple(rst_by),
-                syn_retransmissions=tuple(retrans),
-                conn_state=_conn_state(orig[i], resp[i], bytes_client, bytes_server, history),
-                history=history,
-            )
+            yield (i, client, server, HANDSHAKES[handshake], start, end, first_frame, last_frame, packets,
+                   bytes_client, bytes_server, END_KINDS[kind],
+                   ("client" if client_ended else "server") if ended else None,
+                   end_frame if ended else None, end_time if ended else None,
+                   tuple(rsts), tuple(fins), tuple(rst_by), tuple(retrans),
+                   _conn_state(o_state, r_state, bytes_client, bytes_server, history), history)
 
     def connection(self, index: int) -> Connection:
         return next(self.iter_connections([index]))

@@ -61,6 +61,14 @@ class TcpBatch:
         return len(self.frame)
 
 
+def _any_of(array: np.ndarray, values) -> np.ndarray:
+    """np.isin for a few values: equality tests (np.isin hashes the whole array, far slower here)."""
+    result = np.zeros(len(array), dtype=bool)
+    for value in values:
+        result |= array == value
+    return result
+
+
 def _gather(window: np.ndarray, index: np.ndarray, width: int, dtype: str) -> np.ndarray:
     """The `width`-byte number (`dtype`, e.g. ">u2") at each index, as native integers."""
     if not len(index):
@@ -93,6 +101,47 @@ def _window(buf, begin: int, end: int) -> np.ndarray:
     window[:end - begin] = source
     del source  # release the export on the memory map at once
     return window
+
+
+def _follow_records(buf, offset: int, stop: int, order: str, nanoseconds: bool, limit: int):
+    """The offsets of the pcap records from `offset` while below `stop`, found without a
+    Python loop per record, or None (then the caller walks record by record).
+
+    Every offset where a plausible record header starts (seconds near the first
+    record's, a valid fraction, caplen <= limit <= orig_len's bound) is a candidate;
+    those no other candidate points to are dropped (stray bytes that look like a
+    header); what is left is accepted only if it is exactly the walk: it starts at
+    `offset` and each record's length leads to the next one.
+    """
+    if stop - offset < 4096:
+        return None
+    end = min(len(buf), stop + 16)
+    region = np.frombuffer(buf, dtype=np.uint8, count=end - offset, offset=offset)
+    u4 = np.dtype(order + "u4")
+    first_seconds = int(region[:4].view(u4)[0])
+    # One byte compare over the window finds where the seconds' top byte sits (cheap), then
+    # the whole header is checked there only.
+    top = 3 if order == "<" else 0
+    candidates = np.flatnonzero(region[top:stop - offset + top] == (first_seconds >> 24) & 0xFF)
+    candidates = candidates[candidates + 16 <= len(region)]
+    fields = np.ascontiguousarray(region[candidates[:, None] + np.arange(16)]).view(u4).reshape(-1, 4)
+    fraction_limit = 1_000_000_000 if nanoseconds else 1_000_000
+    seconds = fields[:, 0].astype(np.int64)
+    # a day either side of the first record: anything else ends the fast path (and is walked)
+    plausible = ((np.abs(seconds - first_seconds) <= 86400) & (fields[:, 1] < fraction_limit)
+                 & (fields[:, 2] <= limit) & (fields[:, 3] >= fields[:, 2]) & (fields[:, 3] <= 0x40000000))
+    candidates, caplen = candidates[plausible], fields[plausible, 2].astype(np.int64)
+    if not len(candidates) or candidates[0] != 0:
+        return None
+    following = candidates + 16 + caplen
+    at = np.minimum(np.searchsorted(candidates, following), len(candidates) - 1)
+    pointed = np.zeros(len(candidates), dtype=bool)
+    pointed[at[candidates[at] == following]] = True
+    pointed[0] = True
+    chain, following = candidates[pointed], following[pointed]
+    if not np.array_equal(following[:-1], chain[1:]) or following[-1] < stop - offset:
+        return None
+    return chain + offset
 
 
 class _Walker(_Reader):
@@ -137,13 +186,17 @@ class _Walker(_Reader):
                 return
             begin = offset
             stop = min(last_header + 1, offset + self.window_bytes)
-            starts = []
-            append = starts.append
-            # The one per-packet Python loop: follow record lengths. Checks happen
-            # after it, for the whole window at once.
-            while offset < stop:
-                append(offset)
-                offset += 16 + caplen_at(buf, offset)[0]
+            starts = _follow_records(buf, offset, stop, order, nanoseconds, limit)
+            if starts is not None:
+                offset = int(starts[-1]) + 16 + caplen_at(buf, int(starts[-1]))[0]
+            else:
+                starts = []
+                append = starts.append
+                # The per-packet Python loop: follow record lengths. Checks happen
+                # after it, for the whole window at once.
+                while offset < stop:
+                    append(offset)
+                    offset += 16 + caplen_at(buf, offset)[0]
             window = _window(buf, begin, min(offset, size))
             rel = np.asarray(starts, dtype=np.int64) - begin
             headers = sliding_window_view(window, 16)[rel].copy().view(header).reshape(-1)
@@ -299,13 +352,13 @@ def _decode_window(packets: _Packets) -> TcpBatch:
         version[rows[v4]] = 4
         version[rows[v6]] = 6
         if where == 12:  # Ethernet: VLAN tags go to the Python decoder
-            vlan = np.isin(ethertype, list(links.ETHERTYPE_VLANS))
+            vlan = _any_of(ethertype, list(links.ETHERTYPE_VLANS))
             odd[rows[vlan]] = True
 
     ethertype_at(linktype == links.LINKTYPE_ETHERNET, 12, 14)
     ethertype_at(linktype == links.LINKTYPE_LINUX_SLL, 14, 16)
     ethertype_at(linktype == links.LINKTYPE_LINUX_SLL2, 0, 20)
-    raw = np.isin(linktype, (links.LINKTYPE_RAW, links.LINKTYPE_RAW_BSD12, links.LINKTYPE_RAW_BSD14))
+    raw = _any_of(linktype, (links.LINKTYPE_RAW, links.LINKTYPE_RAW_BSD12, links.LINKTYPE_RAW_BSD14))
     if raw.any():
         rows = np.flatnonzero(raw & (caplen > 0))
         nibble = window[start[rows]] >> 4
@@ -316,17 +369,17 @@ def _decode_window(packets: _Packets) -> TcpBatch:
         rows = np.flatnonzero(linktype == fixed)
         l3[rows] = start[rows]
         version[rows] = number
-    loop = np.flatnonzero(np.isin(linktype, (links.LINKTYPE_NULL, links.LINKTYPE_LOOP)) & (caplen >= 4))
+    loop = np.flatnonzero(_any_of(linktype, (links.LINKTYPE_NULL, links.LINKTYPE_LOOP)) & (caplen >= 4))
     if len(loop):
         family = _gather(window, start[loop], 4, "<u4").astype(np.int64)
         swapped = family > 0xFFFF
         family[swapped] = _gather(window, start[loop[swapped]], 4, ">u4")
         v4 = family == links.AF_INET
-        v6 = np.isin(family, list(links.AF_INET6))
+        v6 = _any_of(family, list(links.AF_INET6))
         l3[loop[v4 | v6]] = start[loop[v4 | v6]] + 4
         version[loop[v4]] = 4
         version[loop[v6]] = 6
-    odd |= np.isin(linktype, (links.LINKTYPE_NFLOG, links.LINKTYPE_FDDI))
+    odd |= _any_of(linktype, (links.LINKTYPE_NFLOG, links.LINKTYPE_FDDI))
 
     tcp = np.full(count, -1, dtype=np.int64)
     tcp_len = np.zeros(count, dtype=np.int64)
@@ -355,7 +408,7 @@ def _decode_window(packets: _Packets) -> TcpBatch:
         next_header = head[:, 6]
         is_v6 = head[:, 0] >> 4 == 6
         direct = is_v6 & (next_header == links.IPPROTO_TCP)
-        extension = is_v6 & np.isin(next_header, (links.IPV6_HOP_BY_HOP, links.IPV6_ROUTING, links.IPV6_DEST_OPTS,
+        extension = is_v6 & _any_of(next_header, (links.IPV6_HOP_BY_HOP, links.IPV6_ROUTING, links.IPV6_DEST_OPTS,
                                                   links.IPV6_AUTH, links.IPV6_FRAGMENT))
         odd[rows[extension]] = True
         rows, payload = rows[direct], payload[direct]

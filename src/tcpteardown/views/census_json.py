@@ -46,24 +46,22 @@ def connection_json(connection) -> dict:
     }
 
 
-def _number(value) -> str:
-    return "null" if value is None else repr(value)
-
-
-def _line(c) -> str:
-    """connection_json(c) as compact JSON, formatted directly (json.dumps per connection is the slow part).
+def _line(row) -> str:
+    """connection_json of one `Census.rows()` tuple as compact JSON, formatted directly
+    (a dict and json.dumps per connection are most of the time on 100,000 connections).
     Endpoints, history and the vocabulary hold no character JSON would escape."""
-    ended_by = "null" if c.ended_by is None else f'"{c.ended_by}"'
-    end_time = "null" if c.end_time_ns is None else repr(c.end_time_ns / 1e9)
-    rst_by = ",".join(f'"{side}"' for side in c.rst_by)
-    return (f'{{"stream":{c.stream},"client":"{c.client}","server":"{c.server}","handshake":"{c.handshake}",'
-            f'"ended":"{c.end}","ended_by":{ended_by},"conn_state":"{c.conn_state}","history":"{c.history}",'
-            f'"start":{c.start_ns / 1e9!r},"end":{c.end_ns / 1e9!r},"end_time":{end_time},'
-            f'"duration":{(c.end_ns - c.start_ns) / 1e9!r},"packets":{c.packets},'
-            f'"bytes":{{"client_to_server":{c.bytes_client},"server_to_client":{c.bytes_server}}},'
-            f'"frames":{{"first":{c.first_frame},"last":{c.last_frame},"end":{_number(c.end_frame)},'
-            f'"rst":[{",".join(map(str, c.rst_frames))}],"fin":[{",".join(map(str, c.fin_frames))}],'
-            f'"syn_retransmissions":[{",".join(map(str, c.syn_retransmissions))}]}},"rst_by":[{rst_by}]}}')
+    (stream, client, server, handshake, start, end, first, last, packets, bytes_client, bytes_server, ended,
+     ended_by, end_frame, end_time, rsts, fins, rst_by, retransmissions, conn_state, history) = row
+    return (f'{{"stream":{stream},"client":"{client}","server":"{server}","handshake":"{handshake}",'
+            f'"ended":"{ended}","ended_by":{"null" if ended_by is None else chr(34) + ended_by + chr(34)},'
+            f'"conn_state":"{conn_state}","history":"{history}","start":{start / 1e9!r},"end":{end / 1e9!r},'
+            f'"end_time":{"null" if end_time is None else repr(end_time / 1e9)},'
+            f'"duration":{(end - start) / 1e9!r},"packets":{packets},'
+            f'"bytes":{{"client_to_server":{bytes_client},"server_to_client":{bytes_server}}},'
+            f'"frames":{{"first":{first},"last":{last},"end":{"null" if end_frame is None else end_frame},'
+            f'"rst":[{",".join(map(str, rsts))}],"fin":[{",".join(map(str, fins))}],'
+            f'"syn_retransmissions":[{",".join(map(str, retransmissions))}]}},'
+            f'"rst_by":[{",".join(chr(34) + side + chr(34) for side in rst_by)}]}}')
 
 
 def write_census_json(result, path: str, problems: Sequence[str], indices: Optional[list], out: TextIO) -> None:
@@ -74,8 +72,8 @@ def write_census_json(result, path: str, problems: Sequence[str], indices: Optio
     out.write(json.dumps(head)[:-1] + ',\n"connections":[')
     separator = "\n"
     chunk = []
-    for connection in result.iter_connections(indices):
-        chunk.append(separator + _line(connection))
+    for row in result.rows(indices):
+        chunk.append(separator + _line(row))
         separator = ",\n"
         if len(chunk) >= 1000:
             out.write("".join(chunk))
