@@ -14,6 +14,7 @@ import signal
 import socket
 import struct
 import subprocess
+import time
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -156,12 +157,20 @@ def test_connection_heavy_capture_equals_tshark(tmp_path):
     closed.bind(("127.0.0.1", 0))
     refused_port = closed.getsockname()[1]
     capture = tmp_path / "many.pcap"
-    proc = subprocess.Popen([tcpdump, "-i", "lo", "-n", "--immediate-mode", "-B", "65536", "-w", str(capture),
+    proc = subprocess.Popen([tcpdump, "-i", "lo", "-n", "-U", "-B", "65536", "-w", str(capture),
                              f"tcp port {port} or tcp port {refused_port}"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         assert "listening" in proc.stderr.readline()
         _many_short_connections(2000, refused_port, port, listener)
+        # Wait (bounded) until tcpdump wrote every connection's end; no fixed sleep.
+        deadline = time.monotonic() + 30
+        while True:
+            seen = census_batches(iter_tcp_batches(str(capture), on_problem=lambda problem: None))
+            if len(seen) >= 2000 and seen.by_end()["open"] == 0:
+                break
+            assert time.monotonic() < deadline, f"tcpdump wrote {len(seen)} of 2000 connections in 30 s"
+            time.sleep(0.1)
     finally:
         listener.close()
         closed.close()
