@@ -49,12 +49,15 @@ def test_corpus_equals_the_old_census(corpus, row):
     assert old_view(new.connections) == old_view(old.connections)
     assert new.summary() == old.summary()
     assert (new.packets, new.tcp_packets) == (old.packets, old.tcp_packets)
-    # the streamed document is the dict contract, object for object
-    out = io.StringIO()
-    write_census_json(new, path, [], None, out)
-    document = json.loads(out.getvalue())
-    assert document["connections"] == [connection_json(c) for c in new.connections]
-    assert document["summary"] == new.summary() and document["listed"] == len(new)
+    # the streamed document is the dict contract, object for object, whether it is
+    # formatted in chunks (all connections) or one by one (a selection)
+    expected = [connection_json(c) for c in new.connections]
+    for indices in (None, list(range(len(new)))):
+        out = io.StringIO()
+        write_census_json(new, path, [], indices, out)
+        document = json.loads(out.getvalue())
+        assert document["connections"] == expected
+        assert document["summary"] == new.summary() and document["listed"] == len(new)
 
 
 SERVER = Endpoint("10.0.0.2", 80)

@@ -545,6 +545,46 @@ def _conn_state(orig: int, resp: int, orig_bytes: int, resp_bytes: int, history:
     return "OTH"
 
 
+def _conn_states(orig, resp, orig_bytes, resp_bytes, history) -> np.ndarray:
+    """`_conn_state` for arrays (StringDType result)."""
+    from numpy.dtypes import StringDType
+
+    o_inactive = (orig == _INACTIVE) | (orig == _PARTIAL)
+    r_inactive = (resp == _INACTIVE) | (resp == _PARTIAL)
+    orig_reset, resp_reset = orig == _RESET, resp == _RESET
+    rej = resp_reset & ((orig == _SYN_SENT) | (orig == _SYN_ACK_SENT)
+                        | (orig_reset & (orig_bytes == 0) & (resp_bytes == 0)))
+    closed_o, closed_r = orig == _CLOSED, resp == _CLOSED
+    choices = [
+        (resp_reset & rej, "REJ"), (resp_reset & o_inactive, "RSTRH"), (resp_reset, "RSTR"),
+        (orig_reset & r_inactive, "OTH"), (orig_reset, "RSTO"),  # RSTOS0 below
+        (closed_o & closed_r, "SF"), (closed_o & r_inactive, "SH"), (closed_o, "S2"),
+        (closed_r & o_inactive, "SHR"), (closed_r, "S3"),
+        ((orig == _SYN_SENT) & (resp == _INACTIVE), "S0"), ((orig == _ESTABLISHED) & (resp == _ESTABLISHED), "S1"),
+    ]
+    states = np.select([mask for mask, _ in choices], [name for _, name in choices], "OTH").astype(StringDType())
+    maybe = np.flatnonzero(~resp_reset & orig_reset & r_inactive)
+    for row in maybe.tolist():
+        if _RSTOS0.fullmatch(str(history[row])):
+            states[row] = "RSTOS0"
+    return states
+
+
+def _endpoint_texts(hi: np.ndarray, lo: np.ndarray, port: np.ndarray) -> np.ndarray:
+    """`str(Endpoint)` for arrays of TcpBatch address halves and ports (StringDType)."""
+    from numpy.dtypes import StringDType
+
+    text = np.empty(len(hi), dtype=StringDType())
+    v4 = hi == IPV4_MARK
+    if v4.any():
+        address, ports = lo[v4], port[v4]
+        octets = [((address >> np.uint64(shift)) & np.uint64(0xFF)).astype(StringDType()) for shift in (24, 16, 8, 0)]
+        text[v4] = octets[0] + "." + octets[1] + "." + octets[2] + "." + octets[3] + ":" + ports.astype(StringDType())
+    for row in np.flatnonzero(~v4).tolist():
+        text[row] = str(_endpoint(int(hi[row]), int(lo[row]), int(port[row])))
+    return text
+
+
 # -- the result ------------------------------------------------------------------------------
 
 def _endpoint(hi: int, lo: int, port: int, _cache: dict = {}) -> Endpoint:
@@ -722,6 +762,44 @@ class Census:
                    end_frame if ended else None, end_time if ended else None,
                    tuple(rsts), tuple(fins), tuple(rst_by), tuple(retrans),
                    _conn_state(o_state, r_state, bytes_client, bytes_server, history), history)
+
+    # -- columns for vectorised writers ----------------------------------------------------
+
+    @property
+    def exact_times(self) -> bool:
+        """False when a garbage timestamp beyond int64 made the time columns Python ints."""
+        return self._c["start"].dtype != object and self._c["end_time"].dtype != object
+
+    def table(self, lo: int, hi: int) -> dict:
+        """Connections lo..hi-1 as numpy columns in client/server terms, for writers that
+        format many connections at once (`views.census_json`). Text columns are StringDType."""
+        from numpy.dtypes import StringDType
+
+        c = {name: array[lo:hi] for name, array in self._c.items()}
+        a_client = c["a_client"]
+        keys = {name: self._keys[name][c["tuple"]] for name in _KEY_NAMES}
+        a_text = _endpoint_texts(keys["a_hi"], keys["a_lo"], keys["a_port"])
+        b_text = _endpoint_texts(keys["b_hi"], keys["b_lo"], keys["b_port"])
+        _, letters, at = self._history
+        text = letters.tobytes().decode("ascii")
+        starts = at[lo:hi + 1].tolist()
+        history = np.array([text[x:y] for x, y in zip(starts, starts[1:])], dtype=StringDType())
+        history = np.where(c["first_a"] != a_client, "^" + history, history)
+        bytes_client = np.where(a_client, c["bytes_a"], c["bytes_b"])
+        bytes_server = np.where(a_client, c["bytes_b"], c["bytes_a"])
+        orig, resp = (state[lo:hi] for state in self._states)
+        frames, codes, offsets = self._events
+        first, last = int(offsets[lo]), int(offsets[hi])
+        return {
+            "stream": np.arange(lo, hi), "client": np.where(a_client, a_text, b_text),
+            "server": np.where(a_client, b_text, a_text), "handshake": c["handshake"],
+            "end_kind": self.end_kind[lo:hi], "ended_by_client": self.ended_by_client[lo:hi],
+            "start": c["start"], "end": c["end"], "end_time": c["end_time"], "end_frame": c["end_frame"],
+            "first_frame": c["first_frame"], "last_frame": c["last_frame"], "packets": c["packets"],
+            "bytes_client": bytes_client, "bytes_server": bytes_server, "history": history,
+            "conn_state": _conn_states(orig, resp, bytes_client, bytes_server, history),
+            "events": (frames[first:last], codes[first:last], offsets[lo:hi + 1] - first),
+        }
 
     def connection(self, index: int) -> Connection:
         return next(self.iter_connections([index]))
