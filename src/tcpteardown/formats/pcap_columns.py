@@ -18,47 +18,17 @@ Never: build Segment objects, import scapy, or decode past the TCP header.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 from typing import Callable, Iterator, Optional
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from ..columns import IPV4_MARK, TcpBatch
 from . import pcap_links as links
 from .pcapread import BLOCK_EPB, MAXIMUM_SNAPLEN, PCAP_MAGICS, PCAPNG_SHB, _Map, _Reader
 
-# An IPv4 address is stored as (IPV4_MARK, address): no IPv6 address starts with 64 one bits.
-IPV4_MARK = np.uint64(0xFFFF_FFFF_FFFF_FFFF)
 WINDOW_BYTES = 4 << 20  # stretch of file decoded per batch
 _PAD = 128  # zero bytes after each window so fixed-width gathers never run off the end
-
-
-@dataclass(frozen=True)
-class TcpBatch:
-    """TCP header fields of consecutive frames, one numpy array per field (equal lengths).
-
-    Addresses are two uint64 halves of the 128-bit address; IPv4 is
-    (IPV4_MARK, address). `packets` counts every frame the batch covered,
-    TCP or not; `last_frame` is the last of them.
-    """
-
-    frame: np.ndarray  # int64
-    time_ns: np.ndarray  # int64
-    flags: np.ndarray  # uint8
-    seq: np.ndarray  # uint32
-    payload_len: np.ndarray  # int64
-    src_hi: np.ndarray
-    src_lo: np.ndarray
-    sport: np.ndarray
-    dst_hi: np.ndarray
-    dst_lo: np.ndarray
-    dport: np.ndarray
-    packets: int
-    last_frame: int
-    end_offset: int = 0  # file offset reached, for progress
-
-    def __len__(self) -> int:
-        return len(self.frame)
 
 
 def _any_of(array: np.ndarray, values) -> np.ndarray:
@@ -337,7 +307,7 @@ def _decode_window(packets: _Packets) -> TcpBatch:
     version = np.zeros(count, dtype=np.int64)
     odd = np.zeros(count, dtype=bool)  # decided by the Python decoder
 
-    def ethertype_at(mask, where, header):
+    def ethertype_at(mask, where, header, vlan_tags):
         rows = np.flatnonzero(mask)
         if not len(rows):
             return
@@ -351,25 +321,26 @@ def _decode_window(packets: _Packets) -> TcpBatch:
         l3[rows[v4 | v6]] = start[rows[v4 | v6]] + header
         version[rows[v4]] = 4
         version[rows[v6]] = 6
-        if where == 12:  # Ethernet: VLAN tags go to the Python decoder
+        if vlan_tags:  # VLAN-tagged frames go to the Python decoder
             vlan = _any_of(ethertype, list(links.ETHERTYPE_VLANS))
             odd[rows[vlan]] = True
 
-    ethertype_at(linktype == links.LINKTYPE_ETHERNET, 12, 14)
-    ethertype_at(linktype == links.LINKTYPE_LINUX_SLL, 14, 16)
-    ethertype_at(linktype == links.LINKTYPE_LINUX_SLL2, 0, 20)
-    raw = _any_of(linktype, (links.LINKTYPE_RAW, links.LINKTYPE_RAW_BSD12, links.LINKTYPE_RAW_BSD14))
+    for link in links.LINKS.values():  # one pass per link type of the table, by its layout
+        mine = linktype == link.number
+        if link.layout in ("ethernet", "cooked"):
+            ethertype_at(mine, link.ethertype_at, link.header, link.layout == "ethernet")
+        elif link.layout in ("ipv4", "ipv6"):
+            rows = np.flatnonzero(mine)
+            l3[rows] = start[rows]
+            version[rows] = int(link.layout[-1])
+    raw = _any_of(linktype, links.linktypes_with("raw"))
     if raw.any():
         rows = np.flatnonzero(raw & (caplen > 0))
         nibble = window[start[rows]] >> 4
         ip = (nibble == 4) | (nibble == 6)
         l3[rows[ip]] = start[rows[ip]]
         version[rows[ip]] = nibble[ip]
-    for fixed, number in ((links.LINKTYPE_IPV4, 4), (links.LINKTYPE_IPV6, 6)):
-        rows = np.flatnonzero(linktype == fixed)
-        l3[rows] = start[rows]
-        version[rows] = number
-    loop = np.flatnonzero(_any_of(linktype, (links.LINKTYPE_NULL, links.LINKTYPE_LOOP)) & (caplen >= 4))
+    loop = np.flatnonzero(_any_of(linktype, links.linktypes_with("family")) & (caplen >= 4))
     if len(loop):
         family = _gather(window, start[loop], 4, "<u4").astype(np.int64)
         swapped = family > 0xFFFF
@@ -379,7 +350,7 @@ def _decode_window(packets: _Packets) -> TcpBatch:
         l3[loop[v4 | v6]] = start[loop[v4 | v6]] + 4
         version[loop[v4]] = 4
         version[loop[v6]] = 6
-    odd |= _any_of(linktype, (links.LINKTYPE_NFLOG, links.LINKTYPE_FDDI))
+    odd |= _any_of(linktype, links.linktypes_with("nflog") + links.linktypes_with("fddi"))
 
     tcp = np.full(count, -1, dtype=np.int64)
     tcp_len = np.zeros(count, dtype=np.int64)
