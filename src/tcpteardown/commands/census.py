@@ -131,8 +131,7 @@ def _save_plot(result, capture: str, target: str) -> None:
     from ..views.census_plot import save_census_plot
 
     try:
-        save_census_plot(result, target, title=f"{os.path.basename(capture)}: how "
-                         f"{len(result)} TCP connections ended (filled: client ended it; hollow: server)")
+        save_census_plot(result, target, title=f"{os.path.basename(capture)}: how {len(result):,} TCP connections ended")
     except OSError as exc:
         raise UserError(f"-o {target}: cannot write the plot: {exc.strerror or exc}") from None
 
