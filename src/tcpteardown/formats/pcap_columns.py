@@ -240,6 +240,8 @@ class _Walker(_Reader):
         bad = (length % 4 != 0) | (rel + length > held)
         trailer = sliding_window_view(window, 4)[np.where(bad, rel, rel + length - 4)].copy().view(u4).reshape(-1)
         bad |= (trailer != length) | (caplen > length - 32) | (interface >= len(self.interfaces))
+        # A block with options (comments) goes through the general reader, which checks them.
+        bad |= length > 32 + ((caplen + 3) & ~3)
         if bad.any():
             # Stop the run before the bad block; the general reader then reads it
             # on the next call and describes the problem (or, strict, raises).
