@@ -35,6 +35,7 @@ class TcpBatch:
     time_ns: np.ndarray  # int64 (object when out of int64 range)
     flags: np.ndarray  # uint8
     seq: np.ndarray  # uint32
+    ack: np.ndarray  # uint32
     payload_len: np.ndarray  # int64
     src_hi: np.ndarray  # uint64
     src_lo: np.ndarray  # uint64
@@ -70,6 +71,7 @@ def batch_from_segments(segments: Sequence[Segment], packets: Optional[int] = No
         time_ns=np.array(times, dtype=object if any(not -2**63 <= t < 2**63 for t in times) else np.int64),
         flags=np.array([int(s.flags) & 0xFF for s in segments], dtype=np.uint8),
         seq=np.array([s.seq for s in segments], dtype=np.uint32),
+        ack=np.array([s.ack for s in segments], dtype=np.uint32),
         payload_len=np.array([s.payload_len for s in segments], dtype=np.int64),
         src_hi=np.array([h for h, _ in src], dtype=u64), src_lo=np.array([lo for _, lo in src], dtype=u64),
         sport=np.array([s.src.port for s in segments], dtype=np.int64),

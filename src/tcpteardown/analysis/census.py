@@ -3,10 +3,12 @@
 The first question in an incident: "which connections ended with an RST,
 from which side, and when?". A connection is what tshark calls a
 `tcp.stream`: packets of one 4-tuple, in file order, where a SYN (without
-ACK) starts a new connection on a 4-tuple that already had one when its
-sequence number differs from the first one that side sent (port reuse).
-A SYN repeating the old sequence number stays in the old connection, even
-after an RST, as tshark 4.0 does (a retried connect with the same ISN).
+ACK) starts a new connection on a 4-tuple that already had one (port reuse)
+when its sequence number differs from that side's base sequence number on
+it, as tshark 4.0 keeps it: the number of the last SYN (or SYN+ACK) that
+side sent there, else the one just before its first packet's. A SYN
+repeating the old number stays in the old connection, even after an RST
+(a retried connect with the same ISN).
 
 How a connection ended (`end`), decided from its flags only:
 
@@ -63,7 +65,7 @@ CONN_STATES = ("S0", "S1", "SF", "REJ", "S2", "S3", "RSTO", "RSTR", "RSTOS0", "R
 
 FIN, SYN, RST, ACK = int(TcpFlags.FIN), int(TcpFlags.SYN), int(TcpFlags.RST), int(TcpFlags.ACK)
 _COMPLETE, _SYN_ONLY, _MIDSTREAM = 0, 1, 2
-_UNSET = -2  # a side's base sequence number before it sent anything (-1: its first packet was no SYN)
+_UNSET = -1  # a side's base sequence number before it sent anything
 _SPLIT_ROUNDS = 4  # vectorised rounds for port reuse before the per-SYN loop takes over
 # History bits per side (Zeek's HIST_* masks): one letter each, or repeated when the sequence number changes.
 _H_SYN, _H_FIN, _H_RST, _H_DATA, _H_ACK, _H_FINRST, _H_MULTI = 1, 2, 4, 8, 16, 32, 64
@@ -146,7 +148,7 @@ _CONNECTION_COLUMNS = {
     "start": (np.int64, 0), "end": (np.int64, 0), "first_frame": (np.int64, 0), "last_frame": (np.int64, 0),
     "packets": (np.int64, 0), "bytes_a": (np.int64, 0), "bytes_b": (np.int64, 0),
     "syn_seq": (np.int64, -1),  # the client's first SYN
-    "base_a": (np.int64, _UNSET), "base_b": (np.int64, _UNSET),  # first seq each side sent (-1: not a SYN)
+    "base_a": (np.int64, _UNSET), "base_b": (np.int64, _UNSET),  # tshark's base seq per side (see _split)
     "synack": (bool, False),
     "end_frame": (np.int64, -1), "end_time": (np.int64, 0), "end_client": (bool, False), "end_rst": (bool, False),
     "fin": (bool, False), "rst": (bool, False),
@@ -256,6 +258,7 @@ class _Engine:
         by_b = ~from_a[order]  # the packet was sent by b
         flags = batch.flags[order].astype(np.int64)
         seq = batch.seq[order].astype(np.int64)
+        ack = batch.ack[order].astype(np.int64)
         payload = batch.payload_len[order].astype(np.int64)
         frame = batch.frame[order]
         time_ns = batch.time_ns[order]
@@ -267,7 +270,7 @@ class _Engine:
         pure_syn = (flags & (SYN | ACK)) == SYN
         candidates = np.flatnonzero(pure_syn & ~begins)
         if len(candidates):
-            self._split(begins, candidates, tid, tuple_start, by_b, flags, seq, carried)
+            self._split(begins, candidates, tid, tuple_start, by_b, flags, seq, ack, carried)
 
         runs_start = begins | tuple_start
         runs = np.flatnonzero(runs_start)  # each run: the rows of one connection in this batch
@@ -285,28 +288,38 @@ class _Engine:
                         batch.dport[order[first_rows]], time_ns, frame)
         last_of_tuple = np.append(tid[runs[1:]] != tid[runs[:-1]], True)
         self.tuples.columns["conn"][tid[runs[last_of_tuple]]] = conn_of_run[last_of_tuple]
-        self._account(conn_of_run, runs, run_end, run_of, by_b, flags, seq, payload, frame, time_ns, pos)
+        self._account(conn_of_run, runs, run_end, run_of, by_b, flags, seq, ack, payload, frame, time_ns, pos)
 
     # -- port reuse: where a SYN starts a new connection on a known 4-tuple -----------------
 
-    def _split(self, begins, candidates, tid, tuple_start, by_b, flags, seq, carried) -> None:
+    def _split(self, begins, candidates, tid, tuple_start, by_b, flags, seq, ack, carried) -> None:
         """Mark in `begins` each client SYN that starts a new connection (tshark's rule).
 
         A SYN from side s starts a new connection when s already sent on the
-        current one and the first packet it sent there was not a SYN with
-        this sequence number. Each round decides, per current connection, its
-        first such SYN; the SYNs after it are decided again in the next round.
+        current one and this SYN's number is not s's base there: the number
+        of s's last SYN on it, else the one before s's first packet's (tshark
+        4.0 checked: an ACK with 101 then a SYN with 100 stays one stream).
+        Each round decides, per current connection, its first such SYN; the
+        SYNs after it are decided again in the next round.
         """
         count = len(tid)
         pos = np.arange(count)
         first_of_tuple = np.maximum.accumulate(np.where(tuple_start, pos, 0))
-        next_by_side = []  # for each row: the next row at or after it sent by that side, same tuple (else count)
-        for side in (False, True):
-            nxt = np.minimum.accumulate(np.where(by_b == side, pos, count)[::-1])[::-1]
+        def next_row(mask):  # for each row: the next row at or after it in `mask`, same tuple (else count)
+            nxt = np.minimum.accumulate(np.where(mask, pos, count)[::-1])[::-1]
             valid = nxt < count
             valid[valid] = tid[nxt[valid]] == tid[valid]
-            next_by_side.append(np.where(valid, nxt, count))
-        base_if_first = np.append(np.where(flags & SYN != 0, seq, -1), _UNSET)  # index `count`: nothing sent
+            return np.where(valid, nxt, count)
+
+        next_by_side = [next_row(by_b == side) for side in (False, True)]
+        # the other side's first ACK: its acknowledgment number less one is this side's base until set
+        next_ack_by_side = [next_row((by_b == side) & (flags & ACK != 0)) for side in (False, True)]
+        before_first = np.append((seq - 1) & 0xFFFF_FFFF, _UNSET)  # index `count`: nothing sent
+        acked = np.append((ack - 1) & 0xFFFF_FFFF, _UNSET)
+        previous_syn = []  # for each row: the last earlier row with SYN sent by that side (else -1)
+        for side in (False, True):
+            last = np.maximum.accumulate(np.where((by_b == side) & (flags & SYN != 0), pos, -1))
+            previous_syn.append(np.concatenate(([-1], last[:-1])))
         known = carried >= 0
         carried_base = [np.full(count, _UNSET, dtype=np.int64) for _ in range(2)]
         for side, name in ((0, "base_a"), (1, "base_b")):
@@ -318,9 +331,13 @@ class _Engine:
             start = np.where(from_before, first_of_tuple[pending], last_begin)
             side_b = by_b[pending]
             first_sent = np.where(side_b, next_by_side[1][start], next_by_side[0][start])
-            base = base_if_first[np.where(first_sent < pending, first_sent, count)]
+            first_acked = np.where(side_b, next_ack_by_side[0][start], next_ack_by_side[1][start])
+            base = np.where(first_acked < np.minimum(first_sent, pending), acked[first_acked],
+                            before_first[np.where(first_sent < pending, first_sent, count)])
             earlier = np.where(side_b, carried_base[1][pending], carried_base[0][pending])
             base = np.where(from_before & (earlier != _UNSET), earlier, base)
+            syn_row = np.where(side_b, previous_syn[1][pending], previous_syn[0][pending])
+            base = np.where(syn_row >= start, seq[np.maximum(syn_row, 0)], base)
             starts_new = (base != _UNSET) & (base != seq[pending])
             if not starts_new.any():
                 return
@@ -341,9 +358,16 @@ class _Engine:
                 start = int(first_of_tuple[row])
             side = int(by_b[row])
             first_sent = int(next_by_side[side][start])
-            base = int(base_if_first[first_sent if first_sent < row else count])
+            first_acked = int(next_ack_by_side[1 - side][start])
+            if first_acked < min(first_sent, row):
+                base = int(acked[first_acked])
+            else:
+                base = int(before_first[first_sent if first_sent < row else count])
             if from_before and carried_base[side][row] != _UNSET:
                 base = int(carried_base[side][row])
+            syn_row = int(previous_syn[side][row])
+            if syn_row >= start:
+                base = int(seq[syn_row])
             if base != _UNSET and base != seq[row]:
                 begins[row] = True
                 current[int(tid[row])] = row
@@ -365,7 +389,8 @@ class _Engine:
         conns["start"][ids] = time_ns[rows]
         conns["first_frame"][ids] = frame[rows]
 
-    def _account(self, conn_of_run, runs, run_end, run_of, by_b, flags, seq, payload, frame, time_ns, pos) -> None:
+    def _account(self, conn_of_run, runs, run_end, run_of, by_b, flags, seq, ack, payload, frame, time_ns,
+                 pos) -> None:
         conns = self.conns
         count = len(pos)
         conn = conn_of_run[run_of]  # per row
@@ -425,10 +450,16 @@ class _Engine:
         for side, suffix in ((False, "_a"), (True, "_b")):
             mine = by_b == side
             first_sent = first_in_run(mine)
+            # tshark's base: the seq of the side's last SYN, else (first come) the one before its
+            # first packet's or the other side's first acknowledgment number less one
             base = conns["base" + suffix][conn_of_run]
+            first_acked = first_in_run(~mine & is_ack)
+            from_ack = (base == _UNSET) & (first_acked < first_sent)
+            base = np.where(from_ack, (ack[np.minimum(first_acked, count - 1)] - 1) & 0xFFFF_FFFF, base)
             unset = (base == _UNSET) & (first_sent < count)
-            at = np.minimum(first_sent, count - 1)
-            conns["base" + suffix][conn_of_run] = np.where(unset, np.where(is_syn[at], seq[at], -1), base)
+            base = np.where(unset, (seq[np.minimum(first_sent, count - 1)] - 1) & 0xFFFF_FFFF, base)
+            last_syn = np.maximum.reduceat(np.where(mine & is_syn, pos, -1), runs)
+            conns["base" + suffix][conn_of_run] = np.where(last_syn >= 0, seq[np.maximum(last_syn, 0)], base)
             conns["syn" + suffix][conn_of_run] |= any_in_run(mine & pure_syn)
             conns["synack" + suffix][conn_of_run] |= any_in_run(mine & synack)
             conns["other" + suffix][conn_of_run] |= any_in_run(mine & ~is_syn)

@@ -409,6 +409,7 @@ def _decode_window(packets: _Packets) -> TcpBatch:
     sport = (header[:, 0].astype(np.int64) << 8) | header[:, 1]
     dport = (header[:, 2].astype(np.int64) << 8) | header[:, 3]
     seq = header[:, 4:8].copy().view(">u4").reshape(-1).astype(np.uint32)
+    ack = header[:, 8:12].copy().view(">u4").reshape(-1).astype(np.uint32)
     data_offset = (header[:, 12].astype(np.int64) >> 4) * 4
     flags = header[:, 13].copy()
     payload_len = np.maximum(tcp_len[rows] - data_offset, 0)
@@ -434,6 +435,7 @@ def _decode_window(packets: _Packets) -> TcpBatch:
         time_ns=packets.time_ns[rows],
         flags=flags,
         seq=seq,
+        ack=ack,
         payload_len=payload_len,
         src_hi=src_hi, src_lo=src_lo, sport=sport,
         dst_hi=dst_hi, dst_lo=dst_lo, dport=dport,
