@@ -8,8 +8,12 @@ cd "$(dirname "$0")/.."
 # System packages the tests and live capture use. libpcap0.8 lets scapy put
 # the BPF filter in the kernel; tcpdump and tshark are the reference tools the
 # tests compare against; strace, golang-go, curl and nginx-light are the real
-# programs whose failures the tests explain; iproute2 drives namespaces.
-APT_PACKAGES="libpcap0.8 tcpdump tshark strace golang-go curl iproute2 nginx-light iptables"
+# programs whose failures the tests explain; iproute2 drives namespaces;
+# chromium and chromium-driver open the interactive HTML ladder headless
+# (through selenium) to step through it as a reader would; plantuml draws
+# every `plot -o ladder.puml` diagram in the tests (PlantUML's own parser);
+# chromium also runs the notebooks in JupyterLab (tests/test_browser.py).
+APT_PACKAGES="libpcap0.8 tcpdump tshark strace golang-go curl iproute2 nginx-light iptables chromium chromium-driver plantuml"
 
 missing=""
 if command -v dpkg-query >/dev/null 2>&1; then
@@ -44,4 +48,34 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     exit 1
   fi
   echo "$want" > "$stamp"
+fi
+
+# Mermaid's own parser and renderer (one self-contained file from the npm
+# package), so the tests check in headless Chromium that every diagram
+# `plot -o ladder.mmd` writes parses and shows its labels as GitHub will.
+# Pinned: GitHub's renderer follows Mermaid's releases.
+MERMAID_VERSION=12.3.0
+mermaid_js=.node/mermaid-$MERMAID_VERSION.min.js
+if [ ! -f "$mermaid_js" ]; then
+  if command -v npm >/dev/null 2>&1; then
+    mkdir -p .node
+    tarball="$(cd .node && npm pack --silent "mermaid@$MERMAID_VERSION")"
+    tar -xzf ".node/$tarball" -C .node package/dist/mermaid.min.js
+    mv .node/package/dist/mermaid.min.js "$mermaid_js"
+    rm -rf ".node/$tarball" .node/package
+  else
+    echo "setup: npm not found, skipping Mermaid (the test that renders diagrams will say so)" >&2
+  fi
+fi
+
+# Notebook outputs never reach a commit: .gitattributes runs notebooks
+# through the nbstripout filter (installed above with the test extra); git
+# needs the filter's command in the repository's config. --keep-id keeps the
+# committed cell ids, so a clean notebook passes through unchanged.
+if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+  nbstripout="\"$PWD/.venv/bin/python\" -m nbstripout --keep-id"
+  git config filter.nbstripout.clean "$nbstripout"
+  git config filter.nbstripout.smudge cat
+  git config filter.nbstripout.required true
+  git config diff.ipynb.textconv "$nbstripout --textconv"
 fi

@@ -1,15 +1,73 @@
-"""Execute one notebook top to bottom (used by test_notebooks.py in a child
-process, so the child can run without the capture privilege)."""
+"""Run notebook code the way a student would: execute one notebook top to
+bottom in a child process (so the child can run without the capture
+privilege), and build the command prefix that runs a child as another,
+unprivileged user.
 
+As a script: `notebook_runner.py NOTEBOOK WORKDIR` executes NOTEBOOK and
+prints its stream outputs.
+"""
+
+import contextlib
+import os
+import pwd
+import shutil
 import sys
+import tempfile
+from pathlib import Path
 
-import nbformat
-from nbclient import NotebookClient
+import pytest
 
-path, workdir = sys.argv[1], sys.argv[2]
-notebook = nbformat.read(path, as_version=4)
-NotebookClient(notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": workdir}}).execute()
-for cell in notebook.cells:
-    for output in cell.get("outputs", []):
-        if output.get("output_type") == "stream":
-            sys.stdout.write(output["text"])
+
+def unused_uids(count: int, start: int = 60100) -> list:
+    """`count` user ids no account and no file in the temporary folder uses."""
+    taken = {entry.pw_uid for entry in pwd.getpwall()}
+    taken |= {p.lstat().st_uid for p in Path(tempfile.gettempdir()).iterdir()}
+    found, uid = [], start
+    while len(found) < count:
+        if uid not in taken:
+            found.append(uid)
+        uid += 1
+    return found
+
+
+@contextlib.contextmanager
+def as_user(uid: int):
+    """Yield (prefix, home): a command prefix running a command as `uid` (its own group, no
+    supplementary groups, no capability but CAP_DAC_READ_SEARCH), with a
+    fresh HOME of its own (removed afterwards).
+
+    CAP_DAC_READ_SEARCH only lets it *read* the checkout and the interpreter
+    (a virtualenv whose Python lives under root's 0700 home); every write is
+    still checked against `uid`, which is what a second student runs into.
+    The home is made in the temporary folder, not under pytest's 0700
+    tmp_path: access(2), which Matplotlib and Jupyter use, ignores the
+    capability. Skips, naming the privilege, when we are not root."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run a child as another user (setpriv --reuid)")
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("needs setpriv (util-linux) to run a child as another user")
+    home = tempfile.mkdtemp(prefix=f"tcpteardown-test-home-{uid}-")
+    try:
+        os.chown(home, uid, uid)
+        yield (setpriv, f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
+               "--inh-caps=-all,+dac_read_search", "--ambient-caps=+dac_read_search",
+               "--bounding-set=-all,+dac_read_search", "--", "env", f"HOME={home}"), Path(home)
+    finally:
+        shutil.rmtree(home)
+
+
+def execute(path: str, workdir: str) -> None:
+    import nbformat
+    from nbclient import NotebookClient
+
+    notebook = nbformat.read(path, as_version=4)
+    NotebookClient(notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": workdir}}).execute()
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream":
+                sys.stdout.write(output["text"])
+
+
+if __name__ == "__main__":
+    execute(sys.argv[1], sys.argv[2])

@@ -8,7 +8,8 @@ import pytest
 
 from conftest import tool_or_skip
 from tcpteardown.errors import UserError
-from tcpteardown.formats.bundle import is_bundle, load_recording, write_bundle
+from tcpteardown.formats.bundle import is_bundle, load_recording
+from tcpteardown.views.packet_comments import write_annotated_bundle
 from tcpteardown.model import Endpoint, KernelEvent, Recording
 from tcpteardown.scenarios import run_scenario
 
@@ -39,7 +40,7 @@ def _with_events(recording: Recording) -> Recording:
 @capture
 def test_round_trip_is_exact(tmp_path, broken_pipe_run):
     original = _with_events(broken_pipe_run.recording)
-    path = write_bundle(tmp_path / "bp.pcapng", original)
+    path = write_annotated_bundle(tmp_path / "bp.pcapng", original)
     loaded = load_recording(path)
     assert loaded.calls == original.calls
     assert loaded.kernel_events == original.kernel_events
@@ -53,7 +54,7 @@ def test_round_trip_is_exact(tmp_path, broken_pipe_run):
 @capture
 def test_tshark_reads_it_without_warnings(tmp_path, broken_pipe_run):
     tshark = tool_or_skip("tshark")
-    path = write_bundle(tmp_path / "bp.pcapng", broken_pipe_run.recording)
+    path = write_annotated_bundle(tmp_path / "bp.pcapng", broken_pipe_run.recording)
     result = subprocess.run([tshark, "-r", str(path), "-T", "fields", "-e", "frame.number",
                              "-e", "tcp.flags.reset", "-e", "frame.comment"],
                             capture_output=True, text=True, timeout=60)
@@ -72,14 +73,14 @@ def test_tshark_reads_it_without_warnings(tmp_path, broken_pipe_run):
 
 @capture
 def test_fast_reader_and_scapy_agree_on_every_segment(tmp_path, broken_pipe_run):
-    path = write_bundle(tmp_path / "bp.pcapng", broken_pipe_run.recording)
+    path = write_annotated_bundle(tmp_path / "bp.pcapng", broken_pipe_run.recording)
     assert load_recording(path).segments == broken_pipe_run.recording.segments
 
 
 @capture
 def test_plain_pcap_loads_without_calls(tmp_path, broken_pipe_run):
     tcpdump = tool_or_skip("tcpdump")
-    bundle = write_bundle(tmp_path / "bp.pcapng", broken_pipe_run.recording)
+    bundle = write_annotated_bundle(tmp_path / "bp.pcapng", broken_pipe_run.recording)
     plain = tmp_path / "plain.pcap"
     subprocess.run([tcpdump, "-r", str(bundle), "-w", str(plain)], check=True, capture_output=True)
     loaded = load_recording(plain)
@@ -92,7 +93,7 @@ def test_a_recording_without_frames_is_not_invented(tmp_path):
 
     seg = Segment(1, 1, Endpoint("127.0.0.1", 1), Endpoint("127.0.0.1", 2), TcpFlags.SYN, 0, 0, 0, 0)
     with pytest.raises(UserError, match="never re-encoded"):
-        write_bundle(tmp_path / "x.pcapng", Recording(segments=(seg,)))
+        write_annotated_bundle(tmp_path / "x.pcapng", Recording(segments=(seg,)))
 
 
 def test_missing_file_is_a_user_error(tmp_path):

@@ -217,6 +217,7 @@ def test_every_rule_row_is_implemented_and_named_once():
     ("sendto", "ECONNRESET", "send-reset"), ("connect", "ECONNREFUSED", "connect-refused"),
     ("connect", "ETIMEDOUT", "connect-timeout"), ("recv", "EAGAIN", "recv-timeout"),
     ("send", "EBADF", "closed-descriptor"), ("getsockopt", "ECONNREFUSED", "connect-refused"),
+    ("connect", "EHOSTUNREACH", "connect-unreachable-icmp"), ("connect", "ENETUNREACH", "connect-unreachable-icmp"),
 ])
 def test_rule_lookup(op, outcome, first):
     errno, result = (None, 0) if outcome == "EOF" else (outcome, -1)
@@ -232,6 +233,8 @@ def test_design_table_rows_are_all_present():
         "send-epipe-after-rst": "rst", "send-epipe-local": "local-close", "connect-refused": "rst",
         "connect-timeout": "syn-unanswered", "recv-eof": "fin", "recv-timeout": "none",
         "not-connected-after-rst": "rst",  # beyond DESIGN.md's table: shutdown() on a reset socket
+        # beyond it too: connect() with no way there (tests/test_unreachable.py)
+        "connect-unreachable-icmp": "syn-unanswered", "connect-no-route": "none",
     }
 
 

@@ -230,3 +230,26 @@ def test_unprivileged_user_gets_a_namespace_or_a_clear_message():
         assert detail.startswith("net:[") and detail != HOST_NS
     else:
         assert word == "PROBLEM" and "root" in detail, detail
+
+
+def test_tools_in_sbin_are_found_without_sbin_on_path():
+    """A student's PATH has no /usr/sbin; `tc` and `ip` are there all the same."""
+    from tcpteardown.capture import platform as host
+
+    installed = [name for name in ("tc", "ip") if os.path.exists(f"/usr/sbin/{name}") or os.path.exists(f"/sbin/{name}")]
+    if not installed:
+        pytest.skip("needs tc and ip in /usr/sbin or /sbin (apt-get install iproute2)")
+    environment = {**os.environ, "PATH": "/usr/bin:/bin"}
+    result = subprocess.run(
+        [sys.executable, "-c", "from tcpteardown.capture import platform as p; import sys; "
+         f"print([p.find_tool(n) for n in {installed!r}])"], env=environment, capture_output=True, text=True)
+    assert "None" not in result.stdout and result.returncode == 0, result
+
+
+def test_delay_works_without_sbin_on_path():
+    _skip_without_namespaces()
+    environment = {**os.environ, "PATH": os.path.dirname(sys.executable) + ":/usr/bin:/bin"}
+    result = subprocess.run([sys.executable, "-m", "tcpteardown", "run", "graceful-close", "--delay", "5"],
+                            env=environment, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "needs the `tc` program" not in result.stderr

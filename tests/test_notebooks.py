@@ -10,10 +10,13 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 
 from conftest import REPO
+from notebook_runner import as_user, unused_uids
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 
@@ -24,9 +27,24 @@ def test_there_is_a_numbered_sequence():
     assert [n[:2] for n in names] == [f"{i:02d}" for i in range(len(names))]
 
 
+def _committed(path) -> str:
+    """The notebook as committed (HEAD's blob), not the working tree a class
+    may have just run; the working tree only outside a git checkout (a
+    release tarball has nothing else)."""
+    git = shutil.which("git")
+    if git is None or not (REPO / ".git").exists():
+        return path.read_text()
+    relative = path.relative_to(REPO).as_posix()
+    shown = subprocess.run([git, "-C", str(REPO), "show", f"HEAD:{relative}"], capture_output=True, text=True)
+    if shown.returncode != 0:  # a notebook not committed yet: what will be committed is the index's
+        shown = subprocess.run([git, "-C", str(REPO), "show", f":{relative}"], capture_output=True, text=True)
+    assert shown.returncode == 0, f"{relative} is not in git: {shown.stderr.strip()}"
+    return shown.stdout
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_committed_clean_and_without_logic(path):
-    notebook = json.loads(path.read_text())
+    notebook = json.loads(_committed(path))
     first = "".join(notebook["cells"][0]["source"])
     for heading in ("What you'll do", "What you'll learn", "What you'll need"):
         assert heading in first, f"{path.name} does not open with {heading!r}"
@@ -69,3 +87,73 @@ def test_executes_from_stored_captures_without_privilege(path, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     if "incident" not in path.name:
         assert "Loaded the stored capture" in result.stdout and "CAP_NET_RAW" in result.stdout, result.stdout
+        # Why it loads stored captures is said once per notebook, in one line, and never
+        # suggests giving the system's Python the capture privilege.
+        assert result.stdout.count("CAP_NET_RAW") == 1 and "setcap" not in result.stdout, result.stdout
+
+
+# Notebook 08's write-up cell, as a student runs it (the notebook holds no
+# logic: this is all it does).
+INCIDENT_SNIPPET = ("import tcpteardown.views.notebook as tt; "
+                    "print(tt.markdown_snippet(tt.load_incident()))")
+
+
+def test_incident_snippet_for_two_users_in_a_row():
+    """Two students on one machine: the second must not trip over the file
+    the first wrote (it used to be /tmp/capture.png for everyone)."""
+    written, uids = [], unused_uids(2)
+    try:
+        for uid in uids:
+            env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", MPLBACKEND="Agg",
+                       PYTHONPATH=str(REPO / "src"))
+            env.pop("TMPDIR", None)  # the shared temporary folder is the point
+            with as_user(uid) as (prefix, _home):
+                result = subprocess.run([*prefix, sys.executable, "-c", INCIDENT_SNIPPET], capture_output=True,
+                                        text=True, timeout=120, env=env, cwd=REPO / "notebooks")
+            assert result.returncode == 0, result.stderr[-3000:]
+            image = result.stdout.split("](", 1)[1].split(")", 1)[0]
+            written.append(image)
+        for uid, image in zip(uids, written):
+            assert os.lstat(image).st_uid == uid, f"{image} is not the student's own file"
+            folder = os.lstat(os.path.dirname(image))
+            assert folder.st_uid == uid and folder.st_mode & 0o077 == 0, f"{image} is in a folder others can write"
+    finally:  # each student's own folders (never more), also when a run failed before printing
+        for uid in uids:
+            for folder in Path(tempfile.gettempdir()).glob(f"tcpteardown-{uid}*"):
+                if folder.lstat().st_uid == uid:
+                    shutil.rmtree(folder)
+
+
+def test_outputs_never_reach_a_commit(tmp_path):
+    """The repository's .gitattributes and the filter scripts/setup.sh
+    configures strip a notebook run in class (outputs, execution counts) on
+    `git add`, keep its cell ids, and ignore JupyterLab's checkpoints."""
+    git = shutil.which("git")
+    if git is None:
+        pytest.skip("needs git")
+    setup = (REPO / "scripts" / "setup.sh").read_text()
+    clean = setup.split('nbstripout="', 1)[1].split('"\n', 1)[0].replace('\\"', '"')
+    clean = clean.replace('$PWD/.venv/bin/python', sys.executable)
+    run = lambda *args: subprocess.run([git, "-C", str(tmp_path), *args], capture_output=True, text=True,
+                                       check=True).stdout  # noqa: E731
+    run("init", "-q")
+    run("config", "filter.nbstripout.clean", clean)
+    run("config", "filter.nbstripout.smudge", "cat")
+    run("config", "filter.nbstripout.required", "true")
+    shutil.copy(REPO / ".gitattributes", tmp_path / ".gitattributes")
+    shutil.copy(REPO / ".gitignore", tmp_path / ".gitignore")
+    source = NOTEBOOKS[0]
+    notebook = json.loads(source.read_text())
+    code = next(c for c in notebook["cells"] if c["cell_type"] == "code")
+    code["execution_count"] = 3
+    code["outputs"] = [{"output_type": "stream", "name": "stdout", "text": ["a class ran this\n"]}]
+    (tmp_path / source.name).write_text(json.dumps(notebook, indent=1))
+    (tmp_path / ".ipynb_checkpoints").mkdir()
+    (tmp_path / ".ipynb_checkpoints" / f"{source.stem}-checkpoint.ipynb").write_text("{}")
+    run("add", "-A")
+    assert run("ls-files").split() == [".gitattributes", ".gitignore", source.name]
+    committed = json.loads(run("show", f":{source.name}"))
+    codes = [c for c in committed["cells"] if c["cell_type"] == "code"]
+    assert all(c["outputs"] == [] and c["execution_count"] is None for c in codes)
+    assert [c["id"] for c in committed["cells"]] == [c["id"] for c in notebook["cells"]]
+    assert run("show", f":{source.name}") == source.read_text(), "a clean notebook must pass through unchanged"

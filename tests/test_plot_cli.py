@@ -126,7 +126,7 @@ def test_every_corpus_capture_plots_or_says_why(corpus, tmp_path, capsys):
 @pytest.mark.needs_capture
 @pytest.mark.parametrize("argv, message", [
     (["plot", "{missing}"], "no such file"),
-    (["plot", "{bundle}", "-o", "{tmp}/ladder.jpg"], ".png, .svg or .pdf"),
+    (["plot", "{bundle}", "-o", "{tmp}/ladder.jpg"], ".png, .svg, .pdf, .mmd, .puml or .html"),
     (["plot", "{bundle}", "--conn", "9"], "no connection number 9"),
     (["plot", "{bundle}", "--conn", "10.1.1.1:1-10.1.1.2:2"], "no connection matches"),
 ])
@@ -147,15 +147,17 @@ def test_bad_choices_are_usage_errors(bundle, capsys):
 
 
 @pytest.mark.needs_capture
-def test_explain_markdown_writes_the_figure_and_prints_the_snippet(bundle, recorded, capsys):
-    assert main(["explain", str(bundle), "--markdown", "--lang", "go"]) == 0
+def test_explain_markdown_image_writes_the_figure_and_prints_the_snippet(bundle, recorded, capsys):
+    assert main(["explain", str(bundle), "--markdown", "--image", "--lang", "go"]) == 0
     out = capsys.readouterr().out
     image = bundle.with_suffix(".png")
     assert image.read_bytes().startswith(MAGIC[".png"])
-    link, paragraph = out.strip().split("\n\n")
+    title, context, link, heading, paragraph = out.strip().split("\n\n")
     client, server = recorded.segments[0].src, recorded.segments[0].dst
-    assert link.startswith(f"![broken-pipe: ladder of {client} → {server}, client send() → EPIPE](")
+    assert title == "## broken-pipe: client send() → EPIPE"
+    assert link.startswith(f"![broken-pipe: client send() → EPIPE (ladder of {client} → {server})](")
     assert link.endswith(f"({image.as_posix()})")
+    assert heading.startswith("### client send() → EPIPE ← frame ")
     assert "EPIPE" in paragraph and "RST" in paragraph and "broken pipe" in paragraph
 
 

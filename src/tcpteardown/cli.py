@@ -15,6 +15,7 @@ from typing import Optional, Sequence
 
 from . import __version__
 from .errors import UserError
+from .signals import exit_status, name_of, unwinding
 
 # Order is the order `tcpteardown --help` lists them in.
 COMMANDS = ("list", "run", "explain", "plot", "census", "diff", "record")
@@ -32,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Which segment made this socket call fail? Record, explain and plot TCP teardowns.",
     )
     parser.add_argument("--version", action="version", version=f"tcpteardown {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # Not dest="command": `record -- CMD` has a positional of that name.
+    sub = parser.add_subparsers(dest="subcommand", metavar="COMMAND")
     for name in COMMANDS:
         try:
             module = _command_module(name)
@@ -47,20 +49,49 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    from .mplconfig import settle_matplotlib_dirs
+
+    settle_matplotlib_dirs()  # before scapy or a view imports matplotlib
+    _print_file_names_as_given()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
         parser.print_help(sys.stderr)
         return EXIT_ERROR
+    from . import reaper
+
+    reaper.enable()  # undoes what the command set up, should it be SIGKILLed
     try:
-        return int(args._run(args) or 0)
+        with unwinding():  # SIGTERM/SIGHUP clean up like Ctrl-C
+            return int(args._run(args) or 0)
     except UserError as exc:
-        print(f"tcpteardown {args.command}: error: {exc}", file=sys.stderr)
+        print(f"tcpteardown {args.subcommand}: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    except KeyboardInterrupt:
-        print(f"tcpteardown {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        print(f"tcpteardown {args.subcommand}: interrupted ({name_of(exc)})", file=sys.stderr)
+        return exit_status(exc)
     except BrokenPipeError:
         # Our own stdout went away (`tcpteardown ... | head`): not an error.
         sys.stderr.close()
         return EXIT_OK
+    finally:
+        reaper.disable()
+
+
+def _print_file_names_as_given() -> None:
+    """A file name that is not valid UTF-8 prints as the bytes the user typed,
+    not as Python's escape (`bad\\udcffname.pcap`); other characters the
+    terminal cannot show still print escaped."""
+    import codecs
+
+    def as_given(error: UnicodeError):
+        if isinstance(error, UnicodeEncodeError) and all(
+                0xDC80 <= ord(c) <= 0xDCFF for c in error.object[error.start:error.end]):
+            return codecs.lookup_error("surrogateescape")(error)
+        return codecs.lookup_error("backslashreplace")(error)
+
+    codecs.register_error("tcpteardown-as-given", as_given)
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="tcpteardown-as-given")

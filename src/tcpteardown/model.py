@@ -115,6 +115,10 @@ class Segment:
     # Why the kernel sent this RST, as the tcp:tcp_send_reset tracepoint said
     # it (e.g. "NO_SOCKET"); None when no witness saw it.
     reset_reason: Optional[str] = None
+    # The process that sent or received it, where the capture says so (Apple's
+    # `tcpdump -k` pcapng and PKTAP headers); None otherwise.
+    pid: Optional[int] = None
+    process: Optional[str] = None
 
     @property
     def is_rst(self) -> bool:

@@ -457,6 +457,42 @@ def _connect_timeout(ctx: _Ctx, rule: Rule) -> Link:
                  sentence=f"{sent} to {syns[0].dst} (first: frame {syns[0].frame}) went unanswered")
 
 
+def _connect_unreachable_icmp(ctx: _Ctx, rule: Rule) -> Optional[Link]:
+    """Our SYN left and the call failed unreachable: an ICMP error answered
+    it. None when no SYN of ours is in the capture (then no-route decides)."""
+    sock, evidence, caveats = _search(ctx, lambda s: _unanswered(ctx, s))
+    if sock is None:
+        return None
+    syns, _answers = evidence
+    kind = "network" if ctx.call.errno == "ENETUNREACH" else "host"
+    return _make(ctx, rule, syns[0], caveats + ["ICMP is not in a TCP capture: the unreachable reply itself "
+                                                "is not shown; capture with `icmp or tcp` to see who sent it"],
+                 related=tuple(syns[1:]),
+                 sentence=f"its SYN to {syns[0].dst} (frame {syns[0].frame}"
+                          f"{f', sent {len(syns)} times' if len(syns) > 1 else ''}) was answered by an ICMP "
+                          f"{kind} unreachable, not by TCP")
+
+
+def _connect_no_route(ctx: _Ctx, rule: Rule) -> Link:
+    """No SYN left: the route lookup failed on this host. Names the route
+    when the recording noted it (`route: ...`, the no-route scenario does)."""
+    call = ctx.call
+    host = call.remote.host if call.remote is not None else "the destination"
+    route = next((value.split(": ", 1)[1] for key, value in ctx.recording.metadata.extra
+                  if key == "note" and value.startswith("route: ")), None)
+    if route:
+        matched = f"the route `{route}` covers it"
+    elif call.errno == "ENETUNREACH":
+        matched = "no route covers it"
+    else:
+        matched = "an `unreachable` route covers it"
+    sentence = (f"no SYN left: the route lookup for {host} failed on this host before any segment was built "
+                f"({matched}); the cause is local routing, not the network (`ip route get {host}` shows it)")
+    if dict(ctx.recording.metadata.extra).get("kernel_active_opens") == "0":
+        sentence += "; the kernel's own counters agree: it sent no SYN while this was recorded"
+    return _make(ctx, rule, None, [], sentence=sentence)
+
+
 def _recv_eof(ctx: _Ctx, rule: Rule) -> Link:
     sock, fins, caveats = _search(ctx, lambda s: _fins_toward(ctx, s) or None)
     if sock is None:
@@ -509,6 +545,8 @@ _RULES: dict[str, Callable[[_Ctx, Rule], Optional[Link]]] = {
     "send-epipe-local": _send_epipe_local,
     "connect-refused": _connect_refused,
     "connect-timeout": _connect_timeout,
+    "connect-unreachable-icmp": _connect_unreachable_icmp,
+    "connect-no-route": _connect_no_route,
     "recv-eof": _recv_eof,
     "recv-timeout": _recv_timeout,
     "not-connected-after-rst": _not_connected_after_rst,

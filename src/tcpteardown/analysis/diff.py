@@ -50,13 +50,40 @@ and 16324) while Linux against macOS does not. Window scale is compared by
 value; SACK-permitted, SACK blocks and timestamps by presence (timestamp
 values are clocks, not behaviour).
 
+Aligning by teardown structure (`align_by="structure"`, `diff --align
+structure`). Two *different* applications' teardowns of the same kind (an
+HTTP server's close against a scenario's) share no payload sizes and often
+not even who opened the connection. So each side is reduced to its
+skeleton: the handshake, every FIN and RST, and what was sent after the
+first of them (what answered the close); data and bare ACKs before the
+close are summed per direction. When the side that closed first is the
+client in one and the server in the other, the second side's roles are
+swapped, so that closer faces closer. Alignment then keys on sender and
+flags, never on payload length.
+
+Every difference has a `category`, so stack differences are named apart
+from the applications':
+
+| category      | differences                                                        |
+| ---           | ---                                                                |
+| `stack`       | the kernels chose differently: MSS, window scale, SACK/timestamps,  |
+|               | the order of SYN options, bare RST vs RST,ACK answering the same    |
+|               | step, a FIN sent again to acknowledge the peer's FIN (XNU, CLOSING) |
+| `teardown`    | the story differs: FIN where the other has RST, a FIN or RST only   |
+|               | one side has, another errno, another TCP state, another RST reason  |
+| `application` | payload sizes, data segments, timing, which side closed first       |
+
+In structure mode application differences are shown, not counted: they
+are what two applications may differ in while their kernels tear down the
+same way.
+
 This module is pure: it never imports socket or scapy, and never reads files.
 """
 
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import ClassVar, Iterable, Optional, Sequence, Union
 
 from ..model import Endpoint, Recording, SocketCall, TcpFlags
@@ -67,7 +94,7 @@ from .tcpstate import Connection, connections, infer_states, state_at
 
 __all__ = ["DEFAULT_TOLERANCE_NS", "SegmentStep", "CallStep", "Difference", "OnlyIn", "FlagDifference",
            "PayloadDifference", "ReasonDifference", "OutcomeDifference", "StateDifference", "TimingDifference",
-           "OptionDifference", "AlignedRow", "SideSummary", "DiffResult", "Normalised", "diff",
+           "OptionDifference", "OptionOrderDifference", "ApplicationDifference", "AlignedRow", "SideSummary", "DiffResult", "Normalised", "diff",
            "normalise", "pick_connection"]
 
 # Loopback jitter on a busy two-core CI machine reaches tens of milliseconds;
@@ -105,7 +132,7 @@ class SegmentStep:
 
     @property
     def arrow(self) -> str:
-        return "client -> server" if self.sender == "client" else "server -> client"
+        return f"{self.sender} -> {_OTHER.get(self.sender, '?')}"
 
     @property
     def label(self) -> str:
@@ -149,6 +176,11 @@ class CallStep:
 Step = Union[SegmentStep, CallStep]
 
 
+# Roles: who opened (client, server); when aligning by structure, who closed first (closer, peer).
+_OTHER = {"client": "server", "server": "client", "closer": "peer", "peer": "closer"}
+ALIGN_CHOICES = ("steps", "structure")
+
+
 # -- differences ------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
@@ -157,17 +189,25 @@ class Difference:
 
     kind: ClassVar[str] = "difference"
     row: int
+    # Shown, not counted: an application difference when aligning by structure.
+    shown_only: bool = field(default=False, kw_only=True)
+
+    @property
+    def category(self) -> str:
+        """"stack" (the kernels chose differently), "teardown" or "application"."""
+        return "teardown"
 
     @property
     def counts(self) -> bool:
         """False for differences shown for information only (see OnlyIn)."""
-        return True
+        return not self.shown_only
 
     def describe(self) -> str:  # pragma: no cover - every subclass says it better
         return self.kind
 
     def to_json(self) -> dict:
-        return {"kind": self.kind, "row": self.row, "counts": self.counts, "text": self.describe()}
+        return {"kind": self.kind, "category": self.category, "row": self.row, "counts": self.counts,
+                "text": self.describe()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,14 +222,29 @@ class OnlyIn(Difference):
     # back of the application's next segment depends on how soon the
     # application acted (the delayed-ACK timer). Shown; counts only when asked.
     informational: bool = False
+    # A FIN sent again, with the seq of the sender's first FIN, to acknowledge
+    # the peer's FIN: XNU does this from CLOSING (tcp_outflags), Linux sends a bare ACK.
+    fin_again: bool = False
 
     @property
     def counts(self) -> bool:
-        return not self.informational
+        return not (self.informational or self.shown_only)
+
+    @property
+    def category(self) -> str:
+        if self.fin_again:
+            return "stack"
+        if isinstance(self.step, SegmentStep) and _segment_class(self.step) in ("data", "ack") \
+                and self.step.sender in ("client", "server"):
+            return "application"
+        return "teardown"  # a FIN, an RST, a call, or (aligned by structure) what answered the close
 
     def describe(self) -> str:
         what = "segment" if isinstance(self.step, SegmentStep) else "call"
         text = f"{what} {self.step.describe()} only in {self.side}"
+        if self.fin_again:
+            text += (" (its FIN sent again to acknowledge the peer's FIN in CLOSING, as XNU does; "
+                     "Linux acknowledges with a bare ACK)")
         if self.informational:
             text += " (a bare ACK: acknowledgment timing, not counted)"
         return text
@@ -202,16 +257,36 @@ class FlagDifference(Difference):
     kind: ClassVar[str] = "flags"
     a: SegmentStep
     b: SegmentStep
+    # Both RSTs answer the same step (the rows before them agree): bare RST
+    # against RST,ACK is then the kernels' choice, not the story's.
+    same_trigger: bool = False
 
     @property
     def fin_vs_rst(self) -> bool:
         return {_closing(self.a.flags), _closing(self.b.flags)} == {"FIN", "RST"}
+
+    @property
+    def rst_flavour(self) -> bool:
+        return bool(self.a.flags & self.b.flags & TcpFlags.RST) and \
+            (self.a.flags ^ self.b.flags) & ~TcpFlags.PSH == TcpFlags.ACK
+
+    @property
+    def category(self) -> str:
+        if self.rst_flavour and self.same_trigger:
+            return "stack"
+        if not (self.a.flags ^ self.b.flags) & ~TcpFlags.PSH:
+            return "application"  # PSH only: how the application's data was pushed
+        return "teardown"
 
     def describe(self) -> str:
         text = (f"{self.a.arrow}: {self.a.flags.render()} in A (frame {self.a.frame}) where B has "
                 f"{self.b.flags.render()} (frame {self.b.frame})")
         if self.fin_vs_rst:
             text += f": A closes with {_closing(self.a.flags)}, B with {_closing(self.b.flags)}"
+        elif self.rst_flavour:
+            text += (": bare RST against RST,ACK answering the same step" if self.same_trigger else
+                     ": the RSTs answer different steps (a bare RST answers a segment that carried an "
+                     "ACK; RST,ACK is an abort or answers a SYN)")
         return text
 
 
@@ -220,6 +295,10 @@ class PayloadDifference(Difference):
     kind: ClassVar[str] = "payload"
     a: SegmentStep
     b: SegmentStep
+
+    @property
+    def category(self) -> str:
+        return "application"
 
     def describe(self) -> str:
         return (f"{self.a.arrow} {self.a.flags.render()}: {self.a.payload_len} payload bytes in A "
@@ -281,6 +360,10 @@ class TimingDifference(Difference):
     b_ns: int
     step: Step  # A's step
 
+    @property
+    def category(self) -> str:
+        return "application"
+
     def describe(self) -> str:
         if self.what == "duration":
             return (f"{self.step.describe()} took {_ms(self.a_ns)} in A, {_ms(self.b_ns)} in B")
@@ -302,6 +385,10 @@ class OptionDifference(Difference):
     b_present: bool
     step: SegmentStep  # A's segment
 
+    @property
+    def category(self) -> str:
+        return "stack"
+
     def describe(self) -> str:
         def show(present, value):
             if not present:
@@ -316,6 +403,47 @@ class OptionDifference(Difference):
         return {**Difference.to_json(self), "option": self.option,
                 "a": _jsonable(self.a_value) if self.a_present else None,
                 "b": _jsonable(self.b_value) if self.b_present else None}
+
+
+@dataclass(frozen=True, slots=True)
+class OptionOrderDifference(Difference):
+    """The same SYN options in another order: each stack writes its own (XNU mss,ws,ts,sackOK; Linux mss,sackOK,ts,ws)."""
+
+    kind: ClassVar[str] = "option-order"
+    a_order: tuple[str, ...]
+    b_order: tuple[str, ...]
+    step: SegmentStep  # A's segment
+
+    @property
+    def category(self) -> str:
+        return "stack"
+
+    def describe(self) -> str:
+        return (f"{self.step.arrow} {self.step.flags.render()}: options in the order "
+                f"{','.join(self.a_order)} in A, {','.join(self.b_order)} in B")
+
+    def to_json(self) -> dict:
+        return {**Difference.to_json(self), "a": list(self.a_order), "b": list(self.b_order)}
+
+
+@dataclass(frozen=True, slots=True)
+class ApplicationDifference(Difference):
+    """What the applications did differently, for the connection as a whole:
+    which side closed first, how much data each side sent before the close."""
+
+    kind: ClassVar[str] = "application"
+    what: str  # "closer" or "data"
+    text: str
+
+    @property
+    def category(self) -> str:
+        return "application"
+
+    def describe(self) -> str:
+        return self.text
+
+    def to_json(self) -> dict:
+        return {**Difference.to_json(self), "what": self.what}
 
 
 def _closing(flags: TcpFlags) -> Optional[str]:
@@ -366,6 +494,7 @@ class SideSummary:
     states_source: Optional[str]
     segments: int
     calls: int
+    closer: Optional[str] = None  # aligned by structure: who closed first ("client" or "server")
 
     def to_json(self) -> dict:
         return {"label": self.label, "os": self.os,
@@ -373,7 +502,7 @@ class SideSummary:
                 "server": str(self.server) if self.server else None,
                 "connection": self.connection, "connections": self.connections,
                 "roles_known": self.roles_known, "states_source": self.states_source,
-                "segments": self.segments, "calls": self.calls}
+                "segments": self.segments, "calls": self.calls, "closer": self.closer}
 
 
 @dataclass(frozen=True, slots=True)
@@ -384,6 +513,10 @@ class DiffResult:
     differences: tuple[Difference, ...]
     tolerance_ns: int
     notes: tuple[str, ...] = ()  # what was not compared, and why
+    align_by: str = "steps"  # or "structure" (see the module's docstring)
+
+    def by_category(self, category: str) -> tuple[Difference, ...]:
+        return tuple(d for d in self.differences if d.category == category)
 
     @property
     def matches(self) -> bool:
@@ -393,6 +526,7 @@ class DiffResult:
     def to_json(self) -> dict:
         return {
             "matches": self.matches,
+            "align_by": self.align_by,
             "tolerance_ms": self.tolerance_ns / 1e6,
             "a": self.a.to_json(),
             "b": self.b.to_json(),
@@ -602,17 +736,28 @@ def _same_call(x: CallStep, y: CallStep) -> bool:
 
 def diff(a: Recording, b: Recording, *, tolerance: Union[int, float, None] = None,
          connection_a: Union[None, int, str] = None, connection_b: Union[None, int, str] = None,
-         label_a: str = "", label_b: str = "", count_bare_acks: bool = False) -> DiffResult:
+         label_a: str = "", label_b: str = "", count_bare_acks: bool = False,
+         align_by: str = "steps") -> DiffResult:
     """Every difference between the teardown in `a` and the one in `b`.
 
     `tolerance` is in nanoseconds (default `DEFAULT_TOLERANCE_NS`): timing
     differences at or under it are jitter, not differences. A bare ACK only
     one side sent is reported but does not count unless `count_bare_acks`.
+    `align_by` "structure" compares two applications' teardowns by who
+    closed, how, and what answered (see the module's docstring).
     """
+    if align_by not in ALIGN_CHOICES:
+        raise ValueError(f"align_by must be one of {', '.join(ALIGN_CHOICES)}, not {align_by!r}")
     tolerance_ns = DEFAULT_TOLERANCE_NS if tolerance is None else int(tolerance)
     na = normalise(a, connection_a, label=label_a or "A")
     nb = normalise(b, connection_b, label=label_b or "B")
-    seg_pairs = align(na.segments, nb.segments, key=lambda s: s.key, same_slot=_same_slot,
+    fins_again = _fins_again(na.segments) | {-frame for frame in _fins_again(nb.segments)}
+    whole: list[ApplicationDifference] = []
+    if align_by == "structure":
+        (na, before_a, closer_a), (nb, before_b, closer_b) = _skeleton(na), _skeleton(nb)
+        whole = _application_differences(before_a, closer_a, before_b, closer_b)
+    key = (lambda s: s.key) if align_by == "steps" else _structure_key
+    seg_pairs = align(na.segments, nb.segments, key=key, same_slot=_same_slot,
                       anchor=lambda s: _segment_class(s) in ("opening", "closing"), indel=_segment_indel,
                       fine=lambda s: (s.rel_seq, s.rel_ack))
     call_pairs = align(na.calls, nb.calls, key=lambda c: c.key, same_slot=_same_call)
@@ -633,9 +778,11 @@ def diff(a: Recording, b: Recording, *, tolerance: Union[int, float, None] = Non
             if kind == "segment" or compare_calls:
                 step = x if x is not None else y
                 bare = kind == "segment" and not count_bare_acks and _segment_class(step) == "ack"
-                found.append(OnlyIn(number, "A" if x is not None else "B", step, informational=bare))
+                again = kind == "segment" and (step.frame if x is not None else -step.frame) in fins_again
+                found.append(OnlyIn(number, "A" if x is not None else "B", step, informational=bare,
+                                    fin_again=again))
         elif kind == "segment":
-            found += _segment_differences(number, x, y)
+            found += _segment_differences(number, x, y, _same_trigger(rows))
         else:
             if x.outcome != y.outcome:
                 found.append(OutcomeDifference(number, x, y))
@@ -654,8 +801,92 @@ def diff(a: Recording, b: Recording, *, tolerance: Union[int, float, None] = Non
         for difference in _state_differences(rows, na, nb):
             row = rows[difference.row]
             rows[difference.row] = replace(row, differences=(*row.differences, difference))
+    if whole:  # on the row where the teardown starts
+        at = next((n for n, row in enumerate(rows) if row.kind == "segment"
+                   and any(s is not None and _segment_class(s) == "closing" for s in (row.a, row.b))), 0)
+        if rows:
+            rows[at] = replace(rows[at], differences=(*rows[at].differences, *(replace(d, row=at) for d in whole)))
+    if align_by == "structure":  # what two applications may differ in: shown, not counted
+        rows = [replace(row, differences=tuple(replace(d, shown_only=True) if d.category == "application" else d
+                                               for d in row.differences)) for row in rows]
+        notes.append("aligned by teardown structure: handshake by who opened (client, server), the rest "
+                     "by who closed first (closer, peer); data before the close summed, payload sizes "
+                     "and timing shown, not counted")
     differences = [d for row in rows for d in row.differences]
-    return DiffResult(na.summary, nb.summary, tuple(rows), tuple(differences), tolerance_ns, tuple(notes))
+    return DiffResult(na.summary, nb.summary, tuple(rows), tuple(differences), tolerance_ns, tuple(notes),
+                      align_by)
+
+
+# -- aligning by structure ----------------------------------------------------------
+
+def _structure_key(step: SegmentStep) -> tuple:
+    """Sender and flags, never payload length (PSH is how data was pushed, not teardown)."""
+    return (step.sender, int(step.flags) & ~int(TcpFlags.PSH))
+
+
+def _skeleton(side: Normalised) -> tuple[Normalised, dict, Optional[str]]:
+    """The handshake, every FIN and RST and what was sent after the first of
+    them, with senders after the handshake named closer/peer; the data sent
+    before the close, per opening role; and who closed first."""
+    closer = next((s.sender for s in side.segments if _segment_class(s) == "closing"), None)
+    role = {closer: "closer", _OTHER[closer]: "peer"} if closer else {}
+    before = {"client": [0, 0], "server": [0, 0]}  # segments, bytes
+    kept, closed = [], False
+    for step in side.segments:
+        kind = _segment_class(step)
+        closed = closed or kind == "closing"
+        if kind == "opening":
+            kept.append(step)
+        elif kind == "closing" or (closed and kind == "data"):
+            kept.append(replace(step, sender=role.get(step.sender, step.sender)))
+        elif kind == "data":
+            before[step.sender][0] += 1
+            before[step.sender][1] += step.payload_len
+    calls = tuple(replace(c, side=role.get(c.side, c.side)) for c in side.calls)
+    summary = replace(side.summary, closer=closer)
+    return replace(side, segments=tuple(kept), calls=calls, summary=summary), before, closer
+
+
+def _application_differences(before_a: dict, closer_a: Optional[str], before_b: dict,
+                             closer_b: Optional[str]) -> list[ApplicationDifference]:
+    found = []
+    if closer_a and closer_b and closer_a != closer_b:
+        found.append(ApplicationDifference(0, "closer", f"the {closer_a} closed first in A, the {closer_b} in B "
+                                                         "(aligned closer to closer)"))
+    if before_a != before_b:
+        def amounts(before):
+            return ", ".join(f"{role} {n_bytes} B in {n} segment{'s' if n != 1 else ''}"
+                             for role, (n, n_bytes) in before.items())
+        found.append(ApplicationDifference(0, "data", f"data before the close: {amounts(before_a)} in A; "
+                                                       f"{amounts(before_b)} in B"))
+    return found
+
+
+def _fins_again(steps: Sequence[SegmentStep]) -> set[int]:
+    """Frames of FINs a sender sent again (same seq) after the peer's FIN had
+    arrived: the acknowledgment of a FIN from CLOSING, XNU-style."""
+    first: dict[str, int] = {}  # sender -> seq of its first FIN
+    peer_fin: set[str] = set()  # senders whose peer has sent a FIN since theirs
+    again = set()
+    for step in steps:
+        if not step.flags & TcpFlags.FIN:
+            continue
+        if step.sender in first and step.sender in peer_fin and step.rel_seq == first[step.sender]:
+            again.add(step.frame)
+        first.setdefault(step.sender, step.rel_seq)
+        other = _OTHER.get(step.sender)
+        if other in first:
+            peer_fin.add(other)
+    return again
+
+
+def _same_trigger(rows: list[AlignedRow]) -> bool:
+    """The last segment rows agree (both sides have them, same sender and class): what comes next answers the same step."""
+    for row in reversed(rows):
+        if row.kind != "segment":
+            continue
+        return row.a is not None and row.b is not None and _same_slot(row.a, row.b)
+    return False
 
 
 def _get(steps: Sequence, index: Optional[int]):
@@ -695,10 +926,10 @@ def _merge_by_time(first: list, second: list) -> Iterable[tuple]:
             j += 1
 
 
-def _segment_differences(row: int, x: SegmentStep, y: SegmentStep) -> list[Difference]:
+def _segment_differences(row: int, x: SegmentStep, y: SegmentStep, same_trigger: bool = False) -> list[Difference]:
     found: list[Difference] = []
     if x.flags != y.flags:
-        found.append(FlagDifference(row, x, y))
+        found.append(FlagDifference(row, x, y, same_trigger))
     if x.payload_len != y.payload_len:
         found.append(PayloadDifference(row, x, y))
     if x.reset_reason and y.reset_reason and x.reset_reason != y.reset_reason:
@@ -715,6 +946,10 @@ def _option_differences(row: int, x: SegmentStep, y: SegmentStep) -> list[Differ
         if name in ox and name in oy and ox[name] == oy[name]:
             continue
         found.append(OptionDifference(row, name, raw_x.get(name), raw_y.get(name), name in ox, name in oy, x))
+    order_x = tuple(name for name, _ in x.options if name in oy)
+    order_y = tuple(name for name, _ in y.options if name in ox)
+    if x.flags & TcpFlags.SYN and order_x != order_y and sorted(order_x) == sorted(order_y):
+        found.append(OptionOrderDifference(row, order_x, order_y, x))
     return found
 
 

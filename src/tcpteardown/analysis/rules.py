@@ -19,7 +19,7 @@ from typing import Optional
 from ..model import RECEIVE_OPS, SEND_OPS, CauseKind, SocketCall
 
 __all__ = ["Rule", "RULES", "OP_FAMILIES", "op_family", "rule_for", "rule_named", "is_interesting",
-           "TIMEOUT_ERRNOS", "CLOSED_ERRNOS", "NOT_OUTCOMES"]
+           "TIMEOUT_ERRNOS", "CLOSED_ERRNOS", "NOT_OUTCOMES", "UNREACHABLE_ERRNOS"]
 
 # Which ops count as which family. Application logs speak of `dial`, `read`
 # and `write`; a non-blocking connect reports its result through
@@ -35,6 +35,11 @@ OP_FAMILIES: dict[str, frozenset[str]] = {
 # Python's socket.timeout and Go's "i/o timeout" (importers name it ETIMEDOUT,
 # or leave the word "timeout").
 TIMEOUT_ERRNOS = frozenset({"ETIMEDOUT", "EAGAIN", "EWOULDBLOCK", "timeout"})
+
+# "No way there": the host's routing table (no SYN leaves) or an ICMP
+# host/network unreachable answering the SYN. ENETUNREACH when no route
+# matches at all, EHOSTUNREACH for an `unreachable` route or the ICMP reply.
+UNREACHABLE_ERRNOS = frozenset({"EHOSTUNREACH", "ENETUNREACH"})
 
 # Not outcomes: a non-blocking connect says EINPROGRESS and reports its real
 # result later (getsockopt SO_ERROR, which importers turn into the call).
@@ -82,6 +87,12 @@ RULES: tuple[Rule, ...] = (
        "connect -> ECONNREFUSED: the RST/ACK answering our SYN (nothing listening)"),
     _r("connect-timeout", "connect", TIMEOUT_ERRNOS, CauseKind.SYN_UNANSWERED,
        "connect -> timeout: the unanswered SYN and its retransmissions"),
+    _r("connect-unreachable-icmp", "connect", UNREACHABLE_ERRNOS, CauseKind.SYN_UNANSWERED,
+       "connect -> EHOSTUNREACH/ENETUNREACH after our SYN left: a router or the destination host answered "
+       "it with ICMP host/network unreachable (ICMP is not in a TCP capture)"),
+    _r("connect-no-route", "connect", UNREACHABLE_ERRNOS, CauseKind.NONE,
+       "connect -> EHOSTUNREACH/ENETUNREACH and no SYN left: this host's route lookup failed "
+       "(an unreachable route, or none); the cause is local routing"),
     _r("recv-eof", "recv", {"EOF"}, CauseKind.FIN,
        "recv/read -> 0 (EOF): the FIN from the peer"),
     _r("recv-timeout", "recv", TIMEOUT_ERRNOS, CauseKind.NONE,

@@ -19,7 +19,12 @@ know.
 
 When the recording holds the kernel's own `sock:inet_sock_set_state`
 events, those are the truth and `infer_states` returns them instead;
-`states_source` says which was used.
+`states_source` says which was used. With one exception, where the kernel
+is silent: the side that closed first hands its connection to a time-wait
+mini-socket when the last FIN arrives, and the tracepoint only sees the full
+socket released (FIN_WAIT2 -> CLOSE). The connection is in TIME_WAIT then,
+for `TIME_WAIT_NS` on Linux; that state is taken from the packets and
+`time_wait_from_packets` says where, so views mark it.
 
 This module is pure: it never imports socket or scapy.
 """
@@ -32,7 +37,8 @@ from typing import Iterable, Optional
 from ..model import Endpoint, Recording, Segment, TcpFlags
 
 __all__ = ["STATES", "TRANSITIONS", "Connection", "connections", "connection_of", "segment_events",
-           "infer_states", "states_source", "state_at", "KERNEL_STATE_EVENT"]
+           "infer_states", "states_source", "state_at", "KERNEL_STATE_EVENT", "TIME_WAIT_NS",
+           "time_wait_from_packets", "describe_state"]
 
 STATES = ("CLOSE", "LISTEN", "SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT1", "FIN_WAIT2",
           "CLOSE_WAIT", "CLOSING", "LAST_ACK", "TIME_WAIT")
@@ -41,6 +47,14 @@ KERNEL_STATE_EVENT = "sock:inet_sock_set_state"
 # Kernel events are stamped a little before the packet the capture saw
 # (the state changes, then the segment leaves): accept them this early.
 _KERNEL_SLACK_NS = 1_000_000
+
+# How long each OS keeps a connection in TIME_WAIT. Linux: TCP_TIMEWAIT_LEN
+# (include/net/tcp.h), 60 s, fixed at build time (no sysctl changes it).
+TIME_WAIT_NS: dict[str, int] = {"Linux": 60 * 1_000_000_000}
+
+# Where the kernel reports a closing socket released instead of TIME_WAIT:
+# the states it leaves from when a time-wait mini-socket takes over.
+_BEFORE_TIME_WAIT = ("FIN_WAIT1", "FIN_WAIT2", "CLOSING")
 
 # (state, event) -> new state. Events are named from the side whose state
 # changes: send_* for segments it sent, recv_* for segments it received.
@@ -307,6 +321,8 @@ def _event_side(event, connection: Connection) -> Optional[Endpoint]:
 def states_source(recording: Recording, connection: Connection) -> str:
     """Where `infer_states` takes its answer from, in words."""
     if any(True for _ in _state_events(recording, connection)):
+        if time_wait_from_packets(recording, connection):
+            return "kernel (sock:inet_sock_set_state; TIME_WAIT from the packets, which the tracepoint does not see)"
         return "kernel (sock:inet_sock_set_state)"
     return "packets (RFC 9293 state machine)"
 
@@ -315,12 +331,66 @@ def infer_states(recording: Recording, connection: Connection) -> dict[Endpoint,
     """Each side's states over time: `{endpoint: [(time_ns, state), ...]}`.
 
     From the kernel's `sock:inet_sock_set_state` events when the recording
-    has them for this connection, otherwise from the segments.
+    has them for this connection, otherwise from the segments; TIME_WAIT,
+    which the tracepoint never reports, from the segments in either case.
     """
     kernel = _kernel_states(recording, connection)
-    if kernel:
-        return kernel
-    return _packet_states(connection)
+    if not kernel:
+        return _packet_states(connection)
+    for side, (when, _state) in _silent_time_wait(kernel, connection).items():
+        kernel[side] = _with_time_wait(kernel[side], when)
+    return kernel
+
+
+def time_wait_from_packets(recording: Recording, connection: Connection) -> dict[Endpoint, int]:
+    """{side: time} of each TIME_WAIT that `infer_states` took from the
+    packets because the kernel's tracepoint was silent about it (empty when
+    the kernel was not heard at all: then every state is from the packets)."""
+    kernel = _kernel_states(recording, connection)
+    if not kernel:
+        return {}
+    return {side: when for side, (when, _) in _silent_time_wait(kernel, connection).items()}
+
+
+def _silent_time_wait(kernel: dict, connection: Connection) -> dict[Endpoint, tuple[int, str]]:
+    """{side: (when, kernel's last state)} for each side the packets put in
+    TIME_WAIT (as its last state) while the kernel's last word was a release
+    from a closing state, or that closing state itself.
+
+    A release *before* the last FIN arrived is a socket closed in FIN_WAIT2:
+    Linux hands it to a mini-socket that stays in FIN_WAIT2 (tcp_fin_timeout)
+    and goes to TIME_WAIT on the FIN; the packets then give the time."""
+    found = {}
+    for side, packet_line in _packet_states(connection).items():
+        line = kernel.get(side)
+        if not line or packet_line[-1][1] != "TIME_WAIT":
+            continue
+        entered = packet_line[-1][0]
+        last_time, last = line[-1]
+        before = line[-2][1] if len(line) > 1 else None
+        if last == "CLOSE" and before in _BEFORE_TIME_WAIT:
+            found[side] = (last_time if last_time >= entered - _KERNEL_SLACK_NS else entered, last)
+        elif last in _BEFORE_TIME_WAIT:
+            found[side] = (entered, last)
+    return found
+
+
+def _with_time_wait(line: list[tuple[int, str]], when: int) -> list[tuple[int, str]]:
+    if line[-1][1] == "CLOSE":
+        line = line[:-1]
+    return [*line, (when, "TIME_WAIT")]
+
+
+def describe_state(state: str, os_name: Optional[str] = None, *, from_packets: bool = False) -> str:
+    """A state as a reader should see it: TIME_WAIT says how long it lasts
+    on `os_name`, and a state the kernel did not report says so."""
+    text = state
+    if state == "TIME_WAIT":
+        lasts = TIME_WAIT_NS.get(os_name or "")
+        text += f" ({lasts // 1_000_000_000} s)" if lasts else " (2×MSL)"
+    if from_packets:
+        text += " [from the packets]"
+    return text
 
 
 def state_at(timeline: Iterable[tuple[int, str]], time_ns: int) -> Optional[str]:

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional, Protocol
 
+from .. import reaper
 from ..errors import MissingTool, UserError
 from ..model import Frame, Segment, TcpFlags
 from .snmp import TcpCounters, read_tcp_counters
@@ -201,6 +202,7 @@ class TcpdumpBackend(_Counted):
         self.keep_file = path is not None
         if path is None:
             self._workdir = tempfile.TemporaryDirectory(prefix="tcpteardown-capture-")
+            self._reaper_token = reaper.watch_folder(self._workdir.name)  # should we be SIGKILLed
             path = Path(self._workdir.name) / "capture.pcap"
         self.tcpdump = TcpdumpCapture(path, list(ports) or None, iface=iface, buffer_kib=buffer_kib,
                                       immediate=False)
@@ -238,6 +240,7 @@ class TcpdumpBackend(_Counted):
         if self._workdir is not None:
             self._workdir.cleanup()
             self._workdir = None
+            reaper.forget(self._reaper_token)
 
 
 def _read_file(path: Path) -> tuple[tuple[Frame, ...], tuple[Segment, ...], tuple[str, ...]]:

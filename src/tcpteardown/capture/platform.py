@@ -89,12 +89,22 @@ def tracefs_problem() -> Optional[str]:
     return None
 
 
+# Where Debian and others put ip, tc and iptables: often not on a user's PATH
+# (nobody, a student), although the programs are installed and usable there.
+SYSTEM_BIN = ("/usr/local/sbin", "/usr/sbin", "/sbin")
+
+
+def find_tool(name: str) -> Optional[str]:
+    """The path of an installed program: PATH first, then the sbin folders."""
+    return shutil.which(name) or shutil.which(name, path=os.pathsep.join(SYSTEM_BIN))
+
+
 @lru_cache(maxsize=None)
 def netns_problem() -> Optional[str]:
     """None if we can create network namespaces (as root, with `ip`)."""
     if not IS_LINUX:
         return "network namespaces exist only on Linux"
-    if shutil.which("ip") is None:
+    if find_tool("ip") is None:
         return "needs the `ip` program (apt-get install iproute2)"
     if os.geteuid() == 0:
         return None

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Iterable, Optional
 
+from .. import reaper
 from ..errors import MissingTool, NoCapturePrivilege, UserError
 from . import platform as host
 
@@ -85,6 +86,7 @@ class TcpdumpCapture:
             command[1:1] = ["-Z", "root"]  # keep the file ours; tcpdump would drop to user tcpdump
         self._proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.PIPE, start_new_session=True)
+        self._reaper_token = reaper.watch_process(self._proc.pid)  # should we be SIGKILLed
         self._stderr = b""
         try:
             self._wait_ready()
@@ -149,6 +151,7 @@ class TcpdumpCapture:
                 self._proc.wait()
             self._proc.stderr.close()
             self._proc = None
+            reaper.forget(self._reaper_token)
         if self._marker is not None:
             self._marker.close()
             self._marker = None

@@ -31,6 +31,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tolerance", metavar="MS", type=float, default=None,
                         help="timing differences up to MS milliseconds are jitter, not differences "
                              "(default 250)")
+    parser.add_argument("--align", choices=("steps", "structure"), default="steps",
+                        help="steps: pair segment by segment (the same program twice); structure: pair by "
+                             "who closed, how and what answered, payload sizes and timing shown but not "
+                             "counted (two programs' teardowns of the same kind, e.g. Linux against a real "
+                             "Mac capture)")
     parser.add_argument("--count-acks", action="store_true",
                         help="count a bare ACK only one side sent as a difference (by default it is "
                              "shown but not counted: it is acknowledgment timing, not teardown)")
@@ -46,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
     tolerance = None if args.tolerance is None else int(args.tolerance * 1_000_000)
     try:
         result = diff(a, b, tolerance=tolerance, connection_a=args.conn_a, connection_b=args.conn_b,
-                      label_a=Path(args.a).name, label_b=Path(args.b).name, count_bare_acks=args.count_acks)
+                      label_a=Path(args.a).name, label_b=Path(args.b).name, count_bare_acks=args.count_acks,
+                      align_by=args.align)
     except ValueError as exc:
         raise UserError(str(exc)) from None
     problems = tuple(f"{name}: {text}" for name, recording in (("A", a), ("B", b))

@@ -6,6 +6,10 @@ can be added from an strace log (`--strace`) and from application log lines
 their line numbers and skipped. The text output is one paragraph per link
 (`views.narrative.paragraph`); `--json` prints DESIGN.md's contract.
 
+Sockets no call covers (all of them, in a plain capture) get the links
+`analysis.predict` makes from the packets alone, with the rules of the OS
+`formats.os_guess` names from the capture (`--os` overrides it).
+
 Output formats are a table (`FORMATS`): another view (the ladder helper's
 `--markdown`) is one row with its flag, help and a renderer taking
 `(links, recording, args)`, without touching the rest.
@@ -48,11 +52,13 @@ def _render_text(links, recording, args) -> str:
 def _render_json(links, recording, args) -> str:
     from ..views.narrative import links_to_json
 
-    return json.dumps(links_to_json(links, recording, lang=args.lang, tz=args.tzinfo), indent=2)
+    guess = getattr(args, "os_guess", None)
+    return json.dumps(links_to_json(links, recording, lang=args.lang, tz=args.tzinfo,
+                                    os=guess.to_json() if guess is not None else None), indent=2)
 
 
 def _render_markdown(links, recording, args) -> str:
-    from ..views.markdown import render_markdown  # the ladder helper's: writes <stem>.png beside CAPTURE
+    from ..views.markdown import render_markdown  # Mermaid embedded; with --image, <stem>.png beside CAPTURE
 
     return render_markdown(links, recording, args)
 
@@ -63,8 +69,10 @@ def _render_markdown(links, recording, args) -> str:
 # flag set wins, text otherwise. A new view adds its format with one row.
 FORMATS: dict[str, tuple[str, Callable]] = {
     "json": ("print DESIGN.md's JSON contract instead of text", _render_json),
-    "markdown": ("write the ladder next to CAPTURE (<stem>.png) and print a Markdown snippet: "
-                 "the image link and the paragraphs", _render_markdown),
+    "markdown": ("print a Markdown snippet for a write-up: the ladder as a Mermaid diagram, then each "
+                 "paragraph under a heading with its frames (--image: a PNG next to CAPTURE, linked)",
+                 _render_markdown),
+    "mermaid": ("the same as --markdown (the Mermaid diagram is embedded by default)", _render_markdown),
 }
 
 
@@ -73,8 +81,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                           "(default UTC), e.g. Europe/Paris or +02:00")
     for flag, (help_text, _render) in FORMATS.items():
         parser.add_argument(f"--{flag}", action="store_true", help=help_text)
+    parser.add_argument("--image", action="store_true",
+                        help="with --markdown: draw the ladder as <stem>.png next to CAPTURE and link it "
+                             "instead of embedding Mermaid")
     parser.add_argument("--lang", choices=LANGS, type=str.lower,
                         help="quote each errno as this language prints it")
+    parser.add_argument("--os", choices=("linux", "darwin", "freebsd", "windows", "unknown"), type=str.lower,
+                        help="whose kernel rules to predict with (default: the OS the packets show)")
 
 
 def parse_tz(text: Optional[str]) -> Optional[dt.tzinfo]:
@@ -116,18 +129,40 @@ def _import(kind: str, path: str, args: argparse.Namespace):
     return result.calls
 
 
+def _packets_alone(recording, args: argparse.Namespace):
+    """Name the OS from the packets (or --os), correlate the real calls, and add
+    the predictions for what no real call covers (formats.os_guess,
+    analysis.predict): (recording, links). Sets args.os_guess for the JSON."""
+    from dataclasses import replace
+
+    from ..analysis.correlate import correlate
+    from ..analysis.predict import TABLE_OSES, predict
+    from ..formats.os_guess import DISPLAY, guess_os
+
+    guess = args.os_guess = guess_os(recording, override=getattr(args, "os", None))
+    if guess.display and (guess.overridden or not recording.metadata.os):
+        recording = replace(recording, metadata=replace(recording.metadata, os=guess.display))
+    os_of = {host: DISPLAY.get(name, name) for host, name in guess.hosts.items()}
+    real = correlate(recording)
+    predicted = predict(recording, guess.display or "unknown", os_of=os_of, real_links=real)
+    if predicted and guess.display not in TABLE_OSES:
+        print(f"tcpteardown explain: note: no rule table for {guess.name}: only connect() outcomes "
+              "are predicted", file=sys.stderr)
+    return recording, real + predicted
+
+
 def run(args: argparse.Namespace) -> int:
     from ..analysis.completeness import banner
-    from ..analysis.correlate import correlate
 
     args.tzinfo = parse_tz(args.tz)
     recording = load(args)
     sys.stderr.write(banner(recording))  # anything missing from the evidence: said first
-    links = correlate(recording)
+    recording, links = _packets_alone(recording, args)
     render = next((fn for flag, (_help, fn) in FORMATS.items() if getattr(args, flag, False)), _render_text)
     if not recording.calls:
-        print("tcpteardown explain: note: this capture holds packets only, no socket calls; pass "
-              "--strace FILE or --log FILE (or explain a bundle from `tcpteardown run`/`record`) "
-              "to link failing calls to segments", file=sys.stderr)
+        whose = args.os_guess.display or args.os_guess.name
+        print("tcpteardown explain: note: this capture holds packets only, no socket calls; what each side "
+              f"saw is predicted from the packets ({whose} rules); pass --strace FILE or --log FILE "
+              "(or explain a bundle from `tcpteardown run`/`record`) to link real calls", file=sys.stderr)
     print(render(links, recording, args))
     return 0

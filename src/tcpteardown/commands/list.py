@@ -1,4 +1,5 @@
-"""`tcpteardown list`: every scenario, one line each, and whether this host can run it."""
+"""`tcpteardown list`: every scenario, one line each, whether this host can run it,
+and per OS what its expectation rests on (observed, seen in a real capture, from source)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ HELP = "list the scenarios (name, one line each, what they need)"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="one JSON object per scenario")
+    parser.add_argument("--evidence", action="store_true",
+                        help="under each scenario, what each OS's expectation rests on (source lines, captures)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -20,7 +23,9 @@ def run(args: argparse.Namespace) -> int:
     for scenario in all_scenarios():
         problem = can_run(scenario)
         rows.append({"name": scenario.name, "summary": scenario.summary, "family": scenario.family_group,
-                     "needs": list(scenario.needs), "runnable": problem is None, "why_not": problem})
+                     "needs": list(scenario.needs), "runnable": problem is None, "why_not": problem,
+                     "expectations": {os_name: {"status": e.status, "evidence": [str(x) for x in e.evidence]}
+                                      for os_name, e in scenario.expected.items()}})
     if args.json:
         print(json.dumps({"scenarios": rows}, indent=2))
         return 0
@@ -29,4 +34,10 @@ def run(args: argparse.Namespace) -> int:
         needs = f"  [needs {', '.join(row['needs'])}]" if row["needs"] else ""
         cannot = f"  (cannot run here: {row['why_not']})" if row["why_not"] else ""
         print(f"{row['name']:<{width}}  {row['summary']}{needs}{cannot}")
+        print(f"{'':<{width}}  expected on " + " · ".join(
+            f"{os_name}: {e['status']}" for os_name, e in row["expectations"].items()))
+        if args.evidence:
+            for os_name, e in row["expectations"].items():
+                for line in e["evidence"]:
+                    print(f"{'':<{width}}    {os_name} {line}")
     return 0

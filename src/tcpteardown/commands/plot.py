@@ -1,4 +1,8 @@
-"""`tcpteardown plot CAPTURE`: draw the ladder of one connection (PNG, SVG or PDF).
+"""`tcpteardown plot CAPTURE`: draw the ladder of one connection.
+
+The suffix of `-o` picks the format (`WRITERS`): a figure (.png, .svg,
+.pdf), a Mermaid sequenceDiagram (.mmd), a PlantUML diagram (.puml), or one
+self-contained interactive page (.html).
 
 Loads the capture (a bundle or any pcap/pcapng) plus socket calls from
 `--strace`/`--log` exactly as `tcpteardown explain` does, links each call to
@@ -24,7 +28,8 @@ HELP = "draw the ladder diagram of a connection: each failing call next to the s
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_evidence_arguments(parser, tz_help="time zone for log lines without one (default UTC)")
     parser.add_argument("-o", "--output", metavar="OUT",
-                        help="where to write: .png, .svg or .pdf (default: <capture stem>.png next to CAPTURE)")
+                        help="where to write: .png, .svg, .pdf, .mmd (Mermaid), .puml (PlantUML) or .html "
+                             "(interactive page) (default: <capture stem>.png next to CAPTURE)")
     parser.add_argument("--conn", metavar="CONN",
                         help="which connection: an index (0 is the first) or a 4-tuple such as "
                              "127.0.0.1:5000-127.0.0.1:8080 (default: the one with the first failing call)")
@@ -36,11 +41,50 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="draw one row per connection, coloured by how it ended, instead of a ladder")
 
 
+FIGURES = (".png", ".svg", ".pdf")
+
+
+def _write_text(path: Path, text: str) -> Path:
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"cannot write {path}: {exc.strerror}") from None
+    return path
+
+
+def _mermaid(recording, links, conn, args, out: Path) -> Path:
+    from ..views.mermaid import mermaid_text
+
+    return _write_text(out, mermaid_text(recording, links, conn=conn, title=_title(recording, args)))
+
+
+def _plantuml(recording, links, conn, args, out: Path) -> Path:
+    from ..views.mermaid import plantuml_text
+
+    return _write_text(out, plantuml_text(recording, links, conn=conn, title=_title(recording, args)))
+
+
+def _html(recording, links, conn, args, out: Path) -> Path:
+    from ..views.html_ladder import html_ladder
+
+    return _write_text(out, html_ladder(recording, links, conn=conn, lang=args.lang))
+
+
+def _title(recording, args) -> str:
+    return recording.metadata.scenario or Path(args.capture).name
+
+
+# Text formats: suffix -> writer(recording, links, connection index, args, out).
+# Figures (FIGURES) go through matplotlib below.
+WRITERS = {".mmd": _mermaid, ".puml": _plantuml, ".html": _html}
+
+
 def output_path(args: argparse.Namespace) -> Path:
     if args.output:
         path = Path(args.output)
-        if path.suffix.lower() not in (".png", ".svg", ".pdf"):
-            raise UserError(f"-o {args.output}: expected a file name ending in .png, .svg or .pdf")
+        if path.suffix.lower() not in (*FIGURES, *WRITERS):
+            raise UserError(f"-o {args.output}: expected a file name ending in "
+                            f"{', '.join((*FIGURES, *WRITERS)[:-1])} or {(*FIGURES, *WRITERS)[-1]}")
         return path
     return Path(args.capture).with_suffix(".png")
 
@@ -55,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
     from .explain import load, parse_tz
 
     out = output_path(args)
+    if args.overview and out.suffix.lower() in WRITERS:
+        raise UserError(f"-o {out}: --overview draws a figure; expected a file name ending in {', '.join(FIGURES)}")
     args.tzinfo = parse_tz(args.tz)
     recording = load(args)
     sys.stderr.write(banner(recording))  # anything missing from the evidence: said first
@@ -64,6 +110,10 @@ def run(args: argparse.Namespace) -> int:
         print(save_figure(draw_overview(recording, highlight=chosen.index), out))
         return 0
     links = correlate(recording)
+    writer = WRITERS.get(out.suffix.lower())
+    if writer is not None:  # text formats: the ladder only, no overview beside it
+        print(writer(recording, links, chosen.index, args, out))
+        return 0
     print(save_figure(draw_ladder(recording, links, conn=chosen.index, lang=args.lang, time_axis=args.time), out))
     if len(found) > 1:
         beside = out.with_name(f"{out.stem}-overview{out.suffix}")

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import os
 import platform
 import re
@@ -41,6 +42,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
+from .. import signals
 from ..errors import MissingTool, UserError
 
 HELP = "run any program under strace with a loopback capture and the kernel witness; write one bundle"
@@ -60,18 +62,62 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .. import reaper
+
     command = program_argv(args.command)
     ports = parse_ports(args.ports)
     strace = _require_tools(command)
     output = Path(args.output) if args.output else default_output(command)
     with tempfile.TemporaryDirectory(prefix="tcpteardown-record-") as workdir:
-        result = record(command, ports, Path(workdir), strace=strace, capture=getattr(args, "capture", "auto"))
-    from ..formats.bundle import write_bundle
-
-    path = write_bundle(output, result.recording)
+        token = reaper.watch_folder(workdir)
+        try:
+            raw = record(command, ports, Path(workdir), strace=strace,
+                         capture=getattr(args, "capture", "auto"))
+            path, result = _write(raw, output)
+        finally:
+            reaper.forget(token)
     for line in result.report(path):
         print(f"tcpteardown record: {line}", file=sys.stderr)
-    return 130 if result.interrupted else result.exit_status
+    return signals.exit_status(result.interrupted) if result.interrupted else result.exit_status
+
+
+def _write(raw: "Raw", output: Path) -> tuple[Path, "Recorded"]:
+    """Build the recording and write the bundle; should either fail, the raw
+    capture and strace log are kept beside OUTPUT first: never lose a recording."""
+    from ..views.packet_comments import write_annotated_bundle
+
+    try:
+        result = raw.build()
+        return write_annotated_bundle(output, result.recording), result
+    except BaseException as exc:
+        kept = keep_raw(raw, output)
+        print(f"tcpteardown record: could not write {output} ({type(exc).__name__}: {exc}); "
+              f"what was recorded is kept in {kept}: tcpteardown explain {kept / 'capture.pcap'} "
+              f"--strace {kept / 'strace.log'}", file=sys.stderr)
+        raise
+
+
+def keep_raw(raw: "Raw", output: Path) -> Path:
+    """Copy the raw capture and strace log to OUTPUT.raw/ (a new name if taken),
+    or to a private folder of our own when OUTPUT's folder is not writable."""
+    target = _new_folder(output)
+    for source in (raw.pcap, raw.log):
+        if source.exists():
+            shutil.copyfile(source, target / source.name)
+    return target
+
+
+def _new_folder(output: Path) -> Path:
+    for n in itertools.count(1):
+        target = output.with_name(output.name + (".raw" if n == 1 else f".raw{n}"))
+        try:
+            target.mkdir(parents=True)
+            return target
+        except FileExistsError:
+            continue
+        except OSError:
+            return Path(tempfile.mkdtemp(prefix="tcpteardown-record-kept-"))
+    raise AssertionError("unreachable")
 
 
 # -- arguments -----------------------------------------------------------------
@@ -126,7 +172,7 @@ def _require_tools(command: Sequence[str]) -> str:
 class Recorded:
     recording: object  # model.Recording
     exit_status: int
-    interrupted: bool
+    interrupted: Optional[BaseException]  # the KeyboardInterrupt/Terminated that stopped the program
     notes: tuple[str, ...]
 
     def report(self, path: Path) -> list[str]:
@@ -134,14 +180,36 @@ class Recorded:
         ports = rec.metadata.get("ports") or "none found"
         lines = [f"wrote {path}: {len(rec.frames)} packets (ports {ports}), {len(rec.calls)} socket calls, "
                  f"{len(rec.kernel_events)} kernel events; program exit status {self.exit_status}"
-                 + (" (interrupted)" if self.interrupted else "")]
+                 + (f" (interrupted: {signals.name_of(self.interrupted)})" if self.interrupted else "")]
         lines.extend(self.notes)
         return lines
 
 
+@dataclass
+class Raw:
+    """What a recording left on disk and in memory, before it is a Recording."""
+    pcap: Path
+    log: Path
+    events: tuple
+    witness: object
+    capture: object
+    command: Sequence[str]
+    ports: Sequence[int]
+    exit_status: int
+    interrupted: Optional[BaseException]
+    started: int
+    window: tuple[int, int]
+
+    def build(self) -> Recorded:
+        recording, notes = build_recording(self.pcap, self.log, self.events, self.witness, self.capture,
+                                           self.command, self.ports, self.exit_status, self.started,
+                                           self.window)
+        return Recorded(recording, self.exit_status, self.interrupted, notes)
+
+
 def record(command: Sequence[str], ports: Sequence[int], workdir: Path, *, strace: str = "strace",
-           capture: str = "auto") -> Recorded:
-    """Run `command` traced, captured and witnessed; the Recording and its exit status."""
+           capture: str = "auto") -> Raw:
+    """Run `command` traced, captured and witnessed; what it left, ready to build."""
     from ..capture.backends import choose_backend, open_backend
     from ..capture.kernel import KernelWitness
 
@@ -156,25 +224,30 @@ def record(command: Sequence[str], ports: Sequence[int], workdir: Path, *, strac
         window_end = time.time_ns()
         events = witness.stop()
         capture.stop()
-    recording, notes = build_recording(pcap, log, events, witness, capture, command, ports, exit_status,
-                                       started, (window_start, window_end))
-    return Recorded(recording, exit_status, interrupted, notes)
+    return Raw(pcap, log, events, witness, capture, command, ports, exit_status, interrupted, started,
+               (window_start, window_end))
 
 
-def run_traced(strace: str, log: Path, command: Sequence[str]) -> tuple[int, bool]:
-    """(exit status, interrupted). CMD keeps our stdin/stdout/stderr."""
+def run_traced(strace: str, log: Path, command: Sequence[str]) -> tuple[int, Optional[BaseException]]:
+    """(exit status, the interrupt that stopped it or None). CMD keeps our
+    stdin/stdout/stderr; strace and CMD run in a process group of their own,
+    which the reaper kills should we be SIGKILLed."""
+    from .. import reaper
+
     argv = [strace, "-f", "-ttt", "-T", "-yy", "-o", str(log), "--", *command]
-    process = subprocess.Popen(argv)
-    interrupted = False
+    process = subprocess.Popen(argv, start_new_session=True)
+    token = reaper.watch_group(process.pid)
+    interrupted = None
     try:
         try:
             status = process.wait()
-        except KeyboardInterrupt:
-            interrupted = True
-            status = _interrupt(process)
+        except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, SIGHUP (signals.Terminated)
+            interrupted = exc
+            status = _interrupt(process, signals.signal_of(exc))
     finally:
         if process.poll() is None:  # a second Ctrl-C, or anything else: nothing stays behind
             _kill_tree(process)
+        reaper.forget(token)
     return _exit_status(status), interrupted
 
 
@@ -187,12 +260,12 @@ def _tracees(process: subprocess.Popen) -> list[int]:
     return children
 
 
-def _interrupt(process: subprocess.Popen) -> int:
-    """Ctrl-C: SIGINT to the program (strace -o blocks it for itself), then
-    SIGKILL if it has not exited within STOP_SECONDS."""
+def _interrupt(process: subprocess.Popen, signum: int) -> int:
+    """Ctrl-C or SIGTERM: the same signal to the program (strace -o blocks it
+    for itself), then SIGKILL if it has not exited within STOP_SECONDS."""
     for pid in _tracees(process):
         with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGINT)
+            os.kill(pid, signum)
     try:
         return process.wait(timeout=STOP_SECONDS)
     except subprocess.TimeoutExpired:

@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..formats.bundle import write_bundle
+    from ..views.packet_comments import write_annotated_bundle
     from ..scenarios import get_scenario, run_scenario
     from ..scenarios.needs import can_run
     from ..errors import NoCapturePrivilege, UserError
@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         raise NoCapturePrivilege(f"cannot capture: {exc}") from None
     bundle = None
     if args.output:
-        bundle = str(write_bundle(Path(args.output), result.recording))
+        bundle = str(write_annotated_bundle(Path(args.output), result.recording))
     if args.json:
         print(json.dumps(run_to_json(result, bundle), indent=2))
     else:

@@ -265,6 +265,9 @@ def parse_log(lines: Iterable[str], *, path: str = "<log>", tz: Union[None, str,
 
 
 def read_log_file(path: Union[str, "os.PathLike[str]"], **options) -> ImportResult:
-    """`parse_log` over a file (UTF-8, undecodable bytes replaced)."""
-    with open(path, encoding="utf-8", errors="replace") as handle:
+    """`parse_log` over a file, pipe or FIFO (formats.inputs.open_text: UTF-8 or
+    what its byte order mark says, undecodable bytes replaced)."""
+    from .inputs import open_text
+
+    with open_text(path) as handle:
         return parse_log(handle, path=str(path), **options)

@@ -1,9 +1,10 @@
 """The bundle: one .pcapng that holds a whole recording (DESIGN.md contract).
 
 Wireshark and tshark open it unmodified: packets are ordinary Enhanced
-Packet Blocks, and each socket call shows up as a comment on the packet next
-to it. The machine-readable part (socket calls, kernel events, metadata,
-kernel reasons for RSTs) travels in one pcapng Custom Block after the last
+Packet Blocks, with comments for people that the caller gives
+(`views.packet_comments`: each RST's reason, each socket call on the packet
+next to it with the frame that caused its outcome). The machine-readable
+part (socket calls, kernel events, metadata, kernel reasons for RSTs) travels in one pcapng Custom Block after the last
 packet (so frame numbers are the packets' own), as JSON tagged
 `tcpteardown-bundle/1`, and round-trips exactly: times are integer
 nanoseconds, errnos are names.
@@ -14,12 +15,14 @@ block the recording has packets only.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
 from dataclasses import asdict, fields
 from pathlib import Path
-from typing import Any, Optional
+from types import MappingProxyType
+from typing import Any, Mapping, Optional, Sequence
 
 from .. import __version__
 from ..errors import UserError
@@ -31,8 +34,11 @@ TAG = b"tcpteardown-bundle/1\n"
 
 # -- writing -------------------------------------------------------------------
 
-def write_bundle(path: "str | os.PathLike", recording: Recording) -> Path:
-    """Write `recording` (which must carry its captured frames) as a bundle."""
+def write_bundle(path: "str | os.PathLike", recording: Recording,
+                 comments: Mapping[int, Sequence[str]] = MappingProxyType({})) -> Path:
+    """Write `recording` (which must carry its captured frames) as a bundle,
+    with `comments` (frame number -> lines) on its packets for people
+    reading it in Wireshark (`views.packet_comments` makes them)."""
     path = Path(path)
     if recording.segments and not recording.frames:
         raise UserError("this recording has no captured frames to write; a bundle holds the kernel's own "
@@ -40,7 +46,6 @@ def write_bundle(path: "str | os.PathLike", recording: Recording) -> Path:
     meta = recording.metadata
     linktypes = sorted({frame.linktype for frame in recording.frames}) or [1]
     interface_of = {linktype: index for index, linktype in enumerate(linktypes)}
-    comments = _call_comments(recording)
     blocks = [
         pcapng.section_header(
             hardware=platform.machine(),
@@ -56,12 +61,20 @@ def write_bundle(path: "str | os.PathLike", recording: Recording) -> Path:
         # one placed before the packets would shift every frame number.
         pcapng.custom(TAG + json.dumps(_to_json(recording), sort_keys=True).encode()),
     ]
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".part")
-    with open(tmp, "wb") as out:
-        pcapng.write_all(out, blocks)
-    os.replace(tmp, path)  # never leave a half-written bundle under the real name
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as out:
+            pcapng.write_all(out, blocks)
+        os.replace(tmp, path)  # never leave a half-written bundle under the real name
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
     return path
+
+
+SUMMARY_FAILURES = 20  # the section comment is for a human opening the file, not the record
 
 
 def _summary(recording: Recording) -> str:
@@ -69,25 +82,11 @@ def _summary(recording: Recording) -> str:
     failed = [c for c in recording.calls if c.outcome != "ok"]
     lines = [f"tcpteardown recording: scenario {meta.scenario or '-'}",
              f"captured with: {meta.capture or '-'}"]
-    lines += [f"{c.role} {c.op}() -> {c.outcome}" for c in failed]
+    lines += [f"{c.role} {c.op}() -> {c.outcome}" for c in failed[:SUMMARY_FAILURES]]
+    if len(failed) > SUMMARY_FAILURES:
+        lines.append(f"... and {len(failed) - SUMMARY_FAILURES} more failing calls "
+                     "(every call is in the tcpteardown block and on its packet)")
     return "\n".join(lines)
-
-
-def _call_comments(recording: Recording) -> dict[int, tuple[str, ...]]:
-    """Each socket call as a comment on the first packet at or after its start
-    (the last packet when it came after all of them)."""
-    if not recording.frames:
-        return {}
-    times = [frame.time_ns for frame in recording.frames]
-    out: dict[int, list[str]] = {}
-    for call in recording.calls:
-        number = next((i for i, t in enumerate(times, start=1) if t >= call.start_ns), len(times))
-        where = f"{call.local}->{call.remote}" if call.local or call.remote else "no endpoint"
-        when = "before" if times[number - 1] >= call.start_ns else "after"
-        out.setdefault(number, []).append(
-            f"tcpteardown: {call.role} {call.op}() -> {call.outcome} [fd {call.fd}, {where}] "
-            f"(call started {abs(times[number - 1] - call.start_ns) / 1e6:.3f} ms {when} this packet)")
-    return {number: tuple(lines) for number, lines in out.items()}
 
 
 # -- JSON codec (exact round trip) ----------------------------------------------
@@ -146,12 +145,19 @@ def load_recording(path: "str | os.PathLike", *, strict: bool = False) -> Record
         if payload.startswith(TAG):
             try:
                 calls, events, metadata, reasons = _from_json(json.loads(payload[len(TAG):]))
-            except (ValueError, KeyError, TypeError) as exc:
-                raise UserError(f"{path}: the tcpteardown block is damaged ({exc}); "
-                                "the packets are intact: open the file in Wireshark") from None
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                # As for a truncated file: keep the packets, say what is missing.
+                problem = (f"{path}: the tcpteardown block is damaged ({type(exc).__name__}: {exc}); "
+                           "using the packets alone, without socket calls, kernel events or RST reasons")
+                if strict:
+                    raise UserError(problem) from None
+                contents.problems.append(problem)
+                calls, events, metadata, reasons = (), (), Metadata(), {}
             break
     segments = tuple(_with_reason(s, reasons.get(s.frame)) for s in contents.segments)
     extra = tuple(metadata.extra) + tuple(("problem", p) for p in contents.problems)
+    if metadata.os is None:  # a plain capture: its section header may name the capturing OS
+        extra += tuple(("shb_os", text) for text in dict.fromkeys(contents.section_os) if text)
     metadata = Metadata(**{**{f.name: getattr(metadata, f.name) for f in fields(Metadata)},
                            "source_file": str(path), "extra": extra})
     return Recording(segments=segments, calls=calls, kernel_events=events, metadata=metadata,
@@ -172,6 +178,10 @@ def bundle_metadata(path: "str | os.PathLike") -> Optional[Metadata]:
     file. (The tcpteardown block is always written last.)"""
     import struct
 
+    from .inputs import is_regular
+
+    if not is_regular(path):
+        return None  # a pipe or FIFO is read once, by the reader that needs its packets
     try:
         with open(path, "rb") as file:
             size = file.seek(0, os.SEEK_END)

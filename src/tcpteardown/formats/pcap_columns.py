@@ -352,7 +352,8 @@ def _decode_window(packets: _Packets) -> TcpBatch:
         l3[loop[v4 | v6]] = start[loop[v4 | v6]] + 4
         version[loop[v4]] = 4
         version[loop[v6]] = 6
-    odd |= _any_of(linktype, links.linktypes_with("nflog") + links.linktypes_with("fddi"))
+    odd |= _any_of(linktype, links.linktypes_with("nflog") + links.linktypes_with("fddi")
+                   + links.linktypes_with("pktap"))
 
     tcp = np.full(count, -1, dtype=np.int64)
     tcp_len = np.zeros(count, dtype=np.int64)

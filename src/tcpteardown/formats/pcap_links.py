@@ -32,6 +32,7 @@ LINKTYPE_LINUX_SLL = 113  # Linux "cooked" v1 (tcpdump -i any): 16 bytes, protoc
 LINKTYPE_NFLOG = 239  # Linux netfilter log: TLVs, the packet in NFULA_PAYLOAD
 LINKTYPE_IPV4 = 228  # bare IPv4
 LINKTYPE_IPV6 = 229  # bare IPv6
+LINKTYPE_PKTAP = 258  # Apple PKTAP (tcpdump -i pktap / -k): a header naming interface and process, then the frame
 LINKTYPE_LINUX_SLL2 = 276  # Linux "cooked" v2: 20 bytes, protocol at 0
 
 
@@ -43,7 +44,7 @@ class Link:
     ethernet (ethertype at 12, VLAN tags walked), cooked (an ethertype at
     `ethertype_at`, IP after `header` bytes), family (a 4-byte address
     family, IP after it), raw (IP version from the first nibble), ipv4/ipv6
-    (bare IP), nflog and fddi (walked per frame in Python only).
+    (bare IP), nflog, pktap and fddi (walked per frame in Python only).
     """
 
     number: int
@@ -66,6 +67,7 @@ LINKS = {link.number: link for link in (
     Link(LINKTYPE_NFLOG, "NFLOG", "nflog"),
     Link(LINKTYPE_IPV4, "IPV4", "ipv4"),
     Link(LINKTYPE_IPV6, "IPV6", "ipv6"),
+    Link(LINKTYPE_PKTAP, "PKTAP", "pktap"),  # a header of its own length, then a frame of the inner type
     Link(LINKTYPE_LINUX_SLL2, "LINUX_SLL2", "cooked", header=20, ethertype_at=0, interface="any"),
 )}
 LINK_NAMES = {number: link.name for number, link in LINKS.items()}
@@ -139,12 +141,55 @@ def network_offset(linktype: int, data: bytes) -> tuple[int, int]:
         return link.header, _ethertype_version(_U16.unpack_from(data, link.ethertype_at)[0])
     if layout == "nflog":
         return _nflog_payload(data)
+    if layout == "pktap":
+        header = _pktap_header(data)
+        if header is None:
+            return 0, 0
+        length, inner = header
+        offset, version = network_offset(inner, data[length:]) if inner != LINKTYPE_PKTAP else (0, 0)
+        return (length + offset, version) if version else (0, 0)
     if layout == "fddi":
         # frame control (1), destination (6), source (6), then LLC/SNAP AA AA 03 + OUI + ethertype
         if size >= link.header and data[13:16] == b"\xaa\xaa\x03":
             return link.header, _ethertype_version(_U16.unpack_from(data, link.ethertype_at)[0])
         return 0, 0
     raise AssertionError(f"link layout {layout!r} has no decoder")  # a new LINKS row needs one
+
+
+# Apple's struct pktap_header (libpcap pcap/pktap.h, tcpdump print-pktap.c), in
+# the capturing host's byte order: length of this header, record type
+# (1: a packet), the inner frame's DLT, interface name[24], flags, protocol
+# family, link header and trailer lengths, pid @52, command name[20] @56,
+# service class, interface type and unit, effective pid @84, its name[20] @88.
+_PKTAP_MIN = 108
+_PKTAP_PACKET = 1
+
+
+def _pktap_order(data: bytes) -> str:
+    return "<" if _U32LE.unpack_from(data, 0)[0] <= 0xFFFF else ">"
+
+
+def _pktap_header(data: bytes) -> Optional[tuple[int, int]]:
+    """(header length, inner link type) of a PKTAP packet record, None otherwise."""
+    if len(data) < _PKTAP_MIN:
+        return None
+    length, rectype, dlt = struct.unpack_from(_pktap_order(data) + "III", data, 0)
+    if rectype != _PKTAP_PACKET or not _PKTAP_MIN <= length <= len(data):
+        return None
+    return length, dlt
+
+
+def pktap_process(data: bytes) -> Optional[tuple[int, str]]:
+    """(pid, command name) a PKTAP header names, or None when it names none (pid -1 or 0)."""
+    if _pktap_header(data) is None:
+        return None
+    order = _pktap_order(data)
+    pid = struct.unpack_from(order + "i", data, 52)[0]
+    name = data[56:76].split(b"\0", 1)[0].decode("utf-8", "replace")
+    if pid <= 0:
+        pid = struct.unpack_from(order + "i", data, 84)[0]
+        name = data[88:108].split(b"\0", 1)[0].decode("utf-8", "replace")
+    return (pid, name) if pid > 0 else None
 
 
 def _ethertype_version(ethertype: int) -> int:
@@ -266,12 +311,9 @@ def decode_options(raw: bytes) -> tuple[tuple[str, object], ...]:
 _OPTION_NAMES = {6: "ECHO", 7: "ECHOREPLY", 19: "MD5", 28: "UTO", 29: "TCP_AO", 30: "MPTCP", 34: "TFO"}
 
 
-def decode_segment(frame: int, time_ns: int, linktype: int, data: bytes) -> Optional[Segment]:
-    """The TCP segment in one captured frame, or None when it carries none.
-
-    Fragments (other than a first fragment with a whole TCP header) and
-    frames cut before the TCP flags are None: they are counted, not decoded.
-    """
+def _whole_tcp_header(linktype: int, data: bytes) -> Optional[tuple[int, int, int, int, str, str]]:
+    """(IP offset, IP version, TCP offset, TCP length, src, dst) when `data`
+    holds a whole TCP header (not in a later fragment), else None."""
     offset, version = network_offset(linktype, data)
     if not version:
         return None
@@ -281,6 +323,19 @@ def decode_segment(frame: int, time_ns: int, linktype: int, data: bytes) -> Opti
         return None
     if fragment or len(data) < tcp + 20:
         return None
+    return offset, version, tcp, tcp_len, src, dst
+
+
+def decode_segment(frame: int, time_ns: int, linktype: int, data: bytes) -> Optional[Segment]:
+    """The TCP segment in one captured frame, or None when it carries none.
+
+    Fragments (other than a first fragment with a whole TCP header) and
+    frames cut before the TCP flags are None: they are counted, not decoded.
+    """
+    found = _whole_tcp_header(linktype, data)
+    if found is None:
+        return None
+    _offset, _version, tcp, tcp_len, src, dst = found
     sport, dport, seq, ack, data_offset, flags, window = _TCP.unpack_from(data, tcp)
     header_len = (data_offset >> 4) * 4
     options = decode_options(data[tcp + 20:min(tcp + header_len, len(data))]) if header_len > 20 else ()
@@ -296,3 +351,56 @@ def decode_segment(frame: int, time_ns: int, linktype: int, data: bytes) -> Opti
         payload_len=max(tcp_len - header_len, 0),
         options=options,
     )
+
+
+# -- what a frame says about the stack that sent it (for formats.os_guess) ------
+
+# p0f's names for option kinds in a layout (p0f 3, doc/README section 5).
+_LAYOUT_NAMES = {1: "nop", 2: "mss", 3: "ws", 4: "sok", 5: "sack", 8: "ts"}
+
+
+def option_layout(raw: bytes) -> str:
+    """TCP options in wire order as p0f writes them, NOP and EOL included:
+    ``mss,nop,ws,nop,nop,ts,sok,eol+1`` (``eol+N``: N bytes follow the EOL)."""
+    kinds = []
+    i, size = 0, len(raw)
+    while i < size:
+        kind = raw[i]
+        if kind == 0:
+            kinds.append(f"eol+{size - i - 1}")
+            break
+        if kind == 1:
+            kinds.append("nop")
+            i += 1
+            continue
+        if i + 1 >= size or raw[i + 1] < 2:
+            kinds.append("?")
+            break
+        kinds.append(_LAYOUT_NAMES.get(kind, f"?{kind}"))
+        i += raw[i + 1]
+    return ",".join(kinds)
+
+
+def stack_signature(linktype: int, data: bytes) -> Optional[tuple[int, str]]:
+    """(IPv4 TTL or IPv6 hop limit, TCP option layout) of the TCP segment in
+    one frame; None when it carries no whole TCP header."""
+    found = _whole_tcp_header(linktype, data)
+    if found is None:
+        return None
+    offset, version, tcp, *_ = found
+    ttl = data[offset + 8] if version == 4 else data[offset + 7]
+    header_len = (data[tcp + 12] >> 4) * 4
+    return ttl, option_layout(data[tcp + 20:min(tcp + header_len, len(data))])
+
+
+def null_family(linktype: int, data: bytes) -> Optional[int]:
+    """The address family in a NULL/LOOP link header (30 is AF_INET6 on macOS)."""
+    if linktype not in (LINKTYPE_NULL, LINKTYPE_LOOP) or len(data) < 4:
+        return None
+    family = _U32LE.unpack_from(data, 0)[0]
+    return int.from_bytes(data[:4], "big") if family > 0xFFFF else family
+
+
+def zero_macs(linktype: int, data: bytes) -> bool:
+    """An Ethernet frame whose both MAC addresses are zero: Linux's `lo`."""
+    return linktype == LINKTYPE_ETHERNET and len(data) >= 12 and not any(data[:12])

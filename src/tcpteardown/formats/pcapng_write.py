@@ -32,11 +32,35 @@ def _pad(data: bytes) -> bytes:
     return data + b"\0" * (-len(data) % 4)
 
 
+OPTION_MAX = 0xFFFF  # an option's length field is 16 bits
+REPEATABLE = {OPT_COMMENT}  # options the specification allows more than once in a block
+
+
 def options(pairs: Iterable[tuple[int, bytes]]) -> bytes:
-    out = b""
+    """Encoded options. A value longer than an option can hold is split into
+    several options of the same code where the specification allows repeats
+    (comments: Wireshark shows them one after another), never dropped;
+    elsewhere it is an error of the caller."""
+    out = []
     for code, value in pairs:
-        out += struct.pack("<HH", code, len(value)) + _pad(value)
-    return out + struct.pack("<HH", OPT_ENDOFOPT, 0) if out else b""
+        for piece in _pieces(code, value):
+            out.append(struct.pack("<HH", code, len(piece)) + _pad(piece))
+    return b"".join(out) + struct.pack("<HH", OPT_ENDOFOPT, 0) if out else b""
+
+
+def _pieces(code: int, value: bytes) -> list[bytes]:
+    if len(value) <= OPTION_MAX:
+        return [value]
+    if code not in REPEATABLE:
+        raise ValueError(f"pcapng option {code} is {len(value)} bytes; at most {OPTION_MAX} fit and it may not repeat")
+    pieces = []
+    while value:
+        cut = min(len(value), OPTION_MAX)
+        while cut < len(value) and value[cut] & 0xC0 == 0x80:  # never split a UTF-8 character
+            cut -= 1
+        pieces.append(value[:cut])
+        value = value[cut:]
+    return pieces
 
 
 def block(block_type: int, body: bytes) -> bytes:

@@ -14,8 +14,10 @@ a window at a time with numpy; tests hold the two paths equal.
 
 Formats: pcap (microsecond and nanosecond, either byte order) and pcapng
 (either byte order, several sections, several interfaces with their own link
-types, if_tsresol and if_tsoffset; EPB, SPB, OPB; comments; Custom Blocks).
-Link types: see `pcap_links.LINK_NAMES`.
+types, if_tsresol and if_tsoffset; EPB, SPB, OPB; comments; Custom Blocks;
+Apple's process information from `tcpdump -k`: Process Information Blocks
+and the EPB options that point into them). Link types: see
+`pcap_links.LINK_NAMES` (Apple's PKTAP names the process in every header).
 
 Bad input: problems the reader can step over (a truncated last record,
 garbage, lengths that disagree, a record claiming gigabytes) are recorded as
@@ -31,12 +33,13 @@ from __future__ import annotations
 import mmap
 import os
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Iterator, NamedTuple, Optional
 
 from ..errors import CaptureFileError
 from ..model import Frame
-from .pcap_links import KNOWN_LINKTYPES, LINK_NAMES, decode_segment  # decode_segment: re-exported
+from .pcap_links import (KNOWN_LINKTYPES, LINK_NAMES, LINKTYPE_PKTAP,  # decode_segment: re-exported
+                         decode_segment, pktap_process)
 
 __all__ = [
     "RawPacket",
@@ -62,8 +65,14 @@ BLOCK_OPB = 0x00000002  # obsolete Packet Block
 BLOCK_SPB = 0x00000003
 BLOCK_EPB = 0x00000006
 BLOCK_CUSTOM = (0x00000BAD, 0x40000BAD)  # copyable, do-not-copy
+# Apple's pcapng additions (libpcap-apple pcap-ng.h, written by macOS `tcpdump -k`):
+BLOCK_APPLE_PIB = 0x80000001  # Process Information Block: pid (u32), options: 2 name, 4 UUID
+PIB_NAME = 2
+EPB_PIB_INDEX = 0x8001  # which PIB of the section sent/received this packet
+EPB_E_PIB_INDEX = 0x8003  # the "effective" process it was sent on behalf of
 
 OPT_ENDOFOPT, OPT_COMMENT = 0, 1
+SHB_OS = 3  # the capturing host's operating system, as the writer named it
 IF_TSRESOL, IF_TSOFFSET = 9, 14
 
 # libpcap refuses records larger than this unless the snaplen is larger.
@@ -81,6 +90,7 @@ class RawPacket(NamedTuple):
     data: bytes
     orig_len: int
     comments: tuple = ()
+    process: Optional[tuple[int, str]] = None  # (pid, name) from Apple's process information
 
 
 @dataclass
@@ -91,6 +101,7 @@ class CaptureContents:
     frames: list = field(default_factory=list)  # list[Frame], every packet (keep_frames)
     custom_blocks: list = field(default_factory=list)  # (PEN, payload after the PEN)
     section_comments: list = field(default_factory=list)
+    section_os: list = field(default_factory=list)  # each section header's shb_os text ("Darwin 19.6.0")
     problems: list = field(default_factory=list)
     linktypes: set = field(default_factory=set)
     packet_comments: dict = field(default_factory=dict)  # frame -> comments
@@ -100,15 +111,26 @@ class CaptureContents:
 ProblemHandler = Callable[[str], None]
 
 
+def _magic_problem(head: bytes) -> Optional[str]:
+    """Why a stream cannot be a capture, from its first bytes (pipes are checked
+    before they are copied, so an endless stream of anything else stops at once)."""
+    if len(head) < 4:
+        return f"not a pcap or pcapng file: only {len(head)} bytes"
+    magic = struct.unpack_from("<I", head, 0)[0]
+    if magic in PCAP_MAGICS or magic == PCAPNG_SHB:
+        return None
+    return f"not a pcap or pcapng file: magic 0x{magic:08x} (expected a pcap or pcapng magic)"
+
+
 class _Map:
     """A read-only view of the whole file: mmap for regular files, bytes otherwise."""
 
     def __init__(self, path: str):
+        from .inputs import open_seekable
+
         self.path = path
-        try:
-            self._file = open(path, "rb")
-        except OSError as exc:
-            raise CaptureFileError(path, None, f"cannot open: {exc.strerror or exc}") from None
+        self._file = open_seekable(path, check=_magic_problem,
+                                   error=lambda problem: CaptureFileError(path, None, problem))
         self._map = None
         try:
             size = os.fstat(self._file.fileno()).st_size
@@ -155,6 +177,7 @@ class _Reader:
         self.release = release
         self.custom_blocks: list = []
         self.section_comments: list = []
+        self.section_os: list = []
         self.linktypes: set = set()
         self.frame = 0
 
@@ -232,9 +255,10 @@ class _Reader:
                 self.release(offset)
                 next_release = offset + (64 << 20)
 
-    # pcapng state: byte order of the section, its interfaces, the last packet time
+    # pcapng state: byte order of the section, its interfaces and processes, the last packet time
     order = "<"
     interfaces: list = []
+    processes: list = []  # (pid, name) per Apple Process Information Block, in order
     last_time = 0
 
     def one_block(self, offset: int):
@@ -257,6 +281,7 @@ class _Reader:
                 return offset, True
             self.order = order
             self.interfaces = []
+            self.processes = []
         elif offset == 0:
             self.problem(0, "not a pcapng file: the first block is not a section header", fatal=True)
         length = struct.unpack_from(order + "I", buf, offset + 4)[0]
@@ -282,6 +307,8 @@ class _Reader:
                 for code, value in self._options(order, body + 16, body_end):
                     if code == OPT_COMMENT:
                         self.section_comments.append(_text(value))
+                    elif code == SHB_OS:
+                        self.section_os.append(_text(value))
         elif block_type == BLOCK_IDB:
             if body_end - body < 8:
                 self.problem(offset, "interface description block too short")
@@ -319,13 +346,16 @@ class _Reader:
             ticks = (high << 32) | low
             self.last_time = ticks * numerator // denominator + shift_ns
             comments = ()
+            process = None
             options_start = data_start + ((caplen + 3) & ~3)
             if options_start < body_end:
-                comments = tuple(_text(value) for code, value in self._options(order, options_start, body_end)
-                                 if code == OPT_COMMENT)
+                options = list(self._options(order, options_start, body_end))
+                comments = tuple(_text(value) for code, value in options if code == OPT_COMMENT)
+                if self.processes:
+                    process = self._process_of(offset, order, options)
             self.frame += 1
             yield RawPacket(self.frame, self.last_time, linktype, buf[data_start:data_start + caplen],
-                            orig_len, comments)
+                            orig_len, comments, process)
         elif block_type == BLOCK_SPB:
             if not interfaces:
                 self.problem(offset, "simple packet block before any interface description")
@@ -341,6 +371,14 @@ class _Reader:
             self.frame += 1
             # SPBs carry no time stamp: keep the previous packet's time.
             yield RawPacket(self.frame, self.last_time, linktype, buf[body + 4:body + 4 + caplen], orig_len)
+        elif block_type == BLOCK_APPLE_PIB:
+            if body_end - body < 4:
+                self.problem(offset, "Apple process information block too short for its pid")
+                return end, False
+            pid = struct.unpack_from(order + "I", buf, body)[0]
+            name = next((_text(value) for code, value in self._options(order, body + 4, body_end)
+                         if code == PIB_NAME), "")
+            self.processes = self.processes + [(pid, name)]
         elif block_type in BLOCK_CUSTOM:
             if body_end - body >= 4:
                 pen = struct.unpack_from(order + "I", buf, body)[0]
@@ -350,6 +388,20 @@ class _Reader:
                 payload = payload[:max(len(stripped), len(payload) - 3)]
                 self.custom_blocks.append((pen, payload))
         return end, False
+
+    def _process_of(self, offset: int, order: str, options: list) -> Optional[tuple[int, str]]:
+        """The process an EPB's Apple options point at: its own, else the effective one."""
+        by_code = dict(options)
+        for code in (EPB_PIB_INDEX, EPB_E_PIB_INDEX):
+            value = by_code.get(code)
+            if value is None or len(value) != 4:
+                continue
+            index = struct.unpack(order + "I", value)[0]
+            if index < len(self.processes):
+                return self.processes[index]
+            self.problem(offset, f"packet names process information block {index}, but the section "
+                                 f"holds only {len(self.processes)}")
+        return None
 
     def _options(self, order: str, start: int, end: int):
         buf = self.buf
@@ -413,6 +465,9 @@ def read_capture(path: str, *, strict: bool = False, keep_frames: bool = True) -
                 comments[packet.frame] = packet.comments
             segment = decode_segment(packet.frame, packet.time_ns, packet.linktype, packet.data)
             if segment is not None:
+                process = pktap_process(packet.data) if packet.linktype == LINKTYPE_PKTAP else packet.process
+                if process is not None:
+                    segment = replace(segment, pid=process[0], process=process[1] or None)
                 segments.append(segment)
     except CaptureFileError as exc:
         _collect(contents, reader)
@@ -427,6 +482,7 @@ def read_capture(path: str, *, strict: bool = False, keep_frames: bool = True) -
 def _collect(contents: CaptureContents, reader: _Reader) -> None:
     contents.custom_blocks = reader.custom_blocks
     contents.section_comments = reader.section_comments
+    contents.section_os = reader.section_os
     contents.linktypes = reader.linktypes
     contents.packet_count = reader.frame
 

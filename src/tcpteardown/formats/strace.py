@@ -499,10 +499,12 @@ def read_strace_files(paths: Iterable[Union[str, "os.PathLike[str]"]], **options
     file and its SO_ERROR in another's still meet. Problems name the original
     file and line.
     """
+    from .inputs import open_text
+
     tagged = []
     for index, path in enumerate(paths):
         suffix = _PID_SUFFIX_RE.search(str(path))
-        with open(path, encoding="utf-8", errors="replace") as handle:
+        with open_text(path) as handle:
             for line_no, line in enumerate(handle, 1):
                 stamp = _PREFIX_RE.match(line)
                 key = stamp.group("epoch") or stamp.group("clock") or ""
@@ -521,6 +523,8 @@ def read_strace_files(paths: Iterable[Union[str, "os.PathLike[str]"]], **options
 
 
 def read_strace_file(path: Union[str, "os.PathLike[str]"], **options) -> ImportResult:
-    """`parse_strace` over a file (UTF-8, undecodable bytes replaced)."""
-    with open(path, encoding="utf-8", errors="replace") as handle:
+    """`parse_strace` over a file, pipe or FIFO (formats.inputs.open_text)."""
+    from .inputs import open_text
+
+    with open_text(path) as handle:
         return parse_strace(handle, path=str(path), **options)

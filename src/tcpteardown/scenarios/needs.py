@@ -27,6 +27,8 @@ PROBES = {
     "netem": lambda: __import__("tcpteardown.capture.netns", fromlist=["netem_problem"]).netem_problem(),
     "tracefs": host.tracefs_problem,
     "linux": lambda: None if host.IS_LINUX else "runs only on Linux",
+    "iptables": lambda: None if all(host.find_tool(t) for t in ("iptables", "ip6tables"))
+    else "needs iptables and ip6tables (apt-get install iptables)",
 }
 
 

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from ..errors import UserError
-from ..formats.bundle import write_bundle
+from ..views.packet_comments import write_annotated_bundle
 from . import all_scenarios, run_scenario
 from .needs import can_run
 
@@ -46,7 +46,7 @@ def _record_all(folder: Path, family: str, names, log) -> list[tuple[str, str]]:
             rows.append((scenario.name, f"not recorded: {problem}"))
             continue
         run = run_scenario(scenario.name, family=family)
-        path = write_bundle(folder / f"{scenario.name}.pcapng", run.recording)
+        path = write_annotated_bundle(folder / f"{scenario.name}.pcapng", run.recording)
         verdict = "as expected" if run.matches else "DIFFERS: " + "; ".join(run.mismatches)
         log(f"wrote {path} ({len(run.recording.segments)} segments, {verdict})")
         rows.append((scenario.name, verdict))

@@ -9,7 +9,7 @@ with what the kernel actually did.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 from ..errors import UserError
@@ -28,13 +28,52 @@ class Outcome:
         return f"{self.role} {self.op}() -> {self.outcome} (cause: {self.cause})"
 
 
+FROM_SOURCE = "from source"
+SEEN_IN_CAPTURE = "seen in a real capture"
+OBSERVED = "observed"
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """Why an expectation is believed when no recording of the scenario shows it.
+
+    `kind` "source": a line of the kernel's source decides it (`where` names
+    the file, function and line at a tagged release). `kind` "capture": a
+    real capture from a public project shows the teardown's segments
+    (`where` is its path under the shared corpus, `connection` the 1-based
+    connection in it; `swap_roles` when the scenario's server is that
+    capture's SYN sender). A capture shows segments, never errno values.
+    """
+
+    kind: str  # "source" or "capture"
+    where: str
+    shows: str
+    connection: Optional[int] = None
+    swap_roles: bool = False
+
+    def __str__(self) -> str:
+        mark = FROM_SOURCE if self.kind == "source" else SEEN_IN_CAPTURE
+        at = f" (connection {self.connection})" if self.connection else ""
+        return f"{mark}: {self.where}{at}: {self.shows}"
+
+
 @dataclass(frozen=True, slots=True)
 class Expectation:
     outcomes: tuple[Outcome, ...]
     # The segments that must appear, as (sender role, flags text) pairs in order.
     teardown: tuple[tuple[str, str], ...] = ()
-    observed: bool = True  # False: derived from the stack's documented behaviour, not yet seen on a real host
+    observed: bool = True  # True only when this scenario was recorded on a real host of this OS
     why: str = ""  # one paragraph a reader sees next to the result
+    evidence: tuple[Evidence, ...] = ()  # for an expectation not observed: what it rests on
+
+    @property
+    def status(self) -> str:
+        """"observed", "seen in a real capture" (the teardown; calls from source) or "from source"."""
+        if self.observed:
+            return OBSERVED
+        if any(e.kind == "capture" for e in self.evidence):
+            return SEEN_IN_CAPTURE
+        return FROM_SOURCE
 
 
 @dataclass(frozen=True)
@@ -52,13 +91,18 @@ class Scenario:
         return self.expected.get(os_name)
 
 
-BSD_NOTE = "Derived from the BSD stack's documented behaviour; not yet observed on a real Mac."
+def on_xnu(linux: Expectation, *evidence: Evidence, outcomes: Optional[tuple[Outcome, ...]] = None,
+           teardown: Optional[tuple[tuple[str, str], ...]] = None, why: str = "") -> Expectation:
+    """macOS's expectation: Linux's story unless XNU's source says otherwise.
 
-
-def on_bsd(expectation: Expectation) -> Expectation:
-    """The Linux expectation as macOS's: the same story, marked not yet observed."""
-    return Expectation(expectation.outcomes, expectation.teardown, False,
-                       f"{BSD_NOTE} {expectation.why}".strip())
+    Never observed until a scenario is recorded on a Mac (captures/macos/);
+    each one says what it rests on (`scenarios.xnu` holds the citations).
+    """
+    if not evidence:
+        raise ValueError("a Darwin expectation needs its evidence (scenarios.xnu)")
+    return Expectation(linux.outcomes if outcomes is None else outcomes,
+                       linux.teardown if teardown is None else teardown,
+                       False, why or linux.why, tuple(evidence))
 
 
 SCENARIOS: dict[str, Scenario] = {}

@@ -124,6 +124,8 @@ def _build_recording(scenario, stage, frames, events, live, witness, started) ->
     if witness is not None:
         extra.append(("witness", "tracefs"))
     extra.extend(("note", note) for note in stage.notes)
+    if platform.mac_ver()[0]:  # `sw_vers -productVersion`: which macOS a contributed bundle came from
+        extra.append(("macos", platform.mac_ver()[0]))
     metadata = Metadata(
         scenario=scenario.name,
         os=platform.system(),

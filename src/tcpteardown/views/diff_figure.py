@@ -50,10 +50,18 @@ def _flags_colour(flags: TcpFlags) -> str:
     return style.DATA
 
 
-def _draw_step(ax, y: float, step, differs: bool) -> None:
+def _left_roles(closer: Optional[str]) -> tuple[str, ...]:
+    """Roles drawn on the left lifeline: the client; aligned by structure,
+    the side that did not close first (so closers face each other)."""
+    if closer is None:
+        return ("client", "peer")
+    return ("peer", "server" if closer == "client" else "client")
+
+
+def _draw_step(ax, y: float, step, differs: bool, left: tuple[str, ...] = ("client", "peer")) -> None:
     weight = "bold" if differs else "normal"
     if isinstance(step, SegmentStep):
-        start, end = (CLIENT_X, SERVER_X) if step.sender == "client" else (SERVER_X, CLIENT_X)
+        start, end = (CLIENT_X, SERVER_X) if step.sender in left else (SERVER_X, CLIENT_X)
         colour = _flags_colour(step.flags)
         ax.annotate("", xy=(end, y + 0.18), xytext=(start, y - 0.18),
                     arrowprops={"arrowstyle": "-|>", "color": colour, "lw": 1.6 if differs else 1.1,
@@ -63,13 +71,13 @@ def _draw_step(ax, y: float, step, differs: bool) -> None:
                 fontweight=weight, bbox={"facecolor": "white", "edgecolor": "none", "pad": 0.5})
     elif isinstance(step, CallStep):
         colour = style.OK if step.outcome == "ok" else style.EOF if step.outcome == "EOF" else style.FAILURE
-        if step.side == "server":
+        if step.side not in left:
             ax.text(SERVER_X + 0.02, y, step.label, ha="left", va="center", fontsize=style.SMALL,
                     color=colour, fontweight=weight)
         else:
             ax.text(CLIENT_X - 0.02, y, step.label, ha="right", va="center", fontsize=style.SMALL,
                     color=colour, fontweight=weight)
-        x = SERVER_X if step.side == "server" else CLIENT_X
+        x = CLIENT_X if step.side in left else SERVER_X
         ax.plot([x], [y], marker="o", markersize=4, color=colour)
 
 
@@ -101,12 +109,15 @@ def display_lines(rows: tuple[AlignedRow, ...], *, context: int = CONTEXT, fold_
     return lines
 
 
-def _draw_ladder(ax, rows: tuple[AlignedRow, ...], lines, pick: str, title: str) -> None:
+def _draw_ladder(ax, rows: tuple[AlignedRow, ...], lines, pick: str, title: str,
+                 closer: Optional[str] = None) -> None:
     count = len(lines)
     ax.set_xlim(-0.45, 1.45)
     ax.set_ylim(count + 0.2, -1.2)
     ax.axis("off")
-    for x, name in ((CLIENT_X, "client"), (SERVER_X, "server")):
+    left = _left_roles(closer)
+    names = (f"peer ({left[1]})", f"closer ({closer})") if closer else ("client", "server")
+    for x, name in zip((CLIENT_X, SERVER_X), names):
         ax.plot([x, x], [-0.6, count - 0.4], color=style.LIFELINE, lw=1.0)
         ax.text(x, -0.75, name, ha="center", va="bottom", fontsize=style.FONT, fontweight="bold")
     ax.set_title(title, fontsize=style.FONT, loc="center")
@@ -130,7 +141,7 @@ def _draw_ladder(ax, rows: tuple[AlignedRow, ...], lines, pick: str, title: str)
                 ax.text(0.5, y, "(absent)", ha="center", va="center", fontsize=style.SMALL,
                         color=style.MUTED, style="italic")
             continue
-        _draw_step(ax, y, step, row.differs)
+        _draw_step(ax, y, step, row.differs, left)
         note = _row_note(row, pick)
         if note and isinstance(step, SegmentStep):
             ax.text(SERVER_X + 0.03, y, note, ha="left", va="center", fontsize=style.SMALL,
@@ -166,8 +177,8 @@ def draw_diff(result: DiffResult, *, title: Optional[str] = None) -> Figure:
         margin = figure.add_axes((0.0, bottom, 0.04, top - bottom))
         left = figure.add_axes((0.04, bottom, 0.48, top - bottom))
         right = figure.add_axes((0.52, bottom, 0.48, top - bottom))
-        _draw_ladder(left, rows, lines, "a", _side_title("A", result.a))
-        _draw_ladder(right, rows, lines, "b", _side_title("B", result.b))
+        _draw_ladder(left, rows, lines, "a", _side_title("A", result.a), result.a.closer)
+        _draw_ladder(right, rows, lines, "b", _side_title("B", result.b), result.b.closer)
         margin.set_xlim(0, 1)
         margin.set_ylim(left.get_ylim())
         margin.axis("off")
@@ -176,14 +187,15 @@ def draw_diff(result: DiffResult, *, title: Optional[str] = None) -> Figure:
                 margin.text(0.95, y, f"{row_mark(rows[number])}{number + 1}", ha="right", va="center",
                             fontsize=style.SMALL, color=style.FAILURE, fontweight="bold")
         count = sum(1 for d in result.differences if d.counts)
+        stack = sum(1 for d in result.differences if d.counts and d.category == "stack")
         verdict = ("the teardowns match" if result.matches
-                   else f"{count} difference{'s' if count != 1 else ''}")
+                   else f"{count} difference{'s' if count != 1 else ''}" + (f", {stack} of the stacks" if stack else ""))
         figure.suptitle(title or f"tcpteardown diff: {verdict}", fontsize=style.TITLE,
                         y=1 - 0.12 / height, va="top")
         figure.legend(handles=[
             Patch(color=BAND_CHANGED, label="differs"),
             Patch(color=BAND_ONLY, label="only in one"),
-            Patch(color=BAND_INFO, label="bare ACK (not counted)"),
+            Patch(color=BAND_INFO, label="shown, not counted"),
             Patch(color=style.FIN, label="FIN"),
             Patch(color=style.RST, label="RST / failed call"),
             Patch(color=style.OK, label="call ok"),

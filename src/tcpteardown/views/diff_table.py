@@ -89,12 +89,28 @@ def render_table(result: DiffResult, *, width: Optional[int] = None) -> str:
         lines.append(f"The teardowns match ({tolerance}).")
     else:
         lines.append(f"{len(counted)} difference{'s' if len(counted) != 1 else ''} ({tolerance}):")
-        lines += [_difference_line(d) for d in counted]
+        for category, title in CATEGORY_TITLES:
+            group = [d for d in counted if d.category == category]
+            if group:
+                lines.append(f" {title}:")
+                lines += [_difference_line(d) for d in group]
     shown = [d for d in result.differences if not d.counts]
     if shown:
-        lines.append("Shown, not counted (acknowledgment timing):")
-        lines += [_difference_line(d) for d in shown]
+        timing = [d for d in shown if d.category != "application" or d.kind == "only-in"]
+        applications = [d for d in shown if d not in timing]
+        if applications:
+            lines.append("Shown, not counted (the applications differ: payload, timing, who closed):")
+            lines += [_difference_line(d) for d in applications]
+        if timing:
+            lines.append("Shown, not counted (acknowledgment timing):")
+            lines += [_difference_line(d) for d in timing]
     return "\n".join(lines) + "\n"
+
+
+# Counted differences are listed by what differs: the kernels first.
+CATEGORY_TITLES = (("stack", "stack differences (the kernels chose differently)"),
+                   ("teardown", "teardown differences (the story differs)"),
+                   ("application", "application differences (payload, timing)"))
 
 
 def _difference_line(difference) -> str:
@@ -104,3 +120,38 @@ def _difference_line(difference) -> str:
 def _fit(text: str, width: int) -> str:
     return text if len(text) <= width else text[:max(width - 3, 0)] + "..."
 
+
+
+def atlas_table(rows) -> str:
+    """The Linux/macOS atlas as a Markdown table: per pair (an `AtlasPair`
+    and its `DiffResult` aligned by structure, or the sentence saying why
+    its Mac capture is not here), the stack differences and the teardown
+    differences that remain."""
+    lines = ["| teardown | Linux bundle | real macOS capture | stack differences | teardown differences |",
+             "| --- | --- | --- | --- | --- |"]
+    for pair, result in rows:
+        mac = f"`{pair.shipped or pair.corpus_path}` #{pair.darwin.connection}"
+        if isinstance(result, str):  # the capture is not here, and why
+            lines.append(f"| {pair.kind} | `{pair.scenario}` | {mac} | not compared: {result} | |")
+            continue
+        stack = sorted({_stack_name(d) for d in result.by_category("stack") if d.counts})
+        story = [d.describe() for d in result.by_category("teardown") if d.counts]
+        lines.append(f"| {pair.kind} | `{pair.scenario}` | {mac} | {', '.join(stack) or 'none'} | "
+                     f"{'; '.join(story) or 'none: the same story'} |")
+    return "\n".join(lines) + "\n"
+
+
+def _stack_name(difference) -> str:
+    """Short name of a stack difference for the atlas: ``MSS 65495/16344``, ``option order``..."""
+    kind = difference.kind
+    if kind == "options":
+        if difference.a_present and difference.b_present and difference.option in ("MSS", "WS"):
+            return f"{difference.option} {difference.a_value}/{difference.b_value}"
+        return f"{difference.option} {'only in A' if difference.a_present else 'only in B'} ({difference.step.flags.render()})"
+    if kind == "option-order":
+        return "SYN option order"
+    if kind == "flags":
+        return "bare RST vs RST,ACK"
+    if kind == "only-in":
+        return "FIN,ACK in CLOSING"
+    return kind

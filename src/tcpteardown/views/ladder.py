@@ -112,6 +112,8 @@ def segment_label(segment: Segment, isn: dict, reason: Optional[str] = None) -> 
         parts.append(f"ack={(segment.ack - peer) % (1 << 32) if peer is not None else segment.ack}")
     if segment.payload_len:
         parts.append(f"len={segment.payload_len}")
+    if segment.pid is not None:  # Apple captures name the process (tcpdump -k, PKTAP)
+        parts.append(f"[{segment.process or 'pid'} {segment.pid}]")
     text = " ".join(parts)
     return f"{text}\n{reason}" if reason else text
 

@@ -7,6 +7,15 @@ incident write-up and the line a student reads under the ladder:
     because the server sent RST (frame 9, 0.201 ms earlier) when data arrived
     on a socket it had already closed (inferred from the packets: TCP_ABORT_ON_DATA).
 
+A link predicted from the packets alone (`analysis.predict`) is told as such:
+
+    20:33:23.072784 *predicted from the packets* (Linux rules): the client
+    (127.0.0.1:54516) will have seen its next read() fail with ECONNRESET
+    (errno 104 on Linux: Connection reset by peer) because the server ...
+    sent RST,ACK (frame 7) because ... Rule linux-rst-read (...): ...
+
+with that OS's errno numbers, and for Darwin where XNU decides it.
+
 When the recording holds the kernel's `sock:inet_sk_error_report` for that
 socket, the paragraph bridges RST and errno with it ("...which set
 ECONNRESET on the client socket; this recv() returned it").
@@ -35,12 +44,14 @@ import datetime as _dt
 from typing import Iterable, Optional
 
 from .. import errnos
+from ..analysis.predict import PREDICTED, RST_WHY, citation, rule_named, rules_os
 from ..analysis.reasons import reason_phrase, render_reason, reset_reason
 from ..analysis.tcpstate import connection_of
 from ..model import CauseKind, Endpoint, KernelEvent, Link, Recording, Segment
 from ..units import format_duration
 
-__all__ = ["paragraph", "narrate", "links_to_json", "timestamp", "outcome_text", "cause_text"]
+__all__ = ["paragraph", "predicted_paragraph", "narrate", "links_to_json", "timestamp", "outcome_text",
+           "cause_text"]
 
 ERROR_REPORT = "sock:inet_sk_error_report"
 
@@ -111,6 +122,8 @@ def cause_text(link: Link, recording: Recording) -> str:
             return f"{what} reached the socket, but the capture does not show it"
         return link.explanation.split(": ", 1)[-1]
     when = f"frame {seg.frame}, {_ago(call.end_ns - seg.time_ns)}"
+    if link.rule == "connect-unreachable-icmp":  # answered, by ICMP: correlate's sentence says how
+        return link.explanation.split(": ", 1)[-1]
     if link.kind is CauseKind.SYN_UNANSWERED:
         tries = 1 + len(link.related)
         return (f"its SYN to {seg.dst} (frame {seg.frame}) went unanswered"
@@ -172,10 +185,66 @@ def _bridge(link: Link, recording: Recording) -> str:
     return f"The kernel saw the RST set {name} on {whose} (sock:inet_sk_error_report); {then}."
 
 
+def _errno_words(name: str, os_name: str) -> str:
+    """``errno 54 on Darwin: Connection reset by peer`` (empty for an OS errnos.py does not know)."""
+    try:
+        number, text = errnos.number(name, os_name), errnos.strerror(name, os_name)
+    except ValueError:
+        return ""
+    return f"errno {number} on {os_name}: {text}" if number is not None else ""
+
+
+def _rst_why(seg: Segment, recording: Recording, os_name: str) -> str:
+    reason, inferred = reset_reason(seg, recording)
+    phrase = reason_phrase(reason)
+    if not (reason and phrase):
+        return ""
+    xnu = RST_WHY.get((os_name, reason))
+    where = f"; on XNU: {xnu}" if xnu else ""
+    return f" because {phrase} ({'inferred from the packets' if inferred else 'its kernel said'}: {reason}{where})"
+
+
+def predicted_paragraph(link: Link, recording: Recording, *, lang: Optional[str] = None,
+                        tz: Optional[_dt.tzinfo] = None) -> str:
+    """A predicted link told for people: marked as such, with the rule and its source."""
+    call, seg = link.call, link.cause
+    os_name = rules_os(link) or recording.metadata.os or "Linux"
+    whose = f"the {call.role} ({call.local})"
+    if call.is_eof:
+        outcome = f"its next {call.op}() return end-of-file (0 bytes)"
+    else:
+        words = _errno_words(call.outcome, os_name)
+        quoted = _language_phrase(link, lang, os_name) if lang else ""
+        which = f"its connect() to {call.remote}" if call.op == "connect" else f"its next {call.op}()"
+        outcome = f"{which} fail with {call.outcome}{f' ({words})' if words else ''}{quoted}"
+    if link.kind is CauseKind.SYN_UNANSWERED:
+        tries = 1 + len(link.related)
+        because = (f"its SYN to {seg.dst} (frame {seg.frame}) went unanswered"
+                   + (f" through {tries} tries" if tries > 1 else ""))
+    elif link.rule == "refused-connect":
+        because = (f"{seg.src} answered its SYN with RST/ACK (frame {seg.frame})"
+                   + _rst_why(seg, recording, os_name))
+    elif link.kind is CauseKind.FIN:
+        because = f"{_who(seg.src, seg, recording)} sent FIN (frame {seg.frame})"
+    else:
+        because = (f"{_who(seg.src, seg, recording)} sent {seg.flags.render()} (frame {seg.frame})"
+                   + _rst_why(seg, recording, os_name))
+    row = rule_named(link.rule)
+    parts = [f"{timestamp(seg.time_ns, tz)} *predicted from the packets* ({os_name} rules): "
+             f"{whose} will have seen {outcome} because {because}."]
+    if row is not None:
+        parts.append(f"Rule {row.name} ({citation(row, os_name)}): {row.rule}.")
+    if link.caveats:
+        parts.append("Caveat: " + "; ".join(link.caveats) + ".")
+    return " ".join(parts)
+
+
 def paragraph(link: Link, recording: Recording, *, lang: Optional[str] = None,
               tz: Optional[_dt.tzinfo] = None) -> str:
     """One short paragraph telling `link` for people."""
     call = link.call
+    if call.source == PREDICTED:
+        return predicted_paragraph(link, recording, lang=lang, tz=tz)
     os_name = recording.metadata.os or "Linux"
     head = f"{timestamp(call.end_ns, tz)} {call.role} {outcome_text(link, lang, os_name)}"
     parts = [f"{head} because {cause_text(link, recording)}."]
@@ -193,11 +262,18 @@ def paragraph(link: Link, recording: Recording, *, lang: Optional[str] = None,
 
 
 def narrate(links: Iterable[Link], recording: Recording, *, lang: Optional[str] = None,
-            tz: Optional[_dt.tzinfo] = None) -> str:
-    """All paragraphs, blank-line separated (the text of `tcpteardown explain`)."""
+            tz: Optional[_dt.tzinfo] = None, width: Optional[int] = None) -> str:
+    """All paragraphs, blank-line separated (the text of `tcpteardown explain`);
+    with `width`, each wrapped on word boundaries (never inside a word, an
+    errno or an address) to that many columns."""
     paragraphs = [paragraph(link, recording, lang=lang, tz=tz) for link in links]
     if not paragraphs:
-        return "No socket call failed or reached end-of-file in this recording."
+        paragraphs = ["No socket call failed or reached end-of-file in this recording."]
+    if width:
+        import textwrap
+
+        paragraphs = [textwrap.fill(text, width, break_long_words=False, break_on_hyphens=False)
+                      for text in paragraphs]
     return "\n\n".join(paragraphs)
 
 
@@ -227,8 +303,10 @@ def _cause_json(link: Link, recording: Recording) -> dict:
 
 
 def links_to_json(links: Iterable[Link], recording: Recording, *, lang: Optional[str] = None,
-                  tz: Optional[_dt.tzinfo] = None) -> dict:
-    """DESIGN.md's contract: ``{"links": [{"call", "cause", "rule", "explanation"}]}``."""
+                  tz: Optional[_dt.tzinfo] = None, os: Optional[dict] = None) -> dict:
+    """DESIGN.md's contract: ``{"links": [{"call", "cause", "rule", "explanation"}], "os": {...}}``
+    (`os`: the OS named from the packets with its evidence; `explain` passes
+    its own, which honours --os)."""
     out = []
     for link in links:
         call = link.call
@@ -240,4 +318,8 @@ def links_to_json(links: Iterable[Link], recording: Recording, *, lang: Optional
             "rule": link.rule,
             "explanation": paragraph(link, recording, lang=lang, tz=tz),
         })
-    return {"links": out}
+    if os is None:
+        from ..formats.os_guess import guess_os
+
+        os = guess_os(recording).to_json()
+    return {"links": out, "os": os}

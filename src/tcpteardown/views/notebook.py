@@ -29,9 +29,19 @@ def captures_dir() -> Path:
     return Path.cwd().parent / "captures"
 
 
+# Said once per notebook (one kernel, one process): why this notebook loads
+# stored captures instead of recording; later loads only say which file.
+_told_why: set[str] = set()
+
+# Text output is wrapped here, on word boundaries: a notebook's output area
+# would otherwise break long lines anywhere, mid-word.
+TEXT_WIDTH = 88
+
+
 def record_or_load(name: str, *, family: str = "ipv4", mode: Optional[str] = None) -> Recording:
     """Record scenario `name` live when we may capture, else load
-    captures/linux/<name>.pcapng. Prints which it did, and why."""
+    captures/linux/<name>.pcapng. Prints which it did in one line, and
+    why only the first time."""
     from ..capture.platform import capture_problem
     from ..errors import UserError
     from ..formats.bundle import load_recording
@@ -51,93 +61,144 @@ def record_or_load(name: str, *, family: str = "ipv4", mode: Optional[str] = Non
         raise UserError(f"cannot record live ({problem or 'stored mode requested'}) and there is no stored "
                         f"capture {path}; run `make captures` as root to create it")
     recording = load_recording(path)
-    why = "stored mode was requested" if mode == "stored" else problem
-    print(f"Loaded the stored capture {path.relative_to(path.parents[2])} "
-          f"(recorded on {recording.metadata.os} {recording.metadata.kernel}) because {why}.")
+    why = "stored mode was requested" if mode == "stored" else _first_sentence(problem)
+    line = (f"Loaded the stored capture {path.relative_to(path.parents[2])} "
+            f"(recorded on {recording.metadata.os} {recording.metadata.kernel})")
+    print(f"{line}: {why}." if why not in _told_why else f"{line}.")
+    _told_why.add(why)
     return recording
 
 
-def explain(recording: Recording, *, lang: Optional[str] = None) -> str:
-    """The paragraphs `tcpteardown explain` prints, printed and returned."""
+def _first_sentence(problem: Optional[str]) -> str:
+    """The reason alone ("capturing on lo needs root or CAP_NET_RAW"): the
+    ways out are the README's (Privileges), not a block under every load."""
+    return (problem or "live capture is not possible here").split(". ", 1)[0].rstrip(".")
+
+
+def explain(recording: Recording, *, lang: Optional[str] = None) -> None:
+    """The paragraphs `tcpteardown explain` prints, wrapped on word boundaries."""
     from ..analysis.correlate import correlate
     from .narrative import narrate
 
-    text = narrate(correlate(recording), recording, lang=lang)
-    print(text)
-    return text
+    print(narrate(correlate(recording), recording, lang=lang, width=TEXT_WIDTH))
 
 
 def ladder(recording: Recording, *, lang: Optional[str] = None, **options):
-    """The ladder for the recording: a PNG image in Jupyter, else the Figure."""
-    import io
-
+    """The ladder as an inline SVG that fits the notebook's width, with alt
+    text saying what it shows (the Figure itself without IPython)."""
     from ..analysis.correlate import correlate
-    from .ladder import draw_ladder
+    from .stepper import ladder_svg
 
-    figure = draw_ladder(recording, correlate(recording), lang=lang, **options)
+    links = correlate(recording)
     try:
-        from IPython.display import Image
+        from IPython.display import HTML
     except ImportError:
-        return figure
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100)
-    return Image(data=buffer.getvalue())
+        from .ladder import draw_ladder
+
+        return draw_ladder(recording, links, lang=lang, **options)
+    svg, _alt = ladder_svg(recording, links, lang=lang, **options)
+    return HTML(f"<div class='tt-ladder'>{svg}</div>")
 
 
-def step_through(recording: Recording):
-    """The slider widget (or, without a widget front end, the steps as text)."""
+def step_through(recording: Recording, *, lang: Optional[str] = None):
+    """The ladder, stepped: one self-contained HTML block (views.stepper)
+    that steps live, in Notebook 7 and in an exported page alike; without
+    IPython, the steps as text."""
     from ..analysis.correlate import correlate
-    from .stepper import stepper, steps_text
+    from .stepper import stepper_html, steps_text
     from .steps import build_steps
 
     links = correlate(recording)
     try:
-        return stepper(recording, links)
+        from IPython.display import HTML
     except ImportError:
         print(steps_text(build_steps(recording, links)))
         return None
+    return HTML(stepper_html(recording, links, lang=lang))
 
 
-def rules_table() -> str:
-    """The correlation rule table, one line per rule (read from analysis.rules)."""
+def rules_table() -> None:
+    """The correlation rule table, one rule per entry, its description
+    wrapped on word boundaries under its name (read from analysis.rules)."""
+    import textwrap
+
     from ..analysis.rules import RULES
 
-    width = max(len(rule.name) for rule in RULES)
-    text = "\n".join(f"{rule.name:<{width}}  {rule.kind.value:<14} {rule.description}" for rule in RULES)
-    print(text)
-    return text
+    width = max(len(rule.name) for rule in RULES) + 2
+    entries = []
+    for rule in RULES:
+        lines = textwrap.wrap(f"[{rule.kind.value}] {rule.description}", TEXT_WIDTH - width,
+                              break_long_words=False, break_on_hyphens=False)
+        entries.append("\n".join([f"{rule.name:<{width}}{lines[0]}", *(" " * width + line for line in lines[1:])]))
+    print("\n".join(entries))
 
 
-def counterpart(name: str) -> tuple[Recording, Recording, str]:
-    """The Linux recording of `name` and the best other one to diff it with:
-    a real macOS capture from captures/macos/ when there is one, else the
-    same scenario over IPv6 (recorded live, or stored)."""
+def mac_counterpart(name: str) -> tuple[Recording, Recording, Optional[int], str]:
+    """The Linux recording of `name` (live or stored) and a real Mac's: the
+    scenario recorded on a Mac (captures/macos/<name>.pcapng) when someone
+    contributed one, else the atlas's real macOS capture of the same kind of
+    teardown, from a public project. Returns (linux, mac, the Mac capture's
+    connection, where it came from) and prints the last."""
     from ..formats.bundle import load_recording
+    from ..scenarios.atlas import atlas_pair
 
     linux = record_or_load(name)
-    mac = captures_dir() / "macos" / f"{name}.pcapng"
-    if mac.exists():
-        return linux, load_recording(mac), f"the macOS capture {mac.name}"
-    from ..capture.platform import capture_problem
+    recorded = captures_dir() / "macos" / f"{name}.pcapng"
+    if recorded.exists():
+        source = f"{recorded.name}: {name} recorded on a Mac (captures/macos/README.md says which)"
+        print("macOS side:", source)
+        return linux, load_recording(recorded), None, source
+    pair = atlas_pair(name)
+    path = pair.darwin_path(captures_dir())
+    where = ("shipped in captures/macos/public/" if path.parent.name == "public"
+             else "read from the shared corpus")
+    source = (f"{path.name}, connection {pair.darwin.connection}, {where} ({pair.licence}): "
+              f"{pair.darwin.shows}")
+    print("macOS side:", source)
+    return linux, load_recording(path), pair.darwin.connection, source
 
-    if capture_problem() is None and os.environ.get(MODE_VARIABLE, "auto") != "stored":
-        from ..scenarios import run_scenario
 
-        return linux, run_scenario(name, family="ipv6").recording, f"{name} over IPv6 (no macOS capture yet)"
-    stored_v6 = captures_dir() / "linux" / "ipv6" / f"{name}.pcapng"
-    if stored_v6.exists():
-        return linux, load_recording(stored_v6), f"the stored IPv6 capture (no macOS capture yet)"
-    return linux, linux, "itself (no macOS or IPv6 capture here): a diff of a recording with itself is empty"
-
-
-def diff(a: Recording, b: Recording) -> str:
-    """The aligned table `tcpteardown diff` prints, printed and returned."""
+def diff(a: Recording, b: Recording, *, connection_b: Optional[int] = None, align_by: str = "steps") -> None:
+    """The aligned table `tcpteardown diff` prints (printed once: nothing is
+    returned for the notebook to echo as an escaped copy)."""
     from ..analysis.diff import diff as diff_recordings
     from .diff_table import render_table
 
-    text = render_table(diff_recordings(a, b))
+    text = render_table(diff_recordings(a, b, connection_b=connection_b, align_by=align_by))
     print(text)
-    return text
+
+
+def atlas() -> None:
+    """The Linux/macOS atlas: every pair, diffed by structure, one line each; printed once."""
+    from ..analysis.diff import diff as diff_recordings
+    from ..errors import UserError
+    from ..formats.bundle import load_recording
+    from ..scenarios.atlas import ATLAS
+    from .diff_table import atlas_table
+
+    rows = []
+    for pair in ATLAS:
+        linux = load_recording(pair.linux_path(captures_dir()))
+        try:
+            mac = load_recording(pair.darwin_path(captures_dir()))
+        except UserError as missing:  # not redistributed and no corpus here: say so, go on
+            rows.append((pair, str(missing)))
+            continue
+        rows.append((pair, diff_recordings(linux, mac, connection_b=pair.darwin.connection, align_by="structure")))
+    text = atlas_table(rows)
+    print(text)
+
+
+def expectations(name: str) -> None:
+    """What scenario `name` expects on each OS, and what each expectation rests on; printed once."""
+    from ..scenarios import get_scenario
+
+    lines = []
+    for os_name, expected in get_scenario(name).expected.items():
+        lines.append(f"{os_name} ({expected.status}): " + ("; ".join(map(str, expected.outcomes)) or "no failing call"))
+        lines += [f"  {evidence}" for evidence in expected.evidence]
+    text = "\n".join(lines)
+    print(text)
 
 
 def load_incident() -> Recording:
@@ -162,17 +223,37 @@ def evidence_summary(recording: Recording) -> str:
     return "\n".join(lines)
 
 
-def markdown_snippet(recording: Recording, *, capture: Optional[str] = None) -> str:
-    """What `explain --markdown` prints (the image link and the paragraphs);
-    the figure is written next to `capture`, by default in the temporary
-    folder (a class must not write into the stored captures)."""
+def user_temp_dir() -> Path:
+    """This user's own folder in the temporary directory, `tcpteardown-<uid>`,
+    mode 0700: on a shared machine each student writes there, never into a
+    path another user may already own. A folder of that name that is not
+    ours (or is a link) is never used: a fresh private one is made instead."""
+    import stat
     import tempfile
+
+    uid = os.geteuid()
+    folder = Path(tempfile.gettempdir()) / f"tcpteardown-{uid}"
+    try:
+        folder.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    info = folder.lstat()
+    if stat.S_ISDIR(info.st_mode) and info.st_uid == uid and not info.st_mode & 0o077:
+        return folder
+    return Path(tempfile.mkdtemp(prefix=f"tcpteardown-{uid}-"))
+
+
+def markdown_snippet(recording: Recording, *, capture: Optional[str] = None) -> str:
+    """What `explain --markdown --image` prints (the image link and the
+    paragraphs); the figure is written next to `capture`, by default in this
+    user's own temporary folder (a class must not write into the stored
+    captures, nor into a shared path the previous student already owns)."""
     from types import SimpleNamespace
 
     from ..analysis.correlate import correlate
     from .markdown import render_markdown
 
     name = Path(recording.metadata.source_file or "tcpteardown-incident.pcapng").name
-    capture = capture or str(Path(tempfile.gettempdir()) / name)
-    args = SimpleNamespace(capture=capture, lang=None, tzinfo=None, conn=None)
+    capture = capture or str(user_temp_dir() / name)
+    args = SimpleNamespace(capture=capture, lang=None, tzinfo=None, conn=None, image=True)
     return render_markdown(correlate(recording), recording, args)

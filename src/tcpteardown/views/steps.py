@@ -13,8 +13,9 @@ from typing import Optional, Sequence
 
 from ..analysis.reasons import reason_phrase, render_reason, reset_reason
 from ..analysis.relative import relative_numbers
-from ..analysis.tcpstate import Connection, connections, infer_states, state_at
-from ..model import Link, Recording
+from ..analysis.tcpstate import (Connection, connections, describe_state, infer_states, state_at,
+                                 time_wait_from_packets)
+from ..model import Link, Recording, SocketCall
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +29,7 @@ class Step:
     server_state: Optional[str]
     frame: Optional[int] = None  # the segment's frame, for segment steps
     failed: bool = False
+    call: Optional[SocketCall] = None  # the socket call, for call steps
 
 
 def build_steps(recording: Recording, links: Sequence[Link] = (), connection: Optional[Connection] = None) -> list[Step]:
@@ -37,6 +39,8 @@ def build_steps(recording: Recording, links: Sequence[Link] = (), connection: Op
     timelines = infer_states(recording, conn) if conn else {}
     client_line = timelines.get(conn.client, []) if conn else []
     server_line = timelines.get(conn.server, []) if conn else []
+    silent = time_wait_from_packets(recording, conn) if conn else {}
+    os_name = recording.metadata.os
     relative = relative_numbers(recording.segments)
     why_of = {id(link.call): link.explanation for link in links}
     events = []
@@ -50,16 +54,26 @@ def build_steps(recording: Recording, links: Sequence[Link] = (), connection: Op
             reason, inferred = reset_reason(seg, recording)
             phrase = reason_phrase(reason)
             why = f"RST reason: {render_reason(reason, inferred)}" + (f" — {phrase}" if phrase else "")
-        events.append((seg.time_ns, 1, "segment", what, why, seg.frame, False))
+        events.append((seg.time_ns, 1, "segment", what, why, seg.frame, False, None))
     for call in recording.calls:
         if conn and call.local is not None and call.local not in (conn.client, conn.server):
             continue
         result = call.outcome if call.outcome != "ok" else f"= {call.result}"
         events.append((call.end_ns, 0, "call", f"{call.role}: {call.op}() {result}",
-                       why_of.get(id(call), ""), None, call.failed))
+                       why_of.get(id(call), ""), None, call.failed, call))
     events.sort(key=lambda e: (e[0], e[1]))
-    return [Step(i, t, kind, what, why, state_at(client_line, t), state_at(server_line, t), frame, failed)
-            for i, (t, _order, kind, what, why, frame, failed) in enumerate(events)]
+    return [Step(i, t, kind, what, why, _shown(client_line, t, conn and conn.client in silent, os_name),
+                 _shown(server_line, t, conn and conn.server in silent, os_name), frame, failed, call)
+            for i, (t, _order, kind, what, why, frame, failed, call) in enumerate(events)]
+
+
+def _shown(timeline, time_ns: int, time_wait_silent: bool, os_name: Optional[str]) -> Optional[str]:
+    """The state at `time_ns` as the panel shows it (TIME_WAIT with its
+    duration, marked when only the packets told it)."""
+    state = state_at(timeline, time_ns)
+    if state is None:
+        return None
+    return describe_state(state, os_name, from_packets=time_wait_silent and state == "TIME_WAIT")
 
 
 def step_html(step: Step, total: int, start_ns: int) -> str:

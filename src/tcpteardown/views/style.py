@@ -13,7 +13,12 @@ import contextlib
 from pathlib import Path
 from typing import Iterator, Optional, Union
 
-import matplotlib
+
+from ..mplconfig import settle_matplotlib_dirs
+
+settle_matplotlib_dirs()
+
+import matplotlib  # noqa: E402  (after its cache folder is settled)
 
 from ..model import Segment
 

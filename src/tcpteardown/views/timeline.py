@@ -64,7 +64,8 @@ def verdict_lines(run) -> list[str]:
         lines.append("")
         lines.append("why: " + expected.why)
     if not expected.observed:
-        lines.append("note: this expectation is not yet observed on a real host of this OS.")
+        lines.append(f"note: this expectation is {expected.status}, not yet observed on a real host of this OS:")
+        lines.extend(f"  - {e}" for e in expected.evidence)
     return lines
 
 

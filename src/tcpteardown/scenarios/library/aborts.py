@@ -22,7 +22,8 @@ import sys
 
 from ...model import SocketCall
 from ..recorder import endpoint_of
-from ..registry import Expectation, Outcome, Scenario, on_bsd, register
+from .. import xnu
+from ..registry import Expectation, Outcome, Scenario, on_xnu, register
 from ..stage import WAIT_SECONDS, ScenarioTimeout, Stage
 from .basics import _close, _connected_pair, _listen, _recv, _send
 
@@ -55,7 +56,7 @@ register(Scenario(
     family_group="aborts",
     setup=_listen,
     play=_linger_abort,
-    expected={"Linux": _LINGER, "Darwin": on_bsd(_LINGER)},
+    expected={"Linux": _LINGER, "Darwin": on_xnu(_LINGER, xnu.LINGER_ZERO_RST, xnu.RST_SETS_ECONNRESET, xnu.READ_ERROR_FIRST)},
 ))
 
 
@@ -145,7 +146,7 @@ register(Scenario(
     family_group="aborts",
     setup=_crash_setup(unread=False),
     play=_crash_play(unread=False),
-    expected={"Linux": _CRASH_FIN, "Darwin": on_bsd(_CRASH_FIN)},
+    expected={"Linux": _CRASH_FIN, "Darwin": on_xnu(_CRASH_FIN, xnu.EXIT_CLOSES, xnu.CLOSE_SENDS_FIN)},
 ))
 
 register(Scenario(
@@ -154,5 +155,5 @@ register(Scenario(
     family_group="aborts",
     setup=_crash_setup(unread=True),
     play=_crash_play(unread=True),
-    expected={"Linux": _CRASH_RST, "Darwin": on_bsd(_CRASH_RST)},
+    expected={"Linux": _CRASH_RST, "Darwin": on_xnu(_CRASH_RST, xnu.EXIT_CLOSES, xnu.CLOSE_UNREAD_RST, xnu.RST_SETS_ECONNRESET)},
 ))

@@ -2,7 +2,8 @@
 
 `accept-overflow` sets net.ipv4.tcp_abort_on_overflow=1, a sysctl no host
 should have changed for a demonstration; `no-route` installs an unreachable
-route. Both run in a private namespace that the runner creates for every
+route; `icmp-unreachable` has iptables answer SYNs with ICMP host and
+network unreachable. All run in a private namespace that the runner creates for every
 scenario needing "netns" (capture.netns), so the host never sees either.
 accept-overflow orders its race by holding the client's final ACK in a
 packet queue of its own (`netns.PacketGate`, iptables + NFQUEUE) until the
@@ -15,7 +16,8 @@ from __future__ import annotations
 import socket
 
 from ...capture import netns
-from ..registry import Expectation, Outcome, Scenario, on_bsd, register
+from .. import xnu
+from ..registry import Expectation, Outcome, Scenario, on_xnu, register
 from ..stage import Stage
 from .basics import _close, _recv, _send
 
@@ -111,6 +113,7 @@ UNREACHABLE = {"ipv4": ("192.0.2.0/24", "192.0.2.1"), "ipv6": ("2001:db8::/32", 
 def _no_route_setup(stage: Stage) -> None:
     prefix, _ = UNREACHABLE[stage.family]
     netns.ip("-6" if stage.family == "ipv6" else "-4", "route", "add", "unreachable", prefix)
+    stage.notes.append(f"route: unreachable {prefix}")  # the explanation names the route that failed
     stage.closed_port = stage.reserve_port()  # the port we dial; capture watches it
 
 
@@ -136,6 +139,53 @@ register(Scenario(
     family_group="namespaces",
     setup=_no_route_setup,
     play=_no_route,
-    expected={"Linux": _NOROUTE, "Darwin": on_bsd(_NOROUTE)},
+    expected={"Linux": _NOROUTE, "Darwin": on_xnu(_NOROUTE, xnu.NO_ROUTE)},
     needs=("netns",),
+))
+
+
+# -- icmp-unreachable ------------------------------------------------------------------
+
+# How the kernel answers a SYN it rejects, per family: host, then network
+# unreachable (ip6tables names them address unreachable and no route).
+_ICMP_REPLIES = {"ipv4": (("iptables", "icmp-host-unreachable"), ("iptables", "icmp-net-unreachable")),
+                 "ipv6": (("ip6tables", "icmp6-addr-unreachable"), ("ip6tables", "icmp6-no-route"))}
+
+
+def _icmp_setup(stage: Stage) -> None:
+    stage.icmp_ports = []
+    for tool, reply in _ICMP_REPLIES[stage.family]:
+        port = stage.reserve_port()  # nothing listens; the capture watches it
+        netns.iptables(tool, "-A", "INPUT", "-p", "tcp", "--syn", "--dport", str(port),
+                       "-j", "REJECT", "--reject-with", reply)
+        stage.notes.append(f"{tool} answers SYNs to port {port} with {reply}")
+        stage.icmp_ports.append(port)
+
+
+def _icmp_unreachable(stage: Stage) -> None:
+    for role, port in zip(("client", "client2"), stage.icmp_ports):
+        sock = stage.socket()
+        stage.rec.call(role, "connect", sock, sock.connect, stage.address(port))
+        _close(stage, role, sock)
+
+
+_ICMP = Expectation(
+    outcomes=(Outcome("client", "connect", "EHOSTUNREACH", "syn-unanswered"),
+              Outcome("client2", "connect", "ENETUNREACH", "syn-unanswered")),
+    why=("Each SYN leaves, and instead of a SYN/ACK or an RST the destination answers with ICMP: "
+         "host unreachable makes connect() fail with EHOSTUNREACH, network unreachable with ENETUNREACH "
+         "(in SYN_SENT the kernel takes either as final; over IPv6 a first SYN was seen retransmitted "
+         "before the ICMPv6 reply ended the attempt). Unlike no-route, a segment did leave: the SYN is the "
+         "evidence, and the ICMP reply is not in a TCP capture."),
+)
+
+register(Scenario(
+    name="icmp-unreachable",
+    summary="SYNs answered by ICMP host and network unreachable (iptables REJECT, private netns)",
+    family_group="namespaces",
+    setup=_icmp_setup,
+    play=_icmp_unreachable,
+    expected={"Linux": _ICMP},
+    needs=("netns", "iptables"),
+    notes="Linux only here: the ICMP replies come from iptables in the scenario's own namespace.",
 ))
