@@ -15,7 +15,6 @@ import signal
 import socket
 import struct
 import subprocess
-import time
 
 import pytest
 import tempfile
@@ -30,7 +29,7 @@ from tcpteardown.columns import batch_from_segments
 from tcpteardown.formats.pcap_columns import iter_tcp_batches
 from tcpteardown.model import Endpoint, Segment, TcpFlags as F
 from tcpteardown.views.census_json import connection_json, write_census_json
-from test_census_corpus import ours, tshark_view
+from test_census_corpus import ours, tshark_view, wait_until_written
 from test_pcapread_corpus import IDS, ROWS
 
 OLD_FIELDS = [field.name for field in dataclasses.fields(reference.Connection)]
@@ -189,14 +188,7 @@ def test_connection_heavy_capture_equals_tshark(tmp_path):
     try:
         assert "listening" in proc.stderr.readline()
         _many_short_connections(2000, refused_port, port, listener)
-        # Wait (bounded) until tcpdump wrote every connection's end; no fixed sleep.
-        deadline = time.monotonic() + 30
-        while True:
-            seen = census_batches(iter_tcp_batches(str(capture), on_problem=lambda problem: None))
-            if len(seen) >= 2000 and seen.by_end()["open"] == 0:
-                break
-            assert time.monotonic() < deadline, f"tcpdump wrote {len(seen)} of 2000 connections in 30 s"
-            time.sleep(0.1)
+        wait_until_written(capture, 2000, seconds=30)
     finally:
         listener.close()
         closed.close()
