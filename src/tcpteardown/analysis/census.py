@@ -639,7 +639,8 @@ def _grouped(parts: list, count: int):
     conn = np.concatenate([p[0] for p in parts])
     frame = np.concatenate([p[1] for p in parts])
     value = np.concatenate([p[2] for p in parts])
-    order = np.lexsort((frame, conn))
+    order = np.argsort((conn << 32) | frame, kind="stable") if len(frame) and frame.max() < 2**32 \
+        else np.lexsort((frame, conn))
     offsets = np.searchsorted(conn[order], np.arange(count + 1))
     return frame[order], value[order], offsets
 
