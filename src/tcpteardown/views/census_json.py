@@ -96,6 +96,22 @@ def _split_seconds(ns: np.ndarray) -> tuple[list, list, list]:
     return np.where(ns < 0, "-", "").tolist(), whole.tolist(), fraction.tolist()
 
 
+def _event_lists(events, count: int) -> tuple[list, list, list, list]:
+    """Per connection: its RST, FIN and SYN-retransmission frames and the RST senders, each
+    as the inside of a JSON list; one pass over the events (sorted by connection and frame)."""
+    frames, codes, offsets = events
+    owners = np.repeat(np.arange(count), np.diff(offsets)).tolist()
+    lists = ([""] * count, [""] * count, [""] * count, [""] * count)  # rst, fin, syn, rst_by
+    rst, fin, syn, by = lists
+    for owner, code, frame in zip(owners, codes.tolist(), frames.astype(str).tolist()):
+        target = fin if code == 0 else syn if code == 3 else rst
+        target[owner] = f"{target[owner]},{frame}" if target[owner] else frame
+        if code in (1, 2):
+            side = '"client"' if code == 1 else '"server"'
+            by[owner] = f"{by[owner]},{side}" if by[owner] else side
+    return lists
+
+
 def _chunk_lines(table: dict) -> list[str]:
     """The JSON object of each connection in `Census.table()`: the columns are turned into
     Python lists once, then one %-format per connection (numpy string concatenation of
@@ -106,34 +122,20 @@ def _chunk_lines(table: dict) -> list[str]:
         "packets", "bytes_client", "bytes_server", "first_frame", "last_frame", "end_frame")]
     times = [*_split_seconds(start), *_split_seconds(end), *_split_seconds(end - start)]
     end_sign, end_whole, end_fraction = _split_seconds(end_time)
-    frames, codes, offsets = (array.tolist() for array in table["events"])
+    rst, fin, syn, by = _event_lists(table["events"], len(columns[0]))
     lines = []
     for k, ((stream, client, server, handshake, kind, by_client, state, history, packets, bytes_client,
              bytes_server, first, last, end_frame),
             (s_sign, s_whole, s_frac, e_sign, e_whole, e_frac, d_sign, d_whole, d_frac)) in enumerate(
             zip(zip(*columns), zip(*times))):
         ended = kind != 3
-        rst = fin = syn = by = ""
-        lo, hi = offsets[k], offsets[k + 1]
-        if lo != hi:
-            rsts, fins, syns, sides = [], [], [], []
-            for j in range(lo, hi):
-                code = codes[j]
-                if code == 0:
-                    fins.append(str(frames[j]))
-                elif code == 3:
-                    syns.append(str(frames[j]))
-                else:
-                    rsts.append(str(frames[j]))
-                    sides.append('"client"' if code == 1 else '"server"')
-            rst, fin, syn, by = ",".join(rsts), ",".join(fins), ",".join(syns), ",".join(sides)
         lines.append(_TEMPLATE % (
             stream, client, server, _HANDSHAKES[handshake], _ENDS[kind],
             ('"client"' if by_client else '"server"') if ended else "null", state, history,
             s_sign, s_whole, s_frac, e_sign, e_whole, e_frac,
             f"{end_sign[k]}{end_whole[k]}.{end_fraction[k]:09d}" if ended else "null",
             d_sign, d_whole, d_frac, packets, bytes_client, bytes_server, first, last,
-            end_frame if ended else "null", rst, fin, syn, by))
+            end_frame if ended else "null", rst[k], fin[k], syn[k], by[k]))
     return lines
 
 
