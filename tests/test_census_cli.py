@@ -164,3 +164,13 @@ def test_strict_fails_on_a_pcapng_option_that_overruns_its_block(tmp_path):
     assert err.count("\n") == 1 and "option 1 claims 200 bytes beyond its block" in err, err
     code, out, err = run_cli(path)  # without --strict: the warning, and both packets counted
     assert code == 0 and "option 1 claims 200 bytes" in err and "2 packets" in out
+
+
+def test_empty_capture_prints_and_plots_without_noise(tmp_path):
+    path = tmp_path / "empty.pcap"
+    path.write_bytes(pb.pcap([]))
+    code, out, err = run_cli(path, "-o", tmp_path / "ends.png")
+    assert code == 0 and err == "", err
+    assert "0 connections" in out and (tmp_path / "ends.png").read_bytes().startswith(b"\x89PNG")
+    code, out, err = run_cli(path, "--json")
+    assert code == 0 and json.loads(out)["connections"] == []

@@ -85,10 +85,12 @@ def draw_ends(kinds_axes, sides_axes, seconds: np.ndarray, kinds: np.ndarray, by
         kinds_axes.plot(failures, [top * 1.05] * len(failures), linestyle="none", marker="X", color="#c62828",
                         markersize=6, label=f"failed socket call ({len(failures):,})")
     kinds_axes.set_ylabel("connections ended")
-    kinds_axes.legend(loc="upper right", fontsize="small", ncols=5)
+    if kinds_axes.get_legend_handles_labels()[0]:
+        kinds_axes.legend(loc="upper right", fontsize="small", ncols=5)
     sides_axes.axhline(0, color="black", linewidth=0.8)
     sides_axes.set_ylabel("ended by client ↑  server ↓")
-    sides_axes.legend(loc="upper left", fontsize="x-small", ncols=3, bbox_to_anchor=(0, -0.22))
+    if sides_axes.get_legend_handles_labels()[0]:
+        sides_axes.legend(loc="upper left", fontsize="x-small", ncols=3, bbox_to_anchor=(0, -0.22))
     sides_axes.set_xlabel("seconds since the first connection began")
     for axes in (kinds_axes, sides_axes):
         axes.grid(axis="x", alpha=0.3)
@@ -162,7 +164,8 @@ def _draw_dots(bins_axes, dots_axes, result: Census, seconds, kinds, by_client) 
     dots_axes.set_yticks(range(len(END_KINDS)), [f"{k} ({counts[k]})" for k in END_KINDS])
     dots_axes.set_ylim(-0.6, len(END_KINDS) - 0.4)
     dots_axes.set_xlabel("seconds since the first connection began")
-    dots_axes.legend(loc="upper left", fontsize="x-small", ncols=3, bbox_to_anchor=(0, -0.18))
+    if dots_axes.get_legend_handles_labels()[0]:  # nothing to name in an empty capture
+        dots_axes.legend(loc="upper left", fontsize="x-small", ncols=3, bbox_to_anchor=(0, -0.18))
     dots_axes.grid(axis="x", alpha=0.3)
 
 
