@@ -140,3 +140,78 @@ def test_an_earlier_connections_packets_do_not_count_as_sent_on_the_new_one():
     for cut in range(1, len(segments)):
         pieces = [batch_from_segments(segments[:cut]), batch_from_segments(segments[cut:])]
         assert census_batches(pieces).connections == whole.connections, cut
+
+
+# -- Zeek's conn_state and history (conn.log), from the definitions in Zeek's docs ------------
+# history: one letter per packet (update_history in Zeek's TCP analyzer): S SYN, H SYN+ACK,
+# A pure ACK, D data, F FIN, R RST, I FIN+RST, Q other multi-flag; upper case from the
+# originator (client). A, D, I, Q once per side; S/H, F and R again when the sequence number
+# differs from the last one of the kind.
+
+def zeek(*steps):
+    c = only(story(*steps))
+    return c.conn_state, c.history
+
+
+ESTABLISH = HANDSHAKE + (("c", P | A, 101, 10), ("s", A, 901, 0), ("s", P | A, 901, 20))
+
+
+def test_zeek_normal_establishment_and_termination_is_sf():
+    assert zeek(*ESTABLISH, ("c", FN | A, 111, 0), ("s", FN | A, 921, 0), ("c", A, 112, 0)) == ("SF", "ShADadFf")
+
+
+def test_zeek_attempt_without_reply_is_s0_and_retransmissions_add_no_letter():
+    assert zeek(("c", S, 100, 0), ("c", S, 100, 0)) == ("S0", "S")
+
+
+def test_zeek_rejected_attempt_is_rej():
+    assert zeek(("c", S, 100, 0), ("s", R | A, 0, 0)) == ("REJ", "Sr")
+
+
+def test_zeek_established_then_originator_or_responder_reset():
+    assert zeek(*ESTABLISH, ("c", R, 111, 0)) == ("RSTO", "ShADadR")
+    assert zeek(*ESTABLISH, ("s", R | A, 921, 0)) == ("RSTR", "ShADadr")
+
+
+def test_zeek_syn_then_own_rst_without_synack_is_rstos0():
+    assert zeek(("c", S, 100, 0), ("c", R, 101, 0)) == ("RSTOS0", "SR")
+
+
+def test_zeek_synack_then_rst_without_syn_is_rstrh_and_flipped():
+    assert zeek(("s", S | A, 900, 0), ("s", R, 901, 0)) == ("RSTRH", "^hr")
+
+
+def test_zeek_half_open_closes_sh_and_shr():
+    assert zeek(("c", S, 100, 0), ("c", FN, 101, 0)) == ("SH", "SF")
+    assert zeek(("s", S | A, 900, 0), ("s", FN | A, 901, 0)) == ("SHR", "^hf")
+
+
+def test_zeek_established_not_terminated_or_half_closed():
+    assert zeek(*ESTABLISH) == ("S1", "ShADad")
+    assert zeek(*ESTABLISH, ("c", FN | A, 111, 0)) == ("S2", "ShADadF")
+    assert zeek(*ESTABLISH, ("s", FN | A, 921, 0)) == ("S3", "ShADadf")
+
+
+def test_zeek_midstream_is_oth():
+    assert zeek(("s", P | A, 900, 50), ("c", A, 100, 0)) == ("OTH", "^dA")
+
+
+def test_zeek_repeats_rst_and_fin_only_when_the_sequence_number_changes():
+    assert zeek(*ESTABLISH, ("s", R, 921, 0), ("s", R, 921, 0), ("s", R, 950, 0))[1] == "ShADadrr"
+    # a FIN's number is the one after its data: same end, same letter
+    assert zeek(*ESTABLISH, ("c", FN | A, 111, 0), ("c", FN | A, 110, 1), ("c", FN | A, 112, 0))[1] == "ShADadFF"
+
+
+def test_zeek_inconsistent_and_multi_flag_packets():
+    assert zeek(*HANDSHAKE, ("c", FN | R, 101, 0), ("c", FN | R, 101, 0))[1] == "ShAI"
+    assert zeek(("c", S | FN, 100, 0))[1] == "Q"
+
+
+def test_zeek_states_on_a_real_capture_from_zeeks_own_tests(corpus):
+    """zeek/fin_retransmission.pcap: Zeek's baseline (core.tcp.fin-retransmit) ends with the
+    originator CLOSED (state 5) and the responder RESET (6); conn_state() maps that to RSTR."""
+    from tcpteardown.commands.census import census_file
+
+    (c,) = census_file(str(corpus / "zeek" / "fin_retransmission.pcap")).connections
+    assert c.conn_state == "RSTR"
+    assert c.history.startswith("SF") and c.history.endswith("r")

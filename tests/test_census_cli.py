@@ -9,13 +9,15 @@ import sys
 
 import pytest
 
+from conftest import tool_or_skip
+
 import pcapbytes as pb
 from tcpteardown.cli import main
 
 
-def run_cli(*args):
-    proc = subprocess.run([sys.executable, "-m", "tcpteardown", "census", *map(str, args)],
-                          capture_output=True, text=True, timeout=120)
+def run_cli(*args, cwd=None, prefix=()):
+    proc = subprocess.run([*prefix, sys.executable, "-m", "tcpteardown", "census", *map(str, args)],
+                          capture_output=True, text=True, timeout=120, cwd=cwd)
     return proc.returncode, proc.stdout, proc.stderr
 
 
@@ -102,3 +104,73 @@ def test_progress_bar_redraws_one_line_and_clears():
     assert "\n" not in text
     assert text.count("\r") == 5  # 0%, 25%, 100% (repeats are not redrawn), then "\r<blank>\r"
     assert " 25% of 210 MB" in text and "100%" in text
+
+
+# -- -o that cannot be drawn: the table first, then one error line, exit 2 (issue 19) ----------
+
+def assert_table_then_one_error(code, out, err, says):
+    assert code == 2, err
+    assert "refused" in out and "10.0.0.1:40000" in out  # the census came first, whole
+    assert "Traceback" not in err and err.count("\n") == 1 and says in err, err
+
+
+@pytest.mark.parametrize("target, says", [
+    ("missing/dir/ends.png", "no such directory"),
+    ("ends.txt", "unknown plot type '.txt'"),
+    ("-", "cannot draw to standard output"),
+    ("ends", "no file extension"),
+])
+def test_plot_target_that_cannot_be_drawn(tmp_path, target, says):
+    capture = refused_and_reset_capture(tmp_path)
+    code, out, err = run_cli(capture, "-o", target, cwd=tmp_path)
+    assert_table_then_one_error(code, out, err, says)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pcap"]  # no "-.png", no "ends.png"
+
+
+def test_plot_into_an_unwritable_directory(tmp_path):
+    # root ignores permission bits; without CAP_DAC_OVERRIDE it meets them as users do
+    setpriv = tool_or_skip("setpriv")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    code, out, err = run_cli(refused_and_reset_capture(tmp_path), "-o", locked / "ends.png",
+                             prefix=(setpriv, "--bounding-set", "-dac_override,-dac_read_search"))
+    assert_table_then_one_error(code, out, err, "Permission denied")
+
+
+def test_plot_of_a_capture_with_one_far_future_timestamp(tmp_path):
+    frames = [pb.ethernet(pb.ipv4("10.0.0.1", "10.0.0.2", pb.tcp(40000, 80, seq=1, flags=0x02))),
+              pb.ethernet(pb.ipv4("10.0.0.2", "10.0.0.1", pb.tcp(80, 40000, seq=0, ack=2, flags=0x14)))]
+    path = tmp_path / "future.pcap"
+    path.write_bytes(pb.pcap([(1700000000, 0, frames[0]), (4000000000, 0, frames[1])]))  # year 2096
+    code, out, err = run_cli(path, "-o", tmp_path / "ends.png")
+    assert code == 0 and "Traceback" not in err, err
+    assert (tmp_path / "ends.png").read_bytes().startswith(b"\x89PNG")
+    assert "refused" in out
+
+
+def test_strict_fails_on_a_pcapng_option_that_overruns_its_block(tmp_path):
+    import struct
+
+    good = pb.epb(0, 1700000000_000000, pb.syn_frame(), comments=["fine"])
+    # the comment option claims 200 bytes; its block holds 4
+    body = bytearray(good)
+    at = 8 + 20 + len(pb._pad(pb.syn_frame()))
+    struct.pack_into("<HH", body, at, 1, 200)
+    path = tmp_path / "overrun.pcapng"
+    path.write_bytes(pb.shb() + pb.idb(1, tsresol=6) + bytes(body) + pb.epb(0, 1700000001_000000, pb.syn_frame(1)))
+    code, out, err = run_cli(path, "--strict")
+    assert code == 2 and out == "" and "Traceback" not in err
+    assert err.count("\n") == 1 and "option 1 claims 200 bytes beyond its block" in err, err
+    code, out, err = run_cli(path)  # without --strict: the warning, and both packets counted
+    assert code == 0 and "option 1 claims 200 bytes" in err and "2 packets" in out
+
+
+def test_empty_capture_prints_and_plots_without_noise(tmp_path):
+    path = tmp_path / "empty.pcap"
+    path.write_bytes(pb.pcap([]))
+    code, out, err = run_cli(path, "-o", tmp_path / "ends.png")
+    assert code == 0 and err == "", err
+    assert "0 connections" in out and (tmp_path / "ends.png").read_bytes().startswith(b"\x89PNG")
+    code, out, err = run_cli(path, "--json")
+    assert code == 0 and json.loads(out)["connections"] == []

@@ -120,6 +120,20 @@ def _talk(port, request):
             assert request == b"server-resets"
 
 
+def wait_until_written(capture, connections: int, *, seconds: float) -> None:
+    """Poll (bounded) until tcpdump wrote `connections` connections, none still open; no fixed sleep."""
+    deadline = time.monotonic() + seconds
+    while True:
+        seen = None
+        if capture.exists() and capture.stat().st_size > 24:
+            seen = census_file(str(capture), on_problem=lambda problem: None)  # the last record may be half written
+            if len(seen) >= connections and seen.by_end()["open"] == 0:
+                return
+        assert time.monotonic() < deadline, \
+            f"tcpdump wrote {len(seen) if seen else 0} of {connections} connections in {seconds} s"
+        time.sleep(0.05)
+
+
 @pytest.mark.needs_capture
 def test_loopback_capture_with_real_sockets(tmp_path):
     tcpdump = tool_or_skip("tcpdump")
@@ -144,14 +158,7 @@ def test_loopback_capture_with_real_sockets(tmp_path):
         with socket.socket() as refused:
             with pytest.raises(ConnectionRefusedError):
                 refused.connect(("127.0.0.1", refused_port))
-        # Wait (bounded) until tcpdump wrote all five endings; no fixed sleep.
-        deadline = time.monotonic() + 20
-        while True:
-            result = census_file(str(capture)) if capture.exists() and capture.stat().st_size > 24 else None
-            if result and len(result.connections) == 5 and all(c.end != "open" for c in result.connections):
-                break
-            assert time.monotonic() < deadline, "tcpdump did not write the five connections in 20 s"
-            time.sleep(0.05)
+        wait_until_written(capture, 5, seconds=20)
     finally:
         stop.set()
         if server.is_alive():

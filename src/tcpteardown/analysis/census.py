@@ -3,10 +3,12 @@
 The first question in an incident: "which connections ended with an RST,
 from which side, and when?". A connection is what tshark calls a
 `tcp.stream`: packets of one 4-tuple, in file order, where a SYN (without
-ACK) starts a new connection on a 4-tuple that already had one when its
-sequence number differs from the first one that side sent (port reuse).
-A SYN repeating the old sequence number stays in the old connection, even
-after an RST, as tshark 4.0 does (a retried connect with the same ISN).
+ACK) starts a new connection on a 4-tuple that already had one (port reuse)
+when its sequence number differs from that side's base sequence number on
+it, as tshark 4.0 keeps it: the number of the last SYN (or SYN+ACK) that
+side sent there, else the one just before its first packet's. A SYN
+repeating the old number stays in the old connection, even after an RST
+(a retried connect with the same ISN).
 
 How a connection ended (`end`), decided from its flags only:
 
@@ -23,29 +25,50 @@ client is the SYN's sender; without a SYN (the capture started mid-stream)
 the receiver of the first SYN+ACK, or else the side with the higher port
 (a guess), marked by `handshake == "midstream"`.
 
-Input is column batches (`formats.pcap_columns.TcpBatch` or
-`batch_from_segments`): packets with SYN, FIN or RST go through a small
-state machine one by one; every other packet only adds bytes and time, in
-bulk with numpy. Pure: no I/O, never imports socket or scapy.
+Each connection also carries Zeek's `conn_state` and `history` (conn.log):
+the history letters S H A D F R I Q (upper case from the client, Zeek's
+originator) follow Zeek's per-packet rule exactly; C, G, T and W (bad
+checksums, gaps, retransmitted payload, zero windows) need payload analysis
+and are never written; `^` marks a client that did not send the first packet.
+`conn_state` applies Zeek's decision table to each side's state as Zeek's
+TCP analyzer would leave it on the flags seen (see `_zeek_states`).
+
+How it runs, flat on connection-heavy captures: each column batch is
+grouped by 4-tuple with numpy (sort by tuple), the points where a SYN
+starts a new connection on a reused 4-tuple are found in a few vectorised
+rounds (a Python loop only for pathological SYN floods on one 4-tuple), and
+every per-connection number is a reduction over contiguous runs
+(`reduceat`). State carried between batches is a set of arrays with one
+row per connection; a `Connection` object is built only when asked for.
+Pure: no I/O, never imports socket or scapy.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 
-from ..model import Endpoint, Segment
+from ..columns import IPV4_MARK, batch_from_segments
+from ..model import Endpoint, Segment, TcpFlags
 
-__all__ = ["Connection", "Census", "census", "census_batches", "batch_from_segments", "END_KINDS", "SIDES"]
+__all__ = ["Connection", "Census", "census", "census_batches", "batch_from_segments", "END_KINDS", "SIDES",
+           "CONN_STATES"]
 
 END_KINDS = ("fin", "rst", "refused", "open")
 SIDES = ("client", "server")
+HANDSHAKES = ("complete", "syn-only", "midstream")
+CONN_STATES = ("S0", "S1", "SF", "REJ", "S2", "S3", "RSTO", "RSTR", "RSTOS0", "RSTRH", "SH", "SHR", "OTH")
 
-FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
-IPV4_MARK = 0xFFFF_FFFF_FFFF_FFFF  # same convention as formats.pcap_columns
+FIN, SYN, RST, ACK = int(TcpFlags.FIN), int(TcpFlags.SYN), int(TcpFlags.RST), int(TcpFlags.ACK)
+_COMPLETE, _SYN_ONLY, _MIDSTREAM = 0, 1, 2
+_UNSET = -1  # a side's base sequence number before it sent anything
+_SPLIT_ROUNDS = 4  # vectorised rounds for port reuse before the per-SYN loop takes over
+# History bits per side (Zeek's HIST_* masks): one letter each, or repeated when the sequence number changes.
+_H_SYN, _H_FIN, _H_RST, _H_DATA, _H_ACK, _H_FINRST, _H_MULTI = 1, 2, 4, 8, 16, 32, 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,79 +94,534 @@ class Connection:
     fin_frames: tuple[int, ...]
     rst_by: tuple[str, ...]  # side of each RST, same order as rst_frames
     syn_retransmissions: tuple[int, ...]  # frames of client SYNs repeating the first one
+    conn_state: str = "OTH"  # Zeek's conn.log conn_state
+    history: str = ""  # Zeek's conn.log history
 
     @property
     def duration_ns(self) -> int:
         return self.end_ns - self.start_ns
 
 
-@dataclass(frozen=True, slots=True)
-class Census:
-    connections: tuple[Connection, ...]
-    packets: int  # every frame, TCP or not
-    tcp_packets: int
+# -- growable columns ---------------------------------------------------------------------
 
-    def by_end(self) -> dict[str, int]:
-        counts = dict.fromkeys(END_KINDS, 0)
-        for connection in self.connections:
-            counts[connection.end] += 1
-        return counts
+class _Columns:
+    """Named numpy arrays of equal length that grow by doubling (one row per connection or tuple)."""
 
-    def by_side(self) -> dict[str, dict[str, int]]:
-        """{end kind: {"client": n, "server": n}} for fin, rst and refused."""
-        table = {kind: dict.fromkeys(SIDES, 0) for kind in END_KINDS if kind != "open"}
-        for connection in self.connections:
-            if connection.ended_by is not None:
-                table[connection.end][connection.ended_by] += 1
-        return table
+    def __init__(self, spec: dict):
+        self.spec = spec  # name -> (dtype, fill)
+        self.size = 0
+        self.arrays = {name: np.full(0, fill, dtype=dtype) for name, (dtype, fill) in spec.items()}
 
-    def summary(self) -> dict:
-        return {
-            "connections": len(self.connections),
-            "packets": self.packets,
-            "tcp_packets": self.tcp_packets,
-            "by_end": self.by_end(),
-            "by_side": self.by_side(),
-            "rst_segments": sum(len(c.rst_frames) for c in self.connections),
-            "fin_segments": sum(len(c.fin_frames) for c in self.connections),
-        }
+    def add(self, count: int) -> np.ndarray:
+        """Rows for `count` new entries (filled with defaults); returns their indices."""
+        need = self.size + count
+        capacity = len(next(iter(self.arrays.values())))
+        if need > capacity:
+            capacity = max(need, 2 * capacity, 1024)
+            for name, array in self.arrays.items():
+                dtype, fill = array.dtype, self.spec[name][1]
+                grown = np.full(capacity, fill, dtype=dtype)
+                grown[:self.size] = array[:self.size]
+                self.arrays[name] = grown
+        rows = np.arange(self.size, need)
+        self.size = need
+        return rows
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.arrays[name]
+
+    def to_object(self, names) -> None:
+        """Times beyond int64 (garbage timestamps): keep exact Python ints from now on."""
+        for name in names:
+            if self.arrays[name].dtype != object:
+                self.arrays[name] = self.arrays[name].astype(object)
+
+    def trimmed(self) -> dict:
+        return {name: array[:self.size] for name, array in self.arrays.items()}
 
 
-class _Conn:
-    """Mutable state of one connection while the census runs."""
+_CONNECTION_COLUMNS = {
+    "tuple": (np.int64, -1),
+    "a_client": (bool, False),  # the canonical lower endpoint "a" is the client
+    "first_a": (bool, False),  # the first packet was sent by a
+    "handshake": (np.int8, _MIDSTREAM),
+    "start": (np.int64, 0), "end": (np.int64, 0), "first_frame": (np.int64, 0), "last_frame": (np.int64, 0),
+    "packets": (np.int64, 0), "bytes_a": (np.int64, 0), "bytes_b": (np.int64, 0),
+    "syn_seq": (np.int64, -1),  # the client's first SYN
+    "base_a": (np.int64, _UNSET), "base_b": (np.int64, _UNSET),  # tshark's base seq per side (see _split)
+    "synack": (bool, False),
+    "end_frame": (np.int64, -1), "end_time": (np.int64, 0), "end_client": (bool, False), "end_rst": (bool, False),
+    "fin": (bool, False), "rst": (bool, False),
+    # Zeek: what each side (a, b) sent, and the history bits and last sequence numbers per side.
+    "syn_a": (bool, False), "syn_b": (bool, False), "synack_a": (bool, False), "synack_b": (bool, False),
+    "other_a": (bool, False), "other_b": (bool, False),  # a packet without SYN
+    "fin_a": (bool, False), "fin_b": (bool, False), "rst_a": (bool, False), "rst_b": (bool, False),
+    "seen_a": (np.int64, 0), "seen_b": (np.int64, 0),
+    "last_syn_a": (np.int64, 0), "last_syn_b": (np.int64, 0), "last_fin_a": (np.int64, 0),
+    "last_fin_b": (np.int64, 0), "last_rst_a": (np.int64, 0), "last_rst_b": (np.int64, 0),
+}
+_TIME_COLUMNS = ("start", "end", "end_time")
+_KEY_NAMES = ("a_hi", "a_lo", "a_port", "b_hi", "b_lo", "b_port")
 
-    __slots__ = ("stream", "a_is_client", "handshake", "start", "end", "first_frame", "last_frame",
-                 "packets", "bytes_a", "bytes_b", "syn_seq", "base_seq", "synack", "fin", "rst",
-                 "first_end", "rst_frames", "fin_frames", "rst_by", "syn_retrans", "key")
 
-    def __init__(self, stream, key, a_is_client, handshake, time_ns, frame):
-        self.stream = stream
-        self.key = key
-        self.a_is_client = a_is_client
-        self.handshake = handshake
-        self.start = time_ns
-        self.end = time_ns
-        self.first_frame = frame
-        self.last_frame = frame
+def _mix(columns) -> np.ndarray:
+    """A 64-bit hash of each row of the uint64 columns (exactness is checked by the callers)."""
+    mix = np.zeros(len(columns[0]), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for column in columns:
+            mix = (mix ^ column) * np.uint64(0x100000001B3) + np.uint64(0x9E3779B97F4A7C15)
+            mix ^= mix >> np.uint64(29)
+    return mix
+
+
+class _Tuples:
+    """Global ids of canonical 4-tuples across batches, with each tuple's current connection."""
+
+    def __init__(self):
+        self.columns = _Columns({**{name: (np.uint64, 0) for name in _KEY_NAMES}, "conn": (np.int64, -1)})
+        self.by_hash: Optional[dict] = {}
+        self.exact: Optional[dict] = None  # after a hash collision: keyed by the whole tuple
+
+    def ids(self, columns) -> np.ndarray:
+        """The global tuple id of each row; new tuples get new ids."""
+        mix = _mix(columns)
+        _, first, inverse = np.unique(mix, return_index=True, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        if not all(np.array_equal(column, column[first][inverse]) for column in columns):
+            # Two tuples with one hash in this batch: group exactly (slow, never seen in practice).
+            _, first, inverse = np.unique(np.stack(columns, axis=1), axis=0, return_index=True, return_inverse=True)
+            inverse = inverse.reshape(-1)
+            self._go_exact()
+        keys = [column[first] for column in columns]
+        if self.exact is None:
+            found = [self.by_hash.get(value, -1) for value in mix[first].tolist()]
+        else:
+            found = [self.exact.get(key, -1) for key in zip(*(k.tolist() for k in keys))]
+        ids = np.array(found, dtype=np.int64)
+        known = ids >= 0
+        stored = self.columns
+        if known.any() and not all(np.array_equal(stored[name][ids[known]], key[known])
+                                   for name, key in zip(_KEY_NAMES, keys)):
+            self._go_exact()  # a hash collision across batches: look the whole tuples up again
+            ids = np.array([self.exact.get(key, -1) for key in zip(*(k.tolist() for k in keys))], dtype=np.int64)
+            known = ids >= 0
+        fresh = np.flatnonzero(~known)
+        if len(fresh):
+            rows = stored.add(len(fresh))
+            ids[fresh] = rows
+            for name, key in zip(_KEY_NAMES, keys):
+                stored[name][rows] = key[fresh]
+            if self.exact is None:
+                self.by_hash.update(zip(mix[first][fresh].tolist(), rows.tolist()))
+            else:
+                self.exact.update(zip(zip(*(key[fresh].tolist() for key in keys)), rows.tolist()))
+        return ids[inverse]
+
+    def _go_exact(self) -> None:
+        if self.exact is None:
+            stored = self.columns.trimmed()
+            self.exact = {key: row for row, key in enumerate(zip(*(stored[n].tolist() for n in _KEY_NAMES)))}
+            self.by_hash = None
+
+
+# -- the engine ----------------------------------------------------------------------------
+
+class _Engine:
+    def __init__(self):
+        self.tuples = _Tuples()
+        self.conns = _Columns(_CONNECTION_COLUMNS)
+        self.events: list = []  # (conn, frame, code) arrays: 0 FIN, 1 RST by client, 2 RST by server, 3 SYN retr.
+        self.history: list = []  # (conn, frame, letter) arrays
         self.packets = 0
-        self.bytes_a = 0  # payload sent by endpoint a (the canonical lower endpoint)
-        self.bytes_b = 0
-        self.syn_seq = None
-        self.base_seq = [None, None]  # per sender (0: a, 1: b); -1: first packet was not a SYN
-        self.synack = False
-        self.fin = False
-        self.rst = False
-        self.first_end = None  # (frame, time, sender is a, is rst)
-        self.rst_frames = []
-        self.fin_frames = []
-        self.rst_by = []
-        self.syn_retrans = []
+        self.tcp_packets = 0
 
+    def feed(self, batch) -> None:
+        self.packets += batch.packets
+        count = len(batch.frame)
+        self.tcp_packets += count
+        if not count:
+            return
+        conns = self.conns
+        if batch.time_ns.dtype == object:
+            conns.to_object(_TIME_COLUMNS)
+        u64 = np.uint64
+        src = (batch.src_hi.astype(u64, copy=False), batch.src_lo.astype(u64, copy=False), batch.sport.astype(u64))
+        dst = (batch.dst_hi.astype(u64, copy=False), batch.dst_lo.astype(u64, copy=False), batch.dport.astype(u64))
+        # a is the lower endpoint of the two; from_a: the packet was sent by a.
+        from_a = (src[0] < dst[0]) | ((src[0] == dst[0]) & ((src[1] < dst[1]) | ((src[1] == dst[1]) & (src[2] <= dst[2]))))
+        columns = [np.where(from_a, s, d) for s, d in zip(src, dst)] + [np.where(from_a, d, s) for s, d in zip(src, dst)]
+        tuple_of_row = self.tuples.ids(columns)
+
+        # Everything below works on rows sorted by tuple (frame order kept within a tuple).
+        order = np.argsort(tuple_of_row, kind="stable")
+        tid = tuple_of_row[order]
+        by_b = ~from_a[order]  # the packet was sent by b
+        flags = batch.flags[order].astype(np.int64)
+        seq = batch.seq[order].astype(np.int64)
+        ack = batch.ack[order].astype(np.int64)
+        payload = batch.payload_len[order].astype(np.int64)
+        frame = batch.frame[order]
+        time_ns = batch.time_ns[order]
+        pos = np.arange(count)
+        tuple_start = np.ones(count, dtype=bool)
+        tuple_start[1:] = tid[1:] != tid[:-1]
+        carried = self.tuples.columns["conn"][tid]  # the tuple's connection before this batch (-1: none)
+        begins = tuple_start & (carried < 0)  # rows where a connection begins
+        pure_syn = (flags & (SYN | ACK)) == SYN
+        candidates = np.flatnonzero(pure_syn & ~begins)
+        if len(candidates):
+            self._split(begins, candidates, tid, tuple_start, by_b, flags, seq, ack, carried)
+
+        runs_start = begins | tuple_start
+        runs = np.flatnonzero(runs_start)  # each run: the rows of one connection in this batch
+        run_of = np.cumsum(runs_start) - 1
+        run_end = np.append(runs[1:], count)
+        new = begins[runs]
+        conn_of_run = np.where(new, -1, carried[runs])
+        first_rows = runs[new]
+        if len(first_rows):
+            # New connections are numbered in frame order of their first packet, as tcp.stream.
+            ids = conns.add(len(first_rows))
+            rank = np.argsort(np.argsort(frame[first_rows], kind="stable"), kind="stable")
+            conn_of_run[new] = ids[rank]
+            self._begin(ids[rank], first_rows, tid, by_b, flags, batch.sport[order[first_rows]],
+                        batch.dport[order[first_rows]], time_ns, frame)
+        last_of_tuple = np.append(tid[runs[1:]] != tid[runs[:-1]], True)
+        self.tuples.columns["conn"][tid[runs[last_of_tuple]]] = conn_of_run[last_of_tuple]
+        self._account(conn_of_run, runs, run_end, run_of, by_b, flags, seq, ack, payload, frame, time_ns, pos)
+
+    # -- port reuse: where a SYN starts a new connection on a known 4-tuple -----------------
+
+    def _split(self, begins, candidates, tid, tuple_start, by_b, flags, seq, ack, carried) -> None:
+        """Mark in `begins` each client SYN that starts a new connection (tshark's rule).
+
+        A SYN from side s starts a new connection when s already sent on the
+        current one and this SYN's number is not s's base there: the number
+        of s's last SYN on it, else the one before s's first packet's (tshark
+        4.0 checked: an ACK with 101 then a SYN with 100 stays one stream).
+        Each round decides, per current connection, its first such SYN; the
+        SYNs after it are decided again in the next round.
+        """
+        count = len(tid)
+        pos = np.arange(count)
+        first_of_tuple = np.maximum.accumulate(np.where(tuple_start, pos, 0))
+        def next_row(mask):  # for each row: the next row at or after it in `mask`, same tuple (else count)
+            nxt = np.minimum.accumulate(np.where(mask, pos, count)[::-1])[::-1]
+            valid = nxt < count
+            valid[valid] = tid[nxt[valid]] == tid[valid]
+            return np.where(valid, nxt, count)
+
+        next_by_side = [next_row(by_b == side) for side in (False, True)]
+        # the other side's first ACK: its acknowledgment number less one is this side's base until set
+        next_ack_by_side = [next_row((by_b == side) & (flags & ACK != 0)) for side in (False, True)]
+        before_first = np.append((seq - 1) & 0xFFFF_FFFF, _UNSET)  # index `count`: nothing sent
+        acked = np.append((ack - 1) & 0xFFFF_FFFF, _UNSET)
+        previous_syn = []  # for each row: the last earlier row with SYN sent by that side (else -1)
+        for side in (False, True):
+            last = np.maximum.accumulate(np.where((by_b == side) & (flags & SYN != 0), pos, -1))
+            previous_syn.append(np.concatenate(([-1], last[:-1])))
+        known = carried >= 0
+        carried_base = [np.full(count, _UNSET, dtype=np.int64) for _ in range(2)]
+        for side, name in ((0, "base_a"), (1, "base_b")):
+            carried_base[side][known] = self.conns[name][carried[known]]
+        pending = candidates
+        for _ in range(_SPLIT_ROUNDS):
+            last_begin = np.maximum.accumulate(np.where(begins, pos, -1))[pending]
+            from_before = last_begin < first_of_tuple[pending]  # the connection began in an earlier batch
+            start = np.where(from_before, first_of_tuple[pending], last_begin)
+            side_b = by_b[pending]
+            first_sent = np.where(side_b, next_by_side[1][start], next_by_side[0][start])
+            first_acked = np.where(side_b, next_ack_by_side[0][start], next_ack_by_side[1][start])
+            base = np.where(first_acked < np.minimum(first_sent, pending), acked[first_acked],
+                            before_first[np.where(first_sent < pending, first_sent, count)])
+            earlier = np.where(side_b, carried_base[1][pending], carried_base[0][pending])
+            base = np.where(from_before & (earlier != _UNSET), earlier, base)
+            syn_row = np.where(side_b, previous_syn[1][pending], previous_syn[0][pending])
+            base = np.where(syn_row >= start, seq[np.maximum(syn_row, 0)], base)
+            starts_new = (base != _UNSET) & (base != seq[pending])
+            if not starts_new.any():
+                return
+            keys, firsts = np.unique(start[starts_new], return_index=True)
+            new_begins = pending[starts_new][firsts]
+            begins[new_begins] = True
+            at = np.minimum(np.searchsorted(keys, start), len(keys) - 1)
+            pending = pending[(keys[at] == start) & (pending > new_begins[at])]
+            if not len(pending):
+                return
+        # A SYN flood with changing sequence numbers on one 4-tuple: one SYN at a time.
+        last_begin = np.maximum.accumulate(np.where(begins, pos, -1))
+        current: dict = {}
+        for row in pending.tolist():
+            start = current.get(int(tid[row]), int(last_begin[row]))
+            from_before = start < first_of_tuple[row]
+            if from_before:
+                start = int(first_of_tuple[row])
+            side = int(by_b[row])
+            first_sent = int(next_by_side[side][start])
+            first_acked = int(next_ack_by_side[1 - side][start])
+            if first_acked < min(first_sent, row):
+                base = int(acked[first_acked])
+            else:
+                base = int(before_first[first_sent if first_sent < row else count])
+            if from_before and carried_base[side][row] != _UNSET:
+                base = int(carried_base[side][row])
+            syn_row = int(previous_syn[side][row])
+            if syn_row >= start:
+                base = int(seq[syn_row])
+            if base != _UNSET and base != seq[row]:
+                begins[row] = True
+                current[int(tid[row])] = row
+
+    # -- per-connection numbers ----------------------------------------------------------
+
+    def _begin(self, ids, rows, tid, by_b, flags, sport, dport, time_ns, frame) -> None:
+        conns = self.conns
+        first = flags[rows]
+        from_a = ~by_b[rows]
+        pure_syn = (first & (SYN | ACK)) == SYN
+        synack = (first & (SYN | ACK)) == SYN | ACK
+        # Mid-stream without SYN+ACK: guess that the higher port is the client's (ephemeral) one.
+        guess = np.where(sport != dport, (sport > dport) == from_a, from_a)
+        conns["a_client"][ids] = np.where(pure_syn, from_a, np.where(synack, ~from_a, guess))
+        conns["handshake"][ids] = np.where(pure_syn, _SYN_ONLY, _MIDSTREAM)
+        conns["first_a"][ids] = from_a
+        conns["tuple"][ids] = tid[rows]
+        conns["start"][ids] = time_ns[rows]
+        conns["first_frame"][ids] = frame[rows]
+
+    def _account(self, conn_of_run, runs, run_end, run_of, by_b, flags, seq, ack, payload, frame, time_ns,
+                 pos) -> None:
+        conns = self.conns
+        count = len(pos)
+        conn = conn_of_run[run_of]  # per row
+        a_client = conns["a_client"][conn]
+        by_client = by_b != a_client
+        is_syn, is_fin, is_rst, is_ack = (flags & SYN) != 0, (flags & FIN) != 0, (flags & RST) != 0, (flags & ACK) != 0
+        pure_syn = is_syn & ~is_ack
+        synack = is_syn & is_ack
+
+        def first_in_run(mask):
+            return np.minimum.reduceat(np.where(mask, pos, count), runs)
+
+        def any_in_run(mask):
+            return np.logical_or.reduceat(mask, runs)
+
+        conns["packets"][conn_of_run] += run_end - runs
+        conns["bytes_a"][conn_of_run] += np.add.reduceat(np.where(by_b, 0, payload), runs)
+        conns["bytes_b"][conn_of_run] += np.add.reduceat(np.where(by_b, payload, 0), runs)
+        last = run_end - 1
+        conns["end"][conn_of_run] = time_ns[last]  # frame order: a capture whose time goes backwards stays consistent
+        conns["last_frame"][conn_of_run] = frame[last]
+
+        got_synack = any_in_run(synack & ~by_client)
+        conns["synack"][conn_of_run] |= got_synack
+        handshake = conns["handshake"][conn_of_run]
+        conns["handshake"][conn_of_run] = np.where(got_synack & (handshake == _SYN_ONLY), _COMPLETE, handshake)
+
+        # The client's first SYN, and the SYNs repeating it.
+        client_syn = pure_syn & by_client
+        first_syn = first_in_run(client_syn)
+        syn_seq = conns["syn_seq"][conn_of_run]
+        sets_it = (syn_seq < 0) & (first_syn < count)
+        syn_seq = np.where(sets_it, seq[np.minimum(first_syn, count - 1)], syn_seq)
+        conns["syn_seq"][conn_of_run] = syn_seq
+        retransmission = client_syn & (seq == syn_seq[run_of]) & ~(sets_it[run_of] & (pos == first_syn[run_of]))
+
+        # The first FIN or RST.
+        ends = is_fin | is_rst
+        first_end = first_in_run(ends)
+        sets_end = (conns["end_frame"][conn_of_run] < 0) & (first_end < count)
+        which = first_end[sets_end]
+        ended = conn_of_run[sets_end]
+        conns["end_frame"][ended] = frame[which]
+        conns["end_time"][ended] = time_ns[which]
+        conns["end_client"][ended] = by_client[which]
+        conns["end_rst"][ended] = is_rst[which]
+        conns["fin"][conn_of_run] |= any_in_run(is_fin)
+        conns["rst"][conn_of_run] |= any_in_run(is_rst)
+        for mask, value in ((is_fin, 0), (is_rst & by_client, 1), (is_rst & ~by_client, 2), (retransmission, 3)):
+            rows = np.flatnonzero(mask)
+            if len(rows):
+                self.events.append((conn[rows], frame[rows], np.full(len(rows), value, dtype=np.int8)))
+
+        # What each side sent (tshark's base sequence number; Zeek's endpoint states and history).
+        letters = self._history_letters(flags, payload, is_syn, is_fin, is_rst, is_ack)
+        emitted = np.zeros(count, dtype=bool)
+        for side, suffix in ((False, "_a"), (True, "_b")):
+            mine = by_b == side
+            first_sent = first_in_run(mine)
+            # tshark's base: the seq of the side's last SYN, else (first come) the one before its
+            # first packet's or the other side's first acknowledgment number less one
+            base = conns["base" + suffix][conn_of_run]
+            first_acked = first_in_run(~mine & is_ack)
+            from_ack = (base == _UNSET) & (first_acked < first_sent)
+            base = np.where(from_ack, (ack[np.minimum(first_acked, count - 1)] - 1) & 0xFFFF_FFFF, base)
+            unset = (base == _UNSET) & (first_sent < count)
+            base = np.where(unset, (seq[np.minimum(first_sent, count - 1)] - 1) & 0xFFFF_FFFF, base)
+            last_syn = np.maximum.reduceat(np.where(mine & is_syn, pos, -1), runs)
+            conns["base" + suffix][conn_of_run] = np.where(last_syn >= 0, seq[np.maximum(last_syn, 0)], base)
+            conns["syn" + suffix][conn_of_run] |= any_in_run(mine & pure_syn)
+            conns["synack" + suffix][conn_of_run] |= any_in_run(mine & synack)
+            conns["other" + suffix][conn_of_run] |= any_in_run(mine & ~is_syn)
+            conns["fin" + suffix][conn_of_run] |= any_in_run(mine & is_fin)
+            conns["rst" + suffix][conn_of_run] |= any_in_run(mine & is_rst)
+            emitted |= self._history_side(letters, seq, payload, mine, conn_of_run, run_of, runs, count, suffix)
+        rows = np.flatnonzero(emitted)
+        if len(rows):
+            text = letters[rows] + np.where(by_client[rows], 0, 32)  # lower case from the server (responder)
+            self.history.append((conn[rows], frame[rows], text.astype(np.uint8)))
+
+    @staticmethod
+    def _history_letters(flags, payload, is_syn, is_fin, is_rst, is_ack) -> np.ndarray:
+        """Zeek's one history letter per packet (upper case ASCII; 0: none), as its update_history."""
+        bits = is_syn.astype(np.int8) + is_fin + is_rst
+        single = np.where(is_syn, np.where(is_ack, ord("H"), ord("S")),
+                          np.where(is_fin, ord("F"), ord("R")))
+        none = np.where(payload > 0, ord("D"), np.where(is_ack, ord("A"), 0))
+        multi = np.where(is_fin & is_rst, ord("I"), ord("Q"))
+        return np.where(bits > 1, multi, np.where(bits == 1, single, none)).astype(np.int64)
+
+    def _history_side(self, letters, seq, payload, mine, conn_of_run, run_of, runs, count, suffix) -> np.ndarray:
+        """Rows of one side whose letter Zeek writes; updates that side's history state."""
+        conns = self.conns
+        seen_name = "seen" + suffix
+        emitted = np.zeros(count, dtype=bool)
+        seen = conns[seen_name][conn_of_run].copy()
+        # Once per side: D, A, I, Q.
+        for letter, bit in ((ord("D"), _H_DATA), (ord("A"), _H_ACK), (ord("I"), _H_FINRST), (ord("Q"), _H_MULTI)):
+            rows = np.flatnonzero(mine & (letters == letter))
+            if not len(rows):
+                continue
+            run = run_of[rows]
+            first = np.ones(len(rows), dtype=bool)
+            first[1:] = run[1:] != run[:-1]
+            rows, run = rows[first], run[first]
+            fresh = (seen[run] & bit) == 0
+            emitted[rows[fresh]] = True
+            seen[run] |= bit
+        # Again whenever the sequence number differs from the last one of the kind: S/H, F, R.
+        for letters_of_kind, bit, name, value in (
+                ((ord("S"), ord("H")), _H_SYN, "last_syn", seq), ((ord("F"),), _H_FIN, "last_fin", seq + payload),
+                ((ord("R"),), _H_RST, "last_rst", seq)):
+            kind = letters == letters_of_kind[0]
+            if len(letters_of_kind) > 1:
+                kind |= letters == letters_of_kind[1]
+            rows = np.flatnonzero(mine & kind)
+            if not len(rows):
+                continue
+            run = run_of[rows]
+            values = value[rows]
+            first = np.ones(len(rows), dtype=bool)
+            first[1:] = run[1:] != run[:-1]
+            previous = np.empty_like(values)
+            previous[1:] = values[:-1]
+            before = conns[name + suffix][conn_of_run[run]]
+            was_seen = (seen[run] & bit) != 0
+            emitted[rows] = np.where(first, ~was_seen | (values != before), values != previous)
+            last = np.ones(len(rows), dtype=bool)
+            last[:-1] = run[1:] != run[:-1]
+            conns[name + suffix][conn_of_run[run[last]]] = values[last]
+            seen[run] |= bit
+        conns[seen_name][conn_of_run] = seen
+        return emitted
+
+    def result(self) -> "Census":
+        return Census._from_engine(self)
+
+
+# -- Zeek's conn_state ---------------------------------------------------------------------
+
+_INACTIVE, _SYN_SENT, _SYN_ACK_SENT, _PARTIAL, _ESTABLISHED, _CLOSED, _RESET = range(7)
+_RSTOS0 = re.compile(r"\^?S[^HAFGIQ]*R.*")
+
+
+def _zeek_states(sent_syn, sent_synack, sent_other, sent_fin, sent_rst, peer_other, peer_synack):
+    """Each side's TCP endpoint state as Zeek's analyzer leaves it, from what it sent:
+    RESET after an RST, else CLOSED after a FIN, else ESTABLISHED once its SYN
+    was answered and acknowledged, else SYN_SENT / SYN_ACK_SENT, else PARTIAL
+    (it sent only packets without SYN), else INACTIVE."""
+    established = (sent_syn & peer_synack & sent_other) | (sent_synack & peer_other)
+    state = np.full(len(sent_syn), _INACTIVE, dtype=np.int8)
+    state[sent_other & ~sent_syn & ~sent_synack] = _PARTIAL
+    state[sent_synack] = _SYN_ACK_SENT
+    state[sent_syn] = _SYN_SENT
+    state[established] = _ESTABLISHED
+    state[sent_fin] = _CLOSED
+    state[sent_rst] = _RESET
+    return state
+
+
+def _conn_state(orig: int, resp: int, orig_bytes: int, resp_bytes: int, history: str) -> str:
+    """Zeek's conn_state() (base/protocols/conn/main.zeek) for TCP."""
+    o_inactive = orig in (_INACTIVE, _PARTIAL)
+    r_inactive = resp in (_INACTIVE, _PARTIAL)
+    if resp == _RESET:
+        if orig in (_SYN_SENT, _SYN_ACK_SENT) or (orig == _RESET and orig_bytes == 0 and resp_bytes == 0):
+            return "REJ"
+        return "RSTRH" if o_inactive else "RSTR"
+    if orig == _RESET:
+        if r_inactive:
+            return "RSTOS0" if _RSTOS0.fullmatch(history) else "OTH"
+        return "RSTO"
+    if resp == _CLOSED and orig == _CLOSED:
+        return "SF"
+    if orig == _CLOSED:
+        return "SH" if r_inactive else "S2"
+    if resp == _CLOSED:
+        return "SHR" if o_inactive else "S3"
+    if orig == _SYN_SENT and resp == _INACTIVE:
+        return "S0"
+    if orig == _ESTABLISHED and resp == _ESTABLISHED:
+        return "S1"
+    return "OTH"
+
+
+def _conn_states(orig, resp, orig_bytes, resp_bytes, history) -> np.ndarray:
+    """`_conn_state` for arrays (StringDType result)."""
+    from numpy.dtypes import StringDType
+
+    o_inactive = (orig == _INACTIVE) | (orig == _PARTIAL)
+    r_inactive = (resp == _INACTIVE) | (resp == _PARTIAL)
+    orig_reset, resp_reset = orig == _RESET, resp == _RESET
+    rej = resp_reset & ((orig == _SYN_SENT) | (orig == _SYN_ACK_SENT)
+                        | (orig_reset & (orig_bytes == 0) & (resp_bytes == 0)))
+    closed_o, closed_r = orig == _CLOSED, resp == _CLOSED
+    choices = [
+        (resp_reset & rej, "REJ"), (resp_reset & o_inactive, "RSTRH"), (resp_reset, "RSTR"),
+        (orig_reset & r_inactive, "OTH"), (orig_reset, "RSTO"),  # RSTOS0 below
+        (closed_o & closed_r, "SF"), (closed_o & r_inactive, "SH"), (closed_o, "S2"),
+        (closed_r & o_inactive, "SHR"), (closed_r, "S3"),
+        ((orig == _SYN_SENT) & (resp == _INACTIVE), "S0"), ((orig == _ESTABLISHED) & (resp == _ESTABLISHED), "S1"),
+    ]
+    states = np.select([mask for mask, _ in choices], [name for _, name in choices], "OTH").astype(StringDType())
+    maybe = np.flatnonzero(~resp_reset & orig_reset & r_inactive)
+    for row in maybe.tolist():
+        if _RSTOS0.fullmatch(str(history[row])):
+            states[row] = "RSTOS0"
+    return states
+
+
+def _endpoint_texts(hi: np.ndarray, lo: np.ndarray, port: np.ndarray) -> np.ndarray:
+    """`str(Endpoint)` for arrays of TcpBatch address halves and ports (StringDType)."""
+    from numpy.dtypes import StringDType
+
+    text = np.empty(len(hi), dtype=StringDType())
+    v4 = hi == IPV4_MARK
+    if v4.any():
+        address, ports = lo[v4], port[v4]
+        octets = [((address >> np.uint64(shift)) & np.uint64(0xFF)).astype(StringDType()) for shift in (24, 16, 8, 0)]
+        text[v4] = octets[0] + "." + octets[1] + "." + octets[2] + "." + octets[3] + ":" + ports.astype(StringDType())
+    for row in np.flatnonzero(~v4).tolist():
+        text[row] = str(_endpoint(int(hi[row]), int(lo[row]), int(port[row])))
+    return text
+
+
+# -- the result ------------------------------------------------------------------------------
 
 def _endpoint(hi: int, lo: int, port: int, _cache: dict = {}) -> Endpoint:
     endpoint = _cache.get((hi, lo, port))
     if endpoint is None:
-        if hi == IPV4_MARK:
+        if hi == int(IPV4_MARK):
             host = str(ipaddress.IPv4Address(lo))
         else:
             host = ipaddress.IPv6Address((hi << 64) | lo).compressed
@@ -153,284 +631,228 @@ def _endpoint(hi: int, lo: int, port: int, _cache: dict = {}) -> Endpoint:
     return endpoint
 
 
-class _Engine:
-    def __init__(self):
-        self.tuples: dict = {}  # canonical 4-tuple -> current _Conn
-        self.connections: list = []
-        self.packets = 0
-        self.tcp_packets = 0
+def _grouped(parts: list, count: int):
+    """Concatenate (conn, frame, value) chunks, sorted by connection then frame; with offsets per connection."""
+    if not parts:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, np.zeros(count + 1, dtype=np.int64)
+    conn = np.concatenate([p[0] for p in parts])
+    frame = np.concatenate([p[1] for p in parts])
+    value = np.concatenate([p[2] for p in parts])
+    order = np.argsort((conn << 32) | frame, kind="stable") if len(frame) and frame.max() < 2**32 \
+        else np.lexsort((frame, conn))
+    offsets = np.searchsorted(conn[order], np.arange(count + 1))
+    return frame[order], value[order], offsets
 
-    # -- the state machine for packets with SYN, FIN or RST (and first packets) --------
 
-    def _new(self, key, from_a: bool, flags: int, sport: int, dport: int, time_ns: int, frame: int) -> _Conn:
-        if flags & (SYN | ACK) == SYN:
-            a_is_client, handshake = from_a, "syn-only"
-        elif flags & (SYN | ACK) == SYN | ACK:  # the capture began after the client's SYN
-            a_is_client, handshake = not from_a, "midstream"
-        else:
-            # Mid-stream: guess that the higher port is the client's (ephemeral) one.
-            if sport != dport:
-                a_is_client = (sport > dport) == from_a
-            else:
-                a_is_client = from_a
-            handshake = "midstream"
-        conn = _Conn(len(self.connections), key, a_is_client, handshake, time_ns, frame)
-        self.connections.append(conn)
-        self.tuples[key] = conn
-        return conn
+class Census:
+    """The connections of a capture, as columns; `Connection` objects are made on demand.
 
-    def _flagged(self, conn: Optional[_Conn], key, from_a: bool, flags: int, seq: int, sport: int, dport: int,
-                 time_ns: int, frame: int, sent_before: bool) -> _Conn:
-        side = 0 if from_a else 1
-        if conn is None:
-            conn = self._new(key, from_a, flags, sport, dport, time_ns, frame)
-        elif flags & (SYN | ACK) == SYN:
-            base = conn.base_seq[side]
-            if base is None and sent_before:
-                base = -1
-            if base is not None and seq != base:
-                conn = self._new(key, from_a, flags, sport, dport, time_ns, frame)
-        if conn.base_seq[side] is None:
-            conn.base_seq[side] = seq if flags & SYN else -1
-        client_sent = from_a == conn.a_is_client
-        if flags & SYN:
-            if flags & ACK:
-                if not client_sent:
-                    conn.synack = True
-                    if conn.handshake == "syn-only":
-                        conn.handshake = "complete"
-            elif client_sent:
-                if conn.syn_seq is None:
-                    conn.syn_seq = seq
-                elif seq == conn.syn_seq:
-                    conn.syn_retrans.append(frame)
-        if flags & (FIN | RST):
-            if conn.first_end is None:
-                conn.first_end = (frame, time_ns, client_sent, bool(flags & RST))
-            if flags & FIN:
-                conn.fin = True
-                conn.fin_frames.append(frame)
-            if flags & RST:
-                conn.rst = True
-                conn.rst_frames.append(frame)
-                conn.rst_by.append("client" if client_sent else "server")
-        return conn
+    `connections` (a tuple, built once when first used), `connection(i)`,
+    `iter_connections()` (one at a time, for streaming) and the counts
+    (`by_end`, `by_side`, `summary`) computed from the columns.
+    """
 
-    # -- one batch ---------------------------------------------------------------
+    def __init__(self, columns: dict, keys: dict, events, history, packets: int, tcp_packets: int):
+        self._c = columns
+        self._keys = keys
+        self._events = events
+        self._history = history
+        self.packets = packets  # every frame, TCP or not
+        self.tcp_packets = tcp_packets
+        self._connections: Optional[tuple] = None
+        c = columns
+        client_first = c["end_client"]
+        has_end = c["end_frame"] >= 0
+        # Refused: the first end is the server's RST, the client sent a SYN and got no SYN+ACK.
+        refused = c["end_rst"] & ~client_first & (c["syn_seq"] >= 0) & ~c["synack"]
+        kind = np.where(~has_end, 3, np.where(c["rst"], np.where(refused, 2, 1), 0))
+        self.end_kind = kind  # index into END_KINDS, per connection
+        self.ended_by_client = np.where(has_end, client_first, False)
+        self._states = self._zeek(columns)
 
-    def feed(self, batch) -> None:
-        self.packets += batch.packets
-        count = len(batch.frame)
-        self.tcp_packets += count
-        if not count:
-            return
-        src = (batch.src_hi.astype(np.uint64), batch.src_lo.astype(np.uint64), batch.sport.astype(np.uint64))
-        dst = (batch.dst_hi.astype(np.uint64), batch.dst_lo.astype(np.uint64), batch.dport.astype(np.uint64))
-        # a is the lower endpoint of the two; from_a: the packet was sent by a.
-        from_a = (src[0] < dst[0]) | ((src[0] == dst[0]) & ((src[1] < dst[1]) | ((src[1] == dst[1]) & (src[2] <= dst[2]))))
-        a = [np.where(from_a, s, d) for s, d in zip(src, dst)]
-        b = [np.where(from_a, d, s) for s, d in zip(src, dst)]
-        columns = (*a, *b)
-        groups, first, inverse = _group(columns)
-        group_keys = list(zip(*(column[first].tolist() for column in columns)))
-        tuples = self.tuples
-        current = [tuples.get(key) for key in group_keys]
+    @classmethod
+    def _from_engine(cls, engine: _Engine) -> "Census":
+        columns = engine.conns.trimmed()
+        keys = {name: engine.tuples.columns[name] for name in _KEY_NAMES}
+        count = engine.conns.size
+        events = _grouped(engine.events, count)
+        history = _grouped(engine.history, count)
+        return cls(columns, keys, events, history, engine.packets, engine.tcp_packets)
 
-        flags = batch.flags
-        interesting = (flags & (SYN | FIN | RST)) != 0
-        new_groups = np.array([conn is None for conn in current], dtype=bool)
-        if new_groups.any():
-            interesting[first[new_groups]] = True
-        rows = np.flatnonzero(interesting)
-        # Did this side send anything earlier *on the current connection*?
-        # (tshark's "base seq set"): the previous row of the same side, if it
-        # comes at or after the row where the current connection began.
-        side_key = inverse * 2 + (~from_a).astype(np.int64)
-        by_side_order = np.argsort(side_key, kind="stable")
-        previous_same_side = np.full(count, -1, dtype=np.int64)
-        same = side_key[by_side_order][1:] == side_key[by_side_order][:-1]
-        previous_same_side[by_side_order[1:][same]] = by_side_order[:-1][same]
-        began_at = [-1] * groups  # row where the group's current connection began in this batch
+    def _zeek(self, c: dict):
+        a_client = c["a_client"]
 
-        start_conn = list(current)  # the connection of each group before this batch
-        changes: dict = {}  # group -> {row: connection that began at that row}
-        frame, time_ns, seq = batch.frame, batch.time_ns, batch.seq
-        for row, group, sender_a, flag, sequence, sport, dport, when, number, previous in zip(
-                rows.tolist(), inverse[rows].tolist(), from_a[rows].tolist(), flags[rows].tolist(),
-                seq[rows].tolist(), batch.sport[rows].tolist(), batch.dport[rows].tolist(),
-                time_ns[rows].tolist(), frame[rows].tolist(), previous_same_side[rows].tolist()):
-            before = current[group]
-            conn = self._flagged(before, group_keys[group], sender_a, flag, sequence, sport, dport, when, number,
-                                 previous >= 0 and previous >= began_at[group])
-            if conn is not before:
-                current[group] = conn
-                began_at[group] = row
-                changes.setdefault(group, {})[row] = conn
+        def side(name, client: bool):
+            # the column of the client's side (Zeek's originator) or the server's
+            return np.where(a_client == client, c[name + "_a"], c[name + "_b"])
 
-        # Bulk: packets, bytes and times per group, when the group is one connection.
-        payload = batch.payload_len.astype(np.int64)
-        packets = np.bincount(inverse, minlength=groups).tolist()
-        bytes_a = np.bincount(inverse, weights=payload * from_a, minlength=groups).astype(np.int64).tolist()
-        bytes_b = np.bincount(inverse, weights=payload * ~from_a, minlength=groups).astype(np.int64).tolist()
-        by_side = np.bincount(side_key, minlength=2 * groups).tolist()
-        last = np.zeros(groups, dtype=np.int64)
-        np.maximum.at(last, inverse, np.arange(count, dtype=np.int64))
-        first_list, last_list = first.tolist(), last.tolist()
-        row_by_row = []
-        for group in range(groups):
-            conn = start_conn[group]
-            began = changes.get(group)
-            if began:
-                if conn is None and len(began) == 1 and first_list[group] in began:
-                    conn = began[first_list[group]]
+        facts = {}
+        for who, client in (("orig", True), ("resp", False)):
+            facts[who] = {name: side(name, client) for name in ("syn", "synack", "other", "fin", "rst")}
+        orig = _zeek_states(facts["orig"]["syn"], facts["orig"]["synack"], facts["orig"]["other"],
+                            facts["orig"]["fin"], facts["orig"]["rst"], facts["resp"]["other"],
+                            facts["resp"]["synack"])
+        resp = _zeek_states(facts["resp"]["syn"], facts["resp"]["synack"], facts["resp"]["other"],
+                            facts["resp"]["fin"], facts["resp"]["rst"], facts["orig"]["other"],
+                            facts["orig"]["synack"])
+        return orig, resp
+
+    def __len__(self) -> int:
+        return len(self.end_kind)
+
+    # -- counts ----------------------------------------------------------------------------
+
+    def by_end(self) -> dict[str, int]:
+        counts = np.bincount(self.end_kind, minlength=len(END_KINDS))
+        return {kind: int(counts[i]) for i, kind in enumerate(END_KINDS)}
+
+    def by_side(self) -> dict[str, dict[str, int]]:
+        """{end kind: {"client": n, "server": n}} for fin, rst and refused."""
+        table = {}
+        for index, kind in enumerate(END_KINDS[:3]):
+            mine = self.end_kind == index
+            by_client = int(np.count_nonzero(mine & self.ended_by_client))
+            table[kind] = {"client": by_client, "server": int(np.count_nonzero(mine)) - by_client}
+        return table
+
+    def summary(self) -> dict:
+        codes = self._events[1]
+        return {
+            "connections": len(self),
+            "packets": self.packets,
+            "tcp_packets": self.tcp_packets,
+            "by_end": self.by_end(),
+            "by_side": self.by_side(),
+            "rst_segments": int(np.count_nonzero((codes == 1) | (codes == 2))),
+            "fin_segments": int(np.count_nonzero(codes == 0)),
+        }
+
+    def end_times_ns(self) -> np.ndarray:
+        """Per connection: the time of its first FIN or RST, or of its last packet when open."""
+        c = self._c
+        return np.where(c["end_frame"] >= 0, c["end_time"], c["end"])
+
+    def start_times_ns(self) -> np.ndarray:
+        return self._c["start"]
+
+    # -- connections ----------------------------------------------------------------------
+
+    @property
+    def connections(self) -> tuple:
+        if self._connections is None:
+            self._connections = tuple(self.iter_connections())
+        return self._connections
+
+    def iter_connections(self, indices: Optional[Iterable[int]] = None) -> Iterator[Connection]:
+        """Connections one at a time (all, or those `indices`), without keeping them."""
+        for row in self.rows(indices):
+            yield Connection(*row)
+
+    def rows(self, indices: Optional[Iterable[int]] = None) -> Iterator[tuple]:
+        """Each connection's fields as a plain tuple in `Connection`'s field order
+        (what streaming writers use: no object per connection)."""
+        c = self._c
+        rows = None if indices is None else np.asarray(list(indices), dtype=np.int64)
+        pick = (lambda array: array) if rows is None else (lambda array: array[rows])
+        names = ("tuple", "a_client", "first_a", "handshake", "start", "end", "first_frame", "last_frame",
+                 "packets", "bytes_a", "bytes_b", "end_frame", "end_time")
+        columns = [pick(c[name]).tolist() for name in names]
+        tuples = np.asarray(columns[0], dtype=np.int64)
+        ends = [self._keys[name][tuples].tolist() for name in _KEY_NAMES]
+        orig, resp = (pick(state).tolist() for state in self._states)
+        kinds, by_client = pick(self.end_kind).tolist(), pick(self.ended_by_client).tolist()
+        ev_frame, ev_code, ev_at = (array.tolist() for array in self._events)
+        _, hi_letter, hi_at = self._history
+        letters = hi_letter.tobytes().decode("ascii")
+        hi_at = hi_at.tolist()
+        numbers = range(len(self)) if rows is None else rows.tolist()
+        for (i, (_t, a_client, first_a, handshake, start, end, first_frame, last_frame, packets, bytes_a, bytes_b,
+                 end_frame, end_time), a_hi, a_lo, a_port, b_hi, b_lo, b_port, o_state, r_state, kind, client_ended
+             ) in zip(numbers, zip(*columns), *ends, orig, resp, kinds, by_client):
+            a = _endpoint(a_hi, a_lo, a_port)
+            b = _endpoint(b_hi, b_lo, b_port)
+            client, server = (a, b) if a_client else (b, a)
+            bytes_client, bytes_server = (bytes_a, bytes_b) if a_client else (bytes_b, bytes_a)
+            fins, rsts, rst_by, retrans = [], [], [], []
+            for j in range(ev_at[i], ev_at[i + 1]):
+                code = ev_code[j]
+                if code == 0:
+                    fins.append(ev_frame[j])
+                elif code == 3:
+                    retrans.append(ev_frame[j])
                 else:
-                    row_by_row.append(group)
-                    continue
-            hi = last_list[group]
-            _account(conn, packets[group], bytes_a[group], bytes_b[group], time_ns[hi], frame[hi],
-                     by_side[2 * group] > 0, by_side[2 * group + 1] > 0)
-        if row_by_row:  # port reuse inside this batch: split the group's rows where connections began
-            order = np.argsort(inverse, kind="stable")
-            offsets = np.concatenate(([0], np.cumsum(packets)))
-            for group in row_by_row:
-                members = order[offsets[group]:offsets[group + 1]]
-                began = changes[group]
-                cuts = sorted(began)
-                bounds = np.searchsorted(members, cuts).tolist()
-                pieces = [(start_conn[group], 0, bounds[0])]
-                pieces += [(began[row], bound, nxt) for row, bound, nxt in zip(cuts, bounds, bounds[1:] + [len(members)])]
-                for conn, lo, hi in pieces:
-                    if lo >= hi:
-                        continue
-                    rows_here = members[lo:hi]
-                    sent_a = from_a[rows_here]
-                    sizes = payload[rows_here]
-                    _account(conn, hi - lo, int(sizes[sent_a].sum()), int(sizes[~sent_a].sum()),
-                             time_ns[rows_here[-1]], frame[rows_here[-1]],
-                             bool(sent_a.any()), bool((~sent_a).any()))
+                    rsts.append(ev_frame[j])
+                    rst_by.append("client" if code == 1 else "server")
+            history = letters[hi_at[i]:hi_at[i + 1]]
+            if first_a != a_client:
+                history = "^" + history
+            ended = kind != 3
+            yield (i, client, server, HANDSHAKES[handshake], start, end, first_frame, last_frame, packets,
+                   bytes_client, bytes_server, END_KINDS[kind],
+                   ("client" if client_ended else "server") if ended else None,
+                   end_frame if ended else None, end_time if ended else None,
+                   tuple(rsts), tuple(fins), tuple(rst_by), tuple(retrans),
+                   _conn_state(o_state, r_state, bytes_client, bytes_server, history), history)
 
-    # -- results -------------------------------------------------------------------
+    # -- columns for vectorised writers ----------------------------------------------------
 
-    def result(self) -> Census:
-        return Census(tuple(_freeze(conn) for conn in self.connections), self.packets, self.tcp_packets)
+    @property
+    def exact_times(self) -> bool:
+        """False when a garbage timestamp beyond int64 made the time columns Python ints."""
+        return self._c["start"].dtype != object and self._c["end_time"].dtype != object
 
+    def table(self, lo: int, hi: int) -> dict:
+        """Connections lo..hi-1 as numpy columns in client/server terms, for writers that
+        format many connections at once (`views.census_json`). Text columns are StringDType."""
+        from numpy.dtypes import StringDType
 
-def _account(conn, packets, bytes_a, bytes_b, end, last_frame, sent_a, sent_b) -> None:
-    """Add packets that carry no state change to their connection."""
-    if conn is None:
-        return
-    conn.packets += packets
-    conn.bytes_a += bytes_a
-    conn.bytes_b += bytes_b
-    # Start is the first packet's time (set when the connection began), end the
-    # last packet's, in frame order: captures with time going backwards stay consistent.
-    conn.end = int(end)
-    conn.last_frame = int(last_frame)
-    if sent_a and conn.base_seq[0] is None:
-        conn.base_seq[0] = -1
-    if sent_b and conn.base_seq[1] is None:
-        conn.base_seq[1] = -1
+        c = {name: array[lo:hi] for name, array in self._c.items()}
+        a_client = c["a_client"]
+        keys = {name: self._keys[name][c["tuple"]] for name in _KEY_NAMES}
+        a_text = _endpoint_texts(keys["a_hi"], keys["a_lo"], keys["a_port"])
+        b_text = _endpoint_texts(keys["b_hi"], keys["b_lo"], keys["b_port"])
+        _, letters, at = self._history
+        text = letters.tobytes().decode("ascii")
+        starts = at[lo:hi + 1].tolist()
+        history = np.array([text[x:y] for x, y in zip(starts, starts[1:])], dtype=StringDType())
+        history = np.where(c["first_a"] != a_client, "^" + history, history)
+        bytes_client = np.where(a_client, c["bytes_a"], c["bytes_b"])
+        bytes_server = np.where(a_client, c["bytes_b"], c["bytes_a"])
+        orig, resp = (state[lo:hi] for state in self._states)
+        frames, codes, offsets = self._events
+        first, last = int(offsets[lo]), int(offsets[hi])
+        return {
+            "stream": np.arange(lo, hi), "client": np.where(a_client, a_text, b_text),
+            "server": np.where(a_client, b_text, a_text), "handshake": c["handshake"],
+            "end_kind": self.end_kind[lo:hi], "ended_by_client": self.ended_by_client[lo:hi],
+            "start": c["start"], "end": c["end"], "end_time": c["end_time"], "end_frame": c["end_frame"],
+            "first_frame": c["first_frame"], "last_frame": c["last_frame"], "packets": c["packets"],
+            "bytes_client": bytes_client, "bytes_server": bytes_server, "history": history,
+            "conn_state": _conn_states(orig, resp, bytes_client, bytes_server, history),
+            "events": (frames[first:last], codes[first:last], offsets[lo:hi + 1] - first),
+        }
 
+    def connection(self, index: int) -> Connection:
+        return next(self.iter_connections([index]))
 
-def _group(columns) -> tuple[int, np.ndarray, np.ndarray]:
-    """Rows with equal values in all columns: (number of groups, first row of each, group of each row).
-
-    Groups are numbered in order of their first row."""
-    count = len(columns[0])
-    mix = np.zeros(count, dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        for column in columns:
-            mix = (mix ^ column) * np.uint64(0x100000001B3) + np.uint64(0x9E3779B97F4A7C15)
-            mix ^= mix >> np.uint64(29)
-    _, first, inverse = np.unique(mix, return_index=True, return_inverse=True)
-    inverse = inverse.reshape(-1)
-    same = np.ones(count, dtype=bool)
-    for column in columns:
-        same &= column == column[first[inverse]]
-    if not same.all():  # a hash collision: exact grouping (slow, never seen in practice)
-        stacked = np.stack(columns, axis=1)
-        _, first, inverse = np.unique(stacked, axis=0, return_index=True, return_inverse=True)
-        inverse = inverse.reshape(-1)
-    # Renumber groups in order of first appearance.
-    order = np.argsort(first, kind="stable")
-    rank = np.empty_like(order)
-    rank[order] = np.arange(len(order))
-    return len(first), first[order], rank[inverse]
-
-
-def _freeze(conn: _Conn) -> Connection:
-    a = _endpoint(conn.key[0], conn.key[1], conn.key[2])
-    b = _endpoint(conn.key[3], conn.key[4], conn.key[5])
-    client, server = (a, b) if conn.a_is_client else (b, a)
-    bytes_client, bytes_server = (conn.bytes_a, conn.bytes_b) if conn.a_is_client else (conn.bytes_b, conn.bytes_a)
-    ended_by = end_frame = end_time = None
-    end = "open"
-    if conn.first_end is not None:
-        end_frame, end_time, client_first, rst_first = conn.first_end
-        ended_by = "client" if client_first else "server"
-        if conn.rst:
-            refused = rst_first and not client_first and conn.syn_seq is not None and not conn.synack
-            end = "refused" if refused else "rst"
-        else:
-            end = "fin"
-    return Connection(
-        stream=conn.stream, client=client, server=server, handshake=conn.handshake,
-        start_ns=conn.start, end_ns=conn.end, first_frame=conn.first_frame, last_frame=conn.last_frame,
-        packets=conn.packets, bytes_client=bytes_client, bytes_server=bytes_server,
-        end=end, ended_by=ended_by, end_frame=end_frame, end_time_ns=end_time,
-        rst_frames=tuple(conn.rst_frames), fin_frames=tuple(conn.fin_frames), rst_by=tuple(conn.rst_by),
-        syn_retransmissions=tuple(conn.syn_retrans),
-    )
+    def failing_first(self, limit: Optional[int]) -> list[int]:
+        """Indices of up to `limit` connections: RST and refused ones first (by end time), then the rest in order."""
+        abnormal = np.flatnonzero((self.end_kind == 1) | (self.end_kind == 2))
+        when = self.end_times_ns()[abnormal]
+        try:
+            abnormal = abnormal[np.lexsort((abnormal, when))]
+        except TypeError:  # object times beyond int64
+            abnormal = np.array(sorted(abnormal.tolist(), key=lambda i: (self.end_times_ns()[i], i)), dtype=np.int64)
+        rest = np.flatnonzero((self.end_kind != 1) & (self.end_kind != 2))
+        chosen = np.concatenate((abnormal, rest))
+        return chosen.tolist() if limit is None else chosen[:max(limit, 0)].tolist()
 
 
 # -- entry points --------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class _Batch:
-    frame: np.ndarray
-    time_ns: np.ndarray
-    flags: np.ndarray
-    seq: np.ndarray
-    payload_len: np.ndarray
-    src_hi: np.ndarray
-    src_lo: np.ndarray
-    sport: np.ndarray
-    dst_hi: np.ndarray
-    dst_lo: np.ndarray
-    dport: np.ndarray
-    packets: int
-
-
-def _address_halves(host: str) -> tuple[int, int]:
-    address = ipaddress.ip_address(host)
-    if address.version == 4:
-        return IPV4_MARK, int(address)
-    value = int(address)
-    return value >> 64, value & 0xFFFF_FFFF_FFFF_FFFF
-
-
-def batch_from_segments(segments: Sequence[Segment], packets: Optional[int] = None) -> _Batch:
-    """Column batch of Segments (e.g. a Recording's), for `census_batches`."""
-    src = [_address_halves(s.src.host) for s in segments]
-    dst = [_address_halves(s.dst.host) for s in segments]
-    u64 = np.uint64
-    return _Batch(
-        frame=np.array([s.frame for s in segments], dtype=np.int64),
-        time_ns=np.array([s.time_ns for s in segments], dtype=object if any(
-            not -2**63 <= s.time_ns < 2**63 for s in segments) else np.int64),
-        flags=np.array([int(s.flags) & 0xFF for s in segments], dtype=np.uint8),
-        seq=np.array([s.seq for s in segments], dtype=np.uint32),
-        payload_len=np.array([s.payload_len for s in segments], dtype=np.int64),
-        src_hi=np.array([h for h, _ in src], dtype=u64), src_lo=np.array([lo for _, lo in src], dtype=u64),
-        sport=np.array([s.src.port for s in segments], dtype=np.int64),
-        dst_hi=np.array([h for h, _ in dst], dtype=u64), dst_lo=np.array([lo for _, lo in dst], dtype=u64),
-        dport=np.array([s.dst.port for s in segments], dtype=np.int64),
-        packets=len(segments) if packets is None else packets,
-    )
-
-
 def census_batches(batches: Iterable) -> Census:
-    """The census of column batches in frame order (see `formats.pcap_columns`)."""
+    """The census of column batches (`columns.TcpBatch`) in frame order."""
     engine = _Engine()
     for batch in batches:
         engine.feed(batch)

@@ -22,9 +22,11 @@ LOOPBACK_MTU = 16384  # lo0's MTU: SYNs carry MSS 16344 (IPv4) / 16324 (IPv6); L
 # lo0 frames are DLT_NULL (LINKTYPE_NULL 0): a 4-byte address family in the
 # *host* byte order of the capturing machine, then the IP packet. Linux `lo`
 # fakes an Ethernet header with zero MACs instead (LINKTYPE_ETHERNET 1).
-# The one parser of that header is formats.pcap_links (the reader's table).
-LINKTYPE_NULL = 0
-NULL_HEADER_LEN = 4
+# The one parser of that header is formats.pcap_links, and its LINKS table
+# the one place these numbers live.
+from ..formats.pcap_links import LINKS, LINKTYPE_NULL  # noqa: E402  (grouped with what it explains)
+
+NULL_HEADER_LEN = LINKS[LINKTYPE_NULL].header
 AF_INET = 2  # the same on every BSD and on Linux
 AF_INET6 = 30  # Darwin; FreeBSD 28, NetBSD/OpenBSD 24, Linux 10
 # BPF: /dev/bpf0, /dev/bpf1, ...; readable by root, or by the access_bpf group

@@ -2,7 +2,9 @@
 
 Reads pcap/pcapng through the fast column reader (`formats.pcap_columns`)
 and counts with `analysis.census`; prints a table, or with --json one
-object (the contract in DESIGN.md); -o draws `views.census_plot`.
+object streamed one connection at a time (`views.census_json`, the
+contract in DESIGN.md); -o then draws `views.census_plot` (a plot that
+cannot be written is one error line after the table, exit 2).
 
 Bad input: the problems the reader stepped over are printed as warnings
 (file, byte offset, what was wrong) and the results up to there follow;
@@ -12,7 +14,6 @@ Bad input: the problems the reader stepped over are printed as warnings
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from typing import Callable, Optional
@@ -77,6 +78,9 @@ class _Progress:
             self.stream.flush()
 
 
+PLOT_SUFFIXES = (".png", ".svg", ".pdf")
+
+
 def run(args: argparse.Namespace) -> int:
     from ..analysis.completeness import metadata_banner
     from ..formats.bundle import bundle_metadata
@@ -101,73 +105,40 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{problems[0]}; nothing readable before it")
     for problem in problems:
         print(f"tcpteardown census: warning: {problem}; results up to there follow", file=sys.stderr)
-    if args.output:
-        from ..views.census_plot import save_census_plot
-
-        save_census_plot(result, args.output, title=f"{os.path.basename(path)}: how "
-                         f"{len(result.connections)} TCP connections ended (filled: client ended it; hollow: server)")
     top = args.top if args.top is not None else (None if args.json else 20)
-    chosen = _top(result.connections, top)
+    chosen = None if top is None else result.failing_first(top)
     if args.json:
-        print(json.dumps(to_json(result, path, problems, chosen), indent=1))
+        from ..views.census_json import write_census_json
+
+        write_census_json(result, path, problems, chosen, sys.stdout)
     else:
-        _print_table(result, path, problems, chosen)
+        _print_table(result, path, chosen)
+    if args.output:  # after the table: a plot that cannot be written loses nothing already computed
+        sys.stdout.flush()
+        _save_plot(result, path, args.output)
     return 0
 
 
-def _top(connections, limit: Optional[int]):
-    if limit is None:
-        return list(connections)
-    abnormal = sorted((c for c in connections if c.end in ("rst", "refused")),
-                      key=lambda c: (c.end_time_ns or c.end_ns, c.stream))
-    rest = [c for c in connections if c.end not in ("rst", "refused")]
-    return (abnormal + rest)[:max(limit, 0)]
+def _save_plot(result, capture: str, target: str) -> None:
+    suffix = os.path.splitext(target)[1].lower()
+    if target == "-" or suffix not in PLOT_SUFFIXES:
+        why = "cannot draw to standard output" if target == "-" else (
+            f"unknown plot type {suffix!r}" if suffix else "no file extension to choose the plot type")
+        raise UserError(f"-o {target}: {why}; give a file name ending in {', '.join(PLOT_SUFFIXES)}")
+    folder = os.path.dirname(os.path.abspath(target))
+    if not os.path.isdir(folder):
+        raise UserError(f"-o {target}: no such directory {folder}")
+    from ..views.census_plot import save_census_plot
+
+    try:
+        save_census_plot(result, target, title=f"{os.path.basename(capture)}: how {len(result):,} TCP connections ended")
+    except OSError as exc:
+        raise UserError(f"-o {target}: cannot write the plot: {exc.strerror or exc}") from None
 
 
-def _seconds(ns: Optional[int]) -> Optional[float]:
-    return None if ns is None else ns / 1e9
-
-
-def connection_json(connection) -> dict:
-    return {
-        "stream": connection.stream,
-        "client": str(connection.client),
-        "server": str(connection.server),
-        "handshake": connection.handshake,
-        "ended": connection.end,
-        "ended_by": connection.ended_by,
-        "start": _seconds(connection.start_ns),
-        "end": _seconds(connection.end_ns),
-        "end_time": _seconds(connection.end_time_ns),
-        "duration": connection.duration_ns / 1e9,
-        "packets": connection.packets,
-        "bytes": {"client_to_server": connection.bytes_client, "server_to_client": connection.bytes_server},
-        "frames": {
-            "first": connection.first_frame,
-            "last": connection.last_frame,
-            "end": connection.end_frame,
-            "rst": list(connection.rst_frames),
-            "fin": list(connection.fin_frames),
-            "syn_retransmissions": list(connection.syn_retransmissions),
-        },
-        "rst_by": list(connection.rst_by),
-    }
-
-
-def to_json(result, path: str, problems: list, chosen) -> dict:
-    return {
-        "file": path,
-        "packets": result.packets,
-        "problems": list(problems),
-        "summary": result.summary(),
-        "listed": len(chosen),
-        "connections": [connection_json(c) for c in chosen],
-    }
-
-
-def _print_table(result, path: str, problems: list, chosen) -> None:
+def _print_table(result, path: str, chosen) -> None:
     summary = result.summary()
-    print(f"{path}: {result.packets} packets, {result.tcp_packets} TCP, {len(result.connections)} connections")
+    print(f"{path}: {result.packets} packets, {result.tcp_packets} TCP, {len(result)} connections")
     print()
     print(f"{'ended':<9}{'by client':>10}{'by server':>10}{'total':>8}")
     by_side = summary["by_side"]
@@ -176,16 +147,16 @@ def _print_table(result, path: str, problems: list, chosen) -> None:
         print(f"{kind:<9}{sides.get('client', ''):>10}{sides.get('server', ''):>10}{total:>8}")
     if not chosen:
         return
-    origin = min(c.start_ns for c in result.connections)
+    origin = min(result.start_times_ns().tolist())
     print()
-    more = len(result.connections) - len(chosen)
+    more = len(result) - len(chosen)
     print(f"connections{' (RST and refused first)' if more > 0 else ''}:")
     print(f"{'stream':>6}  {'client':<24} {'server':<24} {'ended':<8}{'by':<7}{'at (s)':>10}  {'frame':>7}  "
-          f"{'RSTs':>4}  {'bytes c>s':>9}  {'bytes s>c':>9}")
-    for c in chosen:
+          f"{'RSTs':>4}  {'bytes c>s':>9}  {'bytes s>c':>9}  {'zeek':<6} history")
+    for c in result.iter_connections(chosen):
         at = c.end_time_ns if c.end_time_ns is not None else c.end_ns
         print(f"{c.stream:>6}  {str(c.client):<24} {str(c.server):<24} {c.end:<8}{c.ended_by or '-':<7}"
               f"{(at - origin) / 1e9:>10.3f}  {c.end_frame if c.end_frame is not None else '-':>7}  "
-              f"{len(c.rst_frames):>4}  {c.bytes_client:>9}  {c.bytes_server:>9}")
+              f"{len(c.rst_frames):>4}  {c.bytes_client:>9}  {c.bytes_server:>9}  {c.conn_state:<6} {c.history}")
     if more > 0:
         print(f"... and {more} more (--top N to list more, --json for all)")

@@ -28,11 +28,9 @@ from .. import __version__
 from ..errors import UserError
 from ..model import Endpoint, Frame, KernelEvent, Metadata, Recording, Segment, SocketCall
 from . import pcapng_write as pcapng
+from .pcap_links import interface_name
 
 TAG = b"tcpteardown-bundle/1\n"
-
-_LINK_NAMES = {0: "lo0", 1: "lo", 113: "any", 276: "any", 101: "raw"}
-
 
 # -- writing -------------------------------------------------------------------
 
@@ -55,7 +53,7 @@ def write_bundle(path: "str | os.PathLike", recording: Recording,
             application=f"tcpteardown {__version__}",
             comment=_summary(recording),
         ),
-        *(pcapng.interface(linktype, _LINK_NAMES.get(linktype, f"linktype{linktype}")) for linktype in linktypes),
+        *(pcapng.interface(linktype, interface_name(linktype)) for linktype in linktypes),
         *(pcapng.enhanced_packet(interface_of[frame.linktype], frame.time_ns, frame.data, frame.orig_len,
                                  comments.get(number, ()))
           for number, frame in enumerate(recording.frames, start=1)),

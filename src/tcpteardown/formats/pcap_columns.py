@@ -18,47 +18,25 @@ Never: build Segment objects, import scapy, or decode past the TCP header.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 from typing import Callable, Iterator, Optional
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from ..columns import IPV4_MARK, TcpBatch
 from . import pcap_links as links
 from .pcapread import BLOCK_EPB, MAXIMUM_SNAPLEN, PCAP_MAGICS, PCAPNG_SHB, _Map, _Reader
 
-# An IPv4 address is stored as (IPV4_MARK, address): no IPv6 address starts with 64 one bits.
-IPV4_MARK = np.uint64(0xFFFF_FFFF_FFFF_FFFF)
 WINDOW_BYTES = 4 << 20  # stretch of file decoded per batch
 _PAD = 128  # zero bytes after each window so fixed-width gathers never run off the end
 
 
-@dataclass(frozen=True)
-class TcpBatch:
-    """TCP header fields of consecutive frames, one numpy array per field (equal lengths).
-
-    Addresses are two uint64 halves of the 128-bit address; IPv4 is
-    (IPV4_MARK, address). `packets` counts every frame the batch covered,
-    TCP or not; `last_frame` is the last of them.
-    """
-
-    frame: np.ndarray  # int64
-    time_ns: np.ndarray  # int64
-    flags: np.ndarray  # uint8
-    seq: np.ndarray  # uint32
-    payload_len: np.ndarray  # int64
-    src_hi: np.ndarray
-    src_lo: np.ndarray
-    sport: np.ndarray
-    dst_hi: np.ndarray
-    dst_lo: np.ndarray
-    dport: np.ndarray
-    packets: int
-    last_frame: int
-    end_offset: int = 0  # file offset reached, for progress
-
-    def __len__(self) -> int:
-        return len(self.frame)
+def _any_of(array: np.ndarray, values) -> np.ndarray:
+    """np.isin for a few values: equality tests (np.isin hashes the whole array, far slower here)."""
+    result = np.zeros(len(array), dtype=bool)
+    for value in values:
+        result |= array == value
+    return result
 
 
 def _gather(window: np.ndarray, index: np.ndarray, width: int, dtype: str) -> np.ndarray:
@@ -93,6 +71,55 @@ def _window(buf, begin: int, end: int) -> np.ndarray:
     window[:end - begin] = source
     del source  # release the export on the memory map at once
     return window
+
+
+def _follow_records(buf, offset: int, stop: int, order: str, nanoseconds: bool, limit: int):
+    """The offsets of the pcap records from `offset` while below `stop`, found without a
+    Python loop per record, or None (then the caller walks record by record).
+
+    Every offset where a plausible record header starts (seconds near the first
+    record's, a valid fraction, caplen <= limit <= orig_len's bound) is a candidate;
+    those no other candidate points to are dropped (stray bytes that look like a
+    header); what is left is accepted only if it is exactly the walk: it starts at
+    `offset` and each record's length leads to the next one.
+    """
+    if stop - offset < 4096:
+        return None
+    end = min(len(buf), stop + 16)
+    region = np.frombuffer(buf, dtype=np.uint8, count=end - offset, offset=offset)
+    u4 = np.dtype(order + "u4")
+    first_seconds = int(region[:4].view(u4)[0])
+    # One byte compare over the window finds where the seconds' top byte sits (cheap), then
+    # the whole header is checked there only.
+    top = 3 if order == "<" else 0
+    candidates = np.flatnonzero(region[top:stop - offset + top] == (first_seconds >> 24) & 0xFF)
+    candidates = candidates[candidates + 16 <= len(region)]
+    fields = np.empty((len(candidates), 4), dtype=np.int64)
+    for shift in range(4):  # 4-byte words at each alignment: gathers of whole fields, not of bytes
+        mine = np.flatnonzero(candidates % 4 == shift)
+        if not len(mine):
+            continue
+        words = region[shift:shift + (len(region) - shift) // 4 * 4].view(u4)
+        at = (candidates[mine] - shift) // 4
+        for field in range(4):
+            fields[mine, field] = words[at + field]
+    fraction_limit = 1_000_000_000 if nanoseconds else 1_000_000
+    seconds = fields[:, 0].astype(np.int64)
+    # a day either side of the first record: anything else ends the fast path (and is walked)
+    plausible = ((np.abs(seconds - first_seconds) <= 86400) & (fields[:, 1] < fraction_limit)
+                 & (fields[:, 2] <= limit) & (fields[:, 3] >= fields[:, 2]) & (fields[:, 3] <= 0x40000000))
+    candidates, caplen = candidates[plausible], fields[plausible, 2].astype(np.int64)
+    if not len(candidates) or candidates[0] != 0:
+        return None
+    following = candidates + 16 + caplen
+    at = np.minimum(np.searchsorted(candidates, following), len(candidates) - 1)
+    pointed = np.zeros(len(candidates), dtype=bool)
+    pointed[at[candidates[at] == following]] = True
+    pointed[0] = True
+    chain, following = candidates[pointed], following[pointed]
+    if not np.array_equal(following[:-1], chain[1:]) or following[-1] < stop - offset:
+        return None
+    return chain + offset
 
 
 class _Walker(_Reader):
@@ -137,13 +164,17 @@ class _Walker(_Reader):
                 return
             begin = offset
             stop = min(last_header + 1, offset + self.window_bytes)
-            starts = []
-            append = starts.append
-            # The one per-packet Python loop: follow record lengths. Checks happen
-            # after it, for the whole window at once.
-            while offset < stop:
-                append(offset)
-                offset += 16 + caplen_at(buf, offset)[0]
+            starts = _follow_records(buf, offset, stop, order, nanoseconds, limit)
+            if starts is not None:
+                offset = int(starts[-1]) + 16 + caplen_at(buf, int(starts[-1]))[0]
+            else:
+                starts = []
+                append = starts.append
+                # The per-packet Python loop: follow record lengths. Checks happen
+                # after it, for the whole window at once.
+                while offset < stop:
+                    append(offset)
+                    offset += 16 + caplen_at(buf, offset)[0]
             window = _window(buf, begin, min(offset, size))
             rel = np.asarray(starts, dtype=np.int64) - begin
             headers = sliding_window_view(window, 16)[rel].copy().view(header).reshape(-1)
@@ -217,6 +248,8 @@ class _Walker(_Reader):
         bad = (length % 4 != 0) | (rel + length > held)
         trailer = sliding_window_view(window, 4)[np.where(bad, rel, rel + length - 4)].copy().view(u4).reshape(-1)
         bad |= (trailer != length) | (caplen > length - 32) | (interface >= len(self.interfaces))
+        # A block with options (comments) goes through the general reader, which checks them.
+        bad |= length > 32 + ((caplen + 3) & ~3)
         if bad.any():
             # Stop the run before the bad block; the general reader then reads it
             # on the next call and describes the problem (or, strict, raises).
@@ -284,7 +317,7 @@ def _decode_window(packets: _Packets) -> TcpBatch:
     version = np.zeros(count, dtype=np.int64)
     odd = np.zeros(count, dtype=bool)  # decided by the Python decoder
 
-    def ethertype_at(mask, where, header):
+    def ethertype_at(mask, where, header, vlan_tags):
         rows = np.flatnonzero(mask)
         if not len(rows):
             return
@@ -298,35 +331,37 @@ def _decode_window(packets: _Packets) -> TcpBatch:
         l3[rows[v4 | v6]] = start[rows[v4 | v6]] + header
         version[rows[v4]] = 4
         version[rows[v6]] = 6
-        if where == 12:  # Ethernet: VLAN tags go to the Python decoder
-            vlan = np.isin(ethertype, list(links.ETHERTYPE_VLANS))
+        if vlan_tags:  # VLAN-tagged frames go to the Python decoder
+            vlan = _any_of(ethertype, list(links.ETHERTYPE_VLANS))
             odd[rows[vlan]] = True
 
-    ethertype_at(linktype == links.LINKTYPE_ETHERNET, 12, 14)
-    ethertype_at(linktype == links.LINKTYPE_LINUX_SLL, 14, 16)
-    ethertype_at(linktype == links.LINKTYPE_LINUX_SLL2, 0, 20)
-    raw = np.isin(linktype, (links.LINKTYPE_RAW, links.LINKTYPE_RAW_BSD12, links.LINKTYPE_RAW_BSD14))
+    for link in links.LINKS.values():  # one pass per link type of the table, by its layout
+        mine = linktype == link.number
+        if link.layout in ("ethernet", "cooked"):
+            ethertype_at(mine, link.ethertype_at, link.header, link.layout == "ethernet")
+        elif link.layout in ("ipv4", "ipv6"):
+            rows = np.flatnonzero(mine)
+            l3[rows] = start[rows]
+            version[rows] = int(link.layout[-1])
+    raw = _any_of(linktype, links.linktypes_with("raw"))
     if raw.any():
         rows = np.flatnonzero(raw & (caplen > 0))
         nibble = window[start[rows]] >> 4
         ip = (nibble == 4) | (nibble == 6)
         l3[rows[ip]] = start[rows[ip]]
         version[rows[ip]] = nibble[ip]
-    for fixed, number in ((links.LINKTYPE_IPV4, 4), (links.LINKTYPE_IPV6, 6)):
-        rows = np.flatnonzero(linktype == fixed)
-        l3[rows] = start[rows]
-        version[rows] = number
-    loop = np.flatnonzero(np.isin(linktype, (links.LINKTYPE_NULL, links.LINKTYPE_LOOP)) & (caplen >= 4))
+    loop = np.flatnonzero(_any_of(linktype, links.linktypes_with("family")) & (caplen >= 4))
     if len(loop):
         family = _gather(window, start[loop], 4, "<u4").astype(np.int64)
         swapped = family > 0xFFFF
         family[swapped] = _gather(window, start[loop[swapped]], 4, ">u4")
         v4 = family == links.AF_INET
-        v6 = np.isin(family, list(links.AF_INET6))
+        v6 = _any_of(family, list(links.AF_INET6))
         l3[loop[v4 | v6]] = start[loop[v4 | v6]] + 4
         version[loop[v4]] = 4
         version[loop[v6]] = 6
-    odd |= np.isin(linktype, (links.LINKTYPE_NFLOG, links.LINKTYPE_FDDI, links.LINKTYPE_PKTAP))
+    odd |= _any_of(linktype, links.linktypes_with("nflog") + links.linktypes_with("fddi")
+                   + links.linktypes_with("pktap"))
 
     tcp = np.full(count, -1, dtype=np.int64)
     tcp_len = np.zeros(count, dtype=np.int64)
@@ -355,7 +390,7 @@ def _decode_window(packets: _Packets) -> TcpBatch:
         next_header = head[:, 6]
         is_v6 = head[:, 0] >> 4 == 6
         direct = is_v6 & (next_header == links.IPPROTO_TCP)
-        extension = is_v6 & np.isin(next_header, (links.IPV6_HOP_BY_HOP, links.IPV6_ROUTING, links.IPV6_DEST_OPTS,
+        extension = is_v6 & _any_of(next_header, (links.IPV6_HOP_BY_HOP, links.IPV6_ROUTING, links.IPV6_DEST_OPTS,
                                                   links.IPV6_AUTH, links.IPV6_FRAGMENT))
         odd[rows[extension]] = True
         rows, payload = rows[direct], payload[direct]
@@ -383,6 +418,7 @@ def _decode_window(packets: _Packets) -> TcpBatch:
     sport = (header[:, 0].astype(np.int64) << 8) | header[:, 1]
     dport = (header[:, 2].astype(np.int64) << 8) | header[:, 3]
     seq = header[:, 4:8].copy().view(">u4").reshape(-1).astype(np.uint32)
+    ack = header[:, 8:12].copy().view(">u4").reshape(-1).astype(np.uint32)
     data_offset = (header[:, 12].astype(np.int64) >> 4) * 4
     flags = header[:, 13].copy()
     payload_len = np.maximum(tcp_len[rows] - data_offset, 0)
@@ -408,6 +444,7 @@ def _decode_window(packets: _Packets) -> TcpBatch:
         time_ns=packets.time_ns[rows],
         flags=flags,
         seq=seq,
+        ack=ack,
         payload_len=payload_len,
         src_hi=src_hi, src_lo=src_lo, sport=sport,
         dst_hi=dst_hi, dst_lo=dst_lo, dport=dport,

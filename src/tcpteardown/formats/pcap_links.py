@@ -1,7 +1,9 @@
 """Link layers, IP and TCP headers as the fast reader needs them: bytes in, numbers out.
 
-One table says where the network header starts for every link type the
-reader knows (dpkt's `dltoff`, with the quirks spelled out); pure functions
+One table (`LINKS`) says, for every link type tcpteardown knows, where the
+network header starts (dpkt's `dltoff`, with the quirks spelled out) and
+what a bundle names its interface; the object decoder here, the column
+decoder (`pcap_columns`) and the bundle writer all read it; pure functions
 walk IPv4/IPv6 to the TCP header and decode it into a `model.Segment`.
 
 Never: open files, import scapy, or decode more than census and correlation
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import struct
+from dataclasses import dataclass
 from typing import Optional
 
 from ..model import Endpoint, Segment, TcpFlags
@@ -32,22 +35,55 @@ LINKTYPE_IPV6 = 229  # bare IPv6
 LINKTYPE_PKTAP = 258  # Apple PKTAP (tcpdump -i pktap / -k): a header naming interface and process, then the frame
 LINKTYPE_LINUX_SLL2 = 276  # Linux "cooked" v2: 20 bytes, protocol at 0
 
-LINK_NAMES = {
-    LINKTYPE_NULL: "NULL",
-    LINKTYPE_ETHERNET: "EN10MB",
-    LINKTYPE_FDDI: "FDDI",
-    LINKTYPE_RAW_BSD12: "RAW(12)",
-    LINKTYPE_RAW_BSD14: "RAW(14)",
-    LINKTYPE_RAW: "RAW",
-    LINKTYPE_LOOP: "LOOP",
-    LINKTYPE_LINUX_SLL: "LINUX_SLL",
-    LINKTYPE_NFLOG: "NFLOG",
-    LINKTYPE_IPV4: "IPV4",
-    LINKTYPE_IPV6: "IPV6",
-    LINKTYPE_PKTAP: "PKTAP",
-    LINKTYPE_LINUX_SLL2: "LINUX_SLL2",
-}
-KNOWN_LINKTYPES = frozenset(LINK_NAMES)
+
+@dataclass(frozen=True)
+class Link:
+    """One link type: how its frames lead to the IP header, and what a bundle calls its interface.
+
+    `layout` names the way (both decoders branch on it, never on numbers):
+    ethernet (ethertype at 12, VLAN tags walked), cooked (an ethertype at
+    `ethertype_at`, IP after `header` bytes), family (a 4-byte address
+    family, IP after it), raw (IP version from the first nibble), ipv4/ipv6
+    (bare IP), nflog, pktap and fddi (walked per frame in Python only).
+    """
+
+    number: int
+    name: str  # libpcap's DLT name, as `tcpdump -L` prints it
+    layout: str
+    header: int = 0  # bytes before the IP header, where fixed
+    ethertype_at: int = 0
+    interface: str = ""  # the interface name a bundle writes for frames of this type
+
+
+LINKS = {link.number: link for link in (
+    Link(LINKTYPE_NULL, "NULL", "family", header=4, interface="lo0"),  # macOS lo0
+    Link(LINKTYPE_ETHERNET, "EN10MB", "ethernet", header=14, ethertype_at=12, interface="lo"),  # Linux lo
+    Link(LINKTYPE_FDDI, "FDDI", "fddi", header=21, ethertype_at=19),
+    Link(LINKTYPE_RAW_BSD12, "RAW(12)", "raw"),
+    Link(LINKTYPE_RAW_BSD14, "RAW(14)", "raw"),
+    Link(LINKTYPE_RAW, "RAW", "raw", interface="raw"),
+    Link(LINKTYPE_LOOP, "LOOP", "family", header=4),
+    Link(LINKTYPE_LINUX_SLL, "LINUX_SLL", "cooked", header=16, ethertype_at=14, interface="any"),
+    Link(LINKTYPE_NFLOG, "NFLOG", "nflog"),
+    Link(LINKTYPE_IPV4, "IPV4", "ipv4"),
+    Link(LINKTYPE_IPV6, "IPV6", "ipv6"),
+    Link(LINKTYPE_PKTAP, "PKTAP", "pktap"),  # a header of its own length, then a frame of the inner type
+    Link(LINKTYPE_LINUX_SLL2, "LINUX_SLL2", "cooked", header=20, ethertype_at=0, interface="any"),
+)}
+LINK_NAMES = {number: link.name for number, link in LINKS.items()}
+KNOWN_LINKTYPES = frozenset(LINKS)
+
+
+def linktypes_with(layout: str) -> tuple[int, ...]:
+    """The link type numbers of one layout, e.g. every "raw" one."""
+    return tuple(number for number, link in LINKS.items() if link.layout == layout)
+
+
+def interface_name(linktype: int) -> str:
+    """The interface name a bundle writes for `linktype` (lo, lo0, any, ...)."""
+    link = LINKS.get(linktype)
+    return link.interface if link is not None and link.interface else f"linktype{linktype}"
+
 
 ETHERTYPE_IPV4 = 0x0800
 ETHERTYPE_IPV6 = 0x86DD
@@ -71,9 +107,12 @@ _TCP = struct.Struct("!HHIIBBH")  # ports, seq, ack, data offset, flags, window
 
 def network_offset(linktype: int, data: bytes) -> tuple[int, int]:
     """(offset of the IP header, IP version 4/6) in `data`; version 0 when not IP."""
-    size = len(data)
-    if linktype == LINKTYPE_ETHERNET:
-        offset = 12
+    link = LINKS.get(linktype)
+    if link is None:
+        return 0, 0
+    size, layout = len(data), link.layout
+    if layout == "ethernet":
+        offset = link.ethertype_at
         while size >= offset + 2:
             ethertype = _U16.unpack_from(data, offset)[0]
             if ethertype in ETHERTYPE_VLANS:
@@ -81,42 +120,40 @@ def network_offset(linktype: int, data: bytes) -> tuple[int, int]:
                 continue
             return offset + 2, _ethertype_version(ethertype)
         return 0, 0
-    if linktype in (LINKTYPE_NULL, LINKTYPE_LOOP):
-        if size < 4:
+    if layout == "family":
+        if size < link.header:
             return 0, 0
         family = _U32LE.unpack_from(data, 0)[0]
         if family > 0xFFFF:  # written in the other byte order
             family = int.from_bytes(data[:4], "big")
         if family == AF_INET:
-            return 4, 4
+            return link.header, 4
         if family in AF_INET6:
-            return 4, 6
+            return link.header, 6
         return 0, 0
-    if linktype in (LINKTYPE_RAW, LINKTYPE_RAW_BSD12, LINKTYPE_RAW_BSD14):
+    if layout == "raw":
         return (0, data[0] >> 4) if size and data[0] >> 4 in (4, 6) else (0, 0)
-    if linktype == LINKTYPE_IPV4:
-        return 0, 4
-    if linktype == LINKTYPE_IPV6:
-        return 0, 6
-    if linktype == LINKTYPE_LINUX_SLL:
-        return (16, _ethertype_version(_U16.unpack_from(data, 14)[0])) if size >= 16 else (0, 0)
-    if linktype == LINKTYPE_LINUX_SLL2:
-        return (20, _ethertype_version(_U16.unpack_from(data, 0)[0])) if size >= 20 else (0, 0)
-    if linktype == LINKTYPE_NFLOG:
+    if layout in ("ipv4", "ipv6"):
+        return 0, int(layout[-1])
+    if layout == "cooked":
+        if size < link.header:
+            return 0, 0
+        return link.header, _ethertype_version(_U16.unpack_from(data, link.ethertype_at)[0])
+    if layout == "nflog":
         return _nflog_payload(data)
-    if linktype == LINKTYPE_PKTAP:
+    if layout == "pktap":
         header = _pktap_header(data)
         if header is None:
             return 0, 0
         length, inner = header
         offset, version = network_offset(inner, data[length:]) if inner != LINKTYPE_PKTAP else (0, 0)
         return (length + offset, version) if version else (0, 0)
-    if linktype == LINKTYPE_FDDI:
+    if layout == "fddi":
         # frame control (1), destination (6), source (6), then LLC/SNAP AA AA 03 + OUI + ethertype
-        if size >= 21 and data[13:16] == b"\xaa\xaa\x03":
-            return 21, _ethertype_version(_U16.unpack_from(data, 19)[0])
+        if size >= link.header and data[13:16] == b"\xaa\xaa\x03":
+            return link.header, _ethertype_version(_U16.unpack_from(data, link.ethertype_at)[0])
         return 0, 0
-    return 0, 0
+    raise AssertionError(f"link layout {layout!r} has no decoder")  # a new LINKS row needs one
 
 
 # Apple's struct pktap_header (libpcap pcap/pktap.h, tcpdump print-pktap.c), in

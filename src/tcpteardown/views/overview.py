@@ -1,6 +1,9 @@
 """A compact overview of a capture with many connections.
 
-One row per connection: a bar from its first to its last segment on a
+Above `census_plot.AGGREGATE_ABOVE` connections it is the census aggregate
+(connection ends over time by kind and by side, failed socket calls marked,
+the first failing connections named): one page at any size. Otherwise one
+row per connection: a bar from its first to its last segment on a
 shared time axis, coloured by how it ended (fin blue, rst red, refused
 orange, open grey), a red mark at each failing socket call, and the 4-tuple
 and ending written beside it. The row to zoom into with
@@ -18,8 +21,10 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from ..analysis.census import census
 from ..model import Recording
 from . import style
+from .census_plot import AGGREGATE_ABOVE, census_figure
 from .connections import ENDINGS, connections
 from .timeaxis import DEFAULT_BREAK_NS, build_time_axis, format_elapsed
 
@@ -46,7 +51,12 @@ def draw_overview(recording: Recording, *, highlight: Optional[int] = None, ax=N
     The time axis is compressed like the ladder's: every start, end and
     failure keeps its order, idle gaps become dotted breaks labelled with
     the real time they hide (captures often span hours between bursts).
+    Above AGGREGATE_ABOVE TCP connections (and without `ax`): the aggregate.
     """
+    if ax is None and len(recording.segments) > 2 * AGGREGATE_ABOVE:
+        result = census(recording.segments)
+        if len(result) > AGGREGATE_ABOVE:
+            return _aggregate(recording, result, highlight)
     found = connections(recording)
     shown = found[:MAX_ROWS]
     labels = _row_labels(shown)
@@ -112,6 +122,18 @@ def draw_overview(recording: Recording, *, highlight: Optional[int] = None, ax=N
             ax.legend(handles=handles, loc="lower right", bbox_to_anchor=(1, 1.0), ncol=len(handles),
                       frameon=False, fontsize=style.SMALL, borderaxespad=0.2)
         return figure
+
+
+def _aggregate(recording: Recording, result, highlight: Optional[int]) -> Figure:
+    name = recording.metadata.scenario or (recording.metadata.source_file or "recording").rsplit("/", 1)[-1]
+    failed = [call.end_ns for call in recording.calls if call.failed]
+    counts = result.by_end()
+    summary = ", ".join(f"{n:,} {kind}" for kind, n in counts.items() if n)
+    notes = [f"{len(failed):,} failed socket calls (X)" if failed else "no failed socket call in the evidence"]
+    if highlight is not None:
+        notes.append(f"▶ connection {highlight} is drawn as a ladder beside this overview")
+    return census_figure(result, title=f"{name}: {len(result):,} TCP connections ({summary})",
+                         failures_ns=failed, notes=notes)
 
 
 def _typical_span(shown) -> int:

@@ -1,0 +1,209 @@
+"""The vectorised census equals the per-packet one it replaced (kept, only for this,
+in tests/census_reference.py) on every corpus file, and tshark on random packet
+sequences with port reuse cut into random batches (where the old one could
+disagree with tshark, see test_census.py); the streamed JSON equals
+the dict contract; and, on a connection-heavy loopback capture made here with
+real sockets and tcpdump (ports reused under TIME_WAIT), it equals tshark's
+per-stream view."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import signal
+import socket
+import struct
+import subprocess
+
+import pytest
+import tempfile
+from pathlib import Path
+from hypothesis import given, settings, strategies as st
+
+import census_reference as reference
+import pcapbytes as pb
+from conftest import tool_or_skip
+from tcpteardown.analysis.census import census, census_batches
+from tcpteardown.columns import batch_from_segments
+from tcpteardown.formats.pcap_columns import iter_tcp_batches
+from tcpteardown.model import Endpoint, Segment, TcpFlags as F
+from tcpteardown.views.census_json import connection_json, write_census_json
+from test_census_corpus import ours, tshark_view, wait_until_written
+from test_pcapread_corpus import IDS, ROWS
+
+OLD_FIELDS = [field.name for field in dataclasses.fields(reference.Connection)]
+
+
+def old_view(connections):
+    return [tuple(getattr(c, name) for name in OLD_FIELDS) for c in connections]
+
+
+@pytest.mark.parametrize("row", ROWS, ids=IDS)
+def test_corpus_equals_the_old_census(corpus, row):
+    path = str(corpus / row["relpath"])
+    try:
+        old = reference.census_batches(iter_tcp_batches(path))
+    except Exception as exc:  # the reader refuses the file: both must refuse it alike
+        with pytest.raises(type(exc)):
+            census_batches(iter_tcp_batches(path))
+        return
+    new = census_batches(iter_tcp_batches(path))
+    assert old_view(new.connections) == old_view(old.connections)
+    assert new.summary() == old.summary()
+    assert (new.packets, new.tcp_packets) == (old.packets, old.tcp_packets)
+    # the streamed document is the dict contract, object for object, whether it is
+    # formatted in chunks (all connections) or one by one (a selection)
+    expected = [connection_json(c) for c in new.connections]
+    for indices in (None, list(range(len(new)))):
+        out = io.StringIO()
+        write_census_json(new, path, [], indices, out)
+        document = json.loads(out.getvalue())
+        assert document["connections"] == expected
+        assert document["summary"] == new.summary() and document["listed"] == len(new)
+
+
+SERVER = Endpoint("10.0.0.2", 80)
+FLAGS = [F.SYN, F.SYN | F.ACK, F.ACK, F.PSH | F.ACK, F.FIN | F.ACK, F.RST, F.RST | F.ACK, F.FIN | F.RST,
+         F.SYN | F.FIN]
+
+
+def random_segments(steps):
+    segments = []
+    for number, (pair, from_client, flags, seq, size) in enumerate(steps, start=1):
+        client = Endpoint("10.0.0.1", 50000 + pair)
+        src, dst = (client, SERVER) if from_client else (SERVER, client)
+        segments.append(Segment(number, number * 10, src, dst, F(flags), seq, 0, 0, size))
+    return segments
+
+
+STEPS = st.lists(st.tuples(st.integers(0, 2), st.booleans(), st.sampled_from(FLAGS),
+                           st.sampled_from([99, 100, 101, 200, 900]), st.integers(0, 3)), max_size=40)
+
+
+@settings(max_examples=40, deadline=None)
+@given(steps=STEPS, cuts=st.lists(st.integers(1, 40), max_size=6))
+def test_random_sequences_equal_tshark(steps, cuts):
+    """Port reuse on few 4-tuples (three client ports, ISNs one apart) through every round of
+    the vectorised split, cut into random batches, against tshark's tcp.stream on the same packets."""
+    tool_or_skip("tshark")
+    segments = random_segments(steps)
+    frames = [pb.ethernet(pb.ipv4(s.src.host, s.dst.host, pb.tcp(s.src.port, s.dst.port, seq=s.seq,
+                                                                 flags=int(s.flags), payload=b"x" * s.payload_len)))
+              for s in segments]
+    bounds = sorted({0, len(segments), *[c for c in cuts if c < len(segments)]})
+    new = census_batches([batch_from_segments(segments[lo:hi]) for lo, hi in zip(bounds, bounds[1:])])
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "random.pcap"
+        path.write_bytes(pb.pcap([(1700000000, n, frame) for n, frame in enumerate(frames)]))
+        expected = tshark_view(path) if frames else {}
+    view = {c.stream: {"first": c.first_frame, "packets": c.packets, "rst": c.rst_frames, "fin": c.fin_frames,
+                       "end": c.end, "ended_by": c.ended_by} for c in new.connections}
+    for c in new.connections:  # without a SYN first, roles are a guess (ours and the view's differ)
+        if c.handshake == "midstream" and c.stream in expected:
+            for key in ("end", "ended_by"):
+                view[c.stream][key] = expected[c.stream][key] = None
+    assert view == expected
+
+
+def test_a_syn_flood_on_one_tuple_takes_the_per_syn_path():
+    """More reuses of one 4-tuple in one batch than vectorised rounds: still tshark's answer."""
+    client = Endpoint("10.0.0.1", 40000)
+    segments = [Segment(n, n, client, SERVER, F.SYN, 1000 + n, 0, 0, 0) for n in range(1, 41)]
+    segments += [Segment(41, 41, client, SERVER, F.SYN, 1040, 0, 0, 0)]  # a retransmission of the last
+    new = census(segments)
+    assert old_view(new.connections) == old_view(reference.census(segments).connections)
+    assert len(new) == 40 and new.connections[-1].syn_retransmissions == (41,)
+
+
+# -- a connection-heavy capture made here --------------------------------------------------
+
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _many_short_connections(count: int, refused_port: int, port: int, listener) -> None:
+    """Clients that end every way, one after another. Those ending in an RST
+    (which leaves no TIME_WAIT) reuse a few client ports: the same 4-tuple
+    again and again with new ISNs, which tshark numbers as new streams."""
+    pool = _free_ports(5)
+    for number in range(count):
+        kind = number % 4
+        with socket.socket() as client:
+            client.settimeout(5)
+            if kind:
+                client.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                client.bind(("127.0.0.1", pool[number % len(pool)]))
+            if kind == 3:
+                with pytest.raises(ConnectionRefusedError):
+                    client.connect(("127.0.0.1", refused_port))
+                continue
+            client.connect(("127.0.0.1", port))
+            server, _ = listener.accept()
+            server.settimeout(5)
+            with server:
+                client.sendall(b"x")
+                server.recv(10)
+                if kind == 1:  # the client resets
+                    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    client.close()
+                    try:  # wait for the RST to arrive before the server's socket closes
+                        server.recv(10)
+                    except ConnectionResetError:
+                        pass
+                elif kind == 2:  # the server resets
+                    server.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    server.close()
+                    try:
+                        client.recv(10)
+                    except ConnectionResetError:
+                        pass
+                else:  # FIN both ways, the server first (its side keeps the TIME_WAIT)
+                    server.shutdown(socket.SHUT_WR)
+                    assert client.recv(10) == b""
+
+
+@pytest.mark.needs_capture
+def test_connection_heavy_capture_equals_tshark(tmp_path):
+    tcpdump = tool_or_skip("tcpdump")
+    tool_or_skip("tshark")
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    port = listener.getsockname()[1]
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    refused_port = closed.getsockname()[1]
+    capture = tmp_path / "many.pcap"
+    proc = subprocess.Popen([tcpdump, "-i", "lo", "-n", "-U", "-B", "65536", "-w", str(capture),
+                             f"tcp port {port} or tcp port {refused_port}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert "listening" in proc.stderr.readline()
+        _many_short_connections(2000, refused_port, port, listener)
+        wait_until_written(capture, 2000, seconds=30)
+    finally:
+        listener.close()
+        closed.close()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    assert "\n0 packets dropped by kernel" in err, err
+    result = census_batches(iter_tcp_batches(str(capture), window_bytes=64 << 10))  # many batches
+    assert len(result) == 2000
+    assert result.by_end() == {"fin": 500, "rst": 1000, "refused": 500, "open": 0}
+    assert result.by_side()["rst"] == {"client": 500, "server": 500}
+    assert ours(capture) == tshark_view(capture)
+    tuples = {(str(c.client), str(c.server)) for c in result.connections}
+    assert len(tuples) < 600  # the 1,500 RST and refused connections share 10 4-tuples
+    states = {}
+    for c in result.connections:
+        states.setdefault((c.end, c.ended_by), set()).add(c.conn_state)
+    assert states == {("fin", "server"): {"SF"}, ("rst", "client"): {"RSTO"}, ("rst", "server"): {"RSTR"},
+                      ("refused", "server"): {"REJ"}}
