@@ -69,7 +69,6 @@ NULL_FAMILIES = {30: "darwin", 28: "freebsd"}
 LINUX_ONLY_LINKS = {links.LINKTYPE_LINUX_SLL: "Linux cooked capture (SLL, tcpdump -i any)",
                     links.LINKTYPE_LINUX_SLL2: "Linux cooked capture v2 (SLL2, tcpdump -i any)",
                     links.LINKTYPE_NFLOG: "Linux netfilter log (NFLOG)"}
-LINKTYPE_PKTAP = 258
 
 
 @dataclass(frozen=True)
@@ -132,7 +131,7 @@ def _host_evidence(recording: Recording) -> list[tuple[str, str, str]]:
     for linktype in sorted(linktypes):
         if linktype in LINUX_ONLY_LINKS:
             found.append(("linux", "link", LINUX_ONLY_LINKS[linktype]))
-        elif linktype == LINKTYPE_PKTAP:
+        elif linktype == links.LINKTYPE_PKTAP:
             found.append(("darwin", "link", "Apple PKTAP link type (258)"))
     if zero:
         found.append(("linux", "link", "Ethernet frames with all-zero MAC addresses (Linux's lo)"))
