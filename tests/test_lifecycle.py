@@ -41,6 +41,17 @@ def _start_record(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen, int, P
     return record, int(record.stdout.readline()), bundle
 
 
+def _stop_with(process: subprocess.Popen, signum: int) -> str:
+    """Send `signum`, wait for the process to finish by itself; its stderr. Never leaves it running."""
+    try:
+        process.send_signal(signum)
+        return process.communicate(timeout=TIMEOUT)[1]
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
 def _gone_within(seconds: float, *checks) -> list[str]:
     """Poll until every check returns nothing (the event), or the deadline; what is left."""
     deadline = time.monotonic() + seconds
@@ -79,13 +90,7 @@ def _workdir_of(record_pid: int) -> Path:
 @pytest.mark.needs_capture
 def test_sigterm_keeps_the_recording_like_ctrl_c(tmp_path):
     record, program_pid, bundle = _start_record(tmp_path)
-    try:
-        record.send_signal(signal.SIGTERM)  # as systemd, kill or timeout would
-        _, stderr = record.communicate(timeout=TIMEOUT)
-    finally:
-        if record.poll() is None:
-            record.kill()
-            record.communicate()
+    stderr = _stop_with(record, signal.SIGTERM)  # as systemd, kill or timeout would
     assert record.returncode == 128 + signal.SIGTERM, stderr
     assert "interrupted: SIGTERM" in stderr
     assert not _alive(program_pid)
@@ -193,12 +198,8 @@ def test_sigterm_during_a_run_removes_the_tracefs_instance(tmp_path):
         started = _gone_within(60, lambda: [] if _instances_of(run.pid)() or run.poll() is not None
                                else ["waiting"])
         assert not started and run.poll() is None, "the run never started its witness"
-        run.send_signal(signal.SIGTERM)
-        _, stderr = run.communicate(timeout=TIMEOUT)
     finally:
-        if run.poll() is None:
-            run.kill()
-            run.communicate()
+        stderr = _stop_with(run, signal.SIGTERM)
     assert run.returncode == 128 + signal.SIGTERM, stderr
     assert "interrupted (SIGTERM)" in stderr
     assert not _instances_of(run.pid)()
