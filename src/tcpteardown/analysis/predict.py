@@ -29,6 +29,7 @@ Pure: never imports socket or scapy, never reads a file.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from dataclasses import dataclass, replace
 from typing import Iterable, Optional
 
@@ -37,7 +38,7 @@ from ..xnu import XNU_TAG  # macOS 15.5: the source the Darwin rows cite
 from .reasons import ABORTIVE_CLOSE
 from .tcpstate import Connection, connections, infer_states, state_at
 
-__all__ = ["Prediction", "PREDICTIONS", "SITUATIONS", "XNU_TAG", "DARWIN_STATUS", "RST_WHY", "PREDICTED",
+__all__ = ["Prediction", "PREDICTIONS", "SITUATIONS", "XNU_TAG", "predicted_from_history", "DARWIN_STATUS", "RST_WHY", "PREDICTED",
            "TABLE_OSES", "predict", "rules_for", "rule_named", "rules_os", "citation", "accepted_rst",
            "situation_of"]
 
@@ -397,3 +398,53 @@ def _link(row: Prediction, conn: Connection, side: Endpoint, peer: Endpoint, cau
     explanation = f"{row.op}() -> {row.outcome} (predicted from the packets, {os_name} rules): {row.rule}"
     return Link(call=call, kind=row.kind, rule=row.name, explanation=explanation, cause=cause,
                 related=related, caveats=tuple(caveats))
+
+
+# -- from a census row: Zeek's history letters instead of the segments ----------------
+
+@lru_cache(maxsize=4096)  # histories repeat: a capture of 100,000 connections has a few dozen
+def predicted_from_history(history: str, os_name: str = "Linux") -> tuple[tuple[str, tuple], ...]:
+    """What each side will have seen, from a census connection's Zeek history
+    (``ShADadfR``: upper case the client, each letter at its first occurrence):
+    ``(("client", (("read", "ECONNRESET"), ...)), ("server", ...))``.
+
+    The same situations and rows as `predict`, read from the order of the
+    letters: who sent the first RST (R/r), and whether either side's FIN (F/f)
+    came before it; the handshake from S, h and r. Coarser than `predict`: the
+    letters do not say whether the RST's sequence number was the one the
+    receiver accepts (RFC 5961), and a FIN alone predicts end-of-file for its
+    receiver. Sides with nothing to predict are left out.
+    """
+    first = {letter: index for index, letter in reversed(list(enumerate(history)))}
+    out = []
+    for side, own, peer in (("client", str.upper, str.lower), ("server", str.lower, str.upper)):
+        situation = _situation_from_letters(first, side, own, peer)
+        if situation is None:
+            continue
+        rows = tuple((row.op, row.outcome) for row in rules_for(os_name, situation))
+        if rows:
+            out.append((side, rows))
+    return tuple(out)
+
+
+def _situation_from_letters(first: dict, side: str, own, peer) -> Optional[str]:
+    answered = "h" in first or "S" not in first  # a SYN/ACK, or the capture began mid-connection
+    if not answered:
+        if side != "client":
+            return None
+        if "r" in first:
+            return "refused"
+        return "syn-unanswered" if set(first) <= {"S", "^"} else None
+    never = len(first) + 1
+    at = {name: first.get(letter, never) for name, letter in
+          (("own_rst", own("R")), ("peer_rst", peer("R")), ("own_fin", own("F")), ("peer_fin", peer("F")))}
+    if at["peer_rst"] < never:
+        if at["own_rst"] < at["peer_rst"]:
+            return None  # this side reset the connection itself first
+        own_fin, peer_fin = at["own_fin"] < at["peer_rst"], at["peer_fin"] < at["peer_rst"]
+        if own_fin and peer_fin:
+            return None  # both FINs first: TIME_WAIT, CLOSING or LAST_ACK, no application to tell
+        return "rst-fin-wait" if own_fin else "rst-close-wait" if peer_fin else "rst-established"
+    if at["peer_fin"] < never and at["own_rst"] == never:
+        return "fin"
+    return None

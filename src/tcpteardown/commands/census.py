@@ -35,6 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strict", action="store_true",
                         help="fail (exit 2) on any damage in the file instead of keeping what was read")
     parser.add_argument("-o", "--output", metavar="PLOT", help="also draw the ends over time (.png, .svg, .pdf)")
+    parser.add_argument("--os", choices=("linux", "darwin"), type=str.lower, default="linux",
+                        help="whose kernel rules predict what each side's application saw (JSON \"predicted\"; "
+                             "default linux; `explain` names the OS from the packets)")
 
 
 def census_file(path: str, *, on_problem: Optional[Callable[[str], None]] = None,
@@ -110,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         from ..views.census_json import write_census_json
 
-        write_census_json(result, path, problems, chosen, sys.stdout)
+        write_census_json(result, path, problems, chosen, sys.stdout, os_name=args.os.capitalize())
     else:
         _print_table(result, path, chosen)
     if args.output:  # after the table: a plot that cannot be written loses nothing already computed

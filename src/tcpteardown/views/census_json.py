@@ -13,9 +13,12 @@ nanoseconds ("1700000000.123456789"), so every path gives the same number.
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from typing import Iterator, Optional, Sequence, TextIO
 
 import numpy as np
+
+from ..analysis.predict import predicted_from_history
 
 __all__ = ["connection_json", "write_census_json", "seconds_text"]
 
@@ -35,7 +38,15 @@ def _seconds(ns: Optional[int]) -> Optional[float]:
     return None if ns is None else float(seconds_text(ns))
 
 
-def connection_json(connection) -> dict:
+@lru_cache(maxsize=4096)
+def _predicted_text(history: str, os_name: str) -> str:
+    """The "predicted" member for a history: what each side's next read, write or
+    connect returned (`analysis.predict.predicted_from_history`), as JSON text."""
+    return json.dumps({side: dict(rows) for side, rows in predicted_from_history(history, os_name)},
+                      separators=(",", ":"))
+
+
+def connection_json(connection, os_name: str = "Linux") -> dict:
     return {
         "stream": connection.stream,
         "client": str(connection.client),
@@ -60,10 +71,11 @@ def connection_json(connection) -> dict:
             "syn_retransmissions": list(connection.syn_retransmissions),
         },
         "rst_by": list(connection.rst_by),
+        "predicted": json.loads(_predicted_text(connection.history, os_name)),
     }
 
 
-def _line(row) -> str:
+def _line(row, os_name: str = "Linux") -> str:
     """connection_json of one `Census.rows()` tuple as compact JSON, formatted directly
     (a dict and json.dumps per connection are most of the time on 100,000 connections).
     Endpoints, history and the vocabulary hold no character JSON would escape."""
@@ -78,14 +90,15 @@ def _line(row) -> str:
             f'"frames":{{"first":{first},"last":{last},"end":{"null" if end_frame is None else end_frame},'
             f'"rst":[{",".join(map(str, rsts))}],"fin":[{",".join(map(str, fins))}],'
             f'"syn_retransmissions":[{",".join(map(str, retransmissions))}]}},'
-            f'"rst_by":[{",".join(chr(34) + side + chr(34) for side in rst_by)}]}}')
+            f'"rst_by":[{",".join(chr(34) + side + chr(34) for side in rst_by)}],'
+            f'"predicted":{_predicted_text(history, os_name)}}}')
 
 
 _TEMPLATE = ('{"stream":%d,"client":"%s","server":"%s","handshake":"%s","ended":"%s","ended_by":%s,'
              '"conn_state":"%s","history":"%s","start":%s%d.%09d,"end":%s%d.%09d,"end_time":%s,'
              '"duration":%s%d.%09d,"packets":%d,"bytes":{"client_to_server":%d,"server_to_client":%d},'
              '"frames":{"first":%d,"last":%d,"end":%s,"rst":[%s],"fin":[%s],"syn_retransmissions":[%s]},'
-             '"rst_by":[%s]}')
+             '"rst_by":[%s],"predicted":%s}')
 _HANDSHAKES = ("complete", "syn-only", "midstream")
 _ENDS = ("fin", "rst", "refused", "open")
 
@@ -112,7 +125,7 @@ def _event_lists(events, count: int) -> tuple[list, list, list, list]:
     return lists
 
 
-def _chunk_lines(table: dict) -> list[str]:
+def _chunk_lines(table: dict, os_name: str = "Linux") -> list[str]:
     """The JSON object of each connection in `Census.table()`: the columns are turned into
     Python lists once, then one %-format per connection (numpy string concatenation of
     some thirty columns was three times slower)."""
@@ -135,28 +148,30 @@ def _chunk_lines(table: dict) -> list[str]:
             s_sign, s_whole, s_frac, e_sign, e_whole, e_frac,
             f"{end_sign[k]}{end_whole[k]}.{end_fraction[k]:09d}" if ended else "null",
             d_sign, d_whole, d_frac, packets, bytes_client, bytes_server, first, last,
-            end_frame if ended else "null", rst[k], fin[k], syn[k], by[k]))
+            end_frame if ended else "null", rst[k], fin[k], syn[k], by[k], _predicted_text(history, os_name)))
     return lines
 
 
-def _lines(result, indices: Optional[list]) -> Iterator[str]:
+def _lines(result, indices: Optional[list], os_name: str) -> Iterator[str]:
     if indices is None and result.exact_times:
         for lo in range(0, len(result), CHUNK):
-            yield from _chunk_lines(result.table(lo, min(lo + CHUNK, len(result))))
+            yield from _chunk_lines(result.table(lo, min(lo + CHUNK, len(result))), os_name)
     else:  # a --top selection, or garbage times beyond int64: one at a time
         for row in result.rows(indices):
-            yield _line(row)
+            yield _line(row, os_name)
 
 
-def write_census_json(result, path: str, problems: Sequence[str], indices: Optional[list], out: TextIO) -> None:
-    """The whole document to `out`, a chunk of connections at a time (`indices`: which, None for all)."""
+def write_census_json(result, path: str, problems: Sequence[str], indices: Optional[list], out: TextIO, *,
+                      os_name: str = "Linux") -> None:
+    """The whole document to `out`, a chunk of connections at a time (`indices`: which, None for all);
+    each connection's "predicted" follows `os_name`'s kernel rules."""
     listed = len(result) if indices is None else len(indices)
     head = {"file": path, "packets": result.packets, "problems": list(problems), "summary": result.summary(),
-            "listed": listed}
+            "listed": listed, "predicted_with": f"{os_name} rules"}
     out.write(json.dumps(head)[:-1] + ',\n"connections":[')
     separator = "\n"
     chunk = []
-    for line in _lines(result, indices):
+    for line in _lines(result, indices, os_name):
         chunk.append(separator + line)
         separator = ",\n"
         if len(chunk) >= 4096:
