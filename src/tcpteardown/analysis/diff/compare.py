@@ -10,9 +10,7 @@ from typing import Iterable, Optional, Sequence, Union
 
 from ...model import Recording, TcpFlags
 from ..align import align
-
-
-from .vocabulary import (  # noqa: F401
+from .vocabulary import (
     ALIGN_CHOICES,
     AlignedRow,
     ApplicationDifference,
@@ -36,7 +34,7 @@ from .vocabulary import (  # noqa: F401
     _segment_class,
     _segment_indel,
 )
-from .normalise import (  # noqa: F401
+from .normalise import (
     Normalised,
     normalise,
 )

@@ -12,7 +12,7 @@ from ...model import Recording, SocketCall, TcpFlags
 from ..relative import relative_numbers
 
 from ..tcpstate import Connection, connections, infer_states, state_at
-from .vocabulary import (  # noqa: F401
+from .vocabulary import (
     CallStep,
     SegmentStep,
     SideSummary,
