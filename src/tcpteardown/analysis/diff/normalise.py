@@ -131,9 +131,8 @@ def _path(timeline, origin: int) -> tuple[tuple[int, str], ...]:
 
 
 def _side_of(call: SocketCall, conn: Optional[Connection]) -> str:
-    if conn is not None:
-        if call.local == conn.client or (call.local is None and call.remote == conn.server):
-            return "client"
-        if call.local == conn.server or (call.local is None and call.remote == conn.client):
-            return "server"
-    return call.role
+    """The call's side by the one rule (`analysis.connections.side_of`), else its recorded role."""
+    from ..connections import side_of
+
+    found = side_of(call, conn.client, conn.server) if conn is not None else None
+    return found or call.role
