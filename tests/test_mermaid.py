@@ -193,6 +193,30 @@ def test_mermaid_itself_renders_every_label(mermaid_page):
         assert sorted(shown["notes"]) == sorted(note for _where, note in found["notes"]), capture.name
 
 
+STATE_RENDER = """
+const done = arguments[arguments.length - 1];
+mermaid.render(arguments[1], arguments[0]).then(result => {
+  const box = document.createElement("div");
+  box.innerHTML = result.svg;
+  done({text: box.textContent});
+}, error => done({error: String(error.message || error)}));
+"""
+
+
+def test_mermaid_itself_draws_the_state_diagram(mermaid_page):
+    """views.states: the TCP state diagram from tcpstate.TRANSITIONS renders, every state and edge label shown."""
+    from tcpteardown.analysis.tcpstate import STATES
+    from tcpteardown.views.states import state_diagram
+
+    text = state_diagram(title="TCP states")
+    shown = mermaid_page.execute_async_script(STATE_RENDER, text, "states")
+    assert "error" not in shown, shown
+    for state in STATES:
+        assert state in shown["text"], state
+    for label in re.findall(r"^    \w+ --> \w+: (.+)$", text, re.M):
+        assert label in shown["text"], label
+
+
 def test_plantuml_itself_draws_every_stored_capture(tmp_path):
     """PlantUML (Debian's) parses every diagram in one run and draws each arrow's label."""
     import html
