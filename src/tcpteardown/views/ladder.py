@@ -250,6 +250,7 @@ class _Ladder:
         self.calls = [(call, side) for call, side in self.calls if side is not None]
         self.links = [link for link in links if link.call in kept]
         self.states, self.states_from = self._states()
+        self.time_wait_from_packets = self._time_wait_from_packets()
         self.reasons = {s.frame: self._reason(s) for s in self.segments if s.is_rst}
         self.drawn = set(self.segments)
         self.phrases = {id(call): _phrase(call, lang, recording.metadata.os) for call, _ in self.calls}
@@ -276,6 +277,13 @@ class _Ladder:
                 previous = state
             per_side[side] = changes
         return per_side, source.split(" (")[0]
+
+    def _time_wait_from_packets(self) -> dict:
+        """{side: when} of each TIME_WAIT the kernel did not report (taken from the packets)."""
+        if self.connection.connection is None:
+            return {}
+        found = tcpstate.time_wait_from_packets(self.recording, self.connection.connection)
+        return {self.side[endpoint]: when for endpoint, when in found.items() if endpoint in self.side}
 
     def _reason(self, segment: Segment) -> Optional[str]:
         reason, inferred = reasons.reset_reason(segment, self.recording)
@@ -468,8 +476,14 @@ class _Ladder:
             column = _Column()
             x = X_CLIENT - LANE_W if side == "client" else X_SERVER + LANE_W
             for when, state in timeline:
-                row = column.place(self.axis.y(when) + 0.05, LINE_ROWS, below=True)
-                ax.text(x, row, state, ha="right" if side == "client" else "left", va="top",
+                # TIME_WAIT says how long it lasts, and when the kernel did not report it, that
+                # the packets told it (two lines: the state column is narrow).
+                text = tcpstate.describe_state(state, self.recording.metadata.os)
+                if self.time_wait_from_packets.get(side) == when:
+                    text += "\n[from the packets]"
+                lines = text.count("\n") + 1
+                row = column.place(self.axis.y(when) + 0.05, LINE_ROWS * lines, below=True)
+                ax.text(x, row, text, ha="right" if side == "client" else "left", va="top",
                         fontsize=style.SMALL, color=style.STATE, fontstyle="italic",
                         gid=f"state-{side}-{when}")
 
