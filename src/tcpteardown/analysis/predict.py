@@ -70,6 +70,10 @@ class Prediction:
     source: str  # file and function that decide it
     exercised: bool  # some scenario of the library makes this call and checks it
     status: str = ""  # for rows not proven here: "from source, not yet observed on a Mac"
+    # What the call returns instead when something the packets cannot show decides
+    # (an ICMP error answering the SYN is not in a TCP capture); said in a caveat.
+    alternatives: tuple[str, ...] = ()
+    alternatives_why: str = ""
 
 
 _LINUX_RESET = ("net/ipv4/tcp_input.c tcp_reset(): sk_err by state (SYN_SENT ECONNREFUSED, CLOSE_WAIT EPIPE, "
@@ -85,8 +89,10 @@ _XNU_RECV = (f"{XNU_TAG} bsd/kern/uipc_socket.c:3535 soreceive(): so_error is re
              "SS_CANTRCVMORE gives 0 (line 3545)")
 
 
-def _p(name, os, situation, op, outcome, kind, rule, source, exercised, status=""):
-    return Prediction(name, os, situation, op, outcome, kind, rule, source, exercised, status)
+def _p(name, os, situation, op, outcome, kind, rule, source, exercised, status="", alternatives=(),
+       alternatives_why=""):
+    return Prediction(name, os, situation, op, outcome, kind, rule, source, exercised, status, alternatives,
+                      alternatives_why)
 
 
 PREDICTIONS: tuple[Prediction, ...] = (
@@ -100,7 +106,11 @@ PREDICTIONS: tuple[Prediction, ...] = (
        "(an application timeout may end it sooner)",
        "Linux net/ipv4/tcp_timer.c tcp_write_timeout() -> tcp_write_err(); XNU "
        f"{XNU_TAG} bsd/netinet/tcp_timer.c:1502 tcp_timers() TCPT_KEEP before ESTABLISHED: dropit, "
-       "tcp_drop(tp, ETIMEDOUT) (line 1891)", True),
+       "tcp_drop(tp, ETIMEDOUT) (line 1891)", True,
+       alternatives=("EHOSTUNREACH", "ENETUNREACH"),
+       alternatives_why="an ICMP host or network unreachable answering the SYN ends the connect with "
+                        "EHOSTUNREACH or ENETUNREACH instead, and a TCP capture does not hold ICMP "
+                        "(the icmp-unreachable scenario shows both)"),
     # -- Linux -----------------------------------------------------------------------
     _p("linux-rst-read", "Linux", "rst-established", "read", "ECONNRESET", CauseKind.RST,
        "an RST in ESTABLISHED leaves ECONNRESET for the next call; a read that comes first returns it",
@@ -392,6 +402,8 @@ def _link(row: Prediction, conn: Connection, side: Endpoint, peer: Endpoint, cau
     if not conn.roles_known:
         caveats.append("the capture began mid-connection (no handshake): the connection is taken as "
                        "established when it starts")
+    if row.alternatives:
+        caveats.append(f"or {' / '.join(row.alternatives)}: {row.alternatives_why}")
     if row.situation == "syn-unanswered":
         caveats.append("the capture ends before the kernel gave up; an application timeout may have ended "
                        "the connect sooner")
