@@ -283,14 +283,23 @@ class _StderrTee:
         import datetime as dt
 
         sink = getattr(sys.stderr, "buffer", None)
-        for line in iter(self._pipe.readline, b""):
-            now = dt.datetime.now(dt.timezone.utc)
+        pending = b""
+        # Chunks, not lines, go through at once: a prompt without a newline must show.
+        for chunk in iter(lambda: os.read(self._pipe.fileno(), 65536), b""):
             if sink is not None:
                 with contextlib.suppress(OSError, ValueError):
-                    sink.write(line)
+                    sink.write(chunk)
                     sink.flush()
-            text = line.decode("utf-8", "replace").rstrip("\r\n")
-            self._out.write(f"{now.strftime('%Y-%m-%dT%H:%M:%S.%fZ')} {text}\n")
+            now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            *lines, pending = (pending + chunk).split(b"\n")
+            self._keep(now, lines)
+        if pending:
+            self._keep(dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"), [pending])
+
+    def _keep(self, stamp: str, lines) -> None:
+        with contextlib.suppress(ValueError):  # finish() gave up on a pipe a grandchild still holds
+            for line in lines:
+                self._out.write(f"{stamp} {line.decode('utf-8', 'replace').rstrip(chr(13))}\n")
 
     def finish(self) -> None:
         self._thread.join(self.FINISH_SECONDS)
