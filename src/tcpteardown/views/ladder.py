@@ -403,7 +403,9 @@ class _Ladder:
         if self.connection.connection is None:
             details.append("no packet of this connection was captured")
         else:
-            details.append(f"TCP states from the {self.states_from}")
+            details.append(f"TCP states from the {self.states_from}"
+                           + ("; (packets): TIME_WAIT taken from the packets, the kernel was silent"
+                              if self.time_wait_from_packets else ""))
         return details
 
     def _header(self, ax):
@@ -476,11 +478,14 @@ class _Ladder:
             column = _Column()
             x = X_CLIENT - LANE_W if side == "client" else X_SERVER + LANE_W
             for when, state in timeline:
-                # TIME_WAIT says how long it lasts, and when the kernel did not report it, that
-                # the packets told it (two lines: the state column is narrow).
-                text = tcpstate.describe_state(state, self.recording.metadata.os)
+                # TIME_WAIT says how long it lasts and, when the kernel did not report it, that
+                # the packets told it: on lines of their own, the state column is narrow.
+                text = state
+                lasts = tcpstate.TIME_WAIT_NS.get(self.recording.metadata.os or "")
+                if state == "TIME_WAIT" and lasts:
+                    text += f"\n{lasts // 1_000_000_000} s"
                 if self.time_wait_from_packets.get(side) == when:
-                    text += "\n[from the packets]"
+                    text += "\n(packets)"
                 lines = text.count("\n") + 1
                 row = column.place(self.axis.y(when) + 0.05, LINE_ROWS * lines, below=True)
                 ax.text(x, row, text, ha="right" if side == "client" else "left", va="top",
