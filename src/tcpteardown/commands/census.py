@@ -48,9 +48,11 @@ def census_file(path: str, *, on_problem: Optional[Callable[[str], None]] = None
     """
     from ..analysis.census import census_batches
     from ..formats.pcap_columns import iter_tcp_batches
+    from ..prefetch import prefetched
 
     def batches():
-        for batch in iter_tcp_batches(path, on_problem=on_problem):
+        # the next window is decoded on the second core while this one is counted
+        for batch in prefetched(iter_tcp_batches(path, on_problem=on_problem)):
             if progress is not None:
                 progress(batch.end_offset)
             yield batch
