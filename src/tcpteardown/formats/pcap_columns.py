@@ -94,15 +94,8 @@ def _follow_records(buf, offset: int, stop: int, order: str, nanoseconds: bool, 
     top = 3 if order == "<" else 0
     candidates = np.flatnonzero(region[top:stop - offset + top] == (first_seconds >> 24) & 0xFF)
     candidates = candidates[candidates + 16 <= len(region)]
-    fields = np.empty((len(candidates), 4), dtype=np.int64)
-    for shift in range(4):  # 4-byte words at each alignment: gathers of whole fields, not of bytes
-        mine = np.flatnonzero(candidates % 4 == shift)
-        if not len(mine):
-            continue
-        words = region[shift:shift + (len(region) - shift) // 4 * 4].view(u4)
-        at = (candidates[mine] - shift) // 4
-        for field in range(4):
-            fields[mine, field] = words[at + field]
+    # the 16 bytes at each candidate in one gather, read as the four header words
+    fields = sliding_window_view(region, 16)[candidates].view(u4).astype(np.int64)
     fraction_limit = 1_000_000_000 if nanoseconds else 1_000_000
     seconds = fields[:, 0].astype(np.int64)
     # a day either side of the first record: anything else ends the fast path (and is walked)
