@@ -94,62 +94,118 @@ def _line(row, os_name: str = "Linux") -> str:
             f'"predicted":{_predicted_text(history, os_name)}}}')
 
 
-_TEMPLATE = ('{"stream":%d,"client":"%s","server":"%s","handshake":"%s","ended":"%s","ended_by":%s,'
-             '"conn_state":"%s","history":"%s","start":%s%d.%09d,"end":%s%d.%09d,"end_time":%s,'
-             '"duration":%s%d.%09d,"packets":%d,"bytes":{"client_to_server":%d,"server_to_client":%d},'
-             '"frames":{"first":%d,"last":%d,"end":%s,"rst":[%s],"fin":[%s],"syn_retransmissions":[%s]},'
-             '"rst_by":[%s],"predicted":%s}')
+# One connection's object, with its fields in two kinds: the "shape" (handshake, ended,
+# ended_by, conn_state, history: few distinct values, formatted once per value) and the
+# numbers. Times go in as (whole seconds, nanoseconds) when the chunk has no negative
+# time and every connection in it ended (half the work of formatting them apart),
+# else as text.
+_OBJECT = ('{"stream":%%d,"client":"%%s:%%d","server":"%%s:%%d",%%s,%s,"packets":%%d,'
+           '"bytes":{"client_to_server":%%d,"server_to_client":%%d},'
+           '"frames":{"first":%%d,"last":%%d,"end":%%s,"rst":[%%s],"fin":[%%s],"syn_retransmissions":[%%s]},'
+           '"rst_by":[%%s],"predicted":%%s}')
+_WITH_TIME_NUMBERS = _OBJECT % '"start":%d.%09d,"end":%d.%09d,"end_time":%d.%09d,"duration":%d.%09d'
+_WITH_TIME_TEXTS = _OBJECT % '"start":%s,"end":%s,"end_time":%s,"duration":%s'
+_SHAPE = '"handshake":"%s","ended":"%s","ended_by":%s,"conn_state":"%s","history":"%s"'
 _HANDSHAKES = ("complete", "syn-only", "midstream")
 _ENDS = ("fin", "rst", "refused", "open")
+_OPEN = 3
 
 
-def _split_seconds(ns: np.ndarray) -> tuple[list, list, list]:
-    """(sign, whole seconds, nanoseconds) lists of integer nanoseconds, for "%s%d.%09d"."""
+def _seconds_texts(ns: np.ndarray) -> list:
+    """Exact decimal seconds of integer nanoseconds, as `seconds_text`, for a column."""
     whole, fraction = np.divmod(np.abs(ns), 1_000_000_000)
-    return np.where(ns < 0, "-", "").tolist(), whole.tolist(), fraction.tolist()
+    texts = list(map("%d.%09d".__mod__, zip(whole.tolist(), fraction.tolist())))
+    for row in np.flatnonzero(ns < 0).tolist():
+        texts[row] = "-" + texts[row]
+    return texts
+
+
+def _joined(owners: np.ndarray, texts: np.ndarray, count: int, separator: str = ",") -> list:
+    """For each of `count` connections, its `texts` (in order, `owners` sorted) joined with
+    `separator`; "" for a connection without any. Built a rank at a time over all owners
+    (most connections have one or two events), then one by one for the few with many."""
+    from numpy.dtypes import StringDType
+
+    joined = np.full(count, "", dtype=StringDType())
+    if not len(owners):
+        return joined.tolist()
+    starts = np.ones(len(owners), dtype=bool)
+    starts[1:] = owners[1:] != owners[:-1]
+    rank = np.arange(len(owners)) - np.maximum.accumulate(np.where(starts, np.arange(len(owners)), 0))
+    texts = texts.astype(StringDType())
+    first = rank == 0
+    joined[owners[first]] = texts[first]
+    for k in range(1, 8):
+        at = rank == k
+        if not at.any():
+            return joined.tolist()
+        joined[owners[at]] = np.strings.add(np.strings.add(joined[owners[at]], separator), texts[at])
+    result = joined.tolist()
+    for owner, text in zip(owners[rank >= 8].tolist(), texts[rank >= 8].tolist()):
+        result[owner] = result[owner] + separator + text
+    return result
 
 
 def _event_lists(events, count: int) -> tuple[list, list, list, list]:
     """Per connection: its RST, FIN and SYN-retransmission frames and the RST senders, each
-    as the inside of a JSON list; one pass over the events (sorted by connection and frame)."""
+    as the inside of a JSON list (events sorted by connection and frame)."""
     frames, codes, offsets = events
-    owners = np.repeat(np.arange(count), np.diff(offsets)).tolist()
-    lists = ([""] * count, [""] * count, [""] * count, [""] * count)  # rst, fin, syn, rst_by
-    rst, fin, syn, by = lists
-    for owner, code, frame in zip(owners, codes.tolist(), frames.astype(str).tolist()):
-        target = fin if code == 0 else syn if code == 3 else rst
-        target[owner] = f"{target[owner]},{frame}" if target[owner] else frame
-        if code in (1, 2):
-            side = '"client"' if code == 1 else '"server"'
-            by[owner] = f"{by[owner]},{side}" if by[owner] else side
-    return lists
+    owners = np.repeat(np.arange(count), np.diff(offsets))
+    rst = (codes == 1) | (codes == 2)
+    lists = []
+    for mask in (rst, codes == 0, codes == 3):
+        lists.append(_joined(owners[mask], frames[mask], count))
+    lists.append(_joined(owners[rst], np.where(codes[rst] == 1, '"client"', '"server"'), count))
+    return tuple(lists)
 
 
 def _chunk_lines(table: dict, os_name: str = "Linux") -> list[str]:
-    """The JSON object of each connection in `Census.table()`: the columns are turned into
-    Python lists once, then one %-format per connection (numpy string concatenation of
-    some thirty columns was three times slower)."""
+    """The JSON object of each connection in `Census.table()`: every column is turned into
+    a Python list of its final text or number, then one %-format per connection, run by
+    `map` (no Python code per connection; a dict and json.dumps each was most of the time)."""
+    kind = table["end_kind"]
+    count = len(kind)
+    ended = kind != _OPEN
+    by = np.where(ended, np.where(table["ended_by_client"], 1, 2), 0)
+    history = table["history"]
+    shape_key = ((table["handshake"].astype(np.int64) * 4 + kind) * 3 + by)
+    histories, history_index = np.unique(history, return_inverse=True)
+    history_index = history_index.reshape(-1)
+    states, state_index = np.unique(table["conn_state"], return_inverse=True)
+    keys, shape_index = np.unique((shape_key * len(states) + state_index.reshape(-1)) * len(histories)
+                                  + history_index, return_inverse=True)
+    history_texts, state_texts = histories.tolist(), states.tolist()
+    by_texts = ("null", '"client"', '"server"')
+    shapes = []
+    for key in keys.tolist():
+        rest, h = divmod(key, len(histories))
+        rest, st = divmod(rest, len(states))
+        rest, b = divmod(rest, 3)
+        hs, k = divmod(rest, 4)
+        shapes.append(_SHAPE % (_HANDSHAKES[hs], _ENDS[k], by_texts[b], state_texts[st], history_texts[h]))
+    shape = np.array(shapes, dtype=object)[shape_index.reshape(-1)].tolist()
+    predicted = np.array([_predicted_text(h, os_name) for h in history_texts], dtype=object)[history_index].tolist()
     start, end, end_time = table["start"], table["end"], table["end_time"]
-    columns = [table[name].tolist() for name in (
-        "stream", "client", "server", "handshake", "end_kind", "ended_by_client", "conn_state", "history",
-        "packets", "bytes_client", "bytes_server", "first_frame", "last_frame", "end_frame")]
-    times = [*_split_seconds(start), *_split_seconds(end), *_split_seconds(end - start)]
-    end_sign, end_whole, end_fraction = _split_seconds(end_time)
-    rst, fin, syn, by = _event_lists(table["events"], len(columns[0]))
-    lines = []
-    for k, ((stream, client, server, handshake, kind, by_client, state, history, packets, bytes_client,
-             bytes_server, first, last, end_frame),
-            (s_sign, s_whole, s_frac, e_sign, e_whole, e_frac, d_sign, d_whole, d_frac)) in enumerate(
-            zip(zip(*columns), zip(*times))):
-        ended = kind != 3
-        lines.append(_TEMPLATE % (
-            stream, client, server, _HANDSHAKES[handshake], _ENDS[kind],
-            ('"client"' if by_client else '"server"') if ended else "null", state, history,
-            s_sign, s_whole, s_frac, e_sign, e_whole, e_frac,
-            f"{end_sign[k]}{end_whole[k]}.{end_fraction[k]:09d}" if ended else "null",
-            d_sign, d_whole, d_frac, packets, bytes_client, bytes_server, first, last,
-            end_frame if ended else "null", rst[k], fin[k], syn[k], by[k], _predicted_text(history, os_name)))
-    return lines
+    duration = end - start
+    end_frames = table["end_frame"].tolist()
+    opened = np.flatnonzero(~ended).tolist()
+    for row in opened:
+        end_frames[row] = "null"
+    if opened or (start < 0).any() or (end < 0).any() or (end_time[ended] < 0).any() or (duration < 0).any():
+        template, times = _WITH_TIME_TEXTS, [_seconds_texts(start), _seconds_texts(end), _seconds_texts(end_time),
+                                             _seconds_texts(duration)]
+        for row in opened:
+            times[2][row] = "null"
+    else:
+        template = _WITH_TIME_NUMBERS
+        times = [part.tolist() for ns in (start, end, end_time, duration) for part in np.divmod(ns, 1_000_000_000)]
+    rst, fin, syn, rst_by = _event_lists(table["events"], count)
+    columns = (table["stream"].tolist(), table["client_host"].tolist(), table["client_port"].tolist(),
+               table["server_host"].tolist(), table["server_port"].tolist(), shape, *times,
+               table["packets"].tolist(), table["bytes_client"].tolist(), table["bytes_server"].tolist(),
+               table["first_frame"].tolist(), table["last_frame"].tolist(), end_frames, rst, fin, syn, rst_by,
+               predicted)
+    return list(map(template.__mod__, zip(*columns)))
 
 
 def _lines(result, indices: Optional[list], os_name: str) -> Iterator[str]:
