@@ -208,13 +208,19 @@ def _chunk_lines(table: dict, os_name: str = "Linux") -> list[str]:
     return list(map(template.__mod__, zip(*columns)))
 
 
-def _lines(result, indices: Optional[list], os_name: str) -> Iterator[str]:
+def _chunks(result, indices: Optional[list], os_name: str) -> Iterator[list]:
+    """The connections' lines, a few thousand at a time."""
     if indices is None and result.exact_times:
         for lo in range(0, len(result), CHUNK):
-            yield from _chunk_lines(result.table(lo, min(lo + CHUNK, len(result))), os_name)
-    else:  # a --top selection, or garbage times beyond int64: one at a time
+            yield _chunk_lines(result.table(lo, min(lo + CHUNK, len(result))), os_name)
+    else:  # a --top selection, or garbage times beyond int64: formatted one at a time
+        chunk = []
         for row in result.rows(indices):
-            yield _line(row, os_name)
+            chunk.append(_line(row, os_name))
+            if len(chunk) >= 4096:
+                yield chunk
+                chunk = []
+        yield chunk
 
 
 def write_census_json(result, path: str, problems: Sequence[str], indices: Optional[list], out: TextIO, *,
@@ -226,11 +232,8 @@ def write_census_json(result, path: str, problems: Sequence[str], indices: Optio
             "listed": listed, "predicted_with": f"{os_name} rules"}
     out.write(json.dumps(head)[:-1] + ',\n"connections":[')
     separator = "\n"
-    chunk = []
-    for line in _lines(result, indices, os_name):
-        chunk.append(separator + line)
-        separator = ",\n"
-        if len(chunk) >= 4096:
-            out.write("".join(chunk))
-            chunk.clear()
-    out.write("".join(chunk) + "\n]}\n")
+    for chunk in _chunks(result, indices, os_name):
+        if chunk:
+            out.write(separator + ",\n".join(chunk))
+            separator = ",\n"
+    out.write("\n]}\n")
