@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import shutil
 import signal
@@ -87,6 +88,11 @@ def test_python_program_reset_exit_status_and_reason(tmp_path):
     assert f"wrote {bundle}" in result.stderr
     link = _rst_link(explain_json(bundle), "ECONNRESET")
     assert link["call"]["source"] == "strace"
+    # each call says which line of record's strace log it came from, not the
+    # temporary file's path (gone once the bundle is written)
+    from tcpteardown.formats.bundle import load_recording
+    calls = load_recording(bundle).calls
+    assert calls and all(re.fullmatch(r"strace:\d+", call.where) for call in calls if call.source == "strace")
     _check_kernel_reason(bundle, link, _witnessed())
     if _witnessed():
         assert link["cause"]["reason"] == "TCP_ABORT_ON_CLOSE"

@@ -354,7 +354,7 @@ def build_recording(pcap: Path, log: Path, events, witness, capture, command, po
 
     notes = []
     contents = capture.stop()  # capture.backends.Captured (stop is idempotent): frames, segments, loss counters
-    imported = read_strace_file(log)
+    imported = read_strace_file(log, name="strace")  # not the temporary path: it is gone after the run
     if imported.problems:
         notes.append(f"strace log: {len(imported.problems)} lines not understood, e.g. {imported.problems[0]}")
     calls = imported.calls + _program_messages(stderr_log, notes)

@@ -551,12 +551,15 @@ def read_strace_files(paths: Iterable[Union[str, "os.PathLike[str]"]], **options
     return reader.finish()
 
 
-def read_strace_file(path: Union[str, "os.PathLike[str]"], **options) -> ImportResult:
+def read_strace_file(path: Union[str, "os.PathLike[str]"], *, name: Optional[str] = None,
+                     **options) -> ImportResult:
     """`parse_strace` over a file (UTF-8, or UTF-16/32 when it starts with a
-    byte-order mark; undecodable bytes replaced and reported)."""
+    byte-order mark; undecodable bytes replaced and reported). Each call's `where`
+    is "NAME:LINE", NAME the path unless given (`record` names its own temporary
+    log "strace", which is gone once the bundle is written)."""
     handle, encoding = open_evidence(path)
     with handle:
-        result = parse_strace(handle, path=str(path), **options)
+        result = parse_strace(handle, path=str(path) if name is None else name, **options)
     if encoding:
         return ImportResult(result.calls, (f"{path}: {encoding}",) + result.problems)
     return result
