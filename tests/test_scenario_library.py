@@ -126,6 +126,28 @@ def test_delay_shows_the_round_trip():
     assert synack["time"] - syn["time"] >= 0.020
 
 
+@pytest.mark.needs_netns
+def test_a_delay_longer_than_the_witness_tolerance_is_no_disagreement():
+    """With --delay 300 the capture sees each RST 300 ms after the kernel's
+    tracepoint: the witness still pairs them (tolerance grows by the delay),
+    so no disagreement is reported and the RST keeps its kernel reason."""
+    from tcpteardown.analysis.completeness import completeness
+    from tcpteardown.capture.netns import netem_problem
+
+    problem = netem_problem()
+    if problem:
+        pytest.skip(problem)
+    _skip_unless_runnable("accept-overflow")
+    run = run_scenario("accept-overflow", delay_ms=300)
+    if run.recording.metadata.get("witness") != "tracefs":
+        pytest.skip(f"no kernel witness here: {run.recording.metadata.get('witness_unavailable')}")
+    assert run.matches, run.mismatches
+    assert not run.recording.metadata.get("witness_disagreement")
+    assert not [w for w in completeness(run.recording).warnings if "witness" in w]
+    resets = [s for s in run.recording.segments if s.is_rst]
+    assert resets and all(s.reset_reason for s in resets)
+
+
 def test_delay_without_netem_says_so_in_one_line(monkeypatch, capsys):
     """Where neither netem nor the delay line is available, `run --delay`
     refuses in one line (exit 2). Simulated here, where --delay works: the

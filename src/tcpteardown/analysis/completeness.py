@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from ..model import Metadata, Recording, Segment, TcpFlags
-from .witness import SEND_RESET, match_resets
+from .witness import SEND_RESET, match_resets, tolerance_with_delay
 
 __all__ = ["Completeness", "completeness", "caveat_for", "banner", "metadata_banner"]
 
@@ -113,7 +113,11 @@ def _witness_resets_missing(recording: Recording) -> list[str]:
     if not events:
         return []
     resets = tuple(segment for segment in recording.segments if segment.is_rst)
-    matched = {id(event) for _, event in match_resets(resets, events)}
+    try:  # run --delay held every segment that long between the kernel and the capture
+        delay_ns = int(float(recording.metadata.get("delay_ms") or 0) * 1_000_000)
+    except ValueError:
+        delay_ns = 0
+    matched = {id(event) for _, event in match_resets(resets, events, tolerance_ns=tolerance_with_delay(delay_ns))}
     missing = [e for e in events if id(e) not in matched]
     if not missing:
         return []

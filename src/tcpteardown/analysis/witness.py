@@ -30,13 +30,20 @@ from typing import Iterable, Optional
 
 from ..model import Endpoint, KernelEvent, Segment
 
-__all__ = ["attach_reset_reasons", "check_agreement", "match_resets", "SEND_RESET", "DEFAULT_TOLERANCE_NS"]
+__all__ = ["attach_reset_reasons", "check_agreement", "match_resets", "SEND_RESET", "DEFAULT_TOLERANCE_NS",
+           "tolerance_with_delay"]
 
 SEND_RESET = "tcp:tcp_send_reset"
 # How far apart a captured RST and its tracepoint may be stamped. Loopback
 # puts them microseconds apart; the clock mapping is good to ~1 us; a busy
 # host or a capture through a slow tap can add milliseconds.
 DEFAULT_TOLERANCE_NS = 200_000_000
+
+
+def tolerance_with_delay(delay_ns: int) -> int:
+    """The tolerance when every segment was held `delay_ns` (run --delay) between the
+    kernel's tracepoint and the capture."""
+    return DEFAULT_TOLERANCE_NS + max(int(delay_ns), 0)
 
 
 def attach_reset_reasons(segments: Iterable[Segment], kernel_events: Iterable[KernelEvent], *,

@@ -51,7 +51,8 @@ def assemble(*, captured, calls: Sequence[SocketCall], events: Sequence[KernelEv
     `window`: when both capture and witness were watching (for the
     agreement check); `extra`: the caller's own metadata pairs, first.
     """
-    from ..analysis.witness import attach_reset_reasons, check_agreement
+    from ..analysis.witness import attach_reset_reasons, check_agreement, tolerance_with_delay
+    from .netns.shaping import added_delay_ns
 
     notes: list[str] = []
     frames, segments = (captured.frames, captured.segments) if captured is not None else ((), ())
@@ -62,14 +63,16 @@ def assemble(*, captured, calls: Sequence[SocketCall], events: Sequence[KernelEv
         notes.extend(f"capture: {problem}" for problem in captured.problems)
         extra.extend(pair for pair in captured.loss_extra() if pair[0] != "problem")
     if witness is not None and witness.available:
-        segments = attach_reset_reasons(segments, events)
+        # with --delay the capture sees each segment that much after the kernel sent it
+        tolerance = tolerance_with_delay(added_delay_ns())
+        segments = attach_reset_reasons(segments, events, tolerance_ns=tolerance)
         extra.append(("witness", "tracefs"))
         extra.append(("witness_precision_ns", str(witness.precision_ns)))
         if witness.lost_events:
             notes.append(f"the kernel witness lost {witness.lost_events} events (ring buffer full)")
             extra.append(("witness_lost_events", str(witness.lost_events)))
         # Never hidden: an RST the kernel sent that the capture missed, or the reverse.
-        for sentence in check_agreement(segments, events, window=window):
+        for sentence in check_agreement(segments, events, window=window, tolerance_ns=tolerance):
             notes.append(f"witness and capture disagree: {sentence}")
             extra.append(("witness_disagreement", sentence))
     elif witness is not None:

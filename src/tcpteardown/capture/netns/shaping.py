@@ -60,11 +60,19 @@ def _tool_problem(name: str, package: str) -> Optional[str]:
     return None if host.find_tool(name) else f"needs the `{name}` program (apt-get install {package})"
 
 _delay_method: Optional[str] = None  # how the child delays: "netem" or "nfqueue"
+_delay_ns = 0  # the delay every segment gets on this namespace's lo
+
+
+def added_delay_ns() -> int:
+    """How long this namespace holds every segment before the capture sees it (0: none).
+    The kernel's tracepoints fire before the hold, so witness and capture stamps differ by it."""
+    return _delay_ns
 
 
 def add_delay(delay_ms: float, cleanup) -> None:
     """netem on lo when the kernel has it; else an NFQUEUE delay line in user space."""
-    global _delay_method
+    global _delay_method, _delay_ns
+    _delay_ns = int(delay_ms * 1_000_000)
     try:
         _add_netem(delay_ms)
         _delay_method = "netem"
