@@ -28,7 +28,7 @@ from tcpteardown.analysis.census import census, census_batches
 from tcpteardown.columns import batch_from_segments
 from tcpteardown.formats.pcap_columns import iter_tcp_batches
 from tcpteardown.model import Endpoint, Segment, TcpFlags as F
-from tcpteardown.views.census_json import connection_json, write_census_json
+from tcpteardown.views.contracts.census import connection_json, write_census_json
 from test_census_corpus import ours, tshark_view, wait_until_written
 from test_pcapread_corpus import IDS, ROWS
 
