@@ -66,7 +66,9 @@ def run(args: argparse.Namespace) -> int:
 
         figure_path = str(save_figure(draw_diff(result), args.output))
     if args.json:
-        out = result.to_json()
+        from ..views.contracts.diff import diff_json
+
+        out = diff_json(result)
         out["a"]["file"], out["b"]["file"] = args.a, args.b
         out["figure"] = figure_path
         print(json.dumps(out, indent=2))

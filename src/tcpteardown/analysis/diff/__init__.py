@@ -78,7 +78,7 @@ are what two applications may differ in while their kernels tear down the
 same way.
 
 The package: `vocabulary` (steps, differences and their categories, rows, the
-result and its JSON), `normalise` (one recording reduced to steps) and
+result; its JSON is `views.contracts.diff`), `normalise` (one recording reduced to steps) and
 `compare` (the alignment and the differences). It is pure: it never imports
 socket or scapy, and never reads files.
 """
