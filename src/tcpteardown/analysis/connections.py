@@ -82,17 +82,18 @@ class ConnectionView:
 
     @property
     def start_ns(self) -> int:
-        times = [c.start_ns for c in self.calls]
-        if self.connection is not None:
-            times.append(self.connection.start_ns)
-        return min(times)
+        return min(self._times("start_ns"))
 
     @property
     def end_ns(self) -> int:
-        times = [c.end_ns for c in self.calls]
+        return max(self._times("end_ns"))
+
+    def _times(self, which: str) -> list[int]:
+        """The calls' and the packets' `start_ns` or `end_ns`: a connection spans both."""
+        times = [getattr(c, which) for c in self.calls]
         if self.connection is not None:
-            times.append(self.connection.end_ns)
-        return max(times)
+            times.append(getattr(self.connection, which))
+        return times
 
     def side_of(self, call: SocketCall) -> Optional[str]:
         """``client`` or ``server``: whose lifeline a socket call belongs on."""

@@ -13,6 +13,10 @@ from ..align import INDEL
 
 from ..rules import op_family
 
+__all__ = ["ALIGN_CHOICES", "DEFAULT_TOLERANCE_NS", "SegmentStep", "CallStep", "Difference", "OnlyIn",
+           "FlagDifference", "PayloadDifference", "ReasonDifference", "OutcomeDifference", "StateDifference",
+           "TimingDifference", "OptionDifference", "OptionOrderDifference", "ApplicationDifference",
+           "AlignedRow", "SideSummary", "DiffResult"]
 
 # Loopback jitter on a busy two-core CI machine reaches tens of milliseconds;
 # the timers that make teardowns differ (delayed ACK 40 ms+, RTO 200 ms+,
