@@ -1,4 +1,4 @@
-"""Links told for people: one short paragraph per link, and the JSON contract.
+"""Links told for people: one short paragraph per link (its JSON is `views.contracts.links`).
 
 `paragraph(link, recording)` is the sentence an engineer pastes into an
 incident write-up and the line a student reads under the ladder:
