@@ -68,10 +68,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         from ..views.contracts.diff import diff_json
 
-        out = diff_json(result)
-        out["a"]["file"], out["b"]["file"] = args.a, args.b
-        out["figure"] = figure_path
-        print(json.dumps(out, indent=2))
+        print(json.dumps(diff_json(result, args.a, args.b, figure_path), indent=2))
     else:
         from ..views.diff_table import render_table
 

@@ -68,8 +68,8 @@ def _render_json(links, recording, args) -> str:
     from ..views.contracts.links import links_to_json
 
     guess = getattr(args, "os_guess", None)
-    data = links_to_json(links, recording, lang=args.lang, tz=args.tzinfo, os_guess=guess)
-    data["unlinked"] += getattr(args, "unread", ())  # lines the importers could not read
+    data = links_to_json(links, recording, lang=args.lang, tz=args.tzinfo, os_guess=guess,
+                         unread=getattr(args, "unread", ()))
     return json.dumps(data, indent=2)
 
 

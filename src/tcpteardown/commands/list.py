@@ -18,11 +18,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..scenarios import all_scenarios
     from ..scenarios.needs import can_run
-    from ..views.contracts.scenarios import scenario_json
+    from ..views.contracts.scenarios import scenario_json, scenarios_json
 
     rows = [scenario_json(scenario, can_run(scenario)) for scenario in all_scenarios()]
     if args.json:
-        print(json.dumps({"scenarios": rows}, indent=2))
+        print(json.dumps(scenarios_json(rows), indent=2))
         return 0
     width = max(len(row["name"]) for row in rows)
     for row in rows:

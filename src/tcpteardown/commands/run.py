@@ -125,7 +125,7 @@ def _run_many(args) -> int:
                 seconds = time.monotonic() - started
                 matched += result.matches
                 differed += not result.matches
-                results.append(run_json(result, None) | {"seconds": round(seconds, 3)})
+                results.append(run_json(result, None, seconds))
                 line = summary_line(result, seconds)
         if not args.json:
             print(line, flush=True)

@@ -1,8 +1,8 @@
 """The diff JSON contract: `{"matches", "align_by", "tolerance_ms", "a", "b", "rows", "differences", "notes"}`.
 
-`diff_json(result)` turns an `analysis.diff.DiffResult` into DESIGN.md's
-`tcpteardown diff --json` document (the command adds each side's `file`
-and the `figure`). Every difference carries kind, category, row, whether
+`diff_json(result, a_file, b_file, figure)` turns an `analysis.diff.DiffResult`
+into DESIGN.md's `tcpteardown diff --json` document: each side also names
+the file it was read from, and `figure` the picture drawn (null: none). Every difference carries kind, category, row, whether
 it counts, and its sentence; a few kinds add their own fields (below).
 """
 
@@ -25,17 +25,18 @@ from ...analysis.diff.vocabulary import Step
 __all__ = ["diff_json", "difference_json", "side_json"]
 
 
-def diff_json(result: DiffResult) -> dict:
+def diff_json(result: DiffResult, a_file: str, b_file: str, figure: Optional[str]) -> dict:
     return {
         "matches": result.matches,
         "align_by": result.align_by,
         "tolerance_ms": result.tolerance_ns / 1e6,
-        "a": side_json(result.a),
-        "b": side_json(result.b),
+        "a": side_json(result.a) | {"file": a_file},
+        "b": side_json(result.b) | {"file": b_file},
         "rows": [{"kind": row.kind, "a": _step_json(row.a), "b": _step_json(row.b),
                   "differences": [d.kind for d in row.differences]} for row in result.aligned_rows],
         "differences": [difference_json(d) for d in result.differences],
         "notes": list(result.notes),
+        "figure": figure,
     }
 
 

@@ -21,7 +21,7 @@ Never does I/O.
 from __future__ import annotations
 
 import datetime as _dt
-from typing import TYPE_CHECKING, Iterable, Optional
+from typing import TYPE_CHECKING, Iterable, Optional, Sequence
 
 from ...analysis.reasons import render_reason, reset_reason
 from ...model import CauseKind, Endpoint, Link, Recording
@@ -57,11 +57,12 @@ def _cause_json(link: Link, recording: Recording) -> dict:
 
 
 def links_to_json(links: Iterable[Link], recording: Recording, *, lang: Optional[str] = None,
-                  tz: Optional[_dt.tzinfo] = None, os_guess: Optional[OsGuess] = None) -> dict:
+                  tz: Optional[_dt.tzinfo] = None, os_guess: Optional[OsGuess] = None,
+                  unread: Sequence[str] = ()) -> dict:
     """DESIGN.md's contract: ``{"links": [{"call", "cause", "rule", "explanation"}], "os": {...},
     "unlinked": [...]}`` (`os`: the OS named from the packets with its evidence; `explain` passes
     its `os_guess`, which honours --os; `unlinked`: the log/strace calls nothing explains,
-    analysis.correlate.unlinked)."""
+    analysis.correlate.unlinked, then the evidence lines the importers could not read, `unread`)."""
     from ...analysis.correlate import unlinked
 
     links = tuple(links)
@@ -80,7 +81,7 @@ def links_to_json(links: Iterable[Link], recording: Recording, *, lang: Optional
         from ...formats.os_guess import guess_os
 
         os_guess = guess_os(recording)
-    return {"links": out, "os": os_json(os_guess), "unlinked": list(unlinked(links))}
+    return {"links": out, "os": os_json(os_guess), "unlinked": [*unlinked(links), *unread]}
 
 
 def os_json(guess: OsGuess) -> dict:

@@ -2,7 +2,7 @@
 "observed", "calls", "segments", "metadata", "bundle"}`.
 
 `run_json(result, bundle)` is one scenario run as `tcpteardown run NAME --json`
-prints it; several names print a list of them, each with its "seconds".
+prints it; several names print a list of them, each with the `seconds` it took.
 Sequence numbers are relative (`analysis.relative`), times epoch seconds.
 """
 
@@ -15,7 +15,7 @@ from ...analysis.relative import relative_numbers
 __all__ = ["run_json"]
 
 
-def run_json(result, bundle: Optional[str]) -> dict:
+def run_json(result, bundle: Optional[str], seconds: Optional[float] = None) -> dict:
     """One scenario run (a `scenarios.runner` result) and the bundle it was written to, if any."""
     rec = result.recording
     relative = relative_numbers(rec.segments)
@@ -34,7 +34,7 @@ def run_json(result, bundle: Optional[str]) -> dict:
                       "len": s.payload_len, "reason": s.reset_reason} for s in rec.segments],
         "metadata": {"os": rec.metadata.os, "kernel": rec.metadata.kernel, "capture": rec.metadata.capture},
         "bundle": bundle,
-    }
+    } | ({} if seconds is None else {"seconds": round(seconds, 3)})
 
 
 def _outcome(o) -> dict:

@@ -1,8 +1,8 @@
 """The list JSON contract: `{"scenarios": [{"name", "summary", "family", "needs", "runnable",
 "why_not", "expectations"}]}`.
 
-`scenario_json(scenario, problem)` is one scenario as `tcpteardown list --json`
-prints it (the text listing reads the same dicts): `problem` is why this host
+`scenarios_json(rows)` is the document; `scenario_json(scenario, problem)` one
+scenario in it (the text listing reads the same dicts): `problem` is why this host
 cannot run it (`scenarios.needs.can_run`), None when it can; `expectations`
 says per OS what the expected outcome rests on.
 """
@@ -11,7 +11,11 @@ from __future__ import annotations
 
 from typing import Optional
 
-__all__ = ["scenario_json"]
+__all__ = ["scenarios_json", "scenario_json"]
+
+
+def scenarios_json(rows: list[dict]) -> dict:
+    return {"scenarios": rows}
 
 
 def scenario_json(scenario, problem: Optional[str]) -> dict:
