@@ -69,7 +69,8 @@ class TcpdumpCapture:
         self._marker = open_marker()
         port = self._marker.getsockname()[1]
         command = [binary, "-i", self.iface, "-U", *(["--immediate-mode"] if self.immediate else []),
-                   "-n", "-s", "0", "--time-stamp-precision", "nano", "-B", str(self.buffer_kib), "-w", str(self.path), capture_filter(self.ports, port)]
+                   "-n", "-s", "0", "--time-stamp-precision", "nano", "-B", str(self.buffer_kib), "-w", str(self.path),
+                   capture_filter(self.ports, port)]
         if os.geteuid() == 0:
             command[1:1] = ["-Z", "root"]  # keep the file ours; tcpdump would drop to user tcpdump
         self._proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,

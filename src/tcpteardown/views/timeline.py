@@ -102,7 +102,8 @@ def header_lines(run) -> list[str]:
 
 
 def describe_run(run, bundle_path: Optional[str] = None) -> str:
-    out = header_lines(run) + [""] + timeline_lines(run.recording, declared_server_ports(run.recording)) + [""] + verdict_lines(run)
+    timeline = timeline_lines(run.recording, declared_server_ports(run.recording))
+    out = header_lines(run) + [""] + timeline + [""] + verdict_lines(run)
     if bundle_path:
         out += ["", f"bundle: {bundle_path} (open it in Wireshark; socket calls are packet comments)"]
     return "\n".join(out)

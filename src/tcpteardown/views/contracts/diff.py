@@ -1,9 +1,11 @@
-"""The diff JSON contract: `{"matches", "align_by", "tolerance_ms", "a", "b", "rows", "differences", "notes"}`.
+"""The diff JSON contract: `{"matches", "align_by", "tolerance_ms", "a", "b", "rows",
+"differences", "notes", "figure"}`.
 
 `diff_json(result, a_file, b_file, figure)` turns an `analysis.diff.DiffResult`
 into DESIGN.md's `tcpteardown diff --json` document: each side also names
-the file it was read from, and `figure` the picture drawn (null: none). Every difference carries kind, category, row, whether
-it counts, and its sentence; a few kinds add their own fields (below).
+the file it was read from, and `figure` the picture drawn (null: none).
+Every difference carries kind, category, row, whether it counts, and its
+sentence; a few kinds add their own fields (`difference_json`).
 """
 
 from __future__ import annotations
