@@ -804,7 +804,7 @@ class Census:
 
     def table(self, lo: int, hi: int) -> dict:
         """Connections lo..hi-1 as numpy columns in client/server terms, for writers that
-        format many connections at once (`views.contracts.census`). Text columns are StringDType."""
+        format many connections at once (`views.census_json`). Text columns are StringDType."""
         from numpy.dtypes import StringDType
 
         c = {name: array[lo:hi] for name, array in self._c.items()}
