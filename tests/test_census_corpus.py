@@ -5,7 +5,6 @@ tcpteardown's reader and census."""
 
 from __future__ import annotations
 
-import signal
 import socket
 import struct
 import subprocess
@@ -14,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import tool_or_skip
+from conftest import tcpdump_on_loopback, tool_or_skip
 from tcpteardown.commands.census import census_file
 from test_pcapread_corpus import IDS, ROWS
 
@@ -136,37 +135,22 @@ def wait_until_written(capture, connections: int, *, seconds: float) -> None:
 
 @pytest.mark.needs_capture
 def test_loopback_capture_with_real_sockets(tmp_path):
-    tcpdump = tool_or_skip("tcpdump")
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(8)
-    port = listener.getsockname()[1]
-    closed = socket.socket()
-    closed.bind(("127.0.0.1", 0))
-    refused_port = closed.getsockname()[1]
     capture = tmp_path / "lo.pcap"
-    proc = subprocess.Popen([tcpdump, "-i", "lo", "-n", "-U", "-w", str(capture),
-                             f"tcp port {port} or tcp port {refused_port}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    stop = threading.Event()
-    server = threading.Thread(target=_serve, args=(listener, stop))
-    try:
-        assert "listening" in proc.stderr.readline()
-        server.start()
-        for request in (b"client-closes", b"server-closes", b"server-resets", b"client-resets"):
-            _talk(port, request)
-        with socket.socket() as refused:
-            with pytest.raises(ConnectionRefusedError):
-                refused.connect(("127.0.0.1", refused_port))
-        wait_until_written(capture, 5, seconds=20)
-    finally:
-        stop.set()
-        if server.is_alive():
-            server.join(5)
-        listener.close()
-        closed.close()
-        proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=10)
+    with tcpdump_on_loopback(capture, backlog=8) as lo:
+        stop = threading.Event()
+        server = threading.Thread(target=_serve, args=(lo.listener, stop))
+        try:
+            server.start()
+            for request in (b"client-closes", b"server-closes", b"server-resets", b"client-resets"):
+                _talk(lo.port, request)
+            with socket.socket() as refused:
+                with pytest.raises(ConnectionRefusedError):
+                    refused.connect(("127.0.0.1", lo.refused_port))
+            wait_until_written(capture, 5, seconds=20)
+        finally:
+            stop.set()
+            if server.is_alive():
+                server.join(5)
     result = census_file(str(capture))
     ends = [(c.end, c.ended_by) for c in result.connections]
     assert ends == [("fin", "client"), ("fin", "server"), ("rst", "server"), ("rst", "client"),

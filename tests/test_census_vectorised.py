@@ -11,10 +11,8 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-import signal
 import socket
 import struct
-import subprocess
 
 import pytest
 import tempfile
@@ -23,12 +21,12 @@ from hypothesis import given, settings, strategies as st
 
 import census_reference as reference
 import pcapbytes as pb
-from conftest import tool_or_skip
+from conftest import tcpdump_on_loopback, tool_or_skip
 from tcpteardown.analysis.census import census, census_batches
 from tcpteardown.columns import batch_from_segments
 from tcpteardown.formats.pcap_columns import iter_tcp_batches
 from tcpteardown.model import Endpoint, Segment, TcpFlags as F
-from tcpteardown.views.census_json import connection_json, write_census_json
+from tcpteardown.views.contracts.census import connection_json, write_census_json
 from test_census_corpus import ours, tshark_view, wait_until_written
 from test_pcapread_corpus import IDS, ROWS
 
@@ -172,29 +170,12 @@ def _many_short_connections(count: int, refused_port: int, port: int, listener) 
 
 @pytest.mark.needs_capture
 def test_connection_heavy_capture_equals_tshark(tmp_path):
-    tcpdump = tool_or_skip("tcpdump")
     tool_or_skip("tshark")
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(64)
-    port = listener.getsockname()[1]
-    closed = socket.socket()
-    closed.bind(("127.0.0.1", 0))
-    refused_port = closed.getsockname()[1]
     capture = tmp_path / "many.pcap"
-    proc = subprocess.Popen([tcpdump, "-i", "lo", "-n", "-U", "-B", "65536", "-w", str(capture),
-                             f"tcp port {port} or tcp port {refused_port}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        assert "listening" in proc.stderr.readline()
-        _many_short_connections(2000, refused_port, port, listener)
+    with tcpdump_on_loopback(capture, backlog=64, buffer_kib=65536) as lo:
+        _many_short_connections(2000, lo.refused_port, lo.port, lo.listener)
         wait_until_written(capture, 2000, seconds=30)
-    finally:
-        listener.close()
-        closed.close()
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=30)
-    assert "\n0 packets dropped by kernel" in err, err
+    assert "\n0 packets dropped by kernel" in lo.stderr, lo.stderr
     result = census_batches(iter_tcp_batches(str(capture), window_bytes=64 << 10))  # many batches
     assert len(result) == 2000
     assert result.by_end() == {"fin": 500, "rst": 1000, "refused": 500, "open": 0}

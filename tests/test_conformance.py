@@ -174,7 +174,7 @@ def test_the_ladder_draws_legibly(played, tmp_path):
     from tcpteardown.analysis.correlate import correlate
     from tcpteardown.analysis.elide import elide
     from tcpteardown.views import style
-    from tcpteardown.views.connections import connections, select_connection
+    from tcpteardown.analysis.connections import connections, select_connection
     from tcpteardown.views.ladder import draw_ladder, ladder_alt_text, min_text_px
 
     recording = played.run.recording

@@ -22,7 +22,7 @@ from tcpteardown.units import format_bytes
 
 
 def one_connection(corpus, name):
-    from tcpteardown.views.connections import connections
+    from tcpteardown.analysis.connections import connections
 
     recording = load_recording(corpus / name)
     (only,) = [c for c in connections(recording) if len(c.segments) > 2]
@@ -88,7 +88,7 @@ def capture_live(tmp_path, play):
     """`play(client, server)` on a real loopback pair, captured by tcpdump; the one connection."""
     tool_or_skip("tcpdump")
     from tcpteardown.capture.tcpdump import TcpdumpCapture
-    from tcpteardown.views.connections import connections
+    from tcpteardown.analysis.connections import connections
 
     with socket.create_server(("127.0.0.1", 0)) as listener:
         port = listener.getsockname()[1]

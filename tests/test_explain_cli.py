@@ -113,7 +113,8 @@ def test_paragraph_text_and_lang():
     from test_correlate import RESET, call
     from tcpteardown.analysis.correlate import correlate
     from tcpteardown.model import Recording
-    from tcpteardown.views.narrative import links_to_json, narrate
+    from tcpteardown.views.contracts.links import links_to_json
+    from tcpteardown.views.narrative import narrate
 
     rec = Recording(segments=tuple(RESET), calls=(call("recv", 30, 31, "ECONNRESET"),))
     text = narrate(correlate(rec), rec, lang="go")
@@ -363,7 +364,8 @@ def test_kernel_witness_words_in_the_paragraph():
     from test_correlate import RESET, S, C, T0, US, call
     from tcpteardown.analysis.correlate import correlate
     from tcpteardown.model import KernelEvent, Recording
-    from tcpteardown.views.narrative import links_to_json, paragraph
+    from tcpteardown.views.contracts.links import links_to_json
+    from tcpteardown.views.narrative import paragraph
 
     segments = tuple(RESET[:-1]) + (replace(RESET[-1], reset_reason="TCP_ABORT_ON_CLOSE"),)
     report = KernelEvent(T0 + 20 * US, "sock:inet_sk_error_report", C, S, (("error", "104"),))

@@ -19,7 +19,7 @@ import pytest
 from tcpteardown.analysis.correlate import correlate
 from tcpteardown.cli import main
 from tcpteardown.formats.bundle import load_recording
-from tcpteardown.views.connections import connections, select_connection
+from tcpteardown.analysis.connections import connections, select_connection
 from tcpteardown.views.html_ladder import html_fragment, html_ladder
 
 from browser import console_errors, headless_chromium

@@ -500,7 +500,7 @@ def check_scenario_figure(name, tmp_path, recording=None, **options):
     recording = recording or run_scenario(name, **options).recording
     links = render_all_formats(recording, tmp_path, name)
     figure = draw_ladder(recording, links, lang="go")
-    from tcpteardown.views.connections import connections, select_connection
+    from tcpteardown.analysis.connections import connections, select_connection
 
     drawn = select_connection(connections(recording))
     from tcpteardown.analysis.elide import elide

@@ -92,6 +92,6 @@ def test_every_link_gets_a_heading_with_its_frames():
 
 
 def _chosen_calls(recording):
-    from tcpteardown.views.connections import connections, select_connection
+    from tcpteardown.analysis.connections import connections, select_connection
 
     return select_connection(connections(recording)).calls

@@ -16,7 +16,7 @@ import pytest
 from tcpteardown.analysis.correlate import correlate
 from tcpteardown.cli import main
 from tcpteardown.formats.bundle import load_recording
-from tcpteardown.views.connections import connections, select_connection
+from tcpteardown.analysis.connections import connections, select_connection
 from tcpteardown.views.mermaid import mermaid_text, plantuml_text
 
 CAPTURES = Path(__file__).resolve().parent.parent / "captures" / "linux"

@@ -35,7 +35,7 @@ def test_every_view_counts_from_the_first_syn(recorded):
     from tcpteardown.analysis.correlate import correlate
     from tcpteardown.analysis.diff import normalise
     from tcpteardown.views.ladder import _Ladder
-    from tcpteardown.views.connections import connections, select_connection
+    from tcpteardown.analysis.connections import connections, select_connection
     from tcpteardown.views.timeline import timeline_lines
 
     recording = recorded.recording

@@ -89,7 +89,7 @@ def test_many_connections_get_an_overview_beside_the_ladder(three, tmp_path, cap
 @pytest.mark.needs_capture
 def test_conn_by_four_tuple(three, tmp_path, capsys):
     from tcpteardown.formats.bundle import load_recording
-    from tcpteardown.views.connections import connections
+    from tcpteardown.analysis.connections import connections
 
     second = connections(load_recording(three))[1]
     reversed_tuple = f"{second.server}-{second.client}"

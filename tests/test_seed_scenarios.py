@@ -36,10 +36,11 @@ def test_refused_has_the_syn_and_its_rst_only():
 
 def test_a_mismatch_is_reported_not_hidden():
     """Judge a real recording against another scenario's expectation."""
-    from tcpteardown.scenarios.runner import judge, server_ports_of
+    from tcpteardown.analysis.connections import declared_server_ports
+    from tcpteardown.scenarios.runner import judge
 
     run = run_scenario("graceful-close")
     other = get_scenario("reset-by-peer")
-    verdict = judge(other, "ipv4", run.recording, server_ports_of(run.recording))
+    verdict = judge(other, "ipv4", run.recording, declared_server_ports(run.recording))
     assert not verdict.matches
     assert any("ECONNRESET" in m for m in verdict.mismatches)

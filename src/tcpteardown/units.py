@@ -19,11 +19,18 @@ def format_bytes(count: int) -> str:
     """A byte count as people read it: 512 B, 99.7 kB, 1.2 MB, 3.4 GB (SI units, like tshark)."""
     if count < 1000:
         return f"{count} B"
-    for unit, scale in (("kB", 1e3), ("MB", 1e6), ("GB", 1e9)):
-        value = count / scale
-        if value < 999.5 or unit == "GB":
-            return f"{value:.1f} {unit}" if value < 100 else f"{value:.0f} {unit}"
-    raise AssertionError("unreachable")
+    value, unit = in_unit(count, (("kB", 1e3), ("MB", 1e6), ("GB", 1e9)))
+    return f"{value:.1f} {unit}" if value < 100 else f"{value:.0f} {unit}"
+
+
+def in_unit(amount: float, units: tuple[tuple[str, float], ...]) -> tuple[float, str]:
+    """`amount` in the first of `units` (smallest first) where it stays under
+    999.5, so that it never prints as "1000 kB"; else in the largest."""
+    for unit, scale in units:
+        value = amount / scale
+        if value < 999.5:
+            break
+    return value, unit
 
 
 def calendar_time(time_ns: int, tz=None):

@@ -3,7 +3,8 @@
 `tcpstate.connections` groups the segments (4-tuple, reuse after a finished
 connection) and names the client; this module adds everything else every
 consumer asks of "a connection": which socket calls belong to it, which side
-made a call (`side_of`), how it ended in the census vocabulary (`ending`),
+made a call (`side_of`; `side_by_port` for a segment of a scenario recording,
+whose server ports are declared), how it ended in the census vocabulary (`ending`),
 and which connection a user means (`parse_conn` + `select_connection`, the
 one selection grammar of `plot --conn`, `explain --conn`, `diff --conn-a`,
 the step-through and the notebooks).
@@ -32,7 +33,7 @@ from ..model import Endpoint, Recording, Segment, SocketCall, TcpFlags
 from . import tcpstate
 
 __all__ = ["ConnectionView", "Selector", "connections", "select_connection", "parse_conn", "side_of",
-           "ending", "ENDINGS", "CONN_HELP"]
+           "side_by_port", "declared_server_ports", "ending", "ENDINGS", "CONN_HELP"]
 
 ENDINGS = ("fin", "rst", "refused", "open", "no-packets")
 
@@ -81,17 +82,18 @@ class ConnectionView:
 
     @property
     def start_ns(self) -> int:
-        times = [c.start_ns for c in self.calls]
-        if self.connection is not None:
-            times.append(self.connection.start_ns)
-        return min(times)
+        return min(self._times("start_ns"))
 
     @property
     def end_ns(self) -> int:
-        times = [c.end_ns for c in self.calls]
+        return max(self._times("end_ns"))
+
+    def _times(self, which: str) -> list[int]:
+        """The calls' and the packets' `start_ns` or `end_ns`: a connection spans both."""
+        times = [getattr(c, which) for c in self.calls]
         if self.connection is not None:
-            times.append(self.connection.end_ns)
-        return max(times)
+            times.append(getattr(self.connection, which))
+        return times
 
     def side_of(self, call: SocketCall) -> Optional[str]:
         """``client`` or ``server``: whose lifeline a socket call belongs on."""
@@ -116,6 +118,20 @@ def side_of(call: SocketCall, client: Optional[Endpoint], server: Optional[Endpo
     if roles_known and call.role in ("client", "server"):
         return call.role
     return None
+
+
+def declared_server_ports(recording: Recording) -> set[int]:
+    """The ports a scenario recording declares as its servers' (metadata "ports":
+    its listeners, known before any packet); empty for any other recording."""
+    return {int(p) for p in (recording.metadata.get("ports") or "").split(",") if p}
+
+
+def side_by_port(endpoint: Optional[Endpoint], server_ports: set[int]) -> str:
+    """``server`` when `endpoint`'s port is a declared server port, else ``client``:
+    the rule for a scenario recording's segments, whose servers are declared
+    (`declared_server_ports`), so a connection that never showed its SYN
+    still gets its sides right. `run`'s timeline and the judge's teardown use it."""
+    return "server" if endpoint is not None and endpoint.port in server_ports else "client"
 
 
 def ending(segments: Sequence[Segment], client: Optional[Endpoint]) -> str:

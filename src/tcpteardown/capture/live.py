@@ -28,7 +28,6 @@ float, which loses nanoseconds at today's epoch).
 
 from __future__ import annotations
 
-import os
 import select
 import socket
 import struct
@@ -39,6 +38,7 @@ from typing import Iterable, Optional
 from ..errors import NoCapturePrivilege, UserError
 from ..model import Frame
 from . import platform as host
+from .marker import PREFIX, capture_filter, marker_token, open_marker
 
 SOL_PACKET = 263
 PACKET_IGNORE_OUTGOING = 23  # linux/if_packet.h, Linux 4.20+
@@ -91,11 +91,7 @@ class LiveCapture:
         self.stop()
 
     def start(self) -> None:
-        problem = host.capture_problem()
-        if problem:
-            raise NoCapturePrivilege(problem)
-        self._marker_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self._marker_sock.bind(("127.0.0.1", 0))
+        self._marker_sock = open_marker()
         self._marker_port = self._marker_sock.getsockname()[1]
         try:
             self._open_sniffer()
@@ -126,8 +122,7 @@ class LiveCapture:
 
     # -- internals ---------------------------------------------------------------
     def _bpf(self) -> str:
-        tcp = " or ".join(f"tcp port {port}" for port in self.ports) or "tcp"
-        return f"({tcp}) or (udp and dst port {self._marker_port})"
+        return capture_filter(self.ports, self._marker_port)
 
     def _open_sniffer(self) -> None:
         import scapy.arch  # noqa: F401  (selects the platform's sockets: conf.L2listen)
@@ -224,7 +219,7 @@ class LiveCapture:
     def _marker_token(self, data: bytes) -> Optional[bytes]:
         from scapy.layers.inet import UDP
 
-        if b"tcpteardown-marker:" not in data:
+        if PREFIX not in data:
             return None
         packet = self._decode(data)
         if UDP in packet and packet[UDP].dport == self._marker_port:
@@ -246,7 +241,7 @@ class LiveCapture:
     def _barrier(self, phase: bytes) -> None:
         """Send markers until the reader has seen one: proof that everything
         the kernel delivered before it has been read too."""
-        token = b"tcpteardown-marker:" + phase + b":" + os.urandom(6).hex().encode()
+        token = marker_token(phase)
         deadline = time.monotonic() + BARRIER_SECONDS
         with self._seen:
             while token not in self._seen_tokens:

@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 from .. import reaper
-from ..errors import MissingTool, NoCapturePrivilege, UserError
+from ..errors import MissingTool, UserError
 from . import platform as host
+from .marker import capture_filter, marker_token, open_marker
 
 READY_SECONDS = 10.0
 
@@ -61,27 +62,15 @@ class TcpdumpCapture:
         mode = "immediate" if self.immediate else "block"
         return f"tcpdump on {self.iface} (buffer {self.buffer_kib} KiB, {mode} mode), kernel drops {drops}"
 
-    def _filter(self, marker_port: int) -> str:
-        tcp = " or ".join(f"tcp port {p}" for p in self.ports) if self.ports else "tcp"
-        # Not "inbound and ...", though it would keep lo's outgoing copies out
-        # of the ring: libpcap runs the filter in user space on the ring's
-        # first blocks (TPACKET_V3), where the packet-type load always fails,
-        # and silently loses the first packets. libpcap drops the outgoing
-        # copies on lo itself; the ring (and "dropped by kernel") holds both.
-        return f"({tcp}) or (udp and dst port {marker_port})"
-
     def start(self) -> None:
         binary = shutil.which("tcpdump")
         if binary is None:
             raise MissingTool("tcpdump is not installed (apt-get install tcpdump, or brew install tcpdump)")
-        problem = host.capture_problem()
-        if problem:
-            raise NoCapturePrivilege(problem)
-        self._marker = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self._marker.bind(("127.0.0.1", 0))
+        self._marker = open_marker()
         port = self._marker.getsockname()[1]
         command = [binary, "-i", self.iface, "-U", *(["--immediate-mode"] if self.immediate else []),
-                   "-n", "-s", "0", "--time-stamp-precision", "nano", "-B", str(self.buffer_kib), "-w", str(self.path), self._filter(port)]
+                   "-n", "-s", "0", "--time-stamp-precision", "nano", "-B", str(self.buffer_kib), "-w", str(self.path),
+                   capture_filter(self.ports, port)]
         if os.geteuid() == 0:
             command[1:1] = ["-Z", "root"]  # keep the file ours; tcpdump would drop to user tcpdump
         self._proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -126,7 +115,7 @@ class TcpdumpCapture:
         return self.path
 
     def _barrier(self) -> None:
-        token = b"tcpteardown-marker:tcpdump:" + os.urandom(6).hex().encode()
+        token = marker_token(b"tcpdump")
         deadline = time.monotonic() + READY_SECONDS
         while True:
             self._marker.sendto(token, self._marker.getsockname())

@@ -2,7 +2,7 @@
 
 Reads pcap/pcapng through the fast column reader (`formats.pcap_columns`)
 and counts with `analysis.census`; prints a table, or with --json one
-object streamed one connection at a time (`views.census_json`, the
+object streamed one connection at a time (`views.contracts.census`, the
 contract in DESIGN.md); -o then draws `views.census_plot` (a plot that
 cannot be written is one error line after the table, exit 2).
 
@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     top = args.top if args.top is not None else (None if args.json else 20)
     chosen = None if top is None else result.failing_first(top)
     if args.json:
-        from ..views.census_json import write_census_json
+        from ..views.contracts.census import write_census_json
 
         write_census_json(result, path, problems, chosen, sys.stdout, os_name=args.os.capitalize())
     else:

@@ -66,10 +66,9 @@ def run(args: argparse.Namespace) -> int:
 
         figure_path = str(save_figure(draw_diff(result), args.output))
     if args.json:
-        out = result.to_json()
-        out["a"]["file"], out["b"]["file"] = args.a, args.b
-        out["figure"] = figure_path
-        print(json.dumps(out, indent=2))
+        from ..views.contracts.diff import diff_json
+
+        print(json.dumps(diff_json(result, args.a, args.b, figure_path), indent=2))
     else:
         from ..views.diff_table import render_table
 

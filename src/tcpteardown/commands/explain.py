@@ -4,7 +4,8 @@ CAPTURE is a bundle (socket calls included) or any pcap/pcapng. Socket calls
 can be added from an strace log (`--strace`) and from application log lines
 (`--log`); lines those importers cannot read are reported on stderr with
 their line numbers and skipped. The text output is one paragraph per link
-(`views.narrative.paragraph`); `--json` prints DESIGN.md's contract.
+(`views.narrative.paragraph`); `--json` prints DESIGN.md's contract
+(`views.contracts.links`).
 
 Sockets no call covers (all of them, in a plain capture) get the links
 `analysis.predict` makes from the packets alone, with the rules of the OS
@@ -64,12 +65,11 @@ def _render_text(links, recording, args) -> str:
 
 
 def _render_json(links, recording, args) -> str:
-    from ..views.narrative import links_to_json
+    from ..views.contracts.links import links_to_json
 
     guess = getattr(args, "os_guess", None)
-    data = links_to_json(links, recording, lang=args.lang, tz=args.tzinfo,
-                         os=guess.to_json() if guess is not None else None)
-    data["unlinked"] += getattr(args, "unread", ())  # lines the importers could not read
+    data = links_to_json(links, recording, lang=args.lang, tz=args.tzinfo, os_guess=guess,
+                         unread=getattr(args, "unread", ()))
     return json.dumps(data, indent=2)
 
 

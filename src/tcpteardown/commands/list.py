@@ -18,16 +18,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..scenarios import all_scenarios
     from ..scenarios.needs import can_run
+    from ..views.contracts.scenarios import scenario_json, scenarios_json
 
-    rows = []
-    for scenario in all_scenarios():
-        problem = can_run(scenario)
-        rows.append({"name": scenario.name, "summary": scenario.summary, "family": scenario.family_group,
-                     "needs": list(scenario.needs), "runnable": problem is None, "why_not": problem,
-                     "expectations": {os_name: {"status": e.status, "evidence": [str(x) for x in e.evidence]}
-                                      for os_name, e in scenario.expected.items()}})
+    rows = [scenario_json(scenario, can_run(scenario)) for scenario in all_scenarios()]
     if args.json:
-        print(json.dumps({"scenarios": rows}, indent=2))
+        print(json.dumps(scenarios_json(rows), indent=2))
         return 0
     width = max(len(row["name"]) for row in rows)
     for row in rows:

@@ -350,6 +350,7 @@ def _exit_status(returncode: int) -> int:
 def build_recording(pcap: Path, log: Path, events, witness, capture, command, ports, exit_status,
                     started: int, window: tuple[int, int], *, stderr_log: Optional[Path] = None):
     from ..capture.session import assemble
+    from ..formats.ftrace import touches_ports
     from ..formats.strace import read_strace_file
 
     notes = []
@@ -360,7 +361,7 @@ def build_recording(pcap: Path, log: Path, events, witness, capture, command, po
     calls = imported.calls + _program_messages(stderr_log, notes)
     service = service_ports(calls)
     keep = set(ports) or service | ports_touched(calls)
-    events = tuple(e for e in events if _touches(e, keep))
+    events = tuple(e for e in events if touches_ports(e, keep))
     extra = [("command", shlex.join(command)), ("exit_status", str(exit_status)),
              ("ports", ",".join(map(str, sorted(set(ports) or service))))]
     recording, assembled = assemble(
@@ -408,6 +409,3 @@ def ports_touched(calls) -> set[int]:
     ports.discard(0)
     return ports
 
-
-def _touches(event, ports: set[int]) -> bool:
-    return any(endpoint is not None and endpoint.port in ports for endpoint in (event.src, event.dst))

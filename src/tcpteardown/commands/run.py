@@ -76,6 +76,7 @@ def _run_one(args, name: str) -> int:
     from ..scenarios import get_scenario
     from ..scenarios.needs import can_run
     from ..views.packet_comments import write_annotated_bundle
+    from ..views.contracts.run import run_json
     from ..views.timeline import describe_run
 
     scenario = get_scenario(name)
@@ -88,7 +89,7 @@ def _run_one(args, name: str) -> int:
     if args.output:
         bundle = str(write_annotated_bundle(Path(args.output), result.recording))
     if args.json:
-        print(json.dumps(run_to_json(result, bundle), indent=2))
+        print(json.dumps(run_json(result, bundle), indent=2))
     else:
         print(describe_run(result, bundle))
     return 0 if result.matches else 1
@@ -99,6 +100,7 @@ def _run_many(args) -> int:
     from ..errors import NoCapturePrivilege
     from ..scenarios import all_scenarios, get_scenario
     from ..scenarios.needs import can_run
+    from ..views.contracts.run import run_json
     from ..views.timeline import summary_line, unplayable_line
 
     scenarios = all_scenarios() if args.all else [get_scenario(name) for name in args.names]
@@ -123,7 +125,7 @@ def _run_many(args) -> int:
                 seconds = time.monotonic() - started
                 matched += result.matches
                 differed += not result.matches
-                results.append(run_to_json(result, None) | {"seconds": round(seconds, 3)})
+                results.append(run_json(result, None, seconds))
                 line = summary_line(result, seconds)
         if not args.json:
             print(line, flush=True)
@@ -136,33 +138,3 @@ def _run_many(args) -> int:
     # A scenario asked for by name that cannot run here is an unanswered question: "no".
     return 1 if differed or (skipped and not args.all) else 0
 
-
-def run_to_json(result, bundle) -> dict:
-    from ..analysis.relative import relative_numbers
-
-    rec = result.recording
-    relative = relative_numbers(rec.segments)
-    return {
-        "scenario": result.scenario.name,
-        "family": result.family,
-        "matches": result.matches,
-        "mismatches": list(result.mismatches),
-        "expected": [_outcome(o) for o in (result.expected.outcomes if result.expected else ())],
-        "observed": [_outcome(o) for o in result.observed],
-        "calls": [{"role": c.role, "op": c.op, "start": c.start_ns / 1e9, "end": c.end_ns / 1e9,
-                   "result": c.result, "errno": c.errno if c.errno else ("EOF" if c.is_eof else None),
-                   "fd": c.fd, "local": _ep(c.local), "remote": _ep(c.remote)} for c in rec.calls],
-        "segments": [{"frame": s.frame, "time": s.time_ns / 1e9, "src": str(s.src), "dst": str(s.dst),
-                      "flags": s.flags.render(), "seq": relative[s.frame][0], "ack": relative[s.frame][1],
-                      "len": s.payload_len, "reason": s.reset_reason} for s in rec.segments],
-        "metadata": {"os": rec.metadata.os, "kernel": rec.metadata.kernel, "capture": rec.metadata.capture},
-        "bundle": bundle,
-    }
-
-
-def _outcome(o) -> dict:
-    return {"role": o.role, "op": o.op, "outcome": o.outcome, "cause": o.cause}
-
-
-def _ep(endpoint):
-    return None if endpoint is None else str(endpoint)

@@ -77,7 +77,7 @@ def parse_trace(text: str, mapping: ClockMapping, ports: Iterable[int] = (), *,
         event = parse_trace_line(line, mapping, markers=markers)
         if event is None:
             continue
-        if wanted and event.name != MARKER_EVENT and not _touches(event, wanted):
+        if wanted and event.name != MARKER_EVENT and not touches_ports(event, wanted):
             continue
         events.append(event)
     events.sort(key=lambda e: e.time_ns)  # stable: per-CPU buffers are merged by time already
@@ -184,7 +184,8 @@ def unmap_host(host_text: str) -> str:
     return address.compressed
 
 
-def _touches(event: KernelEvent, ports: frozenset) -> bool:
+def touches_ports(event: KernelEvent, ports: "frozenset[int] | set[int]") -> bool:
+    """Whether either end of the event is on one of `ports` (a recording keeps only those)."""
     return any(endpoint is not None and endpoint.port in ports for endpoint in (event.src, event.dst))
 
 

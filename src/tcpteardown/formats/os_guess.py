@@ -88,10 +88,6 @@ class OsGuess:
         """The OS of one address: its own evidence, else the overall name."""
         return self.hosts.get(host, self.name)
 
-    def to_json(self) -> dict:
-        return {"name": self.name, "evidence": list(self.evidence), "capturing_host": self.capturing_host,
-                "endpoints": dict(sorted(self.hosts.items())), "overridden": self.overridden}
-
 
 def display_name(name: str) -> Optional[str]:
     return DISPLAY.get(name)

@@ -25,7 +25,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from ..columns import IPV4_MARK, TcpBatch
 from . import pcap_links as links
-from .pcapread import BLOCK_EPB, MAXIMUM_SNAPLEN, PCAP_MAGICS, PCAPNG_SHB, _Map, _Reader
+from .pcapread import BLOCK_EPB, MAXIMUM_SNAPLEN, _Map, _Reader
 
 WINDOW_BYTES = 4 << 20  # stretch of file decoded per batch
 _PAD = 128  # zero bytes after each window so fixed-width gathers never run off the end
@@ -124,16 +124,8 @@ class _Walker(_Reader):
         self.window_bytes = window_bytes
 
     def windows(self) -> Iterator[_Packets]:
-        buf = self.buf
-        if len(buf) < 4:
-            self.problem(0, f"not a pcap or pcapng file: only {len(buf)} bytes", fatal=True)
-        magic = struct.unpack_from("<I", buf, 0)[0]
-        if magic in PCAP_MAGICS:
-            return self._pcap_windows(*PCAP_MAGICS[magic])
-        if magic == PCAPNG_SHB:
-            return self._pcapng_windows()
-        self.packets()  # raises the wrong-magic error
-        raise AssertionError("unreachable")
+        pcap = self.pcap_format()
+        return self._pcap_windows(*pcap) if pcap is not None else self._pcapng_windows()
 
     def _pcap_windows(self, order: str, nanoseconds: bool) -> Iterator[_Packets]:
         buf, size = self.buf, len(self.buf)

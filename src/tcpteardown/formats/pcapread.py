@@ -188,14 +188,20 @@ class _Reader:
             self.on_problem(f"{self.path} at byte offset {offset}: {text}")
 
     def packets(self) -> Iterator[RawPacket]:
+        pcap = self.pcap_format()
+        return self._pcap(*pcap) if pcap is not None else self._pcapng()
+
+    def pcap_format(self) -> Optional[tuple[str, bool]]:
+        """From the file's magic: (byte order, nanoseconds) for pcap, None for
+        pcapng; anything else is a fatal problem naming the magic found."""
         buf = self.buf
         if len(buf) < 4:
             self.problem(0, f"not a pcap or pcapng file: only {len(buf)} bytes", fatal=True)
         magic = struct.unpack_from("<I", buf, 0)[0]
         if magic in PCAP_MAGICS:
-            return self._pcap(*PCAP_MAGICS[magic])
+            return PCAP_MAGICS[magic]
         if magic == PCAPNG_SHB:
-            return self._pcapng()
+            return None
         self.problem(0, f"not a pcap or pcapng file: magic 0x{magic:08x} (expected a1b2c3d4, "
                         f"a1b23c4d or pcapng 0a0d0d0a)", fatal=True)
         raise AssertionError("unreachable")

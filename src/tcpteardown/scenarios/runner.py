@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, ContextManager, Optional, Sequence
 
+from ..analysis.connections import declared_server_ports, side_by_port
 from ..model import Recording
 from .registry import Expectation, Outcome, Scenario, get_scenario
 from .stage import Stage
@@ -57,7 +58,7 @@ def run_scenario(name: str, *, family: str = "ipv4", capture: bool = True, witne
                     name, family=family, capture=capture, witness=witness, observers=observers,
                     capture_backend=capture_backend).recording, delay_ms),
                 delay_ms=delay_ms)
-            return judge(scenario, family, recording, server_ports_of(recording))
+            return judge(scenario, family, recording, declared_server_ports(recording))
     stage = Stage(family)
     live = witness_handle = None
     started = time.time_ns()
@@ -149,7 +150,7 @@ def _teardown(recording: Recording, server_ports: set) -> tuple:
     for seg in recording.segments:
         if not (seg.is_fin or seg.is_rst):
             continue
-        side = "server" if seg.src.port in server_ports else "client"
+        side = side_by_port(seg.src, server_ports)
         if seg.is_rst and not seg.is_fin and fin_from >= {"client", "server"}:
             continue
         if seg.is_fin:
@@ -172,8 +173,4 @@ def _fmt(outcomes) -> str:
 def _fmt_td(teardown) -> str:
     return "[" + ", ".join(f"{role} {flags}" for role, flags in teardown) + "]" if teardown else "[none]"
 
-
-def server_ports_of(recording: Recording) -> set:
-    text = recording.metadata.get("ports") or ""
-    return {int(p) for p in text.split(",") if p}
 

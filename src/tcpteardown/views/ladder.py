@@ -29,12 +29,12 @@ from matplotlib.patches import FancyArrowPatch, Patch, Rectangle
 
 from .. import errnos
 from ..analysis import reasons, rules, tcpstate
+from ..analysis.connections import ConnectionView, connections, select_connection
 from ..analysis.elide import elide
 from ..analysis.origin import time_origin
 from ..model import Link, Recording, Segment, SocketCall, TcpFlags
 from ..units import calendar_time
 from . import style
-from .connections import ConnectionView, connections, select_connection
 from .timeaxis import MIN_ROWS, TimeAxis, build_time_axis, format_elapsed
 
 __all__ = ["draw_ladder", "ladder_alt_text", "min_text_px", "segment_label", "fit_segment_label", "call_label",

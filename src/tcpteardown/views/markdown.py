@@ -65,7 +65,7 @@ def snippet(figure: str, paragraphs: Sequence[tuple[str, str]], *, title: str, c
 
 def render_markdown(links: Iterable[Link], recording: Recording, args) -> str:
     """explain's renderer: Mermaid embedded (default), or with `args.image` a PNG written and linked."""
-    from .connections import connections, select_connection
+    from ..analysis.connections import connections, select_connection
     from .mermaid import call_text, mermaid_text
     from .narrative import narrate, paragraph
 

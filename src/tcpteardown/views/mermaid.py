@@ -28,11 +28,11 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Iterable, Optional, Sequence, Union
 
+from ..analysis.connections import ConnectionView, connections, select_connection
 from ..analysis.elide import Band, elide
 from ..analysis.reasons import reset_reason
 from ..analysis.relative import relative_numbers
 from ..model import RECEIVE_OPS, Link, Recording, Segment, SocketCall, TcpFlags
-from .connections import ConnectionView, connections, select_connection
 from .timeaxis import adaptive_break_ns, format_elapsed
 
 __all__ = ["Item", "sequence", "mermaid_text", "plantuml_text", "segment_text", "call_text"]

@@ -1,4 +1,4 @@
-"""Links told for people: one short paragraph per link, and the JSON contract.
+"""Links told for people: one short paragraph per link (its JSON is `views.contracts.links`).
 
 `paragraph(link, recording)` is the sentence an engineer pastes into an
 incident write-up and the line a student reads under the ladder:
@@ -20,20 +20,7 @@ When the recording holds the kernel's `sock:inet_sk_error_report` for that
 socket, the paragraph bridges RST and errno with it ("...which set
 ECONNRESET on the client socket; this recv() returned it").
 
-`links_to_json(links, recording)` produces exactly DESIGN.md's
-`tcpteardown explain --json` contract. Choices the contract leaves open:
-
-- `call.time` is when the call *returned* (its outcome became visible);
-  the ladder draws the whole call, the contract needs one instant;
-- `cause.reason` is the kernel's reason name (``"NO_SOCKET"``) when the
-  witness saw the RST, and the inferred one with a suffix
-  (``"NO_SOCKET (inferred)"``) otherwise, so a reader of the JSON can never
-  mistake a guess for the kernel's word; null when neither is known or the
-  cause is no RST;
-- for `local-close`, `cause.time` is when our own close()/shutdown()
-  returned, `src` our local endpoint, and `frame`/`dst`/`flags` null;
-- for `syn-unanswered`, the cause is the first SYN (its retransmissions are
-  in `Link.related`, not in the JSON).
+The JSON contract built from these paragraphs is `views.contracts.links`.
 
 Times print in UTC unless a zone is given. Never does I/O.
 """
@@ -45,13 +32,12 @@ from typing import Iterable, Optional
 
 from .. import errnos
 from ..analysis.predict import PREDICTED, RST_WHY, citation, rule_named, rules_os
-from ..analysis.reasons import reason_evidence, reason_phrase, render_reason, reset_reason
+from ..analysis.reasons import reason_evidence, reason_phrase, reset_reason
 from ..analysis.tcpstate import connection_of
 from ..model import CauseKind, Endpoint, KernelEvent, Link, Recording, Segment
 from ..units import format_duration
 
-__all__ = ["paragraph", "predicted_paragraph", "narrate", "links_to_json", "timestamp", "outcome_text",
-           "cause_text"]
+__all__ = ["paragraph", "predicted_paragraph", "narrate", "timestamp", "outcome_text", "cause_text"]
 
 ERROR_REPORT = "sock:inet_sk_error_report"
 
@@ -281,54 +267,3 @@ def narrate(links: Iterable[Link], recording: Recording, *, lang: Optional[str] 
                       for text in paragraphs]
     return "\n\n".join(paragraphs)
 
-
-# -- JSON -------------------------------------------------------------------
-
-def _endpoint(endpoint: Optional[Endpoint]) -> Optional[str]:
-    return str(endpoint) if endpoint is not None else None
-
-
-def _seconds(ns: Optional[int]) -> Optional[float]:
-    return ns / 1e9 if ns is not None else None
-
-
-def _cause_json(link: Link, recording: Recording) -> dict:
-    seg = link.cause
-    if seg is not None:
-        reason = None
-        if seg.is_rst:
-            reason = render_reason(*reset_reason(seg, recording))
-        return {"kind": link.kind.value, "frame": seg.frame, "time": _seconds(seg.time_ns),
-                "src": _endpoint(seg.src), "dst": _endpoint(seg.dst), "flags": seg.flags.render(),
-                "reason": reason}
-    own = link.local_call
-    return {"kind": link.kind.value, "frame": None, "time": _seconds(own.end_ns) if own else None,
-            "src": _endpoint(link.call.local) if link.kind is CauseKind.LOCAL_CLOSE else None,
-            "dst": None, "flags": None, "reason": None}
-
-
-def links_to_json(links: Iterable[Link], recording: Recording, *, lang: Optional[str] = None,
-                  tz: Optional[_dt.tzinfo] = None, os: Optional[dict] = None) -> dict:
-    """DESIGN.md's contract: ``{"links": [{"call", "cause", "rule", "explanation"}], "os": {...},
-    "unlinked": [...]}`` (`os`: the OS named from the packets with its evidence; `explain` passes
-    its own, which honours --os; `unlinked`: the log/strace calls nothing explains,
-    analysis.correlate.unlinked)."""
-    from ..analysis.correlate import unlinked
-
-    links = tuple(links)
-    out = []
-    for link in links:
-        call = link.call
-        out.append({
-            "call": {"source": call.source, "time": _seconds(call.end_ns), "op": call.op,
-                     "errno": call.outcome, "pid": call.pid, "fd": call.fd,
-                     "local": _endpoint(call.local), "remote": _endpoint(call.remote), "text": call.text},
-            "cause": _cause_json(link, recording),
-            "rule": link.rule,
-            "explanation": paragraph(link, recording, lang=lang, tz=tz),
-        })
-    if os is None:
-        from ..formats.os_guess import guess_os
-
-        os = guess_os(recording).to_json()
-    return {"links": out, "os": os, "unlinked": list(unlinked(links))}

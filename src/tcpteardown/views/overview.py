@@ -22,10 +22,10 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from ..analysis.census import census
+from ..analysis.connections import ENDINGS, connections
 from ..model import Recording
 from . import style
 from .census_plot import AGGREGATE_ABOVE, census_figure
-from .connections import ENDINGS, connections
 from .timeaxis import DEFAULT_BREAK_NS, build_time_axis, format_elapsed
 
 __all__ = ["draw_overview", "MAX_ROWS"]

@@ -59,7 +59,7 @@ def ladder_svg(recording: Recording, links: Sequence[Link] = (), *, lang: Option
 def _alt_text(recording: Recording, links: Sequence[Link] = (), *, conn=None) -> str:
     """What the ladder shows, in one or two sentences (for screen readers and
     for a page whose image did not load)."""
-    from .connections import connections, select_connection
+    from ..analysis.connections import connections, select_connection
 
     view = select_connection(connections(recording), conn)
     name = recording.metadata.scenario or "recording"
@@ -84,7 +84,7 @@ def step_element_ids(steps: Sequence[Step], recording: Recording, links: Sequenc
     """For each step, the ids of the ladder elements it draws (the gids
     `views.ladder` gives its artists): a segment's arrow and label, a call's
     bar, label and mark, and the connector from a linked call to its cause."""
-    from .connections import connections, select_connection
+    from ..analysis.connections import connections, select_connection
 
     view = select_connection(connections(recording), conn)
     drawn_calls = [call for call in view.calls if view.side_of(call) is not None]
@@ -203,7 +203,7 @@ def _panel(k: int, step: Step, total: int, origin_ns: int, prefix: str, link: Op
 def stepper_html(recording: Recording, links: Sequence[Link] = (), *, lang: Optional[str] = None,
                  conn=None) -> str:
     """The whole step-through as one HTML block (see the module's docstring)."""
-    from .connections import connections, select_connection
+    from ..analysis.connections import connections, select_connection
 
     links = list(links)
     view = select_connection(connections(recording), conn)

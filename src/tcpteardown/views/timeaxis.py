@@ -18,6 +18,8 @@ import bisect
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Optional
 
+from ..units import in_unit
+
 __all__ = ["Break", "TimeAxis", "build_time_axis", "adaptive_break_ns", "format_elapsed", "signed_elapsed", "MODES",
            "DEFAULT_BREAK_NS"]
 
@@ -203,20 +205,17 @@ def format_elapsed(ns: int) -> str:
         return "-" + format_elapsed(-ns)
     if ns < 1_000:
         return f"{ns} ns"
-    for unit, scale in (("µs", 1_000), ("ms", 1_000_000), ("s", 1_000_000_000)):
-        value = ns / scale
-        if value < 999.5 or unit == "s":
-            if unit == "s" and value >= 2 * 86400:
-                days = value / 86400
-                return f"{days / 365.25:.1f} years" if days >= 730 else f"{days:.1f} days"
-            if unit == "s" and value >= 3600:
-                hours, minutes = divmod(int(round(value / 60)), 60)
-                return f"{hours} h {minutes:02d} min"
-            if unit == "s" and value >= 600:
-                minutes, seconds = divmod(int(round(value)), 60)
-                return f"{minutes} min {seconds:02d} s"
-            return _three_digits(value) + " " + unit
-    raise AssertionError("unreachable")
+    value, unit = in_unit(ns, (("µs", 1_000), ("ms", 1_000_000), ("s", 1_000_000_000)))
+    if unit == "s" and value >= 2 * 86400:
+        days = value / 86400
+        return f"{days / 365.25:.1f} years" if days >= 730 else f"{days:.1f} days"
+    if unit == "s" and value >= 3600:
+        hours, minutes = divmod(int(round(value / 60)), 60)
+        return f"{hours} h {minutes:02d} min"
+    if unit == "s" and value >= 600:
+        minutes, seconds = divmod(int(round(value)), 60)
+        return f"{minutes} min {seconds:02d} s"
+    return _three_digits(value) + " " + unit
 
 
 def _three_digits(value: float) -> str:

@@ -8,13 +8,10 @@ from __future__ import annotations
 
 from typing import Optional
 
+from ..analysis.connections import declared_server_ports, side_by_port
 from ..analysis.origin import time_origin
 from ..analysis.relative import relative_numbers
 from ..model import Recording, Segment, SocketCall
-
-
-def side_of(endpoint, server_ports: set) -> str:
-    return "server" if endpoint is not None and endpoint.port in server_ports else "client"
 
 
 def timeline_lines(recording: Recording, server_ports: set) -> list[str]:
@@ -33,7 +30,7 @@ def timeline_lines(recording: Recording, server_ports: set) -> list[str]:
 
 
 def _segment_line(seg: Segment, relative: dict, server_ports: set) -> str:
-    sender = side_of(seg.src, server_ports)
+    sender = side_by_port(seg.src, server_ports)
     receiver = "client" if sender == "server" else "server"
     rel_seq, rel_ack = relative[seg.frame]
     reason = f"  reason={seg.reset_reason}" if seg.reset_reason else ""
@@ -105,8 +102,8 @@ def header_lines(run) -> list[str]:
 
 
 def describe_run(run, bundle_path: Optional[str] = None) -> str:
-    ports = {int(p) for p in (run.recording.metadata.get("ports") or "").split(",") if p}
-    out = header_lines(run) + [""] + timeline_lines(run.recording, ports) + [""] + verdict_lines(run)
+    timeline = timeline_lines(run.recording, declared_server_ports(run.recording))
+    out = header_lines(run) + [""] + timeline + [""] + verdict_lines(run)
     if bundle_path:
         out += ["", f"bundle: {bundle_path} (open it in Wireshark; socket calls are packet comments)"]
     return "\n".join(out)

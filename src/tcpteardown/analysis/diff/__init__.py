@@ -78,35 +78,14 @@ are what two applications may differ in while their kernels tear down the
 same way.
 
 The package: `vocabulary` (steps, differences and their categories, rows, the
-result and its JSON), `normalise` (one recording reduced to steps) and
+result; its JSON is `views.contracts.diff`), `normalise` (one recording reduced to steps) and
 `compare` (the alignment and the differences). It is pure: it never imports
 socket or scapy, and never reads files.
 """
 
+from . import vocabulary
 from .compare import diff
 from .normalise import Normalised, normalise, pick_connection
-from .vocabulary import (
-    ALIGN_CHOICES,
-    DEFAULT_TOLERANCE_NS,
-    AlignedRow,
-    ApplicationDifference,
-    CallStep,
-    DiffResult,
-    Difference,
-    FlagDifference,
-    OnlyIn,
-    OptionDifference,
-    OptionOrderDifference,
-    OutcomeDifference,
-    PayloadDifference,
-    ReasonDifference,
-    SegmentStep,
-    SideSummary,
-    StateDifference,
-    TimingDifference,
-)
+from .vocabulary import *  # noqa: F403  (the package speaks the vocabulary: its __all__ is listed once, there)
 
-__all__ = ["DEFAULT_TOLERANCE_NS", "SegmentStep", "CallStep", "Difference", "OnlyIn", "FlagDifference",
-           "PayloadDifference", "ReasonDifference", "OutcomeDifference", "StateDifference", "TimingDifference",
-           "OptionDifference", "OptionOrderDifference", "ApplicationDifference", "AlignedRow", "SideSummary",
-           "DiffResult", "Normalised", "diff", "normalise", "pick_connection", "ALIGN_CHOICES"]
+__all__ = [*vocabulary.__all__, "Normalised", "diff", "normalise", "pick_connection"]

@@ -13,6 +13,10 @@ from ..align import INDEL
 
 from ..rules import op_family
 
+__all__ = ["ALIGN_CHOICES", "DEFAULT_TOLERANCE_NS", "SegmentStep", "CallStep", "Difference", "OnlyIn",
+           "FlagDifference", "PayloadDifference", "ReasonDifference", "OutcomeDifference", "StateDifference",
+           "TimingDifference", "OptionDifference", "OptionOrderDifference", "ApplicationDifference",
+           "AlignedRow", "SideSummary", "DiffResult"]
 
 # Loopback jitter on a busy two-core CI machine reaches tens of milliseconds;
 # the timers that make teardowns differ (delayed ACK 40 ms+, RTO 200 ms+,
@@ -147,10 +151,6 @@ class Difference:
 
     def describe(self) -> str:  # pragma: no cover - every subclass says it better
         return self.kind
-
-    def to_json(self) -> dict:
-        return {"kind": self.kind, "category": self.category, "row": self.row, "counts": self.counts,
-                "text": self.describe()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,10 +313,6 @@ class TimingDifference(Difference):
         return (f"{self.step.describe()} came {_ms(self.a_ns)} after the previous step in A, "
                 f"{_ms(self.b_ns)} in B")
 
-    def to_json(self) -> dict:
-        return {**Difference.to_json(self), "what": self.what, "a_seconds": self.a_ns / 1e9,
-                "b_seconds": self.b_ns / 1e9}
-
 
 @dataclass(frozen=True, slots=True)
 class OptionDifference(Difference):
@@ -342,11 +338,6 @@ class OptionDifference(Difference):
         return (f"{self.step.arrow} {self.step.flags.render()}: option {self.option} "
                 f"{show(self.a_present, self.a_value)} in A, {show(self.b_present, self.b_value)} in B")
 
-    def to_json(self) -> dict:
-        return {**Difference.to_json(self), "option": self.option,
-                "a": _jsonable(self.a_value) if self.a_present else None,
-                "b": _jsonable(self.b_value) if self.b_present else None}
-
 
 @dataclass(frozen=True, slots=True)
 class OptionOrderDifference(Difference):
@@ -365,9 +356,6 @@ class OptionOrderDifference(Difference):
         return (f"{self.step.arrow} {self.step.flags.render()}: options in the order "
                 f"{','.join(self.a_order)} in A, {','.join(self.b_order)} in B")
 
-    def to_json(self) -> dict:
-        return {**Difference.to_json(self), "a": list(self.a_order), "b": list(self.b_order)}
-
 
 @dataclass(frozen=True, slots=True)
 class ApplicationDifference(Difference):
@@ -385,9 +373,6 @@ class ApplicationDifference(Difference):
     def describe(self) -> str:
         return self.text
 
-    def to_json(self) -> dict:
-        return {**Difference.to_json(self), "what": self.what}
-
 
 def _closing(flags: TcpFlags) -> Optional[str]:
     if flags & TcpFlags.RST:
@@ -400,11 +385,6 @@ def _closing(flags: TcpFlags) -> Optional[str]:
 def _ms(ns: int) -> str:
     return f"{ns / 1e6:.3f} ms" if abs(ns) < 10_000_000_000 else f"{ns / 1e9:.1f} s"
 
-
-def _jsonable(value: object) -> object:
-    if isinstance(value, tuple):
-        return [_jsonable(v) for v in value]
-    return value
 
 
 # -- rows and the result ------------------------------------------------------------
@@ -439,14 +419,6 @@ class SideSummary:
     calls: int
     closer: Optional[str] = None  # aligned by structure: who closed first ("client" or "server")
 
-    def to_json(self) -> dict:
-        return {"label": self.label, "os": self.os,
-                "client": str(self.client) if self.client else None,
-                "server": str(self.server) if self.server else None,
-                "connection": self.connection, "connections": self.connections,
-                "roles_known": self.roles_known, "states_source": self.states_source,
-                "segments": self.segments, "calls": self.calls, "closer": self.closer}
-
 
 @dataclass(frozen=True, slots=True)
 class DiffResult:
@@ -466,28 +438,3 @@ class DiffResult:
         """True when no difference counts (bare ACKs only one side sent do not, by default)."""
         return not any(d.counts for d in self.differences)
 
-    def to_json(self) -> dict:
-        return {
-            "matches": self.matches,
-            "align_by": self.align_by,
-            "tolerance_ms": self.tolerance_ns / 1e6,
-            "a": self.a.to_json(),
-            "b": self.b.to_json(),
-            "rows": [{"kind": row.kind, "a": _step_json(row.a), "b": _step_json(row.b),
-                      "differences": [d.kind for d in row.differences]} for row in self.aligned_rows],
-            "differences": [d.to_json() for d in self.differences],
-            "notes": list(self.notes),
-        }
-
-
-def _step_json(step: Optional[Step]) -> Optional[dict]:
-    if step is None:
-        return None
-    if isinstance(step, SegmentStep):
-        return {"frame": step.frame, "time": step.time_ns / 1e9, "sender": step.sender,
-                "flags": step.flags.render(), "seq": step.rel_seq, "ack": step.rel_ack,
-                "len": step.payload_len, "options": [[n, _jsonable(v)] for n, v in step.options],
-                "reset_reason": step.reset_reason,
-                "states": {"client": step.states[0], "server": step.states[1]}}
-    return {"time": step.time_ns / 1e9, "end": step.end_ns / 1e9, "side": step.side, "op": step.op,
-            "outcome": step.outcome, "text": step.text}

@@ -18,7 +18,7 @@ from typing import Iterator, Optional, Sequence, TextIO
 
 import numpy as np
 
-from ..analysis.predict import predicted_from_history
+from ...analysis.predict import predicted_from_history
 
 __all__ = ["connection_json", "write_census_json", "seconds_text"]
 

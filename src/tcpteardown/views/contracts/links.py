@@ -1,0 +1,90 @@
+"""The explain JSON contract: `{"links": [{"call", "cause", "rule", "explanation"}], "os", "unlinked"}`.
+
+`links_to_json(links, recording)` is DESIGN.md's `tcpteardown explain --json`
+contract, each link told by `views.narrative.paragraph`. Choices the contract leaves open:
+
+- `call.time` is when the call *returned* (its outcome became visible);
+  the ladder draws the whole call, the contract needs one instant;
+- `cause.reason` is the kernel's reason name (``"NO_SOCKET"``) when the
+  witness saw the RST, and the inferred one with a suffix
+  (``"NO_SOCKET (inferred)"``) otherwise, so a reader of the JSON can never
+  mistake a guess for the kernel's word; null when neither is known or the
+  cause is no RST;
+- for `local-close`, `cause.time` is when our own close()/shutdown()
+  returned, `src` our local endpoint, and `frame`/`dst`/`flags` null;
+- for `syn-unanswered`, the cause is the first SYN (its retransmissions are
+  in `Link.related`, not in the JSON).
+
+Never does I/O.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import TYPE_CHECKING, Iterable, Optional, Sequence
+
+from ...analysis.reasons import render_reason, reset_reason
+from ...model import CauseKind, Endpoint, Link, Recording
+from ..narrative import paragraph
+
+if TYPE_CHECKING:
+    from ...formats.os_guess import OsGuess
+
+__all__ = ["links_to_json", "os_json"]
+
+
+def _endpoint(endpoint: Optional[Endpoint]) -> Optional[str]:
+    return str(endpoint) if endpoint is not None else None
+
+
+def _seconds(ns: Optional[int]) -> Optional[float]:
+    return ns / 1e9 if ns is not None else None
+
+
+def _cause_json(link: Link, recording: Recording) -> dict:
+    seg = link.cause
+    if seg is not None:
+        reason = None
+        if seg.is_rst:
+            reason = render_reason(*reset_reason(seg, recording))
+        return {"kind": link.kind.value, "frame": seg.frame, "time": _seconds(seg.time_ns),
+                "src": _endpoint(seg.src), "dst": _endpoint(seg.dst), "flags": seg.flags.render(),
+                "reason": reason}
+    own = link.local_call
+    return {"kind": link.kind.value, "frame": None, "time": _seconds(own.end_ns) if own else None,
+            "src": _endpoint(link.call.local) if link.kind is CauseKind.LOCAL_CLOSE else None,
+            "dst": None, "flags": None, "reason": None}
+
+
+def links_to_json(links: Iterable[Link], recording: Recording, *, lang: Optional[str] = None,
+                  tz: Optional[_dt.tzinfo] = None, os_guess: Optional[OsGuess] = None,
+                  unread: Sequence[str] = ()) -> dict:
+    """DESIGN.md's contract: ``{"links": [{"call", "cause", "rule", "explanation"}], "os": {...},
+    "unlinked": [...]}`` (`os`: the OS named from the packets with its evidence; `explain` passes
+    its `os_guess`, which honours --os; `unlinked`: the log/strace calls nothing explains,
+    analysis.correlate.unlinked, then the evidence lines the importers could not read, `unread`)."""
+    from ...analysis.correlate import unlinked
+
+    links = tuple(links)
+    out = []
+    for link in links:
+        call = link.call
+        out.append({
+            "call": {"source": call.source, "time": _seconds(call.end_ns), "op": call.op,
+                     "errno": call.outcome, "pid": call.pid, "fd": call.fd,
+                     "local": _endpoint(call.local), "remote": _endpoint(call.remote), "text": call.text},
+            "cause": _cause_json(link, recording),
+            "rule": link.rule,
+            "explanation": paragraph(link, recording, lang=lang, tz=tz),
+        })
+    if os_guess is None:
+        from ...formats.os_guess import guess_os
+
+        os_guess = guess_os(recording)
+    return {"links": out, "os": os_json(os_guess), "unlinked": [*unlinked(links), *unread]}
+
+
+def os_json(guess: OsGuess) -> dict:
+    """The "os" member: the OS named from the packets (or by --os), with its evidence."""
+    return {"name": guess.name, "evidence": list(guess.evidence), "capturing_host": guess.capturing_host,
+            "endpoints": dict(sorted(guess.hosts.items())), "overridden": guess.overridden}
