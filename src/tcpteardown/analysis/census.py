@@ -868,7 +868,7 @@ class Census:
 
     def table(self, lo: int, hi: int) -> dict:
         """Connections lo..hi-1 as numpy columns in client/server terms, for writers that
-        format many connections at once (`views.census_json`). Endpoints come as host text
+        format many connections at once (`views.contracts.census`). Endpoints come as host text
         (object arrays, "[::1]" for IPv6) and port; other text columns are StringDType."""
         from numpy.dtypes import StringDType
 
