@@ -45,6 +45,9 @@ def _committed(path) -> str:
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_committed_clean_and_without_logic(path):
     notebook = json.loads(_committed(path))
+    # without ids the nbstripout filter invents new ones at every `git add`: a fresh
+    # clone would show the notebook modified before anyone touched it
+    assert all("id" in cell for cell in notebook["cells"]), f"{path.name} has cells without an id"
     first = "".join(notebook["cells"][0]["source"])
     for heading in ("What you'll do", "What you'll learn", "What you'll need"):
         assert heading in first, f"{path.name} does not open with {heading!r}"
