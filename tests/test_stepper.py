@@ -109,3 +109,27 @@ def test_diff_prints_once_and_returns_nothing(capsys):
     assert notebook.diff(recording, load_recording(STORED / "ipv6" / "graceful-close.pcapng")) is None
     out = capsys.readouterr().out
     assert out.count("\n") > 3 and "\\n" not in out
+
+
+def test_the_ladder_is_svg_drawn_for_the_notebooks_width_and_never_downscaled():
+    """A notebook shows the ladder as SVG, as wide as the cell up to the width
+    it was drawn for (about 1000 px, so text is >= 11 px on a 1024 px screen);
+    the stepper gives it that width, its panel beside or below it."""
+    from tcpteardown.views.ladder import CSS_DPI, SCREEN_WIDTH_PX, draw_ladder_on_screen, min_text_px
+    from tcpteardown.views.stepper import ladder_svg
+
+    recording = load_recording(STORED / "broken-pipe.pcapng")
+    links = correlate(recording)
+    svg, _alt = ladder_svg(recording, links, lang="go")
+    opening = svg[:svg.index(">")]
+    drawn_px = int(re.search(r"max-width:(\d+)px", opening).group(1))
+    figure = draw_ladder_on_screen(recording, links, lang="go")
+    assert drawn_px == round(figure.get_size_inches()[0] * CSS_DPI)
+    assert abs(drawn_px - SCREEN_WIDTH_PX) <= 0.05 * SCREEN_WIDTH_PX  # drawn for the notebook's width
+    assert min_text_px(figure, drawn_px) >= 11
+    assert 'width="100%"' in opening and "viewBox=" in opening and " height=" not in opening
+    shown = notebook.ladder(recording, lang="go").data
+    assert "<svg" in shown and "<img" not in shown and "png" not in shown.split("<svg", 1)[0]
+    text, _radios, _panels = _stepper(recording)
+    ladder_rule = re.search(r"\.tt-ladder \{flex:1 1 (\d+)px;max-width:(\d+)px\}", text)
+    assert ladder_rule and int(ladder_rule.group(1)) == int(ladder_rule.group(2)) == drawn_px

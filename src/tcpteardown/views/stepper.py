@@ -36,11 +36,15 @@ HIGHLIGHT = "#f0a800"
 
 def ladder_svg(recording: Recording, links: Sequence[Link] = (), *, lang: Optional[str] = None,
                conn=None, **options) -> tuple[str, str]:
-    """(svg, alt text) of the ladder: an inline SVG that scales to the width
-    it is given, with a <title> and an aria-label saying what it shows."""
-    from .ladder import draw_ladder
+    """(svg, alt text) of the ladder drawn for a notebook's width and one
+    screen's height (`views.ladder.draw_ladder_on_screen`; ``full=True``
+    draws everything): an inline SVG as wide as the cell up to the width it
+    was drawn for (never wider, so text keeps its size; narrower only in a
+    narrower cell), with a <title> and an aria-label saying what it shows."""
+    from .ladder import CSS_DPI, draw_ladder_on_screen
 
-    figure = draw_ladder(recording, links, conn=conn, lang=lang, **options)
+    figure = draw_ladder_on_screen(recording, links, conn=conn, lang=lang, **options)
+    drawn_px = round(figure.get_size_inches()[0] * CSS_DPI)
     buffer = io.StringIO()
     figure.savefig(buffer, format="svg", metadata={"Date": None})
     svg = buffer.getvalue()
@@ -51,8 +55,9 @@ def ladder_svg(recording: Recording, links: Sequence[Link] = (), *, lang: Option
     alt = figure.get_label() or _alt_text(recording, links, conn=conn)
     head_end = svg.index(">") + 1
     opening = svg[:head_end]
-    opening = opening.replace("<svg ", f'<svg role="img" aria-label="{html.escape(alt)}" '
-                                       'style="max-width:100%;height:auto" ', 1)
+    opening = re.sub(r'\s(width|height)="[^"]*"', "", opening)  # the viewBox keeps the proportions
+    opening = opening.replace("<svg ", f'<svg role="img" aria-label="{html.escape(alt)}" width="100%" '
+                                       f'style="max-width:{drawn_px}px;height:auto;display:block" ', 1)
     return opening + f"<title>{html.escape(alt)}</title>" + svg[head_end:], alt
 
 
@@ -104,12 +109,17 @@ def step_element_ids(steps: Sequence[Step], recording: Recording, links: Sequenc
     return ids
 
 
-def _stylesheet(prefix: str, steps: Sequence[Step], element_ids: list[list[str]], state_ids: dict) -> str:
+def _stylesheet(prefix: str, steps: Sequence[Step], element_ids: list[list[str]], state_ids: dict,
+                ladder_px: int) -> str:
     rules = [
         f"#{prefix} {{font-family:sans-serif;font-size:15px;line-height:1.4}}",
         f"#{prefix} .tt-body {{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start}}",
-        f"#{prefix} .tt-ladder {{flex:1 1 520px;max-width:860px}}",
-        f"#{prefix} .tt-panels {{flex:1 1 260px;max-width:420px;position:sticky;top:0}}",
+        # The ladder at the width it was drawn for (text >= 11 px on a 1024 px screen): the
+        # panel goes beside it when the cell is wide enough, else below it, kept in view
+        # at the bottom of the window while the ladder scrolls (sticky), so both show together.
+        f"#{prefix} .tt-ladder {{flex:1 1 {ladder_px}px;max-width:{ladder_px}px}}",
+        f"#{prefix} .tt-panels {{flex:1 1 260px;max-width:420px;position:sticky;top:0;bottom:0;"
+        "background:white;box-shadow:0 -2px 6px rgba(0,0,0,.08)}",
         f"#{prefix} .tt-panel {{display:none;border-left:4px solid {HIGHLIGHT};padding:2px 10px}}",
         f"#{prefix} .tt-panel p {{margin:4px 0}}",
         f"#{prefix} .tt-btn {{display:inline-block;border:1px solid #888;border-radius:4px;padding:2px 10px;"
@@ -131,6 +141,11 @@ def _stylesheet(prefix: str, steps: Sequence[Step], element_ids: list[list[str]]
             rules.append(",".join(f"{checked} ~ .tt-body .tt-ladder [id=\"{i}\"]" for i in current)
                          + f" {{filter:drop-shadow(0 0 2px {HIGHLIGHT}) drop-shadow(0 0 3px {HIGHLIGHT})}}")
     return "\n".join(rules)
+
+
+def _drawn_px(svg: str) -> int:
+    """The width `ladder_svg` drew the ladder for (its max-width)."""
+    return int(re.search(r"max-width:(\d+)px", svg).group(1))
 
 
 def _keep_keys() -> str:
@@ -227,7 +242,7 @@ def stepper_html(recording: Recording, links: Sequence[Link] = (), *, lang: Opti
                      for k, step in enumerate(steps))
     hint = ("<div style='font-size:13px;color:#555'>Steps: click one, or focus it and use the arrow keys; "
             "the ladder highlights the current step and fades what comes after it.</div>")
-    return (f"<div class='tt-stepper' id='{prefix}' data-lm-suppress-shortcuts='true'>{_keep_keys()}<style>{_stylesheet(prefix, steps, element_ids, _state_ids(svg))}"
+    return (f"<div class='tt-stepper' id='{prefix}' data-lm-suppress-shortcuts='true'>{_keep_keys()}<style>{_stylesheet(prefix, steps, element_ids, _state_ids(svg), _drawn_px(svg))}"
             f"</style>{radios}{hint}<div class='tt-body'><div class='tt-ladder'>{svg}</div>"
             f"<div class='tt-panels' aria-live='polite'>{panels}</div></div></div>")
 
