@@ -700,3 +700,30 @@ def test_a_notebook_ladder_fits_one_projector_screen(name, lang):
     if len(arrows(everything)) > drawn:
         assert any("folded into" in text for text in text_by_gid(figure, "details"))
         assert text_by_gid(figure, "break-")  # the band, labelled with what it holds
+
+
+def test_a_log_line_is_drawn_after_its_cause_with_its_clock_as_a_band():
+    """Notebook 08's incident: the client's log says recv() failed with
+    ECONNRESET, stamped to the millisecond by the application's clock, before
+    the RST (frame 7) it is linked to. The ladder draws it just after frame 7
+    (as the stepper steps it), its own stamp ± its clock shaded, and says so."""
+    recording = _stored("incident")
+    links = correlate(recording)
+    (link,) = [link for link in links if link.call.source == "log" and link.cause is not None]
+    assert link.call.end_ns < link.cause.time_ns and link.cause.frame == 7  # stamped before its cause
+    figure = draw_ladder(recording, links)
+    ax = the_axes(figure)
+    (rst,) = [arrow for arrow in arrows(figure) if arrow.get_gid() == "segment-7"]
+    rst_row = rst._posA_posB[0][1]
+    (bar,) = [bar for bar in patches(figure, "call-", Rectangle)]
+    assert bar.get_y() > rst_row, f"the log call (row {bar.get_y():.2f}) is drawn above its cause ({rst_row:.2f})"
+    (band,) = patches(figure, "clock-band-", Rectangle)
+    assert band.get_height() > 0 and band.get_y() < rst_row  # its own stamp lies before the RST
+    (note,) = text_by_gid(figure, "call-clock-")
+    assert "another clock" in note and "frame 7" in note.replace("\n", " ") and "±1 ms" in note
+    assert any("another clock" in text for text in text_by_gid(figure, "details"))
+    (connector,) = connectors(figure)
+    start, end = connector._posA_posB
+    assert start[1] < end[1]  # from the cause down to the call, never up
+    assert_legible(figure)
+    assert ax.get_legend() is not None

@@ -34,6 +34,7 @@ from ..analysis.origin import time_origin
 from ..model import Link, Recording, Segment, SocketCall, TcpFlags
 from ..units import calendar_time
 from . import style
+from .steps import after_cause
 from .connections import ConnectionView, connections, select_connection
 from .timeaxis import MIN_ROWS, TimeAxis, build_time_axis, format_elapsed
 
@@ -296,6 +297,9 @@ class _Ladder:
         self.time_wait_from_packets = self._time_wait_from_packets()
         self.reasons = {s.frame: self._reason(s) for s in self.segments if s.is_rst}
         self.drawn = set(self.segments)
+        # Calls from another clock drawn just after their cause (the stepper's rule too).
+        self.after_cause = {id(link.call): moved for link in self.links if link.cause in self.drawn
+                            for moved in [after_cause(link.call, link.cause)] if moved is not None}
         self.phrases = {id(call): _phrase(call, lang, recording.metadata.os) for call, _ in self.calls}
         self.axis = self._time_axis()
 
@@ -339,10 +343,25 @@ class _Ladder:
         phrase = self.phrases.get(id(call))
         if phrase:
             lines += wrap_phrase(phrase, CALL_WRAP)
-        return lines
+        return lines + self._note_lines(call)
 
     def _receive_ns(self, segment: Segment) -> int:
         return segment.time_ns + self.delay
+
+    def _span(self, call: SocketCall) -> tuple[int, int]:
+        """When the call is drawn: its own time, or, stamped by another clock before
+        its cause, just after that cause reached its side (`steps.after_cause`)."""
+        moved = self.after_cause.get(id(call))
+        if moved is None:
+            return call.start_ns, call.end_ns
+        cause = moved.cause
+        reached = cause.time_ns if self.side.get(cause.src) == self.connection.side_of(call) \
+            else self._receive_ns(cause)
+        return reached + 1, reached + 1
+
+    def _note_lines(self, call: SocketCall) -> list[str]:
+        moved = self.after_cause.get(id(call))
+        return wrap_phrase(moved.short_note(), CALL_WRAP) if moved is not None else []
 
     def _time_axis(self) -> TimeAxis:
         # Each label's room, in its own column (lane): segment labels between the
@@ -359,9 +378,10 @@ class _Ladder:
         for call, side in self.calls:
             # The label hangs above the call's end (from 0.25 below it): the end sits
             # below the last label of its column by this label's height.
-            events.append((call.start_ns, MIN_ROWS, f"bars-{side}"))
-            events.append((call.end_ns, _line_count(self._call_lines(call)) * LINE_ROWS + 0.05, f"calls-{side}"))
-            events.append((call.end_ns, 0.15, f"bars-{side}"))
+            start, end = self._span(call)
+            events.append((start, MIN_ROWS, f"bars-{side}"))
+            events.append((end, _line_count(self._call_lines(call)) * LINE_ROWS + 0.05, f"calls-{side}"))
+            events.append((end, 0.15, f"bars-{side}"))
         self.state_texts = {side: [(when, self._state_text(side, when, state)) for when, state in timeline]
                             for side, timeline in self.states.items()}
         for side, timeline in self.state_texts.items():
@@ -469,6 +489,9 @@ class _Ladder:
             details.append(f"{self.elision.left_out:,} of {len(conn.segments):,} segments folded into "
                            f"{'a band' if len(self.elision.bands) == 1 else f'{len(self.elision.bands)} bands'}"
                            " (--full draws them all)")
+        if self.after_cause:
+            details.append("a log line (another clock) is drawn just after the segment it is linked to; "
+                           "the shaded band: its own time, give or take its clock")
         if self.delay:
             details.append(f"one-way delay {format_elapsed(self.delay)} (from metadata)")
         if self.connection.connection is None:
@@ -543,7 +566,8 @@ class _Ladder:
 
     def _ticks(self, ax):
         # Ticks where segments are (and where calls failed); a long ladder gets one every other row.
-        times = [s.time_ns for s in self.segments] + [c.end_ns for c, _ in self.calls if c.failed]
+        times = [s.time_ns for s in self.segments] + [c.end_ns for c, _ in self.calls
+                                                      if c.failed and id(c) not in self.after_cause]
         times.append(self.axis.origin_ns)  # "0": where the first event sits
         spacing = 0.9 if len(self.segments) <= 80 else 1.9
         for row, label in self.axis.ticks(at=times or None, spacing=spacing):
@@ -594,7 +618,7 @@ class _Ladder:
         for call, side in self.calls:
             index = self.call_ids[id(call)]
             x = self.x[side]
-            y0, y1 = self.axis.y(call.start_ns), self.axis.y(call.end_ns)
+            y0, y1 = map(self.axis.y, self._span(call))
             colour = style.FAILURE if call.failed else (style.EOF if call.is_eof else style.LIFELINE)
             face = style.FAILURE if call.failed else (style.EOF if call.is_eof else "#d9d9d9")
             ax.add_artist(Rectangle((x - BAR_W / 2, y0), BAR_W, max(y1 - y0, 0.15), facecolor=face,
@@ -608,15 +632,34 @@ class _Ladder:
             row = columns[side].place(y1 + 0.25, height)
             text_x = CALL_W if side == "client" else X_SERVER + LANE_W + STATE_W
             ha = "right" if side == "client" else "left"
+            note = self._note_lines(call)
+            phrase = lines[1:len(lines) - len(note)]
             phrase_rows = (len(lines) - 1) * LINE_ROWS
             ax.text(text_x, row - phrase_rows, lines[0], ha=ha, va="bottom", fontsize=style.FONT,
                     color=colour, fontweight="bold" if call.failed else "normal", gid=f"call-label-{index}")
-            if len(lines) > 1:
-                ax.text(text_x, row, "\n".join(lines[1:]), ha=ha, va="bottom", fontsize=style.SMALL,
-                        color=style.FAILURE, fontstyle="italic", linespacing=1.3, gid=f"call-phrase-{index}")
+            if phrase:
+                ax.text(text_x, row - len(note) * LINE_ROWS, "\n".join(phrase), ha=ha, va="bottom",
+                        fontsize=style.SMALL, color=style.FAILURE, fontstyle="italic", linespacing=1.3,
+                        gid=f"call-phrase-{index}")
+            if note:
+                ax.text(text_x, row, "\n".join(note), ha=ha, va="bottom", fontsize=style.SMALL, color=style.MUTED,
+                        fontstyle="italic", linespacing=1.3, gid=f"call-clock-{index}")
+                self._clock_band(ax, call, side, index)
             if row - y1 > 0.6:
                 end = text_x + (0.03 if side == "client" else -0.03)
                 ax.add_line(Line2D([end, x], [row - 0.25, y1], color=colour, linewidth=0.6, linestyle=":"))
+
+    def _clock_band(self, ax, call: SocketCall, side: str, index: int):
+        """Where the call's own stamp puts it, give or take its clock's
+        uncertainty: a shaded band beside its lifeline (the call itself is
+        drawn after its cause)."""
+        moved = self.after_cause[id(call)]
+        top = self.axis.y(moved.logged_ns - moved.late_ns)
+        bottom = self.axis.y(moved.logged_ns + moved.late_ns)
+        left = X_CLIENT - LANE_W - STATE_W if side == "client" else X_SERVER
+        ax.add_artist(Rectangle((left, top - 0.1), LANE_W + STATE_W, max(bottom - top, 0) + 0.2,
+                                facecolor=style.MUTED, alpha=0.12, edgecolor="none", zorder=0,
+                                gid=f"clock-band-{index}"))
 
     def _connectors(self, ax):
         side_of = dict((id(call), side) for call, side in self.calls)
@@ -632,7 +675,7 @@ class _Ladder:
             per_side[side] += 1
             angle = 180 if side == "client" else 0
             ax.add_artist(FancyArrowPatch(
-                (x, target), (x, self.axis.y(link.call.end_ns)), arrowstyle="-|>", mutation_scale=9,
+                (x, target), (x, self.axis.y(self._span(link.call)[1])), arrowstyle="-|>", mutation_scale=9,
                 connectionstyle=f"arc,angleA={angle},angleB={angle},armA={arm},armB={arm},rad=4",
                 linestyle=(0, (3, 2)), linewidth=1.2, color=style.CONNECTOR, shrinkA=2, shrinkB=4,
                 zorder=8, gid=f"connector-{index}"))
@@ -686,6 +729,9 @@ class _Ladder:
             handles.append(Line2D([], [], color=style.BREAK, linestyle=":", linewidth=1.4,
                                   label="time cut (what it hides, said)" if self.elision.bands
                                   else "idle time cut (its length said)"))
+        if self.after_cause:
+            handles.append(Patch(facecolor=style.MUTED, alpha=0.12, edgecolor="none",
+                                 label="a log line's own time ± its clock"))
         if any(self.states.values()):
             handles.append(Line2D([], [], color="none", label="italic: TCP state"))
         return handles

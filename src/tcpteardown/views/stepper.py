@@ -25,12 +25,11 @@ import uuid
 from typing import Optional, Sequence
 
 from ..model import Link, Recording
-from .steps import Step, build_steps
+from .steps import LOG_NOTE, Step, after_cause, build_steps
 
 __all__ = ["stepper_html", "ladder_svg", "steps_text", "step_element_ids", "after_their_causes"]
 
 FADED_OPACITY = 0.15
-LOG_NOTE = "Logged at"
 HIGHLIGHT = "#f0a800"
 
 
@@ -255,21 +254,15 @@ def after_their_causes(steps: Sequence[Step], links: Sequence[Link]) -> list[Ste
     says nothing about the order, the link does."""
     from dataclasses import replace
 
-    from ..analysis.correlate import tolerance
-    from .narrative import timestamp
-
     cause_of = {id(link.call): link.cause for link in links}
     placed = []
     for step in steps:
-        cause = cause_of.get(id(step.call)) if step.call is not None else None
+        moved = after_cause(step.call, cause_of.get(id(step.call))) if step.call is not None else None
         order = step.time_ns
-        if cause is not None and step.call.source == "log" and cause.time_ns > step.time_ns:
-            late, _early = tolerance(step.call)
-            note = (f"{LOG_NOTE} {timestamp(step.call.end_ns)} by the application's clock, not the packets' "
-                    f"(uncertain by about ±{late / 1e6:g} ms): shown after frame {cause.frame}, the segment it "
-                    "is linked to; a log line is written after its cause")
+        if moved is not None:
+            cause = moved.cause
             at_cause = next((s for s in steps if s.kind == "segment" and s.frame == cause.frame), step)
-            step = replace(step, why=f"{note}. {step.why}".strip(), client_state=at_cause.client_state,
+            step = replace(step, why=f"{moved.note()}. {step.why}".strip(), client_state=at_cause.client_state,
                            server_state=at_cause.server_state)
             order = cause.time_ns
         placed.append((order, 1 if order != step.time_ns else 0, step))
