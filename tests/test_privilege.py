@@ -29,19 +29,26 @@ def _check_refusal(result, setcap_on=".venv-capture/bin/python3"):
     assert result.stdout == ""
 
 
-def test_without_cap_net_raw(tmp_path):
-    """As root but with CAP_NET_RAW and CAP_NET_ADMIN removed from the bounding set."""
+def _run_without_cap_net_raw(python, out, env=None):
+    """`run broken-pipe` as root with CAP_NET_RAW and CAP_NET_ADMIN removed from the bounding set."""
     if os.geteuid() != 0:
         pytest.skip("needs root to drop capabilities from the bounding set")
     setpriv = shutil.which("setpriv")
     if setpriv is None:
         pytest.skip("needs the program 'setpriv' (util-linux)")
-    out = tmp_path / "never.pcapng"
-    result = subprocess.run(
-        [setpriv, "--bounding-set", "-net_raw,-net_admin", "--", sys.executable, "-m", "tcpteardown",
+    return subprocess.run(
+        [setpriv, "--bounding-set", "-net_raw,-net_admin", "--", str(python), "-m", "tcpteardown",
          "run", "broken-pipe", "-o", str(out)],
-        capture_output=True, text=True, timeout=60)
-    _check_refusal(result)
+        capture_output=True, text=True, timeout=60, env=env)
+
+
+def test_without_cap_net_raw(tmp_path):
+    """As root but with CAP_NET_RAW and CAP_NET_ADMIN removed from the bounding set."""
+    out = tmp_path / "never.pcapng"
+    real = os.path.realpath(sys.executable)
+    own_copy = sys.prefix != sys.base_prefix and Path(real).is_relative_to(Path(sys.prefix).resolve())
+    _check_refusal(_run_without_cap_net_raw(sys.executable, out),
+                   **({"setcap_on": real} if own_copy else {}))  # a --copies venv's own python is named
     assert not out.exists()
 
 
@@ -73,16 +80,10 @@ def test_a_venvs_own_copy_of_python_is_the_one_named(tmp_path):
     suggested for that copy (it is this project's alone), by its path."""
     if os.geteuid() != 0:
         pytest.skip("needs root to drop capabilities from the bounding set")
-    setpriv = shutil.which("setpriv")
-    if setpriv is None:
-        pytest.skip("needs the program 'setpriv' (util-linux)")
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--copies", "--without-pip", str(venv)], check=True, timeout=120)
     copy = venv / "bin" / "python3"
     assert not copy.is_symlink()
     env = dict(os.environ, PYTHONPATH=f"{REPO / 'src'}:{sysconfig.get_paths()['purelib']}")
-    result = subprocess.run(
-        [setpriv, "--bounding-set", "-net_raw,-net_admin", "--", str(copy), "-m", "tcpteardown",
-         "run", "broken-pipe", "-o", str(tmp_path / "never.pcapng")],
-        capture_output=True, text=True, timeout=60, env=env)
+    result = _run_without_cap_net_raw(copy, tmp_path / "never.pcapng", env=env)
     _check_refusal(result, setcap_on=os.path.realpath(copy))
