@@ -34,12 +34,12 @@ from ..analysis.origin import time_origin
 from ..model import Link, Recording, Segment, SocketCall, TcpFlags
 from ..units import calendar_time
 from . import style
-from .steps import after_cause
 from .connections import ConnectionView, connections, select_connection
+from .steps import after_cause
 from .timeaxis import MIN_ROWS, TimeAxis, build_time_axis, format_elapsed
 
-__all__ = ["draw_ladder", "draw_ladder_on_screen", "shown_height_px", "ladder_alt_text", "min_text_px", "segment_label", "fit_segment_label", "call_label",
-           "LANGS"]
+__all__ = ["draw_ladder", "draw_ladder_on_screen", "shown_height_px", "ladder_alt_text", "min_text_px",
+           "segment_label", "fit_segment_label", "call_label", "LANGS"]
 
 LANGS = errnos.LANG_CHOICES
 
@@ -113,7 +113,8 @@ def draw_ladder(
     language reports each failure; `time_axis` is ``compressed`` or ``real``.
     A long transfer is drawn as one labelled band (`analysis.elide`) unless
     `full`; `fold` is elide's (context, min_band): how many segments it keeps
-    around what matters, and the shortest run it folds. Time counts from the connection's first SYN (`analysis.origin`).
+    around what matters, and the shortest run it folds. Time counts from the
+    connection's first SYN (`analysis.origin`).
     With `ax`, draws into it (the caller owns its size) instead of a new Figure.
     """
     if lang is not None and lang.lower() not in LANGS:
@@ -513,7 +514,6 @@ class _Ladder:
         return names
 
     def _header(self, ax):
-        conn = self.connection
         ax.annotate("\n".join(self.title_lines), (0, 1), xycoords="axes fraction", xytext=(0, self.title_pt),
                     textcoords="offset points", fontsize=style.TITLE, fontweight="bold", va="bottom",
                     gid="title")

@@ -241,7 +241,8 @@ def stepper_html(recording: Recording, links: Sequence[Link] = (), *, lang: Opti
                      for k, step in enumerate(steps))
     hint = ("<div style='font-size:13px;color:#555'>Steps: click one, or focus it and use the arrow keys; "
             "the ladder highlights the current step and fades what comes after it.</div>")
-    return (f"<div class='tt-stepper' id='{prefix}' data-lm-suppress-shortcuts='true'>{_keep_keys()}<style>{_stylesheet(prefix, steps, element_ids, _state_ids(svg), _drawn_px(svg))}"
+    stylesheet = _stylesheet(prefix, steps, element_ids, _state_ids(svg), _drawn_px(svg))
+    return (f"<div class='tt-stepper' id='{prefix}' data-lm-suppress-shortcuts='true'>{_keep_keys()}<style>{stylesheet}"
             f"</style>{radios}{hint}<div class='tt-body'><div class='tt-ladder'>{svg}</div>"
             f"<div class='tt-panels' aria-live='polite'>{panels}</div></div></div>")
 
