@@ -30,7 +30,9 @@ def _stepper(recording):
     return text, radios, panels
 
 
-@pytest.mark.parametrize("name", ["broken-pipe", "graceful-close", "half-close", "refused", "no-route"])
+# http-client-abort with Go's phrases is folded to fit one screen: its folded steps highlight the band.
+@pytest.mark.parametrize("name", ["broken-pipe", "graceful-close", "half-close", "refused", "no-route",
+                                  "http-client-abort"])
 def test_steps_name_ladder_elements_and_agree_on_their_number(name):
     text, radios, panels = _stepper(load_recording(STORED / f"{name}.pcapng"))
     total = len(radios)
@@ -133,3 +135,11 @@ def test_the_ladder_is_svg_drawn_for_the_notebooks_width_and_never_downscaled():
     text, _radios, _panels = _stepper(recording)
     ladder_rule = re.search(r"\.tt-ladder \{flex:1 1 (\d+)px;max-width:(\d+)px\}", text)
     assert ladder_rule and int(ladder_rule.group(1)) == int(ladder_rule.group(2)) == drawn_px
+
+
+def test_a_step_folded_into_a_band_highlights_the_band():
+    text, _radios, _panels = _stepper(load_recording(STORED / "http-client-abort.pcapng"))
+    assert "folded into a band" in text
+    style = text[text.index("<style>"):text.index("</style>")]
+    bands = [rule for rule in style.split("}") if "{filter:drop-shadow" in rule and '[id="break-' in rule]
+    assert len(bands) >= 3, "the folded data segments' steps do not point at their band"

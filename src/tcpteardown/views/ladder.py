@@ -548,7 +548,11 @@ class _Ladder:
                     ax.add_line(Line2D([self.x[side] - 0.1, self.x[side] + 0.1],
                                        [middle + offset + 0.1, middle + offset - 0.1],
                                        color=style.BREAK, linewidth=1.2, zorder=3))
-            self._break_label(ax, middle, cut.label, f"break-{i}")
+            # The time span it stands for in its id (a band's: from its first folded
+            # segment to its last): the stepper highlights it for a step folded into it.
+            band = next((band for band in self.elision.bands if cut.start_ns <= band.start_ns <= cut.end_ns), None)
+            start, end = (band.start_ns, band.end_ns) if cut.text and band else (cut.start_ns, cut.end_ns)
+            self._break_label(ax, middle, cut.label, f"break-{i}-{start}-{end}")
         if self.mode == "real":  # a linear axis has no breaks: still say what each band left out, where
             for i, band in enumerate(self.elision.bands):
                 middle = self.axis.y((band.start_ns + band.end_ns) // 2)

@@ -129,17 +129,25 @@ def _stylesheet(prefix: str, steps: Sequence[Step], element_ids: list[list[str]]
     for k, step in enumerate(steps):
         checked = f"#{prefix}-{k}:checked"
         rules.append(f"{checked} ~ .tt-body .tt-p{k} {{display:block}}")
-        later = [i for j in range(k + 1, len(steps)) for i in element_ids[j]]
-        later += [i for when, i in state_ids["all"] if when > step.time_ns]
-        if later:
-            rules.append(",".join(f"{checked} ~ .tt-body .tt-ladder [id=\"{i}\"]" for i in later)
-                         + f" {{opacity:{FADED_OPACITY}}}")
         current = element_ids[k] + [i for i in (state_ids["client"], state_ids["server"])
                                     for i in [_latest(i, step.time_ns)] if i]
+        later = [i for j in range(k + 1, len(steps)) for i in element_ids[j] if i not in current]
+        later += [i for when, i in state_ids["all"] if when > step.time_ns]
+        if later:
+            rules.append(",".join(f"{checked} ~ .tt-body .tt-ladder [id=\"{i}\"]" for i in dict.fromkeys(later))
+                         + f" {{opacity:{FADED_OPACITY}}}")
         if current:
             rules.append(",".join(f"{checked} ~ .tt-body .tt-ladder [id=\"{i}\"]" for i in current)
                          + f" {{filter:drop-shadow(0 0 2px {HIGHLIGHT}) drop-shadow(0 0 3px {HIGHLIGHT})}}")
     return "\n".join(rules)
+
+
+def _band_holding(step: Step, svg: str) -> list[str]:
+    """The id of the labelled band a folded step lies in ("break-<i>-<start>-<end>"), if any."""
+    for element, start, end in re.findall(r'id="(break-\d+-(\d+)-(\d+))"', svg):
+        if int(start) <= step.time_ns <= int(end):
+            return [element]
+    return []
 
 
 def _drawn_px(svg: str) -> int:
@@ -227,7 +235,8 @@ def stepper_html(recording: Recording, links: Sequence[Link] = (), *, lang: Opti
     svg, _alt = ladder_svg(recording, links, lang=lang, conn=conn)
     prefix = f"tt-{uuid.uuid4().hex[:10]}"
     present = set(re.findall(r' id="([^"]+)"', svg))
-    element_ids = [[i for i in ids if i in present] for ids in step_element_ids(steps, recording, links, conn)]
+    element_ids = [[i for i in ids if i in present] or _band_holding(step, svg)
+                   for step, ids in zip(steps, step_element_ids(steps, recording, links, conn))]
     link_of = {id(link.call): link for link in links}
     syns = [s.time_ns for s in view.segments if s.is_syn]
     origin = min(syns) if syns else 0
