@@ -12,6 +12,7 @@ import re
 import socket
 import struct
 from dataclasses import replace
+from typing import Optional
 
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -196,13 +197,13 @@ def test_connector_runs_from_the_cause_to_the_failing_call():
 
 def test_lifelines_are_labelled_with_the_endpoints():
     labels = text_by_gid(draw_ladder(broken_pipe()), "lifeline-label-")
-    assert sorted(labels) == [f"client\n{CLIENT}", f"server\n{SERVER}"]
+    assert sorted(labels) == [f"client {CLIENT}", f"server {SERVER}"]
 
 
 def test_roles_come_from_the_syn_even_when_the_calls_say_nothing():
     recording = Recording(segments(BROKEN_PIPE_SEGMENTS), metadata=METADATA)
     labels = text_by_gid(draw_ladder(recording), "lifeline-label-")
-    assert f"client\n{CLIENT}" in labels
+    assert f"client {CLIENT}" in labels
 
 
 def test_title_has_scenario_os_kernel_and_date():
@@ -315,11 +316,11 @@ def lifeline_names(figure):
 
 def test_default_connection_is_the_one_with_the_first_failing_call():
     recording = two_connections()
-    assert f"client\n{CLIENT}" in lifeline_names(draw_ladder(recording))
-    assert f"client\n{OTHER}" in lifeline_names(draw_ladder(recording, conn=1))
-    assert f"client\n{OTHER}" in lifeline_names(draw_ladder(recording, conn="1"))
-    assert f"client\n{OTHER}" in lifeline_names(draw_ladder(recording, conn=f"{SERVER}-{OTHER}"))
-    assert f"client\n{CLIENT}" in lifeline_names(draw_ladder(recording, conn=f"{CLIENT}-{SERVER}"))
+    assert f"client {CLIENT}" in lifeline_names(draw_ladder(recording))
+    assert f"client {OTHER}" in lifeline_names(draw_ladder(recording, conn=1))
+    assert f"client {OTHER}" in lifeline_names(draw_ladder(recording, conn="1"))
+    assert f"client {OTHER}" in lifeline_names(draw_ladder(recording, conn=f"{SERVER}-{OTHER}"))
+    assert f"client {CLIENT}" in lifeline_names(draw_ladder(recording, conn=f"{CLIENT}-{SERVER}"))
     assert len(arrows(draw_ladder(recording, conn=1))) == 3
 
 
@@ -639,8 +640,90 @@ def test_a_connect_that_sent_no_packet_still_gets_a_ladder():
     recording = Recording(calls=(connect, close), metadata=replace(METADATA, scenario="no-route"))
     figure = draw_ladder(recording, correlate(recording), lang="go")
     assert arrows(figure) == [] and len(failure_marks(figure)) == 1
-    assert lifeline_names(figure) == ["client\n(address unknown)", f"server\n{nowhere}"]
+    assert lifeline_names(figure) == ["client (address unknown)", f"server {nowhere}"]
     assert "no route to host" in " ".join(text_by_gid(figure, "call-phrase-")).replace("\n", " ")
     assert_legible(figure)
     (bar,) = by_gid(draw_overview(recording).axes[0].patches, "connection-")
     assert to_hex(bar.get_facecolor()) == style.ENDING_COLOURS["no-packets"]
+
+
+# -- one projector screen: every stored capture the notebooks show -----------------
+
+def _notebook_ladders() -> list[tuple[str, Optional[str]]]:
+    """(capture, lang) of every ladder the notebooks draw: each stored capture
+    without a language (the stepper's), and each `tt.ladder(x, lang=...)` call
+    on a `tt.record_or_load("name")` (read from the notebooks' code cells)."""
+    import json
+
+    from conftest import REPO
+
+    found = {(path.stem, None) for path in (REPO / "captures" / "linux").glob("*.pcapng")} | {("incident", None)}
+    for notebook in sorted((REPO / "notebooks").glob("*.ipynb")):
+        code = "\n".join("".join(cell["source"]) for cell in json.loads(notebook.read_text())["cells"]
+                         if cell["cell_type"] == "code")
+        names = dict(re.findall(r'(\w+) = tt\.record_or_load\("([\w-]+)"\)', code))
+        for variable, lang in re.findall(r'tt\.ladder\((\w+), lang="(\w+)"\)', code):
+            found.add((names[variable], lang))
+    return sorted(found, key=lambda pair: (pair[0], pair[1] or ""))
+
+
+def _stored(name: str) -> Recording:
+    from conftest import REPO
+    from tcpteardown.formats.bundle import load_recording
+    from tcpteardown.formats.evidence import load_evidence
+
+    if name == "incident":  # the capture and the client's log, as notebook 08 loads them
+        folder = REPO / "captures" / "linux" / "incident"
+        return load_evidence(folder / "capture.pcap", logs=[folder / "client.log"], warn=lambda problem: None)
+    return load_recording(REPO / "captures" / "linux" / f"{name}.pcapng")
+
+
+@pytest.mark.parametrize("name,lang", _notebook_ladders())
+def test_a_notebook_ladder_fits_one_projector_screen(name, lang):
+    """At 1024x768 a notebook shows about 1000 px across and 700 px under its
+    toolbars: the ladder drawn for it is at most that tall there, its text at
+    least 11 px, nothing overlapping; what had to be folded is said, and
+    full=True still draws every segment."""
+    from tcpteardown.views.ladder import (SCREEN_HEIGHT_PX, SCREEN_WIDTH_PX, draw_ladder_on_screen, min_text_px,
+                                          shown_height_px)
+
+    recording = _stored(name)
+    links = correlate(recording)
+    figure = draw_ladder_on_screen(recording, links, lang=lang)
+    assert shown_height_px(figure, SCREEN_WIDTH_PX) <= SCREEN_HEIGHT_PX, \
+        f"{name} ({lang}): {shown_height_px(figure, SCREEN_WIDTH_PX):.0f} px tall"
+    assert min_text_px(figure, SCREEN_WIDTH_PX) >= 11
+    assert_legible(figure)
+    drawn = len(arrows(figure))
+    everything = draw_ladder_on_screen(recording, links, lang=lang, full=True)
+    assert len(arrows(everything)) >= drawn
+    if len(arrows(everything)) > drawn:
+        assert any("folded into" in text for text in text_by_gid(figure, "details"))
+        assert text_by_gid(figure, "break-")  # the band, labelled with what it holds
+
+
+def test_a_log_line_is_drawn_after_its_cause_with_its_clock_as_a_band():
+    """Notebook 08's incident: the client's log says recv() failed with
+    ECONNRESET, stamped to the millisecond by the application's clock, before
+    the RST (frame 7) it is linked to. The ladder draws it just after frame 7
+    (as the stepper steps it), its own stamp ± its clock shaded, and says so."""
+    recording = _stored("incident")
+    links = correlate(recording)
+    (link,) = [link for link in links if link.call.source == "log" and link.cause is not None]
+    assert link.call.end_ns < link.cause.time_ns and link.cause.frame == 7  # stamped before its cause
+    figure = draw_ladder(recording, links)
+    ax = the_axes(figure)
+    (rst,) = [arrow for arrow in arrows(figure) if arrow.get_gid() == "segment-7"]
+    rst_row = rst._posA_posB[0][1]
+    (bar,) = [bar for bar in patches(figure, "call-", Rectangle)]
+    assert bar.get_y() > rst_row, f"the log call (row {bar.get_y():.2f}) is drawn above its cause ({rst_row:.2f})"
+    (band,) = patches(figure, "clock-band-", Rectangle)
+    assert band.get_height() > 0 and band.get_y() < rst_row  # its own stamp lies before the RST
+    (note,) = text_by_gid(figure, "call-clock-")
+    assert "another clock" in note and "frame 7" in note.replace("\n", " ") and "±1 ms" in note
+    assert any("another clock" in text for text in text_by_gid(figure, "details"))
+    (connector,) = connectors(figure)
+    start, end = connector._posA_posB
+    assert start[1] < end[1]  # from the cause down to the call, never up
+    assert_legible(figure)
+    assert ax.get_legend() is not None

@@ -30,7 +30,9 @@ def _stepper(recording):
     return text, radios, panels
 
 
-@pytest.mark.parametrize("name", ["broken-pipe", "graceful-close", "half-close", "refused", "no-route"])
+# http-client-abort with Go's phrases is folded to fit one screen: its folded steps highlight the band.
+@pytest.mark.parametrize("name", ["broken-pipe", "graceful-close", "half-close", "refused", "no-route",
+                                  "http-client-abort"])
 def test_steps_name_ladder_elements_and_agree_on_their_number(name):
     text, radios, panels = _stepper(load_recording(STORED / f"{name}.pcapng"))
     total = len(radios)
@@ -109,3 +111,35 @@ def test_diff_prints_once_and_returns_nothing(capsys):
     assert notebook.diff(recording, load_recording(STORED / "ipv6" / "graceful-close.pcapng")) is None
     out = capsys.readouterr().out
     assert out.count("\n") > 3 and "\\n" not in out
+
+
+def test_the_ladder_is_svg_drawn_for_the_notebooks_width_and_never_downscaled():
+    """A notebook shows the ladder as SVG, as wide as the cell up to the width
+    it was drawn for (about 1000 px, so text is >= 11 px on a 1024 px screen);
+    the stepper gives it that width, its panel beside or below it."""
+    from tcpteardown.views.ladder import CSS_DPI, SCREEN_WIDTH_PX, draw_ladder_on_screen, min_text_px
+    from tcpteardown.views.stepper import ladder_svg
+
+    recording = load_recording(STORED / "broken-pipe.pcapng")
+    links = correlate(recording)
+    svg, _alt = ladder_svg(recording, links, lang="go")
+    opening = svg[:svg.index(">")]
+    drawn_px = int(re.search(r"max-width:(\d+)px", opening).group(1))
+    figure = draw_ladder_on_screen(recording, links, lang="go")
+    assert drawn_px == round(figure.get_size_inches()[0] * CSS_DPI)
+    assert abs(drawn_px - SCREEN_WIDTH_PX) <= 0.05 * SCREEN_WIDTH_PX  # drawn for the notebook's width
+    assert min_text_px(figure, drawn_px) >= 11
+    assert 'width="100%"' in opening and "viewBox=" in opening and " height=" not in opening
+    shown = notebook.ladder(recording, lang="go").data
+    assert "<svg" in shown and "<img" not in shown and "png" not in shown.split("<svg", 1)[0]
+    text, _radios, _panels = _stepper(recording)
+    ladder_rule = re.search(r"\.tt-ladder \{flex:1 1 (\d+)px;max-width:(\d+)px\}", text)
+    assert ladder_rule and int(ladder_rule.group(1)) == int(ladder_rule.group(2)) == drawn_px
+
+
+def test_a_step_folded_into_a_band_highlights_the_band():
+    text, _radios, _panels = _stepper(load_recording(STORED / "http-client-abort.pcapng"))
+    assert "folded into a band" in text
+    style = text[text.index("<style>"):text.index("</style>")]
+    bands = [rule for rule in style.split("}") if "{filter:drop-shadow" in rule and '[id="break-' in rule]
+    assert len(bands) >= 3, "the folded data segments' steps do not point at their band"

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from tcpteardown.views.timeaxis import (
-    BREAK_ROWS, DEFAULT_BREAK_NS, MIN_ROWS, adaptive_break_ns, build_time_axis, format_elapsed,
+    BREAK_ROWS, DEFAULT_BREAK_NS, IDLE_BREAK_ROWS, MIN_ROWS, adaptive_break_ns, build_time_axis, format_elapsed,
 )
 
 MS = 1_000_000
@@ -35,7 +35,7 @@ def test_idle_gap_becomes_a_break_labelled_with_real_time():
     assert cut.elapsed_ns == 201 * MS
     assert cut.label == "⋯ 201 ms ⋯"
     assert axis.y(20 * US) < cut.top < cut.bottom < axis.y(20 * US + 201 * MS)
-    assert cut.bottom - cut.top == pytest.approx(BREAK_ROWS)
+    assert cut.bottom - cut.top == pytest.approx(IDLE_BREAK_ROWS)  # one line of label: less room
     # The exchanges on both sides of the break keep their one-row spacing.
     assert axis.y(20 * US + 201 * MS + 9 * US) - axis.y(20 * US + 201 * MS) == pytest.approx(1.0)
 
@@ -120,7 +120,19 @@ def test_a_cut_breaks_the_gap_that_holds_it_and_its_text_is_the_label():
     (cut,) = axis.breaks
     assert (cut.start_ns, cut.end_ns) == (10 * US, 20 * US)  # the gap that held the left-out segments
     assert cut.label == "… 180 data segments, 1.2 MB, 3.400 s …"
+    assert cut.bottom - cut.top == pytest.approx(BREAK_ROWS)  # room for that label on two lines
     assert build_time_axis(events).breaks == ()
+
+
+def test_labels_in_different_lanes_share_rows_and_in_one_lane_stack():
+    # A segment's two-line label in the middle, a call's label beside the lifeline:
+    # side by side they need the room of the taller one only.
+    apart = build_time_axis([(0, 1.0, "segments"), (10 * US, 1.2, "calls"), (20 * US, 1.6, "segments")])
+    assert [apart.y(t) for t in (0, 10 * US, 20 * US)] == pytest.approx([0.0, 1.2, 1.6])
+    stacked = build_time_axis([(0, 1.0, "segments"), (10 * US, 1.2, "segments"), (20 * US, 1.6, "segments")])
+    assert [stacked.y(t) for t in (0, 10 * US, 20 * US)] == pytest.approx([0.0, 1.2, 2.8])
+    # Events without a lane share one: the same axis as before lanes existed.
+    assert build_time_axis([(0, 1.0), (10 * US, 1.2), (20 * US, 1.6)]).knots == stacked.knots
 
 
 def test_ticks_count_from_the_origin_given_and_say_before_it():

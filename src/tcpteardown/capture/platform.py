@@ -27,7 +27,6 @@ def loopback_interface() -> str:
 
 
 def no_capture_privilege_message() -> str:
-    python = os.path.realpath(sys.executable)
     if IS_MACOS:
         return (
             "capturing on lo0 needs read access to /dev/bpf*: run with sudo, "
@@ -36,11 +35,34 @@ def no_capture_privilege_message() -> str:
         )
     return (
         "capturing on lo needs root or CAP_NET_RAW. Ways out: run with sudo; "
-        f"or `sudo setcap cap_net_raw,cap_net_admin=eip {python}`; "
+        f"or {capability_way_out()}; "
         "or run inside a user and network namespace: "
         "`unshare -rn sh -c 'ip link set lo up && tcpteardown run ...'`; "
         "or load a stored capture instead: tcpteardown explain captures/linux/broken-pipe.pcapng"
     )
+
+
+def own_interpreter_copy() -> Optional[str]:
+    """This interpreter's path when it is a venv's own copy (`python -m venv
+    --copies`), else None: a venv's usual python is a link to the shared
+    interpreter, and a capability given to it is given to everyone's."""
+    if sys.prefix == sys.base_prefix:
+        return None
+    real = Path(os.path.realpath(sys.executable))
+    return str(real) if real.is_relative_to(Path(sys.prefix).resolve()) else None
+
+
+def capability_way_out() -> str:
+    """Give CAP_NET_RAW to an interpreter only this project uses, never to a
+    shared one (every user running it would get raw sockets)."""
+    why = "never to the system's python, which would give every user raw sockets"
+    copy = own_interpreter_copy()
+    if copy is not None:
+        return f"give the capability to this venv's own copy of python ({why}): " \
+               f"`sudo setcap cap_net_raw,cap_net_admin=eip {copy}`"
+    return (f"give the capability to a venv's own copy of python ({why}): "
+            "`python3 -m venv --copies .venv-capture && .venv-capture/bin/pip install -e . && "
+            "sudo setcap cap_net_raw,cap_net_admin=eip .venv-capture/bin/python3`")
 
 
 @lru_cache(maxsize=None)

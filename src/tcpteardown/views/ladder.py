@@ -30,15 +30,16 @@ from matplotlib.patches import FancyArrowPatch, Patch, Rectangle
 from .. import errnos
 from ..analysis import reasons, rules, tcpstate
 from ..analysis.connections import ConnectionView, connections, select_connection
-from ..analysis.elide import elide
+from ..analysis.elide import CONTEXT, MIN_BAND, elide
 from ..analysis.origin import time_origin
 from ..model import Link, Recording, Segment, SocketCall, TcpFlags
 from ..units import calendar_time
 from . import style
+from .steps import after_cause
 from .timeaxis import MIN_ROWS, TimeAxis, build_time_axis, format_elapsed
 
-__all__ = ["draw_ladder", "ladder_alt_text", "min_text_px", "segment_label", "fit_segment_label", "call_label",
-           "LANGS"]
+__all__ = ["draw_ladder", "draw_ladder_on_screen", "shown_height_px", "ladder_alt_text", "min_text_px",
+           "segment_label", "fit_segment_label", "call_label", "LANGS"]
 
 LANGS = errnos.LANG_CHOICES
 
@@ -46,7 +47,7 @@ LANGS = errnos.LANG_CHOICES
 # Sized for a projector: the page is about 10.4 in wide, so shown 1024 px wide
 # every text (9 pt and up) is at least 11 px tall (`min_text_px`). From the
 # lifeline outwards: the connector lane, the TCP state column, the call labels.
-ROW_IN = 0.30  # one row of the time axis
+ROW_IN = 0.28  # one row of the time axis (one text line, LINE_ROWS, is 12 pt: 10 pt text at spacing 1.15 fits)
 STATE_W = 0.92  # TCP state names, beside their lifeline ("ESTABLISHED" fits)
 CALL_W = 2.2  # socket-call labels, outside the state column
 LANE_W = 0.22  # connector brackets, between the state column and the lifeline
@@ -59,14 +60,24 @@ MARGIN_RIGHT = 0.15
 PAGE_W = MARGIN_LEFT + X_MAX + MARGIN_RIGHT
 BAR_W = 0.09  # a call's activation bar on its lifeline
 LINE_ROWS = 0.6  # one text line, in rows
-CALL_WRAP = 28  # characters per line of a call's language phrase
+CALL_WRAP = 31  # characters per line of a call's language phrase (9 pt italic: 2.1 in, within CALL_W)
 CALL_CHARS = 22  # characters of a bold call label that fit CALL_W; longer ones break after "→"
 CHAR_IN = 0.083  # average width of a 10 pt DejaVu Sans character (digits, capitals), in inches
 SMALL_CHAR_IN = 0.075  # the same at 9 pt
+BOLD_CHAR_IN = 0.095  # the same at 10 pt bold
 TEXT_WRAP = int((X_MAX + MARGIN_RIGHT) / SMALL_CHAR_IN)  # header details and rule footnotes
 LINE_PT = 1.45 * style.SMALL  # one line of 9 pt text at linespacing 1.2, in points
-LEGEND_COLUMNS = 3
-ROWS_ABOVE = 1.0  # room above the first event (its label sits above it)
+LEGEND_COLUMNS = 4
+ROWS_ABOVE = 0.8  # room above the first event (its label sits above it)
+
+# A notebook on a 1024x768 projector: about 1000 px of content across, and
+# 700 px below the toolbars. The page above is drawn for that width (10.4 in
+# at a browser's 96 px per inch), so text keeps its size there.
+CSS_DPI = 96
+SCREEN_WIDTH_PX = 1000
+SCREEN_HEIGHT_PX = 700
+# elide's (context, min_band), loosest first: what `draw_ladder_on_screen` tries.
+FOLDS = ((CONTEXT, MIN_BAND), (2, 4), (1, 3), (0, 3))
 
 # Legend: what each colour means, in the order it is listed.
 SEGMENT_LEGEND = (("SYN", style.SYN, "SYN (opening)"), ("data", style.DATA, "data / ACK"),
@@ -90,6 +101,7 @@ def draw_ladder(
     lang: Optional[str] = None,
     time_axis: str = "compressed",
     full: bool = False,
+    fold: tuple[int, int] = (CONTEXT, MIN_BAND),
     ax=None,
 ) -> Figure:
     """Draw one connection of `recording` as a ladder; return its Figure.
@@ -100,7 +112,9 @@ def draw_ladder(
     the first failing call); `lang` (go, python, java, node, curl) adds how that
     language reports each failure; `time_axis` is ``compressed`` or ``real``.
     A long transfer is drawn as one labelled band (`analysis.elide`) unless
-    `full`. Time counts from the connection's first SYN (`analysis.origin`).
+    `full`; `fold` is elide's (context, min_band): how many segments it keeps
+    around what matters, and the shortest run it folds. Time counts from the
+    connection's first SYN (`analysis.origin`).
     With `ax`, draws into it (the caller owns its size) instead of a new Figure.
     """
     if lang is not None and lang.lower() not in LANGS:
@@ -109,7 +123,30 @@ def draw_ladder(
     connection = select_connection(found, conn)
     links = [link for link in links if link.call in connection.calls]
     with style.figure_style():
-        return _Ladder(recording, connection, len(found), links, lang, time_axis, full).draw(ax)
+        return _Ladder(recording, connection, len(found), links, lang, time_axis, full, fold).draw(ax)
+
+
+def draw_ladder_on_screen(recording: Recording, links: Iterable[Link] = (), *, width_px: int = SCREEN_WIDTH_PX,
+                          height_px: int = SCREEN_HEIGHT_PX, full: bool = False, **options) -> Figure:
+    """The ladder for a screen `width_px` wide, at most `height_px` tall there
+    (a notebook on a 1024x768 projector): text keeps its size; what does not
+    fit is folded, a little more at each try (fewer segments kept around what
+    matters, shorter runs folded), into labelled bands. `full` draws
+    everything, however tall. The last try is returned even if still too tall."""
+    links = list(links)
+    figure = None
+    for fold in FOLDS:
+        figure = draw_ladder(recording, links, full=full, fold=fold, **options)
+        if full or shown_height_px(figure, width_px) <= height_px:
+            break
+    return figure
+
+
+def shown_height_px(figure: Figure, width_px: int = SCREEN_WIDTH_PX) -> float:
+    """How tall `figure` is on a screen `width_px` wide (a browser shows an SVG
+    at its own size, 96 px per inch, or narrower when the page is)."""
+    width_in, height_in = figure.get_size_inches()
+    return height_in * min(width_px, width_in * CSS_DPI) / width_in
 
 
 def ladder_alt_text(figure: Figure) -> str:
@@ -146,12 +183,14 @@ def segment_label(segment: Segment, isn: dict, reason: Optional[str] = None) -> 
 
 
 def fit_segment_label(text: str, width_in: float = MID_W - 0.2) -> str:
-    """Break a label too wide for the space between the lifelines after its flags."""
+    """Break a label too wide for the space between the lifelines after its
+    flags, and its reason line ("TCP_ABORT_ON_CLOSE or TCP_STATE (inferred)") between words."""
     first, _, rest = text.partition("\n")
+    reason = textwrap.wrap(rest, int(width_in / CHAR_IN), break_long_words=False) if rest else []
     if len(first) * CHAR_IN <= width_in or " seq=" not in first:
-        return text
+        return "\n".join([first, *reason])
     head, _, tail = first.partition(" seq=")
-    return "\n".join([head, "seq=" + tail] + ([rest] if rest else []))
+    return "\n".join([head, "seq=" + tail, *reason])
 
 
 def call_label(call: SocketCall) -> str:
@@ -229,7 +268,8 @@ def _title(recording: Recording) -> str:
 # -- the drawing -------------------------------------------------------------------
 
 class _Ladder:
-    def __init__(self, recording, connection: ConnectionView, count, links, lang, mode, full=False):
+    def __init__(self, recording, connection: ConnectionView, count, links, lang, mode, full=False,
+                 fold=(CONTEXT, MIN_BAND)):
         self.recording = recording
         self.connection = connection
         self.count = count
@@ -238,7 +278,7 @@ class _Ladder:
         self.mode = mode
         self.delay = _delay_ns(recording)
         self.isn = initial_sequence_numbers(connection.segments)
-        self.elision = elide(connection.segments, connection.calls, full=full,
+        self.elision = elide(connection.segments, connection.calls, full=full, context=fold[0], min_band=fold[1],
                              anchors=[link.cause.time_ns for link in links if link.cause is not None])
         self.segments = self.elision.kept
         self.cuts = [(band.start_ns, band.label) for band in self.elision.bands]
@@ -246,13 +286,21 @@ class _Ladder:
         self.x = {"client": X_CLIENT, "server": X_SERVER}
         self.side = {connection.client: "client", connection.server: "server"}
         kept = set(self.elision.calls)
-        self.calls = [(call, connection.side_of(call)) for call in connection.calls if call in kept]
-        self.calls = [(call, side) for call, side in self.calls if side is not None]
+        sided = [(call, connection.side_of(call)) for call in connection.calls]
+        sided = [(call, side) for call, side in sided if side is not None]
+        # Element ids (gids) number calls and links as the connection has them, whatever
+        # is folded away: the stepper finds a step's elements by them.
+        self.call_ids = {id(call): i for i, (call, _) in enumerate(sided)}
+        self.link_ids = {id(link): i for i, link in enumerate(links)}
+        self.calls = [(call, side) for call, side in sided if call in kept]
         self.links = [link for link in links if link.call in kept]
         self.states, self.states_from = self._states()
         self.time_wait_from_packets = self._time_wait_from_packets()
         self.reasons = {s.frame: self._reason(s) for s in self.segments if s.is_rst}
         self.drawn = set(self.segments)
+        # Calls from another clock drawn just after their cause (the stepper's rule too).
+        self.after_cause = {id(link.call): moved for link in self.links if link.cause in self.drawn
+                            for moved in [after_cause(link.call, link.cause)] if moved is not None}
         self.phrases = {id(call): _phrase(call, lang, recording.metadata.os) for call, _ in self.calls}
         self.axis = self._time_axis()
 
@@ -296,28 +344,70 @@ class _Ladder:
         phrase = self.phrases.get(id(call))
         if phrase:
             lines += wrap_phrase(phrase, CALL_WRAP)
-        return lines
+        return lines + self._note_lines(call)
 
     def _receive_ns(self, segment: Segment) -> int:
         return segment.time_ns + self.delay
 
+    def _span(self, call: SocketCall) -> tuple[int, int]:
+        """When the call is drawn: its own time, or, stamped by another clock before
+        its cause, just after that cause reached its side (`steps.after_cause`)."""
+        moved = self.after_cause.get(id(call))
+        if moved is None:
+            return call.start_ns, call.end_ns
+        cause = moved.cause
+        reached = cause.time_ns if self.side.get(cause.src) == self.connection.side_of(call) \
+            else self._receive_ns(cause)
+        return reached + 1, reached + 1
+
+    def _note_lines(self, call: SocketCall) -> list[str]:
+        moved = self.after_cause.get(id(call))
+        return wrap_phrase(moved.short_note(), CALL_WRAP) if moved is not None else []
+
     def _time_axis(self) -> TimeAxis:
+        # Each label's room, in its own column (lane): segment labels between the
+        # lifelines, each side's call labels and state names beside its lifeline.
+        # Labels in different columns share rows; in one column they never overlap.
         events = []
         self.labels = {s.frame: fit_segment_label(segment_label(s, self.isn, self.reasons.get(s.frame)))
                        for s in self.segments}
         for segment in self.segments:
             lines = self.labels[segment.frame].count("\n") + 1
-            events.append((segment.time_ns, lines * LINE_ROWS + 0.4))
+            events.append((segment.time_ns, lines * LINE_ROWS + 0.3, "segments"))
             if self.delay:
-                events.append((self._receive_ns(segment), MIN_ROWS))
-        for call, _ in self.calls:
-            # The label hangs above the call's end: make room for it before
-            # the call starts, so the bar keeps its real extent in rows.
-            events.append((call.start_ns, _line_count(self._call_lines(call)) * LINE_ROWS - 0.1))
-            events.append((call.end_ns, 0.5))
-        for timeline in self.states.values():
-            events.extend((when, LINE_ROWS) for when, _ in timeline)
+                events.append((self._receive_ns(segment), MIN_ROWS, "segments"))
+        for call, side in self.calls:
+            # The label hangs above the call's end (from 0.25 below it): the end sits
+            # below the last label of its column by this label's height.
+            start, end = self._span(call)
+            events.append((start, MIN_ROWS, f"bars-{side}"))
+            events.append((end, _line_count(self._call_lines(call)) * LINE_ROWS + 0.05, f"calls-{side}"))
+            events.append((end, 0.15, f"bars-{side}"))
+        self.state_texts = {side: [(when, self._state_text(side, when, state)) for when, state in timeline]
+                            for side, timeline in self.states.items()}
+        for side, timeline in self.state_texts.items():
+            above = LINE_ROWS  # a state name hangs below its time: room for the one before it
+            for when, text in timeline:
+                events.append((when, above + 0.05, f"states-{side}"))
+                above = (text.count("\n") + 1) * LINE_ROWS
         return build_time_axis(events, self.mode, cuts=self.cuts, origin_ns=self.origin)
+
+    def _state_text(self, side: str, when: int, state: str) -> str:
+        """A state's name; TIME_WAIT says how long it lasts and, when the kernel did not
+        report it, that the packets told it: on lines of their own, the state column is narrow."""
+        text = state
+        lasts = tcpstate.TIME_WAIT_NS.get(self.recording.metadata.os or "")
+        if state == "TIME_WAIT" and lasts:
+            text += f"\n{lasts // 1_000_000_000} s"
+        if self.time_wait_from_packets.get(side) == when:
+            text += "\n(packets)"
+        return text
+
+    def _tail_rows(self) -> float:
+        """How far below the last event labels reach (state names hang below their time)."""
+        ends = [self.axis.y(when) + 0.05 + (text.count("\n") + 1) * LINE_ROWS
+                for timeline in self.state_texts.values() for when, text in timeline]
+        return max([self.axis.height + 0.6, *(end + 0.2 for end in ends)])
 
     # -- page --------------------------------------------------------------------
     def draw(self, ax) -> Figure:
@@ -329,12 +419,15 @@ class _Ladder:
         # Heights in points, from the line counts: the legend and the rules
         # below it, the title and the details above, can never overprint.
         rows = -(-len(self.handles) // LEGEND_COLUMNS)
-        self.legend_pt = (rows * 1.75 * style.SMALL + 12) if self.handles else 0
-        footer_in = (self.legend_pt + len(self.rule_lines) * LINE_PT + 12) / 72
-        self.details_pt = 44  # above the lifeline labels (two lines in a box)
+        self.legend_pt = (rows * 1.65 * style.SMALL + 12) if self.handles else 0
+        footer_in = (self.legend_pt + len(self.rule_lines) * LINE_PT + 8) / 72
+        self.lifeline_names = self._lifeline_names()
+        lines = self.lifeline_names["client"].count("\n") + 1
+        self.details_pt = 16 + 14 * lines  # above the lifeline labels (one or two lines in a box)
         self.title_pt = self.details_pt + len(self.detail_lines) * LINE_PT + 3
         header_in = (self.title_pt + len(self.title_lines) * 1.25 * style.TITLE + 8) / 72
-        body_rows = self.axis.height + ROWS_ABOVE + 0.8
+        self.bottom = self._tail_rows()
+        body_rows = self.bottom + ROWS_ABOVE
         if ax is None:
             height = header_in + body_rows * ROW_IN + footer_in
             figure = Figure(figsize=(PAGE_W, height))
@@ -345,7 +438,6 @@ class _Ladder:
         figure.set_label(self.alt_text())
         ax.set_axis_off()
         ax.set_xlim(0, X_MAX)
-        self.bottom = self.axis.height + 0.8
         ax.set_ylim(self.bottom, -ROWS_ABOVE)  # time flows downward
         self._lifelines(ax)
         self._breaks(ax)
@@ -398,6 +490,9 @@ class _Ladder:
             details.append(f"{self.elision.left_out:,} of {len(conn.segments):,} segments folded into "
                            f"{'a band' if len(self.elision.bands) == 1 else f'{len(self.elision.bands)} bands'}"
                            " (--full draws them all)")
+        if self.after_cause:
+            details.append("a log line (another clock) is drawn just after the segment it is linked to; "
+                           "the shaded band: its own time, give or take its clock")
         if self.delay:
             details.append(f"one-way delay {format_elapsed(self.delay)} (from metadata)")
         if self.connection.connection is None:
@@ -408,8 +503,17 @@ class _Ladder:
                               if self.time_wait_from_packets else ""))
         return details
 
-    def _header(self, ax):
+    def _lifeline_names(self) -> dict:
+        """"client 127.0.0.1:41184" on one line when both sides' names fit between
+        the lifelines side by side (a line saved for the time axis), else on two."""
         conn = self.connection
+        names = {side: f"{side} {endpoint or '(address unknown)'}"
+                 for side, endpoint in (("client", conn.client), ("server", conn.server))}
+        if max(map(len, names.values())) * BOLD_CHAR_IN > MID_W - 0.3:
+            names = {side: name.replace(" ", "\n", 1) for side, name in names.items()}
+        return names
+
+    def _header(self, ax):
         ax.annotate("\n".join(self.title_lines), (0, 1), xycoords="axes fraction", xytext=(0, self.title_pt),
                     textcoords="offset points", fontsize=style.TITLE, fontweight="bold", va="bottom",
                     gid="title")
@@ -417,8 +521,8 @@ class _Ladder:
             ax.annotate("\n".join(self.detail_lines), (0, 1), xycoords="axes fraction", xytext=(0, self.details_pt),
                         textcoords="offset points", fontsize=style.SMALL, color=style.MUTED, va="bottom",
                         linespacing=1.15, gid="details")
-        for side, endpoint in (("client", conn.client), ("server", conn.server)):
-            ax.annotate(f"{side}\n{endpoint or '(address unknown)'}", (self.x[side], 1), xycoords=("data", "axes fraction"),
+        for side in ("client", "server"):
+            ax.annotate(self.lifeline_names[side], (self.x[side], 1), xycoords=("data", "axes fraction"),
                         xytext=(0, 6), textcoords="offset points", ha="center", va="bottom",
                         fontsize=style.FONT, fontweight="bold", gid=f"lifeline-label-{side}",
                         bbox=dict(boxstyle="round,pad=0.35", facecolor="#f2f2f2", edgecolor=style.LIFELINE))
@@ -444,7 +548,11 @@ class _Ladder:
                     ax.add_line(Line2D([self.x[side] - 0.1, self.x[side] + 0.1],
                                        [middle + offset + 0.1, middle + offset - 0.1],
                                        color=style.BREAK, linewidth=1.2, zorder=3))
-            self._break_label(ax, middle, cut.label, f"break-{i}")
+            # The time span it stands for in its id (a band's: from its first folded
+            # segment to its last): the stepper highlights it for a step folded into it.
+            band = next((band for band in self.elision.bands if cut.start_ns <= band.start_ns <= cut.end_ns), None)
+            start, end = (band.start_ns, band.end_ns) if cut.text and band else (cut.start_ns, cut.end_ns)
+            self._break_label(ax, middle, cut.label, f"break-{i}-{start}-{end}")
         if self.mode == "real":  # a linear axis has no breaks: still say what each band left out, where
             for i, band in enumerate(self.elision.bands):
                 middle = self.axis.y((band.start_ns + band.end_ns) // 2)
@@ -462,7 +570,8 @@ class _Ladder:
 
     def _ticks(self, ax):
         # Ticks where segments are (and where calls failed); a long ladder gets one every other row.
-        times = [s.time_ns for s in self.segments] + [c.end_ns for c, _ in self.calls if c.failed]
+        times = [s.time_ns for s in self.segments] + [c.end_ns for c, _ in self.calls
+                                                      if c.failed and id(c) not in self.after_cause]
         times.append(self.axis.origin_ns)  # "0": where the first event sits
         spacing = 0.9 if len(self.segments) <= 80 else 1.9
         for row, label in self.axis.ticks(at=times or None, spacing=spacing):
@@ -474,18 +583,10 @@ class _Ladder:
     def _states_drawn(self, ax):
         # Beside each lifeline, outside the connector lane (the legend says italic is a state):
         # the eye reads a side's state next to its arrows, not at the page's edge.
-        for side, timeline in self.states.items():
+        for side, timeline in self.state_texts.items():
             column = _Column()
             x = X_CLIENT - LANE_W if side == "client" else X_SERVER + LANE_W
-            for when, state in timeline:
-                # TIME_WAIT says how long it lasts and, when the kernel did not report it, that
-                # the packets told it: on lines of their own, the state column is narrow.
-                text = state
-                lasts = tcpstate.TIME_WAIT_NS.get(self.recording.metadata.os or "")
-                if state == "TIME_WAIT" and lasts:
-                    text += f"\n{lasts // 1_000_000_000} s"
-                if self.time_wait_from_packets.get(side) == when:
-                    text += "\n(packets)"
+            for when, text in timeline:
                 lines = text.count("\n") + 1
                 row = column.place(self.axis.y(when) + 0.05, LINE_ROWS * lines, below=True)
                 ax.text(x, row, text, ha="right" if side == "client" else "left", va="top",
@@ -518,9 +619,10 @@ class _Ladder:
 
     def _calls(self, ax):
         columns = {"client": _Column(), "server": _Column()}
-        for index, (call, side) in enumerate(self.calls):
+        for call, side in self.calls:
+            index = self.call_ids[id(call)]
             x = self.x[side]
-            y0, y1 = self.axis.y(call.start_ns), self.axis.y(call.end_ns)
+            y0, y1 = map(self.axis.y, self._span(call))
             colour = style.FAILURE if call.failed else (style.EOF if call.is_eof else style.LIFELINE)
             face = style.FAILURE if call.failed else (style.EOF if call.is_eof else "#d9d9d9")
             ax.add_artist(Rectangle((x - BAR_W / 2, y0), BAR_W, max(y1 - y0, 0.15), facecolor=face,
@@ -534,20 +636,40 @@ class _Ladder:
             row = columns[side].place(y1 + 0.25, height)
             text_x = CALL_W if side == "client" else X_SERVER + LANE_W + STATE_W
             ha = "right" if side == "client" else "left"
+            note = self._note_lines(call)
+            phrase = lines[1:len(lines) - len(note)]
             phrase_rows = (len(lines) - 1) * LINE_ROWS
             ax.text(text_x, row - phrase_rows, lines[0], ha=ha, va="bottom", fontsize=style.FONT,
                     color=colour, fontweight="bold" if call.failed else "normal", gid=f"call-label-{index}")
-            if len(lines) > 1:
-                ax.text(text_x, row, "\n".join(lines[1:]), ha=ha, va="bottom", fontsize=style.SMALL,
-                        color=style.FAILURE, fontstyle="italic", linespacing=1.3, gid=f"call-phrase-{index}")
+            if phrase:
+                ax.text(text_x, row - len(note) * LINE_ROWS, "\n".join(phrase), ha=ha, va="bottom",
+                        fontsize=style.SMALL, color=style.FAILURE, fontstyle="italic", linespacing=1.3,
+                        gid=f"call-phrase-{index}")
+            if note:
+                ax.text(text_x, row, "\n".join(note), ha=ha, va="bottom", fontsize=style.SMALL, color=style.MUTED,
+                        fontstyle="italic", linespacing=1.3, gid=f"call-clock-{index}")
+                self._clock_band(ax, call, side, index)
             if row - y1 > 0.6:
                 end = text_x + (0.03 if side == "client" else -0.03)
                 ax.add_line(Line2D([end, x], [row - 0.25, y1], color=colour, linewidth=0.6, linestyle=":"))
 
+    def _clock_band(self, ax, call: SocketCall, side: str, index: int):
+        """Where the call's own stamp puts it, give or take its clock's
+        uncertainty: a shaded band beside its lifeline (the call itself is
+        drawn after its cause)."""
+        moved = self.after_cause[id(call)]
+        top = self.axis.y(moved.logged_ns - moved.late_ns)
+        bottom = self.axis.y(moved.logged_ns + moved.late_ns)
+        left = X_CLIENT - LANE_W - STATE_W if side == "client" else X_SERVER
+        ax.add_artist(Rectangle((left, top - 0.1), LANE_W + STATE_W, max(bottom - top, 0) + 0.2,
+                                facecolor=style.MUTED, alpha=0.12, edgecolor="none", zorder=0,
+                                gid=f"clock-band-{index}"))
+
     def _connectors(self, ax):
         side_of = dict((id(call), side) for call, side in self.calls)
         per_side = {"client": 0, "server": 0}
-        for index, link in enumerate(self.links):
+        for link in self.links:
+            index = self.link_ids[id(link)]
             side = side_of.get(id(link.call)) or self.connection.side_of(link.call)
             target = self._cause_row(link, side)
             if side is None or target is None:
@@ -557,7 +679,7 @@ class _Ladder:
             per_side[side] += 1
             angle = 180 if side == "client" else 0
             ax.add_artist(FancyArrowPatch(
-                (x, target), (x, self.axis.y(link.call.end_ns)), arrowstyle="-|>", mutation_scale=9,
+                (x, target), (x, self.axis.y(self._span(link.call)[1])), arrowstyle="-|>", mutation_scale=9,
                 connectionstyle=f"arc,angleA={angle},angleB={angle},armA={arm},armB={arm},rad=4",
                 linestyle=(0, (3, 2)), linewidth=1.2, color=style.CONNECTOR, shrinkA=2, shrinkB=4,
                 zorder=8, gid=f"connector-{index}"))
@@ -611,6 +733,9 @@ class _Ladder:
             handles.append(Line2D([], [], color=style.BREAK, linestyle=":", linewidth=1.4,
                                   label="time cut (what it hides, said)" if self.elision.bands
                                   else "idle time cut (its length said)"))
+        if self.after_cause:
+            handles.append(Patch(facecolor=style.MUTED, alpha=0.12, edgecolor="none",
+                                 label="a log line's own time ± its clock"))
         if any(self.states.values()):
             handles.append(Line2D([], [], color="none", label="italic: TCP state"))
         return handles
@@ -619,7 +744,7 @@ class _Ladder:
         if self.handles:
             ax.legend(handles=self.handles, loc="upper left", bbox_to_anchor=(0, 0), ncol=LEGEND_COLUMNS,
                       frameon=False, fontsize=style.SMALL, handlelength=2.2, borderaxespad=0.3, borderpad=0.4,
-                      labelspacing=0.5, columnspacing=1.4)
+                      labelspacing=0.4, columnspacing=1.4)
         if self.rule_lines:  # below the legend's last row, however many rows it has
             ax.annotate("\n".join(self.rule_lines), (0, 0), xycoords="axes fraction", xytext=(0, -self.legend_pt),
                         textcoords="offset points", va="top", fontsize=style.SMALL, color=style.CONNECTOR,

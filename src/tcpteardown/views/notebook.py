@@ -84,8 +84,10 @@ def explain(recording: Recording, *, lang: Optional[str] = None) -> None:
 
 
 def ladder(recording: Recording, *, lang: Optional[str] = None, **options):
-    """The ladder as an inline SVG that fits the notebook's width, with alt
-    text saying what it shows (the Figure itself without IPython)."""
+    """The ladder as an inline SVG drawn for the notebook's width and one
+    projector screen's height (what does not fit folded into labelled bands;
+    ``full=True`` draws everything), with alt text saying what it shows (the
+    Figure itself without IPython)."""
     from ..analysis.correlate import correlate
     from .stepper import ladder_svg
 
@@ -93,9 +95,9 @@ def ladder(recording: Recording, *, lang: Optional[str] = None, **options):
     try:
         from IPython.display import HTML
     except ImportError:
-        from .ladder import draw_ladder
+        from .ladder import draw_ladder_on_screen
 
-        return draw_ladder(recording, links, lang=lang, **options)
+        return draw_ladder_on_screen(recording, links, lang=lang, **options)
     svg, _alt = ladder_svg(recording, links, lang=lang, **options)
     return HTML(f"<div class='tt-ladder'>{svg}</div>")
 

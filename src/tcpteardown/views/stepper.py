@@ -25,22 +25,25 @@ import uuid
 from typing import Optional, Sequence
 
 from ..model import Link, Recording
-from .steps import Step, build_steps
+from .steps import LOG_NOTE, Step, after_cause, build_steps
 
 __all__ = ["stepper_html", "ladder_svg", "steps_text", "step_element_ids", "after_their_causes"]
 
 FADED_OPACITY = 0.15
-LOG_NOTE = "Logged at"
 HIGHLIGHT = "#f0a800"
 
 
 def ladder_svg(recording: Recording, links: Sequence[Link] = (), *, lang: Optional[str] = None,
                conn=None, **options) -> tuple[str, str]:
-    """(svg, alt text) of the ladder: an inline SVG that scales to the width
-    it is given, with a <title> and an aria-label saying what it shows."""
-    from .ladder import draw_ladder
+    """(svg, alt text) of the ladder drawn for a notebook's width and one
+    screen's height (`views.ladder.draw_ladder_on_screen`; ``full=True``
+    draws everything): an inline SVG as wide as the cell up to the width it
+    was drawn for (never wider, so text keeps its size; narrower only in a
+    narrower cell), with a <title> and an aria-label saying what it shows."""
+    from .ladder import CSS_DPI, draw_ladder_on_screen
 
-    figure = draw_ladder(recording, links, conn=conn, lang=lang, **options)
+    figure = draw_ladder_on_screen(recording, links, conn=conn, lang=lang, **options)
+    drawn_px = round(figure.get_size_inches()[0] * CSS_DPI)
     buffer = io.StringIO()
     figure.savefig(buffer, format="svg", metadata={"Date": None})
     svg = buffer.getvalue()
@@ -51,8 +54,9 @@ def ladder_svg(recording: Recording, links: Sequence[Link] = (), *, lang: Option
     alt = figure.get_label() or _alt_text(recording, links, conn=conn)
     head_end = svg.index(">") + 1
     opening = svg[:head_end]
-    opening = opening.replace("<svg ", f'<svg role="img" aria-label="{html.escape(alt)}" '
-                                       'style="max-width:100%;height:auto" ', 1)
+    opening = re.sub(r'\s(width|height)="[^"]*"', "", opening)  # the viewBox keeps the proportions
+    opening = opening.replace("<svg ", f'<svg role="img" aria-label="{html.escape(alt)}" width="100%" '
+                                       f'style="max-width:{drawn_px}px;height:auto;display:block" ', 1)
     return opening + f"<title>{html.escape(alt)}</title>" + svg[head_end:], alt
 
 
@@ -104,12 +108,17 @@ def step_element_ids(steps: Sequence[Step], recording: Recording, links: Sequenc
     return ids
 
 
-def _stylesheet(prefix: str, steps: Sequence[Step], element_ids: list[list[str]], state_ids: dict) -> str:
+def _stylesheet(prefix: str, steps: Sequence[Step], element_ids: list[list[str]], state_ids: dict,
+                ladder_px: int) -> str:
     rules = [
         f"#{prefix} {{font-family:sans-serif;font-size:15px;line-height:1.4}}",
         f"#{prefix} .tt-body {{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start}}",
-        f"#{prefix} .tt-ladder {{flex:1 1 520px;max-width:860px}}",
-        f"#{prefix} .tt-panels {{flex:1 1 260px;max-width:420px;position:sticky;top:0}}",
+        # The ladder at the width it was drawn for (text >= 11 px on a 1024 px screen): the
+        # panel goes beside it when the cell is wide enough, else below it, kept in view
+        # at the bottom of the window while the ladder scrolls (sticky), so both show together.
+        f"#{prefix} .tt-ladder {{flex:1 1 {ladder_px}px;max-width:{ladder_px}px}}",
+        f"#{prefix} .tt-panels {{flex:1 1 260px;max-width:420px;position:sticky;top:0;bottom:0;"
+        "background:white;box-shadow:0 -2px 6px rgba(0,0,0,.08)}",
         f"#{prefix} .tt-panel {{display:none;border-left:4px solid {HIGHLIGHT};padding:2px 10px}}",
         f"#{prefix} .tt-panel p {{margin:4px 0}}",
         f"#{prefix} .tt-btn {{display:inline-block;border:1px solid #888;border-radius:4px;padding:2px 10px;"
@@ -120,17 +129,30 @@ def _stylesheet(prefix: str, steps: Sequence[Step], element_ids: list[list[str]]
     for k, step in enumerate(steps):
         checked = f"#{prefix}-{k}:checked"
         rules.append(f"{checked} ~ .tt-body .tt-p{k} {{display:block}}")
-        later = [i for j in range(k + 1, len(steps)) for i in element_ids[j]]
-        later += [i for when, i in state_ids["all"] if when > step.time_ns]
-        if later:
-            rules.append(",".join(f"{checked} ~ .tt-body .tt-ladder [id=\"{i}\"]" for i in later)
-                         + f" {{opacity:{FADED_OPACITY}}}")
         current = element_ids[k] + [i for i in (state_ids["client"], state_ids["server"])
                                     for i in [_latest(i, step.time_ns)] if i]
+        later = [i for j in range(k + 1, len(steps)) for i in element_ids[j] if i not in current]
+        later += [i for when, i in state_ids["all"] if when > step.time_ns]
+        if later:
+            rules.append(",".join(f"{checked} ~ .tt-body .tt-ladder [id=\"{i}\"]" for i in dict.fromkeys(later))
+                         + f" {{opacity:{FADED_OPACITY}}}")
         if current:
             rules.append(",".join(f"{checked} ~ .tt-body .tt-ladder [id=\"{i}\"]" for i in current)
                          + f" {{filter:drop-shadow(0 0 2px {HIGHLIGHT}) drop-shadow(0 0 3px {HIGHLIGHT})}}")
     return "\n".join(rules)
+
+
+def _band_holding(step: Step, svg: str) -> list[str]:
+    """The id of the labelled band a folded step lies in ("break-<i>-<start>-<end>"), if any."""
+    for element, start, end in re.findall(r'id="(break-\d+-(\d+)-(\d+))"', svg):
+        if int(start) <= step.time_ns <= int(end):
+            return [element]
+    return []
+
+
+def _drawn_px(svg: str) -> int:
+    """The width `ladder_svg` drew the ladder for (its max-width)."""
+    return int(re.search(r"max-width:(\d+)px", svg).group(1))
 
 
 def _keep_keys() -> str:
@@ -213,7 +235,8 @@ def stepper_html(recording: Recording, links: Sequence[Link] = (), *, lang: Opti
     svg, _alt = ladder_svg(recording, links, lang=lang, conn=conn)
     prefix = f"tt-{uuid.uuid4().hex[:10]}"
     present = set(re.findall(r' id="([^"]+)"', svg))
-    element_ids = [[i for i in ids if i in present] for ids in step_element_ids(steps, recording, links, conn)]
+    element_ids = [[i for i in ids if i in present] or _band_holding(step, svg)
+                   for step, ids in zip(steps, step_element_ids(steps, recording, links, conn))]
     link_of = {id(link.call): link for link in links}
     syns = [s.time_ns for s in view.segments if s.is_syn]
     origin = min(syns) if syns else 0
@@ -227,7 +250,8 @@ def stepper_html(recording: Recording, links: Sequence[Link] = (), *, lang: Opti
                      for k, step in enumerate(steps))
     hint = ("<div style='font-size:13px;color:#555'>Steps: click one, or focus it and use the arrow keys; "
             "the ladder highlights the current step and fades what comes after it.</div>")
-    return (f"<div class='tt-stepper' id='{prefix}' data-lm-suppress-shortcuts='true'>{_keep_keys()}<style>{_stylesheet(prefix, steps, element_ids, _state_ids(svg))}"
+    stylesheet = _stylesheet(prefix, steps, element_ids, _state_ids(svg), _drawn_px(svg))
+    return (f"<div class='tt-stepper' id='{prefix}' data-lm-suppress-shortcuts='true'>{_keep_keys()}<style>{stylesheet}"
             f"</style>{radios}{hint}<div class='tt-body'><div class='tt-ladder'>{svg}</div>"
             f"<div class='tt-panels' aria-live='polite'>{panels}</div></div></div>")
 
@@ -240,21 +264,15 @@ def after_their_causes(steps: Sequence[Step], links: Sequence[Link]) -> list[Ste
     says nothing about the order, the link does."""
     from dataclasses import replace
 
-    from ..analysis.correlate import tolerance
-    from .narrative import timestamp
-
     cause_of = {id(link.call): link.cause for link in links}
     placed = []
     for step in steps:
-        cause = cause_of.get(id(step.call)) if step.call is not None else None
+        moved = after_cause(step.call, cause_of.get(id(step.call))) if step.call is not None else None
         order = step.time_ns
-        if cause is not None and step.call.source == "log" and cause.time_ns > step.time_ns:
-            late, _early = tolerance(step.call)
-            note = (f"{LOG_NOTE} {timestamp(step.call.end_ns)} by the application's clock, not the packets' "
-                    f"(uncertain by about ±{late / 1e6:g} ms): shown after frame {cause.frame}, the segment it "
-                    "is linked to; a log line is written after its cause")
+        if moved is not None:
+            cause = moved.cause
             at_cause = next((s for s in steps if s.kind == "segment" and s.frame == cause.frame), step)
-            step = replace(step, why=f"{note}. {step.why}".strip(), client_state=at_cause.client_state,
+            step = replace(step, why=f"{moved.note()}. {step.why}".strip(), client_state=at_cause.client_state,
                            server_state=at_cause.server_state)
             order = cause.time_ns
         placed.append((order, 1 if order != step.time_ns else 0, step))

@@ -15,7 +15,9 @@ from ..analysis.reasons import reason_phrase, render_reason, reset_reason
 from ..analysis.relative import relative_numbers
 from ..analysis.connections import ConnectionView, connections, select_connection
 from ..analysis.tcpstate import Connection, describe_state, infer_states, state_at, time_wait_from_packets
-from ..model import Link, Recording, SocketCall
+from ..model import Link, Recording, Segment, SocketCall
+
+LOG_NOTE = "Logged at"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +69,50 @@ def build_steps(recording: Recording, links: Sequence[Link] = (),
     return [Step(i, t, kind, what, why, _shown(client_line, t, conn and conn.client in silent, os_name),
                  _shown(server_line, t, conn and conn.server in silent, os_name), frame, failed, call)
             for i, (t, _order, kind, what, why, frame, failed, call) in enumerate(events)]
+
+
+@dataclass(frozen=True, slots=True)
+class AfterCause:
+    """Where a call stamped by another clock is shown: just after its cause."""
+
+    call: SocketCall
+    cause: Segment
+    late_ns: int  # how far its stamp may be behind the packets' clock
+    early_ns: int  # and ahead of it
+
+    @property
+    def logged_ns(self) -> int:
+        return self.call.end_ns
+
+    def note(self) -> str:
+        """Says where it is drawn and why, with the clock's uncertainty."""
+        from .narrative import timestamp
+
+        return (f"{LOG_NOTE} {timestamp(self.logged_ns)} by the application's clock, not the packets' "
+                f"(uncertain by about ±{self.late_ns / 1e6:g} ms): shown after frame {self.cause.frame}, the "
+                "segment it is linked to; a log line is written after its cause")
+
+    def short_note(self) -> str:
+        """The same, for a label on the ladder."""
+        from .narrative import timestamp
+
+        return (f"logged at {timestamp(self.logged_ns)} ±{self.late_ns / 1e6:g} ms (another clock): "
+                f"drawn after its cause, frame {self.cause.frame}")
+
+
+def after_cause(call: SocketCall, cause: Optional[Segment]) -> Optional[AfterCause]:
+    """The one rule every view follows (the ladder, the stepper): a call
+    stamped by another clock (an application's log) whose stamp falls before
+    the segment it is linked to is shown just after that segment, never
+    before it: a log line is written after its cause, so its stamp says
+    nothing about the order, the link does. None when the call keeps its
+    own time."""
+    from ..analysis.correlate import tolerance
+
+    if cause is None or call.source != "log" or cause.time_ns <= call.end_ns:
+        return None
+    late, early = tolerance(call)
+    return AfterCause(call, cause, late, early)
 
 
 def _shown(timeline, time_ns: int, time_wait_silent: bool, os_name: Optional[str]) -> Optional[str]:

@@ -21,7 +21,7 @@ from typing import Iterable, Mapping, Optional
 from ..units import in_unit
 
 __all__ = ["Break", "TimeAxis", "build_time_axis", "adaptive_break_ns", "format_elapsed", "signed_elapsed", "MODES",
-           "DEFAULT_BREAK_NS"]
+           "DEFAULT_BREAK_NS", "BREAK_ROWS", "IDLE_BREAK_ROWS"]
 
 MODES = ("compressed", "real")
 
@@ -29,6 +29,7 @@ MODES = ("compressed", "real")
 DEFAULT_BREAK_NS = 1_000_000  # 1 ms: loopback exchanges are tens of microseconds
 BREAK_FACTOR = 20  # a gap this many times the median gap is idle time
 BREAK_ROWS = 1.9  # height of a break, in rows (room for a two-line band label)
+IDLE_BREAK_ROWS = 1.2  # an idle gap's break: its one-line label ("⋯ 201 ms ⋯") and the cut marks
 MIN_ROWS = 0.25  # the least an event may move the axis (call starts, receive times)
 
 
@@ -129,10 +130,14 @@ def build_time_axis(
     cuts: "Iterable[tuple[int, str]] | Mapping[int, str]" = (),
     origin_ns: Optional[int] = None,
 ) -> TimeAxis:
-    """The axis for `events`: (time_ns, rows the event's label needs above it).
+    """The axis for `events`: (time_ns, rows the event's label needs above it),
+    or (time_ns, rows, lane) where labels sit in columns side by side.
 
-    Compressed: each distinct time moves the axis down by the largest weight
-    among its events (at least MIN_ROWS); a gap of `break_ns` or more
+    Compressed: each distinct time moves the axis down by at least MIN_ROWS,
+    and far enough below the last time that had an event in the same lane
+    for each of its labels to fit (events without a lane share one lane, so
+    each time then moves the axis by its largest weight): labels in
+    different columns of the picture share rows instead of stacking. A gap of `break_ns` or more
     (default: `adaptive_break_ns`) becomes a Break, and so does the gap
     holding each time of `cuts` ((time, text) pairs for events left out
     there, the text labelling the break); a mapping {time: note} instead
@@ -145,8 +150,12 @@ def build_time_axis(
     if mode not in MODES:
         raise ValueError(f"time axis mode must be one of {', '.join(MODES)}, not {mode!r}")
     weights: dict[int, float] = {}
-    for time_ns, weight in events:
+    lanes: dict[int, dict] = {}  # time -> {lane: rows its labels need above it}
+    for time_ns, weight, *lane in events:
         weights[time_ns] = max(weights.get(time_ns, 0.0), float(weight))
+        needs = lanes.setdefault(time_ns, {})
+        key = lane[0] if lane else None
+        needs[key] = max(needs.get(key, 0.0), float(weight))
     if not weights:
         return TimeAxis(mode, ())
     times = sorted(weights)
@@ -157,19 +166,25 @@ def build_time_axis(
 
     knots: list[tuple[int, float]] = [(times[0], 0.0)]
     breaks: list[Break] = []
+    last_row = dict.fromkeys(lanes[times[0]], 0.0)  # lane -> the row of its last event
     for previous, current in zip(times, times[1:]):
-        step = max(weights[current], MIN_ROWS)
         row = knots[-1][1]
         texts = []
         while pending and pending[0][0] <= current:
             texts.append(pending.pop(0)[1])
+        floor, least = row, row + MIN_ROWS
         if current - previous >= threshold or texts or previous in after:
             top = row + 0.5
-            bottom = top + BREAK_ROWS
-            breaks.append(Break(top, bottom, previous, current, after.get(previous, ""), " ".join(texts)))
-            knots.append((current, bottom + max(step - 0.5, MIN_ROWS)))
-        else:
-            knots.append((current, row + step))
+            note = after.get(previous, "")
+            bottom = top + (BREAK_ROWS if texts or note else IDLE_BREAK_ROWS)
+            breaks.append(Break(top, bottom, previous, current, note, " ".join(texts)))
+            floor, least = bottom - 0.2, bottom + MIN_ROWS  # labels hang below the break, not into it
+            last_row = dict.fromkeys(last_row, floor)
+        needs = lanes[current]
+        new_row = max(least, *(last_row.get(lane, floor) + weight for lane, weight in needs.items()))
+        knots.append((current, new_row))
+        for lane in needs:
+            last_row[lane] = new_row
     compressed = TimeAxis("compressed", tuple(knots), tuple(breaks), origin)
     if mode == "compressed":
         return compressed
