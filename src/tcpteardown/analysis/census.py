@@ -39,7 +39,7 @@ starts a new connection on a reused 4-tuple are found in a few vectorised
 rounds (a Python loop only for pathological SYN floods on one 4-tuple), and
 every per-connection number is a reduction over contiguous runs
 (`reduceat`). State carried between batches is a set of arrays with one
-row per connection; a `Connection` object is built only when asked for.
+row per connection; a `ConnectionSummary` object is built only when asked for.
 Pure: no I/O, never imports socket or scapy.
 """
 
@@ -55,7 +55,7 @@ import numpy as np
 from ..columns import IPV4_MARK, batch_from_segments
 from ..model import Endpoint, Segment, TcpFlags
 
-__all__ = ["Connection", "Census", "census", "census_batches", "batch_from_segments", "END_KINDS", "SIDES",
+__all__ = ["ConnectionSummary", "Census", "census", "census_batches", "batch_from_segments", "END_KINDS", "SIDES",
            "CONN_STATES"]
 
 END_KINDS = ("fin", "rst", "refused", "open")
@@ -78,7 +78,7 @@ _K_FIN, _K_RST, _K_SYNACK_SERVER = 1 << 10, 1 << 11, 1 << 12
 
 
 @dataclass(frozen=True, slots=True)
-class Connection:
+class ConnectionSummary:
     """One TCP connection (tshark's tcp.stream) and how it ended."""
 
     stream: int  # 0-based, in order of first packet, like tcp.stream
@@ -710,7 +710,7 @@ def _grouped(parts: list, count: int):
 
 
 class Census:
-    """The connections of a capture, as columns; `Connection` objects are made on demand.
+    """The connections of a capture, as columns; `ConnectionSummary` objects are made on demand.
 
     `connections` (a tuple, built once when first used), `connection(i)`,
     `iter_connections()` (one at a time, for streaming) and the counts
@@ -808,13 +808,13 @@ class Census:
             self._connections = tuple(self.iter_connections())
         return self._connections
 
-    def iter_connections(self, indices: Optional[Iterable[int]] = None) -> Iterator[Connection]:
+    def iter_connections(self, indices: Optional[Iterable[int]] = None) -> Iterator[ConnectionSummary]:
         """Connections one at a time (all, or those `indices`), without keeping them."""
         for row in self.rows(indices):
-            yield Connection(*row)
+            yield ConnectionSummary(*row)
 
     def rows(self, indices: Optional[Iterable[int]] = None) -> Iterator[tuple]:
-        """Each connection's fields as a plain tuple in `Connection`'s field order
+        """Each connection's fields as a plain tuple in `ConnectionSummary`'s field order
         (what streaming writers use: no object per connection)."""
         c = self._c
         rows = None if indices is None else np.asarray(list(indices), dtype=np.int64)
@@ -900,7 +900,7 @@ class Census:
             "events": (frames[first:last], codes[first:last], offsets[lo:hi + 1] - first),
         }
 
-    def connection(self, index: int) -> Connection:
+    def connection(self, index: int) -> ConnectionSummary:
         return next(self.iter_connections([index]))
 
     def failing_first(self, limit: Optional[int]) -> list[int]:

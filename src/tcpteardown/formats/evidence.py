@@ -284,12 +284,14 @@ def read_selected(capture: PathLike, interest: Interest) -> Recording:
 
 
 def _one_pass(path: str, interest: Interest, problems: list[str]) -> tuple[list[Segment], int]:
+    from ..prefetch import prefetched
     from .pcap_columns import iter_tcp_batches_with_bytes
 
     selection = _Selection(interest)
     segments: list[Segment] = []
     tcp_packets = 0
-    for batch, frame_bytes in iter_tcp_batches_with_bytes(path, on_problem=problems.append):
+    # the next window is decoded on the second core while this one is searched
+    for batch, frame_bytes in prefetched(iter_tcp_batches_with_bytes(path, on_problem=problems.append)):
         tcp_packets += len(batch)
         rows = selection.rows(batch, frame_bytes)
         if len(rows):

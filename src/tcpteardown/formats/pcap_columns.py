@@ -458,8 +458,9 @@ def iter_tcp_batches_with_bytes(path: str, *, strict: bool = False,
                                 on_problem: Optional[Callable[[str], None]] = None,
                                 window_bytes: int = WINDOW_BYTES) -> Iterator[tuple[TcpBatch, Callable]]:
     """`iter_tcp_batches`, each batch paired with `frame_bytes(frames)`: the
-    (linktype, captured bytes) of some of its frames, valid until the next
-    batch. For readers that decode only the few frames they select."""
+    (linktype, captured bytes) of some of its frames (the window is a copy, so
+    it stays valid while later batches are read). For readers that decode only
+    the few frames they select."""
     view = _Map(path)
     try:
         walker = _Walker(path, view, strict, on_problem, window_bytes)
