@@ -183,6 +183,14 @@ RECEIVE_OPS = frozenset({"recv", "read", "recvfrom", "recvmsg", "readv"})
 SEND_OPS = frozenset({"send", "write", "sendto", "sendmsg", "writev", "sendfile", "sendall"})
 
 
+def _first_value(pairs: tuple[tuple[str, str], ...], key: str, default: Optional[str]) -> Optional[str]:
+    """The value of the first (name, value) pair named `key` (text pairs keep their order)."""
+    for name, value in pairs:
+        if name == key:
+            return value
+    return default
+
+
 @dataclass(frozen=True, slots=True)
 class KernelEvent:
     """One Linux tracepoint hit: ``tcp:tcp_send_reset``, ``tcp:tcp_receive_reset``,
@@ -199,10 +207,7 @@ class KernelEvent:
     fields: tuple[tuple[str, str], ...] = ()
 
     def get(self, key: str, default: Optional[str] = None) -> Optional[str]:
-        for name, value in self.fields:
-            if name == key:
-                return value
-        return default
+        return _first_value(self.fields, key, default)
 
 
 class CauseKind(str, enum.Enum):
@@ -250,10 +255,7 @@ class Metadata:
     extra: tuple[tuple[str, str], ...] = ()
 
     def get(self, key: str, default: Optional[str] = None) -> Optional[str]:
-        for name, value in self.extra:
-            if name == key:
-                return value
-        return default
+        return _first_value(self.extra, key, default)
 
 
 @dataclass(frozen=True, slots=True)

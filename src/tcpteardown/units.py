@@ -8,11 +8,11 @@ three significant digits, because they must stay short.)
 
 def format_duration(ns: int) -> str:
     """A non-negative duration in nanoseconds, in s, ms or us."""
-    if ns >= 1_000_000_000:
-        return f"{ns / 1e9:.3f} s"
-    if ns >= 1_000_000:
-        return f"{ns / 1e6:.3f} ms"
-    return f"{ns / 1e3:.0f} us"
+    scale, unit, digits = next((row for row in _DURATION_UNITS if ns >= row[0]), (1e3, "us", 0))
+    return f"{ns / scale:.{digits}f} {unit}"
+
+
+_DURATION_UNITS = ((1e9, "s", 3), (1e6, "ms", 3))  # (nanoseconds per unit, unit, decimals), largest first
 
 
 def format_bytes(count: int) -> str:

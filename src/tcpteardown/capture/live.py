@@ -38,7 +38,7 @@ from typing import Iterable, Optional
 from ..errors import NoCapturePrivilege, UserError
 from ..model import Frame
 from . import platform as host
-from .marker import PREFIX, capture_filter, marker_token, open_marker
+from .marker import PREFIX, Lifecycle, capture_filter, marker_token, open_marker
 
 SOL_PACKET = 263
 PACKET_IGNORE_OUTGOING = 23  # linux/if_packet.h, Linux 4.20+
@@ -54,7 +54,7 @@ RCVBUF_FORCE_BYTES = 64 << 20  # asked for as root: ~50,000 small loopback packe
 BATCH_PACKETS = 1024  # packets read per wake-up before looking at the stop flag again
 
 
-class LiveCapture:
+class LiveCapture(Lifecycle):
     """Capture TCP on `ports` (either address family) on the loopback interface;
     every TCP port when `ports` is empty.
 
@@ -83,13 +83,6 @@ class LiveCapture:
         self._done = threading.Event()
 
     # -- lifecycle -------------------------------------------------------------
-    def __enter__(self) -> "LiveCapture":
-        self.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
     def start(self) -> None:
         self._marker_sock = open_marker()
         self._marker_port = self._marker_sock.getsockname()[1]

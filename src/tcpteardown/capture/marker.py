@@ -19,6 +19,18 @@ from . import platform as host
 PREFIX = b"tcpteardown-marker:"
 
 
+class Lifecycle:
+    """What both backends are as context managers: `start()` on entry, `stop()` on
+    exit, also when the body raised (stop is idempotent in both)."""
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
 def open_marker() -> socket.socket:
     """A UDP socket on 127.0.0.1 to send markers from and to; first, the
     capture privilege is checked (NoCapturePrivilege saying what is missing)."""

@@ -24,12 +24,12 @@ from typing import Iterable, Optional
 from .. import reaper
 from ..errors import MissingTool, UserError
 from . import platform as host
-from .marker import capture_filter, marker_token, open_marker
+from .marker import Lifecycle, capture_filter, marker_token, open_marker
 
 READY_SECONDS = 10.0
 
 
-class TcpdumpCapture:
+class TcpdumpCapture(Lifecycle):
     """`tcpdump -i lo -w PATH` for TCP on `ports` (all loopback TCP when None)."""
 
     def __init__(self, path: "str | os.PathLike", ports: Optional[Iterable[int]] = None, *,
@@ -49,13 +49,6 @@ class TcpdumpCapture:
         self.packets_received: Optional[int] = None
         self._proc: Optional[subprocess.Popen] = None
         self._marker: Optional[socket.socket] = None
-
-    def __enter__(self) -> "TcpdumpCapture":
-        self.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
     def describe(self) -> str:
         drops = "unknown" if self.kernel_drops is None else str(self.kernel_drops)

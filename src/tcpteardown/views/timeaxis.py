@@ -234,11 +234,8 @@ def format_elapsed(ns: int) -> str:
 
 
 def _three_digits(value: float) -> str:
-    if value >= 100:
-        return f"{value:.0f}"
-    if value >= 10:
-        return f"{value:.1f}"
-    return f"{value:.2f}"
+    decimals = 0 if value >= 100 else 1 if value >= 10 else 2
+    return f"{value:.{decimals}f}"
 
 
 def _nice_step(raw_ns: float) -> int:
