@@ -75,14 +75,19 @@ raise SystemExit(3)
 """
 
 
-@pytest.mark.needs_capture
-def test_python_program_reset_exit_status_and_reason(tmp_path):
+def _record_python(tmp_path, source: str, *options: str, argv=()):
+    """`tcpteardown record -o BUNDLE [options] -- python PROGRAM [argv]` of `source`: (result, bundle)."""
     tool_or_skip("strace")
     tool_or_skip("tcpdump")
-    program = tmp_path / "reset.py"
-    program.write_text(RESET_PROGRAM)
-    bundle = tmp_path / "reset.pcapng"
-    result = tcpteardown("record", "-o", str(bundle), "--", sys.executable, str(program))
+    program = tmp_path / "program.py"
+    program.write_text(source)
+    bundle = tmp_path / "program.pcapng"
+    return tcpteardown("record", "-o", str(bundle), *options, "--", sys.executable, str(program), *argv), bundle
+
+
+@pytest.mark.needs_capture
+def test_python_program_reset_exit_status_and_reason(tmp_path):
+    result, bundle = _record_python(tmp_path, RESET_PROGRAM)
     assert result.returncode == 3, result.stderr  # the program's own status
     assert "client: [Errno 104]" in result.stdout  # the program kept our stdout
     assert f"wrote {bundle}" in result.stderr
@@ -288,12 +293,7 @@ def test_ports_and_connection_filtering_are_pure():
 
 @pytest.mark.needs_capture
 def test_ports_option_limits_capture_and_witness(tmp_path):
-    tool_or_skip("strace")
-    tool_or_skip("tcpdump")
-    program = tmp_path / "reset.py"
-    program.write_text(RESET_PROGRAM)
-    bundle = tmp_path / "other-port.pcapng"
-    result = tcpteardown("record", "-o", str(bundle), "--ports", "9", "--", sys.executable, str(program))
+    result, bundle = _record_python(tmp_path, RESET_PROGRAM, "--ports", "9")
     assert result.returncode == 3, result.stderr
     recording = load_recording(bundle)
     assert recording.segments == () and recording.kernel_events == ()  # the program never used port 9
@@ -320,12 +320,7 @@ def _links_by_source(bundle: Path) -> dict:
 
 @pytest.mark.needs_capture
 def test_the_programs_own_error_message_is_log_evidence_linked_like_strace(tmp_path):
-    tool_or_skip("strace")
-    tool_or_skip("tcpdump")
-    program = tmp_path / "reset.py"
-    program.write_text(UNCAUGHT_RESET)
-    bundle = tmp_path / "reset.pcapng"
-    result = tcpteardown("record", "-o", str(bundle), "--", sys.executable, str(program), "127.0.0.1")
+    result, bundle = _record_python(tmp_path, UNCAUGHT_RESET, argv=("127.0.0.1",))
     assert result.returncode == 1, result.stderr
     assert "ConnectionResetError: [Errno 104] Connection reset by peer" in result.stderr  # still shown to the user
     assert "error message kept as log evidence" in result.stderr
