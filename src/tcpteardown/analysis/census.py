@@ -638,10 +638,8 @@ def _conn_state(orig: int, resp: int, orig_bytes: int, resp_bytes: int, history:
     return "OTH"
 
 
-def _conn_states(orig, resp, orig_bytes, resp_bytes, history) -> np.ndarray:
-    """`_conn_state` for arrays (StringDType result)."""
-    from numpy.dtypes import StringDType
-
+def _conn_state_words(orig, resp, orig_bytes, resp_bytes, history_index, histories) -> tuple[np.ndarray, tuple]:
+    """`_conn_state` for arrays: (index into CONN_STATES per connection, CONN_STATES)."""
     o_inactive = (orig == _INACTIVE) | (orig == _PARTIAL)
     r_inactive = (resp == _INACTIVE) | (resp == _PARTIAL)
     orig_reset, resp_reset = orig == _RESET, resp == _RESET
@@ -655,19 +653,20 @@ def _conn_states(orig, resp, orig_bytes, resp_bytes, history) -> np.ndarray:
         (closed_r & o_inactive, "SHR"), (closed_r, "S3"),
         ((orig == _SYN_SENT) & (resp == _INACTIVE), "S0"), ((orig == _ESTABLISHED) & (resp == _ESTABLISHED), "S1"),
     ]
-    states = np.select([mask for mask, _ in choices], [name for _, name in choices], "OTH").astype(StringDType())
-    maybe = np.flatnonzero(~resp_reset & orig_reset & r_inactive)
-    for row in maybe.tolist():
-        if _RSTOS0.fullmatch(str(history[row])):
-            states[row] = "RSTOS0"
-    return states
+    index = np.select([mask for mask, _ in choices], [CONN_STATES.index(name) for _, name in choices],
+                      CONN_STATES.index("OTH"))
+    rstos0 = np.array([bool(_RSTOS0.fullmatch(h)) for h in histories], dtype=bool)
+    maybe = ~resp_reset & orig_reset & r_inactive
+    if len(histories):
+        index = np.where(maybe & rstos0[history_index], CONN_STATES.index("RSTOS0"), index)
+    return index, CONN_STATES
 
 
-def _host_texts(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
-    """The host part of `str(Endpoint)` ("10.0.0.1", "[::1]") for arrays of TcpBatch
-    address halves, as an object array; each distinct address is formatted once."""
+def _host_words(hi: np.ndarray, lo: np.ndarray) -> tuple[np.ndarray, list]:
+    """The host part of `str(Endpoint)` ("10.0.0.1", "[::1]") for arrays of TcpBatch address
+    halves: (index of each row's host, the distinct hosts); each is formatted once."""
     if not len(hi):
-        return np.zeros(0, dtype=object)
+        return np.zeros(0, dtype=np.int64), []
     order = np.lexsort((lo, hi))  # (np.unique with axis=0 sorts bytes: ten times slower)
     new = np.ones(len(hi), dtype=bool)
     new[1:] = (hi[order][1:] != hi[order][:-1]) | (lo[order][1:] != lo[order][:-1])
@@ -677,7 +676,38 @@ def _host_texts(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
     for high, low in zip(hi[order][new].tolist(), lo[order][new].tolist()):
         host = _endpoint(high, low, 0).host
         hosts.append(f"[{host}]" if ":" in host else host)
-    return np.array(hosts, dtype=object)[inverse]
+    return inverse, hosts
+
+
+# Zeek history letters as 5-bit codes, so a history of up to 12 letters (and its "^") is
+# one exact integer: np.unique on those is a sort of integers, not of strings.
+_LETTER_CODES = np.zeros(256, dtype=np.int64)
+_LETTER_CODES[np.frombuffer(b"SHADFRIQshadfriq", dtype=np.uint8)] = np.arange(1, 17)
+_PACKED_LETTERS = 12
+
+
+def _history_words(letters: np.ndarray, at: np.ndarray, flipped: np.ndarray) -> tuple[np.ndarray, list]:
+    """Each connection's Zeek history (its `letters[at[i]:at[i+1]]`, "^" first where
+    `flipped`) as (index of each row's history, the distinct histories)."""
+    count = len(at) - 1
+    lengths = np.diff(at)
+    code = flipped.astype(np.int64) << (5 * _PACKED_LETTERS)
+    for k in range(min(_PACKED_LETTERS, int(lengths.max()) if count else 0)):
+        rows = np.flatnonzero(lengths > k)
+        code[rows] |= _LETTER_CODES[letters[at[rows] + k]] << (5 * k)
+    long = lengths > _PACKED_LETTERS
+    unknown = np.flatnonzero(_LETTER_CODES[letters[at[0]:at[-1]]] == 0) + at[0] if count else []
+    if len(unknown):  # a letter outside the alphabet: that history is not packed
+        long[np.searchsorted(at, unknown, side="right") - 1] = True
+    long = np.flatnonzero(long)
+    if len(long):  # rare: exact text, each distinct one below every packed code
+        seen: dict = {}
+        for row in long.tolist():
+            code[row] = -1 - seen.setdefault(letters[at[row]:at[row + 1]].tobytes() + bytes([int(flipped[row])]), len(seen))
+    codes, first, index = np.unique(code, return_index=True, return_inverse=True)
+    texts = [("^" if flipped[row] else "") + letters[at[row]:at[row + 1]].tobytes().decode("ascii")
+             for row in first.tolist()]
+    return index.reshape(-1), texts
 
 
 # -- the result ------------------------------------------------------------------------------
@@ -868,35 +898,33 @@ class Census:
 
     def table(self, lo: int, hi: int) -> dict:
         """Connections lo..hi-1 as numpy columns in client/server terms, for writers that
-        format many connections at once (`views.contracts.census`). Endpoints come as host text
-        (object arrays, "[::1]" for IPv6) and port; other text columns are StringDType."""
-        from numpy.dtypes import StringDType
-
+        format many connections at once (`views.contracts.census`). Text columns come as
+        words: an index per connection into the list of their distinct values ("hosts" for
+        both endpoints, "[::1]" for IPv6; "histories"; "conn_states")."""
         c = {name: array[lo:hi] for name, array in self._c.items()}
         a_client = c["a_client"]
         keys = {name: self._keys[name][c["tuple"]] for name in _KEY_NAMES}
-        a_host = _host_texts(keys["a_hi"], keys["a_lo"])
-        b_host = _host_texts(keys["b_hi"], keys["b_lo"])
+        host_index, hosts = _host_words(np.concatenate((keys["a_hi"], keys["b_hi"])),
+                                        np.concatenate((keys["a_lo"], keys["b_lo"])))
+        a_host, b_host = host_index[:hi - lo], host_index[hi - lo:]
         _, letters, at = self._history
-        text = letters.tobytes().decode("ascii")
-        starts = at[lo:hi + 1].tolist()
-        history = np.array([text[x:y] for x, y in zip(starts, starts[1:])], dtype=StringDType())
-        history = np.where(c["first_a"] != a_client, "^" + history, history)
+        history, histories = _history_words(letters, at[lo:hi + 1], c["first_a"] != a_client)
         bytes_client = np.where(a_client, c["bytes_a"], c["bytes_b"])
         bytes_server = np.where(a_client, c["bytes_b"], c["bytes_a"])
         orig, resp = (state[lo:hi] for state in self._states)
+        conn_state, conn_states = _conn_state_words(orig, resp, bytes_client, bytes_server, history, histories)
         frames, codes, offsets = self._events
         first, last = int(offsets[lo]), int(offsets[hi])
         return {
-            "stream": np.arange(lo, hi),
+            "stream": np.arange(lo, hi), "hosts": hosts,
             "client_host": np.where(a_client, a_host, b_host), "client_port": np.where(a_client, keys["a_port"], keys["b_port"]),
             "server_host": np.where(a_client, b_host, a_host), "server_port": np.where(a_client, keys["b_port"], keys["a_port"]),
             "handshake": c["handshake"],
             "end_kind": self.end_kind[lo:hi], "ended_by_client": self.ended_by_client[lo:hi],
             "start": c["start"], "end": c["end"], "end_time": c["end_time"], "end_frame": c["end_frame"],
             "first_frame": c["first_frame"], "last_frame": c["last_frame"], "packets": c["packets"],
-            "bytes_client": bytes_client, "bytes_server": bytes_server, "history": history,
-            "conn_state": _conn_states(orig, resp, bytes_client, bytes_server, history),
+            "bytes_client": bytes_client, "bytes_server": bytes_server,
+            "history": history, "histories": histories, "conn_state": conn_state, "conn_states": conn_states,
             "events": (frames[first:last], codes[first:last], offsets[lo:hi + 1] - first),
         }
 

@@ -19,19 +19,11 @@ from typing import Iterator, Optional, Sequence, TextIO
 import numpy as np
 
 from ...analysis.predict import predicted_from_history
+from .rows import INT, INT_LIST, LITERAL, SECONDS, TEXT, TEXT_LIST, format_rows, seconds_text
 
 __all__ = ["connection_json", "write_census_json", "seconds_text"]
 
-
-
 CHUNK = 16384  # connections formatted at once
-
-
-def seconds_text(ns: int) -> str:
-    """Integer nanoseconds as exact decimal seconds."""
-    sign = "-" if ns < 0 else ""
-    whole, fraction = divmod(abs(ns), 1_000_000_000)
-    return f"{sign}{whole}.{fraction:09d}"
 
 
 def _seconds(ns: Optional[int]) -> Optional[float]:
@@ -94,87 +86,25 @@ def _line(row, os_name: str = "Linux") -> str:
             f'"predicted":{_predicted_text(history, os_name)}}}')
 
 
-# One connection's object, with its fields in two kinds: the "shape" (handshake, ended,
-# ended_by, conn_state, history: few distinct values, formatted once per value) and the
-# numbers. Times go in as (whole seconds, nanoseconds) when the chunk has no negative
-# time and every connection in it ended (half the work of formatting them apart),
-# else as text.
-_OBJECT = ('{"stream":%%d,"client":"%%s:%%d","server":"%%s:%%d",%%s,%s,"packets":%%d,'
-           '"bytes":{"client_to_server":%%d,"server_to_client":%%d},'
-           '"frames":{"first":%%d,"last":%%d,"end":%%s,"rst":[%%s],"fin":[%%s],"syn_retransmissions":[%%s]},'
-           '"rst_by":[%%s],"predicted":%%s}')
-_WITH_TIME_NUMBERS = _OBJECT % '"start":%d.%09d,"end":%d.%09d,"end_time":%d.%09d,"duration":%d.%09d'
-_WITH_TIME_TEXTS = _OBJECT % '"start":%s,"end":%s,"end_time":%s,"duration":%s'
-_SHAPE = '"handshake":"%s","ended":"%s","ended_by":%s,"conn_state":"%s","history":"%s"'
+# One connection's object. The "shape" (handshake, ended, ended_by, conn_state, history:
+# few distinct values) is one word per distinct value; "predicted" one per history.
+_SHAPE = '"handshake":"%s","ended":"%s","ended_by":%s,"conn_state":"%s","history":"%s",'
 _HANDSHAKES = ("complete", "syn-only", "midstream")
 _ENDS = ("fin", "rst", "refused", "open")
 _OPEN = 3
 
 
-def _seconds_texts(ns: np.ndarray) -> list:
-    """Exact decimal seconds of integer nanoseconds, as `seconds_text`, for a column."""
-    whole, fraction = np.divmod(np.abs(ns), 1_000_000_000)
-    texts = list(map("%d.%09d".__mod__, zip(whole.tolist(), fraction.tolist())))
-    for row in np.flatnonzero(ns < 0).tolist():
-        texts[row] = "-" + texts[row]
-    return texts
-
-
-def _joined(owners: np.ndarray, texts: np.ndarray, count: int, separator: str = ",") -> list:
-    """For each of `count` connections, its `texts` (in order, `owners` sorted) joined with
-    `separator`; "" for a connection without any. Built a rank at a time over all owners
-    (most connections have one or two events), then one by one for the few with many."""
-    from numpy.dtypes import StringDType
-
-    joined = np.full(count, "", dtype=StringDType())
-    if not len(owners):
-        return joined.tolist()
-    starts = np.ones(len(owners), dtype=bool)
-    starts[1:] = owners[1:] != owners[:-1]
-    rank = np.arange(len(owners)) - np.maximum.accumulate(np.where(starts, np.arange(len(owners)), 0))
-    texts = texts.astype(StringDType())
-    first = rank == 0
-    joined[owners[first]] = texts[first]
-    for k in range(1, 8):
-        at = rank == k
-        if not at.any():
-            return joined.tolist()
-        joined[owners[at]] = np.strings.add(np.strings.add(joined[owners[at]], separator), texts[at])
-    result = joined.tolist()
-    for owner, text in zip(owners[rank >= 8].tolist(), texts[rank >= 8].tolist()):
-        result[owner] = result[owner] + separator + text
-    return result
-
-
-def _event_lists(events, count: int) -> tuple[list, list, list, list]:
-    """Per connection: its RST, FIN and SYN-retransmission frames and the RST senders, each
-    as the inside of a JSON list (events sorted by connection and frame)."""
-    frames, codes, offsets = events
-    owners = np.repeat(np.arange(count), np.diff(offsets))
-    rst = (codes == 1) | (codes == 2)
-    lists = []
-    for mask in (rst, codes == 0, codes == 3):
-        lists.append(_joined(owners[mask], frames[mask], count))
-    lists.append(_joined(owners[rst], np.where(codes[rst] == 1, '"client"', '"server"'), count))
-    return tuple(lists)
-
-
-def _chunk_lines(table: dict, os_name: str = "Linux") -> list[str]:
-    """The JSON object of each connection in `Census.table()`: every column is turned into
-    a Python list of its final text or number, then one %-format per connection, run by
-    `map` (no Python code per connection; a dict and json.dumps each was most of the time)."""
+def _chunk_layout(table: dict, os_name: str = "Linux") -> tuple:
+    """The `rows` layout of the JSON object of each connection in `Census.table()`."""
     kind = table["end_kind"]
     count = len(kind)
     ended = kind != _OPEN
     by = np.where(ended, np.where(table["ended_by_client"], 1, 2), 0)
-    history = table["history"]
-    shape_key = ((table["handshake"].astype(np.int64) * 4 + kind) * 3 + by)
-    histories, history_index = np.unique(history, return_inverse=True)
-    history_index = history_index.reshape(-1)
-    states, state_index = np.unique(table["conn_state"], return_inverse=True)
-    keys, shape_index = np.unique((shape_key * len(states) + state_index.reshape(-1)) * len(histories)
-                                  + history_index, return_inverse=True)
-    history_texts, state_texts = histories.tolist(), states.tolist()
+    history_index, histories = table["history"], table["histories"]
+    state_index, states = table["conn_state"], table["conn_states"]
+    shape_key = (((table["handshake"].astype(np.int64) * 4 + kind) * 3 + by) * len(states) + state_index) \
+        * len(histories) + history_index
+    keys, shape_index = np.unique(shape_key, return_inverse=True)
     by_texts = ("null", '"client"', '"server"')
     shapes = []
     for key in keys.tolist():
@@ -182,58 +112,79 @@ def _chunk_lines(table: dict, os_name: str = "Linux") -> list[str]:
         rest, st = divmod(rest, len(states))
         rest, b = divmod(rest, 3)
         hs, k = divmod(rest, 4)
-        shapes.append(_SHAPE % (_HANDSHAKES[hs], _ENDS[k], by_texts[b], state_texts[st], history_texts[h]))
-    shape = np.array(shapes, dtype=object)[shape_index.reshape(-1)].tolist()
-    predicted = np.array([_predicted_text(h, os_name) for h in history_texts], dtype=object)[history_index].tolist()
-    start, end, end_time = table["start"], table["end"], table["end_time"]
-    duration = end - start
-    end_frames = table["end_frame"].tolist()
-    opened = np.flatnonzero(~ended).tolist()
-    for row in opened:
-        end_frames[row] = "null"
-    if opened or (start < 0).any() or (end < 0).any() or (end_time[ended] < 0).any() or (duration < 0).any():
-        template, times = _WITH_TIME_TEXTS, [_seconds_texts(start), _seconds_texts(end), _seconds_texts(end_time),
-                                             _seconds_texts(duration)]
-        for row in opened:
-            times[2][row] = "null"
-    else:
-        template = _WITH_TIME_NUMBERS
-        times = [part.tolist() for ns in (start, end, end_time, duration) for part in np.divmod(ns, 1_000_000_000)]
-    rst, fin, syn, rst_by = _event_lists(table["events"], count)
-    columns = (table["stream"].tolist(), table["client_host"].tolist(), table["client_port"].tolist(),
-               table["server_host"].tolist(), table["server_port"].tolist(), shape, *times,
-               table["packets"].tolist(), table["bytes_client"].tolist(), table["bytes_server"].tolist(),
-               table["first_frame"].tolist(), table["last_frame"].tolist(), end_frames, rst, fin, syn, rst_by,
-               predicted)
-    return list(map(template.__mod__, zip(*columns)))
+        shapes.append(_SHAPE % (_HANDSHAKES[hs], _ENDS[k], by_texts[b], states[st], histories[h]))
+    frames, codes, offsets = table["events"]
+    owners = np.repeat(np.arange(count), np.diff(offsets))
+    rst = (codes == 1) | (codes == 2)
+    fin, syn = codes == 0, codes == 3
+
+    def offsets_of(mask):
+        return np.concatenate(([0], np.cumsum(np.bincount(owners[mask], minlength=count))))
+
+    rst_offsets = offsets_of(rst)
+    open_rows = None if ended.all() else ~ended
+    return (
+        (LITERAL, '{"stream":'), (INT, table["stream"], None),
+        (LITERAL, ',"client":"'), (TEXT, table["client_host"], table["hosts"]), (LITERAL, ":"), (INT, table["client_port"], None),
+        (LITERAL, '","server":"'), (TEXT, table["server_host"], table["hosts"]), (LITERAL, ":"), (INT, table["server_port"], None),
+        (LITERAL, '",'), (TEXT, shape_index.reshape(-1), shapes),
+        (LITERAL, '"start":'), (SECONDS, table["start"], None),
+        (LITERAL, ',"end":'), (SECONDS, table["end"], None),
+        (LITERAL, ',"end_time":'), (SECONDS, table["end_time"], open_rows),
+        (LITERAL, ',"duration":'), (SECONDS, table["end"] - table["start"], None),
+        (LITERAL, ',"packets":'), (INT, table["packets"], None),
+        (LITERAL, ',"bytes":{"client_to_server":'), (INT, table["bytes_client"], None),
+        (LITERAL, ',"server_to_client":'), (INT, table["bytes_server"], None),
+        (LITERAL, '},"frames":{"first":'), (INT, table["first_frame"], None),
+        (LITERAL, ',"last":'), (INT, table["last_frame"], None),
+        (LITERAL, ',"end":'), (INT, table["end_frame"], open_rows),
+        (LITERAL, ',"rst":['), (INT_LIST, rst_offsets, frames[rst], ","),
+        (LITERAL, '],"fin":['), (INT_LIST, offsets_of(fin), frames[fin], ","),
+        (LITERAL, '],"syn_retransmissions":['), (INT_LIST, offsets_of(syn), frames[syn], ","),
+        (LITERAL, ']},"rst_by":['), (TEXT_LIST, rst_offsets, (codes[rst] == 2).astype(np.int64),
+                                     ('"client"', '"server"'), ","),
+        (LITERAL, '],"predicted":'), (TEXT, history_index, [_predicted_text(h, os_name) for h in histories]),
+        (LITERAL, "}"),
+    )
 
 
-def _chunks(result, indices: Optional[list], os_name: str) -> Iterator[list]:
-    """The connections' lines, a few thousand at a time."""
+def _chunks(result, indices: Optional[list], os_name: str) -> Iterator[bytes]:
+    """The connections' objects, a few thousand at a time, each block's rows joined by ",\n"."""
     if indices is None and result.exact_times:
         for lo in range(0, len(result), CHUNK):
-            yield _chunk_lines(result.table(lo, min(lo + CHUNK, len(result))), os_name)
+            hi = min(lo + CHUNK, len(result))
+            yield format_rows(_chunk_layout(result.table(lo, hi), os_name), hi - lo, ",\n")
     else:  # a --top selection, or garbage times beyond int64: formatted one at a time
         chunk = []
         for row in result.rows(indices):
             chunk.append(_line(row, os_name))
             if len(chunk) >= 4096:
-                yield chunk
+                yield ",\n".join(chunk).encode()
                 chunk = []
-        yield chunk
+        yield ",\n".join(chunk).encode()
 
 
 def write_census_json(result, path: str, problems: Sequence[str], indices: Optional[list], out: TextIO, *,
                       os_name: str = "Linux") -> None:
     """The whole document to `out`, a chunk of connections at a time (`indices`: which, None for all);
-    each connection's "predicted" follows `os_name`'s kernel rules."""
+    each connection's "predicted" follows `os_name`'s kernel rules. A text stream with a binary
+    buffer (stdout, a file) gets the bytes as they are; another (StringIO) gets them decoded."""
     listed = len(result) if indices is None else len(indices)
     head = {"file": path, "packets": result.packets, "problems": list(problems), "summary": result.summary(),
             "listed": listed, "predicted_with": f"{os_name} rules"}
     out.write(json.dumps(head)[:-1] + ',\n"connections":[')
-    separator = "\n"
-    for chunk in _chunks(result, indices, os_name):
-        if chunk:
-            out.write(separator + ",\n".join(chunk))
-            separator = ",\n"
+    binary = getattr(out, "buffer", None)
+    if binary is not None:
+        out.flush()
+    separator = b"\n"
+    for block in _chunks(result, indices, os_name):
+        if block:
+            if binary is not None:
+                binary.write(separator)
+                binary.write(block)
+            else:
+                out.write((separator + block).decode())
+            separator = b",\n"
+    if binary is not None:
+        binary.flush()
     out.write("\n]}\n")

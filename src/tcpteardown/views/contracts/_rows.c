@@ -1,0 +1,303 @@
+/* The compiled engine of views/contracts/rows.py: many rows of text from numpy columns.
+ *
+ * rows.py defines the layout (a list of pieces) and has a pure-Python engine that gives
+ * the same bytes; this one exists because formatting 130,000 census connections (68 MB
+ * of JSON) in the interpreter costs more than reading the capture. It only formats:
+ * every check of the pieces' shapes happens here too, so bad input is a ValueError,
+ * never a crash. The GIL is released while the bytes are written.
+ *
+ * format_rows(pieces, count, separator) -> bytes
+ *   pieces: tuple of tuples, each one of (see rows.py):
+ *     (LITERAL, bytes)
+ *     (INT, int64 values[count], mask[count] or None)          decimal; "null" where mask
+ *     (SECONDS, int64 ns[count], mask[count] or None)          "-"?whole.nnnnnnnnn; "null" where mask
+ *     (TEXT, int64 index[count], tuple of bytes)               the indexed word
+ *     (INT_LIST, int64 offsets[count+1], int64 values, bytes)  values[o[i]:o[i+1]] joined
+ *     (TEXT_LIST, int64 offsets[count+1], int64 index, tuple of bytes, bytes)
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+enum { LITERAL, INT, SECONDS, TEXT, INT_LIST, TEXT_LIST };
+
+typedef struct {
+    int kind;
+    Py_buffer values, mask, offsets;  /* .obj == NULL when unused */
+    const char **words;                /* TEXT, TEXT_LIST: the vocabulary */
+    Py_ssize_t *word_lengths, word_count;
+    const char *text;                  /* LITERAL: the text; *_LIST: the separator */
+    Py_ssize_t text_length;
+} Piece;
+
+static void release(Piece *pieces, Py_ssize_t n) {
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (pieces[i].values.obj) PyBuffer_Release(&pieces[i].values);
+        if (pieces[i].mask.obj) PyBuffer_Release(&pieces[i].mask);
+        if (pieces[i].offsets.obj) PyBuffer_Release(&pieces[i].offsets);
+        PyMem_Free(pieces[i].words);
+        PyMem_Free(pieces[i].word_lengths);
+    }
+    PyMem_Free(pieces);
+}
+
+/* A 1-D contiguous buffer of `itemsize`-byte items, `length` long (or any length if < 0). */
+static int column(PyObject *obj, Py_buffer *view, Py_ssize_t itemsize, Py_ssize_t length, const char *what) {
+    if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS) < 0) return -1;
+    if (view->itemsize != itemsize || view->ndim != 1 || (length >= 0 && view->shape[0] != length)) {
+        PyErr_Format(PyExc_ValueError, "%s: expected %zd items of %zd bytes, got %zd of %zd", what,
+                     length, itemsize, view->ndim == 1 ? view->shape[0] : -1, view->itemsize);
+        PyBuffer_Release(view);
+        view->obj = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+static int words(PyObject *tuple, Piece *piece) {
+    if (!PyTuple_Check(tuple)) {
+        PyErr_SetString(PyExc_TypeError, "a vocabulary is a tuple of bytes");
+        return -1;
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(tuple);
+    piece->words = PyMem_Calloc(n ? n : 1, sizeof(char *));
+    piece->word_lengths = PyMem_Calloc(n ? n : 1, sizeof(Py_ssize_t));
+    if (!piece->words || !piece->word_lengths) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *word = PyTuple_GET_ITEM(tuple, i);
+        if (!PyBytes_Check(word)) {
+            PyErr_SetString(PyExc_TypeError, "a vocabulary is a tuple of bytes");
+            return -1;
+        }
+        piece->words[i] = PyBytes_AS_STRING(word);  /* the tuple outlives the call */
+        piece->word_lengths[i] = PyBytes_GET_SIZE(word);
+    }
+    piece->word_count = n;
+    return 0;
+}
+
+static int text(PyObject *obj, Piece *piece) {
+    if (!PyBytes_Check(obj)) {
+        PyErr_SetString(PyExc_TypeError, "a literal or separator is bytes");
+        return -1;
+    }
+    piece->text = PyBytes_AS_STRING(obj);
+    piece->text_length = PyBytes_GET_SIZE(obj);
+    return 0;
+}
+
+static int in_range(const Piece *piece, const int64_t *index, Py_ssize_t n) {
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (index[i] < 0 || index[i] >= piece->word_count) {
+            PyErr_Format(PyExc_ValueError, "word index %lld outside a vocabulary of %zd",
+                         (long long)index[i], piece->word_count);
+            return -1;
+        }
+    return 0;
+}
+
+static int offsets_ok(const Py_buffer *offsets, Py_ssize_t values) {
+    const int64_t *o = offsets->buf;
+    Py_ssize_t n = offsets->shape[0];
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (o[i] < 0 || o[i] > values || (i && o[i] < o[i - 1])) {
+            PyErr_SetString(PyExc_ValueError, "list offsets must rise within their values");
+            return -1;
+        }
+    return 0;
+}
+
+static int parse(PyObject *spec, Piece *piece, Py_ssize_t count) {
+    if (!PyTuple_Check(spec) || PyTuple_GET_SIZE(spec) < 2) {
+        PyErr_SetString(PyExc_TypeError, "a piece is a tuple (kind, ...)");
+        return -1;
+    }
+    Py_ssize_t size = PyTuple_GET_SIZE(spec);
+    long kind = PyLong_AsLong(PyTuple_GET_ITEM(spec, 0));
+    if (kind == -1 && PyErr_Occurred()) return -1;
+    piece->kind = (int)kind;
+    PyObject *a = PyTuple_GET_ITEM(spec, 1), *b = size > 2 ? PyTuple_GET_ITEM(spec, 2) : NULL,
+             *c = size > 3 ? PyTuple_GET_ITEM(spec, 3) : NULL, *d = size > 4 ? PyTuple_GET_ITEM(spec, 4) : NULL;
+    switch (kind) {
+    case LITERAL:
+        return text(a, piece);
+    case INT:
+    case SECONDS:
+        if (!b) break;
+        if (column(a, &piece->values, 8, count, "values") < 0) return -1;
+        if (b != Py_None && column(b, &piece->mask, 1, count, "mask") < 0) return -1;
+        return 0;
+    case TEXT:
+        if (!b) break;
+        if (column(a, &piece->values, 8, count, "word index") < 0 || words(b, piece) < 0) return -1;
+        return in_range(piece, piece->values.buf, count);
+    case INT_LIST:
+        if (!c) break;
+        if (column(a, &piece->offsets, 8, count + 1, "offsets") < 0 || column(b, &piece->values, 8, -1, "values") < 0
+            || text(c, piece) < 0)
+            return -1;
+        return offsets_ok(&piece->offsets, piece->values.shape[0]);
+    case TEXT_LIST:
+        if (!d) break;
+        if (column(a, &piece->offsets, 8, count + 1, "offsets") < 0 || column(b, &piece->values, 8, -1, "word index") < 0
+            || words(c, piece) < 0 || text(d, piece) < 0)
+            return -1;
+        if (offsets_ok(&piece->offsets, piece->values.shape[0]) < 0) return -1;
+        return in_range(piece, piece->values.buf, piece->values.shape[0]);
+    default:
+        PyErr_Format(PyExc_ValueError, "unknown piece kind %ld", kind);
+        return -1;
+    }
+    PyErr_Format(PyExc_TypeError, "piece kind %ld has too few members", kind);
+    return -1;
+}
+
+/* -- writing ---------------------------------------------------------------------------- */
+
+typedef struct {
+    char *start, *at, *end;
+} Out;
+
+static int reserve(Out *out, size_t more) {
+    if ((size_t)(out->end - out->at) >= more) return 0;
+    size_t used = out->at - out->start, size = (out->end - out->start) * 2;
+    if (size < used + more) size = used + more + 4096;
+    char *grown = realloc(out->start, size);
+    if (!grown) return -1;
+    out->start = grown;
+    out->at = grown + used;
+    out->end = grown + size;
+    return 0;
+}
+
+static char *digits(char *at, uint64_t value) {
+    char buffer[20];
+    int n = 0;
+    do {
+        buffer[n++] = (char)('0' + value % 10);
+        value /= 10;
+    } while (value);
+    while (n) *at++ = buffer[--n];
+    return at;
+}
+
+static char *integer(char *at, int64_t value) {
+    if (value < 0) {
+        *at++ = '-';
+        return digits(at, (uint64_t)0 - (uint64_t)value);
+    }
+    return digits(at, (uint64_t)value);
+}
+
+static char *seconds(char *at, int64_t ns) {
+    uint64_t magnitude = ns < 0 ? (uint64_t)0 - (uint64_t)ns : (uint64_t)ns;
+    if (ns < 0) *at++ = '-';
+    at = digits(at, magnitude / 1000000000u);
+    *at++ = '.';
+    uint64_t fraction = magnitude % 1000000000u;
+    for (int i = 8; i >= 0; i--) {
+        at[i] = (char)('0' + fraction % 10);
+        fraction /= 10;
+    }
+    return at + 9;
+}
+
+#define NUMBER_ROOM 32  /* "-9223372036854775808.123456789" */
+
+static int write_piece(Out *out, const Piece *p, Py_ssize_t row) {
+    const int64_t *values = p->values.buf;
+    switch (p->kind) {
+    case LITERAL:
+        if (reserve(out, p->text_length) < 0) return -1;
+        memcpy(out->at, p->text, p->text_length);
+        out->at += p->text_length;
+        return 0;
+    case INT:
+    case SECONDS:
+        if (reserve(out, NUMBER_ROOM) < 0) return -1;
+        if (p->mask.obj && ((const uint8_t *)p->mask.buf)[row]) {
+            memcpy(out->at, "null", 4);
+            out->at += 4;
+        } else {
+            out->at = p->kind == INT ? integer(out->at, values[row]) : seconds(out->at, values[row]);
+        }
+        return 0;
+    case TEXT: {
+        Py_ssize_t w = values[row];
+        if (reserve(out, p->word_lengths[w]) < 0) return -1;
+        memcpy(out->at, p->words[w], p->word_lengths[w]);
+        out->at += p->word_lengths[w];
+        return 0;
+    }
+    default: { /* INT_LIST, TEXT_LIST */
+        const int64_t *offsets = p->offsets.buf;
+        for (int64_t i = offsets[row]; i < offsets[row + 1]; i++) {
+            if (i > offsets[row]) {
+                if (reserve(out, p->text_length) < 0) return -1;
+                memcpy(out->at, p->text, p->text_length);
+                out->at += p->text_length;
+            }
+            if (p->kind == INT_LIST) {
+                if (reserve(out, NUMBER_ROOM) < 0) return -1;
+                out->at = integer(out->at, values[i]);
+            } else {
+                Py_ssize_t w = values[i];
+                if (reserve(out, p->word_lengths[w]) < 0) return -1;
+                memcpy(out->at, p->words[w], p->word_lengths[w]);
+                out->at += p->word_lengths[w];
+            }
+        }
+        return 0;
+    }
+    }
+}
+
+static PyObject *format_rows(PyObject *self, PyObject *args) {
+    PyObject *specs, *separator_obj;
+    Py_ssize_t count;
+    if (!PyArg_ParseTuple(args, "O!nO!", &PyTuple_Type, &specs, &count, &PyBytes_Type, &separator_obj)) return NULL;
+    if (count < 0) {
+        PyErr_SetString(PyExc_ValueError, "count must not be negative");
+        return NULL;
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(specs);
+    Piece *pieces = PyMem_Calloc(n ? n : 1, sizeof(Piece));
+    if (!pieces) return PyErr_NoMemory();
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (parse(PyTuple_GET_ITEM(specs, i), &pieces[i], count) < 0) {
+            release(pieces, n);
+            return NULL;
+        }
+    const char *separator = PyBytes_AS_STRING(separator_obj);
+    size_t separator_length = PyBytes_GET_SIZE(separator_obj);
+    Out out = {NULL, NULL, NULL};
+    int failed = reserve(&out, 64 + (size_t)count * 256) < 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t row = 0; row < count && !failed; row++) {
+        if (row) {
+            if (reserve(&out, separator_length) < 0) { failed = 1; break; }
+            memcpy(out.at, separator, separator_length);
+            out.at += separator_length;
+        }
+        for (Py_ssize_t i = 0; i < n && !failed; i++) failed = write_piece(&out, &pieces[i], row) < 0;
+    }
+    Py_END_ALLOW_THREADS
+    release(pieces, n);
+    PyObject *result = failed ? PyErr_NoMemory() : PyBytes_FromStringAndSize(out.start, out.at - out.start);
+    free(out.start);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"format_rows", format_rows, METH_VARARGS, "format_rows(pieces, count, separator) -> bytes (see rows.py)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_rows", "Rows of text from numpy columns (rows.py).",
+                                    -1, methods};
+
+PyMODINIT_FUNC PyInit__rows(void) { return PyModule_Create(&module); }
