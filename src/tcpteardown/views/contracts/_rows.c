@@ -174,15 +174,28 @@ static int reserve(Out *out, size_t more) {
     return 0;
 }
 
+static const char PAIRS[201] =
+    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+    "8081828384858687888990919293949596979899";
+
 static char *digits(char *at, uint64_t value) {
     char buffer[20];
-    int n = 0;
-    do {
-        buffer[n++] = (char)('0' + value % 10);
-        value /= 10;
-    } while (value);
-    while (n) *at++ = buffer[--n];
-    return at;
+    int n = 20;
+    while (value >= 100) {  /* two digits per division */
+        unsigned pair = (unsigned)(value % 100) * 2;
+        value /= 100;
+        buffer[--n] = PAIRS[pair + 1];
+        buffer[--n] = PAIRS[pair];
+    }
+    if (value >= 10) {
+        buffer[--n] = PAIRS[value * 2 + 1];
+        buffer[--n] = PAIRS[value * 2];
+    } else {
+        buffer[--n] = (char)('0' + value);
+    }
+    memcpy(at, buffer + n, 20 - n);
+    return at + (20 - n);
 }
 
 static char *integer(char *at, int64_t value) {
@@ -198,11 +211,14 @@ static char *seconds(char *at, int64_t ns) {
     if (ns < 0) *at++ = '-';
     at = digits(at, magnitude / 1000000000u);
     *at++ = '.';
-    uint64_t fraction = magnitude % 1000000000u;
-    for (int i = 8; i >= 0; i--) {
-        at[i] = (char)('0' + fraction % 10);
-        fraction /= 10;
+    unsigned fraction = (unsigned)(magnitude % 1000000000u);
+    for (int i = 7; i >= 1; i -= 2) {  /* nine digits, leading zeros kept */
+        unsigned pair = (fraction % 100) * 2;
+        fraction /= 100;
+        at[i] = PAIRS[pair];
+        at[i + 1] = PAIRS[pair + 1];
     }
+    at[0] = (char)('0' + fraction);
     return at + 9;
 }
 
@@ -275,7 +291,7 @@ static PyObject *format_rows(PyObject *self, PyObject *args) {
     const char *separator = PyBytes_AS_STRING(separator_obj);
     size_t separator_length = PyBytes_GET_SIZE(separator_obj);
     Out out = {NULL, NULL, NULL};
-    int failed = reserve(&out, 64 + (size_t)count * 256) < 0;
+    int failed = reserve(&out, 4096 + (size_t)count * 768) < 0;  /* a census row is about 500 bytes */
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t row = 0; row < count && !failed; row++) {
         if (row) {

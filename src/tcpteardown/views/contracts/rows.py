@@ -14,11 +14,13 @@ Arrays are int64 (masks bool); `offsets` has one more item than there are rows.
 `separator`. The compiled engine (`_rows.c`, built by `pip install` where a C
 compiler is found) writes 68 MB of census JSON in a few hundredths of a second;
 the Python one, used where it is missing, takes about half a second for the same.
-`ENGINE` says which one runs; tests compare both byte for byte.
+`ENGINE` says which one runs (TCPTEARDOWN_PURE_PYTHON=1 in the environment picks
+the Python one); tests compare both byte for byte.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Sequence
 
 import numpy as np
@@ -128,6 +130,8 @@ def _as_bytes(piece: tuple) -> tuple:
 try:
     from ._rows import format_rows as _format_rows_compiled
 except ImportError:  # no C compiler where it was installed: same bytes, slower
+    _format_rows_compiled = None
+if os.environ.get("TCPTEARDOWN_PURE_PYTHON"):  # to measure or compare the Python engine
     _format_rows_compiled = None
 
 ENGINE = "python" if _format_rows_compiled is None else "compiled"
