@@ -174,3 +174,31 @@ def test_empty_capture_prints_and_plots_without_noise(tmp_path):
     assert "0 connections" in out and (tmp_path / "ends.png").read_bytes().startswith(b"\x89PNG")
     code, out, err = run_cli(path, "--json")
     assert code == 0 and json.loads(out)["connections"] == []
+
+
+def test_json_of_times_beyond_int64_is_the_dict_contract(tmp_path):
+    """A pcapng whose interface counts whole seconds (if_tsresol 0) with ticks near 2**40 puts
+    packets ~1e21 ns after the epoch, beyond int64: census keeps exact Python ints and --json
+    writes those connections through the dict contract, every one parseable, nothing lost."""
+    from tcpteardown.commands.census import census_file
+    from tcpteardown.views.contracts.census import connection_json
+
+    client, server = "10.0.0.1", "10.0.0.2"
+    frames = [
+        pb.ethernet(pb.ipv4(client, server, pb.tcp(40000, 80, seq=1, flags=0x02))),
+        pb.ethernet(pb.ipv4(server, client, pb.tcp(80, 40000, seq=0, ack=2, flags=0x14))),
+        pb.ethernet(pb.ipv4(client, server, pb.tcp(40001, 80, seq=9, flags=0x02))),
+        pb.ethernet(pb.ipv4(server, client, pb.tcp(80, 40001, seq=50, ack=10, flags=0x12))),
+    ]
+    path = tmp_path / "far.pcapng"
+    path.write_bytes(pb.shb() + pb.idb(1, tsresol=0)
+                     + b"".join(pb.epb(0, 2**40 + i, frame) for i, frame in enumerate(frames)))
+    result = census_file(str(path))
+    assert not result.exact_times
+    for extra in ((), ("--top", "1")):
+        code, out, err = run_cli(path, "--json", *extra)
+        assert code == 0 and "Traceback" not in err, err
+        document = json.loads(out)
+        expected = [connection_json(c) for c in result.connections][:1 if extra else None]
+        assert document["connections"] == expected
+        assert document["connections"][0]["start"] == pytest.approx(2**40)

@@ -686,26 +686,28 @@ _LETTER_CODES[np.frombuffer(b"SHADFRIQshadfriq", dtype=np.uint8)] = np.arange(1,
 _PACKED_LETTERS = 12
 
 
-def _history_words(letters: np.ndarray, at: np.ndarray, flipped: np.ndarray) -> tuple[np.ndarray, list]:
-    """Each connection's Zeek history (its `letters[at[i]:at[i+1]]`, "^" first where
+def _history_words(letters: np.ndarray, at: np.ndarray, stop: np.ndarray, flipped: np.ndarray
+                   ) -> tuple[np.ndarray, list]:
+    """Each connection's Zeek history (its `letters[at[i]:stop[i]]`, "^" first where
     `flipped`) as (index of each row's history, the distinct histories)."""
-    count = len(at) - 1
-    lengths = np.diff(at)
+    count = len(at)
+    lengths = stop - at
     code = flipped.astype(np.int64) << (5 * _PACKED_LETTERS)
     for k in range(min(_PACKED_LETTERS, int(lengths.max()) if count else 0)):
         rows = np.flatnonzero(lengths > k)
         code[rows] |= _LETTER_CODES[letters[at[rows] + k]] << (5 * k)
     long = lengths > _PACKED_LETTERS
-    unknown = np.flatnonzero(_LETTER_CODES[letters[at[0]:at[-1]]] == 0) + at[0] if count else []
-    if len(unknown):  # a letter outside the alphabet: that history is not packed
-        long[np.searchsorted(at, unknown, side="right") - 1] = True
+    if count:  # a letter outside the alphabet: that history is not packed
+        owners = np.repeat(np.arange(count), lengths)
+        positions = np.arange(len(owners)) - np.repeat(np.cumsum(lengths) - lengths, lengths) + np.repeat(at, lengths)
+        long[owners[_LETTER_CODES[letters[positions]] == 0]] = True
     long = np.flatnonzero(long)
     if len(long):  # rare: exact text, each distinct one below every packed code
         seen: dict = {}
         for row in long.tolist():
-            code[row] = -1 - seen.setdefault(letters[at[row]:at[row + 1]].tobytes() + bytes([int(flipped[row])]), len(seen))
+            code[row] = -1 - seen.setdefault(letters[at[row]:stop[row]].tobytes() + bytes([int(flipped[row])]), len(seen))
     codes, first, index = np.unique(code, return_index=True, return_inverse=True)
-    texts = [("^" if flipped[row] else "") + letters[at[row]:at[row + 1]].tobytes().decode("ascii")
+    texts = [("^" if flipped[row] else "") + letters[at[row]:stop[row]].tobytes().decode("ascii")
              for row in first.tolist()]
     return index.reshape(-1), texts
 
@@ -737,6 +739,18 @@ def _grouped(parts: list, count: int):
         else np.lexsort((frame, conn))
     offsets = np.searchsorted(conn[order], np.arange(count + 1))
     return frame[order], value[order], offsets
+
+
+def _events_of(events, streams: np.ndarray) -> tuple:
+    """(frames, codes, offsets) of the connections `streams`, from all connections' events."""
+    frames, codes, offsets = events
+    starts = offsets[streams]
+    lengths = offsets[streams + 1] - starts
+    local = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
+    if len(streams) and streams[-1] - streams[0] == len(streams) - 1 and (np.diff(streams) == 1).all():
+        return frames[starts[0]:starts[0] + local[-1]], codes[starts[0]:starts[0] + local[-1]], local
+    at = np.repeat(starts - local[:-1], lengths) + np.arange(local[-1])
+    return frames[at], codes[at], local
 
 
 class Census:
@@ -896,36 +910,36 @@ class Census:
         """False when a garbage timestamp beyond int64 made the time columns Python ints."""
         return self._c["start"].dtype != object and self._c["end_time"].dtype != object
 
-    def table(self, lo: int, hi: int) -> dict:
-        """Connections lo..hi-1 as numpy columns in client/server terms, for writers that
-        format many connections at once (`views.contracts.census`). Text columns come as
-        words: an index per connection into the list of their distinct values ("hosts" for
-        both endpoints, "[::1]" for IPv6; "histories"; "conn_states")."""
-        c = {name: array[lo:hi] for name, array in self._c.items()}
+    def table(self, rows) -> dict:
+        """The connections `rows` (a slice or an array of indices) as numpy columns in
+        client/server terms, for writers that format many connections at once
+        (`views.contracts.census`). Text columns come as words: an index per connection
+        into the list of their distinct values ("hosts" for both endpoints, "[::1]" for
+        IPv6; "histories"; "conn_states")."""
+        streams = np.arange(len(self))[rows]
+        c = {name: array[rows] for name, array in self._c.items()}
         a_client = c["a_client"]
         keys = {name: self._keys[name][c["tuple"]] for name in _KEY_NAMES}
         host_index, hosts = _host_words(np.concatenate((keys["a_hi"], keys["b_hi"])),
                                         np.concatenate((keys["a_lo"], keys["b_lo"])))
-        a_host, b_host = host_index[:hi - lo], host_index[hi - lo:]
+        a_host, b_host = host_index[:len(streams)], host_index[len(streams):]
         _, letters, at = self._history
-        history, histories = _history_words(letters, at[lo:hi + 1], c["first_a"] != a_client)
+        history, histories = _history_words(letters, at[streams], at[streams + 1], c["first_a"] != a_client)
         bytes_client = np.where(a_client, c["bytes_a"], c["bytes_b"])
         bytes_server = np.where(a_client, c["bytes_b"], c["bytes_a"])
-        orig, resp = (state[lo:hi] for state in self._states)
+        orig, resp = (state[rows] for state in self._states)
         conn_state, conn_states = _conn_state_words(orig, resp, bytes_client, bytes_server, history, histories)
-        frames, codes, offsets = self._events
-        first, last = int(offsets[lo]), int(offsets[hi])
         return {
-            "stream": np.arange(lo, hi), "hosts": hosts,
+            "stream": streams, "hosts": hosts,
             "client_host": np.where(a_client, a_host, b_host), "client_port": np.where(a_client, keys["a_port"], keys["b_port"]),
             "server_host": np.where(a_client, b_host, a_host), "server_port": np.where(a_client, keys["b_port"], keys["a_port"]),
             "handshake": c["handshake"],
-            "end_kind": self.end_kind[lo:hi], "ended_by_client": self.ended_by_client[lo:hi],
+            "end_kind": self.end_kind[rows], "ended_by_client": self.ended_by_client[rows],
             "start": c["start"], "end": c["end"], "end_time": c["end_time"], "end_frame": c["end_frame"],
             "first_frame": c["first_frame"], "last_frame": c["last_frame"], "packets": c["packets"],
             "bytes_client": bytes_client, "bytes_server": bytes_server,
             "history": history, "histories": histories, "conn_state": conn_state, "conn_states": conn_states,
-            "events": (frames[first:last], codes[first:last], offsets[lo:hi + 1] - first),
+            "events": _events_of(self._events, streams),
         }
 
     def connection(self, index: int) -> ConnectionSummary:

@@ -1,13 +1,13 @@
 """The census JSON contract (DESIGN.md): `{"file", "packets", "problems", "summary", "listed", "connections"}`.
 
-`connection_json` is the one definition of a connection's object;
-`write_census_json` streams the whole document, one connection per line,
-so a census of 100,000 connections never holds its JSON in memory: it
-formats a few thousand connections at a time from numpy columns turned
-into lists (a dict and json.dumps per connection was most of the time),
-or one by one for a --top selection. All three give the same objects (a test checks
-it on the corpus). Times are seconds written exactly from integer
-nanoseconds ("1700000000.123456789"), so every path gives the same number.
+`connection_json` is the definition of a connection's object, as a dict;
+`write_census_json` streams the whole document, one connection per line, so
+a census of 100,000 connections never holds its JSON in memory. It writes
+the same object from columns, a few thousand connections at a time, through
+one row layout (`_chunk_layout`, written by `rows.format_rows`); only times
+beyond int64 (garbage timestamps) go through the dict, one at a time. A test
+checks on the corpus that both give the dict's objects. Times are seconds
+written exactly from integer nanoseconds ("1700000000.123456789").
 """
 
 from __future__ import annotations
@@ -65,25 +65,6 @@ def connection_json(connection, os_name: str = "Linux") -> dict:
         "rst_by": list(connection.rst_by),
         "predicted": json.loads(_predicted_text(connection.history, os_name)),
     }
-
-
-def _line(row, os_name: str = "Linux") -> str:
-    """connection_json of one `Census.rows()` tuple as compact JSON, formatted directly
-    (a dict and json.dumps per connection are most of the time on 100,000 connections).
-    Endpoints, history and the vocabulary hold no character JSON would escape."""
-    (stream, client, server, handshake, start, end, first, last, packets, bytes_client, bytes_server, ended,
-     ended_by, end_frame, end_time, rsts, fins, rst_by, retransmissions, conn_state, history) = row
-    return (f'{{"stream":{stream},"client":"{client}","server":"{server}","handshake":"{handshake}",'
-            f'"ended":"{ended}","ended_by":{"null" if ended_by is None else chr(34) + ended_by + chr(34)},'
-            f'"conn_state":"{conn_state}","history":"{history}","start":{seconds_text(start)},'
-            f'"end":{seconds_text(end)},"end_time":{"null" if end_time is None else seconds_text(end_time)},'
-            f'"duration":{seconds_text(end - start)},"packets":{packets},'
-            f'"bytes":{{"client_to_server":{bytes_client},"server_to_client":{bytes_server}}},'
-            f'"frames":{{"first":{first},"last":{last},"end":{"null" if end_frame is None else end_frame},'
-            f'"rst":[{",".join(map(str, rsts))}],"fin":[{",".join(map(str, fins))}],'
-            f'"syn_retransmissions":[{",".join(map(str, retransmissions))}]}},'
-            f'"rst_by":[{",".join(chr(34) + side + chr(34) for side in rst_by)}],'
-            f'"predicted":{_predicted_text(history, os_name)}}}')
 
 
 # One connection's object. The "shape" (handshake, ended, ended_by, conn_state, history:
@@ -150,18 +131,15 @@ def _chunk_layout(table: dict, os_name: str = "Linux") -> tuple:
 
 def _chunks(result, indices: Optional[list], os_name: str) -> Iterator[bytes]:
     """The connections' objects, a few thousand at a time, each block's rows joined by ",\n"."""
-    if indices is None and result.exact_times:
-        for lo in range(0, len(result), CHUNK):
-            hi = min(lo + CHUNK, len(result))
-            yield format_rows(_chunk_layout(result.table(lo, hi), os_name), hi - lo, ",\n")
-    else:  # a --top selection, or garbage times beyond int64: formatted one at a time
-        chunk = []
-        for row in result.rows(indices):
-            chunk.append(_line(row, os_name))
-            if len(chunk) >= 4096:
-                yield ",\n".join(chunk).encode()
-                chunk = []
-        yield ",\n".join(chunk).encode()
+    if result.exact_times:
+        count = len(result) if indices is None else len(indices)
+        for lo in range(0, count, CHUNK):
+            hi = min(lo + CHUNK, count)
+            rows = slice(lo, hi) if indices is None else np.asarray(indices[lo:hi], dtype=np.int64)
+            yield format_rows(_chunk_layout(result.table(rows), os_name), hi - lo, ",\n")
+    else:  # garbage times beyond int64 (Python ints): the dict, one connection at a time
+        for connection in result.iter_connections(indices):
+            yield json.dumps(connection_json(connection, os_name), separators=(",", ":")).encode()
 
 
 def write_census_json(result, path: str, problems: Sequence[str], indices: Optional[list], out: TextIO, *,
