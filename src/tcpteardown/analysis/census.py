@@ -55,7 +55,7 @@ import numpy as np
 from ..columns import IPV4_MARK, batch_from_segments
 from ..model import Endpoint, Segment, TcpFlags
 
-__all__ = ["ConnectionSummary", "Census", "census", "census_batches", "batch_from_segments", "END_KINDS", "SIDES",
+__all__ = ["ConnectionSummary", "Census", "census", "census_batches", "grouped", "batch_from_segments", "END_KINDS", "SIDES",
            "CONN_STATES"]
 
 END_KINDS = ("fin", "rst", "refused", "open")
@@ -180,6 +180,61 @@ def _mix(columns) -> np.ndarray:
     return mix
 
 
+class _Grouped:
+    """One batch with its rows grouped by canonical 4-tuple (frame order kept within a tuple)
+    and its columns in that order: everything `_Engine.feed` needs that does not depend on
+    earlier batches, so a reader thread can make it (`grouped`) while the engine counts the
+    batch before. `keys`: the canonical tuple of each group; `hashes`: their 64-bit hashes;
+    `group_of_row`: each (grouped) row's group; `collided`: two tuples of this batch share a
+    hash (grouped exactly instead)."""
+
+    __slots__ = ("batch", "keys", "hashes", "collided", "order", "group_of_row", "tuple_start", "by_b", "flags",
+                 "seq", "ack", "payload", "frame", "time_ns")
+
+    def __init__(self, batch):
+        self.batch = batch
+        u64 = np.uint64
+        src = (batch.src_hi.astype(u64, copy=False), batch.src_lo.astype(u64, copy=False), batch.sport.astype(u64))
+        dst = (batch.dst_hi.astype(u64, copy=False), batch.dst_lo.astype(u64, copy=False), batch.dport.astype(u64))
+        # a is the lower endpoint of the two; from_a: the packet was sent by a.
+        from_a = (src[0] < dst[0]) | ((src[0] == dst[0]) & ((src[1] < dst[1]) | ((src[1] == dst[1]) & (src[2] <= dst[2]))))
+        columns = [np.where(from_a, s, d) for s, d in zip(src, dst)] + [np.where(from_a, d, s) for s, d in zip(src, dst)]
+        mix = _mix(columns)
+        order = np.argsort(mix, kind="stable")  # grouped by hash, frame order kept within
+        sorted_mix = mix[order]
+        starts = np.ones(len(mix), dtype=bool)
+        starts[1:] = sorted_mix[1:] != sorted_mix[:-1]
+        first = order[starts]  # a row of each distinct hash
+        inverse = np.empty(len(mix), dtype=np.int64)
+        inverse[order] = np.cumsum(starts) - 1
+        self.collided = not all(np.array_equal(column, column[first][inverse]) for column in columns)
+        if self.collided:
+            # Two tuples with one hash in this batch: group exactly (slow, never seen in practice).
+            _, first, inverse = np.unique(np.stack(columns, axis=1), axis=0, return_index=True, return_inverse=True)
+            inverse = inverse.reshape(-1)
+            order = np.argsort(inverse, kind="stable")
+        self.keys = [column[first] for column in columns]
+        self.hashes = mix[first]
+        self.order = order
+        self.group_of_row = inverse[order]
+        count = len(order)
+        self.tuple_start = np.ones(count, dtype=bool)
+        self.tuple_start[1:] = self.group_of_row[1:] != self.group_of_row[:-1]
+        self.by_b = ~from_a[order]  # the packet was sent by b
+        self.flags = batch.flags[order].astype(np.int64)
+        self.seq = batch.seq[order].astype(np.int64)
+        self.ack = batch.ack[order].astype(np.int64)
+        self.payload = batch.payload_len[order].astype(np.int64)
+        self.frame = batch.frame[order]
+        self.time_ns = batch.time_ns[order]
+
+
+def grouped(batch) -> _Grouped:
+    """The part of counting a batch (`columns.TcpBatch`) that needs no earlier batch; pure,
+    so it can run in a reader thread. `census_batches` takes batches or these."""
+    return _Grouped(batch)
+
+
 class _Tuples:
     """Global ids of canonical 4-tuples across batches, with each tuple's current connection.
 
@@ -195,27 +250,13 @@ class _Tuples:
         self.rows_of_hashes = np.zeros(0, dtype=np.int64)  # tuple id of each hash
         self.exact: Optional[dict] = None  # after a hash collision: keyed by the whole tuple
 
-    def ids(self, columns) -> tuple[np.ndarray, np.ndarray]:
-        """(the global tuple id of each row, the rows grouped by tuple in frame order
-        within each); new tuples get new ids."""
-        mix = _mix(columns)
-        order = np.argsort(mix, kind="stable")  # grouped by hash, frame order kept within
-        sorted_mix = mix[order]
-        starts = np.ones(len(mix), dtype=bool)
-        starts[1:] = sorted_mix[1:] != sorted_mix[:-1]
-        first = order[starts]  # a row of each distinct hash
-        group = np.cumsum(starts) - 1
-        inverse = np.empty(len(mix), dtype=np.int64)
-        inverse[order] = group
-        if not all(np.array_equal(column, column[first][inverse]) for column in columns):
-            # Two tuples with one hash in this batch: group exactly (slow, never seen in practice).
-            _, first, inverse = np.unique(np.stack(columns, axis=1), axis=0, return_index=True, return_inverse=True)
-            inverse = inverse.reshape(-1)
-            order = np.argsort(inverse, kind="stable")
+    def ids(self, grouped: "_Grouped") -> np.ndarray:
+        """The global tuple id of each of a batch's tuples (`grouped.keys`); new tuples get new ids."""
+        keys = grouped.keys
+        if grouped.collided:
             self._go_exact()
-        keys = [column[first] for column in columns]
         if self.exact is None:
-            ids = self._lookup(mix[first])
+            ids = self._lookup(grouped.hashes)
         else:
             ids = np.array([self.exact.get(key, -1) for key in zip(*(k.tolist() for k in keys))], dtype=np.int64)
         known = ids >= 0
@@ -232,10 +273,10 @@ class _Tuples:
             for name, key in zip(_KEY_NAMES, keys):
                 stored[name][rows] = key[fresh]
             if self.exact is None:
-                self._insert(mix[first][fresh], rows)
+                self._insert(grouped.hashes[fresh], rows)
             else:
                 self.exact.update(zip(zip(*(key[fresh].tolist() for key in keys)), rows.tolist()))
-        return ids[inverse], order
+        return ids
 
     def _lookup(self, hashes: np.ndarray) -> np.ndarray:
         """The tuple id of each hash, -1 for one not seen before."""
@@ -268,6 +309,9 @@ class _Engine:
         self.tcp_packets = 0
 
     def feed(self, batch) -> None:
+        """Count one batch: a `columns.TcpBatch`, or the `grouped` of one."""
+        g = batch if isinstance(batch, _Grouped) else _Grouped(batch)
+        batch = g.batch
         self.packets += batch.packets
         count = len(batch.frame)
         self.tcp_packets += count
@@ -276,26 +320,12 @@ class _Engine:
         conns = self.conns
         if batch.time_ns.dtype == object:
             conns.to_object(_TIME_COLUMNS)
-        u64 = np.uint64
-        src = (batch.src_hi.astype(u64, copy=False), batch.src_lo.astype(u64, copy=False), batch.sport.astype(u64))
-        dst = (batch.dst_hi.astype(u64, copy=False), batch.dst_lo.astype(u64, copy=False), batch.dport.astype(u64))
-        # a is the lower endpoint of the two; from_a: the packet was sent by a.
-        from_a = (src[0] < dst[0]) | ((src[0] == dst[0]) & ((src[1] < dst[1]) | ((src[1] == dst[1]) & (src[2] <= dst[2]))))
-        columns = [np.where(from_a, s, d) for s, d in zip(src, dst)] + [np.where(from_a, d, s) for s, d in zip(src, dst)]
-        tuple_of_row, order = self.tuples.ids(columns)
-
         # Everything below works on rows grouped by tuple (frame order kept within a tuple).
-        tid = tuple_of_row[order]
-        by_b = ~from_a[order]  # the packet was sent by b
-        flags = batch.flags[order].astype(np.int64)
-        seq = batch.seq[order].astype(np.int64)
-        ack = batch.ack[order].astype(np.int64)
-        payload = batch.payload_len[order].astype(np.int64)
-        frame = batch.frame[order]
-        time_ns = batch.time_ns[order]
+        tid = self.tuples.ids(g)[g.group_of_row]
+        order, by_b, flags, seq, ack, payload, frame, time_ns = g.order, g.by_b, g.flags, g.seq, g.ack, g.payload, \
+            g.frame, g.time_ns
         pos = np.arange(count)
-        tuple_start = np.ones(count, dtype=bool)
-        tuple_start[1:] = tid[1:] != tid[:-1]
+        tuple_start = g.tuple_start
         carried = self.tuples.columns["conn"][tid]  # the tuple's connection before this batch (-1: none)
         begins = tuple_start & (carried < 0)  # rows where a connection begins
         pure_syn = (flags & (SYN | ACK)) == SYN
@@ -961,7 +991,7 @@ class Census:
 # -- entry points --------------------------------------------------------------------
 
 def census_batches(batches: Iterable) -> Census:
-    """The census of column batches (`columns.TcpBatch`) in frame order."""
+    """The census of column batches (`columns.TcpBatch`, or their `grouped`) in frame order."""
     engine = _Engine()
     for batch in batches:
         engine.feed(batch)

@@ -46,15 +46,16 @@ def census_file(path: str, *, on_problem: Optional[Callable[[str], None]] = None
 
     Raises CaptureFileError when the file cannot be read at all.
     """
-    from ..analysis.census import census_batches
+    from ..analysis.census import census_batches, grouped
     from ..formats.pcap_columns import iter_tcp_batches
     from ..prefetch import prefetched
 
     def batches():
-        # the next window is decoded on the second core while this one is counted
-        for batch in prefetched(iter_tcp_batches(path, on_problem=on_problem)):
+        # the next window is decoded and grouped by 4-tuple on the second core while
+        # this one is counted
+        for batch in prefetched(map(grouped, iter_tcp_batches(path, on_problem=on_problem))):
             if progress is not None:
-                progress(batch.end_offset)
+                progress(batch.batch.end_offset)
             yield batch
 
     return census_batches(batches())

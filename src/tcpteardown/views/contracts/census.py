@@ -19,6 +19,7 @@ from typing import Iterator, Optional, Sequence, TextIO
 import numpy as np
 
 from ...analysis.predict import predicted_from_history
+from ...prefetch import prefetched
 from .rows import INT, INT_LIST, LITERAL, SECONDS, TEXT, TEXT_LIST, format_rows, seconds_text
 
 __all__ = ["connection_json", "write_census_json", "seconds_text"]
@@ -155,7 +156,7 @@ def write_census_json(result, path: str, problems: Sequence[str], indices: Optio
     if binary is not None:
         out.flush()
     separator = b"\n"
-    for block in _chunks(result, indices, os_name):
+    for block in prefetched(_chunks(result, indices, os_name), name="tcpteardown-json"):
         if block:
             if binary is not None:
                 binary.write(separator)
