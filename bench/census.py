@@ -17,10 +17,10 @@ Every command runs as a child process (`python -m tcpteardown census`,
 RSS and CPU time from wait4(); each runs --runs times (default 3) and the
 median wall time is compared, so one hiccup of a shared machine does not
 decide it. The goals (issue 13), on the short capture: >= 15x dpkt, >= 30x
-tshark, peak RSS < 300 MB for the text table and for --json. --json runs
-with the compiled row engine when it is built, and once more with the Python
-engine (TCPTEARDOWN_PURE_PYTHON=1), for information: that is the speed where
-no C compiler was found at install.
+tshark, peak RSS < 300 MB for the text table and for --json. Both run with
+the compiled loops (tcpteardown/speedups.py) when they are built, and once
+more without them (TCPTEARDOWN_PURE_PYTHON=1), for information: that is the
+speed where no C compiler was found at install.
 
 Never a test: timing lives here, printed, not asserted.
 """
@@ -333,12 +333,15 @@ def bench_file(path: Path, args) -> dict:
     document = json.loads(out.split(b"\n", 1)[0].rstrip(b",") + b"}")
     packets, connections = document["packets"], document["summary"]["connections"]
     results["json"] = (wall, rss, cpu)
-    python_json = median_of(runs, ours + ["--json", str(path)], dict(env, TCPTEARDOWN_PURE_PYTHON="1"))
+    pure = dict(env, TCPTEARDOWN_PURE_PYTHON="1")
+    pure_text = median_of(runs, ours + [str(path)], pure)
+    pure_json = median_of(runs, ours + ["--json", str(path)], pure)
     print(f"\n== {path.name}: {size / 1e6:.0f} MB, {packets:,} packets, {connections:,} connections "
           f"({packets / max(connections, 1):.1f} packets each); by end {document['summary']['by_end']}")
     print(f"   {head}")
     rows = [("tcpteardown census (text)", *results["text"]), ("tcpteardown census --json", *results["json"]),
-            ("  --json, Python engine", python_json[0], python_json[1], python_json[3])]
+            ("  text, pure Python", pure_text[0], pure_text[1], pure_text[3]),
+            ("  --json, pure Python", pure_json[0], pure_json[1], pure_json[3])]
     if not args.skip_dpkt:
         wall, rss, _, cpu = median_of(runs, [sys.executable, __file__, "--dpkt", str(path)])
         results["dpkt"] = (wall, rss, cpu)
@@ -399,9 +402,9 @@ def main(argv=None) -> int:
     # is set (it is on this machine) every child would otherwise compile each module again.
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(SRC / "tcpteardown")], check=True,
                    stdout=subprocess.DEVNULL, env=dict(os.environ, PYTHONDONTWRITEBYTECODE=""))
-    engine = subprocess.run([sys.executable, "-c", "from tcpteardown.views.contracts import rows; print(rows.ENGINE)"],
+    engine = subprocess.run([sys.executable, "-c", "from tcpteardown import speedups; print(speedups.ENGINE)"],
                             env=dict(os.environ, PYTHONPATH=str(SRC)), capture_output=True, text=True).stdout.strip()
-    print(f"JSON engine: {engine} (views/contracts/rows.py; 'python' means _rows.c was not built)")
+    print(f"speedups: {engine} (tcpteardown/speedups.py; 'python' means _speedups.c was not built)")
     print(f"machine: {os.uname().sysname} {os.uname().release}, {os.cpu_count()} CPUs "
           f"({_cpu_model()}), Python {sys.version.split()[0]}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     for path in paths:

@@ -16,8 +16,8 @@ cd "$(dirname "$0")/.."
 # (tests/test_browser.py). nodejs, default-jdk-headless, haproxy and
 # redis-server are real programs too: tests/test_program_logs.py makes each
 # fail and links its own log line to the frame (issue 14). gcc and python3-dev
-# build the compiled JSON row engine (views/contracts/_rows.c); without them pip
-# skips it and census --json uses the Python engine (same bytes, slower).
+# build the optional compiled loops (src/tcpteardown/_speedups.c); without them pip
+# skips them and census uses its Python code (same results, slower).
 APT_PACKAGES="libpcap0.8 tcpdump tshark strace golang-go curl iproute2 nginx-light iptables chromium chromium-driver plantuml nodejs default-jdk-headless haproxy redis-server gcc python3-dev"
 
 missing=""
@@ -43,7 +43,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=.venv/.tcpteardown-installed
 # Reinstalled when the dependencies or the compiled engine's source change.
-want="$(cat pyproject.toml src/tcpteardown/views/contracts/_rows.c | sha256sum | cut -c1-16)"
+want="$(cat pyproject.toml src/tcpteardown/_speedups.c | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   log=.venv/pip-install.log
   echo "setup: installing Python packages into .venv (log: $log)" >&2

@@ -5,19 +5,17 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
-import sysconfig
 
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from tcpteardown.views.contracts import rows
+from tcpteardown import speedups
 from tcpteardown.views.contracts.rows import (INT, INT_LIST, LITERAL, SECONDS, TEXT, TEXT_LIST, format_rows_compiled,
                                               format_rows_python, seconds_text)
 
-needs_compiled = pytest.mark.skipif(rows.ENGINE != "compiled",
-                                    reason="the compiled engine (_rows.c) was not built: no C compiler at install")
+needs_compiled = pytest.mark.skipif(speedups.compiled() is None,
+                                    reason="tcpteardown._speedups is not built (no C compiler at install)")
 
 INT64 = st.integers(-2**63, 2**63 - 1)
 WORDS = st.lists(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=6), min_size=1, max_size=5)
@@ -115,7 +113,7 @@ def test_the_compiled_engine_refuses_a_malformed_layout(layout, count, error):
 @needs_compiled
 def test_the_compiled_engine_checks_the_raw_buffers_too():
     """Below the wrapper, arrays of the wrong item size or shape are a ValueError."""
-    raw = rows._format_rows_compiled
+    raw = speedups.compiled().format_rows
     with pytest.raises(ValueError, match="items of 8 bytes"):
         raw(((INT, np.zeros(2, dtype=np.int32), None),), 2, b",")
     with pytest.raises(ValueError, match="items of 1 bytes"):
@@ -124,16 +122,6 @@ def test_the_compiled_engine_checks_the_raw_buffers_too():
         raw(((TEXT, np.zeros(1, dtype=np.int64), ("not bytes",)),), 1, b",")
     with pytest.raises(ValueError):
         raw(((INT, np.zeros((2, 2), dtype=np.int64), None),), 2, b",")
-
-
-def test_the_compiled_engine_is_built_where_a_c_compiler_is():
-    """`pip install` builds _rows.c when it finds a compiler; where one is found and the
-    engine is missing, the build failed and census --json runs at the interpreter's speed."""
-    compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
-    if not shutil.which(compiler):
-        pytest.skip(f"no C compiler ({compiler}) on this machine: the Python engine is used, as designed")
-    assert rows.ENGINE == "compiled", ("a C compiler is here but tcpteardown.views.contracts._rows is not built; "
-                                       "reinstall with `pip install -e .` and read its output")
 
 
 @needs_compiled
@@ -153,8 +141,8 @@ def test_census_json_is_the_same_document_from_either_engine(corpus, monkeypatch
         except CaptureFileError:
             continue  # refused alike whatever the engine: the reader's tests cover it
         documents = []
-        for engine in (rows._format_rows_compiled, None):
-            monkeypatch.setattr(rows, "_format_rows_compiled", engine)
+        for pure in ("", "1"):
+            monkeypatch.setenv("TCPTEARDOWN_PURE_PYTHON", pure)
             out = io.StringIO()
             write_census_json(result, path, [], None, out)
             documents.append(out.getvalue())

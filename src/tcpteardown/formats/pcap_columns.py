@@ -23,6 +23,7 @@ from typing import Callable, Iterator, Optional
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from .. import speedups
 from ..columns import IPV4_MARK, TcpBatch
 from . import pcap_links as links
 from .pcapread import BLOCK_EPB, MAXIMUM_SNAPLEN, _Map, _Reader
@@ -74,8 +75,18 @@ def _window(buf, begin: int, end: int) -> np.ndarray:
 
 
 def _follow_records(buf, offset: int, stop: int, order: str, nanoseconds: bool, limit: int):
-    """The offsets of the pcap records from `offset` while below `stop`, found without a
-    Python loop per record, or None (then the caller walks record by record).
+    """The offsets of the pcap records from `offset` while below `stop` (an int64 array), found
+    without a Python loop per record, or None (then the caller walks record by record).
+    The compiled walk (`speedups`) is that per-record walk in C and always answers; without
+    it, `_follow_records_vectorised` answers where the records chain plainly."""
+    fast = speedups.compiled()
+    if fast is not None:
+        return np.frombuffer(fast.walk_pcap(buf, offset, stop, order == ">"), dtype=np.int64)
+    return _follow_records_vectorised(buf, offset, stop, order, nanoseconds, limit)
+
+
+def _follow_records_vectorised(buf, offset: int, stop: int, order: str, nanoseconds: bool, limit: int):
+    """`_follow_records` in numpy, or None.
 
     Every offset where a plausible record header starts (seconds near the first
     record's, a valid fraction, caplen <= limit <= orig_len's bound) is a candidate;

@@ -11,22 +11,22 @@ A layout is a tuple of pieces, each a tuple whose first member says its kind:
 
 Arrays are int64 (masks bool); `offsets` has one more item than there are rows.
 `format_rows(layout, count, separator)` returns the rows as bytes, joined by
-`separator`. The compiled engine (`_rows.c`, built by `pip install` where a C
-compiler is found) writes 68 MB of census JSON in a few hundredths of a second;
-the Python one, used where it is missing, takes about half a second for the same.
-`ENGINE` says which one runs (TCPTEARDOWN_PURE_PYTHON=1 in the environment picks
-the Python one); tests compare both byte for byte.
+`separator`. The compiled engine (`format_rows` in `_speedups.c`, see
+`speedups`) writes 68 MB of census JSON in a few hundredths of a second; the
+Python one, used where it is not built, takes about half a second for the
+same. `speedups.ENGINE` says which one runs; tests compare both byte for byte.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Sequence
 
 import numpy as np
 
+from ... import speedups
+
 __all__ = ["LITERAL", "INT", "SECONDS", "TEXT", "INT_LIST", "TEXT_LIST", "format_rows", "format_rows_python",
-           "ENGINE", "seconds_text"]
+           "format_rows_compiled", "seconds_text"]
 
 LITERAL, INT, SECONDS, TEXT, INT_LIST, TEXT_LIST = range(6)
 
@@ -127,24 +127,17 @@ def _as_bytes(piece: tuple) -> tuple:
     raise ValueError(f"unknown piece kind {kind}")
 
 
-try:
-    from ._rows import format_rows as _format_rows_compiled
-except ImportError:  # no C compiler where it was installed: same bytes, slower
-    _format_rows_compiled = None
-if os.environ.get("TCPTEARDOWN_PURE_PYTHON"):  # to measure or compare the Python engine
-    _format_rows_compiled = None
-
-ENGINE = "python" if _format_rows_compiled is None else "compiled"
-
-
 def format_rows_compiled(layout: Sequence[tuple], count: int, separator: str) -> bytes:
-    if _format_rows_compiled is None:
-        raise ImportError("tcpteardown.views.contracts._rows was not built (no C compiler at install time)")
-    return _format_rows_compiled(tuple(_as_bytes(p) for p in layout), count, separator.encode())
+    """`format_rows` by `_speedups.format_rows` (ImportError where it was not built)."""
+    fast = speedups.compiled()
+    if fast is None:
+        raise ImportError("tcpteardown._speedups is not built (no C compiler at install time) "
+                          "or TCPTEARDOWN_PURE_PYTHON is set")
+    return fast.format_rows(tuple(_as_bytes(p) for p in layout), count, separator.encode())
 
 
 def format_rows(layout: Sequence[tuple], count: int, separator: str) -> bytes:
     """The rows of `layout` as bytes joined by `separator`, by the compiled engine when built."""
-    if _format_rows_compiled is None:
+    if speedups.compiled() is None:
         return format_rows_python(layout, count, separator)
     return format_rows_compiled(layout, count, separator)

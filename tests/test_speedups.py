@@ -1,0 +1,162 @@
+"""tcpteardown.speedups: the compiled loops are built where a compiler is, and the census
+reads every capture to the same batches and problems with them and without them
+(TCPTEARDOWN_PURE_PYTHON=1), on the corpus and on damaged copies of it.
+(The JSON rows engine has its own tests: test_rows.py.)"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import sysconfig
+
+import numpy as np
+import pytest
+
+from tcpteardown import speedups
+from tcpteardown.formats import pcap_columns
+from tcpteardown.formats.pcap_columns import iter_tcp_batches
+from conftest import tcpdump_on_loopback
+from test_census_corpus import wait_until_written
+from test_census_vectorised import _many_short_connections
+from test_pcapread_corpus import ROWS
+
+needs_compiled = pytest.mark.skipif(speedups.compiled() is None,
+                                    reason="tcpteardown._speedups is not built (no C compiler at install)")
+
+
+def test_the_compiled_loops_are_built_where_a_c_compiler_is():
+    """`pip install` builds _speedups.c when it finds a compiler; a compiler here and no
+    module means the build failed, and census runs at the interpreter's speed."""
+    compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    if not shutil.which(compiler):
+        pytest.skip(f"no C compiler ({compiler}) on this machine: the Python code runs, as designed")
+    assert speedups._module is not None, ("a C compiler is here but tcpteardown._speedups is not built; "
+                                          "reinstall with `pip install -e .` and read its output")
+
+
+def test_the_switch_turns_them_off(monkeypatch):
+    monkeypatch.setenv("TCPTEARDOWN_PURE_PYTHON", "1")
+    assert speedups.compiled() is None
+
+
+def _batches(path, monkeypatch, pure: str, window_bytes: int) -> tuple[list, list]:
+    monkeypatch.setenv("TCPTEARDOWN_PURE_PYTHON", pure)
+    problems: list = []
+    try:
+        batches = list(iter_tcp_batches(str(path), on_problem=problems.append, window_bytes=window_bytes))
+    except Exception as exc:  # refused: must be refused alike, with the same words
+        return [type(exc).__name__, str(exc)], problems
+    fields = ("frame", "time_ns", "src_hi", "src_lo", "dst_hi", "dst_lo", "sport", "dport", "flags", "seq", "ack",
+              "payload_len")
+    return [(b.packets, b.end_offset, *(getattr(b, f).tolist() for f in fields)) for b in batches], problems
+
+
+@pytest.fixture(scope="module")
+def loopback_pcap(tmp_path_factory):
+    """A real capture big enough for many windows: tcpdump on lo while 400 connections end
+    every way (FIN, RST either side, refused; ports reused)."""
+    capture = tmp_path_factory.mktemp("speedups") / "many.pcap"
+    with tcpdump_on_loopback(capture, backlog=64, buffer_kib=65536) as lo:
+        _many_short_connections(400, lo.refused_port, lo.port, lo.listener)
+        wait_until_written(capture, 400, seconds=30)
+    assert "\n0 packets dropped by kernel" in lo.stderr, lo.stderr
+    return capture
+
+
+def _pcaps(corpus) -> list:
+    paths = [corpus / row["relpath"] for row in ROWS]
+    return [p for p in paths if p.read_bytes()[:4] in (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4",
+                                                       b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d")]
+
+
+@needs_compiled
+def test_the_corpus_reads_the_same_with_and_without_the_compiled_walk(corpus, monkeypatch):
+    pcaps = _pcaps(corpus)
+    assert len(pcaps) > 20
+    for path in pcaps:
+        for window in (4096, 64 << 10):  # many windows each: every window boundary is a walk
+            assert _batches(path, monkeypatch, "", window) == _batches(path, monkeypatch, "1", window), path
+
+
+@needs_compiled
+@pytest.mark.needs_capture
+def test_a_loopback_capture_reads_the_same_with_and_without_the_compiled_walk(loopback_pcap, monkeypatch):
+    assert loopback_pcap.stat().st_size > 64 << 10
+    for window in (4096, 64 << 10, 4 << 20):
+        with_walk, problems = _batches(loopback_pcap, monkeypatch, "", window)
+        assert (with_walk, problems) == _batches(loopback_pcap, monkeypatch, "1", window)
+        assert sum(batch[0] for batch in with_walk) > 2000 and not problems
+
+
+@needs_compiled
+@pytest.mark.needs_capture
+def test_damaged_pcaps_read_the_same_with_and_without_the_compiled_walk(corpus, loopback_pcap, monkeypatch,
+                                                                          tmp_path):
+    """Flipped bits in record headers (lengths that lead nowhere, garbage times) and files cut
+    short: the walk gives up where the vectorised one does, or both reach the same chain, so
+    the batches and the problems reported are the same."""
+    pcaps = [loopback_pcap] + [p for p in _pcaps(corpus) if p.stat().st_size >= 8192]
+    rng = random.Random(13)
+    compared = 0
+    for path in pcaps:
+        data = path.read_bytes()
+        for trial in range(12):
+            damaged = bytearray(data)
+            for _ in range(rng.randint(1, 6)):
+                at = rng.randrange(24, len(damaged))
+                damaged[at] ^= 1 << rng.randrange(8)
+            if trial % 3 == 0:
+                damaged = damaged[:rng.randrange(len(damaged) // 2, len(damaged))]
+            copy = tmp_path / f"{path.stem}-{trial}.pcap"
+            copy.write_bytes(bytes(damaged))
+            assert _batches(copy, monkeypatch, "", 4096) == _batches(copy, monkeypatch, "1", 4096), (path, trial)
+            compared += 1
+    assert compared == 12 * len(pcaps)
+
+
+def _per_record_walk(data: bytes, offset: int, stop: int, order: str) -> list:
+    """The walk as pcap_columns' per-record loop does it, in plain Python."""
+    starts = []
+    while offset < stop:
+        starts.append(offset)
+        offset += 16 + int.from_bytes(data[offset + 8:offset + 12], "little" if order == "<" else "big")
+    return starts
+
+
+@needs_compiled
+@pytest.mark.needs_capture
+def test_the_compiled_walk_is_the_per_record_walk(corpus, loopback_pcap):
+    """On every pcap, whole and damaged, the compiled walk gives the offsets the per-record
+    loop gives; where the vectorised walk answers, it agrees too."""
+    walk = speedups.compiled().walk_pcap
+    rng = random.Random(7)
+    for path in _pcaps(corpus) + [loopback_pcap]:
+        data = path.read_bytes()
+        order = "<" if data[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+        nanoseconds = data[:4] in (b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d")
+        damaged = bytearray(data)
+        for _ in range(3):
+            damaged[rng.randrange(24, len(damaged))] ^= 1 << rng.randrange(8)
+        for variant in (data, bytes(damaged)):
+            stop = len(variant) - 15
+            if stop <= 24:
+                continue
+            walked = np.frombuffer(walk(variant, 24, stop, order == ">"), dtype=np.int64).tolist()
+            assert walked == _per_record_walk(variant, 24, stop, order), path
+            vectorised = pcap_columns._follow_records_vectorised(variant, 24, stop, order, nanoseconds, 262144)
+            if vectorised is not None:
+                assert walked == vectorised.tolist(), path
+
+
+@needs_compiled
+def test_the_compiled_walk_stays_inside_its_buffer():
+    walk = speedups.compiled().walk_pcap
+    record = (1_700_000_000).to_bytes(4, "little") + bytes(4) + (10).to_bytes(4, "little") * 2 + b"x" * 10
+    data = record * 10
+    assert np.frombuffer(walk(data, 0, len(data) - 15, False), dtype=np.int64).tolist() == [26 * i for i in range(10)]
+    assert np.frombuffer(walk(data, 0, 1, True), dtype=np.int64).tolist() == [0]  # big-endian: one long jump
+    for offset, stop in ((0, len(data) - 14), (-1, 10)):
+        with pytest.raises(ValueError, match="would pass the end"):
+            walk(data, offset, stop, False)
+    with pytest.raises(TypeError):
+        walk("not bytes", 0, 4, False)
