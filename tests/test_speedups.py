@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 import shutil
+import subprocess
 import sysconfig
 
 import numpy as np
@@ -63,39 +64,57 @@ def loopback_pcap(tmp_path_factory):
     return capture
 
 
+@pytest.fixture(scope="module")
+def loopback_pcapng(loopback_pcap):
+    """The same capture as pcapng, written by Wireshark's own editcap (EPBs)."""
+    editcap = shutil.which("editcap")
+    if editcap is None:
+        pytest.skip("needs editcap (Debian: tshark's wireshark-common)")
+    converted = loopback_pcap.with_suffix(".pcapng")
+    subprocess.run([editcap, "-F", "pcapng", str(loopback_pcap), str(converted)], check=True)
+    return converted
+
+
 def _pcaps(corpus) -> list:
     paths = [corpus / row["relpath"] for row in ROWS]
     return [p for p in paths if p.read_bytes()[:4] in (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4",
                                                        b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d")]
 
 
+def _pcapngs(corpus) -> list:
+    return [p for p in (corpus / row["relpath"] for row in ROWS) if p.read_bytes()[:4] == b"\x0a\x0d\x0d\x0a"]
+
+
 @needs_compiled
 def test_the_corpus_reads_the_same_with_and_without_the_compiled_walk(corpus, monkeypatch):
-    pcaps = _pcaps(corpus)
-    assert len(pcaps) > 20
-    for path in pcaps:
+    pcaps, pcapngs = _pcaps(corpus), _pcapngs(corpus)
+    assert len(pcaps) > 20 and len(pcapngs) > 5
+    for path in pcaps + pcapngs:
         for window in (4096, 64 << 10):  # many windows each: every window boundary is a walk
             assert _batches(path, monkeypatch, "", window) == _batches(path, monkeypatch, "1", window), path
 
 
 @needs_compiled
 @pytest.mark.needs_capture
-def test_a_loopback_capture_reads_the_same_with_and_without_the_compiled_walk(loopback_pcap, monkeypatch):
-    assert loopback_pcap.stat().st_size > 64 << 10
-    for window in (4096, 64 << 10, 4 << 20):
-        with_walk, problems = _batches(loopback_pcap, monkeypatch, "", window)
-        assert (with_walk, problems) == _batches(loopback_pcap, monkeypatch, "1", window)
-        assert sum(batch[0] for batch in with_walk) > 2000 and not problems
+def test_a_loopback_capture_reads_the_same_with_and_without_the_compiled_walk(loopback_pcap, loopback_pcapng,
+                                                                               monkeypatch):
+    for path in (loopback_pcap, loopback_pcapng):
+        assert path.stat().st_size > 64 << 10
+        for window in (4096, 64 << 10, 4 << 20):
+            with_walk, problems = _batches(path, monkeypatch, "", window)
+            assert (with_walk, problems) == _batches(path, monkeypatch, "1", window)
+            assert sum(batch[0] for batch in with_walk) > 2000 and not problems
 
 
 @needs_compiled
 @pytest.mark.needs_capture
-def test_damaged_pcaps_read_the_same_with_and_without_the_compiled_walk(corpus, loopback_pcap, monkeypatch,
-                                                                          tmp_path):
+def test_damaged_pcaps_read_the_same_with_and_without_the_compiled_walk(corpus, loopback_pcap, loopback_pcapng,
+                                                                          monkeypatch, tmp_path):
     """Flipped bits in record headers (lengths that lead nowhere, garbage times) and files cut
     short: the walk gives up where the vectorised one does, or both reach the same chain, so
     the batches and the problems reported are the same."""
-    pcaps = [loopback_pcap] + [p for p in _pcaps(corpus) if p.stat().st_size >= 8192]
+    pcaps = [loopback_pcap, loopback_pcapng] + [p for p in _pcaps(corpus) + _pcapngs(corpus)
+                                                if p.stat().st_size >= 8192]
     rng = random.Random(13)
     compared = 0
     for path in pcaps:
@@ -107,7 +126,7 @@ def test_damaged_pcaps_read_the_same_with_and_without_the_compiled_walk(corpus, 
                 damaged[at] ^= 1 << rng.randrange(8)
             if trial % 3 == 0:
                 damaged = damaged[:rng.randrange(len(damaged) // 2, len(damaged))]
-            copy = tmp_path / f"{path.stem}-{trial}.pcap"
+            copy = tmp_path / f"{path.stem}-{trial}{path.suffix}"
             copy.write_bytes(bytes(damaged))
             assert _batches(copy, monkeypatch, "", 4096) == _batches(copy, monkeypatch, "1", 4096), (path, trial)
             compared += 1
@@ -160,3 +179,17 @@ def test_the_compiled_walk_stays_inside_its_buffer():
             walk(data, offset, stop, False)
     with pytest.raises(TypeError):
         walk("not bytes", 0, 4, False)
+
+
+@needs_compiled
+def test_the_compiled_pcapng_walk_stops_at_other_blocks_and_inside_its_buffer():
+    walk = speedups.compiled().walk_pcapng
+    epb = (6).to_bytes(4, "little") + (32).to_bytes(4, "little") + bytes(24)
+    other = (5).to_bytes(4, "little") + (12).to_bytes(4, "little") + bytes(4)
+    data = epb * 3 + other + epb
+    offsets, stop = walk(data, 0, len(data) - 8, False)
+    assert np.frombuffer(offsets, dtype=np.int64).tolist() == [0, 32, 64] and stop == 96
+    short = (6).to_bytes(4, "little") + (28).to_bytes(4, "little") + bytes(20)  # an EPB under 32 bytes
+    assert walk(short + epb, 0, 8, False) == (b"", 0)
+    with pytest.raises(ValueError, match="would pass the end"):
+        walk(data, 0, len(data) - 6, False)

@@ -220,8 +220,12 @@ class _Walker(_Reader):
         begin = offset
         stop_at = min(size - 8, offset + self.window_bytes)
         starts = []
-        append = starts.append
-        if offset:  # the first block is the section header
+        fast = speedups.compiled()
+        if offset and fast is not None:  # the per-block loop below, in C
+            walked, offset = fast.walk_pcapng(buf, offset, stop_at, order == ">")
+            starts = np.frombuffer(walked, dtype=np.int64)
+        elif offset:  # the first block is the section header
+            append = starts.append
             # The per-packet Python loop: follow EPB lengths; checks come after, per window.
             while offset < stop_at:
                 block_type, length = two(buf, offset)
@@ -229,7 +233,7 @@ class _Walker(_Reader):
                     break
                 append(offset)
                 offset += length
-        if not starts:
+        if not len(starts):
             return self._one_block(offset)
         held = min(offset, size) - begin
         window = _window(buf, begin, begin + held)
@@ -252,7 +256,7 @@ class _Walker(_Reader):
             cut = int(np.argmax(bad))
             if cut == 0:
                 return self._one_block(begin)
-            offset = starts[cut]
+            offset = int(starts[cut])
             rel, length, interface, high, low, caplen = (a[:cut] for a in (rel, length, interface, high, low, caplen))
         batch = None
         if len(rel):
