@@ -1,6 +1,7 @@
 """Benchmark `tcpteardown census` end to end against dpkt and `tshark -T fields`, in one run.
 
-    python bench/census.py [--connections N] [--long-packets N] [--runs N] [--skip-tshark] [--skip-dpkt] [CAPTURE ...]
+    python bench/census.py [--connections N] [--long-packets N] [--runs N] [--pcapng] [--skip-tshark] [--skip-dpkt]
+                           [CAPTURE ...]
 
 Without CAPTURE it measures two captures, built once and reused from
 bench/data/ (gitignored), both made by tcpdump on `lo` while a bounded load
@@ -278,7 +279,8 @@ def reference_dpkt(path: str) -> None:
     packets = 0
     tuples: dict = {}
     with open(path, "rb") as handle:
-        for _ts, buf in dpkt.pcap.Reader(handle):
+        reader = dpkt.pcapng.Reader(handle) if path.endswith(".pcapng") else dpkt.pcap.Reader(handle)
+        for _ts, buf in reader:
             packets += 1
             ip = dpkt.ethernet.Ethernet(buf).data
             if isinstance(ip, dpkt.ip.IP) and isinstance(ip.data, dpkt.tcp.TCP):
@@ -378,6 +380,8 @@ def main(argv=None) -> int:
     parser.add_argument("--skip-tshark", action="store_true")
     parser.add_argument("--skip-dpkt", action="store_true")
     parser.add_argument("--build-only", action="store_true", help="build the captures and stop")
+    parser.add_argument("--pcapng", action="store_true",
+                        help="also the short capture converted to pcapng by editcap (what dumpcap writes)")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)  # the load's server child
     parser.add_argument("--dpkt", metavar="FILE", help=argparse.SUPPRESS)  # the dpkt reference child
     args = parser.parse_args(argv)
@@ -396,6 +400,11 @@ def main(argv=None) -> int:
         if not long.exists():
             build_capture(long, lambda: long_load(args.long_packets))
         paths = [short, long]
+        if args.pcapng:  # the short capture as Wireshark's dumpcap would write it (EPBs)
+            converted = short.with_suffix(".pcapng")
+            if not converted.exists():
+                subprocess.run(["editcap", "-F", "pcapng", str(short), str(converted)], check=True)
+            paths.append(converted)
     if args.build_only:
         return 0
     # Byte-compile tcpteardown first, as any installed copy is: where PYTHONDONTWRITEBYTECODE
