@@ -15,7 +15,8 @@ from tcpteardown.views.contracts.rows import (INT, INT_LIST, LITERAL, SECONDS, T
                                               format_rows_python, seconds_text)
 
 needs_compiled = pytest.mark.skipif(speedups.compiled() is None,
-                                    reason="tcpteardown._speedups is not built (no C compiler at install)")
+                                    reason="tcpteardown._speedups is not built (no C compiler at install) "
+                                           "or TCPTEARDOWN_PURE_PYTHON is set")
 
 INT64 = st.integers(-2**63, 2**63 - 1)
 WORDS = st.lists(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=6), min_size=1, max_size=5)

@@ -22,7 +22,8 @@ from test_census_vectorised import _many_short_connections
 from test_pcapread_corpus import ROWS
 
 needs_compiled = pytest.mark.skipif(speedups.compiled() is None,
-                                    reason="tcpteardown._speedups is not built (no C compiler at install)")
+                                    reason="tcpteardown._speedups is not built (no C compiler at install) "
+                                           "or TCPTEARDOWN_PURE_PYTHON is set")
 
 
 def test_the_compiled_loops_are_built_where_a_c_compiler_is():

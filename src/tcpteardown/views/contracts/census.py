@@ -18,6 +18,7 @@ from typing import Iterator, Optional, Sequence, TextIO
 
 import numpy as np
 
+from ...analysis.census import END_KINDS, HANDSHAKES
 from ...analysis.predict import predicted_from_history
 from ...prefetch import prefetched
 from .rows import INT, INT_LIST, LITERAL, SECONDS, TEXT, TEXT_LIST, format_rows, seconds_text
@@ -71,9 +72,7 @@ def connection_json(connection, os_name: str = "Linux") -> dict:
 # One connection's object. The "shape" (handshake, ended, ended_by, conn_state, history:
 # few distinct values) is one word per distinct value; "predicted" one per history.
 _SHAPE = '"handshake":"%s","ended":"%s","ended_by":%s,"conn_state":"%s","history":"%s",'
-_HANDSHAKES = ("complete", "syn-only", "midstream")
-_ENDS = ("fin", "rst", "refused", "open")
-_OPEN = 3
+_OPEN = END_KINDS.index("open")
 
 
 def _chunk_layout(table: dict, os_name: str = "Linux") -> tuple:
@@ -94,7 +93,7 @@ def _chunk_layout(table: dict, os_name: str = "Linux") -> tuple:
         rest, st = divmod(rest, len(states))
         rest, b = divmod(rest, 3)
         hs, k = divmod(rest, 4)
-        shapes.append(_SHAPE % (_HANDSHAKES[hs], _ENDS[k], by_texts[b], states[st], histories[h]))
+        shapes.append(_SHAPE % (HANDSHAKES[hs], END_KINDS[k], by_texts[b], states[st], histories[h]))
     frames, codes, offsets = table["events"]
     owners = np.repeat(np.arange(count), np.diff(offsets))
     rst = (codes == 1) | (codes == 2)
