@@ -161,7 +161,8 @@ def test_the_compiled_walk_is_the_per_record_walk(corpus, loopback_pcap):
             stop = len(variant) - 15
             if stop <= 24:
                 continue
-            walked = np.frombuffer(walk(variant, 24, stop, order == ">"), dtype=np.int64).tolist()
+            offsets, _ = walk(variant, 24, stop, order == ">")
+            walked = np.frombuffer(offsets, dtype=np.int64).tolist()
             assert walked == _per_record_walk(variant, 24, stop, order), path
             vectorised = pcap_columns._follow_records_vectorised(variant, 24, stop, order, nanoseconds, 262144)
             if vectorised is not None:
@@ -173,8 +174,10 @@ def test_the_compiled_walk_stays_inside_its_buffer():
     walk = speedups.compiled().walk_pcap
     record = (1_700_000_000).to_bytes(4, "little") + bytes(4) + (10).to_bytes(4, "little") * 2 + b"x" * 10
     data = record * 10
-    assert np.frombuffer(walk(data, 0, len(data) - 15, False), dtype=np.int64).tolist() == [26 * i for i in range(10)]
-    assert np.frombuffer(walk(data, 0, 1, True), dtype=np.int64).tolist() == [0]  # big-endian: one long jump
+    offsets, stop = walk(data, 0, len(data) - 15, False)
+    assert np.frombuffer(offsets, dtype=np.int64).tolist() == [26 * i for i in range(10)] and stop == len(data)
+    offsets, stop = walk(data, 0, 1, True)  # big-endian: one long jump
+    assert np.frombuffer(offsets, dtype=np.int64).tolist() == [0] and stop == 16 + (10 << 24)
     for offset, stop in ((0, len(data) - 14), (-1, 10)):
         with pytest.raises(ValueError, match="would pass the end"):
             walk(data, offset, stop, False)

@@ -312,76 +312,46 @@ static PyObject *format_rows(PyObject *self, PyObject *args) {
     return result;
 }
 
-/* -- walk_pcap: the offsets of a classic pcap file's records (formats/pcap_columns.py) ----
+/* -- walk_pcap, walk_pcapng: record and block offsets (formats/pcap_columns.py) -----------
  *
- * walk_pcap(buffer, offset, stop, big_endian) -> bytes
+ * walk_pcap(buffer, offset, stop, big_endian) -> (bytes, next offset)
+ * walk_pcapng(buffer, offset, stop, big_endian) -> (bytes, next offset)
  *
- * From `offset`, each record header's caplen leads to the next, while below `stop`: the
- * per-record loop of pcap_columns.py, in C. Nothing is judged here (a caplen beyond the
- * snaplen, a record cut by the end of the file): the caller checks the whole window after
- * the walk, whichever walk it was. The offsets come back as native int64s. `stop` must
- * leave room for a whole header below the end of the buffer (ValueError otherwise). */
+ * The per-record loops of pcap_columns.py, in C. From `offset`, while below `stop`, each
+ * pcap record header's caplen leads to the next record; or each pcapng block that is an
+ * EPB (type 6) of at least 32 bytes leads by its length to the next block, and the walk
+ * stops at the first other block (the general reader reads that one). Nothing else is
+ * judged here (a caplen beyond the snaplen, a record cut by the end of the file): the
+ * caller checks the whole window after the walk, whichever walk it was. The offsets come
+ * back as native int64s, with the offset where the walk stopped. `stop` must leave room
+ * for a whole header below the end of the buffer (ValueError otherwise). */
 
 static uint32_t word(const unsigned char *at, int big_endian) {
     return big_endian ? ((uint32_t)at[0] << 24 | (uint32_t)at[1] << 16 | (uint32_t)at[2] << 8 | at[3])
                       : ((uint32_t)at[3] << 24 | (uint32_t)at[2] << 16 | (uint32_t)at[1] << 8 | at[0]);
 }
 
-static PyObject *walk_pcap(PyObject *self, PyObject *args) {
-    Py_buffer view;
-    Py_ssize_t offset, stop;
-    int big_endian;
-    if (!PyArg_ParseTuple(args, "y*nnp", &view, &offset, &stop, &big_endian)) return NULL;
-    if (offset < 0 || stop > view.len - 15) {
-        PyBuffer_Release(&view);
-        PyErr_Format(PyExc_ValueError, "walk from %zd to %zd: a header at or after %zd would pass the end (%zd)",
-                     offset, stop, view.len - 15, view.len);
-        return NULL;
-    }
-    const unsigned char *data = view.buf;
-    size_t capacity = 1024, count = 0;
-    int64_t *offsets = malloc(capacity * sizeof(int64_t));
-    int failed = offsets == NULL;
-    Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t at = offset; !failed && at < stop; at += 16 + (Py_ssize_t)word(data + at + 8, big_endian)) {
-        if (count == capacity) {
-            int64_t *grown = realloc(offsets, 2 * capacity * sizeof(int64_t));
-            if (!grown) {
-                failed = 1;
-                break;
-            }
-            offsets = grown;
-            capacity *= 2;
-        }
-        offsets[count++] = at;
-    }
-    Py_END_ALLOW_THREADS
-    PyBuffer_Release(&view);
-    PyObject *result = failed ? PyErr_NoMemory() : PyBytes_FromStringAndSize((const char *)offsets,
-                                                                             count * sizeof(int64_t));
-    free(offsets);
-    return result;
+/* Where the record or block at `at` says the next one starts; -1: the walk stops at `at`. */
+typedef Py_ssize_t (*Step)(const unsigned char *data, Py_ssize_t at, int big_endian);
+
+static Py_ssize_t pcap_step(const unsigned char *data, Py_ssize_t at, int big_endian) {
+    return at + 16 + (Py_ssize_t)word(data + at + 8, big_endian);
 }
 
-/* -- walk_pcapng: a run of Enhanced Packet Blocks (formats/pcap_columns.py) ------------------
- *
- * walk_pcapng(buffer, offset, stop, big_endian) -> (bytes, next offset)
- *
- * From `offset`, while below `stop`, each block that is an EPB (type 6) of at least 32
- * bytes leads by its length to the next: the per-block loop of pcap_columns.py, in C. It
- * stops at the first other block (the general reader reads that one). The offsets come
- * back as native int64s, with the offset where the walk stopped. `stop` must leave room
- * for a block's type and length below the end of the buffer. */
+static Py_ssize_t pcapng_step(const unsigned char *data, Py_ssize_t at, int big_endian) {
+    uint32_t type = word(data + at, big_endian), length = word(data + at + 4, big_endian);
+    return type != 6 || length < 32 ? -1 : at + (Py_ssize_t)length;
+}
 
-static PyObject *walk_pcapng(PyObject *self, PyObject *args) {
+static PyObject *walk(PyObject *args, Py_ssize_t header, Step step) {
     Py_buffer view;
     Py_ssize_t offset, stop;
     int big_endian;
     if (!PyArg_ParseTuple(args, "y*nnp", &view, &offset, &stop, &big_endian)) return NULL;
-    if (offset < 0 || stop > view.len - 7) {
+    if (offset < 0 || stop > view.len - header + 1) {
         PyBuffer_Release(&view);
-        PyErr_Format(PyExc_ValueError, "walk from %zd to %zd: a block at or after %zd would pass the end (%zd)",
-                     offset, stop, view.len - 7, view.len);
+        PyErr_Format(PyExc_ValueError, "walk from %zd to %zd: a header at or after %zd would pass the end (%zd)",
+                     offset, stop, view.len - header + 1, view.len);
         return NULL;
     }
     const unsigned char *data = view.buf;
@@ -391,19 +361,17 @@ static PyObject *walk_pcapng(PyObject *self, PyObject *args) {
     Py_ssize_t at = offset;
     Py_BEGIN_ALLOW_THREADS
     while (!failed && at < stop) {
-        uint32_t type = word(data + at, big_endian), length = word(data + at + 4, big_endian);
-        if (type != 6 || length < 32) break;
+        Py_ssize_t next = step(data, at, big_endian);
+        if (next < 0) break;
         if (count == capacity) {
             int64_t *grown = realloc(offsets, 2 * capacity * sizeof(int64_t));
-            if (!grown) {
-                failed = 1;
-                break;
-            }
+            failed = grown == NULL;
+            if (failed) break;
             offsets = grown;
             capacity *= 2;
         }
         offsets[count++] = at;
-        at += length;
+        at = next;
     }
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&view);
@@ -413,10 +381,14 @@ static PyObject *walk_pcapng(PyObject *self, PyObject *args) {
     return result;
 }
 
+static PyObject *walk_pcap(PyObject *self, PyObject *args) { return walk(args, 16, pcap_step); }
+
+static PyObject *walk_pcapng(PyObject *self, PyObject *args) { return walk(args, 8, pcapng_step); }
+
 static PyMethodDef methods[] = {
     {"format_rows", format_rows, METH_VARARGS, "format_rows(pieces, count, separator) -> bytes (see rows.py)"},
     {"walk_pcap", walk_pcap, METH_VARARGS,
-     "walk_pcap(buffer, offset, stop, big_endian) -> bytes of int64 record offsets"},
+     "walk_pcap(buffer, offset, stop, big_endian) -> (bytes of int64 record offsets, next offset)"},
     {"walk_pcapng", walk_pcapng, METH_VARARGS,
      "walk_pcapng(buffer, offset, stop, big_endian) -> (bytes of int64 EPB offsets, next offset)"},
     {NULL, NULL, 0, NULL},

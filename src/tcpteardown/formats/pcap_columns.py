@@ -81,7 +81,7 @@ def _follow_records(buf, offset: int, stop: int, order: str, nanoseconds: bool, 
     it, `_follow_records_vectorised` answers where the records chain plainly."""
     fast = speedups.compiled()
     if fast is not None:
-        return np.frombuffer(fast.walk_pcap(buf, offset, stop, order == ">"), dtype=np.int64)
+        return np.frombuffer(fast.walk_pcap(buf, offset, stop, order == ">")[0], dtype=np.int64)
     return _follow_records_vectorised(buf, offset, stop, order, nanoseconds, limit)
 
 
