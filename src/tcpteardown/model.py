@@ -120,22 +120,27 @@ class Segment:
     pid: Optional[int] = None
     process: Optional[str] = None
 
+    # int & int: an IntFlag's own & builds a new member each time (a tenth of explain's time
+    # on 50,000 segments)
     @property
     def is_rst(self) -> bool:
-        return bool(self.flags & TcpFlags.RST)
+        return int(self.flags) & _RST != 0
 
     @property
     def is_fin(self) -> bool:
-        return bool(self.flags & TcpFlags.FIN)
+        return int(self.flags) & _FIN != 0
 
     @property
     def is_syn(self) -> bool:
-        return bool(self.flags & TcpFlags.SYN)
+        return int(self.flags) & _SYN != 0
 
     @property
     def connection_key(self) -> frozenset[Endpoint]:
         """The unordered 4-tuple this segment belongs to."""
         return frozenset((self.src, self.dst))
+
+
+_RST, _FIN, _SYN = int(TcpFlags.RST), int(TcpFlags.FIN), int(TcpFlags.SYN)
 
 
 @dataclass(frozen=True, slots=True)

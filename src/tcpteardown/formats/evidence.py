@@ -267,10 +267,10 @@ def read_selected(capture: PathLike, interest: Interest) -> Recording:
         first_seen = {}
         for segment in segments:
             first_seen.setdefault(segment.connection_key, segment.time_ns)
+        have = np.array(sorted(s.frame for s in segments), dtype=np.int64)
         earlier, _ = _one_pass(path, Interest(pairs=frozenset(headless), since=interest.since,
-                                              until=max(first_seen[key] for key in headless)), [])
-        have = {s.frame for s in segments}
-        segments = sorted(segments + [s for s in earlier if s.frame not in have], key=lambda s: s.frame)
+                                              until=max(first_seen[key] for key in headless)), [], skip=have)
+        segments = sorted(segments + earlier, key=lambda s: s.frame)
         passes = 2
     keys = {s.connection_key for s in segments}
     what = f"{len(segments)} of {tcp_packets} TCP packets ({len(keys)} of the capture's 4-tuples"
@@ -283,7 +283,10 @@ def read_selected(capture: PathLike, interest: Interest) -> Recording:
     return Recording(segments=tuple(segments), metadata=Metadata(source_file=path, extra=extra))
 
 
-def _one_pass(path: str, interest: Interest, problems: list[str]) -> tuple[list[Segment], int]:
+def _one_pass(path: str, interest: Interest, problems: list[str], skip: Optional[np.ndarray] = None
+              ) -> tuple[list[Segment], int]:
+    """The segments `interest` selects, and the count of TCP packets; frames in `skip`
+    (sorted; read by an earlier pass) are not decoded again."""
     from ..prefetch import prefetched
     from .pcap_columns import iter_tcp_batches_with_bytes
 
@@ -294,6 +297,8 @@ def _one_pass(path: str, interest: Interest, problems: list[str]) -> tuple[list[
     for batch, frame_bytes in prefetched(iter_tcp_batches_with_bytes(path, on_problem=problems.append)):
         tcp_packets += len(batch)
         rows = selection.rows(batch, frame_bytes)
+        if skip is not None and len(rows):
+            rows = rows[~np.isin(batch.frame[rows], skip)]
         if len(rows):
             segments.extend(_decode(batch, frame_bytes, rows))
     return _exact(segments, interest), tcp_packets

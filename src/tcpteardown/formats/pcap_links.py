@@ -223,6 +223,25 @@ class NotTcp(Exception):
     """Raised inside the decoder for frames that carry no decodable TCP header."""
 
 
+def _address_text(raw: bytes, _known: dict = {}) -> str:
+    """An IPv4 (4 bytes) or IPv6 (16) address as text; each distinct one is formatted once
+    (a capture has few hosts, and formatting one costs as much as decoding its segment)."""
+    text = _known.get(raw)
+    if text is None:
+        text = (ipaddress.IPv4Address(raw) if len(raw) == 4 else ipaddress.IPv6Address(raw)).compressed
+        if len(_known) < 100_000:  # bounded: a scan of a whole address space must not grow it forever
+            _known[raw] = text
+    return text
+
+
+def _flags(value: int, _known: dict = {}) -> TcpFlags:
+    """TcpFlags(value), each of the 256 made once (making one is a tenth of decoding a segment)."""
+    flags = _known.get(value)
+    if flags is None:
+        flags = _known[value] = TcpFlags(value)
+    return flags
+
+
 def tcp_offset(data: bytes, offset: int, version: int) -> tuple[int, int, str, str, bool]:
     """Walk the IP header at `offset`: (TCP header offset, TCP length, src, dst, is_fragment).
 
@@ -237,8 +256,8 @@ def tcp_offset(data: bytes, offset: int, version: int) -> tuple[int, int, str, s
         ihl = (ver_ihl & 0x0F) * 4
         if ver_ihl >> 4 != 4 or ihl < 20 or proto != IPPROTO_TCP:
             raise NotTcp
-        src = ipaddress.IPv4Address(data[offset + 12:offset + 16]).compressed
-        dst = ipaddress.IPv4Address(data[offset + 16:offset + 20]).compressed
+        src = _address_text(data[offset + 12:offset + 16])
+        dst = _address_text(data[offset + 16:offset + 20])
         # TSO/GRO captures carry total length 0 for super-segments: use what was captured.
         length = (total if total else size - offset) - ihl
         return offset + ihl, length, src, dst, bool(frag & 0x3FFF)
@@ -249,8 +268,8 @@ def tcp_offset(data: bytes, offset: int, version: int) -> tuple[int, int, str, s
             raise NotTcp
         payload = _U16.unpack_from(data, offset + 4)[0]
         next_header = data[offset + 6]
-        src = ipaddress.IPv6Address(data[offset + 8:offset + 24]).compressed
-        dst = ipaddress.IPv6Address(data[offset + 24:offset + 40]).compressed
+        src = _address_text(data[offset + 8:offset + 24])
+        dst = _address_text(data[offset + 24:offset + 40])
         here = offset + 40
         end = here + payload if payload else size  # jumbograms and TSO: payload length 0
         fragment = False
@@ -344,7 +363,7 @@ def decode_segment(frame: int, time_ns: int, linktype: int, data: bytes) -> Opti
         time_ns=time_ns,
         src=Endpoint(src, sport),
         dst=Endpoint(dst, dport),
-        flags=TcpFlags(flags),
+        flags=_flags(flags),
         seq=seq,
         ack=ack,
         window=window,
