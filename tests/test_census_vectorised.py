@@ -196,3 +196,20 @@ def test_connection_heavy_capture_equals_tshark(tmp_path, monkeypatch):
     monkeypatch.setattr(engine, "_mix", lambda columns: (columns[2] % np.uint64(7)).astype(np.uint64))
     weak = census_batches(iter_tcp_batches(str(capture), window_bytes=64 << 10))
     assert weak.connections == result.connections and weak.summary() == result.summary()
+
+
+def test_history_words_pack_short_histories_and_keep_long_or_odd_ones_exact():
+    """Census.table gives each connection's Zeek history as an index into its distinct
+    histories; up to 12 letters they are packed into integers, longer ones (and any letter
+    outside Zeek's alphabet) are compared as text. Every row must get back its own text."""
+    import numpy as np
+    from tcpteardown.analysis.census import _history_words
+
+    histories = ["ShADadFf", "ShADadFf", "", "S", "ShADadFfRrRrRrRr", "ShADadFfRrRrRrRq", "ShADadFfRrRrRr",
+                 "ShAD?", "ShAD!", "ShADadFfRrRr", "ShADadFfRrRrR"]
+    flipped = np.array([False, True, False, True, False, False, True, False, False, False, False])
+    letters = np.frombuffer("".join(histories).encode(), dtype=np.uint8)
+    at = np.concatenate(([0], np.cumsum([len(h) for h in histories])))
+    index, texts = _history_words(letters, at[:-1], at[1:], flipped)
+    assert [texts[i] for i in index] == [("^" if f else "") + h for h, f in zip(histories, flipped)]
+    assert len(texts) == len(set(texts)) == len(set(zip(histories, flipped)))

@@ -55,8 +55,8 @@ import numpy as np
 from ..columns import IPV4_MARK, batch_from_segments
 from ..model import Endpoint, Segment, TcpFlags
 
-__all__ = ["ConnectionSummary", "Census", "census", "census_batches", "grouped", "batch_from_segments", "END_KINDS", "SIDES",
-           "CONN_STATES"]
+__all__ = ["ConnectionSummary", "Census", "census", "census_batches", "grouped", "batch_from_segments", "END_KINDS",
+           "SIDES", "CONN_STATES"]
 
 END_KINDS = ("fin", "rst", "refused", "open")
 SIDES = ("client", "server")
@@ -736,7 +736,7 @@ def _history_words(letters: np.ndarray, at: np.ndarray, stop: np.ndarray, flippe
         seen: dict = {}
         for row in long.tolist():
             code[row] = -1 - seen.setdefault(letters[at[row]:stop[row]].tobytes() + bytes([int(flipped[row])]), len(seen))
-    codes, first, index = np.unique(code, return_index=True, return_inverse=True)
+    _, first, index = np.unique(code, return_index=True, return_inverse=True)
     texts = [("^" if flipped[row] else "") + letters[at[row]:stop[row]].tobytes().decode("ascii")
              for row in first.tolist()]
     return index.reshape(-1), texts
