@@ -16,6 +16,7 @@ import pytest
 from tcpteardown import speedups
 from tcpteardown.formats import pcap_columns
 from tcpteardown.formats.pcap_columns import iter_tcp_batches
+from tcpteardown.formats.pcapread import PCAP_MAGICS, PCAPNG_SHB
 from conftest import tcpdump_on_loopback
 from test_census_corpus import wait_until_written
 from test_census_vectorised import _many_short_connections
@@ -76,14 +77,16 @@ def loopback_pcapng(loopback_pcap):
     return converted
 
 
+def _magic(path) -> int:
+    return int.from_bytes(path.read_bytes()[:4].ljust(4, b"\0"), "little")
+
+
 def _pcaps(corpus) -> list:
-    paths = [corpus / row["relpath"] for row in ROWS]
-    return [p for p in paths if p.read_bytes()[:4] in (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4",
-                                                       b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d")]
+    return [p for p in (corpus / row["relpath"] for row in ROWS) if _magic(p) in PCAP_MAGICS]
 
 
 def _pcapngs(corpus) -> list:
-    return [p for p in (corpus / row["relpath"] for row in ROWS) if p.read_bytes()[:4] == b"\x0a\x0d\x0d\x0a"]
+    return [p for p in (corpus / row["relpath"] for row in ROWS) if _magic(p) == PCAPNG_SHB]
 
 
 @needs_compiled
@@ -152,8 +155,7 @@ def test_the_compiled_walk_is_the_per_record_walk(corpus, loopback_pcap):
     rng = random.Random(7)
     for path in _pcaps(corpus) + [loopback_pcap]:
         data = path.read_bytes()
-        order = "<" if data[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
-        nanoseconds = data[:4] in (b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d")
+        order, nanoseconds = PCAP_MAGICS[_magic(path)]
         damaged = bytearray(data)
         for _ in range(3):
             damaged[rng.randrange(24, len(damaged))] ^= 1 << rng.randrange(8)
