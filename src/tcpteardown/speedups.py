@@ -1,9 +1,9 @@
 """The optional compiled loops (`_speedups.c`), and the one switch that turns them off.
 
-Two loops cost more in the interpreter than everything else a census of a
-connection-heavy capture does: walking a pcap file's record headers (each
-record's length says where the next one starts) and writing 68 MB of
-`census --json` rows. `pip install` compiles `_speedups.c` where it finds a C
+Two kinds of loop cost more in the interpreter than everything else a census
+of a connection-heavy capture does: walking a capture's records (each pcap
+record header, or pcapng packet block, says where the next one starts) and
+writing 68 MB of `census --json` rows. `pip install` compiles `_speedups.c` where it finds a C
 compiler; where it does not (a student's Mac without Xcode's command line
 tools), the install goes on and the Python code beside each caller gives the
 same results, slower. The tests compare both.
