@@ -5,7 +5,8 @@ Every scenario is stored as a bundle recorded on Linux, over IPv4 and IPv6
 socket calls next to its own packets. The agreement test strips the calls,
 the kernel events and the witnessed RST reasons (what is left is a plain
 capture), predicts, and checks every prediction against the call that really
-failed first on that socket for that op. All must agree; and the rows the
+failed (or read end-of-file) first on that socket for that op: the clean
+closes too (graceful-close, peer-crash-fin: each FIN's receiver reads EOF). All must agree; and the rows the
 table marks `exercised` must be exactly the rows some scenario checks.
 """
 
@@ -28,8 +29,6 @@ _FAMILY = {"recv": "read", "send": "write", "connect": "connect"}
 
 # Real failures no prediction is made for, and why (the rest must all be predicted).
 NOT_PREDICTED = {
-    "graceful-close": "a graceful close (FIN both ways, no data after a FIN) is census's story, not a failure",
-    "peer-crash-fin": "a graceful close: the crashed peer's kernel sent FIN",
     "read-timeout": "EAGAIN: nothing arrived, so no segment tells it",
     "shutdown-then-write": "EPIPE after our own shutdown: no segment after it tells a write happened",
     "use-after-close": "EBADF: our own close, no packet",
@@ -143,7 +142,8 @@ def test_every_darwin_row_cites_xnu_and_every_row_a_source():
                                   ("127.0.0.1:8443", "read", "ECONNRESET"),
                                   ("127.0.0.1:8443", "write", "EPIPE")}),
     ("http2-deflate-case.pcap", {("127.0.0.1:8080", "read", "ECONNRESET"), ("127.0.0.1:8080", "write", "EPIPE")}),
-    ("zip64.pcap", {("[::1]:50528", "connect", "ECONNREFUSED")}),
+    ("zip64.pcap", {("[::1]:50528", "connect", "ECONNREFUSED"),
+                    ("127.0.0.1:50529", "read", "EOF")}),  # the HTTP server closed first: the client reads EOF
 ])
 def test_real_mac_captures_get_darwin_predictions(corpus, name, expected):
     recording = load_recording(corpus / "macos" / name)
@@ -168,9 +168,12 @@ def test_xnu_ignores_an_rst_that_is_not_exact_and_the_next_one_counts(corpus):
 
 def test_a_syn_followed_by_its_own_fin_is_no_connect_timeout(corpus):
     """tcpdump's tfo capture: a TFO SYN with data, then the client's FIN, nothing answered:
-    the application closed, it did not wait in connect()."""
+    the application closed, it did not wait in connect(). (The capture's other connection, seen
+    on both sides of a NAT, closed cleanly: its server reads EOF at each copy of the client's FIN.)"""
     recording = load_recording(corpus / "tcpdump" / "tfo-5c1fa7f9ae91.pcap")
-    assert P.predict(recording, "Linux") == ()
+    links = P.predict(recording, "Linux")
+    assert [(l.rule, l.cause.frame) for l in links] == [("linux-fin-read", 7), ("linux-fin-read", 8)]
+    assert not any(l.call.op == "connect" for l in links)
 
 
 def test_a_capture_that_begins_mid_connection_is_taken_as_established(corpus):

@@ -4,10 +4,12 @@ Often all an engineer has is the capture. The kernel's rules are
 deterministic: an RST that reaches an established socket fails its next
 read, a FIN makes the next read return end-of-file, an RST/ACK to a SYN is
 ECONNREFUSED. `predict(recording, os)` runs them backwards: for every
-connection that ended with an RST, that carried data after a FIN, or whose
-SYN was refused or never answered, it makes one `Link` per side and op
+connection that ended with an RST, with a FIN (the clean endings too: each
+side a FIN reached reads end-of-file, after the bytes still in flight), or
+whose SYN was refused or never answered, it makes one `Link` per side and op
 (read, write, connect) whose call is marked `source="predicted"`, linked to
-the segment that decided it.
+the segment that decided it. `is_clean_ending` tells the links of a clean
+close (a FIN and no RST) from the rest, so a view can summarise them.
 
 `PREDICTIONS` is the rule table, in the spirit of `analysis/rules.py`: one
 row per (OS, situation, op) with the outcome, the kernel source that decides
@@ -40,7 +42,7 @@ from .tcpstate import Connection, connections, infer_states, state_at
 
 __all__ = ["Prediction", "PREDICTIONS", "SITUATIONS", "XNU_TAG", "predicted_from_history", "DARWIN_STATUS", "RST_WHY", "PREDICTED",
            "TABLE_OSES", "predict", "rules_for", "rule_named", "rules_os", "citation", "accepted_rst",
-           "situation_of"]
+           "situation_of", "is_clean_ending", "CLEAN_SITUATIONS"]
 
 PREDICTED = "predicted"  # the call.source of every predicted link
 DARWIN_STATUS = "from source, not yet observed on a Mac"
@@ -52,8 +54,12 @@ SITUATIONS = {
     "rst-established": "an RST reached it while established (no FIN either way)",
     "rst-close-wait": "an RST reached it after the peer's FIN (CLOSE_WAIT)",
     "rst-fin-wait": "an RST reached it after its own FIN (FIN_WAIT1/2)",
-    "fin": "the peer's FIN reached it, and no RST",
+    "fin": "the peer's FIN reached it first, and no RST",
+    "half-closed": "the peer's FIN reached it after its own, and it had taken the peer's data in between "
+                   "(it shut down writing only), and no RST",
 }
+# The clean endings (a FIN, no RST): what most connections of a big capture went through.
+CLEAN_SITUATIONS = frozenset({"fin", "half-closed"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +129,8 @@ PREDICTIONS: tuple[Prediction, ...] = (
        "after the peer's FIN a read returns end-of-file, even when an RST followed",
        _LINUX_RECV, True),
     _p("linux-rst-close-wait-write", "Linux", "rst-close-wait", "write", "EPIPE", CauseKind.RST,
-       "an RST in CLOSE_WAIT leaves EPIPE (not ECONNRESET) for the next write",
+       "an RST in CLOSE_WAIT leaves EPIPE (not ECONNRESET) for the next write: the write after the "
+       "peer's FIN succeeds, the peer's kernel (closed) answers its data with RST, the write after that fails",
        f"{_LINUX_RESET}; {_LINUX_SEND}", True),
     _p("linux-rst-fin-wait-read", "Linux", "rst-fin-wait", "read", "ECONNRESET", CauseKind.RST,
        "an RST after our own FIN (shutdown(SHUT_WR)) leaves ECONNRESET for the next read; "
@@ -132,7 +139,12 @@ PREDICTIONS: tuple[Prediction, ...] = (
        "no scenario exercises it (checked on a live socket by tests/test_explain_predict.py)"),
     _p("linux-fin-read", "Linux", "fin", "read", "EOF", CauseKind.FIN,
        "the peer's FIN makes the next read (once the data before it is read) return end-of-file",
-       "net/ipv4/tcp_input.c tcp_fin(): RCV_SHUTDOWN and SOCK_DONE", True),
+       f"net/ipv4/tcp_input.c tcp_fin(): RCV_SHUTDOWN and SOCK_DONE; {_LINUX_RECV}", True),
+    _p("linux-half-closed-read", "Linux", "half-closed", "read", "EOF", CauseKind.FIN,
+       "a socket that shut down writing still reads: the peer's FIN makes its next read return end-of-file "
+       "(had it closed, the peer's data after its FIN would have drawn an RST, and nothing reads)",
+       "net/ipv4/tcp_input.c tcp_rcv_state_process(): FIN_WAIT1/2 with RCV_SHUTDOWN (closed) and new data -> "
+       f"tcp_reset(), TCP_ABORT_ON_DATA; tcp_fin(): SOCK_DONE; {_LINUX_RECV}", True),
     # -- Darwin (XNU) ---------------------------------------------------------------------
     _p("darwin-rst-read", "Darwin", "rst-established", "read", "ECONNRESET", CauseKind.RST,
        "an RST in ESTABLISHED sets so_error = ECONNRESET, which the next read returns (once)",
@@ -156,6 +168,13 @@ PREDICTIONS: tuple[Prediction, ...] = (
        "the peer's FIN makes the next read (once the data before it is read) return end-of-file",
        f"{XNU_TAG} bsd/netinet/tcp_input.c:5971 tcp_input() FIN processing: socantrcvmore(); "
        "bsd/kern/uipc_socket.c:3545 soreceive(): SS_CANTRCVMORE with nothing queued returns 0", False, DARWIN_STATUS),
+    _p("darwin-half-closed-read", "Darwin", "half-closed", "read", "EOF", CauseKind.FIN,
+       "a socket that shut down writing still reads: the peer's FIN makes its next read return end-of-file "
+       "(had it closed, the peer's data after its FIN would have drawn an RST, and nothing reads)",
+       f"{XNU_TAG} bsd/netinet/tcp_input.c:4485 tcp_input(): data after close (SS_NOFDREF) -> "
+       "tcps_rcvafterclose, dropwithreset; bsd/netinet/tcp_input.c:5971 tcp_input() FIN processing: "
+       "socantrcvmore(); bsd/kern/uipc_socket.c:3545 soreceive(): SS_CANTRCVMORE with nothing queued "
+       "returns 0", False, DARWIN_STATUS),
 )
 
 # Why an RST was sent, on XNU: the reason names are Linux's (analysis/reasons.py
@@ -215,23 +234,22 @@ def _is_synack(seg: Segment) -> bool:
     return bool(seg.flags & TcpFlags.SYN and seg.flags & TcpFlags.ACK)
 
 
-def _interesting(conn: Connection) -> bool:
-    """Ended with an RST, refused, unanswered, or data sent after a FIN."""
-    if any(s.is_rst for s in conn.segments):
-        return True
-    if conn.roles_known and not any(_is_synack(s) for s in conn.segments):
-        return True  # SYN unanswered
-    for fin in (s for s in conn.segments if s.is_fin):
-        if any(s.payload_len and s.src != fin.src and s.time_ns >= fin.time_ns for s in conn.segments):
-            return True
-    return False
+def _worth_a_look(conn: Connection) -> bool:
+    """Anything to predict: an RST, a FIN, or a handshake that was not answered
+    (an open connection the capture ends in the middle of tells nothing)."""
+    return any(s.is_rst or s.is_fin for s in conn.segments) or (
+        conn.roles_known and not any(_is_synack(s) for s in conn.segments))
 
 
-def situation_of(conn: Connection, side: Endpoint, states: dict,
+def situation_of(conn: Connection, side: Endpoint, states,
                  os_name: str = "Linux") -> Optional[tuple[str, dict, tuple]]:
     """(situation, {cause kind: segment}, related segments) for one side, or None.
 
-    Related, for an RST: the earlier RSTs this side ignored (`accepted_rst`)."""
+    `states`: the sides' state timelines (`tcpstate.infer_states`), or a
+    function making them, called only when an RST needs them (a clean close
+    never does: a big capture of clean closes costs no state machine).
+    Related, for an RST: the earlier RSTs this side ignored (`accepted_rst`);
+    for a FIN: the peer's data still in flight when it came (`in_flight`)."""
     segs = conn.segments
     peer = conn.peer_of(side)
     # A capture that began mid-connection shows no handshake: established.
@@ -252,13 +270,82 @@ def situation_of(conn: Connection, side: Endpoint, states: dict,
     if rst is not None:
         if any(s.is_rst and s.src == side and (s.time_ns, s.frame) < (rst.time_ns, rst.frame) for s in segs):
             return None  # this side reset the connection itself first
+        if callable(states):
+            states = states()
         state = _state_before(states.get(side, ()), (ignored or (rst,))[0])
         situation = {"ESTABLISHED": "rst-established", "CLOSE_WAIT": "rst-close-wait",
                      "FIN_WAIT1": "rst-fin-wait", "FIN_WAIT2": "rst-fin-wait"}.get(state or "")
         return (situation, {CauseKind.RST: rst, CauseKind.FIN: fin}, ignored) if situation else None
     if fin is not None and not any(s.is_rst and s.src == side for s in segs):
-        return "fin", {CauseKind.FIN: fin}, ()
+        own_fin = _own_fin_first(segs, side, fin)
+        if own_fin is None:
+            return "fin", {CauseKind.FIN: fin}, in_flight(conn, side, fin)
+        if _took_data_after(conn, side, own_fin):
+            return "half-closed", {CauseKind.FIN: fin}, in_flight(conn, side, fin)
+        return None  # closed first: after close() nothing reads (a read on the gone descriptor is EBADF)
     return None
+
+
+def _own_fin_first(segs, side: Endpoint, fin: Segment) -> Optional[Segment]:
+    """`side`'s FIN when it sent it before it took the peer's `fin`: earlier in
+    the capture, or later but not acknowledging `fin` (the two FINs crossed:
+    a simultaneous close, tcpstate's send_fin_crossing)."""
+    fin_end = (fin.seq + fin.payload_len + 1) % (1 << 32)
+    for s in segs:
+        if s.is_fin and s.src == side:
+            before = (s.time_ns, s.frame) < (fin.time_ns, fin.frame)
+            acks_it = bool(s.flags & TcpFlags.ACK) and not _after(fin_end, s.ack)
+            return s if before or not acks_it else None
+    return None
+
+
+def _took_data_after(conn: Connection, side: Endpoint, own_fin: Segment) -> bool:
+    """Whether the peer's data after `side`'s FIN was taken (no RST answered
+    it): only a socket shut down for writing still receives; a closed one
+    answers data with RST (TCP_ABORT_ON_DATA)."""
+    return any(s.src != side and s.payload_len and (s.time_ns, s.frame) > (own_fin.time_ns, own_fin.frame)
+               for s in conn.segments)
+
+
+def in_flight(conn: Connection, side: Endpoint, fin: Segment) -> tuple[Segment, ...]:
+    """The peer's data segments `side` had not acknowledged when `fin` reached
+    it (the FIN's own payload included): still queued, so a read returns their
+    bytes before end-of-file (tcp_recvmsg drains the receive queue before it
+    tests SOCK_DONE; XNU's soreceive returns sb_cc before SS_CANTRCVMORE)."""
+    acked = None
+    for s in conn.segments:
+        if (s.time_ns, s.frame) >= (fin.time_ns, fin.frame):
+            break
+        if s.src == side and s.flags & TcpFlags.ACK:
+            acked = s.ack
+    return tuple(s for s in conn.segments if s.src == fin.src and s.payload_len
+                 and (s.time_ns, s.frame) <= (fin.time_ns, fin.frame)
+                 and (acked is None or _after(s.seq + s.payload_len, acked)))
+
+
+def _after(end: int, acked: int) -> bool:
+    """True when sequence number `end` lies beyond `acked` (mod 2**32)."""
+    return 0 < (end - acked) % (1 << 32) < (1 << 31)
+
+
+def _read_earlier(conn: Connection, side: Endpoint, fin: Segment, pending: tuple[Segment, ...]) -> tuple[int, list]:
+    """(bytes, frames) of the peer's data after this side last sent data and
+    before the FIN that it had acknowledged already: the application may or
+    may not have read them before the FIN came (the packets cannot tell)."""
+    last_own = max((s.time_ns for s in conn.segments if s.src == side and s.payload_len
+                    and s.time_ns <= fin.time_ns), default=None)
+    queued = {s.frame for s in pending}
+    earlier = [s for s in conn.segments if s.src == fin.src and s.payload_len and s.frame not in queued
+               and (s.time_ns, s.frame) < (fin.time_ns, fin.frame)
+               and (last_own is None or s.time_ns >= last_own)]
+    return sum(s.payload_len for s in earlier), [s.frame for s in earlier]
+
+
+def is_clean_ending(link: Link) -> bool:
+    """A predicted link of a clean close: the peer's FIN, no RST either way (its
+    row's situation is CLEAN_SITUATION)."""
+    row = _BY_NAME.get(link.rule) if link.call.source == PREDICTED else None
+    return row is not None and row.situation in CLEAN_SITUATIONS
 
 
 def _state_before(timeline, seg: Segment) -> Optional[str]:
@@ -309,9 +396,9 @@ def predict(recording: Recording, os_name: str = "Linux", *, os_of: Optional[dic
     packets_only = replace(recording, kernel_events=())
     links = []
     for conn in connections(recording):
-        if not _interesting(conn):
+        if not _worth_a_look(conn):
             continue
-        states = infer_states(packets_only, conn)
+        states = _lazy_states(packets_only, conn)
         for side in (conn.client, conn.server):
             peer = conn.peer_of(side)
             if coverage.covers(conn, side):
@@ -326,6 +413,17 @@ def predict(recording: Recording, os_name: str = "Linux", *, os_of: Optional[dic
                 if cause is not None:
                     links.append(_link(row, conn, side, peer, cause, related, side_os))
     return tuple(sorted(links, key=lambda link: (link.call.end_ns, link.call.local or Endpoint("", 0))))
+
+
+def _lazy_states(recording: Recording, conn: Connection):
+    """`infer_states` for one connection, made on first use and kept."""
+    made: dict = {}
+
+    def states() -> dict:
+        if "states" not in made:
+            made["states"] = infer_states(recording, conn)
+        return made["states"]
+    return states
 
 
 def accepted_rst(conn: Connection, side: Endpoint, os_name: str) -> tuple[Optional[Segment], tuple[Segment, ...]]:
@@ -373,6 +471,40 @@ def _rst_caveats(conn: Connection, side: Endpoint, rst: Segment, ignored: tuple[
     return caveats
 
 
+def _fin_caveats(conn: Connection, side: Endpoint, fin: Segment, pending: tuple[Segment, ...]) -> list[str]:
+    caveats = []
+    count, frames = _read_earlier(conn, side, fin, pending)
+    if count:
+        caveats.append(f"{_bytes(count)} the peer sent before its FIN ({_frames(frames)}) had been acknowledged "
+                       "already: a read made before the FIN came returned them, else the next read does, "
+                       "then end-of-file")
+    return caveats
+
+
+def _write_after_fin(conn: Connection, side: Endpoint, rst: Segment) -> list[str]:
+    """The write that drew the RST, named: it succeeded, the next one fails."""
+    fin = next((s for s in conn.segments if s.is_fin and s.dst == side and not s.is_rst), None)
+    if fin is None:
+        return []
+    sent = [s for s in conn.segments if s.src == side and s.payload_len
+            and (fin.time_ns, fin.frame) < (s.time_ns, s.frame) < (rst.time_ns, rst.frame)]
+    if not sent:
+        return []
+    return [f"the write after the peer's FIN succeeded ({_bytes(sum(s.payload_len for s in sent))} in "
+            f"{_frames([s.frame for s in sent])}); the RST answered it, so the fail is the write after that one"]
+
+
+def _bytes(count: int) -> str:
+    return f"{count:,} byte{'s' if count != 1 else ''}"
+
+
+def _frames(frames: list) -> str:
+    if len(frames) == 1:
+        return f"frame {frames[0]}"
+    return f"frames {frames[0]}-{frames[-1]}" if frames == list(range(frames[0], frames[-1] + 1)) else \
+        "frames " + ", ".join(map(str, frames))
+
+
 _TEXT = "predicted from the packets ({} rules)"
 
 
@@ -404,10 +536,17 @@ def _link(row: Prediction, conn: Connection, side: Endpoint, peer: Endpoint, cau
                        "established when it starts")
     if row.alternatives:
         caveats.append(f"or {' / '.join(row.alternatives)}: {row.alternatives_why}")
+    if row.situation in CLEAN_SITUATIONS:
+        caveats += _fin_caveats(conn, side, cause, related)
+    if row.situation == "rst-close-wait" and row.op == "write":
+        caveats += _write_after_fin(conn, side, cause)
     if row.situation == "syn-unanswered":
         caveats.append("the capture ends before the kernel gave up; an application timeout may have ended "
                        "the connect sooner")
     explanation = f"{row.op}() -> {row.outcome} (predicted from the packets, {os_name} rules): {row.rule}"
+    if row.situation in CLEAN_SITUATIONS and related:
+        explanation += (f"; it reads {_bytes(sum(s.payload_len for s in related))} still in flight with the FIN "
+                        f"({_frames([s.frame for s in related])}) first")
     return Link(call=call, kind=row.kind, rule=row.name, explanation=explanation, cause=cause,
                 related=related, caveats=tuple(caveats))
 
@@ -424,8 +563,10 @@ def predicted_from_history(history: str, os_name: str = "Linux") -> tuple[tuple[
     letters: who sent the first RST (R/r), and whether either side's FIN (F/f)
     came before it; the handshake from S, h and r. Coarser than `predict`: the
     letters do not say whether the RST's sequence number was the one the
-    receiver accepts (RFC 5961), and a FIN alone predicts end-of-file for its
-    receiver. Sides with nothing to predict are left out.
+    receiver accepts (RFC 5961), nor whether two FINs crossed, and they show a
+    half-close (the side that sent its FIN first took data after it) only when
+    the peer's first data came after that FIN: a FIN predicts end-of-file for a
+    receiver that had not sent its own. Sides with nothing to predict are left out.
     """
     first = {letter: index for index, letter in reversed(list(enumerate(history)))}
     out = []
@@ -458,5 +599,10 @@ def _situation_from_letters(first: dict, side: str, own, peer) -> Optional[str]:
             return None  # both FINs first: TIME_WAIT, CLOSING or LAST_ACK, no application to tell
         return "rst-fin-wait" if own_fin else "rst-close-wait" if peer_fin else "rst-established"
     if at["peer_fin"] < never and at["own_rst"] == never:
-        return "fin"
+        if at["own_fin"] > at["peer_fin"]:
+            return "fin"
+        # It sent its FIN first: closed (nothing reads), unless the peer's first data came after that FIN
+        # and it took it: a half-close. Earlier data hides later data (letters mark first occurrences).
+        peer_data = first.get(peer("D"), never)
+        return "half-closed" if at["own_fin"] < peer_data < at["peer_fin"] else None
     return None
