@@ -42,7 +42,8 @@ from .tcpstate import Connection, connections, infer_states, state_at
 
 __all__ = ["Prediction", "PREDICTIONS", "SITUATIONS", "XNU_TAG", "predicted_from_history", "DARWIN_STATUS", "RST_WHY", "PREDICTED",
            "TABLE_OSES", "predict", "rules_for", "rule_named", "rules_os", "citation", "accepted_rst",
-           "situation_of", "is_clean_ending", "CLEAN_SITUATIONS"]
+           "situation_of", "is_clean_ending", "CLEAN_SITUATIONS",
+           "in_flight", "bytes_text", "frames_text"]
 
 PREDICTED = "predicted"  # the call.source of every predicted link
 DARWIN_STATUS = "from source, not yet observed on a Mac"
@@ -129,8 +130,7 @@ PREDICTIONS: tuple[Prediction, ...] = (
        "after the peer's FIN a read returns end-of-file, even when an RST followed",
        _LINUX_RECV, True),
     _p("linux-rst-close-wait-write", "Linux", "rst-close-wait", "write", "EPIPE", CauseKind.RST,
-       "an RST in CLOSE_WAIT leaves EPIPE (not ECONNRESET) for the next write: the write after the "
-       "peer's FIN succeeds, the peer's kernel (closed) answers its data with RST, the write after that fails",
+       "an RST in CLOSE_WAIT leaves EPIPE (not ECONNRESET) for the next write",
        f"{_LINUX_RESET}; {_LINUX_SEND}", True),
     _p("linux-rst-fin-wait-read", "Linux", "rst-fin-wait", "read", "ECONNRESET", CauseKind.RST,
        "an RST after our own FIN (shutdown(SHUT_WR)) leaves ECONNRESET for the next read; "
@@ -475,7 +475,7 @@ def _fin_caveats(conn: Connection, side: Endpoint, fin: Segment, pending: tuple[
     caveats = []
     count, frames = _read_earlier(conn, side, fin, pending)
     if count:
-        caveats.append(f"{_bytes(count)} the peer sent before its FIN ({_frames(frames)}) had been acknowledged "
+        caveats.append(f"{bytes_text(count)} the peer sent before its FIN ({frames_text(frames)}) had been acknowledged "
                        "already: a read made before the FIN came returned them, else the next read does, "
                        "then end-of-file")
     return caveats
@@ -490,15 +490,17 @@ def _write_after_fin(conn: Connection, side: Endpoint, rst: Segment) -> list[str
             and (fin.time_ns, fin.frame) < (s.time_ns, s.frame) < (rst.time_ns, rst.frame)]
     if not sent:
         return []
-    return [f"the write after the peer's FIN succeeded ({_bytes(sum(s.payload_len for s in sent))} in "
-            f"{_frames([s.frame for s in sent])}); the RST answered it, so the fail is the write after that one"]
+    return [f"its write after the peer's FIN succeeded ({bytes_text(sum(s.payload_len for s in sent))}, "
+            f"{frames_text([s.frame for s in sent])}) and drew this RST: the write that fails is the one after it"]
 
 
-def _bytes(count: int) -> str:
+def bytes_text(count: int) -> str:
+    """``1 byte``, ``1,024 bytes``."""
     return f"{count:,} byte{'s' if count != 1 else ''}"
 
 
-def _frames(frames: list) -> str:
+def frames_text(frames: list) -> str:
+    """``frame 7``, ``frames 6-9``, ``frames 6, 9``."""
     if len(frames) == 1:
         return f"frame {frames[0]}"
     return f"frames {frames[0]}-{frames[-1]}" if frames == list(range(frames[0], frames[-1] + 1)) else \
@@ -545,8 +547,8 @@ def _link(row: Prediction, conn: Connection, side: Endpoint, peer: Endpoint, cau
                        "the connect sooner")
     explanation = f"{row.op}() -> {row.outcome} (predicted from the packets, {os_name} rules): {row.rule}"
     if row.situation in CLEAN_SITUATIONS and related:
-        explanation += (f"; it reads {_bytes(sum(s.payload_len for s in related))} still in flight with the FIN "
-                        f"({_frames([s.frame for s in related])}) first")
+        explanation += (f"; it reads {bytes_text(sum(s.payload_len for s in related))} still in flight with the FIN "
+                        f"({frames_text([s.frame for s in related])}) first")
     return Link(call=call, kind=row.kind, rule=row.name, explanation=explanation, cause=cause,
                 related=related, caveats=tuple(caveats))
 

@@ -59,9 +59,13 @@ def add_evidence_arguments(parser: argparse.ArgumentParser, *, tz_help: str,
 
 
 def _render_text(links, recording, args) -> str:
+    from ..views.clean_closes import split_clean
     from ..views.narrative import narrate
 
-    return narrate(links, recording, lang=args.lang, tz=args.tzinfo)
+    # Many clean closes are one summary (views.clean_closes); --conn tells its connection in full.
+    told, clean = split_clean(links, recording) if args.conn is None else (links, ())
+    text = narrate(told, recording, lang=args.lang, tz=args.tzinfo) if told or not clean else ""
+    return "\n\n".join(part for part in (text, *clean) if part)
 
 
 def _render_json(links, recording, args) -> str:

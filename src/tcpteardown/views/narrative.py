@@ -31,7 +31,7 @@ import datetime as _dt
 from typing import Iterable, Optional
 
 from .. import errnos
-from ..analysis.predict import PREDICTED, RST_WHY, citation, rule_named, rules_os
+from ..analysis.predict import PREDICTED, RST_WHY, bytes_text, citation, frames_text, rule_named, rules_os
 from ..analysis.reasons import reason_evidence, reason_phrase, reset_reason
 from ..analysis.tcpstate import connection_of
 from ..model import CauseKind, Endpoint, KernelEvent, Link, Recording, Segment
@@ -201,7 +201,11 @@ def predicted_paragraph(link: Link, recording: Recording, *, lang: Optional[str]
     call, seg = link.call, link.cause
     os_name = rules_os(link) or recording.metadata.os or "Linux"
     whose = f"the {call.role} ({call.local})"
-    if call.is_eof:
+    if call.is_eof and link.related and link.kind is CauseKind.FIN:  # the peer's data still queued: read first
+        queued = bytes_text(sum(s.payload_len for s in link.related))
+        outcome = (f"its next {call.op}() return the {queued} still in flight with the FIN "
+                   f"({frames_text([s.frame for s in link.related])}), then end-of-file (0 bytes)")
+    elif call.is_eof:
         outcome = f"its next {call.op}() return end-of-file (0 bytes)"
     else:
         words = _errno_words(call.outcome, os_name)
