@@ -171,3 +171,31 @@ def test_a_connection_that_began_before_the_window_is_read_whole(many):
     read = read_selected(pcap, Interest(near=((None, rst.time_ns, rst.time_ns),), lookback_ns=0))
     assert [s.frame for s in read.segments] == frames
     assert "2 passes" in read.metadata.get("selected")
+
+
+@pytest.mark.needs_capture
+def test_clean_closes_are_summarised_the_rest_told_and_json_holds_every_eof(many, capsys):
+    """Explain on the plain capture (read whole: it is small): each FIN-ended connection's EOF is
+    predicted (JSON, one link each), the text folds them into one paragraph whose count is census's,
+    every abnormal link keeps its paragraph, and --conn tells a clean connection in full."""
+    from tcpteardown.analysis.census import census
+
+    pcap, _log = many
+    ended = [c for c in census(load_recording(pcap).segments).connections if c.end == "fin"]
+    assert main(["explain", str(pcap), "--json"]) == 0
+    links = json.loads(capsys.readouterr().out)["links"]
+    eofs = [l for l in links if l["rule"] == "linux-fin-read"]
+    assert eofs and all(l["call"]["source"] == "predicted" and l["call"]["op"] == "read"
+                        and l["call"]["errno"] == "EOF" and l["cause"]["kind"] == "fin" for l in eofs)
+    assert len({frozenset((l["call"]["local"], l["call"]["remote"])) for l in eofs}) <= len(ended)
+    assert main(["explain", str(pcap)]) == 0
+    text = capsys.readouterr().out
+    (summary,) = [p for p in text.split("\n\n") if "closed cleanly" in p]
+    assert summary.startswith(f"{len(ended):,} connections closed cleanly (FIN, no RST)")
+    assert f"({len(eofs):,} read() predictions from the packets, Linux rules linux-fin-read" in summary
+    assert text.count("*predicted from the packets*") == len(links) - len(eofs)  # the abnormal ones, each
+    number = re.search(r"connections (\d+)", summary.split("--conn N")[1]).group(1)
+    assert main(["explain", str(pcap), "--conn", number]) == 0
+    alone = capsys.readouterr().out
+    assert "closed cleanly" not in alone
+    assert "will have seen its next read() return" in alone and "sent FIN (frame " in alone
