@@ -350,8 +350,11 @@ def test_plain_pcap_without_calls_says_what_to_add(tmp_path):
     pcap, ours = one_connection_capture(tmp_path)
     code, out, err = explain(pcap, "--json")
     document = json.loads(out)
-    # A graceful close: nothing failed, nothing to predict (tcpdump sees all of lo: other tests' traffic may be there).
-    assert code == 0 and not [l for l in document["links"] if ours in (l["call"]["local"], l["call"]["remote"])]
+    # A graceful close: the server closed first, so its FIN reached the client, whose next read is EOF;
+    # the server gets nothing (it had closed). tcpdump sees all of lo: other tests' traffic may be there.
+    mine = [l for l in document["links"] if ours in (l["call"]["local"], l["call"]["remote"])]
+    assert code == 0 and [(l["call"]["remote"], l["call"]["op"], l["call"]["errno"], l["rule"], l["cause"]["kind"])
+                          for l in mine] == [(ours, "read", "EOF", "linux-fin-read", "fin")]
     assert document["os"]["name"] == "linux" and document["os"]["capturing_host"] == "linux"
     assert document["unlinked"] == []
     assert "--strace FILE or --log FILE" in err and "predicted from the packets (Linux rules)" in err
