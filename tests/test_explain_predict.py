@@ -134,3 +134,44 @@ def test_rst_after_our_own_fin_fails_the_next_read_on_a_live_socket(tmp_path):
     mine = [l for l in json.loads(out)["links"] if l["call"]["local"] == f"127.0.0.1:{got['port']}"]
     assert [(l["rule"], l["call"]["op"], l["call"]["errno"]) for l in mine] == [
         ("linux-rst-fin-wait-read", "read", got["errno"])]
+
+
+LAST_WORDS = textwrap.dedent("""
+    import json, select, socket
+
+    listener = socket.socket(); listener.bind(("127.0.0.1", 0)); listener.listen()
+    client = socket.socket(); client.connect(listener.getsockname())
+    server, _ = listener.accept(); listener.close()
+    # Corked, the last words and the FIN leave in one segment: still in flight when the FIN comes.
+    server.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+    server.send(b"last words"); server.close()
+    reads = []
+    while True:
+        assert select.select([client], [], [], 10)[0], "timed out waiting for the peer"
+        reads.append(len(client.recv(100)))
+        if reads[-1] == 0:
+            break
+    print(json.dumps({"port": client.getsockname()[1], "reads": reads}))
+    client.close()
+""")
+
+
+@pytest.mark.needs_capture
+def test_a_clean_close_predicts_eof_after_the_bytes_in_flight_with_the_fin(tmp_path):
+    """A plain capture of a clean close: the client (the FIN's receiver) reads the 10 bytes that came
+    with the FIN, then EOF, as the real program did; the server, which closed first, gets nothing."""
+    pcap, (got,) = run_captured(tmp_path, LAST_WORDS)
+    assert got["reads"] == [10, 0]
+    code, out, err = explain(pcap, "--json")
+    assert code == 0, err
+    document = json.loads(out)
+    check_contract(document)
+    ours = f"127.0.0.1:{got['port']}"
+    mine = [l for l in document["links"] if ours in (l["call"]["local"], l["call"]["remote"])]
+    assert [(l["call"]["local"], l["call"]["source"], l["call"]["op"], l["call"]["errno"], l["cause"]["kind"],
+             l["rule"]) for l in mine] == [(ours, "predicted", "read", "EOF", "fin", "linux-fin-read")]
+    frame = mine[0]["cause"]["frame"]
+    assert f"return the 10 bytes still in flight with the FIN (frame {frame}), then end-of-file (0 bytes)" \
+        in mine[0]["explanation"]
+    code, text, _ = explain(pcap, "--conn", ours)
+    assert "will have seen its next read() return the 10 bytes still in flight" in text
