@@ -165,10 +165,43 @@ class SocketCall:
     source: str = "scenario"
     text: str = ""  # the strace line, the log line, or how the scenario phrased the call
     where: Optional[str] = None  # "app.log:17": the file and line an importer read it from
+    # A readiness event (op epoll_wait, poll or select): what the loop was told about
+    # this fd, as the syscall names it ("EPOLLIN|EPOLLRDHUP", "POLLIN|POLLHUP", "in").
+    events: str = ""
 
     @property
     def failed(self) -> bool:
-        return self.errno is not None
+        """The call failed: an errno that is not a "would block" (see `would_block`)."""
+        return self.errno is not None and not self.would_block
+
+    @property
+    def would_block(self) -> bool:
+        """The loop asking "anything yet?", not a failure: EAGAIN/EWOULDBLOCK from
+        accept, read/recv* or write/send* that returned at once (a socket timeout,
+        SO_RCVTIMEO/SO_SNDTIMEO, sleeps at least a clock tick and is a real
+        timeout), and EINPROGRESS/EALREADY from a non-blocking connect (its
+        outcome comes later, through SO_ERROR or the next read/write). A log
+        line is what the program reported as an error: never a would-block."""
+        if self.errno in IN_PROGRESS_ERRNOS:
+            return self.op == "connect"
+        return (self.errno in WOULD_BLOCK_ERRNOS and self.source != "log"
+                and self.op in WOULD_BLOCK_OPS and self.end_ns - self.start_ns < WAITED_NS)
+
+    @property
+    def is_readiness(self) -> bool:
+        """An event loop's wake-up for this fd (epoll_wait, poll, select), not a call on it."""
+        return self.op in READINESS_OPS
+
+    @property
+    def readiness(self) -> frozenset[str]:
+        """`events` without the syscall's prefix: {"IN", "RDHUP"} for EPOLLIN|EPOLLRDHUP,
+        POLLIN|POLLRDHUP or select's "in" (select's "out" is OUT, "except" PRI)."""
+        names = set()
+        for name in filter(None, self.events.split("|")):
+            name = name.strip().upper()
+            name = name[5:] if name.startswith("EPOLL") else name[4:] if name.startswith("POLL") else name
+            names.add({"EXCEPT": "PRI"}.get(name, name))
+        return frozenset(names)
 
     @property
     def is_eof(self) -> bool:
@@ -186,6 +219,17 @@ class SocketCall:
 RECEIVE_OPS = frozenset({"recv", "read", "recvfrom", "recvmsg", "readv"})
 # Operations that write to a socket.
 SEND_OPS = frozenset({"send", "write", "sendto", "sendmsg", "writev", "sendfile", "sendall"})
+# An event loop's wake-ups (epoll_pwait/epoll_pwait2 are epoll_wait, ppoll poll, pselect6 select).
+READINESS_OPS = frozenset({"epoll_wait", "poll", "select"})
+# "Would block": on a non-blocking socket these ops answer EAGAIN (== EWOULDBLOCK on
+# Linux and macOS) instead of waiting, and connect answers EINPROGRESS, then EALREADY.
+WOULD_BLOCK_ERRNOS = frozenset({"EAGAIN", "EWOULDBLOCK"})
+IN_PROGRESS_ERRNOS = frozenset({"EINPROGRESS", "EALREADY"})
+WOULD_BLOCK_OPS = RECEIVE_OPS | SEND_OPS | {"accept"}
+# A socket timeout is rounded up to whole clock ticks (1 ms at HZ=1000, 10 ms at
+# HZ=100) and sleeps that long; a non-blocking call returns at once. Calls shorter
+# than this did not wait (strace's own overhead under load stays well below it).
+WAITED_NS = 10_000_000
 
 
 def _first_value(pairs: tuple[tuple[str, str], ...], key: str, default: Optional[str]) -> Optional[str]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from ..model import RECEIVE_OPS, SEND_OPS, CauseKind, SocketCall
+from ..model import IN_PROGRESS_ERRNOS, RECEIVE_OPS, SEND_OPS, CauseKind, SocketCall
 
 __all__ = ["Rule", "RULES", "OP_FAMILIES", "op_family", "rule_for", "rule_named", "is_interesting",
            "TIMEOUT_ERRNOS", "CLOSED_ERRNOS", "NOT_OUTCOMES", "UNREACHABLE_ERRNOS"]
@@ -42,8 +42,8 @@ TIMEOUT_ERRNOS = frozenset({"ETIMEDOUT", "EAGAIN", "EWOULDBLOCK", "timeout"})
 UNREACHABLE_ERRNOS = frozenset({"EHOSTUNREACH", "ENETUNREACH"})
 
 # Not outcomes: a non-blocking connect says EINPROGRESS and reports its real
-# result later (getsockopt SO_ERROR, which importers turn into the call).
-NOT_OUTCOMES = frozenset({"EINPROGRESS", "EALREADY"})
+# result later (getsockopt SO_ERROR, or the next read/write); SocketCall.would_block.
+NOT_OUTCOMES = IN_PROGRESS_ERRNOS
 
 # "The descriptor is gone": our own close; Go says "use of closed network
 # connection" (importers name it EBADF; some leave the words).
@@ -118,9 +118,10 @@ def op_family(op: str) -> Optional[str]:
 
 
 def is_interesting(call: SocketCall) -> bool:
-    """Calls that get a Link: every failure, every end-of-file (not the
-    EINPROGRESS of a non-blocking connect: its outcome comes later)."""
-    return (call.failed and call.errno not in NOT_OUTCOMES) or call.is_eof
+    """Calls that get a Link: every failure, every end-of-file (not a
+    "would block": SocketCall.would_block, e.g. the EINPROGRESS of a
+    non-blocking connect, whose outcome comes later)."""
+    return call.failed or call.is_eof
 
 
 def rule_for(call: SocketCall) -> tuple[Rule, ...]:
