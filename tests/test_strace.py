@@ -93,13 +93,17 @@ GO_REFUSED = """
 def test_go_nonblocking_connect_resolved_by_so_error_across_pids():
     calls, problems = calls_of(GO_REFUSED)
     assert problems == ()
-    connect, close = calls
-    assert (connect.op, connect.errno, connect.result) == ("connect", "ECONNREFUSED", -1)
-    assert connect.remote == ep("127.0.0.1:35837")  # the fd never showed a 4-tuple
-    assert connect.start_ns == T0 + 735_949_000
-    assert connect.end_ns == T0 + 737_093_000 + 23_000  # the getsockopt's end
-    assert "connect(" in connect.text and "[ECONNREFUSED]" in connect.text
-    assert connect.role == "teardowns"  # execve names the process, threads inherit it
+    connect, outcome, close = calls
+    # the connect stays as the kernel said it: would block, not a failure
+    assert (connect.op, connect.errno, connect.would_block, connect.failed) == ("connect", "EINPROGRESS", True, False)
+    assert (connect.start_ns, connect.end_ns) == (T0 + 735_949_000, T0 + 735_949_000 + 68_000)
+    # its outcome is the getsockopt(SO_ERROR) that read it, in another thread
+    assert (outcome.op, outcome.errno, outcome.result, outcome.pid, outcome.failed) == (
+        "getsockopt", "ECONNREFUSED", 0, 6416, True)
+    assert outcome.remote == connect.remote == ep("127.0.0.1:35837")  # the fd never showed a 4-tuple
+    assert outcome.end_ns == T0 + 737_093_000 + 23_000 and outcome.start_ns == T0 + 737_093_000
+    assert "[ECONNREFUSED]" in outcome.text and "connect(" in connect.text
+    assert connect.role == outcome.role == "teardowns"  # execve names the process, threads inherit it
     assert (close.op, close.pid, close.remote) == ("close", 6416, ep("127.0.0.1:35837"))
     assert close.end_ns == close.start_ns + 41_000
 
@@ -112,10 +116,13 @@ def test_so_error_zero_is_a_successful_connect_and_numeric_so_error():
 100 1795290055.000300 getsockopt(5<TCP:[11]>, SOL_SOCKET, SO_ERROR, [111], [4]) = 0 <0.000005>
 100 1795290055.000400 connect(6<TCP:[12]>, {sa_family=AF_INET, sin_port=htons(82), sin_addr=inet_addr("10.0.0.1")}, 16) = -1 EINPROGRESS (Operation now in progress) <0.000010>
 """)
-    ok, refused, pending = calls
+    outcomes = [c for c in calls if c.op == "getsockopt"]
+    assert all(c.would_block for c in calls if c.op == "connect")
+    ok, refused = outcomes
     assert (ok.errno, ok.result, ok.local, ok.remote) == (None, 0, ep("10.0.0.2:5000"), ep("10.0.0.1:80"))
-    assert (refused.errno, refused.remote) == ("ECONNREFUSED", ep("10.0.0.1:81"))
-    assert pending.errno == "EINPROGRESS"  # never resolved in the log: kept as the kernel said
+    assert (refused.errno, refused.remote) == ("ECONNREFUSED", ep("10.0.0.1:81"))  # 111, by name
+    pending = calls[-1]
+    assert (pending.op, pending.errno) == ("connect", "EINPROGRESS")  # never resolved in the log: kept as the kernel said
 
 
 @pytest.mark.parametrize("sockaddr", [
@@ -345,9 +352,9 @@ def test_curl_refused_under_strace(tmp_path):
     trace, done = run_traced(tmp_path, [curl, "-sS", "--max-time", "5", f"http://127.0.0.1:{port}/"])
     assert done.returncode == 7, done.stderr
     result = read_strace_file(trace)
-    (connect,) = [c for c in result.calls if c.op == "connect"]
+    (connect,) = [c for c in result.calls if c.failed]
     assert (connect.errno, connect.remote, connect.role) == ("ECONNREFUSED", Endpoint("127.0.0.1", port), "curl")
-    assert "SO_ERROR" in connect.text  # curl connects non-blocking and asks SO_ERROR
+    assert connect.op == "getsockopt" and "SO_ERROR" in connect.text  # curl connects non-blocking, asks SO_ERROR
     logged = parse_log([f"2026-01-01T00:00:00Z {done.stderr.strip()}"]).calls
     assert [(c.errno, c.op, c.remote) for c in logged] == [("ECONNREFUSED", "connect", Endpoint("127.0.0.1", port))]
 
@@ -459,7 +466,7 @@ def test_go_program_under_strace(tmp_path, go_teardowns, host, follow):
         return [c for c in calls if predicate(c) and {c.local, c.remote} == connection_of]
 
     refused = steps["refused"]
-    (connect,) = [c for c in calls if c.op == "connect" and c.errno == "ECONNREFUSED"]
+    (connect,) = [c for c in calls if c.op == "getsockopt" and c.errno == "ECONNREFUSED"]  # Go reads SO_ERROR
     assert connect.remote == refused.remote and "SO_ERROR" in connect.text
     assert connect.end_ns <= refused.start_ns + 1000  # Go logs after the syscall (µs precision)
 

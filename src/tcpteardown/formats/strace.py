@@ -61,10 +61,13 @@ _OPS = {
     "sendfile": "sendfile", "sendfile64": "sendfile", "close": "close", "shutdown": "shutdown",
     "setsockopt": "setsockopt",  # SO_LINGER only: it decides why an abortive close sent RST
 }
+# An event loop's wake-ups: one readiness event (a SocketCall of this op) per TCP fd reported
+_READINESS = {"epoll_wait": "epoll_wait", "epoll_pwait": "epoll_wait", "epoll_pwait2": "epoll_wait",
+              "poll": "poll", "ppoll": "poll", "select": "select", "pselect6": "select", "_newselect": "select"}
 # syscalls read only to learn about fds, processes and endpoints
-_BOOKKEEPING = frozenset({"socket", "bind", "getsockname", "getpeername", "getsockopt",
+_BOOKKEEPING = frozenset({"socket", "bind", "getsockname", "getpeername", "getsockopt", "epoll_ctl",
                           "clone", "clone3", "fork", "vfork", "execve", "dup", "dup2", "dup3"})
-_WANTED = frozenset(_OPS) | _BOOKKEEPING
+_WANTED = frozenset(_OPS) | frozenset(_READINESS) | _BOOKKEEPING
 
 _PREFIX_RE = re.compile(
     r"\s*(?:\[pid\s+(?P<pid1>\d+)\]\s+|(?P<pid2>\d+)\s+(?=[\d<a-z_+\-]))?"
@@ -75,7 +78,7 @@ _RESUMED_RE = re.compile(r"<\.\.\. ([a-z_][a-z0-9_]*) resumed>")
 # a search retried at every ")" of a 50 MB write() argument is quadratic.
 _RESULT_RE = re.compile(
     r"\)\s+=\s+(?P<ret>-?\d+|\?|0x[0-9a-fA-F]+)(?P<ann><(?:->|[^>])*>+)?"
-    r"(?:\s+(?P<errno>E[A-Z0-9]+)\s+\((?P<errtext>[^)]*)\))?(?:\s+\([^)]*\))?"
+    r"(?:\s+(?P<errno>E[A-Z0-9]+)\s+\((?P<errtext>[^)]*)\))?(?:\s+\((?P<tail>[^)]*)\))?"
     r"(?:\s+<(?P<dur>\d+\.\d+)>)?\s*$")
 _FD_RE = re.compile(r"(?P<fd>-?\d+)(?:<(?P<proto>[A-Za-z0-9\-]+):\[(?P<inner>.*?)\]>|<(?P<other>[^>]*)>+)?")
 # Port and address are found by two searches (the second from the port on),
@@ -84,6 +87,12 @@ _FD_RE = re.compile(r"(?P<fd>-?\d+)(?:<(?P<proto>[A-Za-z0-9\-]+):\[(?P<inner>.*?
 _PORT_RE = re.compile(r"sin6?_port=htons\((?P<port>\d+)\)")
 _ADDR_RE = re.compile(r"inet_addr\(\"(?P<v4>[^\"]+)\"\)|inet_pton\(AF_INET6?,\s*\"(?P<v6>[^\"]+)\"")
 _SO_ERROR_RE = re.compile(r"SO_ERROR,\s*\[(?P<value>[A-Z0-9]+)\]")
+# epoll's user data (the cookie epoll_ctl stored: the fd for libuv and Python, a
+# pointer for Go and nginx): strace 6 prints {u32=N, u64=N}, later ones a number.
+_EPOLL_EVENT_RE = re.compile(r"\{events=(?P<events>[A-Z0-9_|]+|0),\s*data=(?:\{u32=(?P<u32>\d+),\s*u64=(?P<u64>\d+)\}"
+                             r"|(?P<data>0x[0-9a-fA-F]+|\d+))")
+_POLL_REVENTS_RE = re.compile(r"\{fd=(?P<fd>\d+)(?:<[^>]*>+)?,\s*revents=(?P<events>[A-Z0-9_|]+)\}")
+_SELECT_SET_RE = re.compile(r"\b(?P<set>in|out|except|exp)\s+\[(?P<fds>[\d\s]*)\]")
 _PID_SUFFIX_RE = re.compile(r"\.(\d+)$")
 _UNFINISHED = " <unfinished ...>"
 
@@ -165,6 +174,14 @@ def _result(body: str, start: int) -> Optional[re.Match]:
     return _RESULT_RE.match(body, paren) if paren >= start and body[paren] == ")" else None
 
 
+def _cookie(event: re.Match) -> str:
+    """epoll data as one text, whichever way strace printed it."""
+    if event.group("u64") is not None:
+        return event.group("u64")
+    data = event.group("data")
+    return str(int(data, 16)) if data.startswith("0x") else data
+
+
 def _ns_from_decimal(text: str) -> int:
     whole, _, frac = text.partition(".")
     return int(whole) * 1_000_000_000 + int((frac + "000000000")[:9])
@@ -184,6 +201,7 @@ class _Reader:
         self.problems = Problems()
         self.pending: dict[Optional[int], tuple[str, int, str, str, int]] = {}
         self.connecting: dict[tuple, dict] = {}
+        self.cookies: dict[tuple, dict[str, int]] = {}  # (fd group, epoll fd) -> {epoll data: fd}
         self.sockets: dict[tuple, _Socket] = {}
         self.group: dict[Optional[int], Optional[int]] = {}
         self.names: dict[Optional[int], str] = {}
@@ -343,7 +361,11 @@ class _Reader:
         end = max(end, start)  # a -tt clock stepping back never gives a negative duration
         ret = None if ret_text == "?" else int(ret_text, 16) if ret_text.startswith("0x") else int(ret_text)
         if name in _BOOKKEEPING:
-            self.bookkeep(name, args, ret, m.group("ann"), errno, pid, end, text)
+            self.bookkeep(name, args, ret, m.group("ann"), errno, pid, end, text, line_no)
+            return
+        if name in _READINESS:
+            if ret is not None and ret > 0:
+                self.readiness(_READINESS[name], args, m.group("tail") or "", pid, start, end, ret, text, line_no)
             return
         if name == "setsockopt" and "SO_LINGER" not in args:
             return
@@ -412,7 +434,7 @@ class _Reader:
             new.waiting.append(call)
 
     def bookkeep(self, name: str, args: str, ret: Optional[int], ann: Optional[str],
-                 errno: Optional[str], pid: Optional[int], end: int, text: str) -> None:
+                 errno: Optional[str], pid: Optional[int], end: int, text: str, line_no: int) -> None:
         if name == "socket":
             if ret is not None and ret >= 0:
                 self.forget(pid, ret)
@@ -447,6 +469,10 @@ class _Reader:
         fd = int(fd_match.group("fd"))
         if name in ("dup", "dup2", "dup3"):
             return
+        if name == "epoll_ctl":
+            if errno is None:
+                self.epoll_ctl(fd, args[fd_match.end():], pid)
+            return
         sock = self.tcp_socket(pid, fd, fd_match, name, args)
         if sock is None:
             return
@@ -457,24 +483,102 @@ class _Reader:
         elif name == "getpeername" and errno is None:
             sock.learn(None, _sockaddr(args))
         elif name == "getsockopt":
-            self.so_error(args, pid, fd, end, text)
+            self.so_error(args, pid, fd, sock, end, text, line_no)
 
-    def so_error(self, args: str, pid: Optional[int], fd: int, end: int, text: str) -> None:
+    def so_error(self, args: str, pid: Optional[int], fd: int, sock: _Socket, end: int, text: str,
+                 line_no: int) -> None:
+        """getsockopt(SO_ERROR) after a non-blocking connect: the connect's outcome, as a
+        call of its own (op getsockopt, the SO_ERROR value as its errno, None for 0)."""
         m = _SO_ERROR_RE.search(args)
         if not m:
             return
         key = (self.fd_group(pid), fd)
-        call = self.connecting.pop(key, None)
-        if call is None:
+        connect = self.connecting.pop(key, None)
+        if connect is None:
             return
         value = m.group("value")
         if value.isdigit():
             errno = None if value == "0" else (name_from_number(int(value)) or f"errno {value}")
         else:
             errno = value
-        call.update(end_ns=end, errno=errno, result=0 if errno is None else -1,
-                    text=call["text"] + "\n" + text)
+        self.calls.append(connect)
+        sock.learn(None, connect["remote"])
+        call = {"role": connect["role"], "op": "getsockopt", "start_ns": end, "end_ns": end, "result": 0,
+                "errno": errno, "pid": pid, "fd": fd, "local": sock.local, "remote": sock.remote,
+                "source": "strace", "text": text, "where": f"{self.where}:{line_no}"}
+        self.timed(call, text)
+        if call["local"] is None:
+            sock.waiting.append(call)
         self.calls.append(call)
+
+    @staticmethod
+    def timed(call: dict, text: str) -> None:
+        """Give a bookkeeping call its own start (bookkeep() is handed only its end)."""
+        dur = re.search(r"<(\d+\.\d+)>\s*$", text)
+        if dur:
+            call["start_ns"] = call["end_ns"] - _ns_from_decimal(dur.group(1))
+
+    # -- event loops -------------------------------------------------------
+    def epoll_ctl(self, epfd: int, rest: str, pid: Optional[int]) -> None:
+        """EPOLL_CTL_ADD/MOD remember which fd a cookie (epoll data) stands for; DEL forgets it."""
+        op, _, rest = rest.lstrip(", ").partition(",")
+        target = _FD_RE.match(rest.lstrip())
+        if target is None:
+            return
+        fd = int(target.group("fd"))
+        cookies = self.cookies.setdefault((self.fd_group(pid), epfd), {})
+        if op.strip() == "EPOLL_CTL_DEL":
+            for cookie in [c for c, known in cookies.items() if known == fd]:
+                del cookies[cookie]
+            return
+        if target.group("proto") in ("TCP", "TCPv6"):
+            self.tcp_socket(pid, fd, target, "epoll_ctl", rest)
+        event = _EPOLL_EVENT_RE.search(rest)
+        if event is not None:
+            cookies[_cookie(event)] = fd
+
+    def readiness(self, op: str, args: str, tail: str, pid: Optional[int], start: int, end: int,
+                  ready: int, text: str, line_no: int) -> None:
+        """One readiness event per TCP fd the wait reported: when the loop was told, and what."""
+        if op == "epoll_wait":
+            found = self.epoll_ready(args, pid)
+        elif op == "poll":
+            found = [(int(m.group("fd")), m.group("events")) for m in _POLL_REVENTS_RE.finditer(tail)]
+        else:
+            sets: dict[int, list[str]] = {}
+            for m in _SELECT_SET_RE.finditer(tail):
+                for fd in m.group("fds").split():
+                    sets.setdefault(int(fd), []).append("except" if m.group("set") == "exp" else m.group("set"))
+            found = [(fd, "|".join(names)) for fd, names in sets.items()]
+        for fd, events in found:
+            sock = self.socket_of(pid, fd, create=False)
+            if sock is None:
+                continue
+            call = {"role": self.role(pid), "op": op, "start_ns": start, "end_ns": end, "result": ready,
+                    "errno": None, "pid": pid, "fd": fd, "local": sock.local, "remote": sock.remote,
+                    "source": "strace", "text": text, "where": f"{self.where}:{line_no}", "events": events}
+            if call["local"] is None or call["remote"] is None:
+                sock.waiting.append(call)
+            self.calls.append(call)
+
+    def epoll_ready(self, args: str, pid: Optional[int]) -> list[tuple[int, str]]:
+        epfd = _FD_RE.match(args)
+        if epfd is None:
+            return []
+        cookies = self.cookies.get((self.fd_group(pid), int(epfd.group("fd"))))
+        found = []
+        for event in _EPOLL_EVENT_RE.finditer(args):
+            cookie = _cookie(event)
+            if cookies is not None:
+                fd = cookies.get(cookie)
+            else:  # attached after the epoll_ctl calls: libuv and Python store the fd itself
+                fd = int(event.group("u32")) if event.group("u32") else None
+                self.note_once("epoll-cookies", "epoll_wait reports fds whose epoll_ctl the log does not "
+                                                "show (strace attached late?); their data.u32 was taken as the "
+                                                "fd, which holds for libuv and Python, not for Go or nginx")
+            if fd is not None:
+                found.append((fd, event.group("events")))
+        return found
 
     def finish(self) -> ImportResult:
         for pid, (name, _, _, _, line_no) in list(self.pending.items()):
