@@ -284,6 +284,9 @@ class Link:
     local_call: Optional[SocketCall] = None
     # Doubts the rule had: "two RSTs reached this socket", "no packets"...
     caveats: tuple[str, ...] = ()
+    # When the event loop was told: the readiness event (epoll_wait, poll, select)
+    # for this socket between the cause and the call.
+    wakeup: Optional[SocketCall] = None
 
 
 @dataclass(frozen=True, slots=True)

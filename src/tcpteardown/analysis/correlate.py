@@ -38,7 +38,7 @@ from ..messages import RUNTIME, read_message
 from ..model import RECEIVE_OPS, Endpoint, Link, Recording, Segment, SocketCall, TcpFlags
 from ..units import format_duration
 from .connections import side_of
-from .rules import UNMATCHED, Rule, is_interesting, rule_for
+from .rules import UNMATCHED, UNREACHABLE_ERRNOS, Rule, is_interesting, op_family, rule_for
 from .tcpstate import Connection, connections
 
 __all__ = ["correlate", "unlinked", "tolerance", "TOLERANCE_NS", "LOCAL_CLOSE_OPS"]
@@ -122,7 +122,7 @@ def correlate(recording: Recording) -> tuple[Link, ...]:
             link = _link(ctx)
             if call.source == "log":
                 link = _log_link(ctx, link)
-            links.append(link)
+            links.append(_with_wakeup(ctx, link))
     return _on_incomplete_evidence(_mark_echoes(links), recording)
 
 
@@ -152,12 +152,85 @@ def _mark_echoes(links: list[Link]) -> tuple[Link, ...]:
 
 
 def _link(ctx: _Ctx) -> Link:
+    pending = _pending_connect(ctx)
+    if pending is not None and op_family(ctx.call.op) in ("recv", "send") and ctx.call.errno in CONNECT_ERRNOS:
+        return _connect_outcome_by_io(ctx, pending)
     for rule in rule_for(ctx.call):
         link = _RULES[rule.name](ctx, rule)
         if link is not None:
             return link
     return _make(ctx, UNMATCHED, None, (
         f"no correlation rule for {ctx.call.op}() -> {ctx.call.outcome}; nothing is linked",))
+
+
+# -- event loops: a non-blocking connect's outcome, and the loop's wake-up -------
+
+# What a non-blocking connect leaves on its socket for SO_ERROR or the next read/write.
+CONNECT_ERRNOS = frozenset({"ECONNREFUSED", "ETIMEDOUT"}) | UNREACHABLE_ERRNOS
+# What a readiness event says about a FIN (IN: a 0-byte read waits; RDHUP/HUP) and
+# about an RST (ERR, HUP, and IN/OUT: the failing call waits) or a refused SYN (OUT|ERR).
+_TOLD = {"fin": frozenset({"IN", "RDHUP", "HUP"}), "rst": frozenset({"IN", "OUT", "ERR", "HUP", "RDHUP"})}
+
+
+def _pending_connect(ctx: _Ctx) -> Optional[SocketCall]:
+    """The non-blocking connect (EINPROGRESS) whose outcome this call reports: the
+    last one on this fd of this process (any thread) before the call, when no
+    outcome came in between."""
+    call = ctx.call
+    if call.fd is None:
+        return None
+    latest = None
+    for other in ctx.calls_by_key.get(("role-fd", call.role, call.fd), ()):
+        if other is call or other.end_ns > call.start_ns:
+            continue
+        if other.remote is not None and call.remote is not None and other.remote != call.remote:
+            continue
+        if other.op == "connect" and other.would_block:
+            latest = other
+        elif latest is not None and other.start_ns >= latest.start_ns and (other.failed or other.op == "getsockopt"):
+            latest = None  # that attempt's outcome was already reported
+    return latest
+
+
+def _attempt_start(ctx: _Ctx) -> int:
+    """When a connect attempt began: the non-blocking connect's start for its
+    SO_ERROR (or a second connect), else the call's own start."""
+    pending = _pending_connect(ctx)
+    return pending.start_ns if pending is not None else ctx.call.start_ns
+
+
+def _connect_outcome_by_io(ctx: _Ctx, pending: SocketCall) -> Link:
+    """A read/write that reports a non-blocking connect's outcome (no SO_ERROR was
+    read): linked by the connect rows, as the connect itself would be."""
+    call = ctx.call
+    as_connect = replace(call, op="connect")
+    link = _link(replace(ctx, call=as_connect))
+    sentence = link.explanation.split(": ", 1)[-1]
+    return replace(link, call=call, explanation=(
+        f"{call.op}() -> {call.outcome}: the outcome of the non-blocking connect() at {pending.start_ns / 1e9:.6f}, "
+        f"reported by the first {call.op}() after it: {sentence}"))
+
+
+def _with_wakeup(ctx: _Ctx, link: Link) -> Link:
+    """The link with the readiness event that told the loop of its cause: the first
+    epoll_wait/poll/select for this socket that returned at or after the cause
+    reached it and before the call, reporting what that segment leaves."""
+    call, cause = link.call, link.cause
+    if cause is None or call.fd is None or call.source != "strace":
+        return link
+    told = _TOLD["rst" if cause.is_rst else "fin" if cause.is_fin else ""] if (cause.is_rst or cause.is_fin) \
+        else None
+    if told is None:
+        return link
+    late = ctx.late
+    for event in ctx.calls_by_key.get(("role-fd", call.role, call.fd), ()):
+        if not event.is_readiness or event.end_ns + late < cause.time_ns or event.end_ns > call.start_ns + late:
+            continue
+        if event.local is not None and call.local is not None and event.local != call.local:
+            continue
+        if event.readiness & told:
+            return replace(link, wakeup=event)
+    return link
 
 
 # -- log lines: what the words leave open, and who made the error ------------
@@ -532,7 +605,7 @@ def _send_epipe_local(ctx: _Ctx, rule: Rule) -> Link:
 
 def _our_syns(ctx: _Ctx, sock: _Socket) -> list[Segment]:
     """The SYNs this socket sent while the call ran (within the clock tolerance)."""
-    lo = ctx.call.start_ns - ctx.early
+    lo = _attempt_start(ctx) - ctx.early
     return [s for s in sock.conn.segments if s.is_syn and not s.flags & TcpFlags.ACK
             and sock.mine(s) and lo <= s.time_ns <= ctx.deadline]
 
@@ -637,9 +710,6 @@ def _recv_eof(ctx: _Ctx, rule: Rule) -> Link:
 def _recv_timeout(ctx: _Ctx, rule: Rule) -> Link:
     call = ctx.call
     caveats = list(_skew_caveats(ctx))
-    if call.source == "strace" and call.errno in ("EAGAIN", "EWOULDBLOCK"):
-        caveats.append("EAGAIN on a non-blocking socket is routine: the program waits in poll/epoll and "
-                       "tries again; the application may never have seen it")
     arrived = []
     for sock in _candidates(ctx):
         arrived += [s for s in sock.conn.segments if sock.toward(s) and call.start_ns <= s.time_ns <= call.end_ns
