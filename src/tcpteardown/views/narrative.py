@@ -37,7 +37,7 @@ from ..analysis.tcpstate import connection_of
 from ..model import CauseKind, Endpoint, KernelEvent, Link, Recording, Segment
 from ..units import format_duration
 
-__all__ = ["paragraph", "predicted_paragraph", "narrate", "timestamp", "outcome_text", "cause_text"]
+__all__ = ["paragraph", "predicted_paragraph", "narrate", "timestamp", "outcome_text", "cause_text", "wakeup_text"]
 
 ERROR_REPORT = "sock:inet_sk_error_report"
 
@@ -85,7 +85,14 @@ def outcome_text(link: Link, lang: Optional[str] = None, os_name: str = "Linux")
     if call.is_eof:
         tail = f" (Go: {errnos.phrase('EOF', lang, op=call.op)})" if lang and lang.lower() == "go" else ""
         return f"{call.op}() returned end-of-file (0 bytes){tail}"
-    return f"{call.op}() failed with {call.outcome}{_language_phrase(link, lang, os_name)}"
+    if call.op == "getsockopt":  # a non-blocking connect's outcome, read by the loop
+        to = f" to {call.remote}" if call.remote is not None else ""
+        return (f"non-blocking connect(){to} failed with {call.outcome}{_language_phrase(link, lang, os_name)}, "
+                "reported through getsockopt(SO_ERROR)")
+    text = f"{call.op}() failed with {call.outcome}{_language_phrase(link, lang, os_name)}"
+    if link.rule.startswith("connect-") and call.op not in ("connect", "dial"):
+        text += ", the outcome of its non-blocking connect()"
+    return text
 
 
 def _who(endpoint: Endpoint, seg: Segment, recording: Recording) -> str:
@@ -133,6 +140,16 @@ def cause_text(link: Link, recording: Recording) -> str:
     elif reason:
         text += f" (kernel reason {reason})"
     return text
+
+
+def wakeup_text(link: Link, tz: Optional[_dt.tzinfo] = None) -> str:
+    """The loop's own view: when its epoll_wait/poll/select was told, between the segment and the call."""
+    event, call = link.wakeup, link.call
+    after = f", {format_duration(event.end_ns - link.cause.time_ns)} after frame {link.cause.frame}" \
+        if link.cause is not None and event.end_ns >= link.cause.time_ns else ""
+    return (f"The event loop was told at {timestamp(event.end_ns, tz)}: {event.op}() reported {event.events} "
+            f"on fd {event.fd}{after}; this {call.op}() followed {format_duration(max(call.end_ns - event.end_ns, 0))} "
+            "later.")
 
 
 def _error_report(link: Link, recording: Recording) -> Optional[KernelEvent]:
@@ -243,6 +260,8 @@ def paragraph(link: Link, recording: Recording, *, lang: Optional[str] = None,
     os_name = recording.metadata.os or "Linux"
     head = f"{timestamp(call.end_ns, tz)} {call.role} {outcome_text(link, lang, os_name)}"
     parts = [f"{head} because {cause_text(link, recording)}."]
+    if link.wakeup is not None:
+        parts.append(wakeup_text(link, tz))
     bridge = _bridge(link, recording)
     if bridge:
         parts.append(bridge)

@@ -30,7 +30,7 @@ from ..narrative import paragraph
 if TYPE_CHECKING:
     from ...formats.os_guess import OsGuess
 
-__all__ = ["links_to_json", "os_json"]
+__all__ = ["links_to_json", "os_json", "would_block_json"]
 
 
 def _endpoint(endpoint: Optional[Endpoint]) -> Optional[str]:
@@ -56,6 +56,35 @@ def _cause_json(link: Link, recording: Recording) -> dict:
             "dst": None, "flags": None, "reason": None}
 
 
+def _wakeup_json(link: Link) -> Optional[dict]:
+    """When the event loop was told (epoll_wait/poll/select), or null."""
+    event = link.wakeup
+    if event is None:
+        return None
+    return {"op": event.op, "time": _seconds(event.end_ns), "fd": event.fd, "pid": event.pid,
+            "events": event.events, "where": event.where}
+
+
+def would_block_json(recording: Recording) -> list[dict]:
+    """The "would block" calls (SocketCall.would_block: not failures), one entry per
+    socket, op and errno: how many, first and last, and the first one's file:line."""
+    groups: dict[tuple, dict] = {}
+    for call in recording.calls:
+        if not call.would_block:
+            continue
+        key = (call.source, call.pid, call.fd, call.op, call.errno)
+        entry = groups.get(key)
+        if entry is None:
+            groups[key] = {"source": call.source, "op": call.op, "errno": call.errno, "pid": call.pid,
+                           "fd": call.fd, "local": _endpoint(call.local), "remote": _endpoint(call.remote),
+                           "count": 1, "first": _seconds(call.end_ns), "last": _seconds(call.end_ns),
+                           "where": call.where}
+        else:
+            entry["count"] += 1
+            entry["last"] = _seconds(call.end_ns)
+    return list(groups.values())
+
+
 def links_to_json(links: Iterable[Link], recording: Recording, *, lang: Optional[str] = None,
                   tz: Optional[_dt.tzinfo] = None, os_guess: Optional[OsGuess] = None,
                   unread: Sequence[str] = ()) -> dict:
@@ -74,6 +103,7 @@ def links_to_json(links: Iterable[Link], recording: Recording, *, lang: Optional
                      "errno": call.outcome, "pid": call.pid, "fd": call.fd,
                      "local": _endpoint(call.local), "remote": _endpoint(call.remote), "text": call.text},
             "cause": _cause_json(link, recording),
+            "wakeup": _wakeup_json(link),
             "rule": link.rule,
             "explanation": paragraph(link, recording, lang=lang, tz=tz),
         })
@@ -81,7 +111,8 @@ def links_to_json(links: Iterable[Link], recording: Recording, *, lang: Optional
         from ...formats.os_guess import guess_os
 
         os_guess = guess_os(recording)
-    return {"links": out, "os": os_json(os_guess), "unlinked": [*unlinked(links), *unread]}
+    return {"links": out, "os": os_json(os_guess), "unlinked": [*unlinked(links), *unread],
+            "would_block": would_block_json(recording)}
 
 
 def os_json(guess: OsGuess) -> dict:
