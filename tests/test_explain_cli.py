@@ -17,6 +17,8 @@ from conftest import tool_or_skip
 CALL_KEYS = {"source", "time", "op", "errno", "pid", "fd", "local", "remote", "text"}
 CAUSE_KEYS = {"kind", "frame", "time", "src", "dst", "flags", "reason"}
 KINDS = {"rst", "fin", "syn-unanswered", "local-close", "none"}
+WAKEUP_KEYS = {"op", "time", "fd", "pid", "events", "where"}
+WOULD_BLOCK_KEYS = {"source", "op", "errno", "pid", "fd", "local", "remote", "count", "first", "last", "where"}
 
 
 def explain(*argv) -> tuple[int, str, str]:
@@ -27,13 +29,18 @@ def explain(*argv) -> tuple[int, str, str]:
 
 
 def check_contract(document: dict) -> None:
-    assert set(document) == {"links", "os", "unlinked"}  # DESIGN.md
+    # DESIGN.md's keys, plus the additive ones the README declares (nothing else)
+    assert set(document) == {"links", "os", "unlinked", "would_block"}
+    for entry in document["would_block"]:
+        assert set(entry) == WOULD_BLOCK_KEYS and entry["count"] >= 1 and entry["first"] <= entry["last"]
+        assert entry["errno"] in ("EAGAIN", "EWOULDBLOCK", "EINPROGRESS", "EALREADY")
     assert document["os"]["name"] in ("linux", "darwin", "freebsd", "windows", "unknown")
     assert document["os"]["evidence"] and all(isinstance(e, str) for e in document["os"]["evidence"])
     for entry in document["unlinked"]:
         assert set(entry) == {"where", "source", "text", "why"} and entry["why"]
     for link in document["links"]:
-        assert set(link) == {"call", "cause", "rule", "explanation"}
+        assert set(link) == {"call", "cause", "wakeup", "rule", "explanation"}
+        assert link["wakeup"] is None or set(link["wakeup"]) == WAKEUP_KEYS
         assert set(link["call"]) == CALL_KEYS and set(link["cause"]) == CAUSE_KEYS
         call, cause = link["call"], link["cause"]
         assert isinstance(call["time"], float) and call["time"] > 1e9

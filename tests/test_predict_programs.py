@@ -27,7 +27,7 @@ import pytest
 
 from conftest import REPO, tool_or_skip
 from test_program_logs import HERE as LOG_PROGRAMS
-from test_program_logs import closed_port, peer
+from test_program_logs import closed_port, nginx_proxy_conf, peer
 from test_record import go_teardowns  # noqa: F401  (the module fixture that builds the Go program)
 from tcpteardown.analysis.predict import predict, rule_named
 from tcpteardown.analysis.rules import NOT_OUTCOMES, TIMEOUT_ERRNOS, op_family
@@ -134,15 +134,7 @@ def test_nginx_reverse_proxy(tmp_path):
     root.mkdir()
     refused, port = closed_port(), closed_port()
     with peer("read-fin") as eof, peer("read-rst") as reset:
-        locations = "".join(f"location /{name} {{ proxy_pass http://127.0.0.1:{upstream}; }}\n"
-                            for name, upstream in (("eof", eof.port), ("reset", reset.port),
-                                                   ("refused", refused)))
-        temp = "".join(f"{name}_temp_path {root}/{name};\n"
-                       for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-        (root / "nginx.conf").write_text(
-            f"daemon off; master_process off; pid {root}/nginx.pid; error_log {root}/error.log info;\n"
-            f"events {{ worker_connections 64; }}\n"
-            f"http {{ access_log off; {temp} server {{ listen 127.0.0.1:{port}; {locations} }} }}\n")
+        nginx_proxy_conf(root, port, {"eof": eof.port, "reset": reset.port, "refused": refused})
         script = tmp_path / "nginx.sh"
         script.write_text(NGINX_SCRIPT)
         checked, wrong, missed = compare(_record(tmp_path, "sh", str(script), binary, str(root), str(port)))

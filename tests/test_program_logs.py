@@ -172,6 +172,21 @@ def run_line(command, *, timeout: float = 60) -> str:
 
 # -- nginx as a reverse proxy ------------------------------------------------------
 
+def nginx_proxy_conf(root: Path, port: int, upstreams: dict[str, int]) -> Path:
+    """root/nginx.conf: one foreground nginx on 127.0.0.1:port whose /NAME proxies to
+    127.0.0.1:upstreams[NAME], every file under root, its error log at info."""
+    locations = "".join(f"location /{name} {{ proxy_pass http://127.0.0.1:{upstream}; }}\n"
+                        for name, upstream in upstreams.items())
+    temp = "".join(f"{name}_temp_path {root}/{name};\n"
+                   for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    conf = root / "nginx.conf"
+    conf.write_text(
+        f"daemon off; master_process off; pid {root}/nginx.pid; error_log {root}/error.log info;\n"
+        f"events {{ worker_connections 64; }}\n"
+        f"http {{ access_log off; {temp} server {{ listen 127.0.0.1:{port}; {locations} }} }}\n")
+    return conf
+
+
 @pytest.fixture(scope="module")
 def nginx(tmp_path_factory):
     """One nginx for the module: /eof, /reset, /refused proxy to upstreams
@@ -181,15 +196,8 @@ def nginx(tmp_path_factory):
     upstreams = {"eof": Peer("read-fin"), "reset": Peer("read-rst")}
     refused = closed_port()
     port = closed_port()
-    locations = "".join(f"location /{name} {{ proxy_pass http://127.0.0.1:{server.port}; }}\n"
-                        for name, server in upstreams.items())
-    locations += f"location /refused {{ proxy_pass http://127.0.0.1:{refused}; }}\n"
-    temp = "".join(f"{name}_temp_path {root}/{name};\n"
-                   for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-    (root / "nginx.conf").write_text(
-        f"daemon off; master_process off; pid {root}/nginx.pid; error_log {root}/error.log info;\n"
-        f"events {{ worker_connections 64; }}\n"
-        f"http {{ access_log off; {temp} server {{ listen 127.0.0.1:{port}; {locations} }} }}\n")
+    nginx_proxy_conf(root, port, {**{name: server.port for name, server in upstreams.items()},
+                                  "refused": refused})
     proc = subprocess.Popen([binary, "-p", str(root), "-c", str(root / "nginx.conf")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:

@@ -194,7 +194,12 @@ def fit_segment_label(text: str, width_in: float = MID_W - 0.2) -> str:
 
 
 def call_label(call: SocketCall) -> str:
-    """``send() → EPIPE``, ``recv() → EOF``, ``send() = 9``."""
+    """``send() → EPIPE``, ``recv() → EOF``, ``send() = 9``, ``read() → EAGAIN (would
+    block)`` (not a failure: drawn grey), ``epoll_wait() → EPOLLIN|EPOLLRDHUP``."""
+    if call.would_block:
+        return f"{call.op}() → {call.errno} (would block)"
+    if call.is_readiness and call.events:
+        return f"{call.op}() → {call.events}"
     if call.failed:
         return f"{call.op}() → {call.errno}"
     if call.is_eof:
