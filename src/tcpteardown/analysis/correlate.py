@@ -31,7 +31,9 @@ Pure: never imports socket or scapy, never reads a file.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Callable, Iterable, Optional
 
 from ..messages import RUNTIME, read_message
@@ -97,6 +99,11 @@ class _Ctx:
     call: SocketCall
     late: int
     early: int
+
+    @cached_property
+    def pending_connect(self) -> Optional[SocketCall]:
+        # Asked once per candidate socket by the connect rules: computed once per call.
+        return _find_pending_connect(self)
 
     @property
     def deadline(self) -> int:
@@ -173,23 +180,32 @@ _TOLD = {"fin": frozenset({"IN", "RDHUP", "HUP"}), "rst": frozenset({"IN", "OUT"
 
 
 def _pending_connect(ctx: _Ctx) -> Optional[SocketCall]:
+    return ctx.pending_connect
+
+
+def _find_pending_connect(ctx: _Ctx) -> Optional[SocketCall]:
     """The non-blocking connect (EINPROGRESS) whose outcome this call reports: the
     last one on this fd of this process (any thread) before the call, when no
-    outcome came in between."""
+    outcome came in between. Walks back from the call (the lists are sorted by
+    start), so thousands of calls on one fd stay linear."""
     call = ctx.call
     if call.fd is None:
         return None
-    latest = None
-    for other in ctx.calls_by_key.get(("role-fd", call.role, call.fd), ()):
+    earlier = ctx.calls_by_key.get(("role-fd", call.role, call.fd), ())
+    for other in reversed(earlier[:bisect_right(earlier, call.start_ns, key=_start)]):
         if other is call or other.end_ns > call.start_ns:
             continue
         if other.remote is not None and call.remote is not None and other.remote != call.remote:
             continue
         if other.op == "connect" and other.would_block:
-            latest = other
-        elif latest is not None and other.start_ns >= latest.start_ns and (other.failed or other.op == "getsockopt"):
-            latest = None  # that attempt's outcome was already reported
-    return latest
+            return other
+        if other.failed or other.op == "getsockopt" or other.op == "connect":
+            return None  # a later attempt, or that attempt's outcome was already reported
+    return None
+
+
+def _start(call: SocketCall) -> int:
+    return call.start_ns
 
 
 def _attempt_start(ctx: _Ctx) -> int:
