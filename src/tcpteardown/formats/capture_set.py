@@ -25,7 +25,7 @@ Never: write a file, or hold more than one window of a compressed member.
 from __future__ import annotations
 
 import glob
-import gzip
+import zlib
 import lzma
 import os
 import struct
@@ -53,13 +53,50 @@ def compression_of(head: bytes) -> Optional[str]:
 def open_decompressed(path: str, kind: str):
     """A binary stream of the decompressed contents (streaming, no copy)."""
     if kind == "gzip":
-        return gzip.open(path, "rb")
+        return _Gunzip(path)
     if kind == "xz":
         return lzma.open(path, "rb")
     import zstandard
 
     raw = open(path, "rb")
     return zstandard.ZstdDecompressor().stream_reader(raw, closefd=True)
+
+
+class _Gunzip:
+    """gzip as a stream that gives every byte before damage (gzip.open raises first)."""
+
+    def __init__(self, path: str):
+        self._raw = open(path, "rb")
+        self._inflate = zlib.decompressobj(wbits=31)
+        self._out = b""
+        self._done = False
+
+    def read(self, size: int = -1) -> bytes:
+        if size < 0:
+            size = 1 << 62
+        while len(self._out) < size and not self._done:
+            data = self._raw.read(1 << 16)
+            if not data:
+                if not self._inflate.eof and not self._out:
+                    raise EOFError("compressed file ended before the end-of-stream marker")
+                self._done = self._inflate.eof or not self._out
+                break
+            self._out += self._inflate.decompress(data)
+            while self._inflate.eof and self._inflate.unused_data:  # a second gzip member (cat a.gz b.gz)
+                rest = self._inflate.unused_data
+                self._inflate = zlib.decompressobj(wbits=31)
+                self._out += self._inflate.decompress(rest)
+        head, self._out = self._out[:size], self._out[size:]
+        return head
+
+    def close(self) -> None:
+        self._raw.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 def expand_members(names: list[str]) -> list[str]:
@@ -133,8 +170,8 @@ def inspect(path: str) -> Member:
         member.compression = compression_of(head)
         if member.compression:
             with open_decompressed(path, member.compression) as stream:
-                head = stream.read(_HEAD)
-    except (OSError, EOFError, lzma.LZMAError, ValueError) as exc:
+                head, _damage = _read_some(stream, _HEAD)
+    except (OSError, EOFError, lzma.LZMAError, zlib.error, ValueError) as exc:
         member.problem = f"cannot read: {getattr(exc, 'strerror', None) or exc}"
         return member
     except Exception as exc:  # zstandard.ZstdError and other decompressor errors
@@ -174,6 +211,25 @@ def open_set(names: list[str]) -> CaptureSet:
     return CaptureSet([members[i] for i in order])
 
 
+PIECE = 1 << 18
+
+
+def _read_some(stream, size: int):
+    """Up to `size` bytes, in pieces, so a damaged compressed stream still gives what came
+    before the damage: (bytes, the exception that stopped it or None)."""
+    pieces, got = [], 0
+    while got < size:
+        try:
+            piece = stream.read(min(PIECE, size - got))
+        except Exception as exc:  # EOFError, zlib/lzma/zstd errors: said by the caller
+            return b"".join(pieces), exc
+        if not piece:
+            break
+        pieces.append(piece)
+        got += len(piece)
+    return b"".join(pieces), None
+
+
 class _BytesView:
     """What `pcap_columns._Walker` reads from: a buffer held in memory."""
 
@@ -196,8 +252,11 @@ def _pcap_windows(stream, path: str) -> Iterator[tuple[bytes, int, bool]]:
     pending = b""
     base = 24
     while True:
-        data = stream.read(CHUNK)
+        data, damage = _read_some(stream, CHUNK)
         buf = pending + data
+        if damage is not None:
+            yield header + buf, base, True
+            raise damage
         if not data:
             yield header + buf, base, True
             return
@@ -224,15 +283,14 @@ def iter_set_batches(capture_set: CaptureSet, *, on_problem: Callable[[str], Non
 
     frames = 0
     done_bytes = 0
+    overlaps: list = []  # (member, the earlier member it overlaps, by seconds)
     latest: Optional[tuple[int, str]] = None  # the last packet time so far, and its member
     for index, member in enumerate(capture_set.members):
         if member.problem:
             capture_set.damaged.append(f"{member.path}: {member.problem}; nothing of it was read")
             continue
         if latest is not None and member.first_time_ns is not None and member.first_time_ns < latest[0]:
-            capture_set.notes.append(
-                f"{member.path} overlaps {latest[1]} in time (starts {(latest[0] - member.first_time_ns) / 1e9:.3f} s "
-                "before it ended): two capture points or a repeated file? its packets are counted as well")
+            overlaps.append((member.path, latest[1], (latest[0] - member.first_time_ns) / 1e9))
         problems: list = []
         read = 0
         last_time = None
@@ -253,12 +311,13 @@ def iter_set_batches(capture_set: CaptureSet, *, on_problem: Callable[[str], Non
                 frames += batch.packets
         except CaptureFileError as exc:
             problems.append(str(exc))
-        except (OSError, EOFError, lzma.LZMAError) as exc:
-            problems.append(f"{member.path}: {member.compression or 'read'} error after {read:,} bytes: "
-                            f"{getattr(exc, 'strerror', None) or exc}")
+        except (OSError, EOFError, lzma.LZMAError, zlib.error) as exc:
+            # the damage itself, not the cut record it leaves at the end of what came out
+            problems[:] = [f"{member.path}: {member.compression or 'read'} error after {read:,} bytes: "
+                           f"{getattr(exc, 'strerror', None) or exc}"]
         except Exception as exc:  # zstandard.ZstdError
             if type(exc).__module__.startswith("zstandard") or "zstd" in type(exc).__name__.lower():
-                problems.append(f"{member.path}: zstd error after {read:,} bytes: {exc}")
+                problems[:] = [f"{member.path}: zstd error after {read:,} bytes: {exc}"]
             else:
                 raise
         done_bytes += member.size
@@ -270,6 +329,12 @@ def iter_set_batches(capture_set: CaptureSet, *, on_problem: Callable[[str], Non
                 on_problem(problem)
         if last_time is not None and (latest is None or last_time > latest[0]):
             latest = (last_time, member.path)
+    if overlaps:
+        path, earlier, seconds = overlaps[0]
+        more = f" and {len(overlaps) - 1} more member(s) after it" if len(overlaps) > 1 else ""
+        capture_set.notes.append(
+            f"{path}{more} overlap earlier files in time ({path} starts {seconds:.3f} s before {earlier} ended): "
+            "two capture points or the same traffic twice? their packets are counted as well, not merged")
 
 
 def _compressed_batches(member: Member, problems: list, window_bytes, walker_class, decode):
