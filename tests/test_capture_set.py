@@ -111,3 +111,41 @@ def test_damaged_gzip_member(whole, tmp_path):
     assert code == 3
     assert "a.pcap.gz" in err and "gzip" in err and "bytes" in err
     assert 0 < result["summary"]["packets"] < expected["summary"]["packets"]
+
+
+def _on_a_pty(args, env_delay):
+    """Run census with stderr on a real pseudo-terminal; return what the terminal got."""
+    import os
+    import pty
+
+    primary, secondary = pty.openpty()
+    env = dict(os.environ, TCPTEARDOWN_PROGRESS_DELAY=env_delay)
+    proc = subprocess.Popen([sys.executable, "-m", "tcpteardown", "census", *map(str, args)],
+                            stdout=subprocess.DEVNULL, stderr=secondary, env=env)
+    os.close(secondary)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(primary, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+    proc.wait(timeout=120)
+    os.close(primary)
+    return proc.returncode, seen.decode(errors="replace")
+
+
+def test_progress_line_on_a_terminal_only(whole):
+    folder, merged, expected = whole
+    code, seen = _on_a_pty([merged, merged], "0")
+    assert code == 0
+    assert "packets/s" in seen and "ETA" in seen and "file " in seen
+    code, seen = _on_a_pty([merged, merged, "--quiet"], "0")
+    assert "packets/s" not in seen
+    code, seen = _on_a_pty([merged, merged], "60")  # a quick run: nothing
+    assert "packets/s" not in seen
+    proc = subprocess.run([sys.executable, "-m", "tcpteardown", "census", merged, merged], capture_output=True,
+                          text=True, env=dict(__import__("os").environ, TCPTEARDOWN_PROGRESS_DELAY="0"), timeout=120)
+    assert "packets/s" not in proc.stderr  # stderr a pipe: nothing

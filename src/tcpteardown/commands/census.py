@@ -153,15 +153,14 @@ def _run_set(args, names) -> int:
     capture_set = open_set(names)
     label = names[0] if len(names) == 1 else f"{len(capture_set.members)} files ({names[0]} ...)"
     problems: list = []
-    bar = _Progress(capture_set.total_bytes) if (capture_set.total_bytes > PROGRESS_BYTES and sys.stderr.isatty()
-                                                and not args.quiet) else None
+    from ..progress import ProgressLine
+
+    bar = ProgressLine(capture_set.total_bytes, len(capture_set.members), quiet=args.quiet)
     try:
-        batches = iter_set_batches(capture_set, on_problem=problems.append,
-                                   progress=(lambda _i, done, _p: bar(done)) if bar else None)
+        batches = iter_set_batches(capture_set, on_problem=problems.append, progress=bar.update)
         result = census_batches(prefetched(map(grouped, batches)))
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     said = capture_set.damaged + capture_set.notes
     if said and args.strict:
         raise UserError(f"{said[0]} (--strict: nothing printed)")
