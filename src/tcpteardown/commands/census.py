@@ -95,7 +95,10 @@ def run(args: argparse.Namespace) -> int:
     from ..formats.bundle import bundle_metadata
 
     names = args.capture
-    if len(names) > 1 or not os.path.isfile(names[0]) or _compressed(names[0]):
+    one = names[0]
+    # a single plain file, pipe or FIFO keeps the one-file path (mmap, or read once)
+    if len(names) > 1 or os.path.isdir(one) or (not os.path.exists(one) and set("*?[") & set(one)) \
+            or (os.path.isfile(one) and _compressed(one)):
         return _run_set(args, names)
     path = names[0]
     if not os.path.exists(path):

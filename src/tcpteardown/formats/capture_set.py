@@ -107,7 +107,7 @@ def expand_members(names: list[str]) -> list[str]:
             inside = sorted(os.path.join(name, entry) for entry in os.listdir(name)
                             if not entry.startswith(".") and os.path.isfile(os.path.join(name, entry)))
             if not inside:
-                raise UserError(f"{name}: an empty directory, expected capture files in it")
+                raise UserError(f"{name}: is a directory with no files in it (give capture files, a directory of them, or a glob)")
             members.extend(inside)
         elif not os.path.exists(name) and _GLOB_CHARS & set(name):
             matches = sorted(path for path in glob.glob(name) if os.path.isfile(path))
