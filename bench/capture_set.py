@@ -7,8 +7,9 @@ Members are copies of FILE shifted in time by its span with `editcap -t` (so the
 is one stream ten times as long, as tcpdump -C would have rotated it), members 1, 3,
 5, 7, 9 gzipped. Prints the peak RSS of each census (goal < 300 MB on the set) and
 the time ratio set / (10 x one file) (goal <= 1.2). Checks free disk space first,
-removes the set at the end. The copies reuse the 4-tuples and sequence numbers of FILE,
-so the set holds ten times the packets but not ten times the connections. Not yet: `explain --conn` on a set (explain takes one file).
+removes the set at the end. Each copy's connections count again (a
+SYN after a finished connection starts a new one), so memory grows with the set's
+connections: that is the census engine's per-connection state. Not yet: `explain --conn` on a set (explain takes one file).
 """
 
 from __future__ import annotations
