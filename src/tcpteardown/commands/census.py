@@ -27,7 +27,10 @@ PROGRESS_BYTES = 4 << 20
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("capture", metavar="CAPTURE", help="a pcap or pcapng file (tcpdump -w, Wireshark, a bundle)")
+    parser.add_argument("capture", metavar="CAPTURE", nargs="+",
+                        help="a pcap or pcapng file (tcpdump -w, Wireshark, a bundle), or several, a directory "
+                             "or a glob: a capture set read as one stream (.gz, .xz, .zst too)")
+    parser.add_argument("--quiet", action="store_true", help="no progress line on stderr")
     parser.add_argument("--json", action="store_true", help="print one JSON object: summary and connections")
     parser.add_argument("--top", type=int, metavar="N", default=None,
                         help="list only N connections, RST and refused ones first (default: 20 in the table, "
@@ -91,7 +94,13 @@ def run(args: argparse.Namespace) -> int:
     from ..analysis.completeness import metadata_banner
     from ..formats.bundle import bundle_metadata
 
-    path = args.capture
+    names = args.capture
+    one = names[0]
+    # a single plain file, pipe or FIFO keeps the one-file path (mmap, or read once)
+    if len(names) > 1 or os.path.isdir(one) or (not os.path.exists(one) and set("*?[") & set(one)) \
+            or (os.path.isfile(one) and _compressed(one)):
+        return _run_set(args, names)
+    path = names[0]
     if not os.path.exists(path):
         raise UserError(f"{path}: no such file")
     if os.path.isdir(path):
@@ -99,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     sys.stderr.write(metadata_banner(bundle_metadata(path)))  # anything missing: said first
     problems: list = []
     size = os.path.getsize(path)
-    bar = _Progress(size) if size > PROGRESS_BYTES and sys.stderr.isatty() else None
+    bar = _Progress(size) if size > PROGRESS_BYTES and sys.stderr.isatty() and not args.quiet else None
     try:  # CaptureFileError (unreadable file) reaches the CLI: one line, exit 2
         result = census_file(path, on_problem=problems.append, progress=bar)
     finally:
@@ -123,6 +132,62 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.flush()
         _save_plot(result, path, args.output)
     return 0
+
+
+PARTIAL = 3  # exit code: a capture set was counted without (all of) a damaged or unreadable member
+
+
+def _compressed(path: str) -> bool:
+    from ..formats.capture_set import compression_of
+
+    try:
+        with open(path, "rb") as f:
+            return compression_of(f.read(8)) is not None
+    except OSError:
+        return False
+
+
+def _run_set(args, names) -> int:
+    """Several files, a directory, a glob or a compressed file: one stream (formats.capture_set)."""
+    from ..analysis.census import census_batches, grouped
+    from ..formats.capture_set import iter_set_batches, open_set
+    from ..prefetch import prefetched
+
+    capture_set = open_set(names)
+    label = names[0] if len(names) == 1 else f"{len(capture_set.members)} files ({names[0]} ...)"
+    problems: list = []
+    from ..progress import ProgressLine
+
+    bar = ProgressLine(capture_set.total_bytes, len(capture_set.members), quiet=args.quiet)
+    try:
+        batches = iter_set_batches(capture_set, on_problem=problems.append, progress=bar.update)
+        result = census_batches(prefetched(map(grouped, batches)))
+    finally:
+        bar.close()
+    said = capture_set.damaged + capture_set.notes
+    if said and args.strict:
+        raise UserError(f"{said[0]} (--strict: nothing printed)")
+    if result.packets == 0 and said:
+        raise UserError(f"{said[0]}; nothing readable in the set")
+    for line in capture_set.damaged:
+        print(f"tcpteardown census: partial: {line}", file=sys.stderr)
+    for line in capture_set.notes:
+        print(f"tcpteardown census: warning: {line}", file=sys.stderr)
+    for problem in problems:
+        print(f"tcpteardown census: warning: {problem}; results up to there follow", file=sys.stderr)
+    top = args.top if args.top is not None else (None if args.json else 20)
+    chosen = None if top is None else result.failing_first(top)
+    if args.json:
+        from ..views.contracts.census import write_census_json
+
+        write_census_json(result, label, capture_set.damaged + problems, chosen, sys.stdout,
+                          os_name=args.os.capitalize())
+    else:
+        _print_table(result, label, chosen)
+    if args.output:
+        sys.stdout.flush()
+        _save_plot(result, label, args.output)
+    return PARTIAL if capture_set.partial else 0
 
 
 def _save_plot(result, capture: str, target: str) -> None:

@@ -1,0 +1,151 @@
+"""Capture sets: the corpus merged into one pcap, then rotated by editcap (pcap and
+pcapng members, gzip/xz/zstd compressed), counted by `census` as one stream and
+compared with the single file; overlapping and damaged members are said, exit 3."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import lzma
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from conftest import tool_or_skip
+
+
+CORPUS = Path(__file__).resolve().parents[1] / "captures"
+
+
+def census(*args):
+    proc = subprocess.run([sys.executable, "-m", "tcpteardown", "census", "--json", *map(str, args)],
+                          capture_output=True, text=True, timeout=120)
+    return proc.returncode, json.loads(proc.stdout) if proc.stdout else None, proc.stderr
+
+
+@pytest.fixture(scope="module")
+def whole(tmp_path_factory):
+    """The Linux corpus as one pcap, and its census."""
+    tshark, mergecap = tool_or_skip("tshark"), tool_or_skip("mergecap")
+    folder = tmp_path_factory.mktemp("set")
+    parts = []
+    for bundle in sorted((CORPUS / "linux").glob("*.pcapng")):
+        part = folder / (bundle.stem + ".pcap")
+        subprocess.run([tshark, "-r", bundle, "-F", "pcap", "-w", part], capture_output=True, timeout=60)
+        if part.exists() and part.stat().st_size > 24:
+            parts.append(part)
+    merged = folder / "all.pcap"
+    subprocess.run([mergecap, "-F", "pcap", "-w", merged, *parts], check=True, timeout=60)
+    code, result, _ = census(merged)
+    assert code == 0 and result["summary"]["connections"] > 10
+    return folder, merged, result
+
+
+def rotate(merged, folder, fmt):
+    """editcap -c: small members, so connections span rotations; every 3rd kept plain."""
+    folder.mkdir()
+    subprocess.run([tool_or_skip("editcap"), "-F", fmt, "-c", "7", merged, folder / "cap"], check=True, timeout=60)
+    members = sorted(folder.iterdir())
+    assert len(members) > 5
+    for i, member in enumerate(members):
+        data = member.read_bytes()
+        if i % 3 == 1:
+            (folder / (member.name + ".gz")).write_bytes(gzip.compress(data))
+        elif i % 3 == 2:
+            packed = lzma.compress(data) if fmt == "pcap" else zstandard.ZstdCompressor().compress(data)
+            (folder / (member.name + (".xz" if fmt == "pcap" else ".zst"))).write_bytes(packed)
+        else:
+            continue
+        member.unlink()
+    return members
+
+
+@pytest.mark.parametrize("fmt", ["pcap", "pcapng"])
+def test_rotated_set_counts_as_the_single_file(whole, fmt):
+    folder, merged, expected = whole
+    rotate(merged, folder / fmt, fmt)
+    code, result, err = census(folder / fmt)
+    assert code == 0, err
+    assert result["summary"] == expected["summary"]
+    assert result["connections"] == expected["connections"]
+
+
+def test_glob_and_name_order_does_not_decide(whole):
+    folder, merged, expected = whole
+    rotate(merged, folder / "named", "pcap")
+    # names that sort against time: reverse them
+    members = sorted((folder / "named").iterdir())
+    for i, member in enumerate(members):
+        member.rename(folder / "named" / f"z{len(members) - i:03d}-{member.name}")
+    code, result, err = census(str(folder / "named" / "*"))
+    assert code == 0, err
+    assert result["connections"] == expected["connections"]
+
+
+def test_overlap_and_damage_are_said_and_the_rest_counted(whole, tmp_path):
+    folder, merged, expected = whole
+    members = rotate(merged, tmp_path / "bad", "pcap")
+    (tmp_path / "bad" / "copy.pcap").write_bytes(merged.read_bytes())  # a second capture point
+    truncated = tmp_path / "bad" / "trunc.pcap"
+    truncated.write_bytes(merged.read_bytes()[:3000])
+    (tmp_path / "bad" / "notes.txt").write_text("not a capture\n")
+    code, result, err = census(tmp_path / "bad")
+    assert code == 3, err
+    lines = err.strip().splitlines()
+    assert any("trunc.pcap" in line and "read 3,000 bytes" in line for line in lines)
+    assert any("notes.txt" in line and "not a pcap" in line for line in lines)
+    assert sum("overlap earlier files in time" in line for line in lines) == 1
+    assert result["summary"]["packets"] > 2 * expected["summary"]["packets"]
+    assert members
+
+
+def test_damaged_gzip_member(whole, tmp_path):
+    folder, merged, expected = whole
+    (tmp_path / "s").mkdir()
+    data = gzip.compress(merged.read_bytes())
+    (tmp_path / "s" / "a.pcap.gz").write_bytes(data[:len(data) // 2])
+    code, result, err = census(tmp_path / "s" / "a.pcap.gz")
+    assert code == 3
+    assert "a.pcap.gz" in err and "gzip" in err and "bytes" in err
+    assert 0 < result["summary"]["packets"] < expected["summary"]["packets"]
+
+
+def _on_a_pty(args, env_delay):
+    """Run census with stderr on a real pseudo-terminal; return what the terminal got."""
+    import os
+    import pty
+
+    primary, secondary = pty.openpty()
+    env = dict(os.environ, TCPTEARDOWN_PROGRESS_DELAY=env_delay)
+    proc = subprocess.Popen([sys.executable, "-m", "tcpteardown", "census", *map(str, args)],
+                            stdout=subprocess.DEVNULL, stderr=secondary, env=env)
+    os.close(secondary)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(primary, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+    proc.wait(timeout=120)
+    os.close(primary)
+    return proc.returncode, seen.decode(errors="replace")
+
+
+def test_progress_line_on_a_terminal_only(whole):
+    folder, merged, expected = whole
+    code, seen = _on_a_pty([merged, merged], "0")
+    assert code == 0
+    assert "packets/s" in seen and "ETA" in seen and "file " in seen
+    code, seen = _on_a_pty([merged, merged, "--quiet"], "0")
+    assert "packets/s" not in seen
+    code, seen = _on_a_pty([merged, merged], "60")  # a quick run: nothing
+    assert "packets/s" not in seen
+    proc = subprocess.run([sys.executable, "-m", "tcpteardown", "census", merged, merged], capture_output=True,
+                          text=True, env=dict(__import__("os").environ, TCPTEARDOWN_PROGRESS_DELAY="0"), timeout=120)
+    assert "packets/s" not in proc.stderr  # stderr a pipe: nothing
