@@ -24,7 +24,9 @@ Log lines (`_log_link`) also get what their phrasing tells
 runtime's; words that leave FIN or RST open try the other when the first
 finds nothing; a line whose 4-tuple names a connection at another time is
 linked there, with the clock offset said. `unlinked(links)` lists the log
-and strace calls nothing explains, with file:line and why.
+and strace calls nothing explains, with file:line and why. One failure seen
+by several sources (strace's call, the program's log line, the same line
+kept twice) is one link citing them all (`analysis.sources`).
 
 Pure: never imports socket or scapy, never reads a file.
 """
@@ -41,6 +43,7 @@ from ..model import RECEIVE_OPS, Endpoint, Link, Recording, Segment, SocketCall,
 from ..units import format_duration
 from .connections import side_of
 from .rules import UNMATCHED, UNREACHABLE_ERRNOS, Rule, is_interesting, op_family, rule_for
+from .sources import merge_sources
 from .tcpstate import Connection, connections
 
 __all__ = ["correlate", "unlinked", "tolerance", "TOLERANCE_NS", "LOCAL_CLOSE_OPS"]
@@ -130,7 +133,7 @@ def correlate(recording: Recording) -> tuple[Link, ...]:
             if call.source == "log":
                 link = _log_link(ctx, link)
             links.append(_with_wakeup(ctx, link))
-    return _on_incomplete_evidence(_mark_echoes(links), recording)
+    return _on_incomplete_evidence(merge_sources(links), recording)
 
 
 def _on_incomplete_evidence(links: tuple[Link, ...], recording: Recording) -> tuple[Link, ...]:
@@ -139,23 +142,6 @@ def _on_incomplete_evidence(links: tuple[Link, ...], recording: Recording) -> tu
 
     caveat = caveat_for(recording)
     return tuple(replace(link, caveats=link.caveats + (caveat,)) for link in links) if caveat else links
-
-
-def _mark_echoes(links: list[Link]) -> tuple[Link, ...]:
-    """A log line often reports a call strace (or the recorder) also saw:
-    same outcome, same cause. Both links stay; the log's says so."""
-    seen = {}
-    for link in links:
-        if link.call.source != "log" and link.cause is not None:
-            seen.setdefault((link.call.outcome, link.cause.frame), link.call)
-    out = []
-    for link in links:
-        twin = seen.get((link.call.outcome, link.cause.frame)) if link.cause is not None else None
-        if link.call.source == "log" and twin is not None:
-            link = replace(link, caveats=link.caveats + (
-                f"the same failure as the {twin.source} {twin.op}() that returned at {twin.end_ns / 1e9:.6f}",))
-        out.append(link)
-    return tuple(out)
 
 
 def _link(ctx: _Ctx) -> Link:

@@ -54,7 +54,7 @@ from tcpteardown.formats.imported import ImportResult, Problems, open_evidence
 from tcpteardown.messages import read_message, stack_frame_op
 from tcpteardown.model import Endpoint, SocketCall
 
-__all__ = ["parse_log", "read_log_file", "parse_tz", "ImportResult"]
+__all__ = ["parse_log", "read_log_file", "parse_tz", "ImportResult", "message_words", "stamp_precision_ns"]
 
 _MONTHS = {name: number for number, name in enumerate(
     ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
@@ -81,6 +81,29 @@ def _might_look_like(text: str) -> bool:
     """Cheap gate before _LOOKS_LIKE_RE: one of its literal parts is there."""
     return ("Errno" in text or "Error: " in text or " tcp" in text or "java.net." in text
             or "curl: (" in text)
+
+
+def message_words(text: str) -> str:
+    """The application's words in a log record: its text without the timestamps
+    (record's arrival stamp, the program's own) and runs of blank, so that the
+    same line read from two files compares equal."""
+    first = text.split("\n", 1)[0] if "\n" in text else text
+    rest = text[len(first):]
+    return " ".join((_TIME_RE.sub(" ", first) + rest).split()).strip(" :-[]")
+
+
+def stamp_precision_ns(text: str) -> int:
+    """How finely the first timestamp of `text` is written, in ns (1 s for
+    ``19:06:01``, 1 us for ``19:06:01.140166``; 1 s when none is found):
+    among sources of one failure, the finest gives its time."""
+    stamp = _TIME_RE.search(text)
+    if stamp is None:
+        return 1_000_000_000
+    digits = next((value for name, value in stamp.groupdict().items()
+                   if value and name.endswith("f") and len(name) == 2), None)
+    if digits is None and stamp.lastgroup == "epoch":
+        digits = stamp.group("epoch").partition(".")[2]
+    return 10 ** (9 - min(len(digits), 9)) if digits else 1_000_000_000
 
 
 def parse_tz(tz: Union[None, str, _dt.tzinfo]) -> Optional[_dt.tzinfo]:
