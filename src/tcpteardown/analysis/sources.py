@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Iterable, Optional
 
-from ..formats.applog import message_words, stamp_precision_ns
+from ..formats.stamps import message_words, stamp_precision_ns
 from ..model import Link, SocketCall
 from .rules import op_family
 

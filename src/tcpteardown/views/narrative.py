@@ -159,7 +159,7 @@ def source_where(call: SocketCall) -> str:
 def source_words(call: SocketCall) -> str:
     """The most specific text a source has: the syscall as strace printed it,
     the application's own words (timestamps aside)."""
-    from ..formats.applog import message_words
+    from ..formats.stamps import message_words
 
     if call.source == "log":
         return message_words(call.text)
