@@ -40,7 +40,7 @@ from typing import Callable, Iterable, Optional
 
 from ..messages import RUNTIME, read_message
 from ..model import RECEIVE_OPS, Endpoint, Link, Recording, Segment, SocketCall, TcpFlags
-from ..units import format_duration
+from ..units import clock_text, format_duration
 from .connections import side_of
 from .rules import UNMATCHED, UNREACHABLE_ERRNOS, Rule, is_interesting, op_family, rule_for
 from .sources import merge_sources
@@ -209,7 +209,8 @@ def _connect_outcome_by_io(ctx: _Ctx, pending: SocketCall) -> Link:
     link = _link(replace(ctx, call=as_connect))
     sentence = link.explanation.split(": ", 1)[-1]
     return replace(link, call=call, explanation=(
-        f"{call.op}() -> {call.outcome}: the outcome of the non-blocking connect() at {pending.start_ns / 1e9:.6f}, "
+        f"{call.op}() -> {call.outcome}: the outcome of the non-blocking connect() at "
+        f"{clock_text(pending.start_ns)}, "
         f"reported by the first {call.op}() after it: {sentence}"))
 
 
@@ -426,7 +427,7 @@ def _skew_caveats(ctx: _Ctx) -> list[str]:
 
 
 def _conn_text(conn: Connection) -> str:
-    return f"{conn.client} -> {conn.server} from {conn.start_ns / 1e9:.6f}"
+    return f"{conn.client} -> {conn.server} from {clock_text(conn.start_ns)}"
 
 
 # -- evidence helpers ---------------------------------------------------------
@@ -514,7 +515,7 @@ def _closed_descriptor(ctx: _Ctx, rule: Rule) -> Link:
                      sentence="the descriptor had already been closed by this process; no packet caused it")
     close = closes[-1]
     return _make(ctx, rule, None, [], local_call=close,
-                 sentence=f"this process had closed the socket itself at {close.end_ns / 1e9:.6f}; "
+                 sentence=f"this process had closed the socket itself at {clock_text(close.end_ns)}; "
                           f"no packet caused it")
 
 
@@ -602,7 +603,7 @@ def _send_epipe_local(ctx: _Ctx, rule: Rule) -> Link:
         related = (fin,) if fin is not None else ()
     return _make(ctx, rule, None, [], related=related, local_call=local,
                  sentence=f"no RST reached the socket; this process had called {local.op}() on it "
-                          f"at {local.end_ns / 1e9:.6f}, so writing was already shut down")
+                          f"at {clock_text(local.end_ns)}, so writing was already shut down")
 
 
 def _our_syns(ctx: _Ctx, sock: _Socket) -> list[Segment]:

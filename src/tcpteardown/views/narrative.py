@@ -50,13 +50,10 @@ _DETAIL_RULES = _DETAIL_AFTER_SEMICOLON
 
 
 def timestamp(time_ns: int, tz: Optional[_dt.tzinfo] = None) -> str:
-    """``17:26:02.140166`` in `tz` (UTC when None)."""
-    from ..units import calendar_time
+    """``17:26:02.140166`` in `tz` (UTC when None): `units.clock_text` without its zone."""
+    from ..units import clock_text
 
-    moment = calendar_time(time_ns, tz)
-    if moment is None:
-        return f"{time_ns / 1e9:.6f} s after the epoch (outside the calendar: a damaged capture?)"
-    return f"{moment:%H:%M:%S}.{(time_ns % 1_000_000_000) // 1000:06d}"
+    return clock_text(time_ns, tz, zone=False)
 
 
 def _ago(ns: int) -> str:
