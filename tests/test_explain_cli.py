@@ -14,10 +14,11 @@ import pytest
 
 from conftest import tool_or_skip
 
-CALL_KEYS = {"source", "time", "op", "errno", "pid", "fd", "local", "remote", "text"}
+CALL_KEYS = {"source", "time", "op", "errno", "pid", "fd", "local", "remote", "text", "process"}
 CAUSE_KEYS = {"kind", "frame", "time", "src", "dst", "flags", "reason"}
 KINDS = {"rst", "fin", "syn-unanswered", "local-close", "none"}
 WAKEUP_KEYS = {"op", "time", "fd", "pid", "events", "where"}
+SOURCE_KEYS = {"source", "where", "text", "time", "process"}
 WOULD_BLOCK_KEYS = {"source", "op", "errno", "pid", "fd", "local", "remote", "count", "first", "last", "where"}
 
 
@@ -39,8 +40,12 @@ def check_contract(document: dict) -> None:
     for entry in document["unlinked"]:
         assert set(entry) == {"where", "source", "text", "why"} and entry["why"]
     for link in document["links"]:
-        assert set(link) == {"call", "cause", "wakeup", "rule", "explanation"}
+        assert set(link) == {"call", "cause", "wakeup", "sources", "rule", "explanation"}
         assert link["wakeup"] is None or set(link["wakeup"]) == WAKEUP_KEYS
+        assert link["sources"] and all(set(source) == SOURCE_KEYS for source in link["sources"])
+        first = link["sources"][0]  # the link's own call comes first
+        assert (first["source"], first["time"], first["process"]) == \
+            (link["call"]["source"], link["call"]["time"], link["call"]["process"])
         assert set(link["call"]) == CALL_KEYS and set(link["cause"]) == CAUSE_KEYS
         call, cause = link["call"], link["cause"]
         assert isinstance(call["time"], float) and call["time"] > 1e9
@@ -276,15 +281,20 @@ def test_go_program_strace_and_log_link_to_tshark_frames(go_teardowns, tmp_path)
         assert len(found) == 1, (source, errno, [l["call"] for l in links])
         return found[0]
 
-    for source in ("strace", "log"):
-        for errno in ("ECONNRESET", "EPIPE"):
-            link = only(source, errno)
-            port = _port(link["call"]["local"])
-            assert link["cause"]["frame"] == tshark_frames(pcap, f"tcp.flags.reset==1 && tcp.dstport=={port}")[-1]
-        refused = only(source, "ECONNREFUSED")
-        server = _port(refused["call"]["remote"])
-        assert refused["cause"]["frame"] == tshark_frames(
-            pcap, f"tcp.flags.reset==1 && tcp.flags.ack==1 && tcp.srcport=={server}")[0]
+    # Each failure is one link: the strace call, citing Go's own log line of it (issue 29).
+    for errno in ("ECONNRESET", "EPIPE", "ECONNREFUSED"):
+        assert not [l for l in links if l["call"]["source"] == "log" and l["call"]["errno"] == errno]
+        told = only("strace", errno)
+        logged = [s for s in told["sources"] if s["source"] == "log"]
+        assert len(logged) == 1 and logged[0]["where"].startswith(f"{log}:"), told["sources"]
+    for errno in ("ECONNRESET", "EPIPE"):
+        link = only("strace", errno)
+        port = _port(link["call"]["local"])
+        assert link["cause"]["frame"] == tshark_frames(pcap, f"tcp.flags.reset==1 && tcp.dstport=={port}")[-1]
+    refused = only("strace", "ECONNREFUSED")
+    server = _port(refused["call"]["remote"])
+    assert refused["cause"]["frame"] == tshark_frames(
+        pcap, f"tcp.flags.reset==1 && tcp.flags.ack==1 && tcp.srcport=={server}")[0]
     eof = only("strace", "EOF")
     assert eof["cause"]["frame"] == tshark_frames(
         pcap, f"tcp.flags.fin==1 && tcp.dstport=={_port(eof['call']['local'])}")[0]

@@ -325,10 +325,13 @@ def test_the_programs_own_error_message_is_log_evidence_linked_like_strace(tmp_p
     assert "ConnectionResetError: [Errno 104] Connection reset by peer" in result.stderr  # still shown to the user
     assert "error message kept as log evidence" in result.stderr
     links = _links_by_source(bundle)
-    assert {"strace", "log"} <= set(links), links
-    assert links["log"]["cause"]["kind"] == "rst"
-    assert links["log"]["cause"]["frame"] == links["strace"]["cause"]["frame"]
-    assert "ConnectionResetError" in links["log"]["call"]["text"]
+    assert set(links) == {"strace"}, links  # one failure: the syscall's link, citing the stderr line (issue 29)
+    told = links["strace"]
+    assert told["cause"]["kind"] == "rst"
+    logged = [s for s in told["sources"] if s["source"] == "log"]
+    assert len(logged) == 1 and "ConnectionResetError" in logged[0]["text"]
+    assert logged[0]["where"].startswith("the program's stderr:")
+    assert logged[0]["process"] == told["call"]["process"].split(" (pid")[0]  # named as strace names it
 
 
 @pytest.mark.needs_capture
@@ -362,6 +365,7 @@ def test_record_beyond_loopback_across_a_veth_pair(tmp_path):
     rsts = [s for s in recording.segments if s.is_rst and str(s.src) == f"{there}:{port}"]
     assert rsts, [str(s.src) for s in recording.segments]
     links = _links_by_source(bundle)
-    for source in ("strace", "log"):
-        assert links[source]["cause"]["frame"] == rsts[-1].frame, (source, links)
-        assert links[source]["cause"]["src"] == f"{there}:{port}"
+    assert set(links) == {"strace"}, links  # the stderr line is a source of the same one failure
+    assert links["strace"]["cause"]["frame"] == rsts[-1].frame, links
+    assert links["strace"]["cause"]["src"] == f"{there}:{port}"
+    assert {s["source"] for s in links["strace"]["sources"]} == {"strace", "log"}

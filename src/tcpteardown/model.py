@@ -208,6 +208,13 @@ class SocketCall:
         return self.errno is None and self.result == 0 and self.op in RECEIVE_OPS
 
     @property
+    def process(self) -> str:
+        """How every view names the process: ``python3 (pid 4242)``, or the role
+        alone when the pid is unknown (a log line) or the role is a scenario's
+        side (``client``: its pid is the recorder's own)."""
+        return f"{self.role} (pid {self.pid})" if self.pid is not None and self.source != "scenario" else self.role
+
+    @property
     def outcome(self) -> str:
         """The errno name, ``EOF``, or ``ok``."""
         if self.errno:
@@ -287,6 +294,15 @@ class Link:
     # When the event loop was told: the readiness event (epoll_wait, poll, select)
     # for this socket between the cause and the call.
     wakeup: Optional[SocketCall] = None
+    # The other sources that saw this same failure (the program's log line beside
+    # strace's call, the same line kept from stderr and given with --log), in time
+    # order: one failure is one link however many sources saw it (analysis.sources).
+    seen_by: tuple[SocketCall, ...] = ()
+
+    @property
+    def sources(self) -> tuple[SocketCall, ...]:
+        """Every call that told this failure: `call` first, then `seen_by`."""
+        return (self.call,) + self.seen_by
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,20 @@ def in_unit(amount: float, units: tuple[tuple[str, float], ...]) -> tuple[float,
     return value, unit
 
 
+def clock_text(time_ns: int, tz=None, *, zone: bool = True) -> str:
+    """``04:01:34.434597 UTC``: the clock time every view prints (views.narrative's
+    paragraphs), here with its zone, for the times analysis names in caveats and
+    explanations (never a raw epoch). `tz`: UTC when None."""
+    moment = calendar_time(time_ns, tz)
+    if moment is None:
+        return f"{time_ns / 1e9:.6f} s after the epoch (outside the calendar: a damaged capture?)"
+    text = f"{moment:%H:%M:%S}.{(time_ns % 1_000_000_000) // 1000:06d}"
+    if not zone:
+        return text
+    name = moment.tzname() or moment.strftime("%z")
+    return f"{text} {name}"
+
+
 def calendar_time(time_ns: int, tz=None):
     """`time_ns` (since the epoch) as an aware datetime in `tz` (UTC when None),
     or None when it lies outside the calendar datetime can hold (a damaged

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from ..model import Metadata, Recording, Segment, TcpFlags
+from ..units import clock_text
 from .witness import SEND_RESET, match_resets, tolerance_with_delay
 
 __all__ = ["Completeness", "completeness", "caveat_for", "banner", "metadata_banner"]
@@ -123,7 +124,7 @@ def _witness_resets_missing(recording: Recording) -> list[str]:
         return []
     first = min(missing, key=lambda e: e.time_ns)
     return [f"the kernel witness saw {len(missing)} RST{'s' * (len(missing) != 1)} sent that the capture "
-            f"does not hold (first: {first.src} -> {first.dst} at {first.time_ns / 1e9:.6f})"]
+            f"does not hold (first: {first.src} -> {first.dst} at {clock_text(first.time_ns)})"]
 
 
 def _counter_deficits(recording: Recording) -> list[str]:

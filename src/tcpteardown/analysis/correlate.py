@@ -24,7 +24,9 @@ Log lines (`_log_link`) also get what their phrasing tells
 runtime's; words that leave FIN or RST open try the other when the first
 finds nothing; a line whose 4-tuple names a connection at another time is
 linked there, with the clock offset said. `unlinked(links)` lists the log
-and strace calls nothing explains, with file:line and why.
+and strace calls nothing explains, with file:line and why. One failure seen
+by several sources (strace's call, the program's log line, the same line
+kept twice) is one link citing them all (`analysis.sources`).
 
 Pure: never imports socket or scapy, never reads a file.
 """
@@ -38,9 +40,10 @@ from typing import Callable, Iterable, Optional
 
 from ..messages import RUNTIME, read_message
 from ..model import RECEIVE_OPS, Endpoint, Link, Recording, Segment, SocketCall, TcpFlags
-from ..units import format_duration
+from ..units import clock_text, format_duration
 from .connections import side_of
 from .rules import UNMATCHED, UNREACHABLE_ERRNOS, Rule, is_interesting, op_family, rule_for
+from .sources import merge_sources
 from .tcpstate import Connection, connections
 
 __all__ = ["correlate", "unlinked", "tolerance", "TOLERANCE_NS", "LOCAL_CLOSE_OPS"]
@@ -130,7 +133,7 @@ def correlate(recording: Recording) -> tuple[Link, ...]:
             if call.source == "log":
                 link = _log_link(ctx, link)
             links.append(_with_wakeup(ctx, link))
-    return _on_incomplete_evidence(_mark_echoes(links), recording)
+    return _on_incomplete_evidence(merge_sources(links), recording)
 
 
 def _on_incomplete_evidence(links: tuple[Link, ...], recording: Recording) -> tuple[Link, ...]:
@@ -139,23 +142,6 @@ def _on_incomplete_evidence(links: tuple[Link, ...], recording: Recording) -> tu
 
     caveat = caveat_for(recording)
     return tuple(replace(link, caveats=link.caveats + (caveat,)) for link in links) if caveat else links
-
-
-def _mark_echoes(links: list[Link]) -> tuple[Link, ...]:
-    """A log line often reports a call strace (or the recorder) also saw:
-    same outcome, same cause. Both links stay; the log's says so."""
-    seen = {}
-    for link in links:
-        if link.call.source != "log" and link.cause is not None:
-            seen.setdefault((link.call.outcome, link.cause.frame), link.call)
-    out = []
-    for link in links:
-        twin = seen.get((link.call.outcome, link.cause.frame)) if link.cause is not None else None
-        if link.call.source == "log" and twin is not None:
-            link = replace(link, caveats=link.caveats + (
-                f"the same failure as the {twin.source} {twin.op}() that returned at {twin.end_ns / 1e9:.6f}",))
-        out.append(link)
-    return tuple(out)
 
 
 def _link(ctx: _Ctx) -> Link:
@@ -223,7 +209,8 @@ def _connect_outcome_by_io(ctx: _Ctx, pending: SocketCall) -> Link:
     link = _link(replace(ctx, call=as_connect))
     sentence = link.explanation.split(": ", 1)[-1]
     return replace(link, call=call, explanation=(
-        f"{call.op}() -> {call.outcome}: the outcome of the non-blocking connect() at {pending.start_ns / 1e9:.6f}, "
+        f"{call.op}() -> {call.outcome}: the outcome of the non-blocking connect() at "
+        f"{clock_text(pending.start_ns)}, "
         f"reported by the first {call.op}() after it: {sentence}"))
 
 
@@ -440,7 +427,7 @@ def _skew_caveats(ctx: _Ctx) -> list[str]:
 
 
 def _conn_text(conn: Connection) -> str:
-    return f"{conn.client} -> {conn.server} from {conn.start_ns / 1e9:.6f}"
+    return f"{conn.client} -> {conn.server} from {clock_text(conn.start_ns)}"
 
 
 # -- evidence helpers ---------------------------------------------------------
@@ -528,7 +515,7 @@ def _closed_descriptor(ctx: _Ctx, rule: Rule) -> Link:
                      sentence="the descriptor had already been closed by this process; no packet caused it")
     close = closes[-1]
     return _make(ctx, rule, None, [], local_call=close,
-                 sentence=f"this process had closed the socket itself at {close.end_ns / 1e9:.6f}; "
+                 sentence=f"this process had closed the socket itself at {clock_text(close.end_ns)}; "
                           f"no packet caused it")
 
 
@@ -616,7 +603,7 @@ def _send_epipe_local(ctx: _Ctx, rule: Rule) -> Link:
         related = (fin,) if fin is not None else ()
     return _make(ctx, rule, None, [], related=related, local_call=local,
                  sentence=f"no RST reached the socket; this process had called {local.op}() on it "
-                          f"at {local.end_ns / 1e9:.6f}, so writing was already shut down")
+                          f"at {clock_text(local.end_ns)}, so writing was already shut down")
 
 
 def _our_syns(ctx: _Ctx, sock: _Socket) -> list[Segment]:

@@ -152,7 +152,9 @@ def _plain(endpoint: Endpoint) -> Endpoint:
 
 
 def _seconds(time_ns: int) -> str:
-    return f"{time_ns / 1e9:.6f}"
+    from ..units import clock_text  # the clock time views print, with its zone: never a raw epoch
+
+    return clock_text(time_ns)
 
 
 def _missing_from_capture(event: KernelEvent) -> str:

@@ -358,7 +358,7 @@ def build_recording(pcap: Path, log: Path, events, witness, capture, command, po
     imported = read_strace_file(log, name="strace")  # not the temporary path: it is gone after the run
     if imported.problems:
         notes.append(f"strace log: {len(imported.problems)} lines not understood, e.g. {imported.problems[0]}")
-    calls = imported.calls + _program_messages(stderr_log, notes)
+    calls = imported.calls + _program_messages(stderr_log, notes, _program_name(imported.calls, command))
     service = service_ports(calls)
     keep = set(ports) or service | ports_touched(calls)
     events = tuple(e for e in events if touches_ports(e, keep))
@@ -375,8 +375,16 @@ def build_recording(pcap: Path, log: Path, events, witness, capture, command, po
     return recording, tuple(notes)
 
 
-def _program_messages(stderr_log: Optional[Path], notes: list) -> tuple:
-    """The program's own error messages on stderr, as log evidence (source "log")."""
+def _program_name(calls, command) -> str:
+    """The program as strace names it (its process name: the same name in every
+    view, issue 29), else the command's file name as the kernel would (15 bytes)."""
+    names = {call.role for call in calls if call.source == "strace"}
+    return names.pop() if len(names) == 1 else (Path(command[0]).name[:15] or "program")
+
+
+def _program_messages(stderr_log: Optional[Path], notes: list, name: str = "program") -> tuple:
+    """The program's own error messages on stderr, as log evidence (source "log"),
+    under the program's process name."""
     if stderr_log is None or not stderr_log.exists() or stderr_log.stat().st_size == 0:
         return ()
     import datetime as dt
@@ -384,7 +392,7 @@ def _program_messages(stderr_log: Optional[Path], notes: list) -> tuple:
     from ..formats.applog import parse_log
 
     with open(stderr_log, encoding="utf-8") as lines:  # stamped by _StderrTee, in UTC
-        found = parse_log(lines, path="the program's stderr", tz=dt.timezone.utc, role="program")
+        found = parse_log(lines, path="the program's stderr", tz=dt.timezone.utc, role=name)
     if found.calls:
         count = len(found.calls)
         notes.append(f"the program's stderr: {count} error message{'s' if count != 1 else ''} kept as log evidence")

@@ -51,25 +51,11 @@ from typing import Iterable, Optional, Union
 
 from tcpteardown.errors import UserError
 from tcpteardown.formats.imported import ImportResult, Problems, open_evidence
+from tcpteardown.formats.stamps import MONTHS as _MONTHS, TIME_RE as _TIME_RE
 from tcpteardown.messages import read_message, stack_frame_op
 from tcpteardown.model import Endpoint, SocketCall
 
 __all__ = ["parse_log", "read_log_file", "parse_tz", "ImportResult"]
-
-_MONTHS = {name: number for number, name in enumerate(
-    ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
-
-# One alternation, so that the earliest timestamp in a line wins in one search.
-_TIME_RE = re.compile(
-    r"(?P<go>(?P<gy>\d{4})/(?P<gmo>\d\d)/(?P<gd>\d\d)[ T](?P<gh>\d\d):(?P<gmi>\d\d):(?P<gs>\d\d)(?:\.(?P<gf>\d+))?)"
-    r"|(?P<iso>(?P<iy>\d{4})-(?P<imo>\d\d)-(?P<id>\d\d)[T ](?P<ih>\d\d):(?P<imi>\d\d):(?P<is>\d\d)"
-    r"(?:[.,](?P<if>\d+))?(?:\s?(?P<iz>Z|[+-]\d\d:?\d\d)(?![\d:]))?)"
-    r"|(?P<sys>\b(?P<smon>Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) {1,2}(?P<sd>\d{1,2}) "
-    r"(?P<sh>\d\d):(?P<smi>\d\d):(?P<ss>\d\d)(?:\.(?P<sf>\d+))?)\b"
-    r"|(?P<klog>\b[IWEF](?P<kmo>[01]\d)(?P<kd>[0-3]\d) (?P<kh>\d\d):(?P<kmi>\d\d):(?P<ks>\d\d)\.(?P<kf>\d{6}))\b"
-    r"|(?P<clf>(?P<cd>\d\d)/(?P<cmon>Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)/(?P<cy>\d{4}):(?P<ch>\d\d):"
-    r"(?P<cmi>\d\d):(?P<cs>\d\d)(?:\.(?P<cf>\d+))?(?: (?P<cz>[+-]\d{4}))?)"
-    r"|(?P<epoch>(?<![\d.])1\d{9}\.\d{3,9})(?![\d.])")
 
 # Lines that look like a socket error even when read_message() cannot read them.
 _LOOKS_LIKE_RE = re.compile(
@@ -176,6 +162,20 @@ class _Clock:
         if kind == "epoch":
             whole, _, frac = m.group("epoch").partition(".")
             return int(whole) * 1_000_000_000 + _fraction_ns(frac)
+        if kind == "millis":
+            return int(m.group("millis")) * 1_000_000
+        if kind == "ctime":  # C's ctime/asctime, date(1): it carries its year
+            y, mon, d, h, mi, sec, frac, zone = m.group("ty", "tmon", "td", "th", "tmi", "ts", "tf", "tz")
+            return _to_ns(int(y), _MONTHS[mon], int(d), int(h), int(mi), int(sec), _fraction_ns(frac),
+                          _dt.timezone.utc if zone else self.local_tz())
+        if kind == "rfc2822":  # date -R, HTTP dates, e-mail
+            y, mon, d, h, mi, sec, zone = m.group("ry", "rmon", "rd", "rh", "rmi", "rs", "rz")
+            return _to_ns(int(y), _MONTHS[mon], int(d), int(h), int(mi), int(sec), 0,
+                          _dt.timezone.utc if zone in ("GMT", "UTC") else _zone(zone))
+        if kind == "jul":  # java.util.logging's SimpleFormatter: Dec 06, 2026 7:06:01 PM
+            y, mon, d, h, mi, sec, half = m.group("jy", "jmon", "jd", "jh", "jmi", "js", "jp")
+            hour = int(h) % 12 + (12 if half == "PM" else 0)
+            return _to_ns(int(y), _MONTHS[mon], int(d), hour, int(mi), int(sec), 0, self.local_tz())
         if kind == "go":
             y, mo, d, h, mi, sec, frac = m.group("gy", "gmo", "gd", "gh", "gmi", "gs", "gf")
             return _to_ns(int(y), int(mo), int(d), int(h), int(mi), int(sec), _fraction_ns(frac), self.local_tz())
@@ -323,7 +323,8 @@ def parse_log(lines: Iterable[str], *, path: str = "<log>", tz: Union[None, str,
             where=f"{path}:{line_no}"))
     if line_no and not stamped:
         note("nostamp", f"none of its {line_no} lines holds a timestamp this tool reads (Go log, ISO 8601, "
-                        f"syslog, glog, epoch seconds): nothing could be placed on the capture's clock")
+                        f"ctime, RFC 2822, Java, access log, syslog, glog, epoch seconds or milliseconds): "
+                        f"nothing could be placed on the capture's clock")
     calls.sort(key=lambda call: call.start_ns)
     return ImportResult(tuple(calls), problems.lines(), tuple(unread))
 

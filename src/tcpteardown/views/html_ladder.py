@@ -206,7 +206,7 @@ class _Page:
         failing = conn.first_failure
         text = f"Ladder of {conn.client} → {conn.server}: {len(conn.segments)} segments, {len(conn.calls)} socket calls"
         if failing is not None:
-            text += f"; {failing.role} {failing.op}() failed with {failing.errno}"
+            text += f"; {failing.process} {failing.op}() failed with {failing.errno}"
         return text
 
     def _lifelines(self) -> list[str]:

@@ -45,7 +45,7 @@ def link_heading(link: Link) -> str:
     from .mermaid import call_text
 
     call = link.call
-    head = f"{call.role} {call_text(call)}"
+    head = f"{call.process} {call_text(call)}"
     if link.cause is not None:
         frames = [link.cause.frame, *(s.frame for s in link.related if s.frame != link.cause.frame)]
         label = "frame" if len(frames) == 1 else "frames"
@@ -77,7 +77,7 @@ def render_markdown(links: Iterable[Link], recording: Recording, args) -> str:
     drawn = [link for link in links if link.call in conn.calls]
     name = recording.metadata.scenario or Path(args.capture).stem
     failing = conn.first_failure
-    title = name + (f": {failing.role} {call_text(failing)}" if failing is not None else "")
+    title = name + (f": {failing.process} {call_text(failing)}" if failing is not None else "")
     meta = recording.metadata
     context = [f"Ladder of {conn.client or '?'} → {conn.server} (connection {conn.index + 1} of {len(found)}, "
                f"{len(conn.segments)} segments)"]

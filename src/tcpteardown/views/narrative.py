@@ -34,10 +34,11 @@ from .. import errnos
 from ..analysis.predict import PREDICTED, RST_WHY, bytes_text, citation, frames_text, rule_named, rules_os
 from ..analysis.reasons import reason_evidence, reason_phrase, reset_reason
 from ..analysis.tcpstate import connection_of
-from ..model import CauseKind, Endpoint, KernelEvent, Link, Recording, Segment
+from ..model import CauseKind, Endpoint, KernelEvent, Link, Recording, Segment, SocketCall
 from ..units import format_duration
 
-__all__ = ["paragraph", "predicted_paragraph", "narrate", "timestamp", "outcome_text", "cause_text", "wakeup_text"]
+__all__ = ["paragraph", "predicted_paragraph", "narrate", "timestamp", "outcome_text", "cause_text", "wakeup_text",
+           "sources_text", "source_where", "source_words"]
 
 ERROR_REPORT = "sock:inet_sk_error_report"
 
@@ -49,13 +50,10 @@ _DETAIL_RULES = _DETAIL_AFTER_SEMICOLON
 
 
 def timestamp(time_ns: int, tz: Optional[_dt.tzinfo] = None) -> str:
-    """``17:26:02.140166`` in `tz` (UTC when None)."""
-    from ..units import calendar_time
+    """``17:26:02.140166`` in `tz` (UTC when None): `units.clock_text` without its zone."""
+    from ..units import clock_text
 
-    moment = calendar_time(time_ns, tz)
-    if moment is None:
-        return f"{time_ns / 1e9:.6f} s after the epoch (outside the calendar: a damaged capture?)"
-    return f"{moment:%H:%M:%S}.{(time_ns % 1_000_000_000) // 1000:06d}"
+    return clock_text(time_ns, tz, zone=False)
 
 
 def _ago(ns: int) -> str:
@@ -140,6 +138,45 @@ def cause_text(link: Link, recording: Recording) -> str:
     elif reason:
         text += f" (kernel reason {reason})"
     return text
+
+
+def source_where(call: SocketCall) -> str:
+    """Where a source told the failure: ``strace line 9787``, ``app.log:1``,
+    ``the program's stderr (kept by record), line 1``."""
+    if call.where is None:
+        return f"the {call.source}" if call.source != "scenario" else "the scenario's recorder"
+    path, _, line = call.where.rpartition(":")
+    if path == "the program's stderr":
+        return f"{path} (kept by record), line {line}"
+    if call.source == "strace" and path == "strace":
+        return f"strace, line {line}"
+    return call.where
+
+
+def source_words(call: SocketCall) -> str:
+    """The most specific text a source has: the syscall as strace printed it,
+    the application's own words (timestamps aside)."""
+    from ..formats.stamps import message_words
+
+    if call.source == "log":
+        return message_words(call.text)
+    text = call.text.split(None, 2)[-1] if call.source == "strace" and call.text[:1].isdigit() else call.text
+    return text.strip()
+
+
+def sources_text(link: Link, tz: Optional[_dt.tzinfo] = None) -> str:
+    """``Seen by 3 sources: ...``: each with its line, time and words; the same
+    words from two files are quoted once, with both places."""
+    groups: dict[tuple[str, str], list[SocketCall]] = {}
+    for call in link.sources:
+        groups.setdefault((call.source, source_words(call)), []).append(call)
+    told = []
+    for (source, words), calls in groups.items():
+        places = " and ".join(f"{source_where(c)} at {timestamp(c.end_ns, tz)}" for c in calls)
+        what = {"strace": "the system call", "log": "the program's words", "scenario": "the recorder's call"}.get(
+            source, source)
+        told.append(f"{what} in {places}" + (f': "{words}"' if words else ""))
+    return f"Seen by {len(link.sources)} sources, one failure: " + "; ".join(told) + "."
 
 
 def wakeup_text(link: Link, tz: Optional[_dt.tzinfo] = None) -> str:
@@ -258,8 +295,10 @@ def paragraph(link: Link, recording: Recording, *, lang: Optional[str] = None,
     if call.source == PREDICTED:
         return predicted_paragraph(link, recording, lang=lang, tz=tz)
     os_name = recording.metadata.os or "Linux"
-    head = f"{timestamp(call.end_ns, tz)} {call.role} {outcome_text(link, lang, os_name)}"
+    head = f"{timestamp(call.end_ns, tz)} {call.process} {outcome_text(link, lang, os_name)}"
     parts = [f"{head} because {cause_text(link, recording)}."]
+    if link.seen_by:
+        parts.append(sources_text(link, tz))
     if link.wakeup is not None:
         parts.append(wakeup_text(link, tz))
     bridge = _bridge(link, recording)

@@ -52,7 +52,7 @@ def packet_comments(recording: Recording) -> dict[int, tuple[str, ...]]:
         where = f"{call.local}->{call.remote}" if call.local or call.remote else "no endpoint"
         when = "before" if times[number - 1] >= call.start_ns else "after"
         out.setdefault(number, []).append(
-            f"tcpteardown: {call.role} {call.op}() -> {call.outcome}{_cause_note(link_of.get(id(call)))} "
+            f"tcpteardown: {call.process} {call.op}() -> {call.outcome}{_cause_note(link_of.get(id(call)))} "
             f"[fd {call.fd}, {where}] "
             f"(call started {abs(times[number - 1] - call.start_ns) / 1e6:.3f} ms {when} this packet)")
     return {number: tuple(lines) for number, lines in sorted(out.items())}

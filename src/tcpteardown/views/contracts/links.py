@@ -13,7 +13,11 @@ contract, each link told by `views.narrative.paragraph`. Choices the contract le
 - for `local-close`, `cause.time` is when our own close()/shutdown()
   returned, `src` our local endpoint, and `frame`/`dst`/`flags` null;
 - for `syn-unanswered`, the cause is the first SYN (its retransmissions are
-  in `Link.related`, not in the JSON).
+  in `Link.related`, not in the JSON);
+- one link per failure however many sources saw it (`analysis.sources`):
+  `sources` lists each (`source`, `where` as file:line, `text`, `time`,
+  `process`), the link's own call first; `call.process` names the process
+  as every view does (``python3 (pid 4242)``).
 
 Never does I/O.
 """
@@ -54,6 +58,12 @@ def _cause_json(link: Link, recording: Recording) -> dict:
     return {"kind": link.kind.value, "frame": None, "time": _seconds(own.end_ns) if own else None,
             "src": _endpoint(link.call.local) if link.kind is CauseKind.LOCAL_CLOSE else None,
             "dst": None, "flags": None, "reason": None}
+
+
+def _source_json(call) -> dict:
+    """One source that saw the failure (the call itself first): where it said so and how."""
+    return {"source": call.source, "where": call.where, "text": call.text, "time": _seconds(call.end_ns),
+            "process": call.process}
 
 
 def _wakeup_json(link: Link) -> Optional[dict]:
@@ -101,8 +111,10 @@ def links_to_json(links: Iterable[Link], recording: Recording, *, lang: Optional
         out.append({
             "call": {"source": call.source, "time": _seconds(call.end_ns), "op": call.op,
                      "errno": call.outcome, "pid": call.pid, "fd": call.fd,
-                     "local": _endpoint(call.local), "remote": _endpoint(call.remote), "text": call.text},
+                     "local": _endpoint(call.local), "remote": _endpoint(call.remote), "text": call.text,
+                     "process": call.process},
             "cause": _cause_json(link, recording),
+            "sources": [_source_json(source) for source in link.sources],
             "wakeup": _wakeup_json(link),
             "rule": link.rule,
             "explanation": paragraph(link, recording, lang=lang, tz=tz),
