@@ -412,8 +412,10 @@ def build_recording(pcap: Path, log: Path, events, witness, capture, command, po
     service = service_ports(calls)
     keep = set(ports) or service | ports_touched(calls)
     events = tuple(e for e in events if touches_ports(e, keep))
+    cost = tracing_cost(log, witness)
+    notes.append("cost: " + ", ".join(f"{key.replace('_', ' ')} {value}" for key, value in cost))
     extra = [("command", shlex.join(command)), ("exit_status", str(exit_status)),
-             ("ports", ",".join(map(str, sorted(set(ports) or service))))]
+             ("ports", ",".join(map(str, sorted(set(ports) or service)))), *cost]
     recording, assembled = assemble(
         captured=contents, calls=calls, events=events, witness=witness, window=window, started_ns=started,
         capture_text=f"{capture.describe()}; socket calls from strace {' '.join(STRACE_BASE)} (only the syscalls read)", extra=extra,
@@ -423,6 +425,21 @@ def build_recording(pcap: Path, log: Path, events, witness, capture, command, po
     if not keep:
         notes.append("the program made no TCP socket calls that strace could see")
     return recording, tuple(notes)
+
+
+def tracing_cost(log: Path, witness) -> list[tuple[str, str]]:
+    """What watching cost, as far as it can be known (metadata key/values):
+    the syscalls strace stopped the program on (each stop is two context
+    switches to strace and back), and the kernel witness's lost events. The
+    time spent stopped is not measured: strace does not report it."""
+    traced = 0
+    with contextlib.suppress(OSError), open(log, "rb") as lines:
+        for line in lines:
+            if b" resumed>" not in line and b"(" in line and b" +++ " not in line and b" --- " not in line:
+                traced += 1
+    lost = getattr(witness, "lost_events", None)
+    return [("traced_syscalls", str(traced)), ("time_stopped", "not measured"),
+            ("witness_lost_events", "unknown" if lost is None else str(lost))]
 
 
 def _program_messages(stderr_log: Optional[Path], notes: list) -> tuple:
