@@ -1,6 +1,9 @@
 """`tcpteardown record [-o FILE.pcapng] [--ports P,...] -- CMD [ARGS]`: record any program.
 
-Runs CMD under ``strace -f -ttt -T -yy`` (its socket calls), captures the
+Runs CMD under ``strace -f -ttt -T -yy --seccomp-bpf -e trace=...`` (only
+the syscalls the links, ladder and event loops use, stopped on in the kernel;
+an strace too old for --seccomp-bpf is said once and traces the same set
+without it), captures the
 TCP it uses with tcpdump on every interface (``-i any``: loopback, veths,
 real NICs; ``--iface`` picks one), keeps the program's own stderr lines as
 log evidence (each stamped when it arrived), and, on Linux as root, lets
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import itertools
 import os
 import re
@@ -244,7 +248,7 @@ def run_traced(strace: str, log: Path, command: Sequence[str], *, stderr_log: Op
     group of their own, which the reaper kills should we be SIGKILLed."""
     from .. import reaper
 
-    argv = [strace, "-f", "-ttt", "-T", "-yy", "-o", str(log), "--", *command]
+    argv = [strace, *strace_options(strace), "-o", str(log), "--", *command]
     process = subprocess.Popen(argv, start_new_session=True,
                                stderr=subprocess.PIPE if stderr_log is not None else None)
     token = reaper.watch_group(process.pid)
@@ -263,6 +267,52 @@ def run_traced(strace: str, log: Path, command: Sequence[str], *, stderr_log: Op
         if tee is not None:
             tee.finish()
     return _exit_status(status), interrupted
+
+
+STRACE_BASE = ("-f", "-ttt", "-T", "-yy")
+
+
+def traced_set() -> str:
+    """strace's ``-e trace=`` value: only the syscalls the strace parser reads
+    (one list, formats/strace.py's TRACED_SYSCALLS). ``?`` lets a name this
+    architecture lacks (send, _newselect, sendfile64 on x86_64) be skipped."""
+    from ..formats.strace import TRACED_SYSCALLS
+
+    return "trace=" + ",".join(f"?{name}" for name in TRACED_SYSCALLS)
+
+
+@functools.lru_cache(maxsize=None)
+def seccomp_supported(strace: str) -> Optional[str]:
+    """None when this strace filters in the kernel (--seccomp-bpf, strace >= 5.3
+    and a kernel with seccomp); otherwise why not, in strace's own words.
+    Probed once per process, on a program that exits at once."""
+    probe = subprocess.run([strace, "-f", "--seccomp-bpf", "-e", traced_set(), "-o", os.devnull, "--",
+                            sys.executable, "-c", ""], capture_output=True, text=True, timeout=30)
+    said = probe.stderr.strip().splitlines()
+    if probe.returncode != 0:
+        return said[-1] if said else f"strace exited {probe.returncode}"
+    # strace prints a warning and traces everything when seccomp is unavailable
+    return next((line for line in said if "seccomp" in line.lower()), None)
+
+
+def strace_options(strace: str) -> list[str]:
+    """strace's options for record: the traced set, filtered in the kernel
+    where this strace can (only those syscalls stop the program)."""
+    why_not = seccomp_supported(strace)
+    if why_not is None:
+        return [*STRACE_BASE, "--seccomp-bpf", "-e", traced_set()]
+    _say_once(f"this strace cannot filter in the kernel (--seccomp-bpf: {why_not}); every traced "
+              f"syscall stops the program, expect it to run slower")
+    return [*STRACE_BASE, "-e", traced_set()]
+
+
+_SAID: set[str] = set()
+
+
+def _say_once(line: str) -> None:
+    if line not in _SAID:
+        _SAID.add(line)
+        print(f"tcpteardown record: {line}", file=sys.stderr)
 
 
 class _StderrTee:
@@ -362,17 +412,34 @@ def build_recording(pcap: Path, log: Path, events, witness, capture, command, po
     service = service_ports(calls)
     keep = set(ports) or service | ports_touched(calls)
     events = tuple(e for e in events if touches_ports(e, keep))
+    cost = tracing_cost(log, witness)
+    notes.append("cost: " + ", ".join(f"{key.replace('_', ' ')} {value}" for key, value in cost))
     extra = [("command", shlex.join(command)), ("exit_status", str(exit_status)),
-             ("ports", ",".join(map(str, sorted(set(ports) or service))))]
+             ("ports", ",".join(map(str, sorted(set(ports) or service)))), *cost]
     recording, assembled = assemble(
         captured=contents, calls=calls, events=events, witness=witness, window=window, started_ns=started,
-        capture_text=f"{capture.describe()}; socket calls from strace -f -ttt -T -yy", extra=extra,
+        capture_text=f"{capture.describe()}; socket calls from strace {' '.join(STRACE_BASE)} (only the syscalls read)", extra=extra,
         keep=lambda segment: segment.src.port in keep or segment.dst.port in keep)
     notes = [note for note in assembled if note.startswith("capture: ")] + notes + \
         [note for note in assembled if not note.startswith("capture: ")]
     if not keep:
         notes.append("the program made no TCP socket calls that strace could see")
     return recording, tuple(notes)
+
+
+def tracing_cost(log: Path, witness) -> list[tuple[str, str]]:
+    """What watching cost, as far as it can be known (metadata key/values):
+    the syscalls strace stopped the program on (each stop is two context
+    switches to strace and back), and the kernel witness's lost events. The
+    time spent stopped is not measured: strace does not report it."""
+    traced = 0
+    with contextlib.suppress(OSError), open(log, "rb") as lines:
+        for line in lines:
+            if b" resumed>" not in line and b"(" in line and b" +++ " not in line and b" --- " not in line:
+                traced += 1
+    lost = getattr(witness, "lost_events", None)
+    return [("traced_syscalls", str(traced)), ("time_stopped", "not measured"),
+            ("witness_lost_events", "unknown" if lost is None else str(lost))]
 
 
 def _program_name(calls, command) -> str:

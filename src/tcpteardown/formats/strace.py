@@ -50,7 +50,7 @@ from tcpteardown.errnos import name_from_number
 from tcpteardown.formats.imported import ImportResult, Problems, open_evidence
 from tcpteardown.model import Endpoint, SocketCall
 
-__all__ = ["parse_strace", "read_strace_file", "read_strace_files", "ImportResult"]
+__all__ = ["parse_strace", "read_strace_file", "read_strace_files", "ImportResult", "TRACED_SYSCALLS"]
 
 # syscall -> op name in the model
 _OPS = {
@@ -66,8 +66,12 @@ _READINESS = {"epoll_wait": "epoll_wait", "epoll_pwait": "epoll_wait", "epoll_pw
               "poll": "poll", "ppoll": "poll", "select": "select", "pselect6": "select", "_newselect": "select"}
 # syscalls read only to learn about fds, processes and endpoints
 _BOOKKEEPING = frozenset({"socket", "bind", "getsockname", "getpeername", "getsockopt", "epoll_ctl",
-                          "clone", "clone3", "fork", "vfork", "execve", "dup", "dup2", "dup3"})
+                          "clone", "clone3", "fork", "vfork", "execve", "execveat", "dup", "dup2", "dup3"})
 _WANTED = frozenset(_OPS) | frozenset(_READINESS) | _BOOKKEEPING
+# What `record` asks strace to trace (strace -e trace=...): exactly the syscalls
+# this parser reads. Process exits come from strace's own "+++ exited" lines,
+# which it prints whatever is traced.
+TRACED_SYSCALLS = tuple(sorted(_WANTED))
 
 _PREFIX_RE = re.compile(
     r"\s*(?:\[pid\s+(?P<pid1>\d+)\]\s+|(?P<pid2>\d+)\s+(?=[\d<a-z_+\-]))?"
@@ -457,8 +461,10 @@ class _Reader:
                 if pid in self.names:
                     self.names[ret] = self.names[pid]
             return
-        if name == "execve":
+        if name in ("execve", "execveat"):
             if ret == 0:
+                if name == "execveat":  # execveat(DIRFD, "PATH", ...)
+                    args = args.split(", ", 1)[-1]
                 path = args.split('"', 2)[1] if args.startswith('"') else ""
                 if path:
                     self.names[pid] = os.path.basename(path)

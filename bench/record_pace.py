@@ -1,0 +1,92 @@
+"""record's pace: the load generator untraced and under `tcpteardown record`, in one run.
+
+    .venv/bin/python bench/record_pace.py [--rate 2500] [--seconds 2]
+
+Runs bench/programs/short_connections.py (connect, write, read, close at a
+fixed rate; every 10th reset, every 25th refused) once untraced and once
+under record, prints both rates and their ratio (goal >= 70 %), then checks
+the bundle against the program's own ground truth: one SYN per connection
+made and one RST per reset or refusal, and every failing call the program
+counted (per errno name) among strace's calls. Then the same for a single
+connection (its wall-time overhead). Root for the capture and the witness.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+PROGRAM = HERE / "programs" / "short_connections.py"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run(argv: list[str]) -> tuple[dict, float, str]:
+    started = time.monotonic()
+    done = subprocess.run(argv, capture_output=True, text=True, check=True)
+    took = time.monotonic() - started
+    return json.loads(done.stdout.strip().splitlines()[-1]), took, done.stderr
+
+
+def check_bundle(bundle: Path, result: dict, port: int, refused_port: int) -> list[str]:
+    from tcpteardown.formats.bundle import load_recording
+
+    rec = load_recording(bundle)
+    ours = [s for s in rec.segments if {s.src.port, s.dst.port} & {port, refused_port}]
+    syns = sum(1 for s in ours if s.is_syn and s.dst.port in (port, refused_port))  # not the SYN-ACKs
+    rsts = sum(1 for s in ours if s.is_rst)
+    failing = {}
+    for call in rec.calls:
+        if call.source == "strace" and call.errno and call.remote is not None \
+                and call.remote.port in (port, refused_port):
+            failing[call.errno] = failing.get(call.errno, 0) + 1
+    lines = [f"bundle: {syns} SYNs for {result['connections']} connections, {rsts} RSTs for "
+             f"{sum(result['failures'].values())} failing connections; failing calls in strace "
+             f"{failing} vs the program's {result['failures']}"]
+    for name, count in result["failures"].items():
+        if failing.get(name, 0) < count:
+            lines.append(f"MISSING: {count - failing.get(name, 0)} {name} calls not in the bundle")
+    if syns < result["connections"]:
+        lines.append(f"MISSING: {result['connections'] - syns} SYNs")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=2500.0)
+    parser.add_argument("--seconds", type=float, default=2.0)
+    args = parser.parse_args()
+    print(f"loadavg before: {Path('/proc/loadavg').read_text().strip()}")
+    with tempfile.TemporaryDirectory(prefix="record-pace-") as tmp:
+        for rate, seconds, label in ((args.rate, args.seconds, "load"), (1.0, 1.0, "single connection")):
+            port, refused = free_port(), free_port()
+            program = [sys.executable, str(PROGRAM), "--port", str(port), "--refused-port", str(refused),
+                       "--rate", str(rate), "--seconds", str(seconds)]
+            plain, plain_s, _ = run(program)
+            bundle = Path(tmp) / f"{label.replace(' ', '_')}.pcapng"
+            traced, traced_s, said = run([sys.executable, "-m", "tcpteardown", "record", "-o", str(bundle),
+                                          "--", *program])
+            print(f"{label}: untraced {plain['rate']}/s ({plain['connections']} connections), under record "
+                  f"{traced['rate']}/s ({traced['connections']}): ratio {traced['rate'] / max(plain['rate'], 1e-9):.0%}"
+                  f" (goal >= 70 %); wall time {plain_s:.2f} s untraced, {traced_s:.2f} s with record")
+            for line in said.splitlines():
+                if line.startswith("tcpteardown record:"):
+                    print(f"  {line}")
+            for line in check_bundle(bundle, traced, port, refused):
+                print(f"  {line}")
+    print(f"loadavg after: {Path('/proc/loadavg').read_text().strip()}")
+
+
+if __name__ == "__main__":
+    main()
