@@ -296,6 +296,15 @@ class KernelWitness:
         mapping = self._mapping or self._start_mapping
         return None if mapping is None else mapping.uncertainty_ns + 500
 
+    @property
+    def clock_mapping(self) -> Optional[ClockMapping]:
+        """The trace clock -> CLOCK_REALTIME mapping measured at start (for streaming readers)."""
+        return self._mapping or self._start_mapping
+
+    def overruns(self) -> int:
+        """Events the instance's ring buffer has dropped so far (0 when not running)."""
+        return self._overruns(self.instance) if self.running else self.lost_events
+
     # -- lifecycle
 
     def __enter__(self) -> "KernelWitness":
