@@ -36,6 +36,13 @@ MIN_REFRESH_S = 0.05
 MAX_OWNERS = 65_536
 UNKNOWN_OWNER = "owner unknown: the socket was gone before /proc could name its process"
 
+# Reset reasons that mean the sending socket was already closed by the process that held it:
+# the line names that process (the connection was its) and says it no longer holds the socket.
+CLOSED_BY_OWNER = {
+    "TCP_ABORT_ON_DATA": "it had closed the socket; its kernel answered data that came after the close",
+    "TCP_ABORT_ON_CLOSE": "it closed the socket with unread data",
+}
+
 
 def _hex_address(text: str) -> str:
     """``0100007F`` -> ``127.0.0.1``; 32 hex digits -> an IPv6 address (each 32-bit word host order)."""
@@ -199,6 +206,8 @@ class Owners:
             owner = self._owner(teardown.sender_task, (teardown.remote, teardown.local))
             if owner is not None:
                 changes.update(sender_pid=owner[0], sender_comm=owner[1])
+                if teardown.reason in CLOSED_BY_OWNER:
+                    changes["sender_note"] = CLOSED_BY_OWNER[teardown.reason]
             else:
                 changes["sender_note"] = UNKNOWN_OWNER
         return replace(teardown, **changes) if changes else teardown
