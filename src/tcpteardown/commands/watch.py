@@ -162,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
                 raise UserError(f"no kernel witness: {witness.reason}")
             owners.start()
             if recorder is not None:
-                recorder.start()
+                recorder.start(witness)
             _say_start(witness, filters, recorder)
             with TracePipe(witness) as pipe:
                 try:
@@ -170,6 +170,8 @@ def run(args: argparse.Namespace) -> int:
                         for event, process_context in batch:
                             tally.events += 1
                             tracker.feed(event, process_context)
+                            if recorder is not None:
+                                recorder.note_event(event)
                             if process_context:
                                 _learn_owner(owners, event)
                         if tracker.take_established():
