@@ -114,7 +114,9 @@ def watched(tmp_path_factory):
     try:
         wait_listening(redis_port, redis_proc)
         ports = f"{refused_port},{server_port},{redis_port}"
-        watch, _ = start_watch("--json", "--port", ports, "--only", "rst", "--only", "refused",
+        keep = tmp_path_factory.mktemp("kept")
+        truth["keep"] = keep
+        watch, _ = start_watch("--json", "--keep", str(keep), "--keep-mb", "1", "--port", ports, "--only", "rst", "--only", "refused",
                                "--only", "fin", "--count", "5", "--duration", "60", stdout=subprocess.PIPE)
         truth.update(play(truth))
         out, err = watch.communicate(timeout=60)
@@ -234,6 +236,24 @@ def test_summary_counts_and_says_what_was_missed(watched):
     summary = err.strip().splitlines()[-1]
     assert "done after" in summary and "5 lines" in summary, err
     assert "missed 0 events" in summary, err
+    assert "flight recorder: 3 bundles written" in summary and "0 dropped by the 1 MB bound" in summary, err
+
+
+def test_each_rst_left_a_bundle_from_syn_to_rst_that_explain_reads(watched):
+    from tcpteardown.formats.bundle import load_recording
+
+    _, _, truth = watched
+    kept = sorted(truth["keep"].iterdir())
+    assert [path.suffix for path in kept] == [".pcapng"] * 3, kept  # no .part left behind
+    name = next(path for path in kept if path.name.endswith(f"-{truth['server_port']}-{truth['rst_local']}.pcapng"))
+    recording = load_recording(name)
+    segments = recording.segments
+    assert segments[0].flags.render() == "SYN" and segments[-1].is_rst
+    assert segments[-1].reset_reason == "TCP_STATE"  # the witness's reason, in the bundle
+    out = subprocess.run([sys.executable, "-m", "tcpteardown", "explain", "--json", str(name)],
+                         capture_output=True, text=True, timeout=60, cwd=REPO)
+    rules = {link["rule"] for link in json.loads(out.stdout)["links"]}
+    assert {"linux-rst-read", "linux-rst-write"} <= rules, out.stdout + out.stderr
 
 
 def test_sigterm_ends_cleanly_and_removes_the_instance():
