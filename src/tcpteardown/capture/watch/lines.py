@@ -76,7 +76,7 @@ def _kernel_disagrees(teardown: Teardown) -> Optional[str]:
 
 def _who(pid: Optional[int], comm: Optional[str], note: Optional[str]) -> str:
     if pid is not None:
-        return f"{comm or '?'}[{pid}]"
+        return f"{comm or '?'}[{pid}]" + (f" ({note})" if note else "")
     return f"({note})" if note else "(owner unknown)"
 
 

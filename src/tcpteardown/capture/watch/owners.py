@@ -39,7 +39,7 @@ UNKNOWN_OWNER = "owner unknown: the socket was gone before /proc could name its 
 # Reset reasons that mean the sending socket was already closed by the process that held it:
 # the line names that process (the connection was its) and says it no longer holds the socket.
 CLOSED_BY_OWNER = {
-    "TCP_ABORT_ON_DATA": "it had closed the socket; its kernel answered data that came after the close",
+    "TCP_ABORT_ON_DATA": "it had closed the socket: its kernel answered data that came after",
     "TCP_ABORT_ON_CLOSE": "it closed the socket with unread data",
 }
 
