@@ -176,7 +176,10 @@ def run(args: argparse.Namespace) -> int:
                                 _learn_owner(owners, event)
                         if tracker.take_established():
                             owners.ask()
-                        if not emit(tracker.flush(time.time_ns())):
+                        # The trace's own clock decides while events flow (a reader behind by more
+                        # than the window must not split one RST); the wall clock when it is quiet.
+                        now = batch[-1][0].time_ns if batch else time.time_ns()
+                        if not emit(tracker.flush(now)):
                             break
                         if deadline is not None and time.monotonic() >= deadline:
                             break
