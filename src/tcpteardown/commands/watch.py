@@ -174,6 +174,7 @@ def run(args: argparse.Namespace) -> int:
                                 recorder.note_event(event)
                             if process_context:
                                 _learn_owner(owners, event)
+                        owners.forget(tracker.take_renewed())
                         if tracker.take_established():
                             owners.ask()
                         # The trace's own clock decides while events flow (a reader behind by more

@@ -186,6 +186,12 @@ class Owners:
         with self._lock:
             return self._owners.get(key)
 
+    def forget(self, keys: Iterable[Key]) -> None:
+        """New connections on these 4-tuples: what /proc said of the old ones is not theirs."""
+        with self._lock:
+            for key in keys:
+                self._owners.pop(key, None)
+
     def learn(self, key: Key, task: Task) -> None:
         """A task made a system call on this socket: it holds it."""
         self._keep(key, *self.of_task(task))

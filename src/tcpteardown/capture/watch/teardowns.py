@@ -127,6 +127,7 @@ class Tracker:
         self._pending: dict[Key, _Pending] = {}
         self._ready: list[Teardown] = []  # complete before their window ended (a FIN an RST followed)
         self.established: list[Key] = []  # sockets that became ESTABLISHED in softirq (ask /proc)
+        self.renewed: list[Key] = []  # 4-tuples a new connection took over (forget their owners)
 
     # -- what the caller asks
 
@@ -135,6 +136,10 @@ class Tracker:
 
     def take_established(self) -> list[Key]:
         keys, self.established = self.established, []
+        return keys
+
+    def take_renewed(self) -> list[Key]:
+        keys, self.renewed = self.renewed, []
         return keys
 
     # -- feeding
@@ -170,10 +175,15 @@ class Tracker:
                 queue = self._connecting.setdefault((event.src.host, event.dst), deque(maxlen=256))
                 queue.append(task)
             return
-        if old == "SYN_SENT" and key not in self._tasks:
+        if old == "SYN_SENT":  # a new connection on this 4-tuple: its connect()'s task, or nobody yet
             queue = self._connecting.get((event.src.host, event.dst))
+            self._tasks.pop(key, None)
+            self.renewed.append(key)
             if queue:
                 self._remember(self._tasks, key, queue.popleft())
+        elif new == "SYN_RECV":  # a new passive connection: an earlier one's owner is not its owner
+            self._tasks.pop(key, None)
+            self.renewed.append(key)
         if task is not None:
             self._remember(self._tasks, key, task)
         self._remember(self._states, key, (old, new))
