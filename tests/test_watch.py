@@ -1,7 +1,8 @@
 """`tcpteardown watch` against real sockets and a real redis-server.
 
 One watch (module scope, ``--json``, filtered on this module's own ports:
-other helpers' traffic shares loopback) sees: a connect to a closed port,
+other helpers' traffic shares loopback) sees: a connect to a closed port
+(IPv4 and IPv6),
 an abortive close (SO_LINGER 0) by a server in another process, a clean
 close by that server, and redis-server's idle timeout (its FIN, then the
 RST its kernel answers our next write with). Each line's process, reason,
@@ -117,7 +118,7 @@ def watched(tmp_path_factory):
         keep = tmp_path_factory.mktemp("kept")
         truth["keep"] = keep
         watch, _ = start_watch("--json", "--keep", str(keep), "--keep-mb", "1", "--port", ports, "--only", "rst", "--only", "refused",
-                               "--only", "fin", "--count", "5", "--duration", "60", stdout=subprocess.PIPE)
+                               "--only", "fin", "--count", "6", "--duration", "60", stdout=subprocess.PIPE)
         truth.update(play(truth))
         out, err = watch.communicate(timeout=60)
         truth["returncode"] = watch.returncode
@@ -140,6 +141,11 @@ def play(truth: dict) -> dict:
             s.connect(("127.0.0.1", truth["refused_port"]))
         except OSError as exc:
             seen["refused_errno"] = exc.errno
+    with socket.socket(socket.AF_INET6) as s:  # 1b. the same over IPv6
+        try:
+            s.connect(("::1", truth["refused_port"]))
+        except OSError as exc:
+            seen["refused6_errno"] = exc.errno
     with socket.create_connection(("127.0.0.1", truth["server_port"])) as c:  # 2. abortive close
         seen["rst_local"] = c.getsockname()[1]
         c.sendall(b"rst\n")
@@ -177,13 +183,13 @@ def line_for(lines, kind: str, local_port: int) -> dict:
 def test_every_line_is_one_json_object_of_the_schema(watched):
     lines, err, truth = watched
     assert truth["returncode"] == 0, err
-    assert len(lines) == 5, lines
+    assert len(lines) == 6, lines
     assert {line["schema"] for line in lines} == {SCHEMA}
 
 
 def test_refused_connect_names_us_and_predicts_econnrefused(watched):
     lines, _, truth = watched
-    found = [line for line in lines if line["kind"] == "refused"]
+    found = [line for line in lines if line["kind"] == "refused" and line["src"].startswith("127.")]
     assert len(found) == 1, lines
     line = found[0]
     assert line["src"] == f"127.0.0.1:{truth['refused_port']}"
@@ -194,6 +200,14 @@ def test_refused_connect_names_us_and_predicts_econnrefused(watched):
     assert line["predicted"] == [{"op": "connect", "errno": "ECONNREFUSED", "rule": "refused-connect"}]
     assert line["receiver"]["errno"] == "ECONNREFUSED"
     assert truth["refused_errno"] == 111  # what connect() really returned: ECONNREFUSED
+
+
+def test_ipv6_refused_connect_too(watched):
+    lines, _, truth = watched
+    found = [line for line in lines if line["src"] == f"[::1]:{truth['refused_port']}"]
+    assert len(found) == 1, lines
+    assert (found[0]["kind"], found[0]["receiver"]["pid"]) == ("refused", os.getpid())
+    assert found[0]["predicted"][0]["errno"] == "ECONNREFUSED" and truth["refused6_errno"] == 111
 
 
 def test_abortive_close_names_both_processes_and_the_reason(watched):
@@ -234,9 +248,9 @@ def test_redis_idle_timeout_fin_then_rst_in_close_wait(watched):
 def test_summary_counts_and_says_what_was_missed(watched):
     _, err, _ = watched
     summary = err.strip().splitlines()[-1]
-    assert "done after" in summary and "5 lines" in summary, err
+    assert "done after" in summary and "6 lines" in summary, err
     assert "missed 0 events" in summary, err
-    assert "flight recorder: 3 bundles written" in summary and "0 dropped by the 1 MB bound" in summary, err
+    assert "flight recorder: 4 bundles written" in summary and "0 dropped by the 1 MB bound" in summary, err
 
 
 def test_each_rst_left_a_bundle_from_syn_to_rst_that_explain_reads(watched):
@@ -244,7 +258,7 @@ def test_each_rst_left_a_bundle_from_syn_to_rst_that_explain_reads(watched):
 
     _, _, truth = watched
     kept = sorted(truth["keep"].iterdir())
-    assert [path.suffix for path in kept] == [".pcapng"] * 3, kept  # no .part left behind
+    assert [path.suffix for path in kept] == [".pcapng"] * 4, kept  # no .part left behind
     name = next(path for path in kept if path.name.endswith(f"-{truth['server_port']}-{truth['rst_local']}.pcapng"))
     recording = load_recording(name)
     segments = recording.segments
