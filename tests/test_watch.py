@@ -350,3 +350,39 @@ def test_proc_net_tcp_rows_become_four_tuples():
 def test_a_state_with_no_rule_says_why_no_call_fails():
     teardown = Teardown(0, "rst", Endpoint("127.0.0.1", 1), Endpoint("127.0.0.1", 2), True, True, "LAST_ACK")
     assert prediction_text(teardown).startswith("no call fails")
+
+
+# Real tracefs text (Linux 6.18, loopback): a refused connect, then a server's abortive close
+# (SO_LINGER 0) whose send_reset the kernel logs after the receiver's side. One edit: the
+# closing task's pid is 9691 here (both ends were one process) to tell the two apart.
+KERNEL_TEXT = """\
+ python3-9690 [000] ..... 31668.667573: inet_sock_set_state: family=AF_INET protocol=IPPROTO_TCP sport=0 dport=1 saddr=127.0.0.1 daddr=127.0.0.1 saddrv6=::ffff:127.0.0.1 daddrv6=::ffff:127.0.0.1 oldstate=TCP_CLOSE newstate=TCP_SYN_SENT
+ python3-9690 [000] ..s1. 31668.667617: tcp_send_reset: skbaddr=00000000dd474c83 skaddr=0000000000000000 src=127.0.0.1:1 dest=127.0.0.1:39264 state=UNKNOWN reason=NO_SOCKET
+ python3-9690 [000] ..... 31668.667636: tcp_receive_reset: family=AF_INET sport=39264 dport=1 saddr=127.0.0.1 daddr=127.0.0.1 saddrv6=::ffff:127.0.0.1 daddrv6=::ffff:127.0.0.1 sock_cookie=b441
+ python3-9690 [000] ..... 31668.667644: inet_sock_set_state: family=AF_INET protocol=IPPROTO_TCP sport=39264 dport=1 saddr=127.0.0.1 daddr=127.0.0.1 saddrv6=::ffff:127.0.0.1 daddrv6=::ffff:127.0.0.1 oldstate=TCP_SYN_SENT newstate=TCP_CLOSE
+ python3-9690 [000] ..... 31668.667647: inet_sk_error_report: family=AF_INET protocol=IPPROTO_TCP sport=39264 dport=1 saddr=127.0.0.1 daddr=127.0.0.1 saddrv6=::ffff:127.0.0.1 daddrv6=::ffff:127.0.0.1 error=111
+ python3-9690 [000] ..s2. 31668.670910: inet_sock_set_state: family=AF_INET protocol=IPPROTO_TCP sport=35157 dport=55052 saddr=127.0.0.1 daddr=127.0.0.1 saddrv6=::ffff:127.0.0.1 daddrv6=::ffff:127.0.0.1 oldstate=TCP_SYN_RECV newstate=TCP_ESTABLISHED
+ python3-9691 [000] ..... 31668.671020: inet_sock_set_state: family=AF_INET protocol=IPPROTO_TCP sport=35157 dport=55052 saddr=127.0.0.1 daddr=127.0.0.1 saddrv6=::ffff:127.0.0.1 daddrv6=::ffff:127.0.0.1 oldstate=TCP_ESTABLISHED newstate=TCP_CLOSE
+ python3-9691 [000] ..s2. 31668.671032: tcp_receive_reset: family=AF_INET sport=55052 dport=35157 saddr=127.0.0.1 daddr=127.0.0.1 saddrv6=::ffff:127.0.0.1 daddrv6=::ffff:127.0.0.1 sock_cookie=b442
+ python3-9691 [000] ..s2. 31668.671037: inet_sock_set_state: family=AF_INET protocol=IPPROTO_TCP sport=55052 dport=35157 saddr=127.0.0.1 daddr=127.0.0.1 saddrv6=::ffff:127.0.0.1 daddrv6=::ffff:127.0.0.1 oldstate=TCP_ESTABLISHED newstate=TCP_CLOSE
+ python3-9691 [000] ..s2. 31668.671040: inet_sk_error_report: family=AF_INET protocol=IPPROTO_TCP sport=55052 dport=35157 saddr=127.0.0.1 daddr=127.0.0.1 saddrv6=::ffff:127.0.0.1 daddrv6=::ffff:127.0.0.1 error=104
+ python3-9691 [000] ..... 31668.671042: tcp_send_reset: skbaddr=0000000000000000 skaddr=00000000e4c88c14 src=127.0.0.1:35157 dest=127.0.0.1:55052 state=TCP_CLOSE reason=TCP_STATE
+"""
+
+
+def test_the_pieces_of_one_rst_pair_into_one_teardown():
+    from tcpteardown.capture.watch.teardowns import Task, Tracker
+    from tcpteardown.formats.ftrace import ClockMapping, parse_trace_line
+
+    tracker = Tracker()
+    for line in KERNEL_TEXT.splitlines():
+        tracker.feed(parse_trace_line(line, ClockMapping(0, 0)), in_process_context(line))
+    refused, reset = tracker.flush(None)
+    assert (refused.kind, refused.state, refused.reason, refused.error) == ("refused", "SYN_SENT", "NO_SOCKET",
+                                                                           "ECONNREFUSED")
+    assert refused.receiver_task == Task(9690, "python3")  # its connect()'s task, before the port was chosen
+    assert refused.sender_task is None and "no socket" in refused.sender_note  # softirq: nobody's task
+    assert (reset.kind, reset.state, reset.sender_state, reset.reason) == ("rst", "ESTABLISHED", "ESTABLISHED",
+                                                                           "TCP_STATE")
+    assert reset.sender_task == Task(9691, "python3")  # the close() that aborted it, in process context
+    assert reset.receiver_task is None  # the receive ran in softirq: /proc must say who holds it
