@@ -103,7 +103,6 @@ class Tally:
     teardowns: int = 0
     shown: int = 0
     by_kind: dict = field(default_factory=dict)
-    bundles: int = 0
 
 
 def _require_root_and_tracefs():
@@ -144,8 +143,7 @@ def run(args: argparse.Namespace) -> int:
             teardown = owners.resolve(teardown)
             tally.teardowns += 1
             if recorder is not None and teardown.kind != "fin":
-                if recorder.bundle_for(teardown) is not None:
-                    tally.bundles += 1
+                recorder.bundle_for(teardown)
             if not filters.wants(teardown):
                 continue
             tally.shown += 1

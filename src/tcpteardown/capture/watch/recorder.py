@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import queue
 import shutil
 import struct
 import subprocess
@@ -37,6 +38,7 @@ __all__ = ["FlightRecorder", "DEFAULT_MB"]
 DEFAULT_MB = 8.0
 RECENT_EVENTS = 8192  # kernel events kept for the bundles' witness
 RST_WAIT_S = 1.0  # how long a bundle waits for tcpdump to deliver the RST itself
+QUEUED_BUNDLES = 256  # RSTs waiting for their bundle; beyond, they are counted as not written
 _PCAP_MAGIC = {b"\xd4\xc3\xb2\xa1": ("<", 1000), b"\xa1\xb2\xc3\xd4": (">", 1000),
                b"\x4d\x3c\xb2\xa1": ("<", 1), b"\xa1\xb2\x3c\x4d": (">", 1)}
 
@@ -70,6 +72,8 @@ class FlightRecorder:
         self._proc: Optional[subprocess.Popen] = None
         self._token = None
         self._thread: Optional[threading.Thread] = None
+        self._queue: queue.Queue = queue.Queue(QUEUED_BUNDLES)
+        self._writer: Optional[threading.Thread] = None
 
     def describe(self) -> str:
         return (f"flight recorder: up to {self.limit / 1e6:g} MB of recent packets (every interface, tcpdump), "
@@ -96,8 +100,15 @@ class FlightRecorder:
             raise UserError(f"watch --keep: tcpdump did not start: {ready.strip() or 'no message'}")
         self._thread = threading.Thread(target=self._read, name="tcpteardown-watch-recorder", daemon=True)
         self._thread.start()
+        self._writer = threading.Thread(target=self._write_queued, name="tcpteardown-watch-bundles", daemon=True)
+        self._writer.start()
 
     def stop(self) -> None:
+        """Write the bundles still queued (tcpdump still running to deliver their RSTs), then stop."""
+        if self._writer is not None:
+            self._queue.put(None)
+            self._writer.join()
+            self._writer = None
         proc, self._proc = self._proc, None
         if proc is not None:
             if proc.poll() is None:
@@ -164,7 +175,19 @@ class FlightRecorder:
 
     # -- bundles
 
-    def bundle_for(self, teardown) -> Optional[Path]:
+    def bundle_for(self, teardown) -> None:
+        """Queue the bundle of this RST's connection for the writer thread (lines are not held up)."""
+        try:
+            self._queue.put_nowait(teardown)
+        except queue.Full:
+            self.failures.append(f"{teardown.remote} -> {teardown.local}: {QUEUED_BUNDLES} bundles were "
+                                 "already waiting to be written")
+
+    def _write_queued(self) -> None:
+        while (teardown := self._queue.get()) is not None:
+            self._bundle(teardown)
+
+    def _bundle(self, teardown) -> Optional[Path]:
         """Write the bundle of this RST's connection; its path, or None (said in the summary)."""
         key = frozenset((teardown.local, teardown.remote))
         deadline = time.monotonic() + RST_WAIT_S
@@ -180,7 +203,7 @@ class FlightRecorder:
             self._bytes -= sum(len(frame.data) for frame in frames)
         try:
             path = self._write(teardown, frames)
-        except (OSError, ValueError) as exc:
+        except Exception as exc:  # a bundle that cannot be written must not end the watch: it is counted
             self.failures.append(f"{teardown.remote} -> {teardown.local}: {exc}")
             return None
         self.bundles.append(path)
@@ -194,7 +217,8 @@ class FlightRecorder:
 
         frames_kept, segments = tcp_frames(frames)
         ports = {teardown.local.port, teardown.remote.port}
-        events = tuple(e for e in self._events if touches_ports(e, ports)
+        recent = tuple(self._events)  # one C-level copy: the main thread appends meanwhile
+        events = tuple(e for e in recent if touches_ports(e, ports)
                        and {e.src, e.dst} <= {teardown.local, teardown.remote, None}
                        or e.src is not None and e.src.port == 0 and e.dst == teardown.remote)
         captured = Captured(backend="tcpdump", description="tcpdump -i any (watch --keep flight recorder)",
