@@ -64,6 +64,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=2000)
     parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--keep", action="store_true", help="with the flight recorder (--keep into a temp folder)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("watch_load: needs root (tracefs and tcpdump)", file=sys.stderr)
@@ -79,9 +80,12 @@ def main() -> int:
                 raise SystemExit("tcpdump did not start")
         out_path = Path(work) / "watch.jsonl"
         out = open(out_path, "w")
-        watch = subprocess.Popen([sys.executable, "-m", "tcpteardown", "watch", "--json", "--port", str(port)],
+        keep = ["--keep", str(Path(work) / "kept")] if args.keep else []
+        watch = subprocess.Popen([sys.executable, "-m", "tcpteardown", "watch", "--json", "--port", str(port), *keep],
                                  stdout=out, stderr=subprocess.PIPE, text=True)
         assert "watching" in watch.stderr.readline()
+        if args.keep:
+            assert "flight recorder" in watch.stderr.readline()
         started = time.monotonic()
         made = int(subprocess.run([sys.executable, "-c", GENERATOR, str(port), str(args.rate), str(args.seconds)],
                                   capture_output=True, text=True, check=True).stdout)

@@ -34,6 +34,7 @@ from ..errors import UserError
 HELP = "watch the whole host: one line per RST or FIN, with the process, the kernel's reason and the errno to come"
 
 KINDS = ("rst", "fin", "refused")
+DRAIN_SECONDS = 5.0  # at the end, how long we keep reading what the kernel had already buffered
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -134,8 +135,7 @@ def run(args: argparse.Namespace) -> int:
     deadline = started + args.duration if args.duration else None
     interrupted: Optional[BaseException] = None
     stdout_closed = False
-    overruns = 0
-    unparsed = 0
+    overruns = unread = unparsed = 0
 
     def emit(teardowns) -> bool:
         """Print what passes the filters; False once --count is reached."""
@@ -163,28 +163,41 @@ def run(args: argparse.Namespace) -> int:
                 recorder.start(witness)
             _say_start(witness, filters, recorder)
             with TracePipe(witness) as pipe:
+                def take(batch) -> bool:
+                    """Feed one batch, print what is complete; False once --count is reached."""
+                    for event, process_context in batch:
+                        tally.events += 1
+                        tracker.feed(event, process_context)
+                        if recorder is not None:
+                            recorder.note_event(event)
+                        if process_context:
+                            _learn_owner(owners, event)
+                    owners.forget(tracker.take_renewed())
+                    if tracker.take_established():
+                        owners.ask()
+                    # The trace's own clock decides while events flow (a reader behind by more
+                    # than the window must not split one RST); the wall clock when it is quiet.
+                    now = batch[-1][0].time_ns if batch else time.time_ns()
+                    return emit(tracker.flush(now))
+
+                counted_out = False
                 try:
                     for batch in pipe.batches():
-                        for event, process_context in batch:
-                            tally.events += 1
-                            tracker.feed(event, process_context)
-                            if recorder is not None:
-                                recorder.note_event(event)
-                            if process_context:
-                                _learn_owner(owners, event)
-                        owners.forget(tracker.take_renewed())
-                        if tracker.take_established():
-                            owners.ask()
-                        # The trace's own clock decides while events flow (a reader behind by more
-                        # than the window must not split one RST); the wall clock when it is quiet.
-                        now = batch[-1][0].time_ns if batch else time.time_ns()
-                        if not emit(tracker.flush(now)):
+                        if not take(batch):
+                            counted_out = True
                             break
                         if deadline is not None and time.monotonic() >= deadline:
                             break
+                except KeyboardInterrupt as exc:
+                    interrupted = exc
+                if not counted_out:  # what the kernel buffered before the end is still ours: read it
+                    drain_until = time.monotonic() + DRAIN_SECONDS
+                    for batch in pipe.batches():
+                        if not batch or not take(batch) or time.monotonic() >= drain_until:
+                            break
                     emit(tracker.flush(None))
-                finally:
-                    unparsed = pipe.unparsed
+                unparsed = pipe.unparsed
+                unread = witness.unread()
             overruns = witness.overruns()
     except KeyboardInterrupt as exc:
         interrupted = exc
@@ -195,7 +208,8 @@ def run(args: argparse.Namespace) -> int:
         owners.stop()
         if recorder is not None:
             recorder.stop()
-    _say_summary(tally, overruns, unparsed, time.monotonic() - started, interrupted, stdout_closed, recorder)
+    _say_summary(tally, overruns + unread, unparsed, time.monotonic() - started, interrupted, stdout_closed,
+                 recorder)
     return signals.exit_status(interrupted) if interrupted is not None else 0
 
 
@@ -241,7 +255,8 @@ def _say_summary(tally, overruns, unparsed, seconds, interrupted, stdout_closed,
     kinds = ", ".join(f"{count} {kind}" for kind, count in sorted(tally.by_kind.items())) or "none"
     parts = [f"{why} after {seconds:.1f} s: {tally.shown} lines ({kinds}) of {tally.teardowns} teardowns "
              f"from {tally.events} kernel events",
-             f"missed {overruns} events (the kernel's ring buffer overran)" if overruns else "missed 0 events"]
+             f"missed {overruns} events (the kernel's ring buffer overran, or they were still unread "
+             "at the end)" if overruns else "missed 0 events"]
     if unparsed:
         parts.append(f"{unparsed} trace lines not understood")
     if recorder is not None:
