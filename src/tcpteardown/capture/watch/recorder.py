@@ -2,7 +2,7 @@
 
 tcpdump (``-i any -U -w -``, every interface) streams pcap into a reader
 thread, which keeps each connection's packets in a ring: all connections
-together hold at most `megabytes` of packet bytes; past that, the oldest
+together hold at most `megabytes` (packet bytes plus PACKET_OVERHEAD each); past that, the oldest
 packets of the least recently active connection are dropped first (and
 counted: the summary says how many). At each RST line `bundle_for` waits
 (bounded) for the RST itself to arrive from tcpdump, then writes that
@@ -38,6 +38,7 @@ __all__ = ["FlightRecorder", "DEFAULT_MB"]
 DEFAULT_MB = 8.0
 RECENT_EVENTS = 8192  # kernel events kept for the bundles' witness
 RST_WAIT_S = 1.0  # how long a bundle waits for tcpdump to deliver the RST itself
+PACKET_OVERHEAD = 200  # bytes a kept packet costs beyond its data (its Frame and ring slot), roughly
 QUEUED_BUNDLES = 256  # RSTs waiting for their bundle; beyond, they are counted as not written
 _PCAP_MAGIC = {b"\xd4\xc3\xb2\xa1": ("<", 1000), b"\xa1\xb2\xc3\xd4": (">", 1000),
                b"\x4d\x3c\xb2\xa1": ("<", 1), b"\xa1\xb2\x3c\x4d": (">", 1)}
@@ -158,12 +159,12 @@ class FlightRecorder:
                 ring = self._rings[key] = deque()
             ring.append((frame, is_rst))
             self._rings.move_to_end(key)
-            self._bytes += len(frame.data)
+            self._bytes += len(frame.data) + PACKET_OVERHEAD
             self.packets += 1
             while self._bytes > self.limit and self._rings:
                 oldest_key, oldest = next(iter(self._rings.items()))
                 dropped, _ = oldest.popleft()
-                self._bytes -= len(dropped.data)
+                self._bytes -= len(dropped.data) + PACKET_OVERHEAD
                 self.dropped += 1
                 if not oldest:
                     del self._rings[oldest_key]
@@ -200,7 +201,7 @@ class FlightRecorder:
                     return None
                 self._cond.wait(left)
             frames = [frame for frame, _ in self._rings.pop(key)]
-            self._bytes -= sum(len(frame.data) for frame in frames)
+            self._bytes -= sum(len(frame.data) + PACKET_OVERHEAD for frame in frames)
         try:
             path = self._write(teardown, frames)
         except Exception as exc:  # a bundle that cannot be written must not end the watch: it is counted
