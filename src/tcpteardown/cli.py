@@ -18,7 +18,7 @@ from .errors import UserError
 from .signals import exit_status, name_of, unwinding
 
 # Order is the order `tcpteardown --help` lists them in.
-COMMANDS = ("list", "run", "explain", "plot", "census", "diff", "record")
+COMMANDS = ("list", "run", "explain", "plot", "census", "diff", "record", "watch")
 
 EXIT_OK, EXIT_NO, EXIT_ERROR = 0, 1, 2
 

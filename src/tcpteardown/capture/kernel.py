@@ -296,6 +296,15 @@ class KernelWitness:
         mapping = self._mapping or self._start_mapping
         return None if mapping is None else mapping.uncertainty_ns + 500
 
+    @property
+    def clock_mapping(self) -> Optional[ClockMapping]:
+        """The trace clock -> CLOCK_REALTIME mapping measured at start (for streaming readers)."""
+        return self._mapping or self._start_mapping
+
+    def overruns(self) -> int:
+        """Events the instance's ring buffer has dropped so far (0 when not running)."""
+        return self._overruns(self.instance) if self.running else self.lost_events
+
     # -- lifecycle
 
     def __enter__(self) -> "KernelWitness":
@@ -427,14 +436,22 @@ class KernelWitness:
             with open(self.instance / "trace_marker", "w") as handle:
                 handle.write(text)
 
+    def unread(self) -> int:
+        """Events in the instance's ring buffer that no reader has consumed yet (0 when not running)."""
+        return self._stat_total(self.instance, "entries") if self.running else 0
+
     @staticmethod
     def _overruns(path: Path) -> int:
+        return KernelWitness._stat_total(path, "overrun")
+
+    @staticmethod
+    def _stat_total(path: Path, name: str) -> int:
         total = 0
         for stats in (path / "per_cpu").glob("cpu*/stats"):
             try:
                 for line in stats.read_text().splitlines():
                     key, _, value = line.partition(":")
-                    if key.strip() == "overrun":
+                    if key.strip() == name:
                         total += int(value.strip() or 0)
             except (OSError, ValueError):
                 continue
