@@ -13,6 +13,7 @@ import textwrap
 import pytest
 
 from conftest import tool_or_skip
+from tcpteardown.schemas import validator
 
 CALL_KEYS = {"source", "time", "op", "errno", "pid", "fd", "local", "remote", "text", "process"}
 CAUSE_KEYS = {"kind", "frame", "time", "src", "dst", "flags", "reason"}
@@ -30,8 +31,9 @@ def explain(*argv) -> tuple[int, str, str]:
 
 
 def check_contract(document: dict) -> None:
-    # DESIGN.md's keys, plus the additive ones the README declares (nothing else)
-    assert set(document) == {"links", "os", "unlinked", "would_block"}
+    # DESIGN.md's keys, plus the additive ones the published schema declares (nothing else)
+    validator("explain").validate(document)
+    assert set(document) == {"schema", "links", "os", "unlinked", "would_block"}
     for entry in document["would_block"]:
         assert set(entry) == WOULD_BLOCK_KEYS and entry["count"] >= 1 and entry["first"] <= entry["last"]
         assert entry["errno"] in ("EAGAIN", "EWOULDBLOCK", "EINPROGRESS", "EALREADY")

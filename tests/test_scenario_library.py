@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from tcpteardown.scenarios import all_scenarios, get_scenario, run_scenario
+from tcpteardown.schemas import validator
+from tcpteardown.views.contracts.run import run_json
 from tcpteardown.scenarios.needs import can_run
 
 # The scenarios the library issue asked for: each must be registered (the test below).
@@ -53,6 +55,7 @@ def test_observed_equals_expected_every_time(name, family):
         run = run_scenario(name, family=family, witness=False)
         if not run.matches:
             failures.append(f"run {attempt + 1}: {'; '.join(run.mismatches)}")
+    validator("run").validate(run_json(run, None, 0.0))  # `run NAME --json`'s published shape
     assert not failures, f"{name} over {family} differed from its expectation:\n" + "\n".join(failures)
 
 

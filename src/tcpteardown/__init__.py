@@ -20,6 +20,15 @@ from .model import (
 
 __version__ = "0.1.0"
 
+
+def load(capture, *, strace=(), logs=(), tz=None, year=None) -> Recording:
+    """The recording in `capture` (a bundle, or any pcap/pcapng) plus the socket calls of
+    the `strace` and application `logs` files, read as `tcpteardown explain` reads them."""
+    from .formats.evidence import load_evidence
+
+    return load_evidence(capture, strace=strace, logs=logs, tz=tz, year=year)
+
+
 __all__ = [
     "CauseKind",
     "Endpoint",
@@ -32,4 +41,5 @@ __all__ = [
     "SocketCall",
     "TcpFlags",
     "__version__",
+    "load",
 ]

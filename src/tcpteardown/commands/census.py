@@ -19,6 +19,7 @@ import sys
 from typing import Callable, Optional
 
 from ..errors import UserError
+from . import add_json_schema_argument
 
 HELP = "list every TCP connection in a capture and how it ended (fin, rst, refused, open)"
 
@@ -32,6 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "or a glob: a capture set read as one stream (.gz, .xz, .zst too)")
     parser.add_argument("--quiet", action="store_true", help="no progress line on stderr")
     parser.add_argument("--json", action="store_true", help="print one JSON object: summary and connections")
+    add_json_schema_argument(parser, "census")
     parser.add_argument("--top", type=int, metavar="N", default=None,
                         help="list only N connections, RST and refused ones first (default: 20 in the table, "
                              "all in JSON); the summary still counts all")

@@ -14,6 +14,7 @@ from dataclasses import replace
 import shutil
 import sys
 from pathlib import Path
+from . import add_json_schema_argument
 
 HELP = "compare two teardowns (bundles or pcap/pcapng) step by step; exit 1 when they differ"
 
@@ -22,6 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("a", metavar="A", help="first recording: a bundle or any pcap/pcapng")
     parser.add_argument("b", metavar="B", help="second recording: a bundle or any pcap/pcapng")
     parser.add_argument("--json", action="store_true", help="print the diff as one JSON object")
+    add_json_schema_argument(parser, "diff")
     parser.add_argument("-o", "--output", metavar="FIG",
                         help="draw both ladders side by side, differing rows highlighted (.png, .svg, .pdf)")
     parser.add_argument("--conn-a", metavar="CONN",

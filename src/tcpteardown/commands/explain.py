@@ -30,6 +30,7 @@ from .. import errnos
 from ..analysis.connections import CONN_HELP
 from ..errors import UserError
 from ..formats.evidence import NEAR_WINDOW_NS
+from . import add_json_schema_argument
 
 HELP = "link each failing socket call to the FIN or RST that caused it (text or --json)"
 
@@ -101,6 +102,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                           "(default UTC), e.g. Europe/Paris or +02:00")
     for flag, (help_text, _render) in FORMATS.items():
         parser.add_argument(f"--{flag}", action="store_true", help=help_text)
+    add_json_schema_argument(parser, "explain")
     parser.add_argument("--image", action="store_true",
                         help="with --markdown: draw the ladder as <stem>.png next to CAPTURE and link it "
                              "instead of embedding Mermaid")

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import argparse
 import json
+from . import add_json_schema_argument
 
 HELP = "list the scenarios (name, one line each, what they need)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="one JSON object per scenario")
+    add_json_schema_argument(parser, "list")
     parser.add_argument("--evidence", action="store_true",
                         help="under each scenario, what each OS's expectation rests on (source lines, captures)")
 

@@ -12,6 +12,7 @@ import argparse
 import json
 import time
 from pathlib import Path
+from . import add_json_schema_argument
 
 HELP = "run a scenario on real loopback sockets, capture it, and compare with what it expects"
 
@@ -24,6 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", metavar="FILE.pcapng", help="write the recording as a bundle (one NAME)")
     parser.add_argument("--ipv6", action="store_true", help="run over ::1 instead of 127.0.0.1")
     parser.add_argument("--json", action="store_true", help="print the run as JSON")
+    add_json_schema_argument(parser, "run")
     parser.add_argument("--no-witness", action="store_true",
                         help="do not read kernel tracepoints even when tracefs is available")
     parser.add_argument("--capture", choices=("scapy", "tcpdump", "auto"), default="auto",

@@ -21,6 +21,7 @@ import numpy as np
 from ...analysis.census import END_KINDS, HANDSHAKES
 from ...analysis.predict import predicted_from_history
 from ...prefetch import prefetched
+from ...schemas import tag
 from .rows import INT, INT_LIST, LITERAL, SECONDS, TEXT, TEXT_LIST, format_rows, seconds_text
 
 __all__ = ["connection_json", "write_census_json", "seconds_text"]
@@ -148,7 +149,7 @@ def write_census_json(result, path: str, problems: Sequence[str], indices: Optio
     each connection's "predicted" follows `os_name`'s kernel rules. A text stream with a binary
     buffer (stdout, a file) gets the bytes as they are; another (StringIO) gets them decoded."""
     listed = len(result) if indices is None else len(indices)
-    head = {"file": path, "packets": result.packets, "problems": list(problems), "summary": result.summary(),
+    head = {"schema": tag("census"), "file": path, "packets": result.packets, "problems": list(problems), "summary": result.summary(),
             "listed": listed, "predicted_with": f"{os_name} rules"}
     out.write(json.dumps(head)[:-1] + ',\n"connections":[')
     binary = getattr(out, "buffer", None)

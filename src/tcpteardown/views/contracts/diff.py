@@ -23,12 +23,14 @@ from ...analysis.diff import (
     TimingDifference,
 )
 from ...analysis.diff.vocabulary import Step
+from ...schemas import tag
 
 __all__ = ["diff_json", "difference_json", "side_json"]
 
 
 def diff_json(result: DiffResult, a_file: str, b_file: str, figure: Optional[str]) -> dict:
     return {
+        "schema": tag("diff"),
         "matches": result.matches,
         "align_by": result.align_by,
         "tolerance_ms": result.tolerance_ns / 1e6,

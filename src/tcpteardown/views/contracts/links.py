@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Iterable, Optional, Sequence
 
 from ...analysis.reasons import render_reason, reset_reason
 from ...model import CauseKind, Endpoint, Link, Recording
+from ...schemas import tag
 from ..narrative import paragraph
 
 if TYPE_CHECKING:
@@ -123,7 +124,7 @@ def links_to_json(links: Iterable[Link], recording: Recording, *, lang: Optional
         from ...formats.os_guess import guess_os
 
         os_guess = guess_os(recording)
-    return {"links": out, "os": os_json(os_guess), "unlinked": [*unlinked(links), *unread],
+    return {"schema": tag("explain"), "links": out, "os": os_json(os_guess), "unlinked": [*unlinked(links), *unread],
             "would_block": would_block_json(recording)}
 
 

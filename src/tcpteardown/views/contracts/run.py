@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Optional
 
 from ...analysis.relative import relative_numbers
+from ...schemas import tag
 
 __all__ = ["run_json"]
 
@@ -20,6 +21,7 @@ def run_json(result, bundle: Optional[str], seconds: Optional[float] = None) -> 
     rec = result.recording
     relative = relative_numbers(rec.segments)
     return {
+        "schema": tag("run"),
         "scenario": result.scenario.name,
         "family": result.family,
         "matches": result.matches,

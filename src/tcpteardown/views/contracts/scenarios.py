@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from typing import Optional
 
+from ...schemas import tag
+
 __all__ = ["scenarios_json", "scenario_json"]
 
 
 def scenarios_json(rows: list[dict]) -> dict:
-    return {"scenarios": rows}
+    return {"schema": tag("list"), "scenarios": rows}
 
 
 def scenario_json(scenario, problem: Optional[str]) -> dict:
