@@ -32,6 +32,7 @@ import pytest
 from tcpteardown.capture import platform as host
 from tcpteardown.capture.watch.lines import SCHEMA, prediction_text
 from tcpteardown.capture.watch.owners import parse_proc_net_tcp
+from tcpteardown.schemas import validator
 from tcpteardown.capture.watch.stream import in_process_context
 from tcpteardown.capture.watch.teardowns import Teardown
 from tcpteardown.model import Endpoint
@@ -129,6 +130,9 @@ def watched(tmp_path_factory):
                 proc.wait(timeout=10)
         server.stdout.close()
     lines = [json.loads(line) for line in out.splitlines()]
+    check = validator("watch")  # the published shape (src/tcpteardown/schemas/watch-1.json)
+    for line in lines:
+        check.validate(line)
     return lines, err, truth
 
 

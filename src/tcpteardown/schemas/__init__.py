@@ -1,7 +1,7 @@
 """The published shapes of every JSON document the CLI prints (JSON Schema 2020-12).
 
 One file per document and version (`explain-1.json`, `census-1.json`, `diff-1.json`,
-`run-1.json`, `list-1.json`), all sharing `defs-1.json`: a connection,
+`run-1.json`, `list-1.json`, `watch-1.json`), all sharing `defs-1.json`: a connection,
 a segment, a socket call, a link, a cause, an end and a reason are one definition
 each. Every document names its shape in its first key, ``"schema":
 "tcpteardown/<document>/<N>"`` (`tag`); `views/contracts` builds the documents,
@@ -22,7 +22,7 @@ from importlib import resources
 __all__ = ["CURRENT", "DOCUMENTS", "tag", "load", "validator", "supported"]
 
 # document -> its current shape version; every version from 1 to CURRENT stays printable.
-CURRENT = {"explain": 1, "census": 1, "diff": 1, "run": 1, "list": 1}
+CURRENT = {"explain": 1, "census": 1, "diff": 1, "run": 1, "list": 1, "watch": 1}
 DOCUMENTS = tuple(CURRENT)
 
 

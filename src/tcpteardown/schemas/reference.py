@@ -75,7 +75,7 @@ def reference() -> str:
         out += [f"### {name}", "", _meaning(node) or "", ""]
         inner = next((n for n in node.get("anyOf", ()) if n.get("type") == "object"), node)
         if inner.get("type") == "object" and "properties" in inner:
-            out += _table(_rows(inner, "", {}))
+            out += _table(_rows(inner, "", load("defs")["$defs"]))
         else:
             out += [f"Type: {_type(node)}.", ""]
     return "\n".join(out).rstrip() + "\n"

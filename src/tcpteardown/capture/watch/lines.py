@@ -17,11 +17,12 @@ import datetime as dt
 from typing import Optional
 
 from ...analysis.predict import Prediction, rules_for
+from ...schemas import tag
 from .teardowns import Teardown
 
 __all__ = ["SCHEMA", "predictions", "prediction_text", "render_line", "to_json", "sender_words", "receiver_words"]
 
-SCHEMA = "tcpteardown/watch/1"
+SCHEMA = tag("watch")  # the published shape, src/tcpteardown/schemas/watch-1.json
 OS_NAME = "Linux"  # watch reads Linux's tracepoints: the rules are Linux's
 # linux-rst-write: ECONNRESET is reported once, then SEND_SHUTDOWN (tcp_done) makes writes EPIPE.
 _AFTER_ONCE = "write() after it -> EPIPE"
