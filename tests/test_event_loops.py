@@ -27,6 +27,7 @@ import pytest
 from conftest import tool_or_skip
 from test_program_logs import HERE as LOG_PROGRAMS
 from test_program_logs import closed_port, nginx_proxy_conf, peer
+from test_predict_programs import NGINX_SCRIPT
 from tcpteardown.formats.bundle import load_recording
 
 pytestmark = pytest.mark.needs_capture
@@ -40,14 +41,7 @@ set -u
 "$PYTHON" "$LOOPS/asyncio_client.py" "$REFUSED" "$RESET" "$EOF"
 for mode in read-reset hang-up; do "$NODE" "$LOGS/fail.js" $mode "$RESET"; done
 "$NODE" "$LOGS/fail.js" refused "$REFUSED"
-"$NGINX" -p "$ROOT" -c "$ROOT/nginx.conf" &
-nginx=$!
-tries=0
-until curl -s -o /dev/null "http://127.0.0.1:$PORT/"; do   # bounded wait for the listener
-    tries=$((tries + 1)); [ $tries -gt 200 ] && break; sleep 0.05
-done
-for path in eof reset refused; do curl -s -o /dev/null "http://127.0.0.1:$PORT/$path"; done
-kill $nginx; wait $nginx
+sh "$NGINX_SH" "$NGINX" "$ROOT" "$PORT"  # nginx as a proxy, curl through it (test_predict_programs)
 exit 0
 """
 
@@ -65,9 +59,10 @@ def recorded(tmp_path_factory):
     with peer("read-fin") as eof, peer("read-rst") as reset:
         nginx_proxy_conf(root, port, {"eof": eof.port, "reset": reset.port, "refused": refused})
         (tmp / "loops.sh").write_text(SCRIPT)
+        (tmp / "nginx.sh").write_text(NGINX_SCRIPT)
         env = {"PYTHON": sys.executable, "LOOPS": str(LOOPS), "LOGS": str(LOG_PROGRAMS), "NODE": node,
                "NGINX": nginx, "ROOT": str(root), "PORT": str(port), "REFUSED": str(refused),
-               "RESET": str(reset.port), "EOF": str(eof.port)}
+               "RESET": str(reset.port), "EOF": str(eof.port), "NGINX_SH": str(tmp / "nginx.sh")}
         bundle = tmp / "loops.pcapng"
         result = subprocess.run([sys.executable, "-m", "tcpteardown", "record", "-o", str(bundle), "--",
                                  "env", *(f"{k}={v}" for k, v in env.items()), "sh", str(tmp / "loops.sh")],
