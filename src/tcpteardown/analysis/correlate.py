@@ -36,6 +36,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from dataclasses import dataclass, replace
 from functools import cached_property
+from operator import attrgetter
 from typing import Callable, Iterable, Optional
 
 from ..messages import RUNTIME, read_message
@@ -145,7 +146,7 @@ def _on_incomplete_evidence(links: tuple[Link, ...], recording: Recording) -> tu
 
 
 def _link(ctx: _Ctx) -> Link:
-    pending = _pending_connect(ctx)
+    pending = ctx.pending_connect
     if pending is not None and op_family(ctx.call.op) in ("recv", "send") and ctx.call.errno in CONNECT_ERRNOS:
         return _connect_outcome_by_io(ctx, pending)
     for rule in rule_for(ctx.call):
@@ -165,20 +166,17 @@ CONNECT_ERRNOS = frozenset({"ECONNREFUSED", "ETIMEDOUT"}) | UNREACHABLE_ERRNOS
 _TOLD = {"fin": frozenset({"IN", "RDHUP", "HUP"}), "rst": frozenset({"IN", "OUT", "ERR", "HUP", "RDHUP"})}
 
 
-def _pending_connect(ctx: _Ctx) -> Optional[SocketCall]:
-    return ctx.pending_connect
-
-
 def _find_pending_connect(ctx: _Ctx) -> Optional[SocketCall]:
     """The non-blocking connect (EINPROGRESS) whose outcome this call reports: the
     last one on this fd of this process (any thread) before the call, when no
     outcome came in between. Walks back from the call (the lists are sorted by
-    start), so thousands of calls on one fd stay linear."""
+    start) and stops at the first decisive call, copying nothing."""
     call = ctx.call
     if call.fd is None:
         return None
     earlier = ctx.calls_by_key.get(("role-fd", call.role, call.fd), ())
-    for other in reversed(earlier[:bisect_right(earlier, call.start_ns, key=_start)]):
+    for index in range(bisect_right(earlier, call.start_ns, key=attrgetter("start_ns")) - 1, -1, -1):
+        other = earlier[index]
         if other is call or other.end_ns > call.start_ns:
             continue
         if other.remote is not None and call.remote is not None and other.remote != call.remote:
@@ -190,14 +188,10 @@ def _find_pending_connect(ctx: _Ctx) -> Optional[SocketCall]:
     return None
 
 
-def _start(call: SocketCall) -> int:
-    return call.start_ns
-
-
 def _attempt_start(ctx: _Ctx) -> int:
     """When a connect attempt began: the non-blocking connect's start for its
     SO_ERROR (or a second connect), else the call's own start."""
-    pending = _pending_connect(ctx)
+    pending = ctx.pending_connect
     return pending.start_ns if pending is not None else ctx.call.start_ns
 
 

@@ -51,9 +51,11 @@ def _registry():
         (load(n)["$id"], Resource.from_contents(load(n))) for n in names)
 
 
+@lru_cache(maxsize=None)
 def validator(name: str, version: int = 1):
     """A jsonschema validator for document `name`: ``validator("explain").validate(doc)``
-    raises on any key the schema does not declare, any missing key, any wrong type."""
+    raises on any key the schema does not declare, any missing key, any wrong type.
+    Built (and the schema checked) once per document and version."""
     from jsonschema import Draft202012Validator
 
     schema = load(name, version)
