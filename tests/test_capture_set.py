@@ -149,3 +149,24 @@ def test_progress_line_on_a_terminal_only(whole):
     proc = subprocess.run([sys.executable, "-m", "tcpteardown", "census", merged, merged], capture_output=True,
                           text=True, env=dict(__import__("os").environ, TCPTEARDOWN_PROGRESS_DELAY="0"), timeout=120)
     assert "packets/s" not in proc.stderr  # stderr a pipe: nothing
+
+
+def test_frame_numbers_continue_across_members_read_in_several_batches(tmp_path):
+    """A member read in more than one batch (a bundle's packets between its witness
+    blocks; any member over 4 MB) keeps tshark's frame numbers, and the next member's
+    continue from its last: they were once offset again by each batch."""
+    bundle = CORPUS / "linux" / "keepalive-race-reset.pcapng"
+    _, alone, _ = census(bundle)
+    (tmp_path / "b.pcapng.gz").write_bytes(gzip.compress(bundle.read_bytes()))
+    code, zipped, err = census(tmp_path / "b.pcapng.gz")
+    assert code == 0, err
+    assert zipped["connections"] == alone["connections"]
+    refused = CORPUS / "linux" / "refused.pcapng"
+    (tmp_path / "a.pcapng").write_bytes(refused.read_bytes())  # earlier: it comes first
+    code, both, err = census(tmp_path)
+    _, first, _ = census(refused)
+    assert code == 0, err
+    shift = first["packets"]  # every frame of the first member, TCP or not
+    later = both["connections"][len(first["connections"]):]
+    assert [c["frames"]["rst"] for c in later] == [[f + shift for f in c["frames"]["rst"]]
+                                                   for c in alone["connections"]]

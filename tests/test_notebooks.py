@@ -97,8 +97,10 @@ def test_executes_from_stored_captures_without_privilege(path, tmp_path):
 
 # Notebook 08's write-up cell, as a student runs it (the notebook holds no
 # logic: this is all it does).
-INCIDENT_SNIPPET = ("import tcpteardown.views.notebook as tt; "
-                    "print(tt.markdown_snippet(tt.load_incident()))")
+INCIDENT_SNIPPET = ("import tcpteardown; from tcpteardown import notebook as tt; "
+                    "folder = tt.captures_dir() / 'linux' / 'incident'; "
+                    "print(tt.markdown_snippet(tcpteardown.load(folder / 'capture.pcap', "
+                    "logs=[folder / 'client.log'])))")
 
 
 def test_incident_snippet_for_two_users_in_a_row():

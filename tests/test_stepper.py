@@ -16,7 +16,7 @@ import pytest
 from conftest import REPO
 from tcpteardown.analysis.correlate import correlate
 from tcpteardown.formats.bundle import load_recording
-from tcpteardown.views import notebook
+from tcpteardown import load, notebook
 from tcpteardown.views.stepper import stepper_html
 
 STORED = REPO / "captures" / "linux"
@@ -62,7 +62,8 @@ def test_time_wait_shows_in_the_stepper():
 
 
 def test_a_log_line_never_steps_before_its_cause():
-    recording = notebook.load_incident()
+    folder = notebook.captures_dir() / "linux" / "incident"
+    recording = load(folder / "capture.pcap", logs=[folder / "client.log"])
     text, _radios, panels = _stepper(recording)
     order = re.findall(r"data-step='(\d+)'>.*?<b>(client: recv\(\) ECONNRESET|[^<]*frame 7\))</b>", text)
     names = [what for _n, what in order]

@@ -3,6 +3,8 @@
 Sources (scenario runs, live capture, pcap files, strace and application
 logs) build one `Recording`; analysis links each failing socket call to the
 FIN or RST that caused it; views draw ladders, diffs and census plots.
+`tcpteardown.explain`, `census`, `diff` and `ladder` (api.py) are what the
+commands compute, as objects.
 """
 
 from .model import (
@@ -18,17 +20,25 @@ from .model import (
     TcpFlags,
 )
 
+from .api import (
+    EvidenceWarning,
+    Explanation,
+    UserError,
+    census,
+    census_document,
+    diff,
+    diff_document,
+    diff_text,
+    explain,
+    ladder,
+    load,
+    run,
+)
+
 __version__ = "0.1.0"
 
 
-def load(capture, *, strace=(), logs=(), tz=None, year=None) -> Recording:
-    """The recording in `capture` (a bundle, or any pcap/pcapng) plus the socket calls of
-    the `strace` and application `logs` files, read as `tcpteardown explain` reads them."""
-    from .formats.evidence import load_evidence
-
-    return load_evidence(capture, strace=strace, logs=logs, tz=tz, year=year)
-
-
+# The functions and their documented signatures: api.py (docs/api.md).
 __all__ = [
     "CauseKind",
     "Endpoint",
@@ -41,5 +51,16 @@ __all__ = [
     "SocketCall",
     "TcpFlags",
     "__version__",
+    "EvidenceWarning",
+    "Explanation",
+    "UserError",
+    "census",
+    "census_document",
+    "diff",
+    "diff_document",
+    "diff_text",
+    "explain",
+    "ladder",
     "load",
+    "run",
 ]

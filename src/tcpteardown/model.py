@@ -154,15 +154,15 @@ class SocketCall:
 
     role: str  # "client", "server", or a process name from strace/logs
     op: str  # connect, send, recv, close, shutdown, accept, ...
-    start_ns: int
-    end_ns: int
+    start_ns: int  # when the call was entered (ns since the epoch)
+    end_ns: int  # when it returned: the time its outcome is known
     result: Optional[int] = None  # return value: bytes moved, 0 for EOF, -1 on error
     errno: Optional[str] = None  # errno name ("EPIPE"), "ETIMEDOUT" for timeouts
-    pid: Optional[int] = None
-    fd: Optional[int] = None
-    local: Optional[Endpoint] = None
-    remote: Optional[Endpoint] = None
-    source: str = "scenario"
+    pid: Optional[int] = None  # the thread's process id, when the source knows it
+    fd: Optional[int] = None  # the socket's file descriptor, when the source knows it
+    local: Optional[Endpoint] = None  # this socket's own address and port
+    remote: Optional[Endpoint] = None  # the peer's, when known
+    source: str = "scenario"  # where we learnt of it: scenario, strace, log, predicted (from the packets)
     text: str = ""  # the strace line, the log line, or how the scenario phrased the call
     where: Optional[str] = None  # "app.log:17": the file and line an importer read it from
     # A readiness event (op epoll_wait, poll or select): what the loop was told about
@@ -280,8 +280,8 @@ class CauseKind(str, enum.Enum):
 class Link:
     """A socket call, the segment that caused its outcome, and why."""
 
-    call: SocketCall
-    kind: CauseKind
+    call: SocketCall  # the failing (or ending) call; also the most precise of `sources`
+    kind: CauseKind  # what caused it: an RST, a FIN, an unanswered SYN, our own close, nothing
     rule: str  # name of the correlation rule that decided it
     explanation: str  # one sentence a person can paste into a write-up
     cause: Optional[Segment] = None  # the segment, when a segment caused it
@@ -348,11 +348,11 @@ class Recording:
     `Segment.frame` n is `frames[n - 1]`.
     """
 
-    segments: tuple[Segment, ...] = ()
-    calls: tuple[SocketCall, ...] = ()
-    kernel_events: tuple[KernelEvent, ...] = ()
+    segments: tuple[Segment, ...] = ()  # TCP segments in capture order
+    calls: tuple[SocketCall, ...] = ()  # socket calls, time-sorted
+    kernel_events: tuple[KernelEvent, ...] = ()  # the witness: tracepoints (RST reasons, state changes)
     metadata: Metadata = field(default_factory=Metadata)
-    frames: tuple[Frame, ...] = ()
+    frames: tuple[Frame, ...] = ()  # the captured packets' own bytes, when kept
 
     def with_calls(self, calls: Iterable[SocketCall]) -> "Recording":
         """A copy with more socket calls (from strace or a log), time-sorted."""

@@ -59,23 +59,23 @@ def add_evidence_arguments(parser: argparse.ArgumentParser, *, tz_help: str,
                              "connections with packets this many seconds before it (default %(default)g)")
 
 
-def _render_text(links, recording, args) -> str:
-    from ..views.clean_closes import split_clean
-    from ..views.narrative import narrate
+def _explanation(links, recording, args):
+    from ..api import Explanation
+    from ..formats.os_guess import guess_os
 
+    guess = getattr(args, "os_guess", None) or guess_os(recording)
+    return Explanation(recording, tuple(links), guess, args.conn)
+
+
+def _render_text(links, recording, args) -> str:
     # Many clean closes are one summary (views.clean_closes); --conn tells its connection in full.
-    told, clean = split_clean(links, recording) if args.conn is None else (links, ())
-    text = narrate(told, recording, lang=args.lang, tz=args.tzinfo) if told or not clean else ""
-    return "\n\n".join(part for part in (text, *clean) if part)
+    return _explanation(links, recording, args).text(lang=args.lang, tz=args.tzinfo)
 
 
 def _render_json(links, recording, args) -> str:
-    from ..views.contracts.links import links_to_json
-
-    guess = getattr(args, "os_guess", None)
-    data = links_to_json(links, recording, lang=args.lang, tz=args.tzinfo, os_guess=guess,
-                         unread=getattr(args, "unread", ()))
-    return json.dumps(data, indent=2)
+    document = _explanation(links, recording, args).document(lang=args.lang, tz=args.tzinfo,
+                                                              unread=getattr(args, "unread", ()))
+    return json.dumps(document, indent=2)
 
 
 def _render_markdown(links, recording, args) -> str:
@@ -181,36 +181,9 @@ def warn(text: str) -> None:
     print(f"tcpteardown explain: warning: {text}", file=sys.stderr)
 
 
-def _packets_alone(recording, args: argparse.Namespace):
-    """Name the OS from the packets (or --os), correlate the real calls, and add
-    the predictions for what no real call covers (formats.os_guess,
-    analysis.predict): (recording, links). Sets args.os_guess for the JSON."""
-    from dataclasses import replace
-
-    from ..analysis.correlate import correlate
-    from ..analysis.predict import TABLE_OSES, predict
-    from ..formats.os_guess import DISPLAY, guess_os
-
-    guess = args.os_guess = guess_os(recording, override=getattr(args, "os", None))
-    if guess.display and (guess.overridden or not recording.metadata.os):
-        recording = replace(recording, metadata=replace(recording.metadata, os=guess.display))
-    os_of = {host: DISPLAY.get(name, name) for host, name in guess.hosts.items()}
-    real = correlate(recording)
-    predicted = predict(recording, guess.display or "unknown", os_of=os_of, real_links=real)
-    if predicted and guess.display not in TABLE_OSES:
-        print(f"tcpteardown explain: note: no rule table for {guess.name}: only connect() outcomes "
-              "are predicted", file=sys.stderr)
-    return recording, real + predicted
-
-
-def _on(call, key: frozenset) -> bool:
-    """A call whose endpoints all belong to the connection with this key (a predicted call)."""
-    ends = {end for end in (call.local, call.remote) if end is not None}
-    return bool(ends) and ends <= key
-
-
 def run(args: argparse.Namespace) -> int:
     from ..analysis.completeness import banner
+    from ..api import explain
 
     args.tzinfo = parse_tz(args.tz)
     recording = load(args)
@@ -219,12 +192,11 @@ def run(args: argparse.Namespace) -> int:
         span = " between --since and --until" if args.since or args.until else ""
         raise UserError(f"{args.capture}: no TCP segments and no socket calls could be read{span}: "
                         "nothing to explain")
-    recording, links = _packets_alone(recording, args)
-    if args.conn is not None:  # only the calls (real or predicted) of the connection --conn names
-        from ..analysis.connections import connections, select_connection
-
-        chosen = select_connection(connections(recording), args.conn)
-        links = tuple(link for link in links if link.call in chosen.calls or _on(link.call, chosen.key))
+    # the OS named from the packets (or --os), the real calls linked, the rest predicted (api.explain)
+    explanation = explain(recording, os=getattr(args, "os", None), conn=args.conn)
+    for note in explanation.notes:
+        print(f"tcpteardown explain: note: {note}", file=sys.stderr)
+    recording, links, args.os_guess = explanation.recording, explanation.links, explanation.os_guess
     render = next((fn for flag, (_help, fn) in FORMATS.items() if getattr(args, flag, False)), _render_text)
     if not recording.calls:
         whose = args.os_guess.display or args.os_guess.name

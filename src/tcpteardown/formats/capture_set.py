@@ -300,15 +300,16 @@ def iter_set_batches(capture_set: CaptureSet, *, on_problem: Callable[[str], Non
                 walker_batches = ((batch, batch.end_offset) for batch in batches)
             else:
                 walker_batches = _compressed_batches(member, problems, WINDOW_BYTES, _Walker, _decode_window)
+            before = frames  # a member's batches number their frames from its own start
             for batch, reached in walker_batches:
-                batch = _renumbered(batch, frames)
+                batch = _renumbered(batch, before)
                 read = reached
                 if len(batch.time_ns):
                     last_time = int(batch.time_ns.max())
-                if progress is not None:
-                    progress(index, done_bytes + min(reached, member.size), frames + batch.packets)
-                yield batch
                 frames += batch.packets
+                if progress is not None:
+                    progress(index, done_bytes + min(reached, member.size), frames)
+                yield batch
         except CaptureFileError as exc:
             problems.append(str(exc))
         except (OSError, EOFError, lzma.LZMAError, zlib.error) as exc:

@@ -24,7 +24,7 @@ from ...prefetch import prefetched
 from ...schemas import tag
 from .rows import INT, INT_LIST, LITERAL, SECONDS, TEXT, TEXT_LIST, format_rows, seconds_text
 
-__all__ = ["connection_json", "write_census_json", "seconds_text"]
+__all__ = ["census_json", "connection_json", "write_census_json", "seconds_text"]
 
 CHUNK = 16384  # connections formatted at once
 
@@ -143,14 +143,25 @@ def _chunks(result, indices: Optional[list], os_name: str) -> Iterator[bytes]:
             yield json.dumps(connection_json(connection, os_name), separators=(",", ":")).encode()
 
 
+def _head(result, path: str, problems: Sequence[str], indices: Optional[list], os_name: str) -> dict:
+    listed = len(result) if indices is None else len(indices)
+    return {"schema": tag("census"), "file": path, "packets": result.packets, "problems": list(problems),
+            "summary": result.summary(), "listed": listed, "predicted_with": f"{os_name} rules"}
+
+
+def census_json(result, path: str, problems: Sequence[str], indices: Optional[list], *,
+                os_name: str = "Linux") -> dict:
+    """The whole document as a dict (the Python API's; the CLI streams it with write_census_json)."""
+    return {**_head(result, path, problems, indices, os_name),
+            "connections": [connection_json(c, os_name) for c in result.iter_connections(indices)]}
+
+
 def write_census_json(result, path: str, problems: Sequence[str], indices: Optional[list], out: TextIO, *,
                       os_name: str = "Linux") -> None:
     """The whole document to `out`, a chunk of connections at a time (`indices`: which, None for all);
     each connection's "predicted" follows `os_name`'s kernel rules. A text stream with a binary
     buffer (stdout, a file) gets the bytes as they are; another (StringIO) gets them decoded."""
-    listed = len(result) if indices is None else len(indices)
-    head = {"schema": tag("census"), "file": path, "packets": result.packets, "problems": list(problems), "summary": result.summary(),
-            "listed": listed, "predicted_with": f"{os_name} rules"}
+    head = _head(result, path, problems, indices, os_name)
     out.write(json.dumps(head)[:-1] + ',\n"connections":[')
     binary = getattr(out, "buffer", None)
     if binary is not None:

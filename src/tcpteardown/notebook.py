@@ -1,9 +1,13 @@
-"""What the notebooks call: record live when this machine can, otherwise
-load the stored capture, and say which; then show the story.
+"""The classroom helpers the notebooks call: record live when this machine
+can, otherwise load the stored capture, and say which; then show the story
+in a notebook's output area.
 
-Notebooks hold no logic; everything they do is one call into this module
-(or into the views it uses). `TCPTEARDOWN_NOTEBOOK_MODE=stored|live|auto`
-forces a mode (the test suite runs every notebook both ways).
+Each helper is the public API (api.py: `tcpteardown.load`, `run`, `explain`,
+`diff`, `ladder`) plus what a class needs around it: the stored captures,
+text wrapped for the output area, inline SVG and the stepper. Notebooks hold
+no logic; everything they do is one call into this module or the API.
+`TCPTEARDOWN_NOTEBOOK_MODE=stored|live|auto` forces a mode (the test suite
+runs every notebook both ways).
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ import os
 from pathlib import Path
 from typing import Optional
 
-from ..model import Recording
+from . import api
+from .model import Recording
 
 MODE_VARIABLE = "TCPTEARDOWN_NOTEBOOK_MODE"
 
@@ -42,16 +47,13 @@ def record_or_load(name: str, *, family: str = "ipv4", mode: Optional[str] = Non
     """Record scenario `name` live when we may capture, else load
     captures/linux/<name>.pcapng. Prints which it did in one line, and
     why only the first time."""
-    from ..capture.platform import capture_problem
-    from ..errors import UserError
-    from ..formats.bundle import load_recording
+    from .capture.platform import capture_problem
+    from .errors import UserError
 
     mode = mode or os.environ.get(MODE_VARIABLE, "auto")
     problem = capture_problem()
     if mode == "live" or (mode == "auto" and problem is None):
-        from ..scenarios import run_scenario
-
-        run = run_scenario(name, family=family)
+        run = api.run(name, family=family)
         verdict = "as the scenario expects" if run.matches else "DIFFERENTLY from what the scenario expects"
         print(f"Recorded '{name}' live on this machine ({run.recording.metadata.os} "
               f"{run.recording.metadata.kernel}); the kernel behaved {verdict}.")
@@ -60,7 +62,7 @@ def record_or_load(name: str, *, family: str = "ipv4", mode: Optional[str] = Non
     if not path.exists():
         raise UserError(f"cannot record live ({problem or 'stored mode requested'}) and there is no stored "
                         f"capture {path}; run `make captures` as root to create it")
-    recording = load_recording(path)
+    recording = api.load(path)
     why = "stored mode was requested" if mode == "stored" else _first_sentence(problem)
     line = (f"Loaded the stored capture {path.relative_to(path.parents[2])} "
             f"(recorded on {recording.metadata.os} {recording.metadata.kernel})")
@@ -76,11 +78,8 @@ def _first_sentence(problem: Optional[str]) -> str:
 
 
 def explain(recording: Recording, *, lang: Optional[str] = None) -> None:
-    """The paragraphs `tcpteardown explain` prints, wrapped on word boundaries."""
-    from ..analysis.correlate import correlate
-    from .narrative import narrate
-
-    print(narrate(correlate(recording), recording, lang=lang, width=TEXT_WIDTH))
+    """The paragraphs `tcpteardown explain` prints (api.explain), wrapped on word boundaries."""
+    print(api.explain(recording).text(lang=lang, width=TEXT_WIDTH))
 
 
 def ladder(recording: Recording, *, lang: Optional[str] = None, **options):
@@ -88,14 +87,14 @@ def ladder(recording: Recording, *, lang: Optional[str] = None, **options):
     projector screen's height (what does not fit folded into labelled bands;
     ``full=True`` draws everything), with alt text saying what it shows (the
     Figure itself without IPython)."""
-    from ..analysis.correlate import correlate
-    from .stepper import ladder_svg
+    from .analysis.correlate import correlate
+    from .views.stepper import ladder_svg
 
     links = correlate(recording)
     try:
         from IPython.display import HTML
     except ImportError:
-        from .ladder import draw_ladder_on_screen
+        from .views.ladder import draw_ladder_on_screen
 
         return draw_ladder_on_screen(recording, links, lang=lang, **options)
     svg, _alt = ladder_svg(recording, links, lang=lang, **options)
@@ -106,9 +105,9 @@ def step_through(recording: Recording, *, lang: Optional[str] = None):
     """The ladder, stepped: one self-contained HTML block (views.stepper)
     that steps live, in Notebook 7 and in an exported page alike; without
     IPython, the steps as text."""
-    from ..analysis.correlate import correlate
-    from .stepper import stepper_html, steps_text
-    from .steps import build_steps
+    from .analysis.correlate import correlate
+    from .views.stepper import stepper_html, steps_text
+    from .views.steps import build_steps
 
     links = correlate(recording)
     try:
@@ -124,7 +123,7 @@ def rules_table() -> None:
     wrapped on word boundaries under its name (read from analysis.rules)."""
     import textwrap
 
-    from ..analysis.rules import RULES
+    from .analysis.rules import RULES
 
     width = max(len(rule.name) for rule in RULES) + 2
     entries = []
@@ -141,15 +140,14 @@ def mac_counterpart(name: str) -> tuple[Recording, Recording, Optional[int], str
     contributed one, else the atlas's real macOS capture of the same kind of
     teardown, from a public project. Returns (linux, mac, the Mac capture's
     connection, where it came from) and prints the last."""
-    from ..formats.bundle import load_recording
-    from ..scenarios.atlas import atlas_pair
+    from .scenarios.atlas import atlas_pair
 
     linux = record_or_load(name)
     recorded = captures_dir() / "macos" / f"{name}.pcapng"
     if recorded.exists():
         source = f"{recorded.name}: {name} recorded on a Mac (captures/macos/README.md says which)"
         print("macOS side:", source)
-        return linux, load_recording(recorded), None, source
+        return linux, api.load(recorded), None, source
     pair = atlas_pair(name)
     path = pair.darwin_path(captures_dir())
     where = ("shipped in captures/macos/public/" if path.parent.name == "public"
@@ -157,43 +155,37 @@ def mac_counterpart(name: str) -> tuple[Recording, Recording, Optional[int], str
     source = (f"{path.name}, connection {pair.darwin.connection}, {where} ({pair.licence}): "
               f"{pair.darwin.shows}")
     print("macOS side:", source)
-    return linux, load_recording(path), pair.darwin.connection, source
+    return linux, api.load(path), pair.darwin.connection, source
 
 
 def diff(a: Recording, b: Recording, *, connection_b: Optional[int] = None, align_by: str = "steps") -> None:
     """The aligned table `tcpteardown diff` prints (printed once: nothing is
     returned for the notebook to echo as an escaped copy)."""
-    from ..analysis.diff import diff as diff_recordings
-    from .diff_table import render_table
-
-    text = render_table(diff_recordings(a, b, connection_b=connection_b, align_by=align_by))
-    print(text)
+    print(api.diff_text(api.diff(a, b, conn_b=connection_b, align_by=align_by)), end="")
 
 
 def atlas() -> None:
     """The Linux/macOS atlas: every pair, diffed by structure, one line each; printed once."""
-    from ..analysis.diff import diff as diff_recordings
-    from ..errors import UserError
-    from ..formats.bundle import load_recording
-    from ..scenarios.atlas import ATLAS
-    from .diff_table import atlas_table
+    from .errors import UserError
+    from .scenarios.atlas import ATLAS
+    from .views.diff_table import atlas_table
 
     rows = []
     for pair in ATLAS:
-        linux = load_recording(pair.linux_path(captures_dir()))
+        linux = api.load(pair.linux_path(captures_dir()))
         try:
-            mac = load_recording(pair.darwin_path(captures_dir()))
+            mac = api.load(pair.darwin_path(captures_dir()))
         except UserError as missing:  # not redistributed and no corpus here: say so, go on
             rows.append((pair, str(missing)))
             continue
-        rows.append((pair, diff_recordings(linux, mac, connection_b=pair.darwin.connection, align_by="structure")))
+        rows.append((pair, api.diff(linux, mac, conn_b=pair.darwin.connection, align_by="structure")))
     text = atlas_table(rows)
     print(text)
 
 
 def expectations(name: str) -> None:
     """What scenario `name` expects on each OS, and what each expectation rests on; printed once."""
-    from ..scenarios import get_scenario
+    from .scenarios import get_scenario
 
     lines = []
     for os_name, expected in get_scenario(name).expected.items():
@@ -201,15 +193,6 @@ def expectations(name: str) -> None:
         lines += [f"  {evidence}" for evidence in expected.evidence]
     text = "\n".join(lines)
     print(text)
-
-
-def load_incident() -> Recording:
-    """captures/linux/incident: tcpdump's capture plus the client's own log."""
-    from ..formats.evidence import load_evidence
-
-    folder = captures_dir() / "linux" / "incident"
-    return load_evidence(folder / "capture.pcap", logs=[folder / "client.log"],
-                         warn=lambda problem: print("warning:", problem))
 
 
 def evidence_summary(recording: Recording) -> str:
@@ -247,8 +230,8 @@ def markdown_snippet(recording: Recording, *, capture: Optional[str] = None) -> 
     captures, nor into a shared path the previous student already owns)."""
     from types import SimpleNamespace
 
-    from ..analysis.correlate import correlate
-    from .markdown import render_markdown
+    from .analysis.correlate import correlate
+    from .views.markdown import render_markdown
 
     name = Path(recording.metadata.source_file or "tcpteardown-incident.pcapng").name
     capture = capture or str(user_temp_dir() / name)
