@@ -22,6 +22,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import re
 import shutil
 import socket
 import struct
@@ -174,7 +175,8 @@ def run_line(command, *, timeout: float = 60) -> str:
 
 def nginx_proxy_conf(root: Path, port: int, upstreams: dict[str, int]) -> Path:
     """root/nginx.conf: one foreground nginx on 127.0.0.1:port whose /NAME proxies to
-    127.0.0.1:upstreams[NAME], every file under root, its error log at info."""
+    127.0.0.1:upstreams[NAME], every file under root, its error log at info and its
+    access log (nginx's own time form) in root/access.log."""
     locations = "".join(f"location /{name} {{ proxy_pass http://127.0.0.1:{upstream}; }}\n"
                         for name, upstream in upstreams.items())
     temp = "".join(f"{name}_temp_path {root}/{name};\n"
@@ -183,7 +185,7 @@ def nginx_proxy_conf(root: Path, port: int, upstreams: dict[str, int]) -> Path:
     conf.write_text(
         f"daemon off; master_process off; pid {root}/nginx.pid; error_log {root}/error.log info;\n"
         f"events {{ worker_connections 64; }}\n"
-        f"http {{ access_log off; {temp} server {{ listen 127.0.0.1:{port}; {locations} }} }}\n")
+        f"http {{ access_log {root}/access.log; {temp} server {{ listen 127.0.0.1:{port}; {locations} }} }}\n")
     return conf
 
 
@@ -202,7 +204,8 @@ def nginx(tmp_path_factory):
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         wait_listening(port, proc=proc)
-        yield {"port": port, "log": root / "error.log", "upstreams": upstreams, "refused": refused}
+        yield {"port": port, "log": root / "error.log", "access": root / "access.log", "upstreams": upstreams,
+               "refused": refused}
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -223,6 +226,27 @@ def nginx_request(nginx: dict, path: str, tmp_path: Path, upstream_port: int) ->
         handle.seek(start)
         lines = [line for line in handle.read().splitlines() if "[error]" in line]
     return pcap, lines
+
+
+def test_nginx_access_log_time_form(nginx):
+    """The access-log form, `[07/Dec/2026:09:27:32 +0000]`, as nginx itself writes it: read
+    with its zone and year (no year guessed), within the request's second."""
+    from tcpteardown.formats.applog import parse_log
+
+    tool_or_skip("curl")
+    logged = nginx["access"].stat().st_size if nginx["access"].exists() else 0
+    before = int(time.time()) * 1_000_000_000 - 1_000_000_000
+    assert run_line(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                     f"http://127.0.0.1:{nginx['port']}/reset"]) == "502"
+    deadline = time.monotonic() + 10  # nginx logs the request as it frees it, after curl has its answer
+    while time.monotonic() < deadline and not nginx["access"].read_bytes()[logged:].endswith(b"\n"):
+        time.sleep(0.01)
+    after = time.time_ns() + 1_000_000_000
+    line = nginx["access"].read_text().splitlines()[-1]
+    assert re.search(r"\[\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] \"GET /reset HTTP/1.1\" 502", line), line
+    result = parse_log([line + " client: read failed: [Errno 104] Connection reset by peer"], tz="Asia/Tokyo")
+    assert len(result.calls) == 1 and not any("carry no year" in p for p in result.problems), result.problems
+    assert before <= result.calls[0].start_ns <= after, (line, result.calls[0].start_ns)  # its +0000, not --tz
 
 
 def test_nginx_upstream_prematurely_closed(nginx, tmp_path):

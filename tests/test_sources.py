@@ -214,3 +214,53 @@ def test_syslog_alone_warrants_the_year_warning():
     line = "Dec  7 04:05:13 host app[1]:" + ERROR  # journald's short form, syslog's: no year
     result = parse_log([line], path="<log>", tz="UTC", year=None)
     assert len(result.calls) == 1 and any("carry no year" in p for p in result.problems)
+
+
+# journald's forms, printed by journalctl itself: a journald of the test's own, in a
+# private mount namespace (tmpfs over /run and the journal directory, so the host's
+# journal and sockets are never touched), fed one line by systemd-cat.
+JOURNALD = r"""
+set -eu
+mount -t tmpfs tcpteardown-test /run
+if [ -d /var/log/journal ]; then mount -t tmpfs tcpteardown-test /var/log/journal; fi
+"$1" & journald=$!
+trap 'kill $journald; wait $journald 2>/dev/null || true' EXIT
+for _ in $(seq 200); do [ -S /run/systemd/journal/stdout ] && break; sleep 0.05; done  # until it listens
+echo "$2" | systemd-cat -t tcpteardown-probe
+for _ in $(seq 200); do journalctl -q -t tcpteardown-probe | grep -q . && break; sleep 0.05; done  # until stored
+for form in short-iso short-precise short-iso-precise short; do journalctl -q -t tcpteardown-probe -o $form; done
+"""
+
+
+@pytest.fixture(scope="module")
+def journal_lines():
+    """{form: the line journalctl printed in it}, and the ns window of the run."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root: runs its own systemd-journald in a private mount namespace (unshare -m)")
+    journald = next((p for p in ("/lib/systemd/systemd-journald", "/usr/lib/systemd/systemd-journald")
+                     if os.path.exists(p)), None)
+    if journald is None:
+        pytest.skip("needs systemd-journald (apt-get install systemd)")
+    tool_or_skip("journalctl"), tool_or_skip("unshare")
+    before = int(dt.datetime.now(dt.timezone.utc).timestamp()) * 1_000_000_000 - 1_000_000_000
+    out = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", JOURNALD, "sh", journald,
+                          ERROR.strip()], capture_output=True, text=True, timeout=60, env={**os.environ, "TZ": "UTC"})
+    after = int(dt.datetime.now(dt.timezone.utc).timestamp() * 1e9) + 1_000_000_000
+    lines = out.stdout.splitlines()
+    assert out.returncode == 0 and len(lines) == 4, (out.returncode, out.stdout, out.stderr)
+    return dict(zip(("short-iso", "short-precise", "short-iso-precise", "short"), lines)), before, after
+
+
+@pytest.mark.parametrize("form", ["short-iso", "short-iso-precise", "short-precise", "short"])
+def test_journald_forms_from_journalctl(journal_lines, form):
+    lines, low, high = journal_lines
+    line = lines[form]
+    assert "tcpteardown-probe[" in line and "Connection reset by peer" in line, line
+    year = dt.datetime.now(dt.timezone.utc).year
+    result = parse_log([line], path="<journal>", tz="UTC", year=year)
+    assert len(result.calls) == 1 and result.calls[0].errno == "ECONNRESET", (line, result.problems)
+    assert low <= result.calls[0].start_ns <= high, (line, result.calls[0].start_ns, low, high)
+    yearless = form in ("short-precise", "short")  # "Dec 07 09:27:32.460738": syslog's form, no year
+    assert yearless == any("carry no year" in p for p in parse_log([line], tz="UTC").problems), line
+    if form.endswith("precise"):  # microseconds kept
+        assert result.calls[0].start_ns % 1_000_000_000 != 0 or ".000000" in line
