@@ -89,6 +89,34 @@ def test_the_json_has_one_link_per_failure_with_its_sources(recorded):
     assert not data["unlinked"]
 
 
+@pytest.mark.needs_capture
+def test_a_log_line_naming_the_connection_is_drawn_once_with_its_syscall(recorded, tmp_path):
+    """Go's form names both ends, so the log line belongs to the connection the ladder
+    draws: the ladder, the steps, Mermaid and the HTML page still show one failure."""
+    import tcpteardown as tt
+    from tcpteardown.views.html_ladder import html_ladder
+    from tcpteardown.views.mermaid import mermaid_text
+    from tcpteardown.views.steps import build_steps
+
+    bundle = recorded[0]
+    read = next(c for c in tt.load(bundle).calls if c.source == "strace" and c.errno == "ECONNRESET")
+    stamp = dt.datetime.fromtimestamp(read.end_ns / 1e9, dt.timezone.utc).strftime("%Y/%m/%d %H:%M:%S.%f")
+    go_log = tmp_path / "go.log"
+    go_log.write_text(f"{stamp} read tcp {read.local}->{read.remote}: read: connection reset by peer\n")
+    recording = tt.load(bundle, logs=[go_log], tz="UTC")
+    links = correlate(recording)
+    failing = [link for link in links if link.call.errno == "ECONNRESET"]
+    assert len(failing) == 1 and any(c.where == f"{go_log}:1" for c in failing[0].seen_by)
+    assert any(c.source == "log" and c.local == read.local for c in recording.calls)  # on the connection
+    figure = tt.ladder(recording, links)
+    assert sum("ECONNRESET" in t.get_text() for ax in figure.axes for t in ax.texts if "->" not in t.get_text()) == 1
+    assert [s.what for s in build_steps(recording, links) if "ECONNRESET" in s.what] == \
+        [f"{read.role}: recvfrom() ECONNRESET"]
+    assert sum("ECONNRESET" in line for line in mermaid_text(recording, links).splitlines()) == 1
+    page = html_ladder(recording, links)
+    assert "recvfrom()" in page and "read() → ECONNRESET" not in page and "read() ECONNRESET" not in page
+
+
 # -- the merging rules, on small recordings --------------------------------------
 
 C, S = Endpoint("127.0.0.1", 50000), Endpoint("127.0.0.1", 8080)

@@ -28,10 +28,10 @@ from dataclasses import replace
 from typing import Iterable, Optional
 
 from ..formats.stamps import message_words, stamp_precision_ns
-from ..model import Link, SocketCall
+from ..model import Link, Recording, SocketCall
 from .rules import op_family
 
-__all__ = ["merge_sources", "LOG_LAG_NS", "SAME_LINE_NS"]
+__all__ = ["merge_sources", "told_once", "LOG_LAG_NS", "SAME_LINE_NS"]
 
 # A log line is written after the call returned, stamped to the second at worst.
 LOG_LAG_NS = (1_000_000_000, 5_000_000_000)  # (before the call's end, after it)
@@ -136,6 +136,17 @@ def merge_sources(links: Iterable[Link]) -> tuple[Link, ...]:
         index.add(chosen, link)
     failures.sort(key=lambda f: f.index)
     return tuple(f.link() for f in failures)
+
+
+def told_once(recording: Recording, links: Iterable[Link]) -> Recording:
+    """`recording` without the calls another source already tells: each link's `seen_by`
+    (the log line beside strace's call) is cited by its link, not drawn as a second
+    failure on the ladder, the steps or a diagram. Calls no link merged stay."""
+    repeats = {id(call) for link in links for call in link.seen_by}
+    repeats -= {id(link.call) for link in links}
+    if not repeats:
+        return recording
+    return replace(recording, calls=tuple(call for call in recording.calls if id(call) not in repeats))
 
 
 class _Index:

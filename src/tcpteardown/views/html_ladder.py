@@ -30,6 +30,7 @@ from typing import Iterable, Optional, Union
 
 from ..analysis import rules, tcpstate
 from ..analysis.reasons import reason_phrase, reset_reason
+from ..analysis.sources import told_once
 from ..analysis.relative import relative_numbers
 from ..model import Link, Recording, Segment, TcpFlags
 from . import style
@@ -101,6 +102,7 @@ class _Page:
     """Builds the SVG and the steps of one connection."""
 
     def __init__(self, recording: Recording, links: list[Link], conn, lang: Optional[str]):
+        recording = told_once(recording, links)  # a failure several sources saw is drawn once
         self.recording = recording
         self.lang = lang
         self.connection, self.items = sequence(recording, links, conn=conn, every_call=True)

@@ -29,6 +29,7 @@ from matplotlib.patches import FancyArrowPatch, Patch, Rectangle
 
 from .. import errnos
 from ..analysis import reasons, rules, tcpstate
+from ..analysis.sources import told_once
 from ..analysis.connections import ConnectionView, connections, select_connection
 from ..analysis.elide import CONTEXT, MIN_BAND, elide
 from ..analysis.origin import time_origin
@@ -119,6 +120,8 @@ def draw_ladder(
     """
     if lang is not None and lang.lower() not in LANGS:
         raise ValueError(f"unknown language {lang!r} (expected one of {', '.join(LANGS)})")
+    links = tuple(links)
+    recording = told_once(recording, links)  # a failure several sources saw is drawn once
     found = connections(recording)
     connection = select_connection(found, conn)
     links = [link for link in links if link.call in connection.calls]

@@ -28,6 +28,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Iterable, Optional, Sequence, Union
 
+from ..analysis.sources import told_once
 from ..analysis.connections import ConnectionView, connections, select_connection
 from ..analysis.elide import Band, elide
 from ..analysis.reasons import reset_reason
@@ -123,8 +124,9 @@ def sequence(
     Calls: the failing, end-of-file, close and shutdown ones and those a
     link names; with `every_call`, all of them (a step-through shows each).
     """
-    connection = select_connection(connections(recording), conn)
     links = tuple(links)
+    recording = told_once(recording, links)  # a failure several sources saw is drawn once
+    connection = select_connection(connections(recording), conn)
     if kept is None:
         kept, bands = _elided(connection, [link for link in links if link.call in connection.calls])
     side = {connection.client: "client", connection.server: "server"}

@@ -24,6 +24,7 @@ import re
 import uuid
 from typing import Optional, Sequence
 
+from ..analysis.sources import told_once
 from ..model import Link, Recording
 from .steps import LOG_NOTE, Step, after_cause, build_steps
 
@@ -90,7 +91,7 @@ def step_element_ids(steps: Sequence[Step], recording: Recording, links: Sequenc
     bar, label and mark, and the connector from a linked call to its cause."""
     from ..analysis.connections import connections, select_connection
 
-    view = select_connection(connections(recording), conn)
+    view = select_connection(connections(told_once(recording, links)), conn)  # as the ladder draws them
     drawn_calls = [call for call in view.calls if view.side_of(call) is not None]
     call_index = {id(call): i for i, call in enumerate(drawn_calls)}
     drawn_links = [link for link in links if link.call in view.calls]
@@ -228,6 +229,7 @@ def stepper_html(recording: Recording, links: Sequence[Link] = (), *, lang: Opti
     from ..analysis.connections import connections, select_connection
 
     links = list(links)
+    recording = told_once(recording, links)
     view = select_connection(connections(recording), conn)
     steps = after_their_causes(build_steps(recording, links, view.connection), links)
     if not steps:

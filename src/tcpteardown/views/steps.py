@@ -13,6 +13,7 @@ from typing import Optional, Sequence, Union
 
 from ..analysis.reasons import reason_phrase, render_reason, reset_reason
 from ..analysis.relative import relative_numbers
+from ..analysis.sources import told_once
 from ..analysis.connections import ConnectionView, connections, select_connection
 from ..analysis.tcpstate import Connection, describe_state, infer_states, state_at, time_wait_from_packets
 from ..model import Link, Recording, Segment, SocketCall
@@ -39,6 +40,7 @@ def build_steps(recording: Recording, links: Sequence[Link] = (),
     """Every segment and socket call of one connection, in time order: the one
     `connection` names in `analysis.connections`' grammar, by default the
     same as the ladder's (the connection of the first failing call)."""
+    recording = told_once(recording, links)  # a failure several sources saw is one step
     found = connections(recording)
     view = select_connection(found, connection) if found else None
     conn = view.connection if view is not None else None
