@@ -39,7 +39,8 @@ def check_accounting(segments, elision):
         assert not kept & {s.frame for s in run}
         assert band.segments == len(run) >= MIN_BAND
         assert band.payload_bytes == sum(s.payload_len for s in run)
-        assert band.data_segments == sum(1 for s in run if s.payload_len)
+        assert band.data_segments == sum(1 for s in run if s.payload_len and not s.is_rst)
+        assert band.resets == sum(1 for s in run if s.is_rst)
         assert (band.start_ns, band.end_ns) == (run[0].time_ns, run[-1].time_ns)
         assert elision.kept[band.after_index].frame == band.first_frame - 1 or \
             by_frame[elision.kept[band.after_index].frame].time_ns <= band.start_ns
@@ -59,6 +60,20 @@ def test_a_long_real_transfer_keeps_its_handshake_and_teardown(corpus):
     (band,) = elision.bands
     assert re.fullmatch(r"… [\d,]+ data segments, [\d,]+ ACKs, [\d.]+ [kM]?B, [\d.]+ m?s …", band.label), band.label
     assert format_bytes(band.payload_bytes) in band.label
+    assert elide(segments, full=True).kept == tuple(segments)
+
+
+def test_an_rst_storm_is_drawn_as_its_start_a_band_and_its_end(corpus):
+    """zeek's llc.pcap: 1,333 RSTs of one connection over a day, nothing else. Every one
+    used to be drawn; the ladder keeps the first and last few and counts the rest."""
+    _, segments = one_connection(corpus, "zeek/llc.pcap")
+    assert len(segments) > 1000 and all(s.is_rst for s in segments)
+    elision = elide(segments)
+    check_accounting(segments, elision)
+    (band,) = elision.bands
+    assert len(elision.kept) < 20 and band.resets == band.segments == len(segments) - len(elision.kept)
+    assert elision.kept[0] == segments[0] and elision.kept[-1] == segments[-1]
+    assert re.fullmatch(r"… [\d,]+ RSTs, [\d.]+ s …", band.label), band.label
     assert elide(segments, full=True).kept == tuple(segments)
 
 

@@ -2,7 +2,8 @@
 
 A reader of a ladder wants the teardown, not the bulk transfer before it.
 `elide` keeps the handshake, the last few segments before the first FIN or
-RST, every SYN/FIN/RST, a few segments around each failing call or EOF (and each
+RST, every SYN/FIN/RST (of a long run of RSTs in a row, a storm, the first and
+last few), a few segments around each failing call or EOF (and each
 `anchor` time the caller names, such as a linked cause), and the end of the
 connection; every longer run of plain data and ACKs in between becomes one
 `Band` that says how many segments, bytes, socket calls and how much time it
@@ -30,6 +31,7 @@ CONTEXT = 4  # segments kept on each side of a teardown segment or failing call
 MIN_BAND = 8  # a shorter run is drawn: a band must save more room than it takes
 # Plain ints: IntFlag arithmetic costs microseconds a segment, and a long connection has thousands.
 _SYN, _ENDS = int(TcpFlags.SYN), int(TcpFlags.FIN) | int(TcpFlags.RST)
+_RST_ONLY = int(TcpFlags.SYN) | int(TcpFlags.FIN) | int(TcpFlags.RST)  # mask: RST alone among the three
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +46,7 @@ class Band:
     start_ns: int  # the first left-out segment's time
     end_ns: int  # the last one's
     calls: int = 0  # socket calls left out with it
+    resets: int = 0  # RSTs among them (the middle of an RST storm)
     after_index: int = -1  # index in `Elision.kept` of the kept segment just before the band
 
     @property
@@ -53,8 +56,10 @@ class Band:
     @property
     def label(self) -> str:
         """``… 180 data segments, 180 ACKs, 1.2 MB, 3.400 s …``."""
-        acks = self.segments - self.data_segments
+        acks = self.segments - self.data_segments - self.resets
         parts = []
+        if self.resets:
+            parts.append(_count(self.resets, "RST"))
         if self.data_segments:
             parts.append(_count(self.data_segments, "data segment"))
         if acks:
@@ -111,7 +116,8 @@ def elide(segments: Sequence[Segment], calls: Iterable[SocketCall] = (), *,
         run = segments[first:last + 1]
         bands.append(Band(
             first_frame=run[0].frame, last_frame=run[-1].frame, segments=len(run),
-            data_segments=sum(1 for s in run if s.payload_len), payload_bytes=sum(s.payload_len for s in run),
+            data_segments=sum(1 for s in run if s.payload_len and not s.is_rst),
+            resets=sum(1 for s in run if s.is_rst), payload_bytes=sum(s.payload_len for s in run),
             start_ns=lo, end_ns=hi,
             calls=sum(1 for c in hidden if lo <= c.start_ns and c.end_ns <= hi),
             after_index=sum(keep[:first]) - 1))
@@ -126,7 +132,7 @@ def _must_keep(segments, calls, anchors, context) -> list[bool]:
     while head < count and bits[head] & _SYN:  # retransmitted SYNs belong to the opening
         head += 1
     keep[:head] = [True] * min(head, count)
-    marks = [i for i, b in enumerate(bits) if b & (_SYN | _ENDS)]
+    marks = _storms_trimmed([i for i, b in enumerate(bits) if b & (_SYN | _ENDS)], bits)
     ends = [i for i in marks if bits[i] & _ENDS]
     if ends:
         # The end of the story: the last segments before the first FIN/RST, and everything after,
@@ -141,6 +147,22 @@ def _must_keep(segments, calls, anchors, context) -> list[bool]:
         lo, hi = max(i - context, 0), min(i + context + 1, count)
         keep[lo:hi] = [True] * (hi - lo)
     return keep
+
+
+def _storms_trimmed(marks: list[int], bits: list[int]) -> list[int]:
+    """`marks` with each run of consecutive RSTs (no SYN or FIN among them) cut to its
+    first and last: with the context kept around each, a storm of 1,000 RSTs is drawn
+    as its start, a band that counts the rest, and its end."""
+    trimmed, run = [], []
+    for i in marks + [-2]:
+        if run and i == run[-1] + 1 and bits[i] & _RST_ONLY == int(TcpFlags.RST):
+            run.append(i)
+            continue
+        trimmed.extend(run if len(run) <= 2 else (run[0], run[-1]))
+        run = [i] if i >= 0 and bits[i] & _RST_ONLY == int(TcpFlags.RST) else []
+        if not run and i >= 0:
+            trimmed.append(i)
+    return trimmed
 
 
 def _index_at(times: Sequence[int], time_ns: int) -> int:
