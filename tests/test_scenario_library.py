@@ -28,8 +28,10 @@ FAMILIES = ["ipv4", "ipv6"]
 RUNS = 20
 # connect-timeout waits for the kernel's TCP_USER_TIMEOUT (1.2 s) every run:
 # 20 runs x 2 families would be 48 s, half this file's budget on 2 cores.
-# Three runs per family still catch a dropped-vs-refused or errno slip.
-RUNS_FOR = {"connect-timeout": 3}
+# icmp-unreachable over IPv6 waits for each connect's first SYN retransmission
+# (1 s, twice a run) before the ICMPv6 reply ends it: 20 runs were 44 s.
+# Three runs still catch a dropped-vs-refused or errno slip.
+RUNS_FOR = {("connect-timeout", "ipv4"): 3, ("connect-timeout", "ipv6"): 3, ("icmp-unreachable", "ipv6"): 3}
 
 pytestmark = pytest.mark.needs_capture
 
@@ -50,7 +52,7 @@ def test_observed_equals_expected_every_time(name, family):
     # The kernel witness (tracefs) is checked once below; these repeated runs
     # are about the sockets and the capture, so they skip its setup cost.
     failures = []
-    runs = RUNS_FOR.get(name, RUNS)
+    runs = RUNS_FOR.get((name, family), RUNS)
     for attempt in range(runs):
         run = run_scenario(name, family=family, witness=False)
         if not run.matches:
