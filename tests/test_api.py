@@ -159,3 +159,21 @@ def test_notebooks_use_only_the_api_and_the_classroom_helpers():
                         f"{path.name}: {node.value.id}.{node.attr}"
                     if owner is tt:
                         assert node.attr in tt.__all__, f"{path.name}: tcpteardown.{node.attr} is not public"
+
+
+def test_the_analysis_own_times_follow_tz_like_the_paragraphs():
+    """use-after-close: the link's sentence names when the socket was closed. With a zone,
+    that time reads in the zone as the paragraph's do (it was UTC beside them), in the
+    objects and the steps a class walks through."""
+    from tcpteardown.views.steps import build_steps
+
+    recording = tt.load(LINUX / "use-after-close.pcapng")
+    (utc,) = [l for l in tt.explain(recording).links if "closed the socket itself" in l.explanation]
+    (tokyo,) = [l for l in tt.explain(recording, tz="Asia/Tokyo").links if "closed the socket itself" in l.explanation]
+    assert " UTC" in utc.explanation and " JST" in tokyo.explanation and " UTC" not in tokyo.explanation
+    when = utc.local_call.end_ns
+    assert f" {(when // 1_000_000_000 + 9 * 3600) % 86400 // 3600:02d}:" in tokyo.explanation
+    explained = tt.explain(recording, tz="Asia/Tokyo")
+    whys = [step.why for step in build_steps(recording, explained.links) if "closed the socket" in (step.why or "")]
+    assert whys and all(" JST" in why for why in whys)
+    assert " UTC" not in explained.text() and " UTC" not in json.dumps(explained.document())

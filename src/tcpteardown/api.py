@@ -93,6 +93,7 @@ class Explanation:
     os_guess: OsGuess
     conn: Optional[str] = None
     notes: tuple[str, ...] = ()
+    tz: Optional[_dt.tzinfo] = None  # the zone of every clock time told (None: UTC)
 
     def text(self, *, lang: Optional[str] = None, tz: TimeZone = None, width: Optional[int] = None) -> str:
         """The paragraphs `tcpteardown explain` prints: one per failure, the clean closes summarised
@@ -100,28 +101,45 @@ class Explanation:
         ("go", "python", "node", "java", ...); `tz` is the zone of printed times (default UTC);
         `width` wraps on word boundaries."""
         from .formats.applog import parse_tz
+        from .units import times_in
         from .views.clean_closes import split_clean
         from .views.narrative import narrate
 
+        tz = parse_tz(tz) if tz is not None else self.tz
         told, clean = split_clean(self.links, self.recording) if self.conn is None else (self.links, ())
-        text = narrate(told, self.recording, lang=lang, tz=parse_tz(tz), width=width) if told or not clean else ""
+        with times_in(tz):
+            text = narrate(told, self.recording, lang=lang, tz=tz, width=width) if told or not clean else ""
         return "\n\n".join(part for part in (text, *clean) if part)
 
     def document(self, *, lang: Optional[str] = None, tz: TimeZone = None, unread: Sequence = ()) -> dict:
         """The document `tcpteardown explain --json` prints (tcpteardown/explain/1, schemas/explain-1.json)."""
         from .formats.applog import parse_tz
+        from .units import times_in
         from .views.contracts.links import links_to_json
 
-        return links_to_json(self.links, self.recording, lang=lang, tz=parse_tz(tz), os_guess=self.os_guess,
-                             unread=unread)
+        tz = parse_tz(tz) if tz is not None else self.tz
+        with times_in(tz):
+            return links_to_json(self.links, self.recording, lang=lang, tz=tz, os_guess=self.os_guess,
+                                 unread=unread)
 
 
-def explain(recording: Recording, *, os: Optional[str] = None, conn: Union[None, int, str] = None) -> Explanation:
+def explain(recording: Recording, *, os: Optional[str] = None, conn: Union[None, int, str] = None,
+            tz: TimeZone = None) -> Explanation:
     """Link each failing call of `recording` to its FIN or RST (`tcpteardown explain`).
 
     The OS is named from the packets (`os` overrides it: "linux", "darwin", "freebsd", "windows");
     `conn` keeps the calls of one connection (a number from `census`, "1", or
-    "10.0.0.1:80-10.0.0.2:5000" as the CLI's --conn takes it)."""
+    "10.0.0.1:80-10.0.0.2:5000" as the CLI's --conn takes it); `tz` is the zone of every clock
+    time the explanation tells, the links' own sentences too (default UTC)."""
+    from .formats.applog import parse_tz
+    from .units import times_in
+
+    zone = parse_tz(tz)
+    with times_in(zone):
+        return replace(_explain(recording, os, None if conn is None else str(conn)), tz=zone)
+
+
+def _explain(recording: Recording, os: Optional[str], conn: Optional[str]) -> Explanation:
     from .analysis.correlate import correlate
     from .analysis.predict import TABLE_OSES, predict
     from .formats.os_guess import DISPLAY, guess_os
@@ -139,7 +157,6 @@ def explain(recording: Recording, *, os: Optional[str] = None, conn: Union[None,
     if conn is not None:
         from .analysis.connections import connections, select_connection
 
-        conn = str(conn)
         chosen = select_connection(connections(recording), conn)
         links = tuple(link for link in links if link.call in chosen.calls or _on(link.call, chosen.key))
     return Explanation(recording, links, guess, conn, notes)

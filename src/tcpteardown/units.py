@@ -3,7 +3,28 @@
 `0.201 s`, `4.512 ms`, `58 us`: three decimals where a reader compares them
 with a capture's timestamps. (Axis labels use `views.timeaxis.format_elapsed`,
 three significant digits, because they must stay short.)
+
+Clock times read in one zone everywhere: `clock_text` prints in the zone
+`times_in(tz)` set for the work in progress (what `--tz` names; UTC by
+default), so that a time analysis writes into a caveat reads like the
+paragraph's own times beside it.
 """
+
+import contextlib
+import contextvars
+
+# The zone of the clock times being written (None: UTC); set with `times_in`.
+_SHOWN_TZ: contextvars.ContextVar = contextvars.ContextVar("tcpteardown_shown_tz", default=None)
+
+
+@contextlib.contextmanager
+def times_in(tz):
+    """Clock times written inside this block (`clock_text` without a `tz`) are in `tz`."""
+    token = _SHOWN_TZ.set(tz)
+    try:
+        yield
+    finally:
+        _SHOWN_TZ.reset(token)
 
 
 def format_duration(ns: int) -> str:
@@ -36,8 +57,8 @@ def in_unit(amount: float, units: tuple[tuple[str, float], ...]) -> tuple[float,
 def clock_text(time_ns: int, tz=None, *, zone: bool = True) -> str:
     """``04:01:34.434597 UTC``: the clock time every view prints (views.narrative's
     paragraphs), here with its zone, for the times analysis names in caveats and
-    explanations (never a raw epoch). `tz`: UTC when None."""
-    moment = calendar_time(time_ns, tz)
+    explanations (never a raw epoch). `tz`: the zone `times_in` set, else UTC."""
+    moment = calendar_time(time_ns, tz if tz is not None else _SHOWN_TZ.get())
     if moment is None:
         return f"{time_ns / 1e9:.6f} s after the epoch (outside the calendar: a damaged capture?)"
     text = f"{moment:%H:%M:%S}.{(time_ns % 1_000_000_000) // 1000:06d}"

@@ -64,7 +64,7 @@ def _explanation(links, recording, args):
     from ..formats.os_guess import guess_os
 
     guess = getattr(args, "os_guess", None) or guess_os(recording)
-    return Explanation(recording, tuple(links), guess, args.conn)
+    return Explanation(recording, tuple(links), guess, args.conn, tz=args.tzinfo)
 
 
 def _render_text(links, recording, args) -> str:
@@ -182,10 +182,17 @@ def warn(text: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..units import times_in
+
+    args.tzinfo = parse_tz(args.tz)
+    with times_in(args.tzinfo):  # every clock time printed, the analysis's too, in --tz
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from ..analysis.completeness import banner
     from ..api import explain
 
-    args.tzinfo = parse_tz(args.tz)
     recording = load(args)
     sys.stderr.write(banner(recording))  # anything missing from the evidence: said first
     if not recording.segments and not recording.calls:  # as census, plot and diff: nothing to work on
@@ -193,7 +200,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{args.capture}: no TCP segments and no socket calls could be read{span}: "
                         "nothing to explain")
     # the OS named from the packets (or --os), the real calls linked, the rest predicted (api.explain)
-    explanation = explain(recording, os=getattr(args, "os", None), conn=args.conn)
+    explanation = explain(recording, os=getattr(args, "os", None), conn=args.conn, tz=args.tzinfo)
     for note in explanation.notes:
         print(f"tcpteardown explain: note: {note}", file=sys.stderr)
     recording, links, args.os_guess = explanation.recording, explanation.links, explanation.os_guess

@@ -91,18 +91,26 @@ def output_path(args: argparse.Namespace) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..units import times_in
+    from .explain import parse_tz
+
+    args.tzinfo = parse_tz(args.tz)
+    with times_in(args.tzinfo):  # every clock time drawn, the analysis's too, in --tz
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from ..analysis.completeness import banner
     from ..analysis.correlate import correlate
     from ..analysis.connections import connections, select_connection
     from ..views.ladder import draw_ladder
     from ..views.overview import draw_overview
     from ..views.style import save_figure
-    from .explain import load, parse_tz
+    from .explain import load
 
     out = output_path(args)
     if args.overview and out.suffix.lower() in WRITERS:
         raise UserError(f"-o {out}: --overview draws a figure; expected a file name ending in {', '.join(FIGURES)}")
-    args.tzinfo = parse_tz(args.tz)
     recording = load(args, whole=args.overview)
     sys.stderr.write(banner(recording))  # anything missing from the evidence: said first
     found = connections(recording)
