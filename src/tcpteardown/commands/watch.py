@@ -142,10 +142,10 @@ def run(args: argparse.Namespace) -> int:
         for teardown in teardowns:
             teardown = owners.resolve(teardown)
             tally.teardowns += 1
-            if recorder is not None and teardown.kind != "fin":
-                recorder.bundle_for(teardown)
             if not filters.wants(teardown):
                 continue
+            if recorder is not None and teardown.kind != "fin":
+                recorder.bundle_for(teardown)
             tally.shown += 1
             tally.by_kind[teardown.kind] = tally.by_kind.get(teardown.kind, 0) + 1
             sys.stdout.write((json.dumps(to_json(teardown)) if args.json else render_line(teardown)) + "\n")
@@ -162,14 +162,12 @@ def run(args: argparse.Namespace) -> int:
             if recorder is not None:
                 recorder.start(witness)
             _say_start(witness, filters, recorder)
-            with TracePipe(witness) as pipe:
+            with TracePipe(witness, tee=recorder.note_chunk if recorder is not None else None) as pipe:
                 def take(batch) -> bool:
                     """Feed one batch, print what is complete; False once --count is reached."""
                     for event, process_context in batch:
                         tally.events += 1
                         tracker.feed(event, process_context)
-                        if recorder is not None:
-                            recorder.note_event(event)
                         if process_context:
                             _learn_owner(owners, event)
                     owners.forget(tracker.take_renewed())
@@ -178,6 +176,8 @@ def run(args: argparse.Namespace) -> int:
                     # The trace's own clock decides while events flow (a reader behind by more
                     # than the window must not split one RST); the wall clock when it is quiet.
                     now = batch[-1][0].time_ns if batch else time.time_ns()
+                    if recorder is not None:
+                        recorder.pump()
                     return emit(tracker.flush(now))
 
                 counted_out = False
@@ -199,6 +199,8 @@ def run(args: argparse.Namespace) -> int:
                 unparsed = pipe.unparsed
                 unread = witness.unread()
             overruns = witness.overruns()
+            if recorder is not None:
+                recorder.note_lost(force=True)
     except KeyboardInterrupt as exc:
         interrupted = exc
     except BrokenPipeError:
