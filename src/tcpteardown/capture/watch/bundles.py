@@ -1,20 +1,20 @@
-"""The flight recorder's bundles: RSTs grouped by kind, service port and second, written as `record` writes.
+"""The flight recorder's bundles: RSTs grouped by kind, port and second, written as `record` writes.
 
-A group is the claims (ring.Claim) of RSTs of one kind ("rst",
-"refused") on one service port (the port the connection's SYN went to;
-for a refused connect the port that refused; else the lower of the two)
-within one wall-clock second, at most GROUP_RSTS of them and at most a
-share of the memory bound (the recorder gives a quarter). It is due
-SETTLE_NS after its second ended (or at once when full, or at the end of
-the run). One RST alone is a bundle named as before,
+A group is the RSTs of one kind ("rst", "refused") on one port (for a
+refused connect the port that refused; else the lower of the two, a
+service's) within one wall-clock second. It keeps the first SAMPLE_RSTS of
+them (their connections claimed from the ring, ring.Claim); the rest of a
+burst are lines, counted in the bundle's metadata and in the summary, and
+their packets are let go at once. A group is due SETTLE_NS after its second
+ended, once every RST of its sample is claimed (at the end of the run, at
+once). One RST alone is a bundle named
 ``<kind>-<UTC time>-<sender port>-<receiver port>.pcapng``; a group of many is
 ``<kind>-<UTC time of the first>-port<P>-<N>rsts.pcapng``.
 
-Writing reuses the packets the reader already decoded (their Segments are
-renumbered, never re-parsed) and the one path every bundle takes
-(capture.session.assemble: the witness's reasons and its agreement check;
-views.packet_comments.write_annotated_bundle: comments, ``.part`` then
-rename).
+Writing decodes nothing twice (the claims' Segments are renumbered) and takes
+the one path every bundle takes (capture.session.assemble: the witness's
+reasons and its agreement check; views.packet_comments.write_annotated_bundle:
+comments, ``.part`` then rename).
 """
 
 from __future__ import annotations
@@ -23,24 +23,22 @@ import datetime as dt
 from dataclasses import dataclass, field, replace
 from itertools import chain
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Optional
 
 from .ring import Claim
 
-__all__ = ["GROUP_RSTS", "Group", "Groups", "write", "service_port"]
+__all__ = ["SAMPLE_RSTS", "Group", "Groups", "write", "group_key"]
 
-GROUP_RSTS = 1_000
+SAMPLE_RSTS = 100  # RSTs one bundle keeps of a burst (one kind, one port, one second); the rest are counted
 SETTLE_NS = 500_000_000
 OWNERS_NAMED = 5  # a group's metadata names this many owners, then counts the rest
 
 
-def service_port(claim: Claim) -> int:
-    teardown = claim.teardown
-    if claim.from_syn and claim.packets:
-        return claim.packets[0][1].dst.port
-    if teardown.kind == "refused":
-        return teardown.remote.port
-    return min(teardown.local.port, teardown.remote.port)
+def group_key(line) -> tuple[str, int, int]:
+    """(kind, port, second): a refused connect's port is the one that refused; an RST's, the
+    lower of its two (a service's, below the ephemeral range)."""
+    port = line.remote.port if line.kind == "refused" else min(line.local.port, line.remote.port)
+    return line.kind, port, line.time_ns // 1_000_000_000
 
 
 def _stamp(time_ns: int) -> str:
@@ -53,43 +51,53 @@ class Group:
     port: int
     second: int
     claims: list[Claim] = field(default_factory=list)
-    cost: int = 0  # bytes its claims hold
+    expected: int = 0  # RSTs of its sample whose connection is not claimed yet
+    skipped: int = 0  # RSTs beyond its sample: lines, counted, not kept
 
     @property
     def name(self) -> str:
-        first = self.claims[0].teardown
-        if len(self.claims) == 1:
+        first = self.claims[0].teardown if self.claims else None
+        if first is None:
+            return f"{self.kind}-port{self.port}-second{self.second}"
+        if len(self.claims) == 1 and not self.skipped:
             return f"{self.kind}-{_stamp(first.time_ns)}-{first.remote.port}-{first.local.port}.pcapng"
         return f"{self.kind}-{_stamp(first.time_ns)}-port{self.port}-{len(self.claims)}rsts.pcapng"
 
 
 class Groups:
-    """Claims in, groups out once due (oldest first). A group is full at GROUP_RSTS claims or
-    `group_bytes` of them (what it holds counts against the recorder's bound until written)."""
+    """RST lines in (`slot`), their claims (`add`), groups out once due (`due`): when their
+    second has ended (SETTLE_NS after) and every RST of their sample is claimed."""
 
-    def __init__(self, group_bytes: int = 1 << 62):
-        self.group_bytes = group_bytes
+    def __init__(self, sample: int = SAMPLE_RSTS):
+        self.sample = sample
         self._open: dict[tuple, Group] = {}
-        self._full: list[Group] = []
+        self.skipped = 0
 
     def __len__(self) -> int:
-        return len(self._open) + len(self._full)
+        return len(self._open)
 
-    def add(self, claim: Claim) -> None:
-        teardown = claim.teardown
-        key = (teardown.kind, service_port(claim), teardown.time_ns // 1_000_000_000)
+    def slot(self, line) -> Optional[Group]:
+        """Its group when the sample has room (reserved), else None (counted as not kept)."""
+        key = group_key(line)
         group = self._open.get(key)
         if group is None:
             group = self._open[key] = Group(*key)
+        if len(group.claims) + group.expected >= self.sample:
+            group.skipped += 1
+            self.skipped += 1
+            return None
+        group.expected += 1
+        return group
+
+    @staticmethod
+    def add(group: Group, claim: Claim) -> None:
+        group.expected -= 1
         group.claims.append(claim)
-        group.cost += claim.cost
-        if len(group.claims) >= GROUP_RSTS or group.cost >= self.group_bytes:
-            self._full.append(self._open.pop(key))
 
     def due(self, now_ns: int, *, everything: bool = False) -> list[Group]:
-        out, self._full = self._full, []
-        for key in [key for key, group in self._open.items()
-                    if everything or now_ns >= (group.second + 1) * 1_000_000_000 + SETTLE_NS]:
+        out = []
+        for key in [key for key, group in self._open.items() if not group.expected and (
+                everything or now_ns >= (group.second + 1) * 1_000_000_000 + SETTLE_NS)]:
             out.append(self._open.pop(key))
         return out
 
@@ -120,7 +128,11 @@ def write(directory: Path, group: Group, *, witness=None, ports: tuple[int, ...]
     captured = Captured(backend="tcpdump", description="tcpdump -i any (watch --keep flight recorder)",
                         frames=frames, segments=segments, ports=ports, kernel_drops=None)
     extra = [("watch_kind", group.kind), ("watch_rsts", str(len(claims))), ("watch_owner", _owners(claims)),
-             ("ports", str(group.port) if _port_known(claims) else _both_ports(claims[0]))]
+             ("ports", ",".join(map(str, sorted(set().union(*map(_service_ports, claims))))))]
+    if group.skipped:
+        extra.append(("watch_rsts_not_kept", f"{group.skipped} more RSTs of this kind on port {group.port} "
+                                             f"in this second: watch printed them, a bundle keeps "
+                                             f"{len(claims)} of a burst"))
     truncated = sum(not c.from_syn for c in claims)
     if truncated:
         extra.append(("watch_start_dropped", f"{truncated} connection(s) begin after their SYN: the ring "
@@ -134,12 +146,15 @@ def write(directory: Path, group: Group, *, witness=None, ports: tuple[int, ...]
     return write_annotated_bundle(_free_path(directory / group.name), recording)
 
 
-def _port_known(claims: list[Claim]) -> bool:
-    return all(c.from_syn or c.teardown.kind == "refused" for c in claims)
-
-
-def _both_ports(claim: Claim) -> str:
-    return ",".join(map(str, sorted({claim.teardown.local.port, claim.teardown.remote.port})))
+def _service_ports(claim: Claim) -> set[int]:
+    """The listening port: where its SYN went; for a refused connect the port that refused;
+    else both (nothing says which end listened)."""
+    teardown = claim.teardown
+    if claim.from_syn and claim.packets:
+        return {claim.packets[0][1].dst.port}
+    if teardown.kind == "refused":
+        return {teardown.remote.port}
+    return {teardown.local.port, teardown.remote.port}
 
 
 def _free_path(path: Path) -> Path:

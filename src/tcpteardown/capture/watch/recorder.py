@@ -39,6 +39,7 @@ from typing import Iterable, Optional
 
 from ... import reaper
 from ...errors import MissingTool, UserError
+from .bundles import SAMPLE_RSTS
 from .messages import Sender, grow_pipe
 from .worker import RST_WAIT_S, rst_message
 
@@ -225,6 +226,9 @@ class FlightRecorder:
                 f"{result['dropped_events']} kernel events dropped by the {self.limit / 1e6:g} MB bound "
                 f"(peak {result['peak'] / 1e6:.1f} MB); RSTs reached it up to {result['lag_s']:.1f} s late; "
                 f"its worker used {result['cpu_s']:.1f} s of CPU")
+        if result["skipped"]:
+            text += (f"; {result['skipped']} more RSTs of bursts printed but not kept (a bundle keeps "
+                     f"{SAMPLE_RSTS} RSTs of one kind on one port per second)")
         if result["without_rst"]:
             text += (f"; {result['without_rst']} bundled RSTs without their own packet (tcpdump had not "
                      f"delivered it within {RST_WAIT_S:g} s, or the bound had dropped it)")

@@ -1,60 +1,73 @@
-"""The flight recorder's memory: recent packets and kernel events per connection, bounded.
+"""The flight recorder's memory: recent packets and kernel events per connection, raw and bounded.
 
-Each connection (its two endpoints, either order) keeps its captured
-packets (Frame and its already decoded Segment: nothing is parsed twice) and
-the kernel events about it. A ``connect()`` logs its SYN_SENT before the
-kernel picks the local port (``sport=0``): those events wait under
-(local host, remote endpoint) until a connection to that remote claims them.
+Kept raw, decoded only when a bundle needs them: at 2,000 RSTs a second
+decoding every packet and parsing every trace line cost the worker most of a
+core, and most connections on a busy host end without an RST and are never
+bundled. So a packet is kept as its Frame, keyed by its two endpoints after
+a peek at its IP and TCP headers (`formats.pcap_links.peek_tcp`); a trace
+line is kept as its bytes, keyed by its two port numbers (one regular
+expression; the addresses are checked when it is parsed at claim time). A
+``connect()`` logs its SYN_SENT before the kernel picks the local port
+(``sport=0``): those lines wait under the remote port.
 
-`Ring.claim(teardown)` takes one RST's connection out: its packets from its
-last SYN (a 4-tuple reused after TIME_WAIT keeps an older connection's
-packets before it) to the RST, and its events up to the teardown's window.
-What is claimed still counts against the bound until the bundle is written
-(`release`), so the whole recorder, ring and bundles in waiting, holds at
-most `limit` bytes (as measured costs, PACKET_COST and EVENT_COST: the
-Python objects, not only the wire bytes); past it, the least recently
-active connection loses its oldest packet or event first, counted in
-`dropped_packets` / `dropped_events`.
+`Ring.claim(teardown)` takes one RST's connection out, decoded: its packets
+from its last SYN (a 4-tuple reused after TIME_WAIT keeps an older
+connection's packets before it) to the RST, its kernel events up to the
+teardown's window, and its connect()'s SYN_SENT. What is claimed still
+counts against the bound until its bundle is written (`release`), so ring
+and bundles in waiting hold at most `limit` bytes together (measured costs,
+not only wire bytes); past it, the least recently active connection loses
+its oldest packet or line first, counted in `dropped_packets` /
+`dropped_events`. `discard(teardown)` forgets a connection no bundle will
+hold (a burst beyond a bundle's sample): its packets and its ports' lines.
 
-Pure: no I/O and no threads of its own; one lock, because tcpdump's reader
-thread, the trace reader and the bundle writer share it.
+Pure: no I/O and no threads of its own; one lock, because the worker's
+packet reader, its message reader and its bundle writer share it.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Optional
 
-from ...model import Frame, KernelEvent, Segment, TcpFlags
+from ...formats.ftrace import ClockMapping, parse_trace_line
+from ...formats.pcap_links import decode_segment, peek_tcp
+from ...model import Frame, KernelEvent, Segment
 
-__all__ = ["Claim", "Ring", "key_of", "PACKET_COST", "EVENT_COST"]
+__all__ = ["Claim", "Ring", "key_of", "FRAME_COST", "LINE_COST", "PACKET_COST", "EVENT_COST"]
 
-# What one kept item costs in memory, measured with tracemalloc (CPython 3.11): a Frame and
-# its Segment (endpoints, options) beyond the packet's own bytes; a KernelEvent with its fields.
+# What one kept item costs in memory beyond its bytes, measured with tracemalloc (CPython 3.11):
+# raw, a Frame in the ring (FRAME_COST) and a trace line (LINE_COST); decoded in a claim, a Frame
+# and its Segment (PACKET_COST) and a KernelEvent with its fields (EVENT_COST).
+FRAME_COST = 160
+LINE_COST = 90
 PACKET_COST = 720
-EVENT_COST = 1_500
+EVENT_COST = 900
 RST_CLOCK_SLACK_NS = 100_000_000  # tcpdump's stamps and the trace clock's mapping agree far better
 EVENT_WINDOW_NS = 3_000_000  # the pieces of one teardown (teardowns.WINDOW_NS)
+CONNECTS_KEPT = 1024  # connect()s' SYN_SENT lines kept per remote port (a claim takes its own at once)
+_RST, _SYN, _ACK = 0x04, 0x02, 0x10
+_PORTS = re.compile(rb"sport=(\d+) dport=(\d+)|src=\S*:(\d+) dest=\S*:(\d+)")
+_STAMP = re.compile(rb"\s(\d+)\.(\d+):\s")  # the trace clock's time of a line
 
 Packet = tuple[Frame, Segment]
-_SYN_ACK = TcpFlags.SYN | TcpFlags.ACK
 
 
 class _Kept:
-    __slots__ = ("packets", "events")
+    __slots__ = ("items",)
 
     def __init__(self):
-        self.packets: deque[Packet] = deque()
-        self.events: deque[KernelEvent] = deque()
+        self.items: deque = deque()  # (Frame, flags) or (line bytes,)
 
 
 @dataclass(slots=True)
 class Claim:
-    """One RST's connection, out of the ring and waiting for its bundle."""
+    """One RST's connection, out of the ring, decoded and waiting for its bundle."""
 
-    teardown: object  # teardowns.Teardown
+    teardown: object  # anything with time_ns, kind, local, remote, receiver_pid, receiver_comm
     packets: list[Packet]
     events: list[KernelEvent]
     cost: int  # bytes it holds against the bound until released
@@ -63,21 +76,19 @@ class Claim:
 
 
 def key_of(teardown) -> frozenset:
-    """The ring's key of a teardown's connection."""
+    """The ring's key of a teardown's connection (its packets')."""
     return frozenset((teardown.local, teardown.remote))
 
 
-def _cost(packet: Packet) -> int:
-    return len(packet[0].data) + PACKET_COST
-
-
-def _is_first_syn(segment: Segment) -> bool:
-    return int(segment.flags) & _SYN_ACK == TcpFlags.SYN
+def _cost(item) -> int:
+    """A packet is (Frame, flags), a trace line (bytes, realtime ns, None)."""
+    return len(item[0].data) + FRAME_COST if len(item) == 2 else len(item[0]) + LINE_COST
 
 
 class Ring:
-    def __init__(self, limit: int):
+    def __init__(self, limit: int, mapping: ClockMapping = ClockMapping(0, 0)):
         self.limit = limit
+        self.mapping = mapping  # trace clock -> realtime, for the lines parsed at claim time
         self.lock = threading.Lock()
         self._kept: OrderedDict[object, _Kept] = OrderedDict()  # least recently active first
         self._rst_keys: set = set()
@@ -89,28 +100,44 @@ class Ring:
 
     # -- keeping
 
-    def keep_packet(self, frame: Frame, segment: Segment) -> None:
-        key = frozenset((segment.src, segment.dst))
+    def keep_packet(self, frame: Frame) -> None:
+        found = peek_tcp(frame.linktype, frame.data)
+        if found is None:
+            return
+        src, dst, flags = found
+        key = frozenset((src, dst))
         with self.lock:
-            self._slot(key).packets.append((frame, segment))
+            self._slot(key).items.append((frame, flags))
             self.packets += 1
-            if segment.is_rst:
+            if flags & _RST:
                 self._rst_keys.add(key)
-            self._grow(len(frame.data) + PACKET_COST)
+            self._grow(len(frame.data) + FRAME_COST)
+
+    def keep_lines(self, lines: list[bytes]) -> None:
+        """Raw trace lines (our four tracepoints); lines without ports are not a socket's."""
+        search = _PORTS.search
+        with self.lock:
+            for line in lines:
+                found = search(line)
+                if found is None:
+                    continue
+                sport, dport = (int(found[1]), int(found[2])) if found[1] else (int(found[3]), int(found[4]))
+                key = ("connect", dport) if sport == 0 else ("lines", frozenset((sport, dport)))
+                stamp = _STAMP.search(line)
+                if stamp is None:
+                    continue
+                time_ns = self.mapping.to_realtime(int(stamp[1]) * 1_000_000_000 + int(stamp[2].ljust(9, b"0")[:9]))
+                items = self._slot(key).items
+                items.append((line, time_ns, None))
+                self._grow(len(line) + LINE_COST)
+                if sport == 0 and len(items) > CONNECTS_KEPT:
+                    self.bytes -= _cost(items.popleft())
 
     def take_rst_keys(self) -> set:
         """The connections an RST packet reached since the last call (their claims can go now)."""
         with self.lock:
             keys, self._rst_keys = self._rst_keys, set()
         return keys
-
-    def keep_event(self, event: KernelEvent) -> None:
-        if event.src is None or event.dst is None:
-            return
-        key = ("connect", event.src.host, event.dst) if event.src.port == 0 else frozenset((event.src, event.dst))
-        with self.lock:
-            self._slot(key).events.append(event)
-            self._grow(EVENT_COST)
 
     def _slot(self, key) -> _Kept:
         kept = self._kept.get(key)
@@ -124,14 +151,13 @@ class Ring:
         self.bytes += cost
         while self.bytes > self.limit and self._kept:
             key, oldest = next(iter(self._kept.items()))
-            if oldest.packets:
-                self.bytes -= _cost(oldest.packets.popleft())
+            item = oldest.items.popleft()
+            self.bytes -= _cost(item)
+            if len(item) == 2:
                 self.dropped_packets += 1
-            elif oldest.events:
-                oldest.events.popleft()
-                self.bytes -= EVENT_COST
+            else:
                 self.dropped_events += 1
-            if not oldest.packets and not oldest.events:
+            if not oldest.items:
                 del self._kept[key]
         self.peak = max(self.peak, self.bytes)
 
@@ -139,48 +165,66 @@ class Ring:
 
     def claim(self, teardown, *, force: bool = False) -> Optional[Claim]:
         """The teardown's connection, once its RST is in the ring (or now, with `force`:
-        tcpdump did not deliver it in time); None while its RST is still to come."""
+        tcpdump did not deliver it in time); None while its RST is still to come. Raw items
+        come out under the lock; they are decoded after it, not holding up the readers."""
         local, remote = teardown.local, teardown.remote
+        key = key_of(teardown)
         with self.lock:
-            kept = self._kept.get(key_of(teardown))
-            packets = kept.packets if kept is not None else deque()
-            cut = next((i for i, (_, s) in enumerate(packets)
-                        if s.is_rst and s.time_ns >= teardown.time_ns - RST_CLOCK_SLACK_NS), None)
+            kept = self._kept.get(key)
+            items = kept.items if kept is not None else deque()
+            cut = next((i for i, (frame, flags) in enumerate(items)
+                        if flags & _RST and frame.time_ns >= teardown.time_ns - RST_CLOCK_SLACK_NS), None)
             if cut is None and not force:
                 return None
             rst_captured = cut is not None
-            if cut is None:
-                cut = len(packets) - 1
-            taken = [packets.popleft() for _ in range(cut + 1)]
-            start = next((i for i in range(len(taken) - 1, -1, -1) if _is_first_syn(taken[i][1])), None)
-            stale = taken[:start] if start else []  # an earlier connection on this 4-tuple
-            taken = taken[start or 0:]
-            cost = sum(map(_cost, taken))
-            self.bytes -= sum(map(_cost, stale))
-            events = self._take_events(kept, teardown.time_ns + EVENT_WINDOW_NS)
+            taken = [items.popleft() for _ in range((len(items) - 1 if cut is None else cut) + 1)]
+            self.bytes -= sum(map(_cost, taken))
+            self._forget_if_empty(key)
+            start = next((i for i in range(len(taken) - 1, -1, -1) if taken[i][1] & (_SYN | _ACK) == _SYN), None)
+            taken = taken[start or 0:]  # before its SYN: an earlier connection on this 4-tuple
             first_ns = taken[0][0].time_ns if taken else teardown.time_ns
-            connecting = self._kept.get(("connect", local.host, remote))
-            if connecting is not None:  # connect()'s SYN_SENT: the last one before its SYN
-                early = self._take_events(connecting, first_ns)
-                self.bytes -= EVENT_COST * len(early[:-1])
-                events = early[-1:] + events
-            cost += EVENT_COST * len(events)
-            self._forget_if_empty(frozenset((local, remote)), kept)
-            self._forget_if_empty(("connect", local.host, remote), connecting)
-        return Claim(teardown, taken, events, cost, rst_captured, start is not None)
+            lines = self._take_lines(("lines", frozenset((local.port, remote.port))),
+                                     teardown.time_ns + EVENT_WINDOW_NS)
+            connects = self._take_lines(("connect", remote.port), first_ns)
+            cost = sum(len(frame.data) + PACKET_COST for frame, _ in taken) + EVENT_COST * (len(lines) + 1)
+            self.bytes += cost
+        packets = [(frame, segment) for frame, _ in taken
+                   if (segment := decode_segment(0, frame.time_ns, frame.linktype, frame.data)) is not None]
+        ends = {local, remote}
+        events = [event for event in map(self._parse, lines) if event is not None and {event.src, event.dst} <= ends]
+        connecting = next((event for event in map(self._parse, reversed(connects)) if event is not None
+                           and event.dst == remote and event.src is not None and event.src.host == local.host), None)
+        return Claim(teardown, packets, ([connecting] if connecting else []) + events, cost, rst_captured,
+                     start is not None)
 
-    @staticmethod
-    def _take_events(kept: Optional[_Kept], until_ns: int) -> list[KernelEvent]:
+    def _parse(self, line: bytes) -> Optional[KernelEvent]:
+        return parse_trace_line(line.decode("utf-8", "replace"), self.mapping)
+
+    def _take_lines(self, key, until_ns: int) -> list[bytes]:
+        """A bucket's lines up to `until_ns` (in trace order), out of the ring."""
+        kept = self._kept.get(key)
         if kept is None:
             return []
         out = []
-        while kept.events and kept.events[0].time_ns <= until_ns:
-            out.append(kept.events.popleft())
+        while kept.items and kept.items[0][1] <= until_ns:
+            item = kept.items.popleft()
+            self.bytes -= _cost(item)
+            out.append(item[0])
+        self._forget_if_empty(key)
         return out
 
-    def _forget_if_empty(self, key, kept: Optional[_Kept]) -> None:
-        if kept is not None and not kept.packets and not kept.events and self._kept.get(key) is kept:
+    def _forget_if_empty(self, key) -> None:
+        kept = self._kept.get(key)
+        if kept is not None and not kept.items:
             del self._kept[key]
+
+    def discard(self, teardown) -> None:
+        """No bundle will hold this connection: its packets go now (its lines age out)."""
+        with self.lock:
+            for key in (key_of(teardown), ("lines", frozenset((teardown.local.port, teardown.remote.port)))):
+                kept = self._kept.pop(key, None)
+                if kept is not None:
+                    self.bytes -= sum(map(_cost, kept.items))
 
     def release(self, claim: Claim) -> None:
         """Its bundle is written (or given up): its bytes are free."""

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from ...formats.ftrace import ClockMapping
 from ...model import Endpoint, Frame
 from . import bundles
 from .messages import read_messages
@@ -74,12 +75,13 @@ class RstLine:
 
 
 class Keeper:
-    def __init__(self, directory: Path, limit: int, ports: tuple[int, ...], witness: WitnessFacts):
+    def __init__(self, directory: Path, limit: int, ports: tuple[int, ...], witness: WitnessFacts,
+                 mapping: ClockMapping):
         self.directory = directory
         self.ports = ports
-        self.ring = Ring(limit)
+        self.ring = Ring(limit, mapping)
         self.witness = witness
-        self.counts = {"bundles": 0, "bundled": 0, "without_rst": 0, "not_bundled": 0, "unparsed": 0}
+        self.counts = {"bundles": 0, "bundled": 0, "without_rst": 0, "not_bundled": 0, "skipped": 0}
         self.first_failure: Optional[str] = None
         self._incoming: deque = deque()  # (RstLine, monotonic time queued)
         self._stopping = threading.Event()
@@ -89,8 +91,6 @@ class Keeper:
     # -- tcpdump's packets
 
     def read_pcap(self, stream) -> None:
-        from ...formats.pcap_links import decode_segment
-
         header = stream.read(24)
         if len(header) < 24 or header[:4] not in _PCAP_MAGIC:
             return
@@ -106,26 +106,17 @@ class Keeper:
             data = stream.read(caplen)
             if len(data) < caplen:
                 return
-            time_ns = seconds * 1_000_000_000 + fraction * scale
-            segment = decode_segment(0, time_ns, linktype, data)
-            if segment is not None:
-                keep(Frame(time_ns, linktype, data, orig_len), segment)
+            keep(Frame(seconds * 1_000_000_000 + fraction * scale, linktype, data, orig_len))
 
     # -- watch's messages
 
-    def read_messages(self, stream, mapping) -> None:
-        from ...formats.ftrace import parse_trace_line
-
+    def read_messages(self, stream) -> None:
         rest = b""
-        keep = self.ring.keep_event
         for kind, payload in read_messages(stream):
             if kind == b"E":
                 lines = (rest + payload).split(b"\n")
                 rest = lines.pop()
-                for raw in lines:
-                    event = parse_trace_line(raw.decode("utf-8", "replace"), mapping)
-                    if event is not None:
-                        keep(event)
+                self.ring.keep_lines(lines)
             elif kind == b"T":
                 self.bundle_for(_rst_line(json.loads(payload)))
             elif kind == b"L":
@@ -146,14 +137,14 @@ class Keeper:
     # -- bundles
 
     def write_loop(self) -> None:
-        waiting: dict[frozenset, list] = {}  # connection -> [RstLine] whose RST is not in the ring yet
+        waiting: dict[frozenset, list] = {}  # connection -> [(RstLine, group)] whose RST is not in the ring yet
         order: deque = deque()  # (queued at, key, line), oldest first: who has waited too long
-        groups = bundles.Groups(self.ring.limit // GROUP_SHARE)
+        groups = bundles.Groups()
 
-        def try_claim(line, force: bool) -> bool:
+        def try_claim(line, group, force: bool) -> bool:
             claim = self.ring.claim(line, force=force)
             if claim is not None:
-                groups.add(claim)
+                groups.add(group, claim)
                 self.lag_ns = max(self.lag_ns, time.time_ns() - line.time_ns)
             return claim is not None
 
@@ -161,26 +152,33 @@ class Keeper:
             stopping = self._stopping.is_set()
             time.sleep(TICK_S)  # the pace of claims and writes, not a synchronisation: nothing waits on it
             for key in self.ring.take_rst_keys() & waiting.keys():
-                left = [line for line in waiting[key] if not try_claim(line, False)]
+                left = [(line, group) for line, group in waiting[key] if not try_claim(line, group, False)]
                 if left:
                     waiting[key] = left
                 else:
                     del waiting[key]
             while self._incoming:
                 line, since = self._incoming.popleft()
+                group = groups.slot(line)
+                if group is None:  # beyond its bundle's sample: counted there, its packets let go
+                    self.ring.discard(line)
+                    continue
                 key = key_of(line)
-                if key in waiting or not try_claim(line, False):
-                    waiting.setdefault(key, []).append(line)
+                if key in waiting or not try_claim(line, group, False):
+                    waiting.setdefault(key, []).append((line, group))
                     order.append((since, key, line))
             too_old = time.monotonic() - RST_WAIT_S
-            while order and (order[0][0] <= too_old or order[0][2] not in waiting.get(order[0][1], ())):
+            while order and (order[0][0] <= too_old or not _waits(waiting, *order[0][1:])):
                 _, key, line = order.popleft()
-                if line in waiting.get(key, ()):
-                    waiting[key].remove(line)
+                for entry in [entry for entry in waiting.get(key, ()) if entry[0] is line]:
+                    waiting[key].remove(entry)
                     if not waiting[key]:
                         del waiting[key]
-                    try_claim(line, True)
+                    try_claim(line, entry[1], True)
             for group in groups.due(time.time_ns(), everything=stopping and not waiting):
+                self.counts["skipped"] += group.skipped
+                if not group.claims:
+                    continue
                 if self.abandon:
                     self._release(group)
                     self._fail(f"{group.name}: watch was interrupted again while writing its last bundles",
@@ -216,6 +214,10 @@ class Keeper:
                 "lag_s": self.lag_ns / 1e9, "cpu_s": usage.ru_utime + usage.ru_stime}
 
 
+def _waits(waiting: dict, key, line) -> bool:
+    return any(entry[0] is line for entry in waiting.get(key, ()))
+
+
 def _rst_line(data: dict) -> RstLine:
     return RstLine(data["time_ns"], data["kind"], Endpoint.parse(data["local"]), Endpoint.parse(data["remote"]),
                    data.get("receiver_pid"), data.get("receiver_comm"))
@@ -229,11 +231,10 @@ def rst_message(teardown) -> bytes:
 
 
 def main(argv: list[str]) -> int:
-    from ...formats.ftrace import ClockMapping
-
     config = json.loads(argv[0])
     witness = WitnessFacts(config["precision_ns"])
-    keeper = Keeper(Path(config["directory"]), config["limit"], tuple(config["ports"]), witness)
+    keeper = Keeper(Path(config["directory"]), config["limit"], tuple(config["ports"]), witness,
+                    ClockMapping(config["offset_ns"], config["uncertainty_ns"]))
 
     def abandon(*_):
         keeper.abandon = True
@@ -247,7 +248,7 @@ def main(argv: list[str]) -> int:
     sys.stdout.write("ready\n")
     sys.stdout.flush()
     try:
-        keeper.read_messages(sys.stdin.buffer, ClockMapping(config["offset_ns"], config["uncertainty_ns"]))
+        keeper.read_messages(sys.stdin.buffer)
     finally:
         keeper.finish()
         writer.join()
