@@ -49,6 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--only", metavar="KIND", action="append", choices=KINDS, default=[],
                         help="only this kind: rst, fin or refused (repeatable; default all three)")
     parser.add_argument("--json", action="store_true", help="JSON lines, one object per teardown")
+    parser.add_argument("--tz", metavar="TZ", help="time zone of the printed clock times (default UTC), "
+                                                   "e.g. Europe/Paris or +02:00")
     parser.add_argument("--count", metavar="N", type=int, help="stop after N lines")
     parser.add_argument("--duration", metavar="S", type=float, help="stop after S seconds")
     parser.add_argument("--keep", metavar="DIR",
@@ -124,8 +126,10 @@ def run(args: argparse.Namespace) -> int:
     from ..capture.watch.owners import Owners
     from ..capture.watch.stream import TracePipe
     from ..capture.watch.teardowns import Tracker
+    from .explain import parse_tz
 
     filters = parse_filters(args)
+    tz = parse_tz(args.tz)
     witness = KernelWitness(sorted(filters.ports))
     if not witness.available:
         raise UserError(f"no kernel witness: {witness.reason}")
@@ -148,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
                 recorder.bundle_for(teardown)
             tally.shown += 1
             tally.by_kind[teardown.kind] = tally.by_kind.get(teardown.kind, 0) + 1
-            sys.stdout.write((json.dumps(to_json(teardown)) if args.json else render_line(teardown)) + "\n")
+            sys.stdout.write((json.dumps(to_json(teardown, tz)) if args.json else render_line(teardown, tz)) + "\n")
             sys.stdout.flush()
             if args.count is not None and tally.shown >= args.count:
                 return False
