@@ -201,7 +201,8 @@ def run(args: argparse.Namespace) -> int:
                             break
                     emit(tracker.flush(None))
                 unparsed = pipe.unparsed
-                unread = witness.unread()
+                # After the Nth line, what is still buffered came later: not missed, just not asked for.
+                unread = 0 if counted_out else witness.unread()
             overruns = witness.overruns()
             if recorder is not None:
                 recorder.note_lost(force=True)
