@@ -355,6 +355,36 @@ def test_sigterm_ends_cleanly_and_removes_the_instance():
     assert not instance.exists()
 
 
+def _children(pid: int) -> list[int]:
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def _gone(pids: list[int], seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not any(Path(f"/proc/{pid}").exists() for pid in pids):
+            return True
+        time.sleep(0.02)  # wait-ok: polling for the reaper to kill what a SIGKILLed watch left
+    return False
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+def test_the_flight_recorder_leaves_no_process_and_no_half_bundle(how, tmp_path):
+    tool_or_skip("tcpdump")
+    proc, first = start_watch("--port", str(closed_port()), "--keep", str(tmp_path))
+    assert "flight recorder" in proc.stderr.readline()  # running: tcpdump and its worker started
+    helpers = _children(proc.pid)
+    names = {Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].rsplit(b"/", 1)[-1] for pid in helpers}
+    assert b"tcpdump" in names and len(helpers) >= 3, names  # tcpdump, the worker, the reaper's watchdog
+    proc.send_signal(getattr(signal, how))
+    _, err = proc.communicate(timeout=30)
+    if how == "SIGTERM":
+        assert proc.returncode == 128 + signal.SIGTERM and "flight recorder: 0 bundles written" in err, err
+    assert _gone(helpers), [pid for pid in helpers if Path(f"/proc/{pid}").exists()]
+    assert wait_gone(instance_of(first))
+    assert list(tmp_path.iterdir()) == []  # nothing half-written
+
+
 def test_sigkill_leaves_nothing_the_next_run_keeps():
     proc, first = start_watch("--port", str(closed_port()))
     instance = instance_of(first)
