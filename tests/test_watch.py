@@ -210,7 +210,8 @@ def test_every_line_is_one_json_object_of_the_schema(watched):
     assert len(lines) == 8, lines
     assert {line["schema"] for line in lines} == {SCHEMA}
     for line in lines:  # the clock time every view prints, with its zone (UTC by default), and the epoch
-        assert line["clock"] == clock_text(round(line["time"] * 1e9)), line
+        epoch_ns = round(line["time"] * 1e9)  # a float of epoch seconds is good to a microsecond
+        assert line["clock"] in {clock_text(epoch_ns + step) for step in (-1000, 0, 1000)}, line
         assert line["clock"].endswith(" UTC")
 
 
@@ -383,6 +384,20 @@ def test_the_flight_recorder_leaves_no_process_and_no_half_bundle(how, tmp_path)
     assert _gone(helpers), [pid for pid in helpers if Path(f"/proc/{pid}").exists()]
     assert wait_gone(instance_of(first))
     assert list(tmp_path.iterdir()) == []  # nothing half-written
+
+
+def test_keep_max_keeps_the_newest_bundles_of_the_run(tmp_path):
+    tool_or_skip("tcpdump")
+    first_port, second_port = closed_port(), closed_port()
+    proc, _ = start_watch("--port", f"{first_port},{second_port}", "--keep", str(tmp_path), "--keep-max", "1",
+                          "--count", "2", "--duration", "30")
+    for port in (first_port, second_port):  # two ports: two bundles, the first removed
+        with socket.socket() as s, contextlib.suppress(OSError):
+            s.connect(("127.0.0.1", port))
+    _, err = proc.communicate(timeout=30)
+    assert "1 older bundles of this run removed (--keep-max 1)" in err, err
+    kept = list(tmp_path.iterdir())
+    assert len(kept) == 1 and kept[0].name.startswith("refused-") and f"-{second_port}-" in kept[0].name, kept
 
 
 def test_sigkill_leaves_nothing_the_next_run_keeps():

@@ -34,6 +34,7 @@ from ..errors import UserError
 HELP = "watch the whole host: one line per RST or FIN, with the process, the kernel's reason and the errno to come"
 
 KINDS = ("rst", "fin", "refused")
+LOSS_CHECK_S = 5.0  # how often a long watch looks at the kernel's overrun count (said at once when it grew)
 DRAIN_SECONDS = 5.0  # at the end, how long we keep reading what the kernel had already buffered
 
 
@@ -57,7 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="flight recorder: keep recent packets per connection and write a bundle "
                              "into DIR at each RST")
     parser.add_argument("--keep-mb", metavar="MB", type=float, default=None,
-                        help="memory bound of the flight recorder's packets (default 8 MB)")
+                        help="memory bound of the flight recorder's packets and kernel events (default 8 MB)")
+    parser.add_argument("--keep-max", metavar="N", type=int, default=None,
+                        help="bundles of this run kept in DIR (default 1000); beyond, its oldest are removed")
 
 
 @dataclass
@@ -185,11 +188,13 @@ def run(args: argparse.Namespace) -> int:
                     return emit(tracker.flush(now))
 
                 counted_out = False
+                losses = _LossReport(witness)
                 try:
                     for batch in pipe.batches():
                         if not take(batch):
                             counted_out = True
                             break
+                        losses.check()
                         if deadline is not None and time.monotonic() >= deadline:
                             break
                 except KeyboardInterrupt as exc:
@@ -220,6 +225,28 @@ def run(args: argparse.Namespace) -> int:
     return signals.exit_status(interrupted) if interrupted is not None else 0
 
 
+class _LossReport:
+    """While it runs, not only at the end: a line on stderr as soon as the kernel's ring buffer
+    has overrun (checked every LOSS_CHECK_S), so a watch left running says when it went blind."""
+
+    def __init__(self, witness):
+        self.witness = witness
+        self.said = 0
+        self.checked = time.monotonic()
+
+    def check(self) -> None:
+        now = time.monotonic()
+        if now - self.checked < LOSS_CHECK_S:
+            return
+        missed = self.witness.overruns()
+        if missed > self.said:
+            print(f"tcpteardown watch: missed {missed - self.said} events in the last {now - self.checked:.0f} s "
+                  f"(the kernel's ring buffer overran: their lines are lost; {missed} so far)", file=sys.stderr)
+            sys.stderr.flush()
+            self.said = missed
+        self.checked = now
+
+
 def _learn_owner(owners, event) -> None:
     """A process-context event on a socket with both ports: its task holds the socket."""
     if event.name != "sock:inet_sock_set_state" or event.src is None or event.dst is None:
@@ -232,12 +259,13 @@ def _learn_owner(owners, event) -> None:
 
 def _flight_recorder(args, filters):
     if not args.keep:
-        if args.keep_mb is not None:
-            raise UserError("--keep-mb sets the flight recorder's memory: it needs --keep DIR")
+        if args.keep_mb is not None or args.keep_max is not None:
+            raise UserError("--keep-mb and --keep-max set the flight recorder: they need --keep DIR")
         return None
-    from ..capture.watch.recorder import FlightRecorder
+    from ..capture.watch.recorder import DEFAULT_KEEP_MAX, FlightRecorder
 
-    return FlightRecorder(args.keep, megabytes=args.keep_mb, ports=filters.ports)
+    return FlightRecorder(args.keep, megabytes=args.keep_mb, ports=filters.ports,
+                          keep_max=DEFAULT_KEEP_MAX if args.keep_max is None else args.keep_max)
 
 
 def _say_start(witness, filters, recorder) -> None:

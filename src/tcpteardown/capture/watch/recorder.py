@@ -43,9 +43,10 @@ from .bundles import SAMPLE_RSTS
 from .messages import Sender, grow_pipe
 from .worker import RST_WAIT_S, rst_message
 
-__all__ = ["FlightRecorder", "DEFAULT_MB"]
+__all__ = ["FlightRecorder", "DEFAULT_MB", "DEFAULT_KEEP_MAX"]
 
 DEFAULT_MB = 8.0
+DEFAULT_KEEP_MAX = 1_000  # bundles of one run kept in DIR: beyond, the run's oldest are removed
 STALE_PART_S = 60.0  # a .part this old in DIR is a SIGKILLed run's: no live writer takes that long
 START_TIMEOUT_S = 60.0
 LOST_EVERY_S = 1.0
@@ -54,8 +55,11 @@ _TCPDUMP_DROPS = re.compile(r"(\d+) packets? dropped by kernel")
 
 class FlightRecorder:
     def __init__(self, directory: "str | os.PathLike", *, megabytes: Optional[float] = None,
-                 ports: Iterable[int] = ()):
+                 ports: Iterable[int] = (), keep_max: int = DEFAULT_KEEP_MAX):
         self.directory = Path(directory)
+        if keep_max < 1:
+            raise UserError(f"--keep-max {keep_max}: expected a number of bundles of 1 or more")
+        self.keep_max = keep_max
         self.limit = int((megabytes if megabytes is not None else DEFAULT_MB) * 1_000_000)
         if self.limit <= 0:
             raise UserError(f"--keep-mb {megabytes}: expected a size in megabytes above 0")
@@ -84,7 +88,7 @@ class FlightRecorder:
     def describe(self) -> str:
         text = (f"flight recorder: up to {self.limit / 1e6:g} MB of recent packets and kernel events "
                 f"(every interface, tcpdump), bundles of RSTs into {self.directory} (one per RST; RSTs to one "
-                f"port within one second share one)")
+                f"port within one second share one; this run keeps its newest {self.keep_max})")
         if self.removed_parts:
             text += (f"; removed {len(self.removed_parts)} half-written bundle(s) a killed run left: "
                      f"{', '.join(self.removed_parts[:3])}" + (" ..." if len(self.removed_parts) > 3 else ""))
@@ -133,6 +137,7 @@ class FlightRecorder:
         pcap_fd = self._tcpdump.stdout.fileno()
         mapping = witness.clock_mapping
         config = {"directory": str(self.directory), "limit": self.limit, "ports": list(self.ports),
+                  "keep_max": self.keep_max,
                   "pcap_fd": pcap_fd, "precision_ns": witness.precision_ns,
                   "offset_ns": mapping.offset_ns, "uncertainty_ns": mapping.uncertainty_ns}
         self._worker = subprocess.Popen(
@@ -229,6 +234,8 @@ class FlightRecorder:
         if result["skipped"]:
             text += (f"; {result['skipped']} more RSTs of bursts printed but not kept (a bundle keeps "
                      f"{SAMPLE_RSTS} RSTs of one kind on one port per second)")
+        if result["removed"]:
+            text += f"; {result['removed']} older bundles of this run removed (--keep-max {self.keep_max})"
         if result["without_rst"]:
             text += (f"; {result['without_rst']} bundled RSTs without their own packet (tcpdump had not "
                      f"delivered it within {RST_WAIT_S:g} s, or the bound had dropped it)")

@@ -23,6 +23,7 @@ counted, after the file in hand is complete: never half a bundle.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -76,12 +77,15 @@ class RstLine:
 
 class Keeper:
     def __init__(self, directory: Path, limit: int, ports: tuple[int, ...], witness: WitnessFacts,
-                 mapping: ClockMapping):
+                 mapping: ClockMapping, keep_max: int = 1_000):
         self.directory = directory
+        self.keep_max = keep_max  # this run's bundles kept on disk: beyond, its oldest are removed
+        self._written: deque = deque()
         self.ports = ports
         self.ring = Ring(limit, mapping)
         self.witness = witness
-        self.counts = {"bundles": 0, "bundled": 0, "without_rst": 0, "not_bundled": 0, "skipped": 0}
+        self.counts = {"bundles": 0, "bundled": 0, "without_rst": 0, "not_bundled": 0, "skipped": 0,
+                       "removed": 0}
         self.first_failure: Optional[str] = None
         self._incoming: deque = deque()  # (RstLine, monotonic time queued)
         self._stopping = threading.Event()
@@ -190,10 +194,15 @@ class Keeper:
 
     def _write(self, group) -> None:
         try:
-            bundles.write(self.directory, group, witness=self.witness, ports=self.ports)
+            path = bundles.write(self.directory, group, witness=self.witness, ports=self.ports)
         except Exception as exc:  # a bundle that cannot be written must not end the recorder: it is counted
             self._fail(f"{group.name}: {exc}", len(group.claims))
         else:
+            self._written.append(path)
+            while len(self._written) > self.keep_max:  # a flight recorder keeps the recent ones
+                with contextlib.suppress(OSError):
+                    self._written.popleft().unlink()
+                    self.counts["removed"] += 1
             self.counts["bundles"] += 1
             self.counts["bundled"] += len(group.claims)
             self.counts["without_rst"] += sum(not claim.rst_captured for claim in group.claims)
@@ -234,7 +243,7 @@ def main(argv: list[str]) -> int:
     config = json.loads(argv[0])
     witness = WitnessFacts(config["precision_ns"])
     keeper = Keeper(Path(config["directory"]), config["limit"], tuple(config["ports"]), witness,
-                    ClockMapping(config["offset_ns"], config["uncertainty_ns"]))
+                    ClockMapping(config["offset_ns"], config["uncertainty_ns"]), config["keep_max"])
 
     def abandon(*_):
         keeper.abandon = True
