@@ -506,3 +506,43 @@ def test_the_pieces_of_one_rst_pair_into_one_teardown():
                                                                            "TCP_STATE")
     assert reset.sender_task == Task(9691, "python3")  # the close() that aborted it, in process context
     assert reset.receiver_task is None  # the receive ran in softirq: /proc must say who holds it
+
+
+def _sll2_tcp(sport: int, dport: int, flags: int) -> bytes:
+    """A LINUX_SLL2 frame (what tcpdump -i any writes) holding IPv4 and a 20-byte TCP header."""
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40, 0, 0, 64, 6, 0, socket.inet_aton("127.0.0.1"),
+                     socket.inet_aton("127.0.0.1"))
+    tcp = struct.pack("!HHIIBBHHH", sport, dport, 1, 0, 0x50, flags, 65495, 0, 0)
+    return struct.pack("!HHIHBB8s", 0x0800, 0, 1, 772, 0, 6, b"\0" * 8) + ip + tcp
+
+
+def test_the_ring_holds_its_bound_and_claims_a_connection_from_its_syn():
+    from tcpteardown.capture.watch.ring import Ring
+    from tcpteardown.capture.watch.worker import RstLine
+    from tcpteardown.model import Frame
+
+    ring = Ring(20_000)
+    for port in range(40_000, 40_200):  # 200 connections, SYN and RST each: far beyond 20 kB
+        for step, flags in enumerate((0x02, 0x14)):
+            data = _sll2_tcp(port, 80, flags)
+            ring.keep_packet(Frame(port * 1000 + step, 276, data, len(data)))
+        assert ring.bytes <= ring.limit
+    assert ring.dropped_packets > 0 and ring.packets == 400
+    line = RstLine(40_199_001, "refused", Endpoint("127.0.0.1", 40_199), Endpoint("127.0.0.1", 80), None, None)
+    claim = ring.claim(line)
+    assert claim.rst_captured and claim.from_syn
+    assert [segment.flags.render() for _, segment in claim.packets] == ["SYN", "RST,ACK"]
+    ring.release(claim)
+    assert ring.bytes <= ring.limit
+
+
+def test_a_burst_keeps_a_sample_per_port_and_second_and_counts_the_rest():
+    from tcpteardown.capture.watch.bundles import Groups
+    from tcpteardown.capture.watch.worker import RstLine
+
+    groups = Groups(sample=2)
+    lines = [RstLine(5_000_000_000 + n, "refused", Endpoint("127.0.0.1", 50_000 + n), Endpoint("127.0.0.1", 80),
+                     None, None) for n in range(5)]
+    slots = [groups.slot(line) for line in lines]
+    assert slots[2:] == [None, None, None] and slots[0] is slots[1] and groups.skipped == 3
+    assert groups.due(6_400_000_000) == []  # its claims are still to come
