@@ -345,6 +345,22 @@ def test_refused_connects_to_one_port_share_a_bundle_that_explain_and_plot_open(
     assert plotted.returncode == 0 and (tmp_path / "ladder.svg").stat().st_size > 0, plotted.stderr
 
 
+def test_pid_comm_and_host_filters_keep_only_what_they_name():
+    port = closed_port()
+    comm = Path("/proc/self/comm").read_text().strip()
+    proc, _ = start_watch("--json", "--port", str(port), "--pid", str(os.getpid()), "--comm", comm,
+                          "--host", "::1", "--count", "1", "--duration", "30", stdout=subprocess.PIPE)
+    connect = "import socket, sys\ntry:\n socket.create_connection((sys.argv[1], int(sys.argv[2])))\nexcept OSError: pass"
+    subprocess.run([sys.executable, "-c", connect, "::1", str(port)], check=True)  # another pid: filtered out
+    for host in ("127.0.0.1", "::1"):  # ours, but IPv4 first: filtered out by --host
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s, contextlib.suppress(OSError):
+            s.connect((host, port))
+    out, err = proc.communicate(timeout=30)
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert len(lines) == 1 and lines[0]["src"] == f"[::1]:{port}", (lines, err)
+    assert lines[0]["receiver"]["pid"] == os.getpid()
+
+
 def test_sigterm_ends_cleanly_and_removes_the_instance():
     proc, first = start_watch("--port", str(closed_port()))
     instance = instance_of(first)
