@@ -8,12 +8,14 @@ decoded and every bundle written takes the same lock it needs (at 2,000 RSTs
 a second that made the kernel's buffer overrun). Here, on its own core:
 
 - a thread reads tcpdump's pcap stream (the file descriptor watch hands
-  over) and keeps each packet, decoded once, in the Ring;
+  over) and keeps each packet raw in the Ring (keyed by a header peek);
 - the main thread reads watch's messages on stdin (messages.py framing):
-  raw trace_pipe bytes (parsed here into the Ring's kernel events), the RST
+  raw trace_pipe bytes (kept raw in the Ring, keyed by their ports), the RST
   lines to bundle, and the kernel's lost-event count; end of file is the end;
-- the bundle thread claims each RST's connection once its RST packet is in
-  the Ring (waiting at most RST_WAIT_S) and writes the due groups (bundles.py).
+- the bundle thread gives each RST a place in its group's sample (bundles.py;
+  beyond it the connection is let go, counted), claims the connection once
+  its RST packet is in the Ring (waiting at most RST_WAIT_S; decoded then)
+  and writes the due groups.
 
 At the end it writes every bundle still to come, then one JSON object of
 counters on stdout (the parent words the summary) and exits. SIGTERM
