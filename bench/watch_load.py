@@ -92,8 +92,8 @@ def main() -> int:
             watch = subprocess.Popen([sys.executable, "-m", "tcpteardown", "watch", "--json", "--port", str(port), *keep],
                                      stdout=out, stderr=subprocess.PIPE, text=True)
             assert "watching" in watch.stderr.readline()
-            if args.keep:
-                assert "flight recorder" in watch.stderr.readline()
+            while args.keep and "flight recorder" not in (said := watch.stderr.readline()):
+                assert said, "watch ended before its flight recorder started"  # (a stale instance may be said first)
             started = time.monotonic()
             made = int(subprocess.run([sys.executable, "-c", GENERATOR, str(port), str(args.rate), str(args.seconds)],
                                       capture_output=True, text=True, check=True).stdout)

@@ -389,12 +389,15 @@ def _gone(pids: list[int], seconds: float = 10.0) -> bool:
 def test_the_flight_recorder_leaves_no_process_and_no_half_bundle(how, tmp_path):
     tool_or_skip("tcpdump")
     proc, first = start_watch("--port", str(closed_port()), "--keep", str(tmp_path))
-    assert "flight recorder" in proc.stderr.readline()  # running: tcpdump and its worker started
-    helpers = _children(proc.pid)
-    names = {Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].rsplit(b"/", 1)[-1] for pid in helpers}
-    assert b"tcpdump" in names and len(helpers) >= 3, names  # tcpdump, the worker, the reaper's watchdog
-    proc.send_signal(getattr(signal, how))
-    _, err = proc.communicate(timeout=30)
+    try:
+        while "flight recorder" not in (said := proc.stderr.readline()):  # (a stale instance may be said first)
+            assert said, "watch ended before its flight recorder started"
+        helpers = _children(proc.pid)  # running: tcpdump and its worker started
+        names = {Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].rsplit(b"/", 1)[-1] for pid in helpers}
+        assert b"tcpdump" in names and len(helpers) >= 3, names  # tcpdump, the worker, the reaper's watchdog
+    finally:
+        proc.send_signal(getattr(signal, how))
+        _, err = proc.communicate(timeout=30)
     if how == "SIGTERM":
         assert proc.returncode == 128 + signal.SIGTERM and "flight recorder: 0 bundles written" in err, err
     assert _gone(helpers), [pid for pid in helpers if Path(f"/proc/{pid}").exists()]
