@@ -6,7 +6,7 @@ service's) within one wall-clock second. It keeps the first SAMPLE_RSTS of
 them (their connections claimed from the ring, ring.Claim); the rest of a
 burst are lines, counted in the bundle's metadata and in the summary, and
 their packets are let go at once. A group is due SETTLE_NS after its second
-ended, once every RST of its sample is claimed (at the end of the run, at
+ended (late lines of a busy worker still join it), once every RST of its sample is claimed (at the end of the run, at
 once). One RST alone is a bundle named
 ``<kind>-<UTC time>-<sender port>-<receiver port>.pcapng``; a group of many is
 ``<kind>-<UTC time of the first>-port<P>-<N>rsts.pcapng``.
@@ -30,7 +30,7 @@ from .ring import Claim
 __all__ = ["SAMPLE_RSTS", "Group", "Groups", "write", "group_key"]
 
 SAMPLE_RSTS = 100  # RSTs one bundle keeps of a burst (one kind, one port, one second); the rest are counted
-SETTLE_NS = 500_000_000
+SETTLE_NS = 2_000_000_000  # late RST lines (a busy worker) still join their second's bundle
 OWNERS_NAMED = 5  # a group's metadata names this many owners, then counts the rest
 
 
