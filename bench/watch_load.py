@@ -9,7 +9,9 @@ that port. Prints the connects made, tcpdump's RSTs, watch's lines and
 their share of tcpdump's RSTs (the goal: 100 %, or the rest stated), the
 "missed N" events of its summary, watch's peak RSS and the load average.
 Issue 26's goal: 2,000 resets/s for 10 s, nothing lost silently, memory
-bounded. Needs root. Never a test: numbers are printed, not asserted.
+bounded. With --keep, the flight recorder too: its bundles are checked
+(complete, none half-written) and the biggest opened by explain and plot.
+Needs root. Never a test: numbers are printed, not asserted.
 """
 
 from __future__ import annotations
@@ -60,6 +62,10 @@ def peak_rss_kb(pid: int) -> int:
     return 0
 
 
+def children(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=2000)
@@ -86,8 +92,8 @@ def main() -> int:
             watch = subprocess.Popen([sys.executable, "-m", "tcpteardown", "watch", "--json", "--port", str(port), *keep],
                                      stdout=out, stderr=subprocess.PIPE, text=True)
             assert "watching" in watch.stderr.readline()
-            if args.keep:
-                assert "flight recorder" in watch.stderr.readline()
+            while args.keep and "flight recorder" not in (said := watch.stderr.readline()):
+                assert said, "watch ended before its flight recorder started"  # (a stale instance may be said first)
             started = time.monotonic()
             made = int(subprocess.run([sys.executable, "-c", GENERATOR, str(port), str(args.rate), str(args.seconds)],
                                       capture_output=True, text=True, check=True).stdout)
@@ -99,6 +105,8 @@ def main() -> int:
                     size, quiet_since = out_path.stat().st_size, time.monotonic()
                 time.sleep(0.05)  # polling the output file until it stops growing
             rss = peak_rss_kb(watch.pid)
+            worker_rss = sum(peak_rss_kb(int(child)) for child in children(watch.pid)
+                             if "watch.worker" in Path(f"/proc/{child}/cmdline").read_text())
             watch.send_signal(signal.SIGINT)
             _, err = watch.communicate(timeout=300)
             out.close()
@@ -107,6 +115,7 @@ def main() -> int:
             dump.communicate(timeout=30)
             rsts = int(subprocess.run(f"tcpdump -r {pcap} -n 2>/dev/null | wc -l", shell=True,
                                       capture_output=True, text=True).stdout)
+            kept = check_bundles(Path(work) / "kept") if args.keep else ""
         finally:  # a failed run must not leave tcpdump or watch behind
             for proc in (watch, dump):
                 if proc is not None and proc.poll() is None:
@@ -118,10 +127,39 @@ def main() -> int:
     # a refused connect here is 5 kernel events (set_state x2, send_reset, receive_reset, error_report)
     print(f"connects {made} in {elapsed:.1f} s ({made / elapsed:.0f}/s); tcpdump RSTs {rsts}; watch lines {lines} "
           f"({share:.2f} %); missed events stated {missed} (~{missed / 5:.0f} RSTs); "
-          f"watch peak RSS {rss / 1024:.0f} MB; "
+          f"watch peak RSS {rss / 1024:.0f} MB" + (f" (its flight recorder's worker {worker_rss / 1024:.0f} MB)"
+                                                   if args.keep else "") + "; "
           f"load average {open('/proc/loadavg').read().split()[0]}")
     print(err.strip().splitlines()[-1])
+    if kept:
+        print(kept)
     return 0
+
+
+def check_bundles(folder: Path) -> str:
+    """Every bundle complete (each RST it says it holds is among its packets, with the kernel's
+    reason), none half-written; the biggest opened by `explain --json` and drawn by `plot`."""
+    from tcpteardown.formats.bundle import load_recording
+
+    paths = sorted(folder.glob("*"))
+    parts = [path for path in paths if path.suffix != ".pcapng"]
+    bundles = [path for path in paths if path.suffix == ".pcapng"]
+    incomplete = 0
+    for path in bundles:
+        recording = load_recording(path)
+        rsts = [segment for segment in recording.segments if segment.is_rst]
+        if len(rsts) != int(recording.metadata.get("watch_rsts") or -1) or not all(s.reset_reason for s in rsts):
+            incomplete += 1
+    if not bundles:
+        return f"bundles: none written; {len(parts)} other files"
+    biggest = max(bundles, key=lambda path: path.stat().st_size)
+    explained = subprocess.run([sys.executable, "-m", "tcpteardown", "explain", "--json", str(biggest)],
+                               capture_output=True, text=True)
+    plotted = subprocess.run([sys.executable, "-m", "tcpteardown", "plot", str(biggest), "-o",
+                              str(folder.parent / "ladder.svg")], capture_output=True, text=True)
+    return (f"bundles: {len(bundles)} files, {incomplete} incomplete, {len(parts)} half-written or other; "
+            f"the biggest ({biggest.stat().st_size / 1e3:.0f} KB): explain exit {explained.returncode}, "
+            f"plot exit {plotted.returncode}")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -36,22 +37,27 @@ from tcpteardown.schemas import validator
 from tcpteardown.capture.watch.stream import in_process_context
 from tcpteardown.capture.watch.teardowns import Teardown
 from tcpteardown.model import Endpoint
+from tcpteardown.units import clock_text
 
 from conftest import tool_or_skip
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.needs_tracefs
 
-# A server in its own process (so its pid differs from ours): per connection, read
-# one line; "rst\n" -> abortive close (SO_LINGER 0), "fin\n" -> close.
+# A server in its own process (so its pid differs from ours): per connection, in order, read a
+# 4-byte word: "rst\n" -> abortive close (SO_LINGER 0), "fin\n" -> close, "unrd" -> close with the
+# client's further bytes unread (its kernel answers with an RST); reset by the client -> close.
 SERVER = r"""
 import socket, struct, sys
 listener = socket.create_server(("127.0.0.1", 0))
 print(listener.getsockname()[1], flush=True)
 while True:
     conn, _ = listener.accept()
-    word = conn.makefile().readline().strip()
-    if word == "rst":
+    try:
+        word = conn.recv(4)
+    except ConnectionResetError:
+        word = b""
+    if word == b"rst\n":
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     conn.close()
 """
@@ -110,16 +116,20 @@ def watched(tmp_path_factory):
     redis_proc = subprocess.Popen([redis, "--port", str(redis_port), "--bind", "127.0.0.1", "--timeout", "1",
                                    "--save", "", "--appendonly", "no", "--dir", str(workdir)],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    truth = {"server_pid": server.pid, "redis_pid": redis_proc.pid, "refused_port": refused_port,
+    truth = {"server_pid": server.pid, "server_comm": Path(f"/proc/{server.pid}/comm").read_text().strip(),
+             "redis_pid": redis_proc.pid, "refused_port": refused_port,
              "server_port": server_port, "redis_port": redis_port}
     watch = None
     try:
         wait_listening(redis_port, redis_proc)
         ports = f"{refused_port},{server_port},{redis_port}"
+        # Accepted by the server before watch starts (its first /proc read names their owner):
+        # the client resets it in softirq on our CPU, so the CPU's task is us, never its owner.
+        truth["accepted"] = socket.create_connection(("127.0.0.1", server_port))
         keep = tmp_path_factory.mktemp("kept")
         truth["keep"] = keep
         watch, _ = start_watch("--json", "--keep", str(keep), "--keep-mb", "1", "--port", ports, "--only", "rst", "--only", "refused",
-                               "--only", "fin", "--count", "6", "--duration", "60", stdout=subprocess.PIPE)
+                               "--only", "fin", "--count", "8", "--duration", "60", stdout=subprocess.PIPE)
         truth.update(play(truth))
         out, err = watch.communicate(timeout=60)
         truth["returncode"] = watch.returncode
@@ -139,6 +149,9 @@ def watched(tmp_path_factory):
 def play(truth: dict) -> dict:
     """The cases, and what the calls really returned (the ground truth of the predictions)."""
     seen = {}
+    with truth.pop("accepted") as c:  # 0. we reset the server's accepted connection
+        seen["accepted_local"] = c.getsockname()[1]
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     with socket.socket() as s:  # 1. connect to a closed port
         seen["refused_local"] = None
         try:
@@ -157,6 +170,13 @@ def play(truth: dict) -> dict:
             c.recv(10)
         except OSError as exc:
             seen["rst_errno"] = exc.errno
+    with socket.create_connection(("127.0.0.1", truth["server_port"])) as c:  # 2b. close with unread data
+        seen["unread_local"] = c.getsockname()[1]
+        c.sendall(b"unrd" + b"x" * 100)
+        try:
+            c.recv(10)
+        except OSError as exc:
+            seen["unread_errno"] = exc.errno
     with socket.create_connection(("127.0.0.1", truth["server_port"])) as c:  # 3. clean close
         seen["fin_local"] = c.getsockname()[1]
         c.sendall(b"fin\n")
@@ -187,8 +207,12 @@ def line_for(lines, kind: str, local_port: int) -> dict:
 def test_every_line_is_one_json_object_of_the_schema(watched):
     lines, err, truth = watched
     assert truth["returncode"] == 0, err
-    assert len(lines) == 6, lines
+    assert len(lines) == 8, lines
     assert {line["schema"] for line in lines} == {SCHEMA}
+    for line in lines:  # the clock time every view prints, with its zone (UTC by default), and the epoch
+        epoch_ns = round(line["time"] * 1e9)  # a float of epoch seconds is good to a microsecond
+        assert line["clock"] in {clock_text(epoch_ns + step) for step in (-1000, 0, 1000)}, line
+        assert line["clock"].endswith(" UTC")
 
 
 def test_refused_connect_names_us_and_predicts_econnrefused(watched):
@@ -227,6 +251,28 @@ def test_abortive_close_names_both_processes_and_the_reason(watched):
     assert truth["rst_errno"] == 104  # our recv() really got ECONNRESET
 
 
+def test_an_accepted_connection_reset_by_its_client_names_the_server_not_the_cpu_task(watched):
+    lines, _, truth = watched
+    found = [line for line in lines if line["kind"] == "rst" and line["src"].endswith(f":{truth['accepted_local']}")]
+    assert len(found) == 1, lines
+    line = found[0]
+    assert line["dst"] == f"127.0.0.1:{truth['server_port']}"
+    # received in softirq while our close() ran: the CPU's task was us; the owner is the server
+    assert (line["receiver"]["pid"], line["receiver"]["comm"]) == (truth["server_pid"], truth["server_comm"]), line
+    assert line["sender"]["pid"] == os.getpid() and line["reason"] == "TCP_STATE"
+    assert line["receiver"]["state"] == "ESTABLISHED" and line["receiver"]["errno"] == "ECONNRESET"
+
+
+def test_a_server_closing_with_unread_data_is_named_as_the_sender(watched):
+    lines, _, truth = watched
+    line = line_for(lines, "rst", truth["unread_local"])
+    assert line["reason"] == "TCP_ABORT_ON_CLOSE"
+    assert (line["sender"]["pid"], line["sender"]["comm"]) == (truth["server_pid"], truth["server_comm"]), line
+    assert "closed the socket with unread data" in line["sender"]["note"]
+    assert line["receiver"]["pid"] == os.getpid()
+    assert truth["unread_errno"] == 104  # our recv() really got ECONNRESET
+
+
 def test_clean_close_is_a_fin_predicting_eof(watched):
     lines, _, truth = watched
     line = line_for(lines, "fin", truth["fin_local"])
@@ -252,9 +298,11 @@ def test_redis_idle_timeout_fin_then_rst_in_close_wait(watched):
 def test_summary_counts_and_says_what_was_missed(watched):
     _, err, _ = watched
     summary = err.strip().splitlines()[-1]
-    assert "done after" in summary and "6 lines" in summary, err
+    assert "done after" in summary and "8 lines" in summary, err
     assert "missed 0 events" in summary, err
-    assert "flight recorder: 4 bundles written" in summary and "0 dropped by the 1 MB bound" in summary, err
+    # the two refused connects (IPv4, IPv6) to one port share a bundle when they fall in one second
+    assert re.search(r"flight recorder: \d bundles written holding 6 RSTs", summary), err
+    assert "0 packets and 0 kernel events dropped by the 1 MB bound" in summary, err
 
 
 def test_each_rst_left_a_bundle_from_syn_to_rst_that_explain_reads(watched):
@@ -262,16 +310,55 @@ def test_each_rst_left_a_bundle_from_syn_to_rst_that_explain_reads(watched):
 
     _, _, truth = watched
     kept = sorted(truth["keep"].iterdir())
-    assert [path.suffix for path in kept] == [".pcapng"] * 4, kept  # no .part left behind
-    name = next(path for path in kept if path.name.endswith(f"-{truth['server_port']}-{truth['rst_local']}.pcapng"))
+    assert {path.suffix for path in kept} == {".pcapng"} and 3 <= len(kept) <= 6, kept  # no .part left behind
+    # RSTs of one kind on one (lower) port within a second share a bundle: find the one holding ours
+    name = next(path for path in kept if path.name.startswith("rst-") and any(
+        truth["rst_local"] in (s.src.port, s.dst.port) for s in load_recording(path).segments))
     recording = load_recording(name)
-    segments = recording.segments
+    segments = [s for s in recording.segments if truth["rst_local"] in (s.src.port, s.dst.port)]
     assert segments[0].flags.render() == "SYN" and segments[-1].is_rst
     assert segments[-1].reset_reason == "TCP_STATE"  # the witness's reason, in the bundle
     out = subprocess.run([sys.executable, "-m", "tcpteardown", "explain", "--json", str(name)],
                          capture_output=True, text=True, timeout=60, cwd=REPO)
     rules = {link["rule"] for link in json.loads(out.stdout)["links"]}
     assert {"linux-rst-read", "linux-rst-write"} <= rules, out.stdout + out.stderr
+
+
+def test_refused_connects_to_one_port_share_a_bundle_that_explain_and_plot_open(watched, tmp_path):
+    from tcpteardown.formats.bundle import load_recording
+
+    _, _, truth = watched
+    refused = [path for path in truth["keep"].iterdir() if path.name.startswith("refused-")]
+    recording = load_recording(max(refused, key=lambda path: path.stat().st_size))
+    rsts = [segment for segment in recording.segments if segment.is_rst]
+    assert len(rsts) == int(recording.metadata.get("watch_rsts")) and len(refused) == 3 - len(rsts)
+    assert all(segment.src.port == truth["refused_port"] for segment in rsts)
+    assert {segment.reset_reason for segment in rsts} == {"NO_SOCKET"}  # the witness's reason, from the kernel
+    assert recording.metadata.get("ports") == str(truth["refused_port"])
+    assert any(event.name == "tcp:tcp_send_reset" for event in recording.kernel_events)
+    path = recording.metadata.source_file
+    out = subprocess.run([sys.executable, "-m", "tcpteardown", "explain", "--json", path],
+                         capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    plotted = subprocess.run([sys.executable, "-m", "tcpteardown", "plot", path, "-o", str(tmp_path / "ladder.svg")],
+                             capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert plotted.returncode == 0 and (tmp_path / "ladder.svg").stat().st_size > 0, plotted.stderr
+
+
+def test_pid_comm_and_host_filters_keep_only_what_they_name():
+    port = closed_port()
+    comm = Path("/proc/self/comm").read_text().strip()
+    proc, _ = start_watch("--json", "--port", str(port), "--pid", str(os.getpid()), "--comm", comm,
+                          "--host", "::1", "--count", "1", "--duration", "30", stdout=subprocess.PIPE)
+    connect = "import socket, sys\ntry:\n socket.create_connection((sys.argv[1], int(sys.argv[2])))\nexcept OSError: pass"
+    subprocess.run([sys.executable, "-c", connect, "::1", str(port)], check=True)  # another pid: filtered out
+    for host in ("127.0.0.1", "::1"):  # ours, but IPv4 first: filtered out by --host
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s, contextlib.suppress(OSError):
+            s.connect((host, port))
+    out, err = proc.communicate(timeout=30)
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert len(lines) == 1 and lines[0]["src"] == f"[::1]:{port}", (lines, err)
+    assert lines[0]["receiver"]["pid"] == os.getpid()
 
 
 def test_sigterm_ends_cleanly_and_removes_the_instance():
@@ -283,6 +370,53 @@ def test_sigterm_ends_cleanly_and_removes_the_instance():
     assert proc.returncode == 128 + signal.SIGTERM
     assert "SIGTERM after" in err and "missed 0 events" in err, err
     assert not instance.exists()
+
+
+def _children(pid: int) -> list[int]:
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def _gone(pids: list[int], seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not any(Path(f"/proc/{pid}").exists() for pid in pids):
+            return True
+        time.sleep(0.02)  # wait-ok: polling for the reaper to kill what a SIGKILLed watch left
+    return False
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+def test_the_flight_recorder_leaves_no_process_and_no_half_bundle(how, tmp_path):
+    tool_or_skip("tcpdump")
+    proc, first = start_watch("--port", str(closed_port()), "--keep", str(tmp_path))
+    try:
+        while "flight recorder" not in (said := proc.stderr.readline()):  # (a stale instance may be said first)
+            assert said, "watch ended before its flight recorder started"
+        helpers = _children(proc.pid)  # running: tcpdump and its worker started
+        names = {Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].rsplit(b"/", 1)[-1] for pid in helpers}
+        assert b"tcpdump" in names and len(helpers) >= 3, names  # tcpdump, the worker, the reaper's watchdog
+    finally:
+        proc.send_signal(getattr(signal, how))
+        _, err = proc.communicate(timeout=30)
+    if how == "SIGTERM":
+        assert proc.returncode == 128 + signal.SIGTERM and "flight recorder: 0 bundles written" in err, err
+    assert _gone(helpers), [pid for pid in helpers if Path(f"/proc/{pid}").exists()]
+    assert wait_gone(instance_of(first))
+    assert list(tmp_path.iterdir()) == []  # nothing half-written
+
+
+def test_keep_max_keeps_the_newest_bundles_of_the_run(tmp_path):
+    tool_or_skip("tcpdump")
+    first_port, second_port = closed_port(), closed_port()
+    proc, _ = start_watch("--port", f"{first_port},{second_port}", "--keep", str(tmp_path), "--keep-max", "1",
+                          "--count", "2", "--duration", "30")
+    for port in (first_port, second_port):  # two ports: two bundles, the first removed
+        with socket.socket() as s, contextlib.suppress(OSError):
+            s.connect(("127.0.0.1", port))
+    _, err = proc.communicate(timeout=30)
+    assert "1 older bundles of this run removed (--keep-max 1)" in err, err
+    kept = list(tmp_path.iterdir())
+    assert len(kept) == 1 and kept[0].name.startswith("refused-") and f"-{second_port}-" in kept[0].name, kept
 
 
 def test_sigkill_leaves_nothing_the_next_run_keeps():
@@ -306,7 +440,8 @@ def test_closed_stdout_ends_it_quietly():
         for _ in range(2):
             with socket.socket() as s, contextlib.suppress(OSError):
                 s.connect(("127.0.0.1", port))
-        assert lines.readline().split()[1] == "REFUSED"
+        words = lines.readline().split()
+        assert words[1:3] == ["UTC", "REFUSED"], words  # the clock time with its zone, then the kind
     # the reader is gone: the next line fails to print and watch ends by itself
     deadline = time.monotonic() + 20
     while proc.poll() is None and time.monotonic() < deadline:
@@ -390,3 +525,43 @@ def test_the_pieces_of_one_rst_pair_into_one_teardown():
                                                                            "TCP_STATE")
     assert reset.sender_task == Task(9691, "python3")  # the close() that aborted it, in process context
     assert reset.receiver_task is None  # the receive ran in softirq: /proc must say who holds it
+
+
+def _sll2_tcp(sport: int, dport: int, flags: int) -> bytes:
+    """A LINUX_SLL2 frame (what tcpdump -i any writes) holding IPv4 and a 20-byte TCP header."""
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40, 0, 0, 64, 6, 0, socket.inet_aton("127.0.0.1"),
+                     socket.inet_aton("127.0.0.1"))
+    tcp = struct.pack("!HHIIBBHHH", sport, dport, 1, 0, 0x50, flags, 65495, 0, 0)
+    return struct.pack("!HHIHBB8s", 0x0800, 0, 1, 772, 0, 6, b"\0" * 8) + ip + tcp
+
+
+def test_the_ring_holds_its_bound_and_claims_a_connection_from_its_syn():
+    from tcpteardown.capture.watch.ring import Ring
+    from tcpteardown.capture.watch.worker import RstLine
+    from tcpteardown.model import Frame
+
+    ring = Ring(20_000)
+    for port in range(40_000, 40_200):  # 200 connections, SYN and RST each: far beyond 20 kB
+        for step, flags in enumerate((0x02, 0x14)):
+            data = _sll2_tcp(port, 80, flags)
+            ring.keep_packet(Frame(port * 1000 + step, 276, data, len(data)))
+        assert ring.bytes <= ring.limit
+    assert ring.dropped_packets > 0 and ring.packets == 400
+    line = RstLine(40_199_001, "refused", Endpoint("127.0.0.1", 40_199), Endpoint("127.0.0.1", 80), None, None)
+    claim = ring.claim(line)
+    assert claim.rst_captured and claim.from_syn
+    assert [segment.flags.render() for _, segment in claim.packets] == ["SYN", "RST,ACK"]
+    ring.release(claim)
+    assert ring.bytes <= ring.limit
+
+
+def test_a_burst_keeps_a_sample_per_port_and_second_and_counts_the_rest():
+    from tcpteardown.capture.watch.bundles import Groups
+    from tcpteardown.capture.watch.worker import RstLine
+
+    groups = Groups(sample=2)
+    lines = [RstLine(5_000_000_000 + n, "refused", Endpoint("127.0.0.1", 50_000 + n), Endpoint("127.0.0.1", 80),
+                     None, None) for n in range(5)]
+    slots = [groups.slot(line) for line in lines]
+    assert slots[2:] == [None, None, None] and slots[0] is slots[1] and groups.skipped == 3
+    assert groups.due(6_400_000_000) == []  # its claims are still to come

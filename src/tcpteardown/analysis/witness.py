@@ -24,6 +24,7 @@ tcp_send_reset, because the RST is delivered inside the sender's call.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import replace
 from typing import Iterable, Optional
@@ -142,13 +143,20 @@ def _unspecified(endpoint: Endpoint) -> bool:
 
 def _plain(endpoint: Endpoint) -> Endpoint:
     """IPv4-mapped IPv6 (``::ffff:127.0.0.1``) as plain IPv4."""
+    host = _plain_host(endpoint.host)
+    return endpoint if host == endpoint.host else Endpoint(host, endpoint.port)
+
+
+@functools.lru_cache(maxsize=4096)
+def _plain_host(host: str) -> str:
+    """(parsing an address costs more than matching it: a watch bundle holds thousands of RSTs)"""
     try:
-        address = ipaddress.ip_address(endpoint.host)
+        address = ipaddress.ip_address(host)
     except ValueError:
-        return endpoint
+        return host
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return Endpoint(str(address.ipv4_mapped), endpoint.port)
-    return Endpoint(address.compressed, endpoint.port)
+        return str(address.ipv4_mapped)
+    return address.compressed
 
 
 def _seconds(time_ns: int) -> str:

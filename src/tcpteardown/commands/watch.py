@@ -34,6 +34,7 @@ from ..errors import UserError
 HELP = "watch the whole host: one line per RST or FIN, with the process, the kernel's reason and the errno to come"
 
 KINDS = ("rst", "fin", "refused")
+LOSS_CHECK_S = 5.0  # how often a long watch looks at the kernel's overrun count (said at once when it grew)
 DRAIN_SECONDS = 5.0  # at the end, how long we keep reading what the kernel had already buffered
 
 
@@ -49,13 +50,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--only", metavar="KIND", action="append", choices=KINDS, default=[],
                         help="only this kind: rst, fin or refused (repeatable; default all three)")
     parser.add_argument("--json", action="store_true", help="JSON lines, one object per teardown")
+    parser.add_argument("--tz", metavar="TZ", help="time zone of the printed clock times (default UTC), "
+                                                   "e.g. Europe/Paris or +02:00")
     parser.add_argument("--count", metavar="N", type=int, help="stop after N lines")
     parser.add_argument("--duration", metavar="S", type=float, help="stop after S seconds")
     parser.add_argument("--keep", metavar="DIR",
                         help="flight recorder: keep recent packets per connection and write a bundle "
                              "into DIR at each RST")
     parser.add_argument("--keep-mb", metavar="MB", type=float, default=None,
-                        help="memory bound of the flight recorder's packets (default 8 MB)")
+                        help="memory bound of the flight recorder's packets and kernel events (default 8 MB)")
+    parser.add_argument("--keep-max", metavar="N", type=int, default=None,
+                        help="bundles of this run kept in DIR (default 1000); beyond, its oldest are removed")
 
 
 @dataclass
@@ -124,8 +129,10 @@ def run(args: argparse.Namespace) -> int:
     from ..capture.watch.owners import Owners
     from ..capture.watch.stream import TracePipe
     from ..capture.watch.teardowns import Tracker
+    from .explain import parse_tz
 
     filters = parse_filters(args)
+    tz = parse_tz(args.tz)
     witness = KernelWitness(sorted(filters.ports))
     if not witness.available:
         raise UserError(f"no kernel witness: {witness.reason}")
@@ -142,13 +149,13 @@ def run(args: argparse.Namespace) -> int:
         for teardown in teardowns:
             teardown = owners.resolve(teardown)
             tally.teardowns += 1
-            if recorder is not None and teardown.kind != "fin":
-                recorder.bundle_for(teardown)
             if not filters.wants(teardown):
                 continue
+            if recorder is not None and teardown.kind != "fin":
+                recorder.bundle_for(teardown)
             tally.shown += 1
             tally.by_kind[teardown.kind] = tally.by_kind.get(teardown.kind, 0) + 1
-            sys.stdout.write((json.dumps(to_json(teardown)) if args.json else render_line(teardown)) + "\n")
+            sys.stdout.write((json.dumps(to_json(teardown, tz)) if args.json else render_line(teardown, tz)) + "\n")
             sys.stdout.flush()
             if args.count is not None and tally.shown >= args.count:
                 return False
@@ -162,14 +169,12 @@ def run(args: argparse.Namespace) -> int:
             if recorder is not None:
                 recorder.start(witness)
             _say_start(witness, filters, recorder)
-            with TracePipe(witness) as pipe:
+            with TracePipe(witness, tee=recorder.note_chunk if recorder is not None else None) as pipe:
                 def take(batch) -> bool:
                     """Feed one batch, print what is complete; False once --count is reached."""
                     for event, process_context in batch:
                         tally.events += 1
                         tracker.feed(event, process_context)
-                        if recorder is not None:
-                            recorder.note_event(event)
                         if process_context:
                             _learn_owner(owners, event)
                     owners.forget(tracker.take_renewed())
@@ -178,14 +183,18 @@ def run(args: argparse.Namespace) -> int:
                     # The trace's own clock decides while events flow (a reader behind by more
                     # than the window must not split one RST); the wall clock when it is quiet.
                     now = batch[-1][0].time_ns if batch else time.time_ns()
+                    if recorder is not None:
+                        recorder.pump()
                     return emit(tracker.flush(now))
 
                 counted_out = False
+                losses = _LossReport(witness)
                 try:
                     for batch in pipe.batches():
                         if not take(batch):
                             counted_out = True
                             break
+                        losses.check()
                         if deadline is not None and time.monotonic() >= deadline:
                             break
                 except KeyboardInterrupt as exc:
@@ -197,8 +206,11 @@ def run(args: argparse.Namespace) -> int:
                             break
                     emit(tracker.flush(None))
                 unparsed = pipe.unparsed
-                unread = witness.unread()
+                # After the Nth line, what is still buffered came later: not missed, just not asked for.
+                unread = 0 if counted_out else witness.unread()
             overruns = witness.overruns()
+            if recorder is not None:
+                recorder.note_lost(force=True)
     except KeyboardInterrupt as exc:
         interrupted = exc
     except BrokenPipeError:
@@ -213,6 +225,28 @@ def run(args: argparse.Namespace) -> int:
     return signals.exit_status(interrupted) if interrupted is not None else 0
 
 
+class _LossReport:
+    """While it runs, not only at the end: a line on stderr as soon as the kernel's ring buffer
+    has overrun (checked every LOSS_CHECK_S), so a watch left running says when it went blind."""
+
+    def __init__(self, witness):
+        self.witness = witness
+        self.said = 0
+        self.checked = time.monotonic()
+
+    def check(self) -> None:
+        now = time.monotonic()
+        if now - self.checked < LOSS_CHECK_S:
+            return
+        missed = self.witness.overruns()
+        if missed > self.said:
+            print(f"tcpteardown watch: missed {missed - self.said} events in the last {now - self.checked:.0f} s "
+                  f"(the kernel's ring buffer overran: their lines are lost; {missed} so far)", file=sys.stderr)
+            sys.stderr.flush()
+            self.said = missed
+        self.checked = now
+
+
 def _learn_owner(owners, event) -> None:
     """A process-context event on a socket with both ports: its task holds the socket."""
     if event.name != "sock:inet_sock_set_state" or event.src is None or event.dst is None:
@@ -225,12 +259,13 @@ def _learn_owner(owners, event) -> None:
 
 def _flight_recorder(args, filters):
     if not args.keep:
-        if args.keep_mb is not None:
-            raise UserError("--keep-mb sets the flight recorder's memory: it needs --keep DIR")
+        if args.keep_mb is not None or args.keep_max is not None:
+            raise UserError("--keep-mb and --keep-max set the flight recorder: they need --keep DIR")
         return None
-    from ..capture.watch.recorder import FlightRecorder
+    from ..capture.watch.recorder import DEFAULT_KEEP_MAX, FlightRecorder
 
-    return FlightRecorder(args.keep, megabytes=args.keep_mb, ports=filters.ports)
+    return FlightRecorder(args.keep, megabytes=args.keep_mb, ports=filters.ports,
+                          keep_max=DEFAULT_KEEP_MAX if args.keep_max is None else args.keep_max)
 
 
 def _say_start(witness, filters, recorder) -> None:

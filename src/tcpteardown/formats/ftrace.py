@@ -12,8 +12,10 @@ it is parsed), named with Linux's table (`errnos.name_from_number`).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
+import sys
 from dataclasses import dataclass
 from typing import Iterable, Optional
 
@@ -93,7 +95,8 @@ def parse_trace_line(line: str, mapping: ClockMapping, *, markers: bool = False)
         return None
     trace_ns = int(match["secs"]) * 1_000_000_000 + int(match["frac"].ljust(9, "0")[:9])
     time_ns = mapping.to_realtime(trace_ns)
-    context = (("pid", match["pid"]), ("comm", match["comm"].strip()), ("cpu", str(int(match["cpu"]))))
+    context = (("pid", sys.intern(match["pid"])), ("comm", sys.intern(match["comm"].strip())),
+               ("cpu", sys.intern(str(int(match["cpu"])))))
     if match["event"] == "tracing_mark_write":
         if not markers:
             return None
@@ -110,10 +113,11 @@ def parse_trace_line(line: str, mapping: ClockMapping, *, markers: bool = False)
 
 def _key_values(body: str) -> list[tuple[str, str]]:
     pairs = []
+    intern = sys.intern  # a watch keeps thousands of events: one copy of "family", "AF_INET", ...
     for word in body.split():
         key, sep, value = word.partition("=")
         if sep:
-            pairs.append((key, value))
+            pairs.append((intern(key), intern(value)))
     return pairs
 
 
@@ -156,20 +160,27 @@ def _endpoints(values: dict) -> tuple[Optional[Endpoint], Optional[Endpoint]]:
 
 
 def _parse_endpoint(text: str) -> Optional[Endpoint]:
+    host, _, port = text[1:].partition("]:") if text.startswith("[") else text.rpartition(":")
     try:
-        endpoint = Endpoint.parse(text)
+        number = int(port)
+        return Endpoint(_host_text(host), number) if 0 <= number <= 65535 else None
     except ValueError:
         return None
-    return Endpoint(unmap_host(endpoint.host), endpoint.port)
 
 
 def _make_endpoint(address: Optional[str], port: str) -> Optional[Endpoint]:
     if address is None:
         return None
     try:
-        return Endpoint(unmap_host(ipaddress.ip_address(address).compressed), int(port))
+        return Endpoint(_host_text(address), int(port))
     except ValueError:
         return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _host_text(address: str) -> str:
+    """A traced address as the packets print it (parsing it costs more than the rest of the line)."""
+    return unmap_host(ipaddress.ip_address(address).compressed)
 
 
 def unmap_host(host_text: str) -> str:

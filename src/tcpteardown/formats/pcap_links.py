@@ -103,6 +103,7 @@ _U16 = struct.Struct("!H")
 _U32LE = struct.Struct("<I")
 _IPV4 = struct.Struct("!BxHxxHxB")  # version/ihl, total length, flags/fragment offset, protocol
 _TCP = struct.Struct("!HHIIBBH")  # ports, seq, ack, data offset, flags, window
+_PORTS = struct.Struct("!HH")
 
 
 def network_offset(linktype: int, data: bytes) -> tuple[int, int]:
@@ -328,6 +329,17 @@ def decode_options(raw: bytes) -> tuple[tuple[str, object], ...]:
 
 
 _OPTION_NAMES = {6: "ECHO", 7: "ECHOREPLY", 19: "MD5", 28: "UTO", 29: "TCP_AO", 30: "MPTCP", 34: "TFO"}
+
+
+def peek_tcp(linktype: int, data: bytes) -> Optional[tuple[Endpoint, Endpoint, int]]:
+    """(src, dst, TCP flags as an int) of a frame's TCP segment, or None: the header walk
+    without building a Segment (watch's flight recorder keys every packet, decodes few)."""
+    found = _whole_tcp_header(linktype, data)
+    if found is None:
+        return None
+    tcp, src, dst = found[2], found[4], found[5]
+    sport, dport = _PORTS.unpack_from(data, tcp)
+    return Endpoint(src, sport), Endpoint(dst, dport), data[tcp + 13]
 
 
 def _whole_tcp_header(linktype: int, data: bytes) -> Optional[tuple[int, int, int, int, str, str]]:

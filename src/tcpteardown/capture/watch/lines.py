@@ -18,6 +18,7 @@ from typing import Optional
 
 from ...analysis.predict import Prediction, rules_for
 from ...schemas import tag
+from ...units import clock_text
 from .teardowns import Teardown
 
 __all__ = ["SCHEMA", "predictions", "prediction_text", "render_line", "to_json", "sender_words", "receiver_words"]
@@ -97,14 +98,11 @@ def _is_loopback(host: str) -> bool:
     return host.startswith("127.") or host == "::1"
 
 
-def _clock(time_ns: int) -> str:
-    return dt.datetime.fromtimestamp(time_ns / 1e9).strftime("%H:%M:%S.%f")
-
-
-def render_line(teardown: Teardown) -> str:
-    """``04:20:01.123456 RST  127.0.0.1:80 nginx[812] -> 127.0.0.1:5102 curl[9001]  reason
-    TCP_ABORT_ON_CLOSE  hit ESTABLISHED  next read()/write() -> ECONNRESET (once); ...``"""
-    words = [_clock(teardown.time_ns), f"{teardown.kind.upper():7}",
+def render_line(teardown: Teardown, tz: Optional[dt.tzinfo] = None) -> str:
+    """``04:20:01.123456 UTC RST  127.0.0.1:80 nginx[812] -> 127.0.0.1:5102 curl[9001]  reason
+    TCP_ABORT_ON_CLOSE  hit ESTABLISHED  next read()/write() -> ECONNRESET (once); ...``
+    (the clock time every view prints, with its zone: `tz`, UTC when None)."""
+    words = [clock_text(teardown.time_ns, tz), f"{teardown.kind.upper():7}",
              f"{teardown.remote} {sender_words(teardown)} -> {teardown.local} {receiver_words(teardown)}"]
     if teardown.reason:
         words.append(f" reason {teardown.reason}")
@@ -121,11 +119,13 @@ def render_line(teardown: Teardown) -> str:
     return " ".join(words)
 
 
-def to_json(teardown: Teardown) -> dict:
-    """One JSON line: names as in explain's JSON (src/dst endpoints, pid, errno, reason, rule)."""
+def to_json(teardown: Teardown, tz: Optional[dt.tzinfo] = None) -> dict:
+    """One JSON line: names as in explain's JSON (src/dst endpoints, pid, errno, reason, rule);
+    `time` in epoch seconds for programs, `clock` as the text line prints it."""
     return {
         "schema": SCHEMA,
         "time": teardown.time_ns / 1e9,
+        "clock": clock_text(teardown.time_ns, tz),
         "kind": teardown.kind,
         "src": str(teardown.remote),
         "dst": str(teardown.local),

@@ -9,7 +9,9 @@ Two sources, in this order:
    inode, and ``/proc/<pid>/fd/*`` links (``socket:[inode]``) map the inode
    to the processes holding it. A background thread refreshes that map when
    sockets reach ESTABLISHED in softirq (the accept side, whose owner no
-   event names), at most every `MIN_REFRESH_S`.
+   event names), at most every `MIN_REFRESH_S`, and again for up to
+   `RETRY_S` while a socket is held by nobody yet (still in its listener's
+   accept queue).
 
 An RST removes the socket from /proc/net/tcp at once, so a connection reset
 before a refresh saw it has no known owner: the line says so in words
@@ -33,6 +35,7 @@ from .teardowns import Key, Task, Teardown
 __all__ = ["Owners", "parse_proc_net_tcp"]
 
 MIN_REFRESH_S = 0.05
+RETRY_S = 1.0  # how long a socket nobody holds yet (in an accept queue) is looked for again
 MAX_OWNERS = 65_536
 UNKNOWN_OWNER = "owner unknown: the socket was gone before /proc could name its process"
 
@@ -86,6 +89,7 @@ class Owners:
         self._stopping = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self.refreshes = 0
+        self._unowned: dict[Key, float] = {}  # sockets no process held at the last read, first seen
 
     # -- the background thread
 
@@ -128,10 +132,22 @@ class Owners:
         with self._lock:
             known = {key for key in self._owners}
         wanted = {inode: key for inode, key in sockets.items() if key not in known}
+        found = set()
         if wanted:
             for inode, pid in self._holders(wanted):
                 self._keep(wanted[inode], pid, self._comm(pid))
+                found.add(wanted[inode])
+        self._retry(set(wanted.values()) - found)
         self.refreshes += 1
+
+    def _retry(self, unowned: set) -> None:
+        """A socket established in softirq may still wait in its listener's accept queue (no
+        process holds it yet): read /proc again soon, for up to RETRY_S after it was first seen."""
+        now = time.monotonic()
+        self._unowned = {key: self._unowned.get(key, now) for key in unowned
+                         if now - self._unowned.get(key, now) < RETRY_S}
+        if self._unowned and self._thread is not None:
+            self._wanted.set()
 
     def _holders(self, inodes: dict[int, Key]) -> Iterable[tuple[int, int]]:
         for entry in os.scandir(self.proc):

@@ -1,53 +1,65 @@
-"""The flight recorder of `watch --keep DIR`: recent packets per connection, a bundle at each RST.
+"""The flight recorder of `watch --keep DIR`: recent packets per connection, bundles of RSTs.
 
-tcpdump (``-i any -U -w -``, every interface) streams pcap into a reader
-thread, which keeps each connection's packets in a ring: all connections
-together hold at most `megabytes` (packet bytes plus PACKET_OVERHEAD each); past that, the oldest
-packets of the least recently active connection are dropped first (and
-counted: the summary says how many). At each RST line `bundle_for` waits
-(bounded) for the RST itself to arrive from tcpdump, then writes that
-connection's packets, the kernel events about it and their reasons as one
-bundle, the way `record` does (capture.session.assemble +
-views.packet_comments.write_annotated_bundle, written under a ``.part``
-name and renamed: never half a file). `explain` and `plot` open it.
+watch's side of it. tcpdump (``-i any -U -w -``, every interface) writes
+pcap into a pipe that the worker process (worker.py) reads: the worker keeps
+each connection's recent packets and kernel events in a bounded ring and
+writes the bundles, on its own interpreter, so that watch's loop keeps up
+with the kernel (in one interpreter it did not, at 2,000 RSTs a second).
+watch only forwards, never blocking (messages.Sender): each raw chunk of
+trace_pipe (`note_chunk`), each RST line to bundle (`bundle_for`) and now
+and then the kernel's lost-event count (`note_lost`).
 
-Never: leave tcpdump running (stopped in `stop()`; the reaper kills it
-should watch be SIGKILLed), or keep more packet bytes than the bound.
+RSTs of one kind on one service port within one second share a bundle (at
+most bundles.GROUP_RSTS each): a burst of 2,000 refused connects a second
+is a bundle a second, not 2,000 files. A single RST is a bundle of its own.
+The summary says everything: RSTs bundled, bundles written, RSTs with no
+bundle and why, bundles lacking their RST packet, packets and events the
+memory bound dropped, what the worker could not be sent, tcpdump's drops.
+
+Never: leave tcpdump or the worker running (both stopped in `stop()`, both
+registered with the reaper should watch be SIGKILLed), hold more than the
+bound in packets and events, or leave a half-written bundle (bundles are
+written as ``.part`` and renamed; a second Ctrl-C while the last ones are
+written abandons the rest, counted, after the file in hand is complete; a
+SIGKILL may leave a ``.part``, which the next `--keep` run on the folder
+removes and says so).
 """
 
 from __future__ import annotations
 
-import datetime as dt
+import json
 import os
-import queue
+import re
 import shutil
-import struct
 import subprocess
-import threading
+import sys
 import time
-from collections import OrderedDict, deque
 from pathlib import Path
 from typing import Iterable, Optional
 
 from ... import reaper
 from ...errors import MissingTool, UserError
-from ...model import Frame
+from .bundles import SAMPLE_RSTS
+from .messages import Sender, grow_pipe
+from .worker import RST_WAIT_S, rst_message
 
-__all__ = ["FlightRecorder", "DEFAULT_MB"]
+__all__ = ["FlightRecorder", "DEFAULT_MB", "DEFAULT_KEEP_MAX"]
 
 DEFAULT_MB = 8.0
-RECENT_EVENTS = 8192  # kernel events kept for the bundles' witness
-RST_WAIT_S = 1.0  # how long a bundle waits for tcpdump to deliver the RST itself
-PACKET_OVERHEAD = 200  # bytes a kept packet costs beyond its data (its Frame and ring slot), roughly
-QUEUED_BUNDLES = 256  # RSTs waiting for their bundle; beyond, they are counted as not written
-_PCAP_MAGIC = {b"\xd4\xc3\xb2\xa1": ("<", 1000), b"\xa1\xb2\xc3\xd4": (">", 1000),
-               b"\x4d\x3c\xb2\xa1": ("<", 1), b"\xa1\xb2\x3c\x4d": (">", 1)}
+DEFAULT_KEEP_MAX = 1_000  # bundles of one run kept in DIR: beyond, the run's oldest are removed
+STALE_PART_S = 60.0  # a .part this old in DIR is a SIGKILLed run's: no live writer takes that long
+START_TIMEOUT_S = 60.0
+LOST_EVERY_S = 1.0
+_TCPDUMP_DROPS = re.compile(r"(\d+) packets? dropped by kernel")
 
 
 class FlightRecorder:
     def __init__(self, directory: "str | os.PathLike", *, megabytes: Optional[float] = None,
-                 ports: Iterable[int] = ()):
+                 ports: Iterable[int] = (), keep_max: int = DEFAULT_KEEP_MAX):
         self.directory = Path(directory)
+        if keep_max < 1:
+            raise UserError(f"--keep-max {keep_max}: expected a number of bundles of 1 or more")
+        self.keep_max = keep_max
         self.limit = int((megabytes if megabytes is not None else DEFAULT_MB) * 1_000_000)
         if self.limit <= 0:
             raise UserError(f"--keep-mb {megabytes}: expected a size in megabytes above 0")
@@ -61,183 +73,181 @@ class FlightRecorder:
         if self.tcpdump is None:
             raise MissingTool("watch --keep needs tcpdump (apt-get install tcpdump)")
         self.ports = tuple(sorted(ports))
-        self._rings: OrderedDict[frozenset, deque] = OrderedDict()
-        self._bytes = 0
-        self._cond = threading.Condition()
-        self._events: deque = deque(maxlen=RECENT_EVENTS)
-        self.dropped = 0  # packets the bound made us forget
-        self.packets = 0
-        self.bundles: list[Path] = []
-        self.failures: list[str] = []
+        self.removed_parts = self._remove_stale_parts()
         self.witness = None
-        self._proc: Optional[subprocess.Popen] = None
-        self._token = None
-        self._thread: Optional[threading.Thread] = None
-        self._queue: queue.Queue = queue.Queue(QUEUED_BUNDLES)
-        self._writer: Optional[threading.Thread] = None
+        self.queued = 0  # RST lines handed to the worker
+        self.result: Optional[dict] = None  # the worker's counters at the end
+        self.worker_problem: Optional[str] = None
+        self.tcpdump_drops: Optional[int] = None
+        self._tcpdump: Optional[subprocess.Popen] = None
+        self._worker: Optional[subprocess.Popen] = None
+        self._tokens: list = []
+        self._sender: Optional[Sender] = None
+        self._lost_sent_at = 0.0
 
     def describe(self) -> str:
-        return (f"flight recorder: up to {self.limit / 1e6:g} MB of recent packets (every interface, tcpdump), "
-                f"a bundle per RST into {self.directory}")
+        text = (f"flight recorder: up to {self.limit / 1e6:g} MB of recent packets and kernel events "
+                f"(every interface, tcpdump), bundles of RSTs into {self.directory} (one per RST; RSTs to one "
+                f"port within one second share one; this run keeps its newest {self.keep_max})")
+        if self.removed_parts:
+            text += (f"; removed {len(self.removed_parts)} half-written bundle(s) a killed run left: "
+                     f"{', '.join(self.removed_parts[:3])}" + (" ..." if len(self.removed_parts) > 3 else ""))
+        return text
 
-    # -- tcpdump and its reader
+    def _remove_stale_parts(self) -> list[str]:
+        removed = []
+        for part in self.directory.glob("*.pcapng.part"):
+            try:
+                if time.time() - part.stat().st_mtime >= STALE_PART_S:
+                    part.unlink()
+                    removed.append(part.name)
+            except OSError:
+                continue
+        return removed
 
-    def start(self, witness=None) -> None:
+    # -- starting and stopping
+
+    def start(self, witness) -> None:
         self.witness = witness
+        try:
+            self._start_tcpdump()
+            self._start_worker(witness)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start_tcpdump(self) -> None:
         expression = ["tcp"]
         if self.ports:
             expression += ["and", "(" + " or ".join(f"port {p}" for p in self.ports) + ")"]
-        self._proc = subprocess.Popen(
-            [self.tcpdump, "-i", "any", "-U", "-n", "-s", "0", "--time-stamp-precision", "nano", "-w", "-",
-             *expression], stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-        self._token = reaper.watch_process(self._proc.pid)
+        self._tcpdump = subprocess.Popen(
+            [self.tcpdump, "-i", "any", "-U", "-n", "-s", "0", "-B", "8192", "--time-stamp-precision", "nano",
+             "-w", "-", *expression], stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        self._tokens.append(reaper.watch_process(self._tcpdump.pid))
+        grow_pipe(self._tcpdump.stdout.fileno())
         ready = ""
         for _ in range(5):  # "tcpdump: data link type LINUX_SLL2", then "listening on any, ..."
-            ready = self._proc.stderr.readline().decode(errors="replace")
+            ready = self._tcpdump.stderr.readline().decode(errors="replace")
             if not ready or "listening" in ready:
                 break
         if "listening" not in ready:
-            self.stop()
             raise UserError(f"watch --keep: tcpdump did not start: {ready.strip() or 'no message'}")
-        self._thread = threading.Thread(target=self._read, name="tcpteardown-watch-recorder", daemon=True)
-        self._thread.start()
-        self._writer = threading.Thread(target=self._write_queued, name="tcpteardown-watch-bundles", daemon=True)
-        self._writer.start()
+
+    def _start_worker(self, witness) -> None:
+        pcap_fd = self._tcpdump.stdout.fileno()
+        mapping = witness.clock_mapping
+        config = {"directory": str(self.directory), "limit": self.limit, "ports": list(self.ports),
+                  "keep_max": self.keep_max,
+                  "pcap_fd": pcap_fd, "precision_ns": witness.precision_ns,
+                  "offset_ns": mapping.offset_ns, "uncertainty_ns": mapping.uncertainty_ns}
+        self._worker = subprocess.Popen(
+            [sys.executable, "-m", "tcpteardown.capture.watch.worker", json.dumps(config)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, pass_fds=(pcap_fd,),
+            start_new_session=True)  # Ctrl-C is ours to pass on: it must finish its bundles first
+        self._tokens.append(reaper.watch_process(self._worker.pid))
+        self._tcpdump.stdout.close()  # the worker holds it now
+        ready = self._worker.stdout.readline()
+        if ready != b"ready\n":
+            raise UserError("watch --keep: the flight recorder's worker did not start"
+                            + (f": {ready.decode(errors='replace').strip()}" if ready else ""))
+        self._sender = Sender(os.dup(self._worker.stdin.fileno()))
+        self._worker.stdin.close()
 
     def stop(self) -> None:
-        """Write the bundles still queued (tcpdump still running to deliver their RSTs), then stop."""
-        if self._writer is not None:
-            self._queue.put(None)
-            self._writer.join()
-            self._writer = None
-        proc, self._proc = self._proc, None
-        if proc is not None:
-            if proc.poll() is None:
-                proc.terminate()
+        """Let the worker write what is still to come (tcpdump still running to deliver the last
+        RSTs), then stop tcpdump. A second Ctrl-C meanwhile makes the worker abandon the rest
+        (counted) once the file in hand is complete."""
+        worker, self._worker = self._worker, None
+        if self._sender is not None:
+            self._sender.close()
+        if worker is not None:
+            self.result = self._wait_worker(worker)
+        tcpdump, self._tcpdump = self._tcpdump, None
+        if tcpdump is not None:
+            if tcpdump.poll() is None:
+                tcpdump.terminate()
             try:
-                proc.wait(timeout=10)
+                tcpdump.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            reaper.forget(self._token)
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
-        if proc is not None:
-            for stream in (proc.stdout, proc.stderr):
+                tcpdump.kill()
+                tcpdump.wait()
+            found = _TCPDUMP_DROPS.search(tcpdump.stderr.read().decode(errors="replace"))
+            self.tcpdump_drops = int(found.group(1)) if found else None
+            for stream in (tcpdump.stdout, tcpdump.stderr):
                 stream.close()
+        for token in self._tokens:
+            reaper.forget(token)
+        self._tokens = []
 
-    def _read(self) -> None:
-        from ...formats.pcap_links import decode_segment
+    def _wait_worker(self, worker: subprocess.Popen) -> Optional[dict]:
+        try:
+            try:
+                out = worker.stdout.read()
+            except KeyboardInterrupt:
+                worker.terminate()  # SIGTERM: abandon what is not written yet, finish the file in hand
+                out = worker.stdout.read()
+            worker.wait()
+        finally:
+            worker.stdout.close()
+        try:
+            return json.loads(out.decode().strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            self.worker_problem = f"its worker ended without its counts (exit status {worker.returncode})"
+            return None
 
-        stream = self._proc.stdout
-        header = stream.read(24)
-        if len(header) < 24 or header[:4] not in _PCAP_MAGIC:
-            return
-        order, scale = _PCAP_MAGIC[header[:4]]
-        linktype = struct.unpack(order + "I", header[20:24])[0]
-        record = struct.Struct(order + "IIII")
-        while True:
-            head = stream.read(16)
-            if len(head) < 16:
-                return
-            seconds, fraction, caplen, orig_len = record.unpack(head)
-            data = stream.read(caplen)
-            if len(data) < caplen:
-                return
-            time_ns = seconds * 1_000_000_000 + fraction * scale
-            segment = decode_segment(1, time_ns, linktype, data)
-            if segment is None:
-                continue
-            self._keep(frozenset((segment.src, segment.dst)), Frame(time_ns, linktype, data, orig_len),
-                       segment.is_rst)
+    # -- what watch hands over
 
-    def _keep(self, key: frozenset, frame: Frame, is_rst: bool) -> None:
-        with self._cond:
-            ring = self._rings.get(key)
-            if ring is None:
-                ring = self._rings[key] = deque()
-            ring.append((frame, is_rst))
-            self._rings.move_to_end(key)
-            self._bytes += len(frame.data) + PACKET_OVERHEAD
-            self.packets += 1
-            while self._bytes > self.limit and self._rings:
-                oldest_key, oldest = next(iter(self._rings.items()))
-                dropped, _ = oldest.popleft()
-                self._bytes -= len(dropped.data) + PACKET_OVERHEAD
-                self.dropped += 1
-                if not oldest:
-                    del self._rings[oldest_key]
-            if is_rst:
-                self._cond.notify_all()
-
-    def note_event(self, event) -> None:
-        self._events.append(event)
-
-    # -- bundles
+    def note_chunk(self, chunk: bytes) -> None:
+        """Raw trace_pipe bytes, for the kernel events in the bundles."""
+        if self._sender is not None:
+            self._sender.send(b"E", chunk)
 
     def bundle_for(self, teardown) -> None:
-        """Queue the bundle of this RST's connection for the writer thread (lines are not held up)."""
-        try:
-            self._queue.put_nowait(teardown)
-        except queue.Full:
-            self.failures.append(f"{teardown.remote} -> {teardown.local}: {QUEUED_BUNDLES} bundles were "
-                                 "already waiting to be written")
+        """Queue this RST's bundle (the worker does the rest)."""
+        if self._sender is not None and self._sender.send(b"T", rst_message(teardown)):
+            self.queued += 1
+        self.note_lost()
 
-    def _write_queued(self) -> None:
-        while (teardown := self._queue.get()) is not None:
-            self._bundle(teardown)
+    def note_lost(self, force: bool = False) -> None:
+        """Now and then, the kernel's lost-event count, for the bundles' metadata."""
+        now = time.monotonic()
+        if self._sender is not None and self.witness is not None and (force or now - self._lost_sent_at
+                                                                       >= LOST_EVERY_S):
+            self._lost_sent_at = now
+            self._sender.send(b"L", str(self.witness.overruns()).encode())
 
-    def _bundle(self, teardown) -> Optional[Path]:
-        """Write the bundle of this RST's connection; its path, or None (said in the summary)."""
-        key = frozenset((teardown.local, teardown.remote))
-        deadline = time.monotonic() + RST_WAIT_S
-        with self._cond:
-            while not any(is_rst for _, is_rst in self._rings.get(key, ())):
-                left = deadline - time.monotonic()
-                if left <= 0 or self._thread is None or not self._thread.is_alive():
-                    self.failures.append(f"{teardown.remote} -> {teardown.local}: tcpdump did not deliver the RST "
-                                         f"within {RST_WAIT_S:g} s")
-                    return None
-                self._cond.wait(left)
-            frames = [frame for frame, _ in self._rings.pop(key)]
-            self._bytes -= sum(len(frame.data) + PACKET_OVERHEAD for frame in frames)
-        try:
-            path = self._write(teardown, frames)
-        except Exception as exc:  # a bundle that cannot be written must not end the watch: it is counted
-            self.failures.append(f"{teardown.remote} -> {teardown.local}: {exc}")
-            return None
-        self.bundles.append(path)
-        return path
+    def pump(self) -> None:
+        if self._sender is not None:
+            self._sender.pump()
 
-    def _write(self, teardown, frames: list[Frame]) -> Path:
-        from ...formats.ftrace import touches_ports
-        from ...views.packet_comments import write_annotated_bundle
-        from ..backends import Captured, tcp_frames
-        from ..session import assemble
-
-        frames_kept, segments = tcp_frames(frames)
-        ports = {teardown.local.port, teardown.remote.port}
-        recent = tuple(self._events)  # one C-level copy: the main thread appends meanwhile
-        events = tuple(e for e in recent if touches_ports(e, ports)
-                       and {e.src, e.dst} <= {teardown.local, teardown.remote, None}
-                       or e.src is not None and e.src.port == 0 and e.dst == teardown.remote)
-        captured = Captured(backend="tcpdump", description="tcpdump -i any (watch --keep flight recorder)",
-                            frames=frames_kept, segments=segments, ports=tuple(sorted(ports)),
-                            kernel_drops=None)
-        first, last = frames_kept[0].time_ns, frames_kept[-1].time_ns
-        owner = f"{teardown.receiver_comm}[{teardown.receiver_pid}]" if teardown.receiver_pid else "unknown"
-        recording, _ = assemble(captured=captured, calls=(), events=events, witness=self.witness,
-                                window=(first, last), started_ns=first,
-                                extra=[("watch_kind", teardown.kind), ("watch_owner", owner),
-                                       ("ports", ",".join(map(str, sorted(ports))))])
-        stamp = dt.datetime.fromtimestamp(teardown.time_ns / 1e9, dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
-        name = f"{teardown.kind}-{stamp}-{teardown.remote.port}-{teardown.local.port}.pcapng"
-        return write_annotated_bundle(self.directory / name, recording)
+    # -- the summary
 
     def summary(self) -> str:
-        text = (f"flight recorder: {len(self.bundles)} bundles written, {self.packets} packets seen, "
-                f"{self.dropped} dropped by the {self.limit / 1e6:g} MB bound")
-        if self.failures:
-            text += f"; {len(self.failures)} bundles not written (first: {self.failures[0]})"
+        result = self.result
+        if result is None:
+            return f"flight recorder: {self.worker_problem or 'its worker did not report'}"
+        text = (f"flight recorder: {result['bundles']} bundles written holding {result['bundled']} RSTs, "
+                f"{result['packets']} packets seen, {result['dropped_packets']} packets and "
+                f"{result['dropped_events']} kernel events dropped by the {self.limit / 1e6:g} MB bound "
+                f"(peak {result['peak'] / 1e6:.1f} MB); RSTs reached it up to {result['lag_s']:.1f} s late; "
+                f"its worker used {result['cpu_s']:.1f} s of CPU")
+        if result["skipped"]:
+            text += (f"; {result['skipped']} more RSTs of bursts printed but not kept (a bundle keeps "
+                     f"{SAMPLE_RSTS} RSTs of one kind on one port per second)")
+        if result["removed"]:
+            text += f"; {result['removed']} older bundles of this run removed (--keep-max {self.keep_max})"
+        if result["without_rst"]:
+            text += (f"; {result['without_rst']} bundled RSTs without their own packet (tcpdump had not "
+                     f"delivered it within {RST_WAIT_S:g} s, or the bound had dropped it)")
+        if result["not_bundled"]:
+            text += f"; {result['not_bundled']} RSTs not bundled (first: {result['first_failure']})"
+        dropped = self._sender.dropped if self._sender is not None else {}
+        if dropped.get("T"):
+            text += f"; {dropped['T']} RSTs not bundled (the worker fell behind: watch's queue to it was full)"
+        if dropped.get("E"):
+            text += f"; {dropped['E']} chunks of kernel events not kept for bundles (the worker fell behind)"
+        if self._sender is not None and self._sender.broken:
+            text += "; the worker went away before the end"
+        if self.tcpdump_drops:
+            text += f"; tcpdump's kernel buffer dropped {self.tcpdump_drops} packets"
         return text

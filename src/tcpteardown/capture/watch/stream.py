@@ -33,9 +33,10 @@ def in_process_context(line: str) -> bool:
 
 
 class TracePipe:
-    def __init__(self, witness, tick: float = 0.05):
+    def __init__(self, witness, tick: float = 0.05, tee=None):
         self.witness = witness
         self.tick = tick
+        self.tee = tee  # called with each raw chunk read (the flight recorder keeps the events)
         self._fd = os.open(witness.instance / "trace_pipe", os.O_RDONLY | os.O_NONBLOCK)
         self._rest = b""
         self.unparsed = 0  # lines of our events that did not parse (said in the summary)
@@ -66,6 +67,8 @@ class TracePipe:
             if not chunk:
                 yield []
                 continue
+            if self.tee is not None:
+                self.tee(chunk)
             data = self._rest + chunk
             lines = data.split(b"\n")
             self._rest = lines.pop()
