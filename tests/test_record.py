@@ -369,3 +369,39 @@ def test_record_beyond_loopback_across_a_veth_pair(tmp_path):
     assert links["strace"]["cause"]["frame"] == rsts[-1].frame, links
     assert links["strace"]["cause"]["src"] == f"{there}:{port}"
     assert {s["source"] for s in links["strace"]["sources"]} == {"strace", "log"}
+
+
+REFUSED_LOOP = """
+import socket, sys
+closed = socket.socket(); closed.bind(("127.0.0.1", 0))  # bound, never listening: every connect is refused
+for _ in range(int(sys.argv[1])):
+    with socket.socket() as s:
+        try:
+            s.connect(closed.getsockname())
+        except ConnectionRefusedError:
+            pass
+print(closed.getsockname()[1])
+"""
+
+
+@pytest.mark.needs_capture
+def test_refused_connects_in_a_tight_loop_each_get_their_own_syn_and_rst(tmp_path):
+    """strace -y names no 4-tuple: each connect's local port comes from its
+    own SYN (formats/socket_ends.py), so each refusal links to its own RST."""
+    count = 200
+    result, bundle = _record_python(tmp_path, REFUSED_LOOP, argv=(str(count),))
+    assert result.returncode == 0, result.stderr
+    port = int(result.stdout.split()[-1])
+    recording = load_recording(bundle)
+    syns = {s.src: s for s in recording.segments if s.is_syn and s.dst.port == port}
+    connects = [c for c in recording.calls if c.op == "connect" and c.remote.port == port]
+    assert len(connects) == len(syns) == count
+    assert {c.local for c in connects} == set(syns)  # every SYN claimed by exactly one call
+    for call in connects:
+        assert call.errno == "ECONNREFUSED"
+        assert call.start_ns <= syns[call.local].time_ns <= call.end_ns + 50_000
+    links = [link for link in explain_json(bundle) if link["call"]["errno"] == "ECONNREFUSED"]
+    assert len(links) == count
+    frames = {link["cause"]["frame"] for link in links}
+    assert len(frames) == count and all(link["cause"]["kind"] == "rst" for link in links)
+    assert all(link["call"]["local"] == f"127.0.0.1:{link['cause']['dst'].split(':')[1]}" for link in links)

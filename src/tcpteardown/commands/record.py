@@ -1,6 +1,6 @@
 """`tcpteardown record [-o FILE.pcapng] [--ports P,...] -- CMD [ARGS]`: record any program.
 
-Runs CMD under ``strace -f -ttt -T -yy --seccomp-bpf -e trace=...`` (only
+Runs CMD under ``strace -f -ttt -T -y --seccomp-bpf -e trace=...`` (only
 the syscalls the links, ladder and event loops use, stopped on in the kernel;
 an strace too old for --seccomp-bpf is said once and traces the same set
 without it), captures the
@@ -269,7 +269,11 @@ def run_traced(strace: str, log: Path, command: Sequence[str], *, stderr_log: Op
     return _exit_status(status), interrupted
 
 
-STRACE_BASE = ("-f", "-ttt", "-T", "-yy")
+# -y, not -yy: -yy makes strace dump every TCP socket on the host over
+# sock_diag for each fd it prints (the program ran at 1 % of its pace, its
+# calls stamped milliseconds late); the 4-tuples come from the witness and
+# the capture instead (formats/socket_ends.py)
+STRACE_BASE = ("-f", "-ttt", "-T", "-y")
 
 
 def traced_set() -> str:
@@ -401,11 +405,13 @@ def build_recording(pcap: Path, log: Path, events, witness, capture, command, po
                     started: int, window: tuple[int, int], *, stderr_log: Optional[Path] = None):
     from ..capture.session import assemble
     from ..formats.ftrace import touches_ports
+    from ..formats.socket_ends import SocketEnds
     from ..formats.strace import read_strace_file
 
     notes = []
     contents = capture.stop()  # capture.backends.Captured (stop is idempotent): frames, segments, loss counters
-    imported = read_strace_file(log, name="strace")  # not the temporary path: it is gone after the run
+    ends = SocketEnds(events, contents.segments if contents is not None else ())
+    imported = read_strace_file(log, name="strace", ends=ends)  # not the temporary path: gone after the run
     if imported.problems:
         notes.append(f"strace log: {len(imported.problems)} lines not understood, e.g. {imported.problems[0]}")
     calls = imported.calls + _program_messages(stderr_log, notes, _program_name(imported.calls, command))
