@@ -82,7 +82,7 @@ def _record_python(tmp_path, source: str, *options: str, argv=()):
     program = tmp_path / "program.py"
     program.write_text(source)
     bundle = tmp_path / "program.pcapng"
-    return tcpteardown("record", "-o", str(bundle), *options, "--", sys.executable, str(program), *argv), bundle
+    return tcpteardown("record", "--calls", "strace", "-o", str(bundle), *options, "--", sys.executable, str(program), *argv), bundle
 
 
 @pytest.mark.needs_capture
@@ -124,7 +124,7 @@ def test_go_program_broken_pipe_linked_to_rst_with_kernel_reason(go_teardowns, t
     tool_or_skip("strace")
     tool_or_skip("tcpdump")
     bundle = tmp_path / "go.pcapng"
-    result = tcpteardown("record", "-o", str(bundle), "--", str(go_teardowns))
+    result = tcpteardown("record", "--calls", "strace", "-o", str(bundle), "--", str(go_teardowns))
     assert result.returncode == 0, result.stderr
     assert "step broken-pipe" in result.stderr  # Go's log lines went to our stderr
     links = explain_json(bundle)
@@ -176,7 +176,7 @@ def test_curl_aborting_a_download_from_http_server(tmp_path):
     script.write_text(CURL_SCRIPT)
     port = _free_port()
     bundle = tmp_path / "curl.pcapng"
-    result = tcpteardown("record", "-o", str(bundle), "--", "sh", str(script), str(served), str(port))
+    result = tcpteardown("record", "--calls", "strace", "-o", str(bundle), "--", "sh", str(script), str(served), str(port))
     assert result.returncode == 28, result.stderr  # curl: operation timed out (it gave up the download)
     links = explain_json(bundle)
     server_errors = [link for link in links if link["cause"]["kind"] == "rst"
@@ -217,7 +217,7 @@ def test_ctrl_c_stops_everything_and_keeps_the_recording(tmp_path):
     program = tmp_path / "hang.py"
     program.write_text(HANGING_PROGRAM)
     bundle = tmp_path / "hang.pcapng"
-    record = subprocess.Popen([sys.executable, "-m", "tcpteardown", "record", "-o", str(bundle), "--",
+    record = subprocess.Popen([sys.executable, "-m", "tcpteardown", "record", "--calls", "strace", "-o", str(bundle), "--",
                                sys.executable, str(program)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -250,7 +250,7 @@ def test_missing_strace_is_a_clear_error(tmp_path):
         path = shutil.which(tool)
         if path:
             (bin_dir / tool).symlink_to(path)
-    result = tcpteardown("record", "--", "true", env={**os.environ, "PATH": str(bin_dir)})
+    result = tcpteardown("record", "--calls", "strace", "--", "true", env={**os.environ, "PATH": str(bin_dir)})
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1, result.stderr  # one line, no traceback
     assert "strace, which is not installed" in result.stderr
@@ -355,7 +355,7 @@ def test_record_beyond_loopback_across_a_veth_pair(tmp_path):
                                   stdout=subprocess.PIPE, text=True)
         try:
             port = int(server.stdout.readline())
-            result = tcpteardown("record", "-o", str(bundle), "--", sys.executable, str(client), there, str(port))
+            result = tcpteardown("record", "--calls", "strace", "-o", str(bundle), "--", sys.executable, str(client), there, str(port))
         finally:
             server.kill()
             server.wait(timeout=10)

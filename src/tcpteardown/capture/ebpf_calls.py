@@ -15,7 +15,8 @@ bpftrace through a ring buffer. The script:
   costs anything; a connect refused or reset has its ends cleared by the
   time it returns, so ``sock:inet_sock_set_state`` from SYN_SENT prints
   them for the sockets connect() is running on;
-- prints errno NAMES (a map filled from errnos.py's Linux numbering), never
+- prints errno NAMES (a map filled from errnos.py and the C library's
+  names of this kernel's numbers), never
   numbers, one line per call (formats/bpftrace_calls.py reads them).
 
 Clock: bpftrace's nsecs is CLOCK_MONOTONIC; the offset to CLOCK_REALTIME
@@ -91,9 +92,13 @@ def _print_call(name: str, ret: str = "args->ret", extra: str = '"-"') -> str:
 
 
 def _errno_map() -> str:
+    """@errname[N] = "NAME" for every errno this (Linux) kernel has: errnos.py's
+    names first, then the C library's (the kernel traced is the one we run on)."""
+    import errno
+
     from ..errnos import name_from_number
 
-    names = [(n, name_from_number(n)) for n in range(1, 134)]
+    names = [(n, name_from_number(n) or errno.errorcode.get(n)) for n in range(1, 134)]
     return "\n".join(f'  @errname[{n}] = "{name}";' for n, name in names if name)
 
 

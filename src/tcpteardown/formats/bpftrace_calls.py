@@ -141,7 +141,7 @@ class _Calls:
         if name in ("connect", "accept", "accept4") or old_local is None or old_remote is None:
             self.known[sock] = (local or old_local, remote or old_remote)  # a new socket on this sock
         local, remote = local or old_local, remote or old_remote
-        op, fd = _OPS[name], int(fd_text)
+        op, fd = _OPS.get(name, name), int(fd_text)
         if op == "accept" and ret >= 0:
             fd = ret
         if op == "getsockopt":
@@ -178,9 +178,19 @@ def _text(name: str, fd: int, ret: int, errno: Optional[str], local, remote, ext
     elif name == "shutdown":
         args += f", {extra}"
     if errno is not None and name != "getsockopt":
-        said = strerror(errno)
+        said = _strerror(errno)
         return f"{name}({args}) = -1 {errno}" + (f" ({said})" if said else "")
     return f"{name}({args}) = {ret}"
+
+
+def _strerror(name: str) -> Optional[str]:
+    import errno as codes
+
+    try:
+        return strerror(name)
+    except ValueError:  # a name errnos.py does not describe: the C library's words
+        number = getattr(codes, name, None)
+        return os.strerror(number) if isinstance(number, int) else None
 
 
 def read_bpftrace_file(path, *, name: str = "bpftrace") -> ImportResult:
