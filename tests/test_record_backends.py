@@ -137,3 +137,25 @@ def test_ebpf_calls_carry_both_ends_names_and_cost(both):
     # the ebpf and the strace run saw the same failing calls, op for op
     failing = lambda rec, source: [(c.op, c.errno) for c in rec.calls if c.source == source and c.failed]  # noqa: E731
     assert failing(recording, "ebpf") == failing(strace_recording, "strace")
+
+
+@pytest.mark.needs_capture
+def test_ctrl_c_under_ebpf_keeps_the_recording_and_leaves_no_bpftrace(tmp_path):
+    import signal
+
+    from test_lifecycle import _alive, _instances_of, _start_record, _stop_with
+    from test_record import _processes_mentioning
+    from tcpteardown.capture.ebpf_calls import unavailable
+
+    if unavailable():
+        pytest.skip(f"record --calls ebpf: {unavailable()}")
+    record, program_pid, bundle = _start_record(tmp_path, "--calls", "ebpf")
+    stderr = _stop_with(record, signal.SIGINT)
+    assert record.returncode == 130, stderr
+    assert not _alive(program_pid)
+    # bpftrace's command line holds its script's path in record's temporary folder
+    assert not _processes_mentioning("tcpteardown-record-"), "bpftrace or tcpdump left running"
+    assert not _instances_of(record.pid)()
+    recording = load_recording(bundle)
+    assert {"connect", "accept"} <= {call.op for call in recording.calls if call.source == "ebpf"}
+    assert any(s.is_syn for s in recording.segments)
