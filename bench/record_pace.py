@@ -14,6 +14,7 @@ connection (its wall-time overhead). Root for the capture and the witness.
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import socket
 import subprocess
@@ -77,7 +78,9 @@ def linked(bundle: Path) -> str:
     found = json.loads(done.stdout)
     failing = [link for link in found["links"] if link["call"]["errno"]]
     to_packet = sum(1 for link in failing if link["cause"]["frame"] is not None)
-    return f"explain: {to_packet} of {len(failing)} failing calls linked to a packet, {len(found['unlinked'])} unlinked"
+    why = collections.Counter(item["why"][:90] for item in found["unlinked"]).most_common(3)
+    return (f"explain: {to_packet} of {len(failing)} failing calls (EOF included) linked to a packet, "
+            f"{len(found['unlinked'])} unlinked" + "".join(f"; {n} x {text}" for text, n in why))
 
 
 def main() -> None:

@@ -18,7 +18,9 @@ any other call on a TCP socket) are kept.
 
 The exit status is CMD's (128+N when a signal N killed it). Ctrl-C
 interrupts CMD (SIGINT), keeps what was recorded, writes the bundle and
-exits 130. Problems of our own (no strace, no capture privilege, no such
+exits 130. With ``--calls ebpf`` the socket calls come from a bpftrace
+script instead (capture/ebpf_calls.py), which never stops the program.
+Problems of our own (no strace, no capture privilege, no such
 program) are user errors: one line, exit 2.
 
 Never: run CMD as anything other than what it is (no shell is added), leave
@@ -64,10 +66,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--iface", metavar="IFACE",
                         help="interface to capture on (default with tcpdump: any, so connections that leave "
                              "loopback are recorded too; with scapy: the loopback)")
-    parser.add_argument("--calls", choices=("auto", "strace", "ebpf"), default="auto",
+    parser.add_argument("--calls", choices=("strace", "ebpf"), default="strace",
                         help="how socket calls are traced: strace (ptrace: stops the program at each traced "
-                             "call) or ebpf (bpftrace on the syscall tracepoints: never stops it; root, "
-                             "bpftrace, a kernel with BTF). Default auto: ebpf where it can run, else strace")
+                             "call; default) or ebpf (bpftrace on the syscall tracepoints: never stops it, so a "
+                             "loaded program keeps more of its pace, but costs a few seconds to start and sees "
+                             "no epoll/poll/select wake-ups; root, bpftrace and a kernel with BTF, else strace)")
     parser.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS]",
                         help="the program to run, after --")
 
@@ -77,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
 
     command = program_argv(args.command)
     ports = parse_ports(args.ports)
-    calls = choose_calls(getattr(args, "calls", "auto"))
+    calls = choose_calls(getattr(args, "calls", "strace"))
     strace = _require_tools(command, calls)
     output = Path(args.output) if args.output else default_output(command)
     with tempfile.TemporaryDirectory(prefix="tcpteardown-record-") as workdir:
@@ -161,18 +164,16 @@ def default_output(command: Sequence[str]) -> Path:
 
 
 def choose_calls(asked: str) -> str:
-    """The call tracer: `asked`, or for auto eBPF where it can run (it never
-    stops the program: bench/record_pace.py), else strace, said in one line."""
+    """The call tracer asked for; ebpf where it cannot run is said in one line
+    and falls back to strace. strace is the default: bench/record_pace.py
+    shows ebpf keeping more of a loaded program's pace, but it starts in
+    seconds rather than at once and one bench run of three left calls
+    unlinked that strace linked (README, record's pace)."""
     from ..capture import ebpf_calls
 
-    why_not = ebpf_calls.unavailable()
-    if asked == "ebpf" and why_not:
-        raise MissingTool(f"record --calls ebpf: {why_not}; use --calls strace")
-    if asked == "auto":
-        if why_not is None:
-            return "ebpf"
-        _say_once(f"socket calls traced with strace, which stops the program at each one "
-                  f"(--calls ebpf would not: {why_not})")
+    why_not = ebpf_calls.unavailable() if asked == "ebpf" else None
+    if why_not:
+        _say_once(f"--calls ebpf cannot run here ({why_not}); tracing with strace instead")
         return "strace"
     return asked
 
