@@ -9,7 +9,8 @@ bpftrace through a ring buffer. The script:
   pid of a stub (a Python one-liner) that waits on a pipe until the
   script is attached, then execs CMD, so CMD's first syscall is seen;
   ``sched:sched_process_fork`` adds every child and thread;
-- keeps only calls on TCP sockets, decided in the kernel from the fd (the
+- keeps only calls on TCP sockets (an enter probe per syscall, a few exit
+  probes on raw_syscalls:sys_exit shared by them), decided in the kernel from the fd (the
   file's inode is a socket, its sock is IPPROTO_TCP, SOCK_STREAM) through
   BTF, and reads both ends from the kernel's sock, so no -yy-like lookup
   costs anything; a connect refused or reset has its ends cleared by the
@@ -83,9 +84,11 @@ _ENDS = {
 }
 
 
-def _print_call(name: str, ret: str = "args->ret", extra: str = '"-"') -> str:
-    """printf of one C line for the sock in $s (both families)."""
-    head = f'"C %d %d %llu %llu {name} %d %d %s %llu %s %d %s %d %s\\n", tid, pid, @t0[tid], nsecs, @fd[tid], ' \
+def _print_call(name: str, ret: str = "args->ret", extra: str = '"-"', name_arg: str = "") -> str:
+    """printf of one C line for the sock in $s (both families); `name` "%s"
+    with `name_arg` prints the syscall's name from a map."""
+    named = f"{name_arg}, " if name_arg else ""
+    head = f'"C %d %d %llu %llu {name} %d %d %s %llu %s %d %s %d %s\\n", tid, pid, @t0[tid], nsecs, {named}@fd[tid], ' \
            f'{ret}, $e, (uint64)$s, '
     return (f"  if ($s->__sk_common.skc_family == 10) {{ printf({head}{_ENDS['v6']}, {extra}); }}\n"
             f"  else {{ printf({head}{_ENDS['v4']}, {extra}); }}")
@@ -119,57 +122,61 @@ def script(available: Optional[set[str]] = None) -> str:
              'ntop(10, args->saddr_v6), args->sport, ntop(10, args->daddr_v6), args->dport); }',
              '  else { printf("S %llu %llu %s %d %s %d\\n", (uint64)args->skaddr, nsecs, ntop(2, args->saddr), '
              'args->sport, ntop(2, args->daddr), args->dport); }', "}"]
-    for name, fdarg in SYSCALLS.items():
-        if available is not None and name not in available:
-            continue
-        keep = _KEEP
+    names = [name for name in SYSCALLS if available is None or name in available]
+    parts[1:1] = [f'  @op[{code}] = "{name}";' for code, name in enumerate(names)]  # in BEGIN
+    for code, name in enumerate(names):
+        keep = _KEEP + f" @kind[tid] = {code};"
         if name == "connect":
             keep += " @connecting[(uint64)$sk] = 1;"
         elif name == "getsockopt":  # SO_ERROR only: what it will return is the sock's pending error
-            keep = (f"        if (args->level == {SOL_SOCKET} && args->optname == {SO_ERROR}) {{ {_KEEP.strip()} "
+            keep = (f"        if (args->level == {SOL_SOCKET} && args->optname == {SO_ERROR}) {{ {keep.strip()} "
                     f"@x[tid] = $sk->sk_err ? $sk->sk_err : $sk->sk_err_soft; }}")
         elif name == "setsockopt":  # SO_LINGER only: it tells an abortive close's reason
-            keep = f"        if (args->level == {SOL_SOCKET} && args->optname == {SO_LINGER}) {{ {_KEEP.strip()} }}"
+            keep = f"        if (args->level == {SOL_SOCKET} && args->optname == {SO_LINGER}) {{ {keep.strip()} }}"
         elif name == "shutdown":
             keep += " @x[tid] = args->how;"
         parts += [f"tracepoint:syscalls:sys_enter_{name} /@traced[pid]/ {{",
-                  _ENTER_FD.format(fdarg=fdarg, keep=keep), "}",
-                  f"tracepoint:syscalls:sys_exit_{name} /@t0[tid]/ {{",
-                  "  $e = args->ret < 0 ? @errname[-args->ret] : \"-\";"]
-        if name in ("accept", "accept4"):  # the new socket's ends, from the fd it returned
-            parts += ["  $s = (struct sock *)@sk[tid];",
-                      "  if (args->ret >= 0) {",
-                      "    $t = curtask->files->fdt;",
-                      "    $f = *($t->fd + (uint32)args->ret);",
-                      "    $s = ((struct socket *)$f->private_data)->sk;",
-                      "  }", _print_call(name)]
-        elif name == "getsockopt":
-            parts += ["  $s = (struct sock *)@sk[tid];",
-                      '  $v = @x[tid] ? @errname[@x[tid]] : "0";', _print_call(name, extra="$v"),
-                      "  delete(@x[tid]);"]
-        elif name == "setsockopt":
-            parts += ["  $s = (struct sock *)@sk[tid];",
-                      f"  $on = ($s->__sk_common.skc_flags >> {SOCK_LINGER_BIT}) & 1;",
-                      '  if ($s->__sk_common.skc_family == 10) { printf("C %d %d %llu %llu setsockopt %d %d %s %llu '
-                      '%s %d %s %d linger=%d,%d\\n", tid, pid, @t0[tid], nsecs, @fd[tid], args->ret, $e, (uint64)$s, '
-                      f"{_ENDS['v6']}, $on, $s->sk_lingertime); }}",
-                      '  else { printf("C %d %d %llu %llu setsockopt %d %d %s %llu %s %d %s %d linger=%d,%d\\n", '
-                      'tid, pid, @t0[tid], nsecs, @fd[tid], args->ret, $e, (uint64)$s, '
-                      f"{_ENDS['v4']}, $on, $s->sk_lingertime); }}"]
-        elif name == "shutdown":
-            parts += ["  $s = (struct sock *)@sk[tid];", '  $how = @x[tid] == 0 ? "SHUT_RD" : '
-                      '(@x[tid] == 1 ? "SHUT_WR" : "SHUT_RDWR");', _print_call(name, extra="$how"),
-                      "  delete(@x[tid]);"]
-        elif name == "close":  # the file is gone on return: the ends are the ones known before
-            parts += ['  printf("C %d %d %llu %llu close %d %d %s %llu - 0 - 0 -\\n", tid, pid, @t0[tid], nsecs, '
-                      '@fd[tid], args->ret, $e, @sk[tid]);']
-        else:
-            parts += ["  $s = (struct sock *)@sk[tid];", _print_call(name)]
-        if name == "connect":
+                  _ENTER_FD.format(fdarg=SYSCALLS[name], keep=keep), "}"]
+    # A few exit probes for them all (fewer probes to compile and attach), each
+    # for the kinds its enter probes kept; one printf pair per probe (the BPF stack).
+    code = {name: index for index, name in enumerate(names)}
+    special = ("close", "getsockopt", "setsockopt", "shutdown", "accept", "accept4")
+    exits = {
+        "close": ['  printf("C %d %d %llu %llu close %d %d %s %llu - 0 - 0 -\\n", tid, pid, @t0[tid], nsecs, '
+                  '@fd[tid], args->ret, $e, @sk[tid]);'],  # the file is gone: the ends known before
+        "getsockopt": ['  $v = @x[tid] ? @errname[@x[tid]] : "0";', _print_call("getsockopt", extra="$v")],
+        "setsockopt": [f"  $on = ($s->__sk_common.skc_flags >> {SOCK_LINGER_BIT}) & 1;",
+                       '  if ($s->__sk_common.skc_family == 10) { printf("C %d %d %llu %llu setsockopt %d %d %s %llu '
+                       '%s %d %s %d linger=%d,%d\\n", tid, pid, @t0[tid], nsecs, @fd[tid], args->ret, $e, (uint64)$s, '
+                       f"{_ENDS['v6']}, $on, $s->sk_lingertime); }}",
+                       '  else { printf("C %d %d %llu %llu setsockopt %d %d %s %llu %s %d %s %d linger=%d,%d\\n", '
+                       'tid, pid, @t0[tid], nsecs, @fd[tid], args->ret, $e, (uint64)$s, '
+                       f"{_ENDS['v4']}, $on, $s->sk_lingertime); }}"],
+        "shutdown": ['  $how = @x[tid] == 0 ? "SHUT_RD" : (@x[tid] == 1 ? "SHUT_WR" : "SHUT_RDWR");',
+                     _print_call("shutdown", extra="$how")],
+        "accept": ["  if (args->ret >= 0) {  // the new socket's ends, from the fd it returned",
+                   "    $t = curtask->files->fdt;",
+                   "    $f = *($t->fd + (uint32)args->ret);",
+                   "    $s = ((struct socket *)$f->private_data)->sk;",
+                   "  }", _print_call("%s", name_arg="@op[@kind[tid]]")],
+    }
+    groups = {kind: [code[n] for n in ((kind, "accept4") if kind == "accept" else (kind,)) if n in code]
+              for kind in exits}
+    groups["other"] = [code[n] for n in names if n not in special]
+    exits["other"] = [_print_call("%s", name_arg="@op[@kind[tid]]")]
+    for kind, codes in groups.items():
+        if not codes:
+            continue
+        which = " || ".join(f"@kind[tid] == {c}" for c in codes)
+        parts += [f"tracepoint:raw_syscalls:sys_exit /@t0[tid] && ({which})/ {{",
+                  "  $e = args->ret < 0 ? @errname[-args->ret] : \"-\";",
+                  "  $s = (struct sock *)@sk[tid];", *exits[kind]]
+        if "connect" in code and code["connect"] in codes:
             parts.append("  delete(@connecting[@sk[tid]]);")
-        parts += ["  delete(@t0[tid]); delete(@sk[tid]); delete(@fd[tid]);", "}"]
+        parts += ["  delete(@t0[tid]); delete(@sk[tid]); delete(@fd[tid]); delete(@kind[tid]); delete(@x[tid]);",
+                  "}"]
     parts += ["END {", "  clear(@traced); clear(@errname); clear(@t0); clear(@sk); clear(@fd); clear(@x); "
-              "clear(@connecting);", "}"]
+              "clear(@connecting); clear(@kind); clear(@op);", "}"]
     return "\n".join(parts) + "\n"
 
 
