@@ -159,3 +159,15 @@ def test_ctrl_c_under_ebpf_keeps_the_recording_and_leaves_no_bpftrace(tmp_path):
     recording = load_recording(bundle)
     assert {"connect", "accept"} <= {call.op for call in recording.calls if call.source == "ebpf"}
     assert any(s.is_syn for s in recording.segments)
+
+
+def test_a_bad_bpftrace_line_is_a_problem_naming_its_line_never_an_exception():
+    from tcpteardown.formats.bpftrace_calls import parse_bpftrace
+
+    good = "C 7 7 100 200 recvfrom 4 -104 ECONNRESET 99 127.0.0.1 5000 127.0.0.1 80 -"
+    found = parse_bpftrace(["ready 1", "C 7 7 cut short", good, "garbage", "Lost 3 events", "clock 1000 5"])
+    assert [(c.op, c.errno, c.start_ns, str(c.local), str(c.remote)) for c in found.calls] == \
+        [("recvfrom", "ECONNRESET", 1100, "127.0.0.1:5000", "127.0.0.1:80")]
+    assert any(p.startswith("bpftrace:2: expected 15 fields") for p in found.problems), found.problems
+    assert any(p.startswith("bpftrace:4: expected a line") for p in found.problems), found.problems
+    assert any("lost 3 events" in p for p in found.problems), found.problems
