@@ -14,6 +14,7 @@ connection (its wall-time overhead). Root for the capture and the witness.
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import socket
 import subprocess
@@ -39,21 +40,29 @@ def run(argv: list[str]) -> tuple[dict, float, str]:
     return json.loads(done.stdout.strip().splitlines()[-1]), took, done.stderr
 
 
-def check_bundle(bundle: Path, result: dict, port: int, refused_port: int) -> list[str]:
+def _is_ack(segment) -> bool:
+    from tcpteardown.model import TcpFlags
+
+    return bool(int(segment.flags) & int(TcpFlags.ACK))
+
+
+def check_bundle(bundle: Path, result: dict, port: int, refused_port: int, source: str) -> list[str]:
     from tcpteardown.formats.bundle import load_recording
 
     rec = load_recording(bundle)
-    ours = [s for s in rec.segments if {s.src.port, s.dst.port} & {port, refused_port}]
-    syns = sum(1 for s in ours if s.is_syn and s.dst.port in (port, refused_port))  # not the SYN-ACKs
+    ports = {port, refused_port}
+    ours = [s for s in rec.segments if {s.src.port, s.dst.port} & ports]
+    syns = sum(1 for s in ours if s.is_syn and s.dst.port in ports and not _is_ack(s))
     rsts = sum(1 for s in ours if s.is_rst)
     failing = {}
+    unnamed = 0
     for call in rec.calls:
-        if call.source == "strace" and call.errno and call.remote is not None \
-                and call.remote.port in (port, refused_port):
+        if call.source == source and call.errno and call.remote is not None and call.remote.port in ports:
             failing[call.errno] = failing.get(call.errno, 0) + 1
+            unnamed += call.local is None
     lines = [f"bundle: {syns} SYNs for {result['connections']} connections, {rsts} RSTs for "
-             f"{sum(result['failures'].values())} failing connections; failing calls in strace "
-             f"{failing} vs the program's {result['failures']}"]
+             f"{sum(result['failures'].values())} failing connections; failing calls from {source} "
+             f"{failing} vs the program's {result['failures']}; {unnamed} failing calls without a local end"]
     for name, count in result["failures"].items():
         if failing.get(name, 0) < count:
             lines.append(f"MISSING: {count - failing.get(name, 0)} {name} calls not in the bundle")
@@ -62,10 +71,23 @@ def check_bundle(bundle: Path, result: dict, port: int, refused_port: int) -> li
     return lines
 
 
+def linked(bundle: Path) -> str:
+    """How many failing calls explain links to a packet, and how many it could not."""
+    done = subprocess.run([sys.executable, "-m", "tcpteardown", "explain", "--json", str(bundle)],
+                          capture_output=True, text=True, check=True)
+    found = json.loads(done.stdout)
+    failing = [link for link in found["links"] if link["call"]["errno"]]
+    to_packet = sum(1 for link in failing if link["cause"]["frame"] is not None)
+    why = collections.Counter(item["why"][:90] for item in found["unlinked"]).most_common(3)
+    return (f"explain: {to_packet} of {len(failing)} failing calls (EOF included) linked to a packet, "
+            f"{len(found['unlinked'])} unlinked" + "".join(f"; {n} x {text}" for text, n in why))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=2500.0)
     parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--calls", default="strace,ebpf", help="call tracers to compare (default strace,ebpf)")
     args = parser.parse_args()
     print(f"loadavg before: {Path('/proc/loadavg').read_text().strip()}")
     with tempfile.TemporaryDirectory(prefix="record-pace-") as tmp:
@@ -74,17 +96,20 @@ def main() -> None:
             program = [sys.executable, str(PROGRAM), "--port", str(port), "--refused-port", str(refused),
                        "--rate", str(rate), "--seconds", str(seconds)]
             plain, plain_s, _ = run(program)
-            bundle = Path(tmp) / f"{label.replace(' ', '_')}.pcapng"
-            traced, traced_s, said = run([sys.executable, "-m", "tcpteardown", "record", "-o", str(bundle),
-                                          "--", *program])
-            print(f"{label}: untraced {plain['rate']}/s ({plain['connections']} connections), under record "
-                  f"{traced['rate']}/s ({traced['connections']}): ratio {traced['rate'] / max(plain['rate'], 1e-9):.0%}"
-                  f" (goal >= 70 %); wall time {plain_s:.2f} s untraced, {traced_s:.2f} s with record")
-            for line in said.splitlines():
-                if line.startswith("tcpteardown record:"):
-                    print(f"  {line}")
-            for line in check_bundle(bundle, traced, port, refused):
-                print(f"  {line}")
+            print(f"{label}: untraced {plain['rate']}/s ({plain['connections']} connections), wall time {plain_s:.2f} s")
+            for tracer in args.calls.split(","):
+                bundle = Path(tmp) / f"{label.replace(' ', '_')}-{tracer}.pcapng"
+                traced, traced_s, said = run([sys.executable, "-m", "tcpteardown", "record", "--calls", tracer,
+                                              "-o", str(bundle), "--", *program])
+                print(f"  under record --calls {tracer}: {traced['rate']}/s ({traced['connections']}): ratio "
+                      f"{traced['rate'] / max(plain['rate'], 1e-9):.0%} of untraced (goal >= 70 %); wall time "
+                      f"{traced_s:.2f} s (+{traced_s - plain_s:.2f} s)")
+                for line in said.splitlines():
+                    if line.startswith("tcpteardown record:"):
+                        print(f"    {line}")
+                for line in check_bundle(bundle, traced, port, refused, tracer):
+                    print(f"    {line}")
+                print(f"    {linked(bundle)}")
     print(f"loadavg after: {Path('/proc/loadavg').read_text().strip()}")
 
 

@@ -18,7 +18,13 @@ cd "$(dirname "$0")/.."
 # fail and links its own log line to the frame (issue 14). gcc and python3-dev
 # build the optional compiled loops (src/tcpteardown/_speedups.c); without them pip
 # skips them and census uses its Python code (same results, slower).
-APT_PACKAGES="libpcap0.8 tcpdump tshark strace golang-go curl iproute2 nginx-light iptables chromium chromium-driver plantuml nodejs default-jdk-headless haproxy redis-server gcc python3-dev systemd"
+# systemd gives systemd-journald, journalctl and systemd-cat: tests/test_sources.py
+# reads journald's timestamp forms as journalctl prints them (its own journald, in
+# a private mount namespace).
+# bpftrace is `record --calls ebpf` (issue 30): socket calls traced on the
+# syscall tracepoints without stopping the program, at its own pace
+# (tests/test_record_backends.py compares its links with strace's).
+APT_PACKAGES="libpcap0.8 tcpdump tshark strace golang-go curl iproute2 nginx-light iptables chromium chromium-driver plantuml nodejs default-jdk-headless haproxy redis-server gcc python3-dev systemd bpftrace"
 
 missing=""
 if command -v dpkg-query >/dev/null 2>&1; then

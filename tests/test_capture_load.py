@@ -80,7 +80,7 @@ def test_tcpteardown_record_of_a_burst_keeps_every_syn_and_rst_or_says_so(tmp_pa
     tool_or_skip("tcpdump")
     tool_or_skip("strace")
     count, bundle_path = 600, tmp_path / "record.pcapng"
-    done = subprocess.run([sys.executable, "-m", "tcpteardown", "record", "--capture", "tcpdump", "-o",
+    done = subprocess.run([sys.executable, "-m", "tcpteardown", "record", "--calls", "strace", "--capture", "tcpdump", "-o",
                            str(bundle_path), "--", sys.executable, "-c", PROGRAM, str(count), str(RATE)],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

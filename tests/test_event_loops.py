@@ -64,7 +64,7 @@ def recorded(tmp_path_factory):
                "NGINX": nginx, "ROOT": str(root), "PORT": str(port), "REFUSED": str(refused),
                "RESET": str(reset.port), "EOF": str(eof.port), "NGINX_SH": str(tmp / "nginx.sh")}
         bundle = tmp / "loops.pcapng"
-        result = subprocess.run([sys.executable, "-m", "tcpteardown", "record", "-o", str(bundle), "--",
+        result = subprocess.run([sys.executable, "-m", "tcpteardown", "record", "--calls", "strace", "-o", str(bundle), "--",
                                  "env", *(f"{k}={v}" for k, v in env.items()), "sh", str(tmp / "loops.sh")],
                                 capture_output=True, text=True, timeout=180)
         assert bundle.exists(), result.stderr

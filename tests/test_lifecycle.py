@@ -31,7 +31,7 @@ def _start_record(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen, int, P
     program = tmp_path / "hang.py"
     program.write_text(HANGING_PROGRAM)
     bundle = tmp_path / "hang.pcapng"
-    record = subprocess.Popen([sys.executable, "-m", "tcpteardown", "record", *extra, "-o", str(bundle), "--",
+    record = subprocess.Popen([sys.executable, "-m", "tcpteardown", "record", "--calls", "strace", *extra, "-o", str(bundle), "--",
                                sys.executable, str(program)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     ready, _, _ = select.select([record.stdout], [], [], 60)
@@ -165,7 +165,7 @@ def test_failing_calls_piled_on_one_packet_outgrow_one_pcapng_option(tmp_path):
     program = tmp_path / "piled.py"
     program.write_text(PILED_UP)
     bundle = tmp_path / "piled.pcapng"
-    result = subprocess.run([sys.executable, "-m", "tcpteardown", "record", "-o", str(bundle), "--",
+    result = subprocess.run([sys.executable, "-m", "tcpteardown", "record", "--calls", "strace", "-o", str(bundle), "--",
                              sys.executable, str(program), "600"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[0] == "600"
@@ -192,7 +192,7 @@ def test_an_unwritable_output_keeps_the_raw_recording(tmp_path):
     program = tmp_path / "one.py"
     program.write_text(MANY_REFUSED)
     output = blocker / "out.pcapng"
-    result = subprocess.run([sys.executable, "-m", "tcpteardown", "record", "-o", str(output), "--",
+    result = subprocess.run([sys.executable, "-m", "tcpteardown", "record", "--calls", "strace", "-o", str(output), "--",
                              sys.executable, str(program), "3"], capture_output=True, text=True,
                             timeout=TIMEOUT, cwd=tmp_path)
     assert result.returncode == 2, result.stderr

@@ -44,7 +44,7 @@ def _record(tmp_path: Path, *command: str) -> Path:
     tool_or_skip("strace")
     tool_or_skip("tcpdump")
     bundle = tmp_path / "program.pcapng"
-    result = subprocess.run([sys.executable, "-m", "tcpteardown", "record", "-o", str(bundle), "--", *command],
+    result = subprocess.run([sys.executable, "-m", "tcpteardown", "record", "--calls", "strace", "-o", str(bundle), "--", *command],
                             capture_output=True, text=True, timeout=180)
     assert bundle.exists(), result.stderr
     return bundle

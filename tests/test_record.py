@@ -82,7 +82,7 @@ def _record_python(tmp_path, source: str, *options: str, argv=()):
     program = tmp_path / "program.py"
     program.write_text(source)
     bundle = tmp_path / "program.pcapng"
-    return tcpteardown("record", "-o", str(bundle), *options, "--", sys.executable, str(program), *argv), bundle
+    return tcpteardown("record", "--calls", "strace", "-o", str(bundle), *options, "--", sys.executable, str(program), *argv), bundle
 
 
 @pytest.mark.needs_capture
@@ -124,7 +124,7 @@ def test_go_program_broken_pipe_linked_to_rst_with_kernel_reason(go_teardowns, t
     tool_or_skip("strace")
     tool_or_skip("tcpdump")
     bundle = tmp_path / "go.pcapng"
-    result = tcpteardown("record", "-o", str(bundle), "--", str(go_teardowns))
+    result = tcpteardown("record", "--calls", "strace", "-o", str(bundle), "--", str(go_teardowns))
     assert result.returncode == 0, result.stderr
     assert "step broken-pipe" in result.stderr  # Go's log lines went to our stderr
     links = explain_json(bundle)
@@ -176,7 +176,7 @@ def test_curl_aborting_a_download_from_http_server(tmp_path):
     script.write_text(CURL_SCRIPT)
     port = _free_port()
     bundle = tmp_path / "curl.pcapng"
-    result = tcpteardown("record", "-o", str(bundle), "--", "sh", str(script), str(served), str(port))
+    result = tcpteardown("record", "--calls", "strace", "-o", str(bundle), "--", "sh", str(script), str(served), str(port))
     assert result.returncode == 28, result.stderr  # curl: operation timed out (it gave up the download)
     links = explain_json(bundle)
     server_errors = [link for link in links if link["cause"]["kind"] == "rst"
@@ -217,7 +217,7 @@ def test_ctrl_c_stops_everything_and_keeps_the_recording(tmp_path):
     program = tmp_path / "hang.py"
     program.write_text(HANGING_PROGRAM)
     bundle = tmp_path / "hang.pcapng"
-    record = subprocess.Popen([sys.executable, "-m", "tcpteardown", "record", "-o", str(bundle), "--",
+    record = subprocess.Popen([sys.executable, "-m", "tcpteardown", "record", "--calls", "strace", "-o", str(bundle), "--",
                                sys.executable, str(program)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -250,7 +250,7 @@ def test_missing_strace_is_a_clear_error(tmp_path):
         path = shutil.which(tool)
         if path:
             (bin_dir / tool).symlink_to(path)
-    result = tcpteardown("record", "--", "true", env={**os.environ, "PATH": str(bin_dir)})
+    result = tcpteardown("record", "--calls", "strace", "--", "true", env={**os.environ, "PATH": str(bin_dir)})
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1, result.stderr  # one line, no traceback
     assert "strace, which is not installed" in result.stderr
@@ -355,7 +355,7 @@ def test_record_beyond_loopback_across_a_veth_pair(tmp_path):
                                   stdout=subprocess.PIPE, text=True)
         try:
             port = int(server.stdout.readline())
-            result = tcpteardown("record", "-o", str(bundle), "--", sys.executable, str(client), there, str(port))
+            result = tcpteardown("record", "--calls", "strace", "-o", str(bundle), "--", sys.executable, str(client), there, str(port))
         finally:
             server.kill()
             server.wait(timeout=10)
@@ -369,3 +369,39 @@ def test_record_beyond_loopback_across_a_veth_pair(tmp_path):
     assert links["strace"]["cause"]["frame"] == rsts[-1].frame, links
     assert links["strace"]["cause"]["src"] == f"{there}:{port}"
     assert {s["source"] for s in links["strace"]["sources"]} == {"strace", "log"}
+
+
+REFUSED_LOOP = """
+import socket, sys
+closed = socket.socket(); closed.bind(("127.0.0.1", 0))  # bound, never listening: every connect is refused
+for _ in range(int(sys.argv[1])):
+    with socket.socket() as s:
+        try:
+            s.connect(closed.getsockname())
+        except ConnectionRefusedError:
+            pass
+print(closed.getsockname()[1])
+"""
+
+
+@pytest.mark.needs_capture
+def test_refused_connects_in_a_tight_loop_each_get_their_own_syn_and_rst(tmp_path):
+    """strace -y names no 4-tuple: each connect's local port comes from its
+    own SYN (formats/socket_ends.py), so each refusal links to its own RST."""
+    count = 200
+    result, bundle = _record_python(tmp_path, REFUSED_LOOP, argv=(str(count),))
+    assert result.returncode == 0, result.stderr
+    port = int(result.stdout.split()[-1])
+    recording = load_recording(bundle)
+    syns = {s.src: s for s in recording.segments if s.is_syn and s.dst.port == port}
+    connects = [c for c in recording.calls if c.op == "connect" and c.remote.port == port]
+    assert len(connects) == len(syns) == count
+    assert {c.local for c in connects} == set(syns)  # every SYN claimed by exactly one call
+    for call in connects:
+        assert call.errno == "ECONNREFUSED"
+        assert call.start_ns <= syns[call.local].time_ns <= call.end_ns + 50_000
+    links = [link for link in explain_json(bundle) if link["call"]["errno"] == "ECONNREFUSED"]
+    assert len(links) == count
+    frames = {link["cause"]["frame"] for link in links}
+    assert len(frames) == count and all(link["cause"]["kind"] == "rst" for link in links)
+    assert all(link["call"]["local"] == f"127.0.0.1:{link['cause']['dst'].split(':')[1]}" for link in links)

@@ -50,7 +50,7 @@ def recorded(tmp_path_factory):
     where = tmp_path_factory.mktemp("sources")
     program, bundle, log = where / "program.py", where / "b.pcapng", where / "app.log"
     program.write_text(CTIME_PROGRAM)
-    done = _cli("record", "-o", bundle, "--", sys.executable, program, log)
+    done = _cli("record", "--calls", "strace", "-o", bundle, "--", sys.executable, program, log)
     assert done.returncode == 0, done.stderr
     text = _cli("explain", bundle, "--log", log, "--tz", "UTC")
     data = _cli("explain", bundle, "--log", log, "--tz", "UTC", "--json")

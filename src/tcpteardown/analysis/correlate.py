@@ -57,6 +57,7 @@ __all__ = ["correlate", "unlinked", "tolerance", "TOLERANCE_NS", "LOCAL_CLOSE_OP
 TOLERANCE_NS: dict[str, tuple[int, int]] = {
     "scenario": (0, 0),
     "strace": (1_000_000, 1_000_000),
+    "ebpf": (1_000_000, 1_000_000),  # record --calls ebpf: the monotonic clock mapped onto the packets'
     "log": (1_000_000, 300_000_000_000),
 }
 _DEFAULT_TOLERANCE = (1_000_000, 1_000_000)
@@ -308,7 +309,7 @@ def unlinked(links: Iterable[Link]) -> tuple[dict, ...]:
     out = []
     for link in links:
         call = link.call
-        if call.source not in ("log", "strace") or link.cause is not None or link.local_call is not None:
+        if call.source not in ("log", "strace", "ebpf") or link.cause is not None or link.local_call is not None:
             continue
         if link.rule in ("recv-timeout", "closed-descriptor"):
             continue  # explained without a segment, by design

@@ -1,6 +1,6 @@
 """`tcpteardown record [-o FILE.pcapng] [--ports P,...] -- CMD [ARGS]`: record any program.
 
-Runs CMD under ``strace -f -ttt -T -yy --seccomp-bpf -e trace=...`` (only
+Runs CMD under ``strace -f -ttt -T -y --seccomp-bpf -e trace=...`` (only
 the syscalls the links, ladder and event loops use, stopped on in the kernel;
 an strace too old for --seccomp-bpf is said once and traces the same set
 without it), captures the
@@ -18,7 +18,9 @@ any other call on a TCP socket) are kept.
 
 The exit status is CMD's (128+N when a signal N killed it). Ctrl-C
 interrupts CMD (SIGINT), keeps what was recorded, writes the bundle and
-exits 130. Problems of our own (no strace, no capture privilege, no such
+exits 130. With ``--calls ebpf`` the socket calls come from a bpftrace
+script instead (capture/ebpf_calls.py), which never stops the program.
+Problems of our own (no strace, no capture privilege, no such
 program) are user errors: one line, exit 2.
 
 Never: run CMD as anything other than what it is (no shell is added), leave
@@ -64,6 +66,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--iface", metavar="IFACE",
                         help="interface to capture on (default with tcpdump: any, so connections that leave "
                              "loopback are recorded too; with scapy: the loopback)")
+    parser.add_argument("--calls", choices=("strace", "ebpf"), default="strace",
+                        help="how socket calls are traced: strace (ptrace: stops the program at each traced "
+                             "call; default) or ebpf (bpftrace on the syscall tracepoints: never stops it, so a "
+                             "loaded program keeps more of its pace, but costs a few seconds to start and sees "
+                             "no epoll/poll/select wake-ups; root, bpftrace and a kernel with BTF, else strace)")
     parser.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS]",
                         help="the program to run, after --")
 
@@ -73,12 +80,13 @@ def run(args: argparse.Namespace) -> int:
 
     command = program_argv(args.command)
     ports = parse_ports(args.ports)
-    strace = _require_tools(command)
+    calls = choose_calls(getattr(args, "calls", "strace"))
+    strace = _require_tools(command, calls)
     output = Path(args.output) if args.output else default_output(command)
     with tempfile.TemporaryDirectory(prefix="tcpteardown-record-") as workdir:
         token = reaper.watch_folder(workdir)
         try:
-            raw = record(command, ports, Path(workdir), strace=strace,
+            raw = record(command, ports, Path(workdir), strace=strace, calls=calls,
                          capture=getattr(args, "capture", "auto"), iface=getattr(args, "iface", None))
             path, result = _write(raw, output)
         finally:
@@ -98,9 +106,10 @@ def _write(raw: "Raw", output: Path) -> tuple[Path, "Recorded"]:
         return write_annotated_bundle(output, result.recording), result
     except BaseException as exc:
         kept = keep_raw(raw, output)
+        hint = f" --strace {kept / raw.log.name}" if raw.calls == "strace" else ""
         print(f"tcpteardown record: could not write {output} ({type(exc).__name__}: {exc}); "
-              f"what was recorded is kept in {kept}: tcpteardown explain {kept / 'capture.pcap'} "
-              f"--strace {kept / 'strace.log'}", file=sys.stderr)
+              f"what was recorded is kept in {kept}: tcpteardown explain {kept / 'capture.pcap'}{hint}",
+              file=sys.stderr)
         raise
 
 
@@ -154,9 +163,30 @@ def default_output(command: Sequence[str]) -> Path:
     return Path(f"record-{name}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.pcapng")
 
 
-def _require_tools(command: Sequence[str]) -> str:
+def choose_calls(asked: str) -> str:
+    """The call tracer asked for; ebpf where it cannot run is said in one line
+    and falls back to strace. strace is the default: bench/record_pace.py
+    shows ebpf keeping more of a loaded program's pace, but it starts in
+    seconds rather than at once and one bench run of three left calls
+    unlinked that strace linked (README, record's pace)."""
+    from ..capture import ebpf_calls
+
+    why_not = ebpf_calls.unavailable() if asked == "ebpf" else None
+    if why_not:
+        _say_once(f"--calls ebpf cannot run here ({why_not}); tracing with strace instead")
+        return "strace"
+    return asked
+
+
+def _require_tools(command: Sequence[str], calls: str = "strace") -> str:
     from ..capture import platform as host
 
+    if calls == "ebpf":
+        if shutil.which("tcpdump") is None:
+            raise MissingTool("record captures with tcpdump, which is not installed (apt-get install tcpdump)")
+        if shutil.which(command[0]) is None:
+            raise UserError(f"no such program: {command[0]!r} (not found on PATH, or not executable)")
+        return shutil.which("strace") or "strace"
     if not host.IS_LINUX:
         raise UserError("record runs the program under strace, which exists only on Linux; on macOS, "
                         "capture with tcpdump and use: tcpteardown explain CAPTURE --log APP.log")
@@ -207,21 +237,25 @@ class Raw:
     started: int
     window: tuple[int, int]
     stderr_log: Path  # the program's stderr lines, each stamped with when it arrived
+    calls: str = "strace"  # the call tracer: strace or ebpf
 
     def build(self) -> Recorded:
         recording, notes = build_recording(self.pcap, self.log, self.events, self.witness, self.capture,
                                            self.command, self.ports, self.exit_status, self.started,
-                                           self.window, stderr_log=self.stderr_log)
+                                           self.window, stderr_log=self.stderr_log, tracer=self.calls)
         return Recorded(recording, self.exit_status, self.interrupted, notes)
 
 
 def record(command: Sequence[str], ports: Sequence[int], workdir: Path, *, strace: str = "strace",
-           capture: str = "auto", iface: Optional[str] = None) -> Raw:
-    """Run `command` traced, captured and witnessed; what it left, ready to build."""
+           capture: str = "auto", iface: Optional[str] = None, calls: str = "strace") -> Raw:
+    """Run `command` traced (`calls`: strace or ebpf), captured and witnessed;
+    what it left, ready to build."""
+    from ..capture import ebpf_calls
     from ..capture.backends import choose_backend, open_backend
     from ..capture.kernel import KernelWitness
 
-    pcap, log, stderr_log = workdir / "capture.pcap", workdir / "strace.log", workdir / "program-stderr.log"
+    pcap, stderr_log = workdir / "capture.pcap", workdir / "program-stderr.log"
+    log = workdir / ("bpftrace.log" if calls == "ebpf" else "strace.log")
     started = time.time_ns()
     backend = choose_backend(capture, purpose="record")
     if iface is None and backend == "tcpdump":
@@ -231,12 +265,16 @@ def record(command: Sequence[str], ports: Sequence[int], workdir: Path, *, strac
                                                    iface=iface))
         witness = stack.enter_context(KernelWitness(ports))
         window_start = time.time_ns()
-        exit_status, interrupted = run_traced(strace, log, command, stderr_log=stderr_log)
+        if calls == "ebpf":
+            exit_status, interrupted = ebpf_calls.run_traced(log, command, stderr_log=stderr_log,
+                                                             stop_seconds=STOP_SECONDS)
+        else:
+            exit_status, interrupted = run_traced(strace, log, command, stderr_log=stderr_log)
         window_end = time.time_ns()
         events = witness.stop()
         capture.stop()
     return Raw(pcap, log, events, witness, capture, command, ports, exit_status, interrupted, started,
-               (window_start, window_end), stderr_log)
+               (window_start, window_end), stderr_log, calls)
 
 
 def run_traced(strace: str, log: Path, command: Sequence[str], *, stderr_log: Optional[Path] = None
@@ -252,7 +290,7 @@ def run_traced(strace: str, log: Path, command: Sequence[str], *, stderr_log: Op
     process = subprocess.Popen(argv, start_new_session=True,
                                stderr=subprocess.PIPE if stderr_log is not None else None)
     token = reaper.watch_group(process.pid)
-    tee = _StderrTee(process.stderr, stderr_log) if stderr_log is not None else None
+    tee = StderrTee(process.stderr, stderr_log) if stderr_log is not None else None
     interrupted = None
     try:
         try:
@@ -269,7 +307,11 @@ def run_traced(strace: str, log: Path, command: Sequence[str], *, stderr_log: Op
     return _exit_status(status), interrupted
 
 
-STRACE_BASE = ("-f", "-ttt", "-T", "-yy")
+# -y, not -yy: -yy makes strace dump every TCP socket on the host over
+# sock_diag for each fd it prints (the program ran at 1 % of its pace, its
+# calls stamped milliseconds late); the 4-tuples come from the witness and
+# the capture instead (formats/socket_ends.py)
+STRACE_BASE = ("-f", "-ttt", "-T", "-y")
 
 
 def traced_set() -> str:
@@ -315,7 +357,7 @@ def _say_once(line: str) -> None:
         print(f"tcpteardown record: {line}", file=sys.stderr)
 
 
-class _StderrTee:
+class StderrTee:
     """Copies a program's stderr to ours as it comes, and each line, stamped
     with its arrival time (ISO 8601, UTC, microseconds), to a file that the
     application-log importer reads like any log."""
@@ -398,27 +440,36 @@ def _exit_status(returncode: int) -> int:
 
 
 def build_recording(pcap: Path, log: Path, events, witness, capture, command, ports, exit_status,
-                    started: int, window: tuple[int, int], *, stderr_log: Optional[Path] = None):
+                    started: int, window: tuple[int, int], *, stderr_log: Optional[Path] = None,
+                    tracer: str = "strace"):
     from ..capture.session import assemble
     from ..formats.ftrace import touches_ports
+    from ..formats.bpftrace_calls import read_bpftrace_file
+    from ..formats.socket_ends import SocketEnds
     from ..formats.strace import read_strace_file
 
     notes = []
     contents = capture.stop()  # capture.backends.Captured (stop is idempotent): frames, segments, loss counters
-    imported = read_strace_file(log, name="strace")  # not the temporary path: it is gone after the run
+    if tracer == "ebpf":  # the kernel's sock names both ends itself
+        imported = read_bpftrace_file(log, name="bpftrace")
+    else:
+        ends = SocketEnds(events, contents.segments if contents is not None else ())
+        imported = read_strace_file(log, name="strace", ends=ends)  # not the temporary path: gone after the run
     if imported.problems:
-        notes.append(f"strace log: {len(imported.problems)} lines not understood, e.g. {imported.problems[0]}")
+        notes.append(f"{tracer} log: {len(imported.problems)} problems, e.g. {imported.problems[0]}")
     calls = imported.calls + _program_messages(stderr_log, notes, _program_name(imported.calls, command))
     service = service_ports(calls)
     keep = set(ports) or service | ports_touched(calls)
     events = tuple(e for e in events if touches_ports(e, keep))
-    cost = tracing_cost(log, witness)
+    cost = tracing_cost(log, witness, tracer)
     notes.append("cost: " + ", ".join(f"{key.replace('_', ' ')} {value}" for key, value in cost))
     extra = [("command", shlex.join(command)), ("exit_status", str(exit_status)),
              ("ports", ",".join(map(str, sorted(set(ports) or service)))), *cost]
     recording, assembled = assemble(
         captured=contents, calls=calls, events=events, witness=witness, window=window, started_ns=started,
-        capture_text=f"{capture.describe()}; socket calls from strace {' '.join(STRACE_BASE)} (only the syscalls read)", extra=extra,
+        capture_text=f"{capture.describe()}; socket calls from " + (
+            "bpftrace (eBPF on the syscall tracepoints, TCP sockets only)" if tracer == "ebpf" else
+            f"strace {' '.join(STRACE_BASE)} (only the syscalls read)"), extra=extra,
         keep=lambda segment: segment.src.port in keep or segment.dst.port in keep)
     notes = [note for note in assembled if note.startswith("capture: ")] + notes + \
         [note for note in assembled if not note.startswith("capture: ")]
@@ -427,25 +478,35 @@ def build_recording(pcap: Path, log: Path, events, witness, capture, command, po
     return recording, tuple(notes)
 
 
-def tracing_cost(log: Path, witness) -> list[tuple[str, str]]:
+def tracing_cost(log: Path, witness, calls: str = "strace") -> list[tuple[str, str]]:
     """What watching cost, as far as it can be known (metadata key/values):
     the syscalls strace stopped the program on (each stop is two context
     switches to strace and back), and the kernel witness's lost events. The
-    time spent stopped is not measured: strace does not report it."""
-    traced = 0
+    time spent stopped is not measured: strace does not report it. With
+    eBPF: the calls the script printed (TCP sockets only), never a stop, and
+    the events bpftrace lost (calls_lost_events)."""
+    traced, lost_calls = 0, 0
     with contextlib.suppress(OSError), open(log, "rb") as lines:
         for line in lines:
-            if b" resumed>" not in line and b"(" in line and b" +++ " not in line and b" --- " not in line:
+            if calls == "ebpf":
+                if line.startswith(b"C "):
+                    traced += 1
+                elif line.startswith(b"Lost ") and line.split()[1].isdigit():
+                    lost_calls += int(line.split()[1])
+            elif b" resumed>" not in line and b"(" in line and b" +++ " not in line and b" --- " not in line:
                 traced += 1
     lost = getattr(witness, "lost_events", None)
-    return [("traced_syscalls", str(traced)), ("time_stopped", "not measured"),
-            ("witness_lost_events", "unknown" if lost is None else str(lost))]
+    witness_lost = ("witness_lost_events", "unknown" if lost is None else str(lost))
+    if calls == "ebpf":
+        return [("traced_syscalls", str(traced)), ("time_stopped", "none (eBPF never stops the program)"),
+                witness_lost, ("calls_lost_events", str(lost_calls))]
+    return [("traced_syscalls", str(traced)), ("time_stopped", "not measured"), witness_lost]
 
 
 def _program_name(calls, command) -> str:
     """The program as strace names it (its process name: the same name in every
     view, issue 29), else the command's file name as the kernel would (15 bytes)."""
-    names = {call.role for call in calls if call.source == "strace"}
+    names = {call.role for call in calls if call.source in ("strace", "ebpf")}
     return names.pop() if len(names) == 1 else (Path(command[0]).name[:15] or "program")
 
 
@@ -458,7 +519,7 @@ def _program_messages(stderr_log: Optional[Path], notes: list, name: str = "prog
 
     from ..formats.applog import parse_log
 
-    with open(stderr_log, encoding="utf-8") as lines:  # stamped by _StderrTee, in UTC
+    with open(stderr_log, encoding="utf-8") as lines:  # stamped by StderrTee, in UTC
         found = parse_log(lines, path="the program's stderr", tz=dt.timezone.utc, role=name)
     if found.calls:
         count = len(found.calls)

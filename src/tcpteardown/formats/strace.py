@@ -10,7 +10,11 @@ What it understands:
 - fds annotated by ``-yy``: ``3<TCP:[127.0.0.1:50389->127.0.0.1:8080]>``,
   ``3<TCPv6:[[::1]:5->[::1]:6]>``, ``3<TCP:[8730]>`` (inode only: not bound
   yet); without ``-yy`` an fd counts as TCP once ``socket(AF_INET*,
-  SOCK_STREAM)``, ``accept`` or an inet ``connect`` made it one;
+  SOCK_STREAM)``, ``accept`` or an inet ``connect`` made it one (``-y``'s
+  ``3<socket:[8730]>`` too), and its ends come from the sockaddr of connect,
+  accept, bind, getsockname and getpeername, and from `ends`
+  (formats/socket_ends.py: the witness and the capture) for what those leave
+  open (the local port a connect got);
 - a non-blocking ``connect`` returning EINPROGRESS whose outcome arrives later
   through ``getsockopt(fd, SOL_SOCKET, SO_ERROR, [ECONNREFUSED], [4])`` (Go
   does this): the two become ONE ``connect`` call from the connect's start to
@@ -48,6 +52,7 @@ from typing import Iterable, Optional, Union
 
 from tcpteardown.errnos import name_from_number
 from tcpteardown.formats.imported import ImportResult, Problems, open_evidence
+from tcpteardown.formats.socket_ends import SocketEnds, is_wildcard
 from tcpteardown.model import Endpoint, SocketCall
 
 __all__ = ["parse_strace", "read_strace_file", "read_strace_files", "ImportResult", "TRACED_SYSCALLS"]
@@ -99,6 +104,9 @@ _POLL_REVENTS_RE = re.compile(r"\{fd=(?P<fd>\d+)(?:<[^>]*>+)?,\s*revents=(?P<eve
 _SELECT_SET_RE = re.compile(r"\b(?P<set>in|out|except|exp)\s+\[(?P<fds>[\d\s]*)\]")
 _PID_SUFFIX_RE = re.compile(r"\.(\d+)$")
 _UNFINISHED = " <unfinished ...>"
+# connect() errors raised before the kernel sends a SYN: no local end to look up
+_NO_SYN_SENT = frozenset({"EALREADY", "EISCONN", "EBADF", "ENOTSOCK", "EINVAL", "EAFNOSUPPORT", "EADDRNOTAVAIL",
+                          "ENETUNREACH", "EACCES", "EPERM", "EFAULT"})
 
 
 class _Socket:
@@ -195,8 +203,9 @@ class _Reader:
     """One pass over an strace log; state per process and per fd."""
 
     def __init__(self, path: str, pid: Optional[int], date: Optional[_dt.date],
-                 tz: Optional[_dt.tzinfo]) -> None:
+                 tz: Optional[_dt.tzinfo], ends: Optional["SocketEnds"] = None) -> None:
         self.path = path
+        self.ends = ends  # where a socket's ends come from when the log does not name them (strace -y)
         self.where = path  # the file the current line came from (per-pid files are merged)
         self.default_pid = pid
         self.date = date
@@ -392,6 +401,11 @@ class _Reader:
             remote = _sockaddr(args)
             sock.learn(None, remote)
             call["remote"] = sock.remote
+            if self.ends is not None and errno not in _NO_SYN_SENT:
+                local = self.ends.connected(pid, start, end, sock.remote)
+                if local is not None:  # the ephemeral port this connect got (a retry gets another)
+                    sock.learn(local, None)
+                    call["local"] = local
             if errno == "EINPROGRESS":
                 self.connecting[(self.fd_group(pid), fd)] = call
                 if call["local"] is None:
@@ -429,6 +443,8 @@ class _Reader:
         new = self.socket_of(pid, ret, create=True)
         assert new is not None
         new.local, new.remote, new.waiting = listener.local, _sockaddr(args), []
+        if self.ends is not None and (new.local is None or is_wildcard(new.local)):
+            new.local = self.ends.accepted(listener.local, new.remote, call["end_ns"]) or new.local
         if ann:
             fd_match = _FD_RE.match(f"{ret}{ann}")
             if fd_match and fd_match.group("inner") is not None:
@@ -607,7 +623,7 @@ def _as_date(date: Union[None, str, _dt.date]) -> Optional[_dt.date]:
 
 def parse_strace(lines: Iterable[str], *, path: str = "<strace>", pid: Optional[int] = None,
                  date: Union[None, str, _dt.date] = None,
-                 tz: Optional[_dt.tzinfo] = None) -> ImportResult:
+                 tz: Optional[_dt.tzinfo] = None, ends: Optional[SocketEnds] = None) -> ImportResult:
     """Socket calls on TCP fds from strace output lines.
 
     `path` names the source in problems (and, for ``-ff -o NAME`` files called
@@ -615,12 +631,14 @@ def parse_strace(lines: Iterable[str], *, path: str = "<strace>", pid: Optional[
     column (default: from `path`, else unknown). `date` (``date`` or
     ``"YYYY-MM-DD"``) and `tz` (a tzinfo, default UTC) place ``-tt``/``-t``
     wall-clock times; without `date` they land on 1970-01-01 and a problem
-    says so. Never raises for bad lines: they are skipped and reported.
+    says so. `ends` (a `socket_ends.SocketEnds`) names the local end of a
+    connect or an accepted socket the log does not (``strace -y``, no
+    4-tuples). Never raises for bad lines: they are skipped and reported.
     """
     if pid is None:
         suffix = _PID_SUFFIX_RE.search(path)
         pid = int(suffix.group(1)) if suffix else None
-    reader = _Reader(path, pid, _as_date(date), tz)
+    reader = _Reader(path, pid, _as_date(date), tz, ends)
     for line_no, line in enumerate(lines, 1):
         reader.feed(line_no, line)
     return reader.finish()

@@ -148,8 +148,8 @@ def source_where(call: SocketCall) -> str:
     path, _, line = call.where.rpartition(":")
     if path == "the program's stderr":
         return f"{path} (kept by record), line {line}"
-    if call.source == "strace" and path == "strace":
-        return f"strace, line {line}"
+    if call.source in ("strace", "ebpf") and path in ("strace", "bpftrace"):
+        return f"{path}, line {line}"
     return call.where
 
 
@@ -173,7 +173,7 @@ def sources_text(link: Link, tz: Optional[_dt.tzinfo] = None) -> str:
     told = []
     for (source, words), calls in groups.items():
         places = " and ".join(f"{source_where(c)} at {timestamp(c.end_ns, tz)}" for c in calls)
-        what = {"strace": "the system call", "log": "the program's words", "scenario": "the recorder's call"}.get(
+        what = {"strace": "the system call", "ebpf": "the system call (eBPF)", "log": "the program's words", "scenario": "the recorder's call"}.get(
             source, source)
         told.append(f"{what} in {places}" + (f': "{words}"' if words else ""))
     return f"Seen by {len(link.sources)} sources, one failure: " + "; ".join(told) + "."

@@ -1,0 +1,200 @@
+"""The lines capture/ebpf_calls.py's bpftrace script prints -> SocketCalls.
+
+One line per event, fields separated by one space (an empty field is an
+errno this tool has no name for):
+
+    ready MONO                                  the script is attached
+    F PARENT_TID CHILD_TID                      fork/clone of a traced task
+    X TID PATH                                  exec (PATH may hold spaces)
+    Q PID MONO                                  a traced process exited
+    S SOCK MONO LADDR LPORT RADDR RPORT         a connecting socket leaves SYN_SENT
+    C TID PID T0 T1 SYSCALL FD RET ERRNO SOCK LADDR LPORT RADDR RPORT EXTRA
+    clock OFFSET_NS UNCERTAINTY_NS              CLOCK_MONOTONIC -> CLOCK_REALTIME
+    Lost N events                               bpftrace's ring buffer overflowed
+
+``C`` is one call on a TCP socket: T0/T1 its entry and return (bpftrace's
+nsecs, CLOCK_MONOTONIC, placed on the packets' clock with the ``clock``
+line), RET the return value, ERRNO its name (``-`` when it succeeded),
+SOCK the kernel's sock address (a socket's identity while it lives), the
+two ends read from that sock (port 0: not known at that moment, e.g. after
+a reset unhashed it; close prints none), EXTRA per call: the SO_ERROR
+value's name (getsockopt), ``linger=ONOFF,JIFFIES`` (setsockopt SO_LINGER),
+SHUT_* (shutdown), else ``-``.
+
+The calls are the ones formats/strace.py makes of the same program (its
+op names, roles named by the exec'd file as strace names them, the pid of
+the thread, a non-blocking connect and its SO_ERROR as two calls), with
+``source="ebpf"`` and ``where="bpftrace:LINE"``. Readiness events are not
+traced. Pure: lines in, an ImportResult out; problems name the line.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Iterable, Optional
+
+from tcpteardown.errnos import strerror
+from tcpteardown.formats.imported import ImportResult, Problems
+from tcpteardown.formats.strace import _OPS, _endpoint
+from tcpteardown.model import Endpoint, SocketCall
+
+__all__ = ["parse_bpftrace", "read_bpftrace_file"]
+
+_RESTARTS = frozenset({512, 513, 514, 516})  # ERESTART*: the kernel restarts the call (strace drops them too)
+_CALL_FIELDS = 15
+
+
+def _ends(laddr: str, lport: str, raddr: str, rport: str) -> tuple[Optional[Endpoint], Optional[Endpoint]]:
+    def one(host: str, port: str) -> Optional[Endpoint]:
+        if host == "-" or port in ("0", "-") or not port.isdigit():
+            return None
+        return _endpoint(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+    return one(laddr, lport), one(raddr, rport)
+
+
+def parse_bpftrace(lines: Iterable[str], *, path: str = "bpftrace") -> ImportResult:
+    """Socket calls from the script's output lines. Never raises for bad lines."""
+    problems = Problems()
+    calls, syn_ends, parents, names = [], {}, {}, {}
+    offset, lost = None, 0
+    for line_no, raw in enumerate(lines, 1):
+        line = raw.rstrip("\n")
+        kind = line[:2]
+        if kind == "C ":
+            fields = line.split(" ")
+            if len(fields) != _CALL_FIELDS or not all(f.lstrip("-").isdigit() for f in fields[1:5]):
+                problems.add(path, line_no, f"expected {_CALL_FIELDS} fields: C TID PID T0 T1 SYSCALL FD RET "
+                                            f"ERRNO SOCK LADDR LPORT RADDR RPORT EXTRA")
+                continue
+            calls.append((int(fields[3]), int(fields[4]), line_no, fields))
+        elif kind == "S ":
+            fields = line.split(" ")
+            if len(fields) == 7 and fields[2].isdigit():
+                syn_ends.setdefault(fields[1], []).append((int(fields[2]), _ends(*fields[3:7])))
+            else:
+                problems.add(path, line_no, "expected S SOCK MONO LADDR LPORT RADDR RPORT")
+        elif kind == "F ":
+            _, parent, child = (line.split(" ") + ["", ""])[:3]
+            if parent.isdigit() and child.isdigit():
+                parents[int(child)] = int(parent)
+        elif kind == "X ":
+            _, tid, exe = (line.split(" ", 2) + ["", ""])[:3]
+            if tid.isdigit():
+                names[int(tid)] = os.path.basename(exe)
+        elif line.startswith("clock "):
+            words = line.split()
+            if len(words) == 3 and words[1].lstrip("-").isdigit():
+                offset = int(words[1])
+        elif line.startswith("Lost ") and line.endswith(" events"):
+            lost += int(line.split()[1]) if line.split()[1].isdigit() else 0
+        elif line.startswith(("ready ", "Q ", "Attaching ")) or not line.strip():
+            continue
+        else:
+            problems.add(path, line_no, "expected a line of tcpteardown's bpftrace script (C, S, F, X, Q, clock)")
+    if offset is None:
+        offset = 0
+        if calls:
+            problems.note("clock", f"{path}: no clock line (the recording was cut short?): times are the "
+                                   f"monotonic clock, not the packets'")
+    if lost:
+        problems.note("lost", f"{path}: bpftrace lost {lost} events (its ring buffer was full): some calls are missing")
+    out = _Calls(offset, syn_ends, _Names(names, parents), path)
+    for t0, t1, line_no, fields in sorted(calls, key=lambda c: (c[0], c[1], c[2])):
+        out.feed(t0, t1, line_no, fields)
+    return ImportResult(tuple(out.calls), problems.lines())
+
+
+class _Names:
+    """A task's name as strace gives it: the file it exec'd, else its parent's."""
+
+    def __init__(self, names: dict[int, str], parents: dict[int, int]):
+        self.names, self.parents = names, parents
+
+    def __call__(self, tid: int) -> str:
+        seen = set()
+        at: Optional[int] = tid
+        while at is not None and at not in seen:
+            if at in self.names:
+                return self.names[at]
+            seen.add(at)
+            at = self.parents.get(at)
+        return f"pid {tid}"
+
+
+class _Calls:
+    def __init__(self, offset: int, syn_ends: dict, role: _Names, path: str):
+        self.offset, self.syn_ends, self.role, self.path = offset, syn_ends, role, path
+        self.known: dict[str, tuple[Optional[Endpoint], Optional[Endpoint]]] = {}  # sock -> its ends
+        self.connecting: set[str] = set()  # socks whose connect returned EINPROGRESS
+        self.calls: list[SocketCall] = []
+
+    def feed(self, t0: int, t1: int, line_no: int, fields: list[str]) -> None:
+        _, tid_text, _, _, _, name, fd_text, ret_text, errno, sock, *ends, extra = fields
+        ret = int(ret_text)
+        if -ret in _RESTARTS:
+            return
+        errno = None if ret >= 0 else (errno or f"errno {-ret} (Linux)")
+        local, remote = _ends(*ends)
+        if name == "connect" and (local is None or remote is None):
+            local, remote = self._syn_sent(sock, t0, t1) or (local, remote)
+        old_local, old_remote = self.known.get(sock, (None, None))
+        if name in ("connect", "accept", "accept4") or old_local is None or old_remote is None:
+            self.known[sock] = (local or old_local, remote or old_remote)  # a new socket on this sock
+        local, remote = local or old_local, remote or old_remote
+        op, fd = _OPS.get(name, name), int(fd_text)
+        if op == "accept" and ret >= 0:
+            fd = ret
+        if op == "getsockopt":
+            if sock not in self.connecting:
+                return  # SO_ERROR with no connect pending: nothing to tell (as strace's reader)
+            self.connecting.discard(sock)
+            errno, ret = (None if extra == "0" else extra), 0
+        elif op == "connect" and errno == "EINPROGRESS":
+            self.connecting.add(sock)
+        tid = int(tid_text)
+        self.calls.append(SocketCall(
+            role=self.role(tid), op=op, start_ns=t0 + self.offset, end_ns=t1 + self.offset,
+            result=-1 if errno is not None and op != "getsockopt" else ret, errno=errno, pid=tid, fd=fd,
+            local=local, remote=remote, source="ebpf", text=_text(name, fd, ret, errno, local, remote, extra),
+            where=f"{self.path}:{line_no}"))
+
+    def _syn_sent(self, sock: str, t0: int, t1: int):
+        """The ends the sock had when it left SYN_SENT during this connect (a refusal clears them)."""
+        for when, ends in self.syn_ends.get(sock, ()):
+            if t0 <= when <= t1:
+                return ends
+        return None
+
+
+def _text(name: str, fd: int, ret: int, errno: Optional[str], local, remote, extra: str) -> str:
+    """The call as strace -yy would print it, short: what a person reads in the narrative."""
+    where = f"<TCP:[{local or '?'}->{remote or '?'}]>" if local or remote else ""
+    args = f"{fd}{where}"
+    if name == "setsockopt" and extra.startswith("linger="):
+        onoff, _, jiffies = extra[len("linger="):].partition(",")
+        args += f", SOL_SOCKET, SO_LINGER, {{l_onoff={onoff}, l_linger={'0' if jiffies == '0' else jiffies + ' jiffies'}}}"
+    elif name == "getsockopt":
+        args += f", SOL_SOCKET, SO_ERROR, [{extra}]"
+    elif name == "shutdown":
+        args += f", {extra}"
+    if errno is not None and name != "getsockopt":
+        said = _strerror(errno)
+        return f"{name}({args}) = -1 {errno}" + (f" ({said})" if said else "")
+    return f"{name}({args}) = {ret}"
+
+
+def _strerror(name: str) -> Optional[str]:
+    import errno as codes
+
+    try:
+        return strerror(name)
+    except ValueError:  # a name errnos.py does not describe: the C library's words
+        number = getattr(codes, name, None)
+        return os.strerror(number) if isinstance(number, int) else None
+
+
+def read_bpftrace_file(path, *, name: str = "bpftrace") -> ImportResult:
+    """`parse_bpftrace` over the log `record --calls ebpf` wrote; `name` names it in
+    each call's `where` (the temporary file is gone once the bundle is written)."""
+    with open(path, encoding="utf-8", errors="replace") as lines:
+        return parse_bpftrace(lines, path=name)

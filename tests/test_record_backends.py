@@ -1,0 +1,173 @@
+"""`record --calls strace` and `record --calls ebpf` give the same links.
+
+One real Python program plays five teardowns (refused, a non-blocking
+connect refused through SO_ERROR, reset by peer, broken pipe, EOF); it is
+recorded once with each call tracer (module fixture), and each bundle is
+explained. The links must agree one for one (the same call, errno, cause,
+rule and kernel reason, in the same order), each cause must be a packet of
+that very connection, and the eBPF calls must carry both ends.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import tool_or_skip
+from tcpteardown.formats.bundle import load_recording
+
+PROGRAM = r"""
+import errno, select, socket, struct
+def pair():
+    listener = socket.socket(); listener.bind(("127.0.0.1", 0)); listener.listen()
+    client = socket.create_connection(listener.getsockname()); server, _ = listener.accept()
+    listener.close()
+    return client, server
+def said(what, exc):
+    print(what, errno.errorcode[exc.errno], flush=True)
+
+closed = socket.socket(); closed.bind(("127.0.0.1", 0))  # bound, never listening
+with socket.socket() as s:  # 1. refused
+    try:
+        s.connect(closed.getsockname())
+    except ConnectionRefusedError as exc:
+        said("refused", exc)
+with socket.socket() as s:  # 2. refused, told through SO_ERROR (as Go and asyncio do)
+    s.setblocking(False)
+    assert s.connect_ex(closed.getsockname()) == errno.EINPROGRESS
+    select.select([], [s], [], 5)
+    print("so_error", errno.errorcode[s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)], flush=True)
+client, server = pair()  # 3. reset by peer: closed with unread data
+client.sendall(b"never read"); select.select([server], [], [], 5); server.close()
+try:
+    client.recv(10)
+except ConnectionResetError as exc:
+    said("reset", exc)
+client.close()
+client, server = pair()  # 4. broken pipe: the peer aborts (SO_LINGER 0), we write on
+server.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)); server.close()
+for _ in range(2):
+    try:
+        client.send(b"x")
+    except OSError as exc:
+        said("write", exc)
+client.close()
+client, server = pair()  # 5. EOF
+server.close()
+print("eof", client.recv(10), flush=True)
+client.close()
+"""
+
+EXPECTED = ["refused ECONNREFUSED", "so_error ECONNREFUSED", "reset ECONNRESET", "write ECONNRESET",
+            "write EPIPE", "eof b''"]
+
+
+def _record(tmp_path, tracer: str):
+    program = tmp_path / "teardowns.py"
+    program.write_text(PROGRAM)
+    bundle = tmp_path / f"{tracer}.pcapng"
+    done = subprocess.run([sys.executable, "-m", "tcpteardown", "record", "--calls", tracer, "-o", str(bundle),
+                           "--", sys.executable, str(program)], capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:len(EXPECTED)] == EXPECTED, done.stdout
+    explained = subprocess.run([sys.executable, "-m", "tcpteardown", "explain", "--json", str(bundle)],
+                               capture_output=True, text=True, timeout=120)
+    assert explained.returncode == 0, explained.stderr
+    return load_recording(bundle), json.loads(explained.stdout), done.stderr
+
+
+@pytest.fixture(scope="module")
+def both(tmp_path_factory):
+    tool_or_skip("strace")
+    tool_or_skip("tcpdump")
+    from tcpteardown.capture.ebpf_calls import unavailable
+
+    why_not = unavailable()
+    if why_not:
+        pytest.skip(f"record --calls ebpf: {why_not}")
+    return {tracer: _record(tmp_path_factory.mktemp(tracer), tracer) for tracer in ("strace", "ebpf")}
+
+
+def _story(found: dict) -> list[tuple]:
+    """The links without what differs between two runs (ports, frame numbers, times, texts)."""
+    return [(link["call"]["op"], link["call"]["errno"], link["cause"]["kind"], link["cause"]["flags"],
+             link["rule"], link["cause"]["reason"]) for link in found["links"]]
+
+
+def test_both_tracers_give_the_same_links(both):
+    strace, ebpf = _story(both["strace"][1]), _story(both["ebpf"][1])
+    assert strace == ebpf, (both["strace"][2], both["ebpf"][2])  # what each record said
+    errnos = [errno for _, errno, *_ in strace]
+    for expected in ("ECONNREFUSED", "ECONNRESET", "EPIPE", "EOF"):
+        assert expected in errnos, strace
+    assert errnos.count("ECONNREFUSED") == 2  # the blocking connect and the SO_ERROR one
+    for tracer in both:
+        assert not both[tracer][1]["unlinked"], both[tracer][1]["unlinked"]
+
+
+@pytest.mark.parametrize("tracer", ["strace", "ebpf"])
+def test_each_cause_is_a_packet_of_the_calls_own_connection(both, tracer):
+    recording, found, _ = both[tracer]
+    frames = {s.frame: s for s in recording.segments}
+    for link in found["links"]:
+        call, cause = link["call"], link["cause"]
+        assert call["source"] == tracer
+        if cause["kind"] in ("rst", "fin"):
+            segment = frames[cause["frame"]]
+            assert {str(segment.src), str(segment.dst)} == {call["local"], call["remote"]}, link
+
+
+def test_ebpf_calls_carry_both_ends_names_and_cost(both):
+    recording, _, said = both["ebpf"]
+    strace_recording = both["strace"][0]
+    calls = [c for c in recording.calls if c.source == "ebpf"]
+    assert calls and all(c.where.startswith("bpftrace:") for c in calls)
+    assert all(c.local is not None and c.remote is not None for c in calls if c.op != "close" or c.fd != 3)
+    assert {c.role for c in calls} == {c.role for c in strace_recording.calls if c.source == "strace"}
+    assert all(c.errno is None or c.errno.isupper() for c in calls)  # names, never numbers
+    linger = [c for c in calls if c.op == "setsockopt"]
+    assert len(linger) == 1 and "l_onoff=1, l_linger=0" in linger[0].text
+    extra = dict(recording.metadata.extra)
+    assert extra["time_stopped"].startswith("none")
+    assert int(extra["traced_syscalls"]) == len(calls) and extra["calls_lost_events"] == "0"
+    assert "cost: traced syscalls" in said
+    # the ebpf and the strace run saw the same failing calls, op for op
+    failing = lambda rec, source: [(c.op, c.errno) for c in rec.calls if c.source == source and c.failed]  # noqa: E731
+    assert failing(recording, "ebpf") == failing(strace_recording, "strace")
+
+
+@pytest.mark.needs_capture
+def test_ctrl_c_under_ebpf_keeps_the_recording_and_leaves_no_bpftrace(tmp_path):
+    import signal
+
+    from test_lifecycle import _alive, _instances_of, _start_record, _stop_with
+    from test_record import _processes_mentioning
+    from tcpteardown.capture.ebpf_calls import unavailable
+
+    if unavailable():
+        pytest.skip(f"record --calls ebpf: {unavailable()}")
+    record, program_pid, bundle = _start_record(tmp_path, "--calls", "ebpf")
+    stderr = _stop_with(record, signal.SIGINT)
+    assert record.returncode == 130, stderr
+    assert not _alive(program_pid)
+    # bpftrace's command line holds its script's path in record's temporary folder
+    assert not _processes_mentioning("tcpteardown-record-"), "bpftrace or tcpdump left running"
+    assert not _instances_of(record.pid)()
+    recording = load_recording(bundle)
+    assert {"connect", "accept"} <= {call.op for call in recording.calls if call.source == "ebpf"}
+    assert any(s.is_syn for s in recording.segments)
+
+
+def test_a_bad_bpftrace_line_is_a_problem_naming_its_line_never_an_exception():
+    from tcpteardown.formats.bpftrace_calls import parse_bpftrace
+
+    good = "C 7 7 100 200 recvfrom 4 -104 ECONNRESET 99 127.0.0.1 5000 127.0.0.1 80 -"
+    found = parse_bpftrace(["ready 1", "C 7 7 cut short", good, "garbage", "Lost 3 events", "clock 1000 5"])
+    assert [(c.op, c.errno, c.start_ns, str(c.local), str(c.remote)) for c in found.calls] == \
+        [("recvfrom", "ECONNRESET", 1100, "127.0.0.1:5000", "127.0.0.1:80")]
+    assert any(p.startswith("bpftrace:2: expected 15 fields") for p in found.problems), found.problems
+    assert any(p.startswith("bpftrace:4: expected a line") for p in found.problems), found.problems
+    assert any("lost 3 events" in p for p in found.problems), found.problems
