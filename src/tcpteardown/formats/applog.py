@@ -50,7 +50,7 @@ from pathlib import PurePath
 from typing import Iterable, Optional, Union
 
 from tcpteardown.errors import UserError
-from tcpteardown.formats.imported import ImportResult, Problems, open_evidence
+from tcpteardown.formats.imported import ImportResult, Problems, cycles_unchecked, open_evidence
 from tcpteardown.formats.stamps import MONTHS as _MONTHS, TIME_RE as _TIME_RE
 from tcpteardown.messages import read_message, stack_frame_op
 from tcpteardown.model import Endpoint, SocketCall
@@ -364,7 +364,7 @@ def read_log_file(path: Union[str, "os.PathLike[str]"], **options) -> ImportResu
     UTF-16 without one, as Windows tools write it; undecodable bytes replaced
     and reported)."""
     handle, encoding = open_evidence(path)
-    with handle:
+    with handle, cycles_unchecked():
         result = parse_log(handle, path=str(path), **options)
     if encoding:
         return ImportResult(result.calls, (f"{path}: {encoding}",) + result.problems, result.unread)
