@@ -547,7 +547,8 @@ class _Engine:
         for mask, value in ((is_fin, 0), (is_rst & by_client, 1), (is_rst & ~by_client, 2), (retransmission, 3)):
             rows = np.flatnonzero(mask)
             if len(rows):
-                self.events.append((self._narrow(conn[rows]), frame[rows], np.full(len(rows), value, dtype=np.int8)))
+                self.events.append((self._narrow(conn[rows]), _narrow_frames(frame[rows]),
+                                    np.full(len(rows), value, dtype=np.int8)))
 
         # What each side sent (tshark's base sequence number; Zeek's endpoint states and history).
         letters = self._history_letters(flags, payload, is_syn, is_fin, is_rst, is_ack)
@@ -575,7 +576,7 @@ class _Engine:
         rows = np.flatnonzero(emitted)
         if len(rows):
             text = letters[rows] + np.where(by_client[rows], 0, 32)  # lower case from the server (responder)
-            self.history.append((self._narrow(conn[rows]), frame[rows], text.astype(np.uint8)))
+            self.history.append((self._narrow(conn[rows]), _narrow_frames(frame[rows]), text.astype(np.uint8)))
 
     def _narrow(self, conn: np.ndarray) -> np.ndarray:
         """Connection numbers kept per event and history letter as int32 while they fit (a
@@ -776,22 +777,28 @@ def _endpoint(hi: int, lo: int, port: int, _cache: dict = {}) -> Endpoint:
     return endpoint
 
 
+def _narrow_frames(frame: np.ndarray) -> np.ndarray:
+    """Frame numbers as int32 while they fit (the rows of one batch: all or none do)."""
+    return frame.astype(np.int32) if len(frame) and frame[-1] < 2**31 and frame.max() < 2**31 else frame
+
+
 def _grouped(parts: list, count: int):
     """Concatenate (conn, frame, value) chunks, sorted by connection then frame; with offsets per connection."""
     if not parts:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty, np.zeros(count + 1, dtype=np.int64)
     conn = np.concatenate([p[0] for p in parts])
-    frame = np.concatenate([p[1] for p in parts])
+    frame = np.concatenate([p[1].astype(np.int64, copy=False) for p in parts]) if any(
+        p[1].dtype != np.int32 for p in parts) else np.concatenate([p[1] for p in parts])
     value = np.concatenate([p[2] for p in parts])
     parts.clear()  # the engine's chunks: held twice otherwise
     if len(frame) and frame.max() < 2**32:
-        order = np.argsort((conn.astype(np.int64) << 32) | frame, kind="stable")
+        order = np.argsort((conn.astype(np.int64) << 32) | frame.astype(np.int64), kind="stable")
     else:
         order = np.lexsort((frame, conn))
     offsets = np.searchsorted(conn[order], np.arange(count + 1))
     del conn
-    return frame[order], value[order], offsets
+    return frame[order].astype(np.int64), value[order], offsets
 
 
 def _events_of(events, streams: np.ndarray) -> tuple:

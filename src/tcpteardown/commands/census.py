@@ -210,7 +210,7 @@ def _print_table(result, path: str, chosen) -> None:
         print(f"{kind:<9}{sides.get('client', ''):>10}{sides.get('server', ''):>10}{total:>8}")
     if not chosen:
         return
-    origin = min(result.start_times_ns().tolist())
+    origin = int(result.start_times_ns().min())  # no Python int per connection
     print()
     more = len(result) - len(chosen)
     print(f"connections{' (RST and refused first)' if more > 0 else ''}:")
