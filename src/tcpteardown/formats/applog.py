@@ -297,7 +297,8 @@ def parse_log(lines: Iterable[str], *, path: str = "<log>", tz: Union[None, str,
         line = raw.rstrip("\r\n")
         if "\ufffd" in line:
             problems.add(path, line_no, "bytes that are not valid UTF-8 (read with replacement characters)")
-        stamp = _TIME_RE.search(line) if _MAYBE_STAMP_RE.search(line) else None
+        # Most lines open with their stamp: a match there is what the search finds first.
+        stamp = _TIME_RE.match(line) or (_TIME_RE.search(line) if _MAYBE_STAMP_RE.search(line) else None)
         if stamp:
             stamped += 1
             try:
