@@ -239,10 +239,12 @@ class _Clock:
         return when
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _endpoint(text: Optional[str]) -> Optional[Endpoint]:
     """An endpoint as printed, or None (a host name: curl "Failed to connect
-    to localhost port 80"). The address is checked once per host (cached):
-    a busy log names few hosts and many ports."""
+    to localhost port 80"). Cached (Endpoint is immutable): a busy log names
+    the same few hosts and the ephemeral ports again and again; the address is
+    checked once per host."""
     if not text:
         return None
     host, _, port = text.rpartition(":")
