@@ -1,7 +1,7 @@
 """A capture set: several files (rotations, a directory, a glob) read as one stream.
 
 `tcpdump -C/-W/-G` rotations, often `-z gzip`ed, arrive as many files. The
-census must not know there were several: members are ordered by the time of
+census (and explain and plot, through formats.evidence) must not know there were several: members are ordered by the time of
 their first packet (not by name: `cap.pcap10` sorts before `cap.pcap2`),
 frame numbers continue from one member to the next, and a connection that
 spans a rotation is one connection because the engine only ever sees one
