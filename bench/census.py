@@ -311,9 +311,15 @@ def measure(command: list, env=None) -> tuple[float, float, bytes, float]:
         return wall, usage.ru_maxrss / 1024, out.read(65536), cpu
 
 
+# Every run's wall time of each command, in run order: the ratios are taken run by run.
+WALLS: dict = {}
+
+
 def median_of(runs: int, command: list, env=None) -> tuple[float, float, bytes, float]:
-    """`measure` run `runs` times: the median wall and CPU, the largest peak RSS."""
+    """`measure` run `runs` times: the median wall and CPU, the largest peak RSS
+    (each run's wall kept in WALLS under the command)."""
     results = [measure(command, env) for _ in range(runs)]
+    WALLS[tuple(command), tuple(sorted((env or {}).items()))] = [r[0] for r in results]
     walls = sorted(r[0] for r in results)
     cpus = sorted(r[3] for r in results)
     return walls[len(walls) // 2], max(r[1] for r in results), results[0][2], cpus[len(cpus) // 2]
@@ -325,7 +331,9 @@ def bench_file(path: Path, args) -> dict:
     ours = [sys.executable, "-m", "tcpteardown", "census"]
     runs = args.runs
     results = {}
+    walls = {}  # mode -> every run's wall
     wall, rss, out, cpu = median_of(runs, ours + [str(path)], env)
+    walls["text"] = WALLS[tuple(ours + [str(path)]), tuple(sorted(env.items()))]
     head = out.decode().splitlines()[0]
     results["text"] = (wall, rss, cpu)
     wall, rss, out, cpu = median_of(runs, ours + ["--json", str(path)], env)
@@ -335,6 +343,7 @@ def bench_file(path: Path, args) -> dict:
     document = json.loads(out.split(b"\n", 1)[0].rstrip(b",") + b"}")
     packets, connections = document["packets"], document["summary"]["connections"]
     results["json"] = (wall, rss, cpu)
+    walls["json"] = WALLS[tuple(ours + ["--json", str(path)]), tuple(sorted(env.items()))]
     pure = dict(env, TCPTEARDOWN_PURE_PYTHON="1")
     pure_text = median_of(runs, ours + [str(path)], pure)
     pure_json = median_of(runs, ours + ["--json", str(path)], pure)
@@ -347,11 +356,13 @@ def bench_file(path: Path, args) -> dict:
     if not args.skip_dpkt:
         wall, rss, _, cpu = median_of(runs, [sys.executable, __file__, "--dpkt", str(path)])
         results["dpkt"] = (wall, rss, cpu)
+        walls["dpkt"] = WALLS[(sys.executable, __file__, "--dpkt", str(path)), ()]
         rows.append(("dpkt (flags per 4-tuple)", wall, rss, cpu))
     if not args.skip_tshark and shutil.which("tshark"):
         wall, rss, _, cpu = median_of(runs, ["tshark", "-r", str(path), "-T", "fields", "-e", "tcp.stream",
                                              "-e", "tcp.flags"])
         results["tshark"] = (wall, rss, cpu)
+        walls["tshark"] = WALLS[("tshark", "-r", str(path), "-T", "fields", "-e", "tcp.stream", "-e", "tcp.flags"), ()]
         rows.append(("tshark -T fields", wall, rss, cpu))
     print(f"   median of {runs} runs each")
     print(f"   {'command':<28}{'wall s':>8}{'cpu s':>8}{'packets/s':>13}{'peak RSS MB':>13}")
@@ -368,6 +379,14 @@ def bench_file(path: Path, args) -> dict:
             parts.append(f"{ratio:.1f}x tshark (goal 30x: {'met' if ratio >= 30 else 'NOT met'})")
         parts.append(f"peak RSS {rss:.0f} MB (goal < 300: {'met' if rss < 300 else 'NOT met'})")
         print(f"   census {mode:<5}: " + "; ".join(parts))
+        for reference, goal in (("dpkt", 15), ("tshark", 30)):
+            if reference in walls:
+                # run i of the reference against run i of census (the same minute of the machine)
+                ratios = sorted(ref / ours_wall for ref, ours_wall in zip(walls[reference], walls[mode]))
+                print(f"   census {mode:<5}: x {reference} per run min/median/max {ratios[0]:.1f} / "
+                      f"{ratios[len(ratios) // 2]:.1f} / {ratios[-1]:.1f} (goal >= {goal}x on every run: "
+                      f"{'met' if ratios[0] >= goal else 'NOT met'})")
+    print(f"   load average: {open('/proc/loadavg').read().strip()}")
     return results
 
 

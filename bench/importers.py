@@ -8,7 +8,12 @@ readers (`read_strace_file`, `read_log_file`):
   sockaddr patterns quadratic: 160 KB took 0.8 s, 1.3 MB 18.5 s);
 - an application log of 1e6 lines, every one a socket error, in the seven
   phrasings production prints most (Go, Node.js, Java, Python, nginx, curl,
-  redis-py), ports and request numbers varying per line.
+  redis-py), ports and request numbers varying per line;
+- a realistic application log of 1e6 lines (issue 27 part 5, goal < 10 s):
+  mostly ordinary records (requests served, retries, validation errors,
+  pool statistics, timeouts configured: words like "error", "failed",
+  "closed" that are not socket errors), Java stack traces under some
+  records, and about 3 % socket errors in the seven phrasings.
 
 For each it prints seconds, MB/s and seconds per MB, and the ratio of the
 large input's seconds-per-MB to the small one's (linear: about 1; the old
@@ -62,6 +67,50 @@ def write_applog(path: Path, lines: int) -> None:
                       f"{_APP_LINES[i % len(_APP_LINES)].format(port=1024 + i % 60000, n=i)}\n")
 
 
+# The ordinary records of a service's log: mostly not socket errors, some with the
+# words a socket error uses (error, failed, closed, timeout, reset) about other things.
+_ORDINARY = (
+    "INFO handled GET /api/v1/items/{n} status=200 bytes={b} in {ms}ms remote=10.0.{x}.{y}:{port}",
+    "INFO handled POST /api/v1/orders status=201 bytes={b} in {ms}ms remote=10.0.{x}.{y}:{port}",
+    "DEBUG cache hit key=item:{n} ttl=300s",
+    "INFO [worker-{x}] job {n} done in {ms} ms",
+    "WARN retrying job {n} (attempt 2/5): upstream returned 503",
+    "ERROR validation failed for order {n}: missing field \"email\"",
+    "DEBUG connection pool stats: {x} idle, {y} in use, 2 closed since last report",
+    "INFO config reloaded: read_timeout=30s write_timeout=30s idle_timeout=120s",
+    "INFO user {n} password reset requested",
+    "DEBUG GET /healthz 200 0.{ms}ms",
+)
+_JAVA_TRACE = ("java.net.SocketException: Connection reset",
+               "\tat java.base/sun.nio.ch.NioSocketImpl.implRead(NioSocketImpl.java:323)",
+               "\tat java.base/sun.nio.ch.NioSocketImpl.read(NioSocketImpl.java:350)",
+               "\tat java.base/java.io.BufferedInputStream.fill(BufferedInputStream.java:244)",
+               "\tat com.example.client.UpstreamClient.fetch(UpstreamClient.java:88)")
+
+
+def write_realistic_applog(path: Path, lines: int) -> None:
+    """`lines` lines: ordinary records, every 40th record a socket error in one of the
+    seven phrasings, every 200th a Java exception with its stack trace (5 lines)."""
+    with open(path, "w") as out:
+        written = record = 0
+        while written < lines:
+            second, micro = divmod(record * 37, 1_000_000)
+            stamp = f"2024-05-01T{second // 3600 % 24:02d}:{second // 60 % 60:02d}:{second % 60:02d}.{micro:06d}Z"
+            fields = dict(n=record, b=200 + record % 9000, ms=record % 97, x=record % 16, y=record % 251,
+                          port=1024 + record % 60000)
+            if record % 200 == 199:
+                out.write(f"{stamp} ERROR [pool-1-thread-{fields['x']}] request {record} failed\n")
+                out.write("\n".join(_JAVA_TRACE) + "\n")
+                written += 1 + len(_JAVA_TRACE)
+            elif record % 40 == 39:
+                out.write(f"{stamp} ERROR {_APP_LINES[record // 40 % len(_APP_LINES)].format(**fields)}\n")
+                written += 1
+            else:
+                out.write(f"{stamp} {_ORDINARY[record % len(_ORDINARY)].format(**fields)}\n")
+                written += 1
+            record += 1
+
+
 def timed(read, path: Path) -> tuple[float, int]:
     start = time.perf_counter()
     result = read(path)
@@ -100,6 +149,8 @@ def main() -> int:
         report("strace one line, bytes", read_strace_file, write_strace,
                (50 * MB // 8 // scale, 50 * MB // scale), directory)
         report("app log of errors, lines", read_log_file, write_applog,
+               (125_000 // scale, 1_000_000 // scale), directory)
+        report("app log, realistic mix, lines", read_log_file, write_realistic_applog,
                (125_000 // scale, 1_000_000 // scale), directory)
     return 0
 

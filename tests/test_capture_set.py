@@ -170,3 +170,51 @@ def test_frame_numbers_continue_across_members_read_in_several_batches(tmp_path)
     later = both["connections"][len(first["connections"]):]
     assert [c["frames"]["rst"] for c in later] == [[f + shift for f in c["frames"]["rst"]]
                                                    for c in alone["connections"]]
+
+
+# -- explain and plot read a set as census does ---------------------------------------
+
+def run_cli(capsys, *argv):
+    from tcpteardown.cli import main
+
+    code = main([*map(str, argv)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_explain_and_plot_read_a_rotated_set_as_the_single_file(whole, capsys, monkeypatch):
+    """editcap -c 7 cuts every connection of the corpus across members (some gzipped, some
+    xz): explain's links and plot's ladder are those of the one merged file, read whole
+    and read selectively (--conn, as a big capture is)."""
+    from tcpteardown.formats.evidence import BIG_CAPTURE_VARIABLE
+
+    folder, merged, _ = whole
+    rotate(merged, folder / "explain", "pcap")
+    code, alone, _ = run_cli(capsys, "explain", "--json", merged)
+    code_set, together, err = run_cli(capsys, "explain", "--json", folder / "explain")
+    assert (code, code_set) == (0, 0), err
+    assert json.loads(together)["links"] == json.loads(alone)["links"] and json.loads(alone)["links"]
+    code, _, err = run_cli(capsys, "plot", str(folder / "explain" / "cap*"), "-o", folder / "set.mmd")
+    assert code == 0, err
+    run_cli(capsys, "plot", merged, "-o", folder / "one.mmd")
+    assert (folder / "set.mmd").read_text().splitlines()[2:] == (folder / "one.mmd").read_text().splitlines()[2:]
+    monkeypatch.setenv(BIG_CAPTURE_VARIABLE, "0")  # every set is big: read selectively
+    _, alone, _ = run_cli(capsys, "explain", "--json", "--conn", "3", merged)
+    code, together, err = run_cli(capsys, "explain", "--json", "--conn", "3", folder / "explain")
+    assert code == 0 and "a big capture: read" in err
+    assert json.loads(together)["links"] == json.loads(alone)["links"]
+
+
+def test_explain_says_a_sets_damage_and_overlap_as_census_does(whole, tmp_path, capsys):
+    folder, merged, _ = whole
+    rotate(merged, tmp_path / "bad", "pcap")
+    (tmp_path / "bad" / "copy.pcap").write_bytes(merged.read_bytes())
+    (tmp_path / "bad" / "trunc.pcap").write_bytes(merged.read_bytes()[:3000])
+    code, out, err = run_cli(capsys, "explain", "--json", tmp_path / "bad")
+    assert code == 3 and json.loads(out)["links"]
+    lines = err.splitlines()
+    assert [line for line in lines if "partial:" in line] == [
+        line for line in lines if "trunc.pcap" in line and "read 3,000 bytes of it" in line]
+    assert sum("warning:" in line and "overlap earlier files in time" in line for line in lines) == 1
+    code, _, err = run_cli(capsys, "plot", tmp_path / "bad", "-o", tmp_path / "x.mmd")
+    assert code == 3 and "tcpteardown plot: partial:" in err and "trunc.pcap" in err

@@ -117,6 +117,10 @@ class Phrasing:
     `decided_by` says what the runtime saw instead (``"end-of-file (the
     peer's FIN)"``). Groups ``local``/``remote`` (or ``host`` + ``port``) are
     endpoints. `needle`: lowercase text every match contains (a cheap gate).
+    `any_of`: texts one of which every match contains, spelled as the pattern
+    does (lowercase for an IGNORECASE pattern, checked in the lowered line);
+    `shape`: a test every line it matches passes (a proxy's log line). Both only spare a row's search on lines it cannot read: a row
+    whose needle is empty or common would otherwise search most lines.
     """
 
     key: str  # stable identifier, e.g. "node-ended-by-other-party"
@@ -132,9 +136,11 @@ class Phrasing:
     also: tuple[str, ...] = ()
     decided_by: Optional[str] = None
     build: Optional[Callable[[re.Match, str], Optional[dict]]] = None  # row-specific reading of the groups
+    any_of: tuple[str, ...] = ()
+    shape: Optional[Callable[[str], bool]] = None
 
     def read(self, m: re.Match, text: str) -> Optional[MessageMatch]:
-        groups = {k: v for k, v in m.groupdict().items() if v is not None}
+        groups = m.groupdict()  # a group that did not take part is None: .get() reads it as absent
         if self.build is not None:
             extra = self.build(m, text)
             if extra is None:
@@ -186,12 +192,27 @@ def _errno_from(groups: dict) -> Optional[str]:
 
 
 def _row(key, program, example, pattern, needle, errno, op, side, by, origin, *, also=(), decided_by=None,
-         build=None, flags=0) -> Phrasing:
+         build=None, flags=0, any_of=(), shape=None) -> Phrasing:
     return Phrasing(key, program, example, re.compile(pattern, flags), needle.lower(), errno, op, side, by,
-                    origin, tuple(also), decided_by, build)
+                    origin, tuple(also), decided_by, build, tuple(any_of), shape)
 
 
 _EOF_RUNTIME = "end-of-file: a recv() returned 0 after the peer's FIN"
+
+# The shape of a proxy's log line: HAProxy's termination state before its
+# connection counts, Envoy's status code and response flags. Every line the
+# HAProxy and Envoy rows read has it (their patterns hold these parts).
+_HAPROXY_SHAPE_RE = re.compile(r" [CSsc][A-Za-z-](?:[A-Za-z-]{2})? \d+/\d+/\d+/\d+/")
+_ENVOY_SHAPE_RE = re.compile(r'" \d{1,3} [A-Z]{2,3}[ ,]')
+
+
+def _haproxy_shaped(text: str) -> bool:
+    """Searched only where the four slashes it needs are: most lines are spared it."""
+    return text.count("/") >= 4 and _HAPROXY_SHAPE_RE.search(text) is not None
+
+
+def _envoy_shaped(text: str) -> bool:
+    return '" ' in text and _ENVOY_SHAPE_RE.search(text) is not None
 
 
 # -- row-specific readers ------------------------------------------------------
@@ -417,13 +438,15 @@ CATALOGUE: tuple[Phrasing, ...] = (
          _HAPROXY_RE, "", None, None, "proxy (first letter: C client, S server)", KERNEL,
          "doc/configuration.txt 8.5: termination state SC (server refused), SH/SD (server closed or reset "
          "before/while answering), CH/CD (client closed or reset)",
-         also=("ECONNRESET",), build=_haproxy_states(KERNEL)),
+         also=("ECONNRESET",), build=_haproxy_states(KERNEL),
+         shape=_haproxy_shaped),
     _row("haproxy-timeout", "HAProxy",
          "127.0.0.1:40522 [30/Nov/2026:19:49:04.123] fe be/srv1 0/0/-1/-1/5001 503 217 - - sC-- 1/1/0/0/0 0/0 "
          '"GET / HTTP/1.1"',
          _HAPROXY_RE, "", None, None, "proxy (s: server side, c: client side)", RUNTIME,
          "doc/configuration.txt 8.5: sC/sH/sD (timeout connect/server), cR/cD (timeout client): HAProxy's timers",
-         decided_by="HAProxy's own timeout (timeout connect, server or client)", build=_haproxy_states(RUNTIME)),
+         decided_by="HAProxy's own timeout (timeout connect, server or client)", build=_haproxy_states(RUNTIME),
+         shape=_haproxy_shaped),
     # Envoy access log (default format): [time] "REQ" CODE FLAGS DETAILS ... "UPSTREAM_HOST"
     _row("envoy-response-flags", "Envoy",
          '[2026-11-30T19:49:04.123Z] "GET / HTTP/1.1" 503 UC upstream_reset_before_response_started'
@@ -431,13 +454,13 @@ CATALOGUE: tuple[Phrasing, ...] = (
          _ENVOY_RE, "", None, None, "proxy (U: upstream side, D: downstream/client side)", KERNEL,
          "envoy access log %RESPONSE_FLAGS% (UC upstream connection termination, UF connection failure, URX "
          "retries exceeded, DC downstream termination) and %RESPONSE_CODE_DETAILS%",
-         also=("ECONNRESET",), build=_envoy_flags(timer=False)),
+         also=("ECONNRESET",), build=_envoy_flags(timer=False), shape=_envoy_shaped),
     _row("envoy-timeout", "Envoy",
          '[2026-11-30T19:49:04.123Z] "GET / HTTP/1.1" 504 UT response_timeout - "-" 0 24 15000 - "-" "curl/8.5.0" '
          '"a1b2" "127.0.0.1:10000" "127.0.0.1:8080"',
          _ENVOY_RE, "", None, None, "proxy, upstream side", RUNTIME,
          "envoy access log %RESPONSE_FLAGS% UT: the route's timeout fired (Envoy's timer, no system call)",
-         decided_by="Envoy's route timeout", build=_envoy_flags(timer=True)),
+         decided_by="Envoy's route timeout", build=_envoy_flags(timer=True), shape=_envoy_shaped),
     # curl (lib/strerror.c; src/tool_operate.c prints "curl: (N) message")
     _row("curl-timeout", "curl", "curl: (28) Operation timed out after 1001 milliseconds with 0 bytes received",
          r"\bcurl: \((?P<exit>28)\) (?P<msg>[^\n]*)", "curl: (", None, None, "client", RUNTIME,
@@ -552,7 +575,8 @@ CATALOGUE: tuple[Phrasing, ...] = (
          r"\bRemoteDisconnected\b|\bIncompleteReadError\b|Remote end closed connection without response",
          "remote", "EOF", "recv", "client", RUNTIME,
          "http.client HTTPResponse._read_status: the status line read returned b'' (urllib3/requests wrap it; "
-         "urllib3 may have retried first)", decided_by=_EOF_RUNTIME),
+         "urllib3 may have retried first)", decided_by=_EOF_RUNTIME,
+         any_of=("RemoteDisconnected", "IncompleteReadError", "Remote end closed connection without response")),
     _row("aiohttp-server-disconnected", "Python", "aiohttp.client_exceptions.ServerDisconnectedError: Server disconnected",
          r"\bServerDisconnectedError\b", "serverdisconnectederror", "EOF", "recv", "client", RUNTIME,
          "aiohttp client_proto.py connection_lost: the connection closed before a response",
@@ -568,7 +592,7 @@ CATALOGUE: tuple[Phrasing, ...] = (
          r"|:\s*(?P<timeout>timed out))", "", None, None, "client or server", KERNEL,
          "Python's OSError subclasses (Objects/exceptions.c): '[Errno N] strerror'; urllib3/requests print the "
          "repr '(N, strerror)'; 'timed out' is socket.settimeout's own timer",
-         build=lambda m, t: _python(m)),
+         build=lambda m, t: _python(m), any_of=("Error", "socket.error", "socket.timeout")),
     _row("python-errno-bracket", "Python",
          "Failed to establish a new connection: [Errno 111] Connection refused",
          r"\[Errno (?P<num>\d+)\]\s*(?P<text>[^'\"\]\n]*)", "[errno", None, None, "client or server", KERNEL,
@@ -580,11 +604,11 @@ CATALOGUE: tuple[Phrasing, ...] = (
          "client or server", KERNEL,
          "net.OpError.Error(): 'op net local->remote: syscall: strerror' (a deadline: 'i/o timeout', the "
          "runtime's; net.ErrClosed: 'use of closed network connection', the runtime's)",
-         build=_go_net, flags=re.IGNORECASE),
+         build=_go_net, flags=re.IGNORECASE, any_of=tuple(_GO_TEXTS)),
     _row("go-syscall-error", "Go", "read: connection reset by peer",
          r"\b(?P<op>read|write|connect|accept4?|sendto|recvfrom|sendfile|writev|readv):\s+(?P<text>"
          + _GO_TEXTS_RE + r")\b", "", None, None, "client or server", KERNEL,
-         "os.SyscallError.Error(): 'syscall: strerror' without the net.OpError around it"),
+         "os.SyscallError.Error(): 'syscall: strerror' without the net.OpError around it", any_of=tuple(_GO_TEXTS)),
     _row("go-use-of-closed", "Go", "use of closed network connection",
          r"use of closed network connection", "use of closed", "EBADF", "read", "client or server", RUNTIME,
          "net.ErrClosed (internal/poll): this program closed the connection; no system call ran",
@@ -611,7 +635,8 @@ CATALOGUE: tuple[Phrasing, ...] = (
     # Any "(N: strerror)" or bare strerror text: the last resort
     _row("strerror-any", "unknown", "upstream said: Connection refused",
          r"\b(?P<text>" + _STRERROR_RE + r")\b", "", None, None, "unknown", KERNEL,
-         "a strerror text of the errno table, in any program's words", flags=re.IGNORECASE),
+         "a strerror text of the errno table, in any program's words", flags=re.IGNORECASE,
+         any_of=tuple(BY_STRERROR)),
 )
 
 
@@ -647,16 +672,42 @@ _PY_CLASS_ERRNO = _python_classes()
 # A line holding none of these words (lowercased), and not the shape of a
 # proxy's log line, reports nothing: every row's needle and every strerror
 # text holds one of them (tests/test_messages.py checks it). Few and short,
-# so that the many lines that report nothing cost one quick search. Rows with
+# so that the many lines that report nothing cost one quick pass. Rows with
 # an empty needle are matched by a strerror text (Go, Python, the last
 # resort) or by a proxy shape (HAProxy, Envoy).
 GATE_WORDS = ("eof", " tcp", "err", "java.", "remote", "curl: (", "timed out", "timeout", "failed", "pipe",
               "closed", "route", "abort", "refused", "unavailable", "bad file", "not connected", "disconnect",
               "reset", "connecting to", "hang up", "unreachable", "in progress", "prematurely", "ended by",
               "broken", "could not", "nativeio")
-_GATE_RE = re.compile("|".join(re.escape(word) for word in GATE_WORDS))
-_PROXY_GATE_RE = re.compile(r" [CSsc][A-Za-z-](?:[A-Za-z-]{2})? \d+/\d+/\d+/\d+/|\" \d{1,3} [A-Z]{2,3}[ ,]")
+
 _BY_KEY = {row.key: row for row in CATALOGUE}
+# What read_message checks of each row, in catalogue order (folds: the row's pattern ignores case).
+_SCAN = tuple((row, row.needle, row.any_of, bool(row.pattern.flags & re.IGNORECASE), row.shape)
+              for row in CATALOGUE)
+
+
+def _row_gate_words(row: Phrasing) -> Optional[frozenset]:
+    """The gate words one of which every line this row reads holds (in its
+    needle, or in each of its any_of texts), or None when that is not known
+    (a proxy row: its shape decides)."""
+    texts = (row.needle,) if row.needle else tuple(text.lower() for text in row.any_of)
+    found = [frozenset(word for word in GATE_WORDS if word in text) for text in texts]
+    return frozenset().union(*found) if found and all(found) else None
+
+
+_ROW_GATE_WORDS = tuple(_row_gate_words(row) for row in CATALOGUE)
+# The gate words a line holds -> the rows worth trying on it (filled as lines come).
+_ROWS_FOR_WORDS: dict[tuple, tuple] = {}
+
+
+def _rows_for(words: tuple) -> tuple:
+    rows = _ROWS_FOR_WORDS.get(words)
+    if rows is None:
+        held = frozenset(words)
+        rows = tuple(entry for entry, gate in zip(_SCAN, _ROW_GATE_WORDS) if gate is None or gate & held)
+        if len(_ROWS_FOR_WORDS) < 4096:
+            _ROWS_FOR_WORDS[words] = rows
+    return rows
 # Texts the Go runtime makes, inside a net.OpError or os.SyscallError frame -> their own row.
 _RUNTIME_TEXTS = {"use of closed network connection": "go-use-of-closed", "i/o timeout": "go-io-timeout"}
 
@@ -698,11 +749,28 @@ def read_message(text: str) -> Optional[MessageMatch]:
     if not text:
         return None
     lowered = text.lower()
-    if not _GATE_RE.search(lowered) and not _PROXY_GATE_RE.search(text):
+    # `in` word by word: several times faster than one regular expression of the words.
+    words = tuple([word for word in GATE_WORDS if word in lowered])
+    if not words and not _envoy_shaped(text) and not _haproxy_shaped(text):
         return None  # the fast path for the many lines that report nothing
-    for row in CATALOGUE:
-        if row.needle and row.needle not in lowered:
+    # Lowering an ASCII line keeps what case-folding matches: the rows' gate words hold.
+    ascii = lowered.isascii()
+    shaped: dict = {}
+    for row, needle, any_of, folds, shape in _rows_for(words) if ascii else _SCAN:
+        if needle and needle not in lowered:
             continue
+        if any_of and (folds and ascii or not folds):
+            within = lowered if folds else text
+            for word in any_of:
+                if word in within:
+                    break
+            else:
+                continue
+        if shape is not None:
+            if shape not in shaped:
+                shaped[shape] = shape(text)
+            if not shaped[shape]:
+                continue
         m = row.pattern.search(text)
         if m is not None:
             found = row.read(m, text)

@@ -111,7 +111,8 @@ class ConnectionSummary:
 # -- growable columns ---------------------------------------------------------------------
 
 class _Columns:
-    """Named numpy arrays of equal length that grow by doubling (one row per connection or tuple)."""
+    """Named numpy arrays of equal length that grow by half (one row per connection or tuple):
+    on a set of millions of connections, doubling held three times the rows while it copied."""
 
     def __init__(self, spec: dict):
         self.spec = spec  # name -> (dtype, fill)
@@ -123,7 +124,7 @@ class _Columns:
         need = self.size + count
         capacity = len(next(iter(self.arrays.values())))
         if need > capacity:
-            capacity = max(need, 2 * capacity, 1024)
+            capacity = max(need, capacity + capacity // 2, 1024)
             for name, array in self.arrays.items():
                 dtype, fill = array.dtype, self.spec[name][1]
                 grown = np.full(capacity, fill, dtype=dtype)
@@ -145,6 +146,13 @@ class _Columns:
     def trimmed(self) -> dict:
         return {name: array[:self.size] for name, array in self.arrays.items()}
 
+    def handed_over(self, names) -> dict:
+        """The columns `names`, trimmed to their rows and copied (the spare capacity is
+        freed); all columns are gone from here after (a finished engine's working state)."""
+        kept = {name: self.arrays.pop(name)[:self.size].copy() for name in names}
+        self.arrays.clear()
+        return kept
+
 
 _CONNECTION_COLUMNS = {
     "tuple": (np.int64, -1),
@@ -162,11 +170,17 @@ _CONNECTION_COLUMNS = {
     "syn_a": (bool, False), "syn_b": (bool, False), "synack_a": (bool, False), "synack_b": (bool, False),
     "other_a": (bool, False), "other_b": (bool, False),  # a packet without SYN
     "fin_a": (bool, False), "fin_b": (bool, False), "rst_a": (bool, False), "rst_b": (bool, False),
-    "seen_a": (np.int64, 0), "seen_b": (np.int64, 0),
+    "seen_a": (np.int16, 0), "seen_b": (np.int16, 0),  # the _H_* bits
     "last_syn_a": (np.int64, 0), "last_syn_b": (np.int64, 0), "last_fin_a": (np.int64, 0),
     "last_fin_b": (np.int64, 0), "last_rst_a": (np.int64, 0), "last_rst_b": (np.int64, 0),
 }
 _TIME_COLUMNS = ("start", "end", "end_time")
+# What a Census reads of the engine's columns; the rest (tshark's bases, Zeek's last
+# sequence numbers and history bits) only serve while packets come.
+_RESULT_COLUMNS = ("tuple", "a_client", "first_a", "handshake", "start", "end", "first_frame", "last_frame",
+                   "packets", "bytes_a", "bytes_b", "syn_seq", "synack", "end_frame", "end_time", "end_client",
+                   "end_rst", "fin", "rst") + tuple(f"{name}_{side}" for name in ("syn", "synack", "other", "fin", "rst")
+                                                   for side in "ab")
 _KEY_NAMES = ("a_hi", "a_lo", "a_port", "b_hi", "b_lo", "b_port")
 
 
@@ -533,7 +547,8 @@ class _Engine:
         for mask, value in ((is_fin, 0), (is_rst & by_client, 1), (is_rst & ~by_client, 2), (retransmission, 3)):
             rows = np.flatnonzero(mask)
             if len(rows):
-                self.events.append((conn[rows], frame[rows], np.full(len(rows), value, dtype=np.int8)))
+                self.events.append((self._narrow(conn[rows]), _narrow_frames(frame[rows]),
+                                    np.full(len(rows), value, dtype=np.int8)))
 
         # What each side sent (tshark's base sequence number; Zeek's endpoint states and history).
         letters = self._history_letters(flags, payload, is_syn, is_fin, is_rst, is_ack)
@@ -561,7 +576,12 @@ class _Engine:
         rows = np.flatnonzero(emitted)
         if len(rows):
             text = letters[rows] + np.where(by_client[rows], 0, 32)  # lower case from the server (responder)
-            self.history.append((conn[rows], frame[rows], text.astype(np.uint8)))
+            self.history.append((self._narrow(conn[rows]), _narrow_frames(frame[rows]), text.astype(np.uint8)))
+
+    def _narrow(self, conn: np.ndarray) -> np.ndarray:
+        """Connection numbers kept per event and history letter as int32 while they fit (a
+        set of ten million packets holds some ten million of those rows until the end)."""
+        return conn.astype(np.int32) if self.conns.size < 2**31 else conn
 
     @staticmethod
     def _history_letters(flags, payload, is_syn, is_fin, is_rst, is_ack) -> np.ndarray:
@@ -757,18 +777,28 @@ def _endpoint(hi: int, lo: int, port: int, _cache: dict = {}) -> Endpoint:
     return endpoint
 
 
+def _narrow_frames(frame: np.ndarray) -> np.ndarray:
+    """Frame numbers as int32 while they fit (the rows of one batch: all or none do)."""
+    return frame.astype(np.int32) if len(frame) and frame[-1] < 2**31 and frame.max() < 2**31 else frame
+
+
 def _grouped(parts: list, count: int):
     """Concatenate (conn, frame, value) chunks, sorted by connection then frame; with offsets per connection."""
     if not parts:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty, np.zeros(count + 1, dtype=np.int64)
     conn = np.concatenate([p[0] for p in parts])
-    frame = np.concatenate([p[1] for p in parts])
+    frame = np.concatenate([p[1].astype(np.int64, copy=False) for p in parts]) if any(
+        p[1].dtype != np.int32 for p in parts) else np.concatenate([p[1] for p in parts])
     value = np.concatenate([p[2] for p in parts])
-    order = np.argsort((conn << 32) | frame, kind="stable") if len(frame) and frame.max() < 2**32 \
-        else np.lexsort((frame, conn))
+    parts.clear()  # the engine's chunks: held twice otherwise
+    if len(frame) and frame.max() < 2**32:
+        order = np.argsort((conn.astype(np.int64) << 32) | frame.astype(np.int64), kind="stable")
+    else:
+        order = np.lexsort((frame, conn))
     offsets = np.searchsorted(conn[order], np.arange(count + 1))
-    return frame[order], value[order], offsets
+    del conn
+    return frame[order].astype(np.int64), value[order], offsets
 
 
 def _events_of(events, streams: np.ndarray) -> tuple:
@@ -811,9 +841,10 @@ class Census:
 
     @classmethod
     def _from_engine(cls, engine: _Engine) -> "Census":
-        columns = engine.conns.trimmed()
-        keys = {name: engine.tuples.columns[name] for name in _KEY_NAMES}
+        """The census of a finished engine (spent: its state is handed over or freed)."""
         count = engine.conns.size
+        columns = engine.conns.handed_over(_RESULT_COLUMNS)
+        keys = {name: engine.tuples.columns[name] for name in _KEY_NAMES}
         events = _grouped(engine.events, count)
         history = _grouped(engine.history, count)
         return cls(columns, keys, events, history, engine.packets, engine.tcp_packets)

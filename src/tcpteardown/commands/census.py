@@ -96,11 +96,11 @@ def run(args: argparse.Namespace) -> int:
     from ..analysis.completeness import metadata_banner
     from ..formats.bundle import bundle_metadata
 
+    from ..formats.capture_set import is_set
+
     names = args.capture
-    one = names[0]
     # a single plain file, pipe or FIFO keeps the one-file path (mmap, or read once)
-    if len(names) > 1 or os.path.isdir(one) or (not os.path.exists(one) and set("*?[") & set(one)) \
-            or (os.path.isfile(one) and _compressed(one)):
+    if is_set(names):
         return _run_set(args, names)
     path = names[0]
     if not os.path.exists(path):
@@ -139,24 +139,14 @@ def run(args: argparse.Namespace) -> int:
 PARTIAL = 3  # exit code: a capture set was counted without (all of) a damaged or unreadable member
 
 
-def _compressed(path: str) -> bool:
-    from ..formats.capture_set import compression_of
-
-    try:
-        with open(path, "rb") as f:
-            return compression_of(f.read(8)) is not None
-    except OSError:
-        return False
-
-
 def _run_set(args, names) -> int:
     """Several files, a directory, a glob or a compressed file: one stream (formats.capture_set)."""
     from ..analysis.census import census_batches, grouped
-    from ..formats.capture_set import iter_set_batches, open_set
+    from ..formats.capture_set import iter_set_batches, open_set, set_label
     from ..prefetch import prefetched
 
     capture_set = open_set(names)
-    label = names[0] if len(names) == 1 else f"{len(capture_set.members)} files ({names[0]} ...)"
+    label = set_label(names, capture_set)
     problems: list = []
     from ..progress import ProgressLine
 
@@ -220,7 +210,7 @@ def _print_table(result, path: str, chosen) -> None:
         print(f"{kind:<9}{sides.get('client', ''):>10}{sides.get('server', ''):>10}{total:>8}")
     if not chosen:
         return
-    origin = min(result.start_times_ns().tolist())
+    origin = int(result.start_times_ns().min())  # no Python int per connection
     print()
     more = len(result) - len(chosen)
     print(f"connections{' (RST and refused first)' if more > 0 else ''}:")

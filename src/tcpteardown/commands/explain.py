@@ -15,7 +15,8 @@ Output formats are a table (`FORMATS`): another view (the ladder helper's
 `--markdown`) is one row with its flag, help and a renderer taking
 `(links, recording, args)`, without touching the rest.
 
-Exit codes: 0 when it ran (whatever it found), 2 on bad input.
+Exit codes: 0 when it ran (whatever it found), 2 on bad input, 3 when a capture
+set (several files, a directory, a glob) was read without a damaged member.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import sys
 from typing import Callable, Optional
 
@@ -40,7 +42,9 @@ LANGS = errnos.LANG_CHOICES
 def add_evidence_arguments(parser: argparse.ArgumentParser, *, tz_help: str,
                            conn_help: str = "explain only the calls of one connection") -> None:
     """CAPTURE and the socket calls added to it: shared by explain and plot."""
-    parser.add_argument("capture", metavar="CAPTURE", help="a tcpteardown bundle, or any pcap/pcapng file")
+    parser.add_argument("capture", metavar="CAPTURE", nargs="+",
+                        help="a tcpteardown bundle, or any pcap/pcapng file; or several, a directory or a glob: "
+                             "a capture set read as one stream (.gz, .xz, .zst too)")
     parser.add_argument("--strace", metavar="FILE", action="append", default=[],
                         help="socket calls from an strace log (strace -f -ttt -T -yy); may repeat")
     parser.add_argument("--log", metavar="FILE", action="append", default=[],
@@ -120,14 +124,38 @@ def parse_tz(text: Optional[str]) -> Optional[dt.tzinfo]:
     return parse(text)
 
 
+# Exit code: a capture set was read without (all of) a damaged or unreadable member (as census's).
+PARTIAL = 3
+
+
+def capture_names(args: argparse.Namespace) -> None:
+    """CAPTURE as given (one name, or a set's names) in `args.captures`; `args.capture`
+    becomes the one name the views use (a file beside which to write, a title): a
+    glob's first match."""
+    if getattr(args, "captures", None) is not None:
+        return
+    names = args.capture if isinstance(args.capture, list) else [args.capture]
+    args.captures = names
+    first = names[0]
+    if not os.path.exists(first) and set("*?[") & set(first):
+        from ..formats.capture_set import expand_members
+
+        first = expand_members([first])[0]
+    args.capture = first
+
+
 def load(args: argparse.Namespace, *, whole: bool = False):
     """The recording from CAPTURE plus the calls of every --strace/--log file.
 
     A big plain capture is read selectively (`formats.evidence`): only the
     connections --conn names, or those of the failing calls; `whole` reads
-    everything (the overview needs every connection)."""
+    everything (the overview needs every connection). A capture set's damaged
+    members and overlaps are said here, one line each, as census says them
+    (`args.partial`: the exit code is PARTIAL)."""
     from ..analysis.connections import parse_conn
     from ..formats.evidence import interest_for, load_evidence
+
+    capture_names(args)
 
     selector = parse_conn(getattr(args, "conn", None))
     since, until = parse_time(args.since, args.tzinfo), parse_time(args.until, args.tzinfo)
@@ -146,12 +174,19 @@ def load(args: argparse.Namespace, *, whole: bool = False):
     def unread(entries) -> None:  # lines the importers could not read: listed with the unlinked ones
         args.unread = getattr(args, "unread", ()) + tuple(entries)
 
-    recording = load_evidence(args.capture, strace=args.strace, logs=args.log, tz=args.tzinfo, year=args.year,
+    recording = load_evidence(args.captures, strace=args.strace, logs=args.log, tz=args.tzinfo, year=args.year,
                               warn=warn, unread=unread, select=None if whole else select)
+    command = f"tcpteardown {getattr(args, 'subcommand', None) or 'explain'}"
+    args.partial = False
+    for key, line in recording.metadata.extra:
+        if key == "partial":
+            args.partial = True
+            print(f"{command}: partial: {line}", file=sys.stderr)
+        elif key == "set_note":
+            print(f"{command}: warning: {line}", file=sys.stderr)
     read = recording.metadata.get("selected")
     if read is not None:
-        print(f"tcpteardown {getattr(args, 'subcommand', None) or 'explain'}: note: a big capture: read {read}",
-              file=sys.stderr)
+        print(f"{command}: note: a big capture: read {read}", file=sys.stderr)
         if selector.number is not None:
             args.conn = "1"  # the one connection read is the one --conn N named
     return recording
@@ -215,7 +250,7 @@ def _run(args: argparse.Namespace) -> int:
               f"({whose} rules){advice}", file=sys.stderr)
     print(render(links, recording, args))
     _say_unlinked(links, args)
-    return 0
+    return PARTIAL if args.partial else 0
 
 
 def _say_unlinked(links, args) -> None:

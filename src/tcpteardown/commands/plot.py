@@ -11,7 +11,9 @@ its cause, and draws the connection with the first failing call (or the one
 overview, written beside the ladder as `<out stem>-overview<suffix>`;
 `--overview` writes only the overview.
 
-Prints the paths it wrote. Exit codes: 0 written, 2 bad input.
+CAPTURE may be a capture set, as for explain. Prints the paths it wrote.
+Exit codes: 0 written, 2 bad input, 3 a capture set's damaged member was
+left out (in part or whole).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import sys
 from pathlib import Path
 
 from ..errors import UserError
-from .explain import LANGS, add_evidence_arguments
+from .explain import LANGS, PARTIAL, add_evidence_arguments, capture_names
 
 HELP = "draw the ladder diagram of a connection: each failing call next to the segment that caused it"
 
@@ -108,6 +110,7 @@ def _run(args: argparse.Namespace) -> int:
     from ..views.style import save_figure
     from .explain import load
 
+    capture_names(args)
     out = output_path(args)
     if args.overview and out.suffix.lower() in WRITERS:
         raise UserError(f"-o {out}: --overview draws a figure; expected a file name ending in {', '.join(FIGURES)}")
@@ -117,12 +120,12 @@ def _run(args: argparse.Namespace) -> int:
     chosen = select_connection(found, args.conn)
     if args.overview:
         print(save_figure(draw_overview(recording, highlight=chosen.index), out))
-        return 0
+        return PARTIAL if args.partial else 0
     links = correlate(recording)
     writer = WRITERS.get(out.suffix.lower())
     if writer is not None:  # text formats: the ladder only, no overview beside it
         print(writer(recording, links, chosen, args, out))
-        return 0
+        return PARTIAL if args.partial else 0
     print(save_figure(draw_ladder(recording, links, conn=chosen, lang=args.lang, time_axis=args.time,
                                      full=args.full), out))
     if recording.metadata.get("selected") is not None:
@@ -131,4 +134,4 @@ def _run(args: argparse.Namespace) -> int:
     elif len(found) > 1:
         beside = out.with_name(f"{out.stem}-overview{out.suffix}")
         print(save_figure(draw_overview(recording, highlight=chosen.index), beside))
-    return 0
+    return PARTIAL if args.partial else 0

@@ -50,7 +50,7 @@ from pathlib import PurePath
 from typing import Iterable, Optional, Union
 
 from tcpteardown.errors import UserError
-from tcpteardown.formats.imported import ImportResult, Problems, open_evidence
+from tcpteardown.formats.imported import ImportResult, Problems, cycles_unchecked, open_evidence
 from tcpteardown.formats.stamps import MONTHS as _MONTHS, TIME_RE as _TIME_RE
 from tcpteardown.messages import read_message, stack_frame_op
 from tcpteardown.model import Endpoint, SocketCall
@@ -67,6 +67,12 @@ def _might_look_like(text: str) -> bool:
     """Cheap gate before _LOOKS_LIKE_RE: one of its literal parts is there."""
     return ("Errno" in text or "Error: " in text or " tcp" in text or "java.net." in text
             or "curl: (" in text)
+
+
+# Every form TIME_RE reads holds HH:MM or ten digits from 1 (epoch seconds or ms): a
+# line without either (a stack frame, a traceback's body) is spared TIME_RE's search,
+# which costs several times more where nothing matches than where a stamp opens the line.
+_MAYBE_STAMP_RE = re.compile(r"\d\d:\d\d|1\d{9}")
 
 
 def parse_tz(tz: Union[None, str, _dt.tzinfo]) -> Optional[_dt.tzinfo]:
@@ -125,6 +131,16 @@ def _whole_ns(year: int, month: int, day: int, hour: int, minute: int, second: i
     return (local - _EPOCH) // _dt.timedelta(seconds=1) * 1_000_000_000
 
 
+# The forms whose second is the same for every line with the same fields (not the
+# yearless ones, whose year follows the lines before): the groups down to the
+# second and the zone, and the fraction's group.
+_WHOLE_GROUPS = {"go": ("gy", "gmo", "gd", "gh", "gmi", "gs"),
+                 "iso": ("iy", "imo", "id", "ih", "imi", "is", "iz"),
+                 "ctime": ("ty", "tmon", "td", "th", "tmi", "ts", "tz"),
+                 "clf": ("cy", "cmon", "cd", "ch", "cmi", "cs", "cz")}
+_FRACTION_GROUP = {"go": "gf", "iso": "if", "ctime": "tf", "clf": "cf"}
+
+
 class _Clock:
     """Turns the timestamp of a line into ns since the epoch."""
 
@@ -135,6 +151,9 @@ class _Clock:
         self.note = note
         self.last_month: Optional[int] = None
         self.written_ns: Optional[int] = None  # the file's mtime, when it gave the year
+        # (form, its fields down to the second, zone) -> ns of that second: a busy log
+        # writes many lines per second. Per clock, so that each file says its notes.
+        self.seconds: dict[tuple, int] = {}
 
     def local_tz(self) -> _dt.tzinfo:
         if self.tz is None:
@@ -159,6 +178,16 @@ class _Clock:
     def ns(self, m: re.Match) -> int:
         """Raises ValueError for an impossible date or time."""
         kind = m.lastgroup  # the alternative that matched (each is one outer group)
+        fraction = _FRACTION_GROUP.get(kind)
+        if fraction is not None:
+            key = (kind, m.group(*_WHOLE_GROUPS[kind]))
+            whole = self.seconds.get(key)
+            if whole is None:
+                whole = self.seconds[key] = self._ns(m, kind) - _fraction_ns(m.group(fraction))
+            return whole + _fraction_ns(m.group(fraction))
+        return self._ns(m, kind)
+
+    def _ns(self, m: re.Match, kind: str) -> int:
         if kind == "epoch":
             whole, _, frac = m.group("epoch").partition(".")
             return int(whole) * 1_000_000_000 + _fraction_ns(frac)
@@ -210,10 +239,12 @@ class _Clock:
         return when
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _endpoint(text: Optional[str]) -> Optional[Endpoint]:
     """An endpoint as printed, or None (a host name: curl "Failed to connect
-    to localhost port 80"). The address is checked once per host (cached):
-    a busy log names few hosts and many ports."""
+    to localhost port 80"). Cached (Endpoint is immutable): a busy log names
+    the same few hosts and the ephemeral ports again and again; the address is
+    checked once per host."""
     if not text:
         return None
     host, _, port = text.rpartition(":")
@@ -268,7 +299,8 @@ def parse_log(lines: Iterable[str], *, path: str = "<log>", tz: Union[None, str,
         line = raw.rstrip("\r\n")
         if "\ufffd" in line:
             problems.add(path, line_no, "bytes that are not valid UTF-8 (read with replacement characters)")
-        stamp = _TIME_RE.search(line)
+        # Most lines open with their stamp: a match there is what the search finds first.
+        stamp = _TIME_RE.match(line) or (_TIME_RE.search(line) if _MAYBE_STAMP_RE.search(line) else None)
         if stamp:
             stamped += 1
             try:
@@ -281,7 +313,8 @@ def parse_log(lines: Iterable[str], *, path: str = "<log>", tz: Union[None, str,
             if latest_ns is not None and record_ns < latest_ns - _BACKWARDS_NS:
                 problems.add(path, line_no, "timestamp more than a second earlier than a line before it "
                                             "(the clock stepped back, or logs were merged out of order)")
-            latest_ns = record_ns if latest_ns is None else max(latest_ns, record_ns)
+            if latest_ns is None or record_ns > latest_ns:
+                latest_ns = record_ns
             record_line = line
             seen = {}
             refine = None
@@ -334,7 +367,7 @@ def read_log_file(path: Union[str, "os.PathLike[str]"], **options) -> ImportResu
     UTF-16 without one, as Windows tools write it; undecodable bytes replaced
     and reported)."""
     handle, encoding = open_evidence(path)
-    with handle:
+    with handle, cycles_unchecked():
         result = parse_log(handle, path=str(path), **options)
     if encoding:
         return ImportResult(result.calls, (f"{path}: {encoding}",) + result.problems, result.unread)

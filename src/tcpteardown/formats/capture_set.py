@@ -1,7 +1,7 @@
 """A capture set: several files (rotations, a directory, a glob) read as one stream.
 
 `tcpdump -C/-W/-G` rotations, often `-z gzip`ed, arrive as many files. The
-census must not know there were several: members are ordered by the time of
+census (and explain and plot, through formats.evidence) must not know there were several: members are ordered by the time of
 their first packet (not by name: `cap.pcap10` sorts before `cap.pcap2`),
 frame numbers continue from one member to the next, and a connection that
 spans a rotation is one connection because the engine only ever sees one
@@ -35,7 +35,7 @@ from typing import Callable, Iterator, Optional
 from ..errors import CaptureFileError, UserError
 from .pcapread import PCAP_MAGICS, PCAPNG_SHB, _magic_problem
 
-__all__ = ["CaptureSet", "expand_members", "open_set"]
+__all__ = ["CaptureSet", "expand_members", "open_set", "is_set", "set_label", "iter_set_batches"]
 
 CHUNK = 16 << 20  # decompressed bytes per window of a compressed member
 _COMPRESSED = ((b"\x1f\x8b", "gzip"), (b"\xfd7zXZ\x00", "xz"), (b"\x28\xb5\x2f\xfd", "zstd"))
@@ -99,6 +99,27 @@ class _Gunzip:
         self.close()
 
 
+def is_compressed(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return compression_of(f.read(8)) is not None
+    except OSError:
+        return False
+
+
+def is_set(names: list[str]) -> bool:
+    """Whether the names are a set (several, a directory, a glob, a compressed file) rather
+    than one plain file, pipe or FIFO (which keep their one-file readers)."""
+    one = names[0]
+    return (len(names) > 1 or os.path.isdir(one) or (not os.path.exists(one) and bool(_GLOB_CHARS & set(one)))
+            or (os.path.isfile(one) and is_compressed(one)))
+
+
+def set_label(names: list[str], capture_set: "CaptureSet") -> str:
+    """How output names the set: the name given, or the count and the first name."""
+    return names[0] if len(names) == 1 else f"{len(capture_set.members)} files ({names[0]} ...)"
+
+
 def expand_members(names: list[str]) -> list[str]:
     """Files named, directories' files (sorted), globs' matches; a name that is none is an error."""
     members: list[str] = []
@@ -135,6 +156,7 @@ class Member:
     first_time_ns: Optional[int] = None
     size: int = 0
     problem: Optional[str] = None  # why it cannot be read at all
+    expanded: int = 0  # its size decompressed: gzip says it (modulo 4 GiB), xz and zstd are guessed at 5x
 
 
 def _first_time(head: bytes) -> Optional[int]:
@@ -168,6 +190,11 @@ def inspect(path: str) -> Member:
         with open(path, "rb") as raw:
             head = raw.read(_HEAD)
         member.compression = compression_of(head)
+        member.expanded = member.size if not member.compression else member.size * 5
+        if member.compression == "gzip" and member.size >= 18:
+            with open(path, "rb") as raw:
+                raw.seek(-4, os.SEEK_END)
+                member.expanded = max(struct.unpack("<I", raw.read(4))[0], member.size)
         if member.compression:
             with open_decompressed(path, member.compression) as stream:
                 head, _damage = _read_some(stream, _HEAD)
@@ -198,6 +225,11 @@ class CaptureSet:
     @property
     def total_bytes(self) -> int:
         return sum(m.size for m in self.members)
+
+    @property
+    def expanded_bytes(self) -> int:
+        """About what the members hold decompressed (whether to read the set whole)."""
+        return sum(m.expanded for m in self.members)
 
     @property
     def partial(self) -> bool:
@@ -275,11 +307,14 @@ def _pcap_windows(stream, path: str) -> Iterator[tuple[bytes, int, bool]]:
 
 
 def iter_set_batches(capture_set: CaptureSet, *, on_problem: Callable[[str], None],
-                     progress: Optional[Callable[[int, int, int], None]] = None) -> Iterator:
+                     progress: Optional[Callable[[int, int, int], None]] = None,
+                     with_frames: bool = False) -> Iterator:
     """TcpBatches of every member in order, frame numbers continuing; problems to `on_problem`
     (the set's damaged and overlap lines are kept on `capture_set`). `progress(member index,
-    bytes done in the set, packets so far)`."""
-    from .pcap_columns import WINDOW_BYTES, _decode_window, _Walker, iter_tcp_batches
+    bytes done in the set, packets so far)`. `with_frames`: (batch, frame_bytes(frames), frames())
+    instead, for the readers that decode frames (formats.evidence): the (linktype, bytes) of
+    some of the batch's frames, and every frame of its window as a model.Frame."""
+    from .pcap_columns import WINDOW_BYTES, _decode_window, _Walker, frame_bytes_of, frames_of
 
     frames = 0
     done_bytes = 0
@@ -296,12 +331,11 @@ def iter_set_batches(capture_set: CaptureSet, *, on_problem: Callable[[str], Non
         last_time = None
         try:
             if member.compression is None:
-                batches = iter_tcp_batches(member.path, on_problem=problems.append)
-                walker_batches = ((batch, batch.end_offset) for batch in batches)
+                walker_batches = _plain_batches(member, problems, WINDOW_BYTES, _Walker, _decode_window)
             else:
                 walker_batches = _compressed_batches(member, problems, WINDOW_BYTES, _Walker, _decode_window)
             before = frames  # a member's batches number their frames from its own start
-            for batch, reached in walker_batches:
+            for batch, reached, packets in walker_batches:
                 batch = _renumbered(batch, before)
                 read = reached
                 if len(batch.time_ns):
@@ -309,7 +343,10 @@ def iter_set_batches(capture_set: CaptureSet, *, on_problem: Callable[[str], Non
                 frames += batch.packets
                 if progress is not None:
                     progress(index, done_bytes + min(reached, member.size), frames)
-                yield batch
+                if with_frames:
+                    yield batch, frame_bytes_of(packets, before), lambda packets=packets: frames_of(packets)
+                else:
+                    yield batch
         except CaptureFileError as exc:
             problems.append(str(exc))
         except (OSError, EOFError, lzma.LZMAError, zlib.error) as exc:
@@ -338,8 +375,21 @@ def iter_set_batches(capture_set: CaptureSet, *, on_problem: Callable[[str], Non
             "two capture points or the same traffic twice? their packets are counted as well, not merged")
 
 
+def _plain_batches(member: Member, problems: list, window_bytes, walker_class, decode):
+    """(batch, bytes reached, its window) of a plain member, through the memory map."""
+    from .pcapread import _Map
+
+    view = _Map(member.path)
+    try:
+        for packets in walker_class(member.path, view, False, problems.append, window_bytes).windows():
+            batch = decode(packets)
+            yield batch, batch.end_offset, packets
+    finally:
+        view.close()
+
+
 def _compressed_batches(member: Member, problems: list, window_bytes, walker_class, decode):
-    """(batch, decompressed bytes reached) of a compressed member, window by window."""
+    """(batch, decompressed bytes reached, its window) of a compressed member, window by window."""
     with open_decompressed(member.path, member.compression) as stream:
         head = stream.read(4)
         if struct.unpack_from("<I", head, 0)[0] == PCAPNG_SHB:  # pcapng: whole, in memory
@@ -355,7 +405,7 @@ def _compressed_batches(member: Member, problems: list, window_bytes, walker_cla
             shift = base - 24 if base else 0
             for packets in walker.windows():
                 batch = decode(packets)
-                yield batch, batch.end_offset + shift
+                yield batch, batch.end_offset + shift, packets
             frame_base = walker.frame
 
 

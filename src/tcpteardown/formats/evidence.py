@@ -12,6 +12,14 @@ connection `--conn` names, and, for a call that names no 4-tuple, the
 connections with packets in a window before it. Memory is one window of the
 file plus the selected connections, whatever the capture's size. A bundle is
 always read whole (its socket calls travel in it).
+
+Capture sets (several files, a directory, a glob, a compressed file:
+`formats.capture_set`) are read as one stream through the same column
+reader, frames numbered on from member to member, so a connection that spans
+a rotation is one connection: whole when they hold less than the big size
+decompressed, else selectively as a big capture. The set's damaged members
+and overlaps travel in the metadata as ("partial", line) and ("set_note",
+line), said by the command as census says them.
 """
 
 from __future__ import annotations
@@ -68,33 +76,40 @@ def read_calls(kind: str, path: PathLike, *, tz: Optional[dt.tzinfo] = None, yea
     return tuple(result.calls)
 
 
-def load_evidence(capture: PathLike, *, strace: Iterable[PathLike] = (), logs: Iterable[PathLike] = (),
+def load_evidence(capture: Union[PathLike, list], *, strace: Iterable[PathLike] = (), logs: Iterable[PathLike] = (),
                   tz: Optional[dt.tzinfo] = None, year: Optional[int] = None,
                   warn: Callable[[str], None] = lambda text: None,
                   unread: Callable[[tuple], None] = lambda entries: None,
                   select: Optional[Callable[[tuple[SocketCall, ...]], "Interest"]] = None,
                   big_bytes: Optional[int] = None) -> Recording:
-    """The recording in `capture` (a bundle or any pcap/pcapng) plus the calls
-    of every strace and application log file.
+    """The recording in `capture` (a bundle or any pcap/pcapng, or a list of
+    names: a capture set) plus the calls of every strace and application log file.
 
     `select`, given the imported calls, says which connections matter; a plain
     capture of at least `big_bytes` (default: $TCPTEARDOWN_BIG_CAPTURE_BYTES, else
     BIG_CAPTURE_BYTES) is then read selectively (`read_selected`), anything else whole."""
     from .bundle import bundle_metadata, load_recording
+    from .capture_set import is_set
 
     extra = [call for path in strace for call in read_calls("strace", path, tz=tz, warn=warn, unread=unread)]
     extra += [call for path in logs for call in read_calls("log", path, tz=tz, year=year, warn=warn,
                                                             unread=unread)]
     extra.sort(key=lambda c: (c.start_ns, c.end_ns))
-    path = Path(capture)
+    names = [os.fspath(name) for name in capture] if isinstance(capture, (list, tuple)) else [os.fspath(capture)]
     if big_bytes is None:
         setting = os.environ.get(BIG_CAPTURE_VARIABLE, "")
         big_bytes = int(setting) if setting.isdigit() else BIG_CAPTURE_BYTES
-    big = path.is_file() and path.stat().st_size >= big_bytes and bundle_metadata(path) is None
-    if select is not None and big:
-        interest = select(tuple(extra))
-        return read_selected(path, interest).with_calls(interest.clip_calls(extra))
-    recording = load_recording(capture)
+    if is_set(names):
+        recording, big = _read_set(names, select, extra, big_bytes)
+        if big:
+            return recording
+    else:
+        path = Path(names[0])
+        big = path.is_file() and path.stat().st_size >= big_bytes and bundle_metadata(path) is None
+        if select is not None and big:
+            interest = select(tuple(extra))
+            return read_selected(path, interest).with_calls(interest.clip_calls(extra))
+        recording = load_recording(path)
     recording = recording.with_calls(extra) if extra else recording
     interest = select(tuple(extra)) if select is not None else None
     if interest is not None and (interest.since is not None or interest.until is not None):
@@ -250,17 +265,66 @@ def _decode(batch, frame_bytes, rows) -> list[Segment]:
     return out
 
 
-def read_selected(capture: PathLike, interest: Interest) -> Recording:
+def _read_set(names: list, select, extra: list, big_bytes: int) -> tuple[Recording, bool]:
+    """A capture set's recording, and whether it was big (read selectively, calls
+    added and clipped) or whole (the caller adds the calls)."""
+    from .capture_set import CaptureSet, iter_set_batches, open_set, set_label
+
+    capture_set = open_set(names)
+    label = set_label(names, capture_set)
+    big = select is not None and capture_set.expanded_bytes >= big_bytes
+    problems: list[str] = []
+
+    def said() -> tuple:
+        return (tuple(("partial", line) for line in capture_set.damaged)
+                + tuple(("set_note", line) for line in capture_set.notes))
+
+    if big:
+        interest = select(tuple(extra))
+
+        def batches(first_pass: bool):
+            # a second pass (connections that began before their window) reads a copy of the set
+            reading = capture_set if first_pass else CaptureSet(list(capture_set.members))
+            on_problem = problems.append if first_pass else (lambda text: None)
+            for batch, frame_bytes, _frames in iter_set_batches(reading, on_problem=on_problem, with_frames=True):
+                yield batch, frame_bytes
+
+        recording = read_selected(label, interest, batches=batches)
+        recording = replace(recording, metadata=replace(
+            recording.metadata, extra=recording.metadata.extra + tuple(("problem", p) for p in problems) + said()))
+        return recording.with_calls(interest.clip_calls(extra)), True
+    segments: list[Segment] = []
+    frames: list = []
+    for batch, frame_bytes, frames_of in iter_set_batches(capture_set, on_problem=problems.append,
+                                                            with_frames=True):
+        frames.extend(frames_of())
+        segments.extend(_decode(batch, frame_bytes, np.arange(len(batch))))
+    extra_meta = tuple(("problem", p) for p in problems) + said()
+    return Recording(segments=tuple(segments), frames=tuple(frames),
+                     metadata=Metadata(source_file=label, extra=extra_meta)), False
+
+
+def read_selected(capture: PathLike, interest: Interest, *, batches: Optional[Callable] = None) -> Recording:
     """A Recording holding only the connections `interest` names, read in one
     pass with flat memory (two when a connection found in a `near` window
     began before it). Its metadata says what was read
     (`selected`: "N of M TCP packets"); reader problems are kept as
-    ("problem", text), as `bundle.load_recording` keeps them."""
+    ("problem", text), as `bundle.load_recording` keeps them. `batches(first_pass)`:
+    the (batch, frame_bytes) to read instead of the file's (a capture set's)."""
     path = str(capture)
-    if not Path(path).exists():
-        raise UserError(f"{path}: no such file")
     problems: list[str] = []
-    segments, tcp_packets = _one_pass(path, interest, problems)
+    if batches is None:
+        if not Path(path).exists():
+            raise UserError(f"{path}: no such file")
+
+        def batches(first_pass: bool):
+            from ..prefetch import prefetched
+            from .pcap_columns import iter_tcp_batches_with_bytes
+
+            # the next window is decoded on the second core while this one is searched
+            return prefetched(iter_tcp_batches_with_bytes(
+                path, on_problem=problems.append if first_pass else (lambda text: None)))
+    segments, tcp_packets = _one_pass(batches(True), interest)
     passes = 1
     headless = _headless(segments, interest)
     if headless:  # connections found in a window that began before it: a second pass for their start
@@ -268,8 +332,8 @@ def read_selected(capture: PathLike, interest: Interest) -> Recording:
         for segment in segments:
             first_seen.setdefault(segment.connection_key, segment.time_ns)
         have = np.array(sorted(s.frame for s in segments), dtype=np.int64)
-        earlier, _ = _one_pass(path, Interest(pairs=frozenset(headless), since=interest.since,
-                                              until=max(first_seen[key] for key in headless)), [], skip=have)
+        earlier, _ = _one_pass(batches(False), Interest(pairs=frozenset(headless), since=interest.since,
+                                                        until=max(first_seen[key] for key in headless)), skip=have)
         segments = sorted(segments + earlier, key=lambda s: s.frame)
         passes = 2
     keys = {s.connection_key for s in segments}
@@ -283,18 +347,14 @@ def read_selected(capture: PathLike, interest: Interest) -> Recording:
     return Recording(segments=tuple(segments), metadata=Metadata(source_file=path, extra=extra))
 
 
-def _one_pass(path: str, interest: Interest, problems: list[str], skip: Optional[np.ndarray] = None
-              ) -> tuple[list[Segment], int]:
-    """The segments `interest` selects, and the count of TCP packets; frames in `skip`
-    (sorted; read by an earlier pass) are not decoded again."""
-    from ..prefetch import prefetched
-    from .pcap_columns import iter_tcp_batches_with_bytes
-
+def _one_pass(batches, interest: Interest, skip: Optional[np.ndarray] = None) -> tuple[list[Segment], int]:
+    """The segments `interest` selects from `batches` ((batch, frame_bytes) pairs), and
+    the count of TCP packets; frames in `skip` (sorted; read by an earlier pass) are
+    not decoded again."""
     selection = _Selection(interest)
     segments: list[Segment] = []
     tcp_packets = 0
-    # the next window is decoded on the second core while this one is searched
-    for batch, frame_bytes in prefetched(iter_tcp_batches_with_bytes(path, on_problem=problems.append)):
+    for batch, frame_bytes in batches:
         tcp_packets += len(batch)
         rows = selection.rows(batch, frame_bytes)
         if skip is not None and len(rows):

@@ -480,11 +480,29 @@ def iter_tcp_batches_with_bytes(path: str, *, strict: bool = False,
     try:
         walker = _Walker(path, view, strict, on_problem, window_bytes)
         for packets in walker.windows():
-            def frame_bytes(frames, packets=packets) -> list[tuple[int, bytes]]:
-                rows = np.asarray(frames, dtype=np.int64) - packets.first_frame
-                linktype = np.broadcast_to(np.asarray(packets.linktype), packets.start.shape)
-                return [(int(linktype[row]), packets.window[packets.start[row]:packets.start[row] + packets.caplen[row]]
-                         .tobytes()) for row in rows]
-            yield _decode_window(packets), frame_bytes
+            yield _decode_window(packets), frame_bytes_of(packets)
     finally:
         view.close()
+
+
+def frame_bytes_of(packets: _Packets, shift: int = 0) -> Callable:
+    """`frame_bytes(frames)` of one window: the (linktype, captured bytes) of
+    those frames (numbered `shift` more than the window's own numbers)."""
+    def frame_bytes(frames) -> list[tuple[int, bytes]]:
+        rows = np.asarray(frames, dtype=np.int64) - shift - packets.first_frame
+        linktype = np.broadcast_to(np.asarray(packets.linktype), packets.start.shape)
+        return [(int(linktype[row]), packets.window[packets.start[row]:packets.start[row] + packets.caplen[row]]
+                 .tobytes()) for row in rows]
+    return frame_bytes
+
+
+def frames_of(packets: _Packets) -> list:
+    """Every frame of one window as a model.Frame (TCP or not), in order; the
+    length on the wire is not kept in a window: the captured length stands for it."""
+    from ..model import Frame
+
+    linktype = np.broadcast_to(np.asarray(packets.linktype), packets.start.shape).tolist()
+    window = packets.window
+    return [Frame(int(time), link, window[start:start + caplen].tobytes(), int(caplen))
+            for time, link, start, caplen in zip(packets.time_ns.tolist(), linktype, packets.start.tolist(),
+                                                 packets.caplen.tolist())]
