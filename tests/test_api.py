@@ -101,6 +101,10 @@ def test_census_of_a_set_with_a_damaged_member_warns_and_counts_the_rest(tmp_pat
         warnings.simplefilter("always")
         tt.census([tmp_path / "a.pcapng", tmp_path / "b.pcapng"])
     assert caught and all(issubclass(w.category, tt.EvidenceWarning) for w in caught)
+    loaded = []
+    recording = tt.load(tmp_path, warn=loaded.append)  # explain's reading of the same set
+    assert any("b.pcapng" in line for line in loaded) and recording.segments
+    assert tt.explain(recording).links
 
 
 def test_diff_of_two_captures_is_the_clis():

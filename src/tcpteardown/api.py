@@ -56,18 +56,26 @@ def _warner(warn: Optional[Callable[[str], None]]) -> Callable[[str], None]:
     return warn if warn is not None else (lambda text: _warnings.warn(text, EvidenceWarning, stacklevel=3))
 
 
-def load(capture: PathLike, *, strace: Iterable[PathLike] = (), logs: Iterable[PathLike] = (),
-         tz: TimeZone = None, year: Optional[int] = None,
+def load(capture: Union[PathLike, Sequence[PathLike]], *, strace: Iterable[PathLike] = (),
+         logs: Iterable[PathLike] = (), tz: TimeZone = None, year: Optional[int] = None,
          warn: Optional[Callable[[str], None]] = None) -> Recording:
-    """The recording in `capture` (a bundle, or any pcap/pcapng) plus the socket calls of
-    the `strace` logs (strace -f -ttt -T -y/-yy) and application `logs`, as `explain` reads them.
+    """The recording in `capture` (a bundle, any pcap/pcapng, or a capture set: several files,
+    a directory, a glob, .gz/.xz/.zst) plus the socket calls of the `strace` logs
+    (strace -f -ttt -T -y/-yy) and application `logs`, as `explain` reads them.
 
     `tz`: the zone of log lines that carry none ("Europe/Paris", "+02:00"; default UTC);
-    `year`: of log lines that carry none (syslog). Lines that cannot be read go to `warn`."""
+    `year`: of log lines that carry none (syslog). Lines that cannot be read, and a set's
+    damaged or overlapping members, go to `warn`."""
     from .formats.applog import parse_tz
     from .formats.evidence import load_evidence
 
-    return load_evidence(capture, strace=strace, logs=logs, tz=parse_tz(tz), year=year, warn=_warner(warn))
+    warn = _warner(warn)
+    names = list(capture) if isinstance(capture, (list, tuple)) else capture
+    recording = load_evidence(names, strace=strace, logs=logs, tz=parse_tz(tz), year=year, warn=warn)
+    for key, line in recording.metadata.extra:
+        if key in ("partial", "set_note"):
+            warn(line)
+    return recording
 
 
 def run(scenario: str, *, family: str = "ipv4") -> ScenarioRun:
