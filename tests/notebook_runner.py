@@ -4,7 +4,10 @@ privilege), and build the command prefix that runs a child as another,
 unprivileged user.
 
 As a script: `notebook_runner.py NOTEBOOK WORKDIR` executes NOTEBOOK and
-prints its stream outputs.
+prints its stream outputs; `notebook_runner.py --json WORKDIR NOTEBOOK...`
+executes each, one after the other, each in a fresh kernel of its own as a
+student's would be, and prints {notebook: {"ok", "stdout", "error"}} as JSON
+(one runner for them all: importing nbformat costs seconds, a kernel does not).
 """
 
 import contextlib
@@ -69,5 +72,28 @@ def execute(path: str, workdir: str) -> None:
                 sys.stdout.write(output["text"])
 
 
+def execute_all(paths, workdir: str) -> dict:
+    """{path: {"ok", "stdout", "error"}}: each notebook run in its own fresh kernel."""
+    import io
+    import traceback
+    from contextlib import redirect_stdout
+
+    results = {}
+    for path in paths:
+        out = io.StringIO()
+        try:
+            with redirect_stdout(out):
+                execute(path, workdir)
+            results[path] = {"ok": True, "stdout": out.getvalue(), "error": ""}
+        except Exception:  # a cell failed: its traceback is the test's message
+            results[path] = {"ok": False, "stdout": out.getvalue(), "error": traceback.format_exc()[-6000:]}
+    return results
+
+
 if __name__ == "__main__":
-    execute(sys.argv[1], sys.argv[2])
+    if sys.argv[1] == "--json":
+        import json
+
+        print(json.dumps(execute_all(sys.argv[3:], sys.argv[2])))
+    else:
+        execute(sys.argv[1], sys.argv[2])

@@ -62,37 +62,51 @@ def test_committed_clean_and_without_logic(path):
     assert "<details>" in "".join("".join(c["source"]) for c in notebook["cells"] if c["cell_type"] == "markdown")
 
 
-def _execute(path, tmp_path, prefix=()):
+def _execute_all(prefix=()) -> dict:
+    """Every notebook, each in a fresh kernel of its own, through one runner process:
+    {notebook name: {"ok", "stdout", "error"}}."""
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", MPLBACKEND="Agg")
-    return subprocess.run([*prefix, sys.executable, str(REPO / "tests" / "notebook_runner.py"), str(path),
-                           str(REPO / "notebooks")], capture_output=True, text=True, timeout=300, env=env)
+    done = subprocess.run([*prefix, sys.executable, str(REPO / "tests" / "notebook_runner.py"), "--json",
+                           str(REPO / "notebooks"), *map(str, NOTEBOOKS)], capture_output=True, text=True,
+                          timeout=900, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return {Path(path).name: result for path, result in json.loads(done.stdout).items()}
 
 
-@pytest.mark.needs_capture
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_executes_live(path, tmp_path):
-    result = _execute(path, tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    if "incident" not in path.name:
-        assert "live on this machine" in result.stdout, result.stdout
+@pytest.fixture(scope="module")
+def live_runs():
+    return _execute_all()
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_executes_from_stored_captures_without_privilege(path, tmp_path):
+@pytest.fixture(scope="module")
+def stored_runs():
+    """Run as a student without the capture privilege would (root drops CAP_NET_RAW)."""
     setpriv = shutil.which("setpriv")
     if os.geteuid() == 0:
         if setpriv is None:
             pytest.skip("needs setpriv (util-linux) to drop CAP_NET_RAW as root")
-        prefix = (setpriv, "--bounding-set", "-net_raw,-net_admin", "--")
-    else:
-        prefix = ()
-    result = _execute(path, tmp_path, prefix)
-    assert result.returncode == 0, result.stderr[-3000:]
+        return _execute_all((setpriv, "--bounding-set", "-net_raw,-net_admin", "--"))
+    return _execute_all()
+
+
+@pytest.mark.needs_capture
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_executes_live(path, live_runs):
+    result = live_runs[path.name]
+    assert result["ok"], result["error"]
     if "incident" not in path.name:
-        assert "Loaded the stored capture" in result.stdout and "CAP_NET_RAW" in result.stdout, result.stdout
+        assert "live on this machine" in result["stdout"], result["stdout"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_executes_from_stored_captures_without_privilege(path, stored_runs):
+    result = stored_runs[path.name]
+    assert result["ok"], result["error"]
+    if "incident" not in path.name:
+        assert "Loaded the stored capture" in result["stdout"] and "CAP_NET_RAW" in result["stdout"], result["stdout"]
         # Why it loads stored captures is said once per notebook, in one line, and never
         # suggests giving the system's Python the capture privilege.
-        assert result.stdout.count("CAP_NET_RAW") == 1 and "setcap" not in result.stdout, result.stdout
+        assert result["stdout"].count("CAP_NET_RAW") == 1 and "setcap" not in result["stdout"], result["stdout"]
 
 
 # Notebook 08's write-up cell, as a student runs it (the notebook holds no
