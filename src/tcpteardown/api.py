@@ -184,16 +184,15 @@ def census(captures: Union[PathLike, Sequence[PathLike]], *,
     The result iterates `ConnectionSummary` objects (`.iter_connections()`, `.summary()`,
     `.failing_first(n)`); damaged or unreadable members and what the reader stepped over go to
     `warn`, and the rest is still counted."""
-    from .analysis.census import census_batches, grouped
-    from .formats.capture_set import iter_set_batches, open_set
-    from .prefetch import prefetched
+    from .commands.census import census_set
+    from .formats.capture_set import open_set
 
     names = [_os.fspath(captures)] if isinstance(captures, (str, _os.PathLike)) else [_os.fspath(c) for c in captures]
     if not names:
         raise UserError("census: no capture given")
     warn = _warner(warn)
     capture_set = open_set(names)
-    result = census_batches(prefetched(map(grouped, iter_set_batches(capture_set, on_problem=warn))))
+    result = census_set(capture_set, on_problem=warn)
     for line in (*capture_set.damaged, *capture_set.notes):
         warn(line)
     return result

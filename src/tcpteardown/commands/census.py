@@ -66,6 +66,18 @@ def census_file(path: str, *, on_problem: Optional[Callable[[str], None]] = None
     return census_batches(batches())
 
 
+def census_set(capture_set, *, on_problem: Callable[[str], None],
+               progress: Optional[Callable[[int, int, int], None]] = None):
+    """The Census of a capture set (formats.capture_set) read as one stream; damaged members
+    and overlaps stay on `capture_set` (.damaged, .notes), other problems go to `on_problem`."""
+    from ..analysis.census import census_batches, grouped
+    from ..formats.capture_set import iter_set_batches
+    from ..prefetch import prefetched
+
+    batches = iter_set_batches(capture_set, on_problem=on_problem, progress=progress)
+    return census_batches(prefetched(map(grouped, batches)))
+
+
 class _Progress:
     """A one-line bar on stderr, redrawn in place; only on a terminal."""
 
@@ -141,9 +153,7 @@ PARTIAL = 3  # exit code: a capture set was counted without (all of) a damaged o
 
 def _run_set(args, names) -> int:
     """Several files, a directory, a glob or a compressed file: one stream (formats.capture_set)."""
-    from ..analysis.census import census_batches, grouped
-    from ..formats.capture_set import iter_set_batches, open_set, set_label
-    from ..prefetch import prefetched
+    from ..formats.capture_set import open_set, set_label
 
     capture_set = open_set(names)
     label = set_label(names, capture_set)
@@ -152,8 +162,7 @@ def _run_set(args, names) -> int:
 
     bar = ProgressLine(capture_set.total_bytes, len(capture_set.members), quiet=args.quiet)
     try:
-        batches = iter_set_batches(capture_set, on_problem=problems.append, progress=bar.update)
-        result = census_batches(prefetched(map(grouped, batches)))
+        result = census_set(capture_set, on_problem=problems.append, progress=bar.update)
     finally:
         bar.close()
     said = capture_set.damaged + capture_set.notes

@@ -156,7 +156,7 @@ class Keeper:
 
         while True:
             stopping = self._stopping.is_set()
-            time.sleep(TICK_S)  # the pace of claims and writes, not a synchronisation: nothing waits on it
+            self._stopping.wait(TICK_S)  # the pace of claims and writes; a stop ends the pause at once
             for key in self.ring.take_rst_keys() & waiting.keys():
                 left = [(line, group) for line, group in waiting[key] if not try_claim(line, group, False)]
                 if left:
