@@ -26,7 +26,8 @@ import pytest
 
 from conftest import tool_or_skip
 from test_program_logs import HERE as LOG_PROGRAMS
-from test_program_logs import closed_port, nginx_proxy_conf, peer
+from ports import closed_port, closed_ports
+from test_program_logs import nginx_proxy_conf, peer
 from test_predict_programs import NGINX_SCRIPT
 from tcpteardown.formats.bundle import load_recording
 
@@ -55,7 +56,7 @@ def recorded(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("loops")
     root = tmp / "nginx"
     root.mkdir()
-    port, refused = closed_port(), closed_port()
+    port, refused = closed_ports(2)
     with peer("read-fin") as eof, peer("read-rst") as reset:
         nginx_proxy_conf(root, port, {"eof": eof.port, "reset": reset.port, "refused": refused})
         (tmp / "loops.sh").write_text(SCRIPT)

@@ -27,7 +27,8 @@ import pytest
 
 from conftest import REPO, tool_or_skip
 from test_program_logs import HERE as LOG_PROGRAMS
-from test_program_logs import closed_port, nginx_proxy_conf, peer
+from ports import closed_port, closed_ports
+from test_program_logs import nginx_proxy_conf, peer
 from test_record import go_teardowns  # noqa: F401  (the module fixture that builds the Go program)
 from tcpteardown.analysis.predict import predict, rule_named
 from tcpteardown.analysis.rules import NOT_OUTCOMES, TIMEOUT_ERRNOS, op_family
@@ -132,7 +133,7 @@ def test_nginx_reverse_proxy(tmp_path):
     tool_or_skip("curl")
     root = tmp_path / "nginx"
     root.mkdir()
-    refused, port = closed_port(), closed_port()
+    refused, port = closed_ports(2)
     with peer("read-fin") as eof, peer("read-rst") as reset:
         nginx_proxy_conf(root, port, {"eof": eof.port, "reset": reset.port, "refused": refused})
         script = tmp_path / "nginx.sh"

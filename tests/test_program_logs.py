@@ -35,6 +35,7 @@ from pathlib import Path
 import pytest
 
 from conftest import tool_or_skip
+from ports import closed_port, closed_ports
 
 HERE = Path(__file__).parent / "programs" / "logs"
 pytestmark = pytest.mark.needs_capture
@@ -82,13 +83,6 @@ def peer(mode: str):
         yield server
     finally:
         server.stop()
-
-
-def closed_port() -> int:
-    """A loopback port nothing listens on (bound then released)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def wait_listening(port: int, host: str = "127.0.0.1", proc=None, seconds: float = 20.0) -> None:
@@ -303,7 +297,7 @@ def test_haproxy_sc_server_refused(tmp_path):
 
     binary = tool_or_skip("haproxy")
     curl = tool_or_skip("curl")
-    port, backend = closed_port(), closed_port()
+    port, backend = closed_ports(2)
     config = tmp_path / "haproxy.cfg"
     config.write_text(HAPROXY_CONFIG.format(port=port, backend=backend))
     # Its log times are local time: UTC here, as explain --tz UTC reads them.

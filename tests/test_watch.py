@@ -40,6 +40,7 @@ from tcpteardown.model import Endpoint
 from tcpteardown.units import clock_text
 
 from conftest import tool_or_skip
+from ports import closed_port, closed_ports
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.needs_tracefs
@@ -61,12 +62,6 @@ while True:
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     conn.close()
 """
-
-
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def wait_listening(port: int, proc, seconds: float = 20.0) -> None:
@@ -407,7 +402,7 @@ def test_the_flight_recorder_leaves_no_process_and_no_half_bundle(how, tmp_path)
 
 def test_keep_max_keeps_the_newest_bundles_of_the_run(tmp_path):
     tool_or_skip("tcpdump")
-    first_port, second_port = closed_port(), closed_port()
+    first_port, second_port = closed_ports(2)
     proc, _ = start_watch("--port", f"{first_port},{second_port}", "--keep", str(tmp_path), "--keep-max", "1",
                           "--count", "2", "--duration", "30")
     for port in (first_port, second_port):  # two ports: two bundles, the first removed
