@@ -73,7 +73,7 @@ def test_an_rst_storm_is_drawn_as_its_start_a_band_and_its_end(corpus):
     (band,) = elision.bands
     assert len(elision.kept) < 20 and band.resets == band.segments == len(segments) - len(elision.kept)
     assert elision.kept[0] == segments[0] and elision.kept[-1] == segments[-1]
-    assert re.fullmatch(r"… [\d,]+ RSTs, [\d.]+ s …", band.label), band.label
+    assert re.fullmatch(r"… [\d,]+ RSTs, (\d+ h )?(\d+ min )?[\d.]+ s …", band.label), band.label
     assert elide(segments, full=True).kept == tuple(segments)
 
 

@@ -56,7 +56,7 @@ def test_a_log_clock_two_hours_behind_is_named_and_corrected():
     assert link.cause.frame == 6  # its 4-tuple names the connection: linked there
     assert link.call.end_ns == T0 + 40 * US - 7200 * 10**9  # the line keeps its own time
     (caveat,) = [c for c in link.caveats if "clock" in c and "behind" in c]
-    assert caveat.startswith("the log's clock is about 7200.000 s behind the capture's"), caveat
+    assert caveat.startswith("the log's clock is about 2 h 0 min 0.000 s behind the capture's"), caveat
 
 
 def test_a_line_without_a_4tuple_far_from_the_capture_is_unlinked_with_why():

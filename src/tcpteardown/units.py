@@ -28,7 +28,12 @@ def times_in(tz):
 
 
 def format_duration(ns: int) -> str:
-    """A non-negative duration in nanoseconds, in s, ms or us."""
+    """A non-negative duration in nanoseconds, in s, ms or us; from a minute on, with its
+    hours and minutes too ("9 h 0 min 0.000 s": a log an hour zone off reads as such)."""
+    if ns >= 60_000_000_000:
+        minutes, ms = divmod(round(ns / 1e6), 60_000)  # rounded first: never "59 min 60.000 s"
+        hours, minutes = divmod(minutes, 60)
+        return (f"{hours} h " if hours else "") + f"{minutes} min {ms / 1000:.3f} s"
     scale, unit, digits = next((row for row in _DURATION_UNITS if ns >= row[0]), (1e3, "us", 0))
     return f"{ns / scale:.{digits}f} {unit}"
 
