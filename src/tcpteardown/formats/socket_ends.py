@@ -37,6 +37,11 @@ __all__ = ["SocketEnds"]
 SET_STATE = "sock:inet_sock_set_state"
 _SYN, _SYN_ACK = int(TcpFlags.SYN), int(TcpFlags.SYN | TcpFlags.ACK)
 SLACK_NS = 50_000  # strace stamps to the microsecond; the witness clock maps within some 10 us
+# Under load strace's stamps of a call can end before the kernel stamps the SYN that call
+# sent (measured: 90 us after a connect's strace end, 2 cores busy): a connect's SYN is
+# looked for until this long after the call's end. Calls are asked in time order and each
+# SYN is claimed once, so the later SYN of the thread's next connect is not taken.
+LATE_NS = 1_000_000
 ACCEPT_LOOKBACK_NS = 600 * 1_000_000_000  # a connection accepted long after its handshake (a backlog)
 
 
@@ -91,7 +96,8 @@ class SocketEnds:
         a loop; calls are asked in time order."""
         if remote is None:
             return None
-        low, high = start_ns - self.slack_ns, end_ns + self.slack_ns
+        low, high = start_ns - self.slack_ns, end_ns + max(self.slack_ns, LATE_NS)
+        narrowed = low
         events = self._syn_sent.get(tid) if tid is not None else None
         if events:
             at = max(self._syn_sent_used.get(tid, 0), bisect_left(events, low, key=lambda e: e[0]))
@@ -103,8 +109,15 @@ class SocketEnds:
                     self._syn_sent_used[tid] = index + 1
                     if local.port:
                         return local
-                    low = time_ns - self.slack_ns
+                    narrowed = max(low, time_ns - self.slack_ns)
                     break
+        # The witness's clock is mapped onto the packets' within an uncertainty that grows
+        # under load: when its narrowing misses the SYN, the call's own span still holds it.
+        return self._first_syn(remote, narrowed, high) or (
+            self._first_syn(remote, low, high) if narrowed > low else None)
+
+    def _first_syn(self, remote: Endpoint, low: int, high: int) -> Optional[Endpoint]:
+        """The first unclaimed SYN to `remote` sent within [low, high], claimed; or None."""
         syns = self._syns.get(remote)
         if not syns:
             return None
