@@ -62,31 +62,66 @@ def test_committed_clean_and_without_logic(path):
     assert "<details>" in "".join("".join(c["source"]) for c in notebook["cells"] if c["cell_type"] == "markdown")
 
 
-def _execute_all(prefix=()) -> dict:
-    """Every notebook, each in a fresh kernel of its own, through one runner process:
-    {notebook name: {"ok", "stdout", "error"}}."""
-    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", MPLBACKEND="Agg")
-    done = subprocess.run([*prefix, sys.executable, str(REPO / "tests" / "notebook_runner.py"), "--json",
-                           str(REPO / "notebooks"), *map(str, NOTEBOOKS)], capture_output=True, text=True,
-                          timeout=900, env=env)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return {Path(path).name: result for path, result in json.loads(done.stdout).items()}
+class _Runner:
+    """Every notebook, each in a fresh kernel of its own, through one runner process started
+    at once (the live and the stored runs go side by side, one core each); `result()` waits
+    for it: {notebook name: {"ok", "stdout", "error"}}."""
+
+    def __init__(self, prefix=()):
+        env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", MPLBACKEND="Agg")
+        self.proc = subprocess.Popen([*prefix, sys.executable, str(REPO / "tests" / "notebook_runner.py"), "--json",
+                                      str(REPO / "notebooks"), *map(str, NOTEBOOKS)], stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, env=env)
+
+    def result(self) -> dict:
+        out, err = self.proc.communicate(timeout=900)
+        assert self.proc.returncode == 0, err[-3000:]
+        return {Path(path).name: result for path, result in json.loads(out).items()}
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:  # a run no test asked for (-k): not left behind
+            self.proc.kill()
+        self.proc.communicate()
 
 
-@pytest.fixture(scope="module")
-def live_runs():
-    return _execute_all()
-
-
-@pytest.fixture(scope="module")
-def stored_runs():
-    """Run as a student without the capture privilege would (root drops CAP_NET_RAW)."""
+def _stored_prefix():
+    """How a student without the capture privilege runs (root drops CAP_NET_RAW), or
+    why it cannot be done here (a string)."""
+    if os.geteuid() != 0:
+        return ()
     setpriv = shutil.which("setpriv")
-    if os.geteuid() == 0:
-        if setpriv is None:
-            pytest.skip("needs setpriv (util-linux) to drop CAP_NET_RAW as root")
-        return _execute_all((setpriv, "--bounding-set", "-net_raw,-net_admin", "--"))
-    return _execute_all()
+    if setpriv is None:
+        return "needs setpriv (util-linux) to drop CAP_NET_RAW as root"
+    return (setpriv, "--bounding-set", "-net_raw,-net_admin", "--")
+
+
+@pytest.fixture(scope="module")
+def runners(request):
+    """The two runs, started together when the first test asks for either."""
+    started = {}
+    from tcpteardown.capture.platform import capture_problem
+
+    live_wanted = any(item.name.startswith("test_executes_live") for item in request.session.items)
+    if live_wanted and not capture_problem():  # else its tests skip, naming the privilege
+        started["live"] = _Runner()
+    prefix = _stored_prefix()
+    started["stored"] = prefix if isinstance(prefix, str) else _Runner(prefix)
+    yield started
+    for runner in started.values():
+        if isinstance(runner, _Runner):
+            runner.stop()
+
+
+@pytest.fixture(scope="module")
+def live_runs(runners):
+    return runners["live"].result()
+
+
+@pytest.fixture(scope="module")
+def stored_runs(runners):
+    if isinstance(runners["stored"], str):
+        pytest.skip(runners["stored"])
+    return runners["stored"].result()
 
 
 @pytest.mark.needs_capture
