@@ -65,7 +65,8 @@ def _server_up(url: str):
 @pytest.fixture
 def lab():
     """JupyterLab as an unprivileged user, serving a copy of the notebook in
-    that user's home; yields (base url, token, folder). Always stopped."""
+    that user's home, started at once; yields a function that waits until it
+    answers and returns (base url, token, folder). Always stopped."""
     pytest.importorskip("jupyterlab", reason="needs jupyterlab (pip install -e '.[notebooks]')")
     (uid,) = unused_uids(1)
     with as_user(uid) as (prefix, home):
@@ -86,11 +87,16 @@ def lab():
              f"--ServerApp.root_dir={folder}"],
             cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         base = f"http://127.0.0.1:{port}"
-        try:
+
+        def answering():
+            """Waits for the server (the browser starts meanwhile); (base url, token, folder)."""
             _wait_for("JupyterLab to answer", lambda: server.poll() is not None or
                       _server_up(f"{base}/api/status?token={token}"), SERVER_START_S)
             assert server.poll() is None, (home / "lab.log").read_text()[-3000:]
-            yield base, token, folder
+            return base, token, folder
+
+        try:
+            yield answering
         finally:
             os.killpg(server.pid, signal.SIGTERM)  # the server and the kernels it started
             try:
@@ -181,7 +187,7 @@ def _run_all(browser, url: str) -> None:
 def test_a_student_steps_a_ladder_in_jupyterlab_notebook7_and_the_exported_page(lab, browser, tmp_path):
     from selenium.webdriver.common.by import By
 
-    base, token, folder = lab
+    base, token, folder = lab()
     _run_all(browser, f"{base}/lab/tree/{NOTEBOOK}?token={token}")
     _step_by_buttons_and_keys(browser)
 
@@ -190,13 +196,20 @@ def test_a_student_steps_a_ladder_in_jupyterlab_notebook7_and_the_exported_page(
     _wait_for("the notebook to be saved with its outputs", lambda: any(
         cell.get("outputs") for cell in json.loads((folder / NOTEBOOK).read_text())["cells"]
         if cell["cell_type"] == "code"), 30)
-    exported = tmp_path / "exported.html"
-    subprocess.run([sys.executable, "-m", "nbconvert", "--to", "html", "--output-dir", str(tmp_path),
-                    "--output", exported.stem, str(folder / NOTEBOOK)], check=True, capture_output=True, timeout=120)
+    saved, exported = tmp_path / NOTEBOOK, tmp_path / "exported.html"
+    shutil.copy(folder / NOTEBOOK, saved)  # what was saved, whatever the server writes next
+    with subprocess.Popen([sys.executable, "-m", "nbconvert", "--to", "html", "--output-dir", str(tmp_path),
+                           "--output", exported.stem, str(saved)], stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True) as export:  # exports while Notebook 7 runs
+        try:
+            # The same notebook in Notebook 7, whose arrow keys also move between cells.
+            _run_all(browser, f"{base}/notebooks/{NOTEBOOK}?token={token}")
+            _step_by_buttons_and_keys(browser)
+            said, _ = export.communicate(timeout=120)
+        finally:
+            if export.poll() is None:
+                export.kill()
+    assert export.returncode == 0, said[-3000:]
     browser.get(exported.as_uri())
     assert browser.find_elements(By.CSS_SELECTOR, ".tt-stepper"), "the exported page lost the step-through"
-    _step_by_buttons_and_keys(browser)
-
-    # The same notebook in Notebook 7, whose arrow keys also move between cells.
-    _run_all(browser, f"{base}/notebooks/{NOTEBOOK}?token={token}")
     _step_by_buttons_and_keys(browser)
