@@ -365,18 +365,20 @@ def _corpus_rst_files(corpus):
 def test_corpus_resets_link_to_the_frames_tshark_counts(corpus):
     """For every RST in every corpus capture, a recv() on the socket it reached,
     made just after it, links to that RST's frame: the frame tshark numbers it."""
-    import subprocess
-
     from conftest import tool_or_skip
     from tcpteardown.formats.bundle import load_recording
 
+    from parallel import run_all
+
     tshark = tool_or_skip("tshark")
     checked = 0
-    for path in _corpus_rst_files(corpus):
+    paths = _corpus_rst_files(corpus)
+    counted = run_all([tshark, "-r", str(path), "-Y", "tcp.flags.reset==1", "-T", "fields", "-e", "frame.number"]
+                      for path in paths)
+    for path, done in zip(paths, counted):
+        assert done.returncode == 0, (path, done.stderr)
         recording = load_recording(path)
-        tshark_rsts = [int(n) for n in subprocess.run(
-            [tshark, "-r", str(path), "-Y", "tcp.flags.reset==1", "-T", "fields", "-e", "frame.number"],
-            capture_output=True, text=True, timeout=120).stdout.split()]
+        tshark_rsts = [int(n) for n in done.stdout.split()]
         ours = [s for s in recording.segments if s.is_rst]
         assert set(s.frame for s in ours) <= set(tshark_rsts), path
         for rst in ours[:20]:
