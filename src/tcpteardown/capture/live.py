@@ -28,6 +28,7 @@ float, which loses nanoseconds at today's epoch).
 
 from __future__ import annotations
 
+import os
 import select
 import socket
 import struct
@@ -81,12 +82,14 @@ class LiveCapture(Lifecycle):
         self._seen = threading.Condition()
         self._error: Optional[BaseException] = None
         self._done = threading.Event()
+        self._wake: Optional[tuple[int, int]] = None  # a pipe: the reader's select() ends at once on stop
 
     # -- lifecycle -------------------------------------------------------------
     def start(self) -> None:
         self._marker_sock = open_marker()
         self._marker_port = self._marker_sock.getsockname()[1]
         try:
+            self._wake = os.pipe()
             self._open_sniffer()
             self._thread = threading.Thread(target=self._read_loop, name="tcpteardown-capture", daemon=True)
             self._thread.start()
@@ -169,8 +172,8 @@ class LiveCapture(Lifecycle):
     def _receive(self, timeout: float):
         """One packet as (time_ns, bytes, orig_len), or None, through scapy's
         own socket (macOS BPF devices; Linux uses `_receive_batch`)."""
-        readable, _, _ = select.select([self._sniffer], [], [], timeout)
-        if not readable:
+        readable, _, _ = select.select([self._sniffer, self._wake[0]], [], [], timeout)
+        if self._sniffer not in readable:
             return None
         _cls, data, ts = self._sniffer.recv_raw()
         if data is None:
@@ -180,8 +183,8 @@ class LiveCapture(Lifecycle):
     def _receive_batch(self, timeout: float) -> list:
         """Up to BATCH_PACKETS packets as (time_ns, bytes, orig_len): one
         select(), then non-blocking reads until the buffer is empty."""
-        readable, _, _ = select.select([self._raw], [], [], timeout)
-        if not readable:
+        readable, _, _ = select.select([self._raw, self._wake[0]], [], [], timeout)
+        if self._raw not in readable:
             return []
         batch = []
         space = socket.CMSG_SPACE(16)
@@ -248,9 +251,15 @@ class LiveCapture(Lifecycle):
 
     def _shutdown(self) -> None:
         self._done.set()
+        if self._wake is not None and self._thread is not None:
+            os.write(self._wake[1], b"x")  # ends the reader's select(): no poll interval to wait out
         if self._thread is not None:
             self._thread.join(timeout=BARRIER_SECONDS)
             self._thread = None
+        if self._wake is not None:
+            for fd in self._wake:
+                os.close(fd)
+            self._wake = None
         if self._raw is not None:
             self.kernel_packets, self.kernel_drops = _packet_statistics(self._raw)
         if self._sniffer is not None:
