@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import threading
 from dataclasses import dataclass
@@ -50,10 +51,12 @@ class Played:
     bundle: str
     case: tuple[str, str] = ("", "")
     wire: dict = None  # tshark's view of the bundle, read once
+    reading: object = None  # tshark started on the bundle as soon as it was written (Popen)
 
     def tshark(self) -> dict[int, int]:
         if self.wire is None:
-            self.wire = tshark_flags(self.bundle)
+            self.wire = tshark_flags(self.bundle, self.reading)
+            self.reading = None
         return self.wire
 
 
@@ -78,7 +81,12 @@ def played(request, warmed, tmp_path_factory) -> Played:
     run = run_scenario(name, family=family)
     leaked = (open_fds() - fds, (threads, threading.active_count()), children() - kids)
     bundle = write_bundle(tmp_path_factory.mktemp(f"{name}-{family}") / f"{name}.pcapng", run.recording)
-    return Played(run, leaked[0], leaked[1], leaked[2], str(bundle), (name, family))
+    played = Played(run, leaked[0], leaked[1], leaked[2], str(bundle), (name, family),
+                    reading=start_tshark(str(bundle)))  # reads on the other core while explain and the ladder run
+    yield played
+    if played.reading is not None:  # no test asked for it (-k)
+        played.reading.kill()
+        played.reading.communicate()
 
 
 def test_outcome_is_its_declared_expectation(played):
@@ -131,13 +139,22 @@ def test_the_bundle_round_trips(played):
     assert set(recording.metadata.extra) <= set(loaded.metadata.extra)
 
 
-def tshark_flags(bundle: str) -> dict[int, int]:
+def start_tshark(bundle: str):
+    """tshark dissecting the bundle, running (a Popen), or None without tshark."""
+    tshark = shutil.which("tshark")
+    if tshark is None:
+        return None
+    return subprocess.Popen([tshark, "-r", bundle, "-Y", "tcp", "-T", "fields", "-e", "frame.number",
+                             "-e", "tcp.flags"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def tshark_flags(bundle: str, reading=None) -> dict[int, int]:
     """frame number -> TCP flag bits, as tshark dissects the bundle (its tcpteardown block is a frame to tshark)."""
-    tshark = tool_or_skip("tshark")
-    done = subprocess.run([tshark, "-r", bundle, "-Y", "tcp", "-T", "fields", "-e", "frame.number", "-e", "tcp.flags"],
-                          capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    rows = [line.split("\t") for line in done.stdout.splitlines() if line.strip()]
+    tool_or_skip("tshark")
+    reading = reading or start_tshark(bundle)
+    out, err = reading.communicate(timeout=60)
+    assert reading.returncode == 0, err
+    rows = [line.split("\t") for line in out.splitlines() if line.strip()]
     return {int(frame): int(flags, 16) & 0x3F for frame, flags in rows}
 
 
