@@ -12,6 +12,7 @@ import resource
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -46,12 +47,27 @@ def test_a_device_or_directory_is_refused_at_once(args, tmp_path):
     assert "is a character device, not a file" in result.stderr or "is a directory" in result.stderr
 
 
-def test_a_fifo_nobody_writes_to_is_an_error_not_a_hang(tmp_path):
+def test_a_fifo_nobody_writes_to_is_an_error_not_a_hang(tmp_path, monkeypatch):
     fifo = tmp_path / "capture.fifo"
     os.mkfifo(fifo)
+    monkeypatch.setenv("TCPTEARDOWN_FIFO_WAIT_S", "0.5")  # the default 5 s, shortened as a user may set it
+    started = time.monotonic()
     result = tcpteardown("census", str(fifo), timeout=FIFO_WAIT_SECONDS + 30)
     assert result.returncode == 2, result.stderr
-    assert "no program wrote to" in result.stderr
+    assert "no program wrote to within 0.5 s" in result.stderr and result.stderr.count("\n") == 1, result.stderr
+    assert time.monotonic() - started < FIFO_WAIT_SECONDS  # it waited what it was told, not the default
+
+
+@pytest.mark.parametrize("value", ["soon", "0", "-1", "inf"])
+def test_a_fifo_wait_that_is_not_seconds_is_a_user_error(tmp_path, monkeypatch, capsys, value):
+    from tcpteardown.cli import main
+
+    fifo = tmp_path / "capture.fifo"
+    os.mkfifo(fifo)
+    monkeypatch.setenv("TCPTEARDOWN_FIFO_WAIT_S", value)
+    assert main(["census", str(fifo)]) == 2
+    err = capsys.readouterr().err
+    assert f"TCPTEARDOWN_FIFO_WAIT_S={value!r}" in err and err.count("\n") == 1, err
 
 
 @pytest.mark.parametrize("command", ["census", "explain"])

@@ -30,7 +30,7 @@ from typing import BinaryIO, Callable, Optional
 
 from ..errors import UserError
 
-FIFO_WAIT_SECONDS = 5.0
+FIFO_WAIT_SECONDS = 5.0  # the default; TCPTEARDOWN_FIFO_WAIT_S sets another (a writer slow to start)
 CHUNK = 1 << 20
 
 _KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
@@ -79,12 +79,27 @@ def open_seekable(path: "str | os.PathLike", *, check: Optional[Callable[[bytes]
     return _spool(_open_stream(path, error), check, error)
 
 
+def fifo_wait_seconds() -> float:
+    """How long a FIFO may wait for its writer: TCPTEARDOWN_FIFO_WAIT_S, else FIFO_WAIT_SECONDS."""
+    text = os.environ.get("TCPTEARDOWN_FIFO_WAIT_S", "")
+    if not text:
+        return FIFO_WAIT_SECONDS
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds < float("inf"):
+        raise UserError(f"TCPTEARDOWN_FIFO_WAIT_S={text!r}: expected seconds, a number above 0")
+    return seconds
+
+
 def _open_stream(path, error) -> BinaryIO:
     """A pipe as it is; a FIFO without blocking forever in open() for a writer."""
     if not stat.S_ISFIFO(os.stat(path).st_mode):
         return open(path, "rb")
+    wait_s = fifo_wait_seconds()
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    deadline = time.monotonic() + FIFO_WAIT_SECONDS
+    deadline = time.monotonic() + wait_s
     try:
         while True:
             try:
@@ -95,8 +110,8 @@ def _open_stream(path, error) -> BinaryIO:
                 break
             # b"": no writer has opened it yet (or it closed without writing)
             if time.monotonic() > deadline:
-                raise error(f"a FIFO that no program wrote to within {FIFO_WAIT_SECONDS:.0f} s "
-                            "(start the writer first)")
+                raise error(f"a FIFO that no program wrote to within {wait_s:g} s "
+                            "(start the writer first, or wait longer with TCPTEARDOWN_FIFO_WAIT_S)")
             time.sleep(0.05)  # wait-ok: waiting for a writer to open the FIFO (bounded above)
         os.set_blocking(fd, True)
         stream = os.fdopen(fd, "rb")
