@@ -19,18 +19,19 @@ SERVER = Endpoint("10.9.0.1", 443)
 def many_connections(count: int) -> list[Segment]:
     """`count` connections, one every 10 µs: refused, reset by the server, or closed with FIN."""
     segments = []
+    rst_ack, syn_ack, fin_ack = F.RST | F.ACK, F.SYN | F.ACK, F.FIN | F.ACK  # an IntFlag's | builds a member each time
     for n in range(count):
         client = Endpoint(f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}", 40000 + n % 20000)
         t = 1_700_000_000_000_000_000 + n * 10_000
         frame = len(segments) + 1
         segments.append(Segment(frame, t, client, SERVER, F.SYN, n, 0, 0, 0))
         if n % 3 == 0:
-            segments.append(Segment(frame + 1, t + 5, SERVER, client, F.RST | F.ACK, 0, n + 1, 0, 0))
+            segments.append(Segment(frame + 1, t + 5, SERVER, client, rst_ack, 0, n + 1, 0, 0))
         elif n % 3 == 1:
-            segments.append(Segment(frame + 1, t + 5, SERVER, client, F.SYN | F.ACK, 7, n + 1, 0, 0))
+            segments.append(Segment(frame + 1, t + 5, SERVER, client, syn_ack, 7, n + 1, 0, 0))
             segments.append(Segment(frame + 2, t + 9, SERVER, client, F.RST, 8, 0, 0, 0))
         else:
-            segments.append(Segment(frame + 1, t + 5, client, SERVER, F.FIN | F.ACK, n + 1, 0, 0, 0))
+            segments.append(Segment(frame + 1, t + 5, client, SERVER, fin_ack, n + 1, 0, 0, 0))
     return segments
 
 

@@ -7,6 +7,7 @@ Plain data next to the model: no I/O, no decoding.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass
 from typing import Optional, Sequence
@@ -51,6 +52,7 @@ class TcpBatch:
         return len(self.frame)
 
 
+@functools.lru_cache(maxsize=1 << 16)  # a recording's hosts repeat: ipaddress parsing was 80 % of a census of Segments
 def address_halves(host: str) -> tuple[int, int]:
     """(hi, lo) of an address as TcpBatch stores it."""
     address = ipaddress.ip_address(host)
