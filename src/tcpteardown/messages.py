@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 from tcpteardown.errnos import ALIASES, ERRNOS, name_from_number
-from tcpteardown.model import RECEIVE_OPS, SEND_OPS
+from tcpteardown.model import RECEIVE_OPS, SEND_OPS, writable_twin
 
 __all__ = ["Phrasing", "MessageMatch", "CATALOGUE", "read_message", "match_message", "phrasing_named",
            "stack_frame_op", "GATE_WORDS", "BY_STRERROR",
@@ -164,7 +164,11 @@ class Phrasing:
         told_as = _BY_KEY.get(_RUNTIME_TEXTS.get((groups.get("text") or "").lower(), ""), self)
         # Whole milliseconds, truncated: the session ended before the next one.
         elapsed = (int(groups["elapsed_ms"]) + 1) * 1_000_000 - 1 if groups.get("elapsed_ms") else 0
-        return MessageMatch(errno, self.program, op, groups.get("local"), remote, told_as, elapsed)
+        found = _WritableMatch()  # MessageMatch(errno, self.program, op, local, remote, told_as, elapsed)
+        found.errno, found.lang, found.op, found.local, found.remote, found.phrasing, found.elapsed_ns = (
+            errno, self.program, op, groups.get("local"), remote, told_as, elapsed)
+        found.__class__ = MessageMatch
+        return found
 
     @property
     def reveals(self) -> str:
@@ -174,6 +178,11 @@ class Phrasing:
         outcome = self.errno or "the errno it names"
         alternatives = f" (or {', '.join(self.also)})" if self.also else ""
         return f"{outcome}{alternatives} on {self.op or 'the op it names'}; {self.side}; {where}"
+
+
+# MessageMatch's slots, writable: a log whose messages differ line by line (ports,
+# request numbers) builds one a line.
+_WritableMatch = writable_twin(MessageMatch)
 
 
 def _errno_from(groups: dict) -> Optional[str]:

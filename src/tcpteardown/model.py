@@ -68,6 +68,16 @@ class Endpoint:
         return cls(address.compressed, number)
 
 
+def writable_twin(cls: type) -> type:
+    """A class with the slots of the frozen, slotted dataclass `cls`, writable:
+    an instance filled in field by field and then given ``__class__ = cls`` (the
+    same slots in the same order, so Python allows it) is what ``cls(...)``
+    builds. For hot paths that build millions: a frozen dataclass's own
+    __init__ calls object.__setattr__ once a field (7x slower for SocketCall).
+    Every field must be set; tests compare the result with ``cls(...)``."""
+    return type(f"_Writable{cls.__name__}", (), {"__slots__": cls.__slots__, "__module__": cls.__module__})
+
+
 class TcpFlags(enum.IntFlag):
     """TCP header flags, bit values as on the wire (RFC 9293, RFC 3168)."""
 
