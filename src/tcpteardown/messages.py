@@ -161,7 +161,9 @@ class Phrasing:
             remote = f"[{host}]:{groups['port']}" if ":" in host else f"{host}:{groups['port']}"
         # A text inside this row's frame that a runtime makes (Go's net.ErrClosed in
         # "read tcp A->B: use of closed network connection") is told as that row.
-        told_as = _BY_KEY.get(_RUNTIME_TEXTS.get((groups.get("text") or "").lower(), ""), self)
+        said = groups.get("text")
+        runtime_row = _RUNTIME_TEXTS.get(said.lower()) if said else None
+        told_as = _BY_KEY[runtime_row] if runtime_row else self
         # Whole milliseconds, truncated: the session ended before the next one.
         elapsed = (int(groups["elapsed_ms"]) + 1) * 1_000_000 - 1 if groups.get("elapsed_ms") else 0
         found = _WritableMatch()  # MessageMatch(errno, self.program, op, local, remote, told_as, elapsed)
