@@ -412,8 +412,10 @@ def _exact(segments: list[Segment], interest: Interest) -> list[Segment]:
     if interest.first is not None:
         key = segments[0].connection_key if segments else None
         return [s for s in segments if s.connection_key == key]
+    keys = [s.connection_key for s in segments]  # a new frozenset each time it is asked: asked once
     inside = set()
     for endpoint, t0, t1 in interest.near:
-        inside |= {s.connection_key for s in segments
-                   if t0 <= s.time_ns <= t1 and (endpoint is None or endpoint in s.connection_key)}
-    return [s for s in segments if s.connection_key in interest.pairs or s.connection_key in inside]
+        inside |= {key for s, key in zip(segments, keys)
+                   if t0 <= s.time_ns <= t1 and (endpoint is None or endpoint in key)}
+    pairs = interest.pairs
+    return [s for s, key in zip(segments, keys) if key in pairs or key in inside]
