@@ -193,7 +193,7 @@ class _Clock:
         second is read once. Raises ValueError for an impossible date or time."""
         if self.form is None:
             return None
-        pattern, seconds, fraction, zone = self.form
+        pattern, fraction, zone = self.form
         m = pattern.match(line)
         if m is None:
             return None
@@ -383,7 +383,7 @@ def parse_log(lines: Iterable[str], *, path: str = "<log>", tz: Union[None, str,
             record_line = line
             seen = {}
             refine = None
-            message = line[:start] + " " + line[end:]
+            message = " " + line[end:] if not start else line[:start] + " " + line[end:]
         else:
             message = line
             if refine is not None and message.lstrip().startswith("at "):

@@ -56,10 +56,9 @@ TIME_RE = re.compile("|".join(form for _kind, form in _FORMS))
 # where one matches at a line's start, TIME_RE.match matches the same text the
 # same way (no alternative before it can match there: go needs a "/" where iso
 # has a "-"), and one form alone costs a fraction of the whole alternation.
-# Each with the names of its groups: the seconds (the stamp ends there, down to
-# the second), the fraction and the zone.
+# Each with the names of its fraction's and its zone's groups.
 LEADING = {kind: (re.compile(form), *groups) for (kind, form), groups
-           in zip(_FORMS, (("gs", "gf", None), ("is", "if", "iz")))}
+           in zip(_FORMS, (("gf", None), ("if", "iz")))}
 
 # The forms that carry no year: the only ones whose year is guessed (and said).
 YEARLESS = frozenset({"sys", "klog"})
