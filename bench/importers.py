@@ -25,6 +25,7 @@ Usage: .venv/bin/python bench/importers.py [--small]   (--small: 1/10 sizes)
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -143,13 +144,14 @@ def report(name: str, read, write, sizes, directory: Path) -> None:
 
 def main() -> int:
     scale = 10 if "--small" in sys.argv[1:] else 1
-    print(f"Python {sys.version.split()[0]}; sizes divided by {scale}")
+    print(f"Python {sys.version.split()[0]}; sizes divided by {scale}; load average "
+          f"{' '.join(f'{load:.2f}' for load in os.getloadavg())} (other work on the machine slows every figure)")
     with tempfile.TemporaryDirectory(prefix="tcpteardown-bench-") as tmp:
         directory = Path(tmp)
         report("strace one line, bytes", read_strace_file, write_strace,
                (50 * MB // 8 // scale, 50 * MB // scale), directory)
         report("app log of errors, lines", read_log_file, write_applog,
-               (125_000 // scale, 1_000_000 // scale), directory)
+               (125_000 // scale, 1_000_000 // scale), directory)  # the hardest: a call a line
         report("app log, realistic mix, lines", read_log_file, write_realistic_applog,
                (125_000 // scale, 1_000_000 // scale), directory)
     return 0

@@ -278,3 +278,46 @@ def test_java_stack_frame_names_the_op():
     assert (call.errno, call.op) == ("ECONNRESET", "read")
     (alone,) = parse_log(lines[:1]).calls
     assert alone.op == "write"
+
+
+def test_the_fast_paths_build_what_the_slow_ones_build():
+    """A line opening with the stamp form of the line before is read by that form
+    alone, each second once (formats.stamps.LEADING): the same ns as the line read on
+    its own. A log's call and a message's match are built through a writable twin of
+    their slots (model.writable_twin): equal to, and as frozen as, the dataclass's."""
+    from dataclasses import FrozenInstanceError, asdict, replace
+
+    from tcpteardown.formats.applog import _log_call
+    from tcpteardown.messages import MessageMatch, read_message
+    from tcpteardown.model import SocketCall
+
+    error = "read tcp 127.0.0.1:50389->127.0.0.1:8080: read: connection reset by peer"
+    stamps = ["2024/05/01 17:26:02.140166", "2024/05/01 17:26:02.1", "2024/05/01T17:26:03", "2024/05/01 17:26:02.1234567891",
+              "2024-05-01T17:26:02.140Z", "2024-05-01T17:26:02,5+02:00", "2024-05-01 17:26:02.140166 +0200",
+              "2024-05-01T17:26:02.000000001-07:00", "2024-05-01T17:26:02Z", "2024-05-01T17:26:02.77", "2024-05-01 17:26:59",
+              "2024-05-01T17:26:02+02:001", "2024/13/01 17:26:02.5", "2024-02-30T17:26:02Z", "2024/05/01 17:26:02.25"]
+    lines = [f"{stamp} {error}" for stamp in stamps]
+    together = parse_log(lines, tz="UTC")
+    alone = [parse_log([line], tz="UTC") for line in lines]
+    assert [call.start_ns for call in together.calls] == sorted(
+        call.start_ns for result in alone for call in result.calls)
+    assert len(together.calls) == len(lines) - 2  # month 13 and February 30th: reported, skipped
+    assert [problem for problem in together.problems if "unreadable" in problem] == [
+        "<log>:13: unreadable timestamp (month must be in 1..12); line skipped",
+        "<log>:14: unreadable timestamp (day is out of range for month); line skipped"]
+
+    local, remote = Endpoint("127.0.0.1", 50389), Endpoint("127.0.0.1", 8080)
+    fast = _log_call("app", "recv", 1, 2, -1, "ECONNRESET", local, remote, error, "app.log:1")
+    slow = SocketCall(role="app", op="recv", start_ns=1, end_ns=2, result=-1, errno="ECONNRESET", local=local,
+                      remote=remote, source="log", text=error, where="app.log:1")
+    assert type(fast) is SocketCall and fast == slow and hash(fast) == hash(slow) and asdict(fast) == asdict(slow)
+    assert replace(fast, op="read") == replace(slow, op="read")
+    with pytest.raises(FrozenInstanceError):
+        fast.op = "send"
+    found = read_message(error)
+    built = MessageMatch(found.errno, found.lang, found.op, found.local, found.remote, found.phrasing,
+                         found.elapsed_ns)
+    assert type(found) is MessageMatch and found == built and (found.local, found.remote) == (
+        "127.0.0.1:50389", "127.0.0.1:8080")
+    with pytest.raises(FrozenInstanceError):
+        found.op = "send"

@@ -186,3 +186,17 @@ def test_proxies_say_how_long_after_their_timestamp_the_session_ended():
     envoy = read_message('[2026-11-30T19:49:04.123Z] "GET / HTTP/1.1" 504 UT response_timeout - "-" 0 24 15000 - '
                          '"-" "curl/8.5.0" "id" "h" "127.0.0.1:8080"')
     assert (envoy.errno, envoy.elapsed_ns) == ("ETIMEDOUT", 15_000_999_999)
+
+
+def test_rows_are_picked_by_a_message_shape_digits_aside():
+    """read_message picks the rows worth searching once per shape (digits made 0):
+    sound only while no gate word, needle or any_of text holds a digit. Two messages
+    of one shape still get their own reading (another port, an errno number this
+    table does not know)."""
+    texts = list(GATE_WORDS) + [row.needle for row in CATALOGUE] + [text for row in CATALOGUE for text in row.any_of]
+    assert [text for text in texts if any(ch.isdigit() for ch in text)] == []
+    first = read_message("write tcp 127.0.0.1:50389->127.0.0.1:8080: write: broken pipe")
+    other = read_message("write tcp 127.0.0.1:50388->127.0.0.1:8080: write: broken pipe")
+    assert (first.local, other.local) == ("127.0.0.1:50389", "127.0.0.1:50388")
+    assert read_message("ConnectionResetError: [Errno 104] Connection reset by peer").errno == "ECONNRESET"
+    assert read_message("OSError: [Errno 999] No such thing") is None

@@ -52,3 +52,17 @@ def test_with_calls_sorts_by_time():
     second = SocketCall("b", "send", 1, 2)
     rec = Recording(calls=(first,)).with_calls([second])
     assert rec.calls == (second, first)
+
+
+def test_tcpflags_and_is_enums_own():
+    """TcpFlags & reads a table of the 256 values (enum builds each result slowly): the
+    same members and pseudo-members, ints and TcpFlags on either side, TypeError else."""
+    import enum
+
+    for a in range(256):
+        for b in (0, 1, 2, 4, 16, 18, 20, 255, 256, -1, 1 << 20, TcpFlags.ACK, TcpFlags.SYN | TcpFlags.ACK):
+            assert (TcpFlags(a) & b) is enum.IntFlag.__and__(TcpFlags(a), b)
+            assert (b & TcpFlags(a)) is enum.IntFlag.__rand__(TcpFlags(a), b)
+    assert bool(TcpFlags.SYN & TcpFlags.ACK) is False and (TcpFlags.RST | TcpFlags.ACK) & TcpFlags.ACK
+    with pytest.raises(TypeError):
+        TcpFlags.SYN & "SYN"

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 from tcpteardown.errnos import ALIASES, ERRNOS, name_from_number
-from tcpteardown.model import RECEIVE_OPS, SEND_OPS
+from tcpteardown.model import RECEIVE_OPS, SEND_OPS, writable_twin
 
 __all__ = ["Phrasing", "MessageMatch", "CATALOGUE", "read_message", "match_message", "phrasing_named",
            "stack_frame_op", "GATE_WORDS", "BY_STRERROR",
@@ -161,10 +161,16 @@ class Phrasing:
             remote = f"[{host}]:{groups['port']}" if ":" in host else f"{host}:{groups['port']}"
         # A text inside this row's frame that a runtime makes (Go's net.ErrClosed in
         # "read tcp A->B: use of closed network connection") is told as that row.
-        told_as = _BY_KEY.get(_RUNTIME_TEXTS.get((groups.get("text") or "").lower(), ""), self)
+        said = groups.get("text")
+        runtime_row = _RUNTIME_TEXTS.get(said.lower()) if said else None
+        told_as = _BY_KEY[runtime_row] if runtime_row else self
         # Whole milliseconds, truncated: the session ended before the next one.
         elapsed = (int(groups["elapsed_ms"]) + 1) * 1_000_000 - 1 if groups.get("elapsed_ms") else 0
-        return MessageMatch(errno, self.program, op, groups.get("local"), remote, told_as, elapsed)
+        found = _WritableMatch()  # MessageMatch(errno, self.program, op, local, remote, told_as, elapsed)
+        found.errno, found.lang, found.op, found.local, found.remote, found.phrasing, found.elapsed_ns = (
+            errno, self.program, op, groups.get("local"), remote, told_as, elapsed)
+        found.__class__ = MessageMatch
+        return found
 
     @property
     def reveals(self) -> str:
@@ -174,6 +180,11 @@ class Phrasing:
         outcome = self.errno or "the errno it names"
         alternatives = f" (or {', '.join(self.also)})" if self.also else ""
         return f"{outcome}{alternatives} on {self.op or 'the op it names'}; {self.side}; {where}"
+
+
+# MessageMatch's slots, writable: a log whose messages differ line by line (ports,
+# request numbers) builds one a line.
+_WritableMatch = writable_twin(MessageMatch)
 
 
 def _errno_from(groups: dict) -> Optional[str]:
@@ -741,21 +752,28 @@ def stack_frame_op(line: str) -> Optional[str]:
     return "connect" if word != "poll" else None
 
 
-@functools.lru_cache(maxsize=8192)
-def read_message(text: str) -> Optional[MessageMatch]:
-    """Everything a log message says about a failed socket call, or None:
-    the first catalogue row that reads it. Cached: production logs repeat the
-    same few messages (MessageMatch is immutable)."""
-    if not text:
-        return None
+# A message's shape: its ASCII digits made "0". Every test that picks the rows worth
+# searching gives the same answer on a message and on its shape: the gate words, the
+# rows' needles and any_of texts hold no digit (tests/test_messages.py checks it), and
+# the proxy shapes test digits only as \d. So the rows are picked once per shape:
+# production lines differ line by line in their ports, counts and ids, not in shape.
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_ROWS_BY_SHAPE: dict[bytes, tuple] = {}
+_SHAPES_KEPT = 1 << 16  # then new shapes are picked for each message, not kept
+
+
+def _rows_worth_searching(text: str) -> tuple:
+    """The catalogue rows whose gate word, needle, any_of text and proxy shape
+    `text` holds, in catalogue order: the only ones whose pattern can read it."""
     lowered = text.lower()
     # `in` word by word: several times faster than one regular expression of the words.
     words = tuple([word for word in GATE_WORDS if word in lowered])
     if not words and not _envoy_shaped(text) and not _haproxy_shaped(text):
-        return None  # the fast path for the many lines that report nothing
+        return ()  # the fast path for the many lines that report nothing
     # Lowering an ASCII line keeps what case-folding matches: the rows' gate words hold.
     ascii = lowered.isascii()
     shaped: dict = {}
+    rows = []
     for row, needle, any_of, folds, shape in _rows_for(words) if ascii else _SCAN:
         if needle and needle not in lowered:
             continue
@@ -771,6 +789,27 @@ def read_message(text: str) -> Optional[MessageMatch]:
                 shaped[shape] = shape(text)
             if not shaped[shape]:
                 continue
+        rows.append(row)
+    return tuple(rows)
+
+
+@functools.lru_cache(maxsize=8192)
+def read_message(text: str) -> Optional[MessageMatch]:
+    """Everything a log message says about a failed socket call, or None:
+    the first catalogue row that reads it. Cached: production logs repeat the
+    same few messages (MessageMatch is immutable)."""
+    if not text:
+        return None
+    if text.isascii():
+        shape = text.encode().translate(_DIGITS_AS_ZERO)
+        rows = _ROWS_BY_SHAPE.get(shape)
+        if rows is None:
+            rows = _rows_worth_searching(text)
+            if len(_ROWS_BY_SHAPE) < _SHAPES_KEPT:
+                _ROWS_BY_SHAPE[shape] = rows
+    else:
+        rows = _rows_worth_searching(text)
+    for row in rows:
         m = row.pattern.search(text)
         if m is not None:
             found = row.read(m, text)

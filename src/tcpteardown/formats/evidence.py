@@ -204,18 +204,24 @@ class _Selection:
         self.counted = 0
         self.chosen: Optional[np.uint64] = None  # the key hash `first` resolved to
 
-    def rows(self, batch, frame_bytes) -> np.ndarray:
-        """Indices of the batch's rows worth decoding."""
+    def rows(self, batch, frame_bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Indices of the batch's rows worth decoding now; the rows a `near` window
+        (or its lookback) holds, for later: decoded only for the connections with a
+        packet inside a window (most in a busy window's lookback have none); and the
+        key hashes of the rows inside a window."""
         interest = self.interest
         time = batch.time_ns
         wanted = np.zeros(len(batch), dtype=bool)
         if len(self.pair_codes):
             wanted |= np.isin(_port_pair(batch.sport, batch.dport), self.pair_codes)
+        near = np.zeros(len(batch), dtype=bool)
+        inside = np.zeros(len(batch), dtype=bool)
         for endpoint, t0, t1 in interest.near:
-            span = (time >= t0 - interest.lookback_ns) & (time <= t1)
+            on = (time >= t0 - interest.lookback_ns) & (time <= t1)
             if endpoint is not None:
-                span &= (batch.sport == endpoint.port) | (batch.dport == endpoint.port)
-            wanted |= span
+                on &= (batch.sport == endpoint.port) | (batch.dport == endpoint.port)
+            near |= on
+            inside |= on & (time >= t0)
         if interest.first is not None:
             keys = _key_hash(batch)
             if self.chosen is None:
@@ -224,9 +230,13 @@ class _Selection:
                 wanted |= keys == self.chosen
         if interest.since is not None:
             wanted &= (time >= interest.since).astype(bool)
+            near &= (time >= interest.since).astype(bool)
         if interest.until is not None:
             wanted &= (time <= interest.until).astype(bool)
-        return np.flatnonzero(wanted)
+            near &= (time <= interest.until).astype(bool)
+        near &= ~wanted
+        inside &= near
+        return np.flatnonzero(wanted), np.flatnonzero(near), np.flatnonzero(inside)
 
     def _resolve(self, batch, keys, frame_bytes) -> None:
         """Count connections in order of first packet until the n-th that has
@@ -354,13 +364,33 @@ def _one_pass(batches, interest: Interest, skip: Optional[np.ndarray] = None) ->
     selection = _Selection(interest)
     segments: list[Segment] = []
     tcp_packets = 0
+    # Rows only a `near` window wanted: (frames, times, key hashes, their bytes), decoded
+    # at the end for the connections with a packet inside a window (their key hashes).
+    later: list[tuple] = []
+    inside_keys: list[np.ndarray] = []
     for batch, frame_bytes in batches:
         tcp_packets += len(batch)
-        rows = selection.rows(batch, frame_bytes)
-        if skip is not None and len(rows):
-            rows = rows[~np.isin(batch.frame[rows], skip)]
+        rows, near, inside = selection.rows(batch, frame_bytes)
+        if skip is not None:
+            rows = rows[~np.isin(batch.frame[rows], skip)] if len(rows) else rows
+            near = near[~np.isin(batch.frame[near], skip)] if len(near) else near
         if len(rows):
             segments.extend(_decode(batch, frame_bytes, rows))
+        if len(near):
+            keys = _key_hash(batch)
+            frames = batch.frame[near]
+            later.append((frames, batch.time_ns[near], keys[near], frame_bytes(frames)))
+            inside_keys.append(keys[inside])
+    if later:
+        from .pcap_links import decode_segment
+
+        wanted = np.unique(np.concatenate(inside_keys))
+        for frames, times, keys, data in later:
+            for row in np.flatnonzero(np.isin(keys, wanted)).tolist():
+                segment = decode_segment(int(frames[row]), int(times[row]), *data[row])
+                if segment is not None:
+                    segments.append(segment)
+        segments.sort(key=lambda segment: segment.frame)
     return _exact(segments, interest), tcp_packets
 
 
@@ -382,8 +412,10 @@ def _exact(segments: list[Segment], interest: Interest) -> list[Segment]:
     if interest.first is not None:
         key = segments[0].connection_key if segments else None
         return [s for s in segments if s.connection_key == key]
+    keys = [s.connection_key for s in segments]  # a new frozenset each time it is asked: asked once
     inside = set()
     for endpoint, t0, t1 in interest.near:
-        inside |= {s.connection_key for s in segments
-                   if t0 <= s.time_ns <= t1 and (endpoint is None or endpoint in s.connection_key)}
-    return [s for s in segments if s.connection_key in interest.pairs or s.connection_key in inside]
+        inside |= {key for s, key in zip(segments, keys)
+                   if t0 <= s.time_ns <= t1 and (endpoint is None or endpoint in key)}
+    pairs = interest.pairs
+    return [s for s, key in zip(segments, keys) if key in pairs or key in inside]
