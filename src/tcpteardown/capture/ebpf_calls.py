@@ -43,6 +43,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -58,6 +59,9 @@ TCP_SYN_SENT = 2
 SOCK_LINGER_BIT = 4  # enum sock_flags: SOCK_DEAD, SOCK_DONE, SOCK_URGINLINE, SOCK_KEEPOPEN, SOCK_LINGER
 READY_SECONDS = 60.0  # bpftrace compiles and attaches (1-3 s here); beyond this, something is wrong
 DRAIN_SECONDS = 10.0  # after the program exited: bpftrace prints what is still in its buffers
+RING_PAGES = 1024  # per CPU (4 MiB): what bpftrace has not read yet; beyond it, "Lost N events"
+MAP_KEYS = 65536  # processes and threads of the traced tree alive at once, calls in flight
+SIGINT_EVERY = 0.25  # bpftrace can miss a SIGINT (see _stop): sent again this often until it exits
 # Waits for one byte on the pipe (the script is attached), then becomes the program: exec'd, nothing stays.
 STUB = "import os, sys; fd = int(sys.argv[1]); os.read(fd, 1); os.close(fd); os.execvp(sys.argv[2], sys.argv[2:])"
 
@@ -105,16 +109,23 @@ def _errno_map() -> str:
     return "\n".join(f'  @errname[{n}] = "{name}";' for n, name in names if name)
 
 
-def script(available: Optional[set[str]] = None) -> str:
+def script(available: Optional[set[str]] = None, *, raw_enter: bool = True) -> str:
     """The bpftrace program; `available`: the syscalls this kernel has
-    tracepoints for (default all of SYSCALLS)."""
+    tracepoints for (default all of SYSCALLS). `raw_enter`: one probe on
+    raw_syscalls:sys_enter for every traced syscall, told apart by number,
+    where this architecture's numbers are known (syscall_numbers); else one
+    sys_enter_NAME probe each. Fewer probes: bpftrace compiles and attaches
+    in a fraction of the time (measured in bench/record_pace.py)."""
     parts = ["BEGIN {", "  @traced[$1] = 1;", _errno_map(), '  printf("ready %llu\\n", nsecs);', "}",
              "tracepoint:sched:sched_process_fork /@traced[pid]/ {",
              '  @traced[args->child_pid] = 1; printf("F %d %d\\n", tid, args->child_pid);', "}",
              "tracepoint:sched:sched_process_exec /@traced[pid]/ {",
              '  printf("X %d %s\\n", tid, str(args->filename));', "}",
-             "tracepoint:sched:sched_process_exit /@traced[pid] && pid == tid/ {",
-             '  printf("Q %d %llu\\n", pid, nsecs);', "}",
+             # a thread's own entry is never read (the filter is on the process); kept, they
+             # would fill the map (BPFTRACE_MAP_KEYS_MAX) and a full map silently traces no new child
+             "tracepoint:sched:sched_process_exit /@traced[pid]/ {",
+             '  if (pid == tid) { printf("Q %d %llu\\n", pid, nsecs); } else { delete(@traced[tid]); }',
+             "  delete(@t0[tid]); delete(@sk[tid]); delete(@fd[tid]); delete(@kind[tid]); delete(@x[tid]);", "}",
              # a connect refused or reset clears the sock's ends before connect() returns
              f"tracepoint:sock:inet_sock_set_state /args->oldstate == {TCP_SYN_SENT} && "
              f"@connecting[(uint64)args->skaddr]/ {{",
@@ -122,21 +133,13 @@ def script(available: Optional[set[str]] = None) -> str:
              'ntop(10, args->saddr_v6), args->sport, ntop(10, args->daddr_v6), args->dport); }',
              '  else { printf("S %llu %llu %s %d %s %d\\n", (uint64)args->skaddr, nsecs, ntop(2, args->saddr), '
              'args->sport, ntop(2, args->daddr), args->dport); }', "}"]
-    names = [name for name in SYSCALLS if available is None or name in available]
+    numbers = syscall_numbers() if raw_enter else None
+    if numbers is not None:
+        names = [name for name in SYSCALLS if name in numbers]
+    else:
+        names = [name for name in SYSCALLS if available is None or name in available]
     parts[1:1] = [f'  @op[{code}] = "{name}";' for code, name in enumerate(names)]  # in BEGIN
-    for code, name in enumerate(names):
-        keep = _KEEP + f" @kind[tid] = {code};"
-        if name == "connect":
-            keep += " @connecting[(uint64)$sk] = 1;"
-        elif name == "getsockopt":  # SO_ERROR only: what it will return is the sock's pending error
-            keep = (f"        if (args->level == {SOL_SOCKET} && args->optname == {SO_ERROR}) {{ {keep.strip()} "
-                    f"@x[tid] = $sk->sk_err ? $sk->sk_err : $sk->sk_err_soft; }}")
-        elif name == "setsockopt":  # SO_LINGER only: it tells an abortive close's reason
-            keep = f"        if (args->level == {SOL_SOCKET} && args->optname == {SO_LINGER}) {{ {keep.strip()} }}"
-        elif name == "shutdown":
-            keep += " @x[tid] = args->how;"
-        parts += [f"tracepoint:syscalls:sys_enter_{name} /@traced[pid]/ {{",
-                  _ENTER_FD.format(fdarg=SYSCALLS[name], keep=keep), "}"]
+    parts += _enter_probes(names, numbers)
     # A few exit probes for them all (fewer probes to compile and attach), each
     # for the kinds its enter probes kept; one printf pair per probe (the BPF stack).
     code = {name: index for index, name in enumerate(names)}
@@ -179,6 +182,64 @@ def script(available: Optional[set[str]] = None) -> str:
               "clear(@connecting); clear(@kind); clear(@op);", "}"]
     return "\n".join(parts) + "\n"
 
+
+
+# The syscall numbers of SYSCALLS per architecture (stable kernel ABI:
+# arch/x86/entry/syscalls/syscall_64.tbl, include/uapi/asm-generic/unistd.h).
+_NUMBERS = {
+    "x86_64": {"read": 0, "write": 1, "close": 3, "readv": 19, "writev": 20, "sendfile64": 40, "connect": 42,
+               "accept": 43, "sendto": 44, "recvfrom": 45, "sendmsg": 46, "recvmsg": 47, "shutdown": 48,
+               "setsockopt": 54, "getsockopt": 55, "accept4": 288, "recvmmsg": 299, "sendmmsg": 307},
+    "aarch64": {"close": 57, "read": 63, "write": 64, "readv": 65, "writev": 66, "sendfile64": 71, "accept": 202,
+                "connect": 203, "sendto": 206, "recvfrom": 207, "setsockopt": 208, "getsockopt": 209,
+                "shutdown": 210, "sendmsg": 211, "recvmsg": 212, "accept4": 242, "recvmmsg": 243, "sendmmsg": 269},
+}
+# raw_syscalls:sys_enter has the arguments as args->args[N]; every traced call's fd is the first
+_RAW_ARGS = {"fd": "args->args[0]", "out_fd": "args->args[0]", "level": "args->args[1]",
+             "optname": "args->args[2]", "how": "args->args[1]"}
+
+
+def syscall_numbers() -> Optional[dict[str, int]]:
+    """SYSCALLS' numbers on this machine's architecture, or None where not known here."""
+    import platform
+
+    return _NUMBERS.get(platform.machine())
+
+
+def _enter_probes(names: list[str], numbers: Optional[dict[str, int]]) -> list[str]:
+    """What each traced call keeps at entry: one raw_syscalls:sys_enter probe
+    telling them apart by number, or one sys_enter_NAME probe each."""
+    def arg(name: str) -> str:
+        return _RAW_ARGS[name] if numbers is not None else f"args->{name}"
+
+    def keep(code: int, name: str) -> str:
+        kept = _KEEP + f" @kind[tid] = {code};"
+        if name == "connect":
+            kept += " @connecting[(uint64)$sk] = 1;"
+        elif name == "getsockopt":  # SO_ERROR only: what it will return is the sock's pending error
+            kept = (f"        if ({arg('level')} == {SOL_SOCKET} && {arg('optname')} == {SO_ERROR}) {{ "
+                    f"{kept.strip()} @x[tid] = $sk->sk_err ? $sk->sk_err : $sk->sk_err_soft; }}")
+        elif name == "setsockopt":  # SO_LINGER only: it tells an abortive close's reason
+            kept = f"        if ({arg('level')} == {SOL_SOCKET} && {arg('optname')} == {SO_LINGER}) {{ {kept.strip()} }}"
+        elif name == "shutdown":
+            kept += f" @x[tid] = {arg('how')};"
+        return kept
+
+    if numbers is None:
+        probes = []
+        for code, name in enumerate(names):
+            probes += [f"tracepoint:syscalls:sys_enter_{name} /@traced[pid]/ {{",
+                       _ENTER_FD.format(fdarg=SYSCALLS[name], keep=keep(code, name)), "}"]
+        return probes
+    body = ["  $id = args->id;", "  $k = -1;",
+            *(f"  if ($id == {numbers[name]}) {{ $k = {code}; }}" for code, name in enumerate(names))]
+    special = [(code, name) for code, name in enumerate(names) if name in ("connect", "getsockopt", "setsockopt",
+                                                                           "shutdown")]
+    kept = "".join(f"        {'if' if i == 0 else 'else if'} ($k == {code}) {{\n  {keep(code, name)}\n        }}\n"
+                   for i, (code, name) in enumerate(special))
+    kept += f"        else {{ {_KEEP.strip()} @kind[tid] = $k; }}" if special else f"{_KEEP} @kind[tid] = $k;"
+    body += ["  if ($k >= 0) {", _ENTER_FD.format(fdarg="fd", keep=kept).replace("args->fd", "args->args[0]"), "  }"]
+    return ["tracepoint:raw_syscalls:sys_enter /@traced[pid]/ {", *body, "}"]
 
 # -- availability --------------------------------------------------------------
 
@@ -261,20 +322,23 @@ def run_traced(log: Path, command: Sequence[str], *, stderr_log: Optional[Path] 
                                start_new_session=True, stderr=subprocess.PIPE if stderr_log is not None else None)
     os.close(release_read)
     tokens = [reaper.watch_group(program.pid)]
-    env = {**os.environ, "BPFTRACE_STRLEN": "200", "BPFTRACE_PERF_RB_PAGES": "1024"}
+    env = {**os.environ, "BPFTRACE_STRLEN": "200", "BPFTRACE_PERF_RB_PAGES": str(RING_PAGES),
+           "BPFTRACE_MAP_KEYS_MAX": str(MAP_KEYS)}
+    launched = time.monotonic_ns()
     tracer = subprocess.Popen(["bpftrace", "-B", "line", str(program_file), str(program.pid)], env=env,
                               stdout=subprocess.PIPE, stderr=open(log.with_name("bpftrace-stderr.log"), "wb"),
                               start_new_session=True)
     tokens.append(reaper.watch_group(tracer.pid))
     copier = _Copier(tracer.stdout, log, program.pid)
     tee = StderrTee(program.stderr, stderr_log) if stderr_log is not None else None
-    interrupted, status, mappings = None, None, []
+    interrupted, status, mappings, attach_ns, stop_ns, drained = None, None, [], None, None, True
     try:
         try:
             if not copier.ready.wait(READY_SECONDS) or tracer.poll() is not None:
                 said = log.with_name("bpftrace-stderr.log").read_text(errors="replace").strip().splitlines()
                 raise UserError("record --calls ebpf: bpftrace did not start"
                                 + (f" ({said[-1]})" if said else "") + "; try --calls strace")
+            attach_ns = time.monotonic_ns() - launched
             mappings.append(measure_clock_mapping("mono"))
             os.write(release, b"\n")
             os.close(release)
@@ -296,25 +360,38 @@ def run_traced(log: Path, command: Sequence[str], *, stderr_log: Optional[Path] 
             os.close(release)
         if program.poll() is None:
             _kill_group(program)
-        _stop(tracer)
+        stopping = time.monotonic_ns()
+        drained = _stop(tracer)
+        stop_ns = time.monotonic_ns() - stopping
         for token in tokens:
             reaper.forget(token)
         mapping = ClockMapping.combine(mappings[0], mappings[-1]) if mappings else None
-        copier.finish(f"clock {mapping.offset_ns} {mapping.uncertainty_ns}\n" if mapping else "")
+        copier.finish((f"clock {mapping.offset_ns} {mapping.uncertainty_ns}\n" if mapping else "")
+                      + f"timing {attach_ns if attach_ns is not None else '-'} {stop_ns} {int(drained)}\n")
         if tee is not None:
             tee.finish()
     return (128 - status if status < 0 else status), interrupted
 
 
-def _stop(tracer: subprocess.Popen) -> None:
-    """SIGINT: bpftrace prints what its buffers still hold and exits; SIGKILL if it does not."""
-    if tracer.poll() is None:
+def _stop(tracer: subprocess.Popen) -> bool:
+    """SIGINT: bpftrace prints what its buffers still hold and exits; SIGKILL
+    if it does not within DRAIN_SECONDS (then False). bpftrace 0.17 loses a
+    SIGINT that lands between its check of the flag and its epoll_wait (no
+    timeout): with nothing more to read it would sleep on, so the signal is
+    sent again every SIGINT_EVERY seconds until it exits."""
+    if tracer.poll() is not None:
+        return True
+    deadline = time.monotonic() + DRAIN_SECONDS
+    while time.monotonic() < deadline:
         with contextlib.suppress(ProcessLookupError):
             tracer.send_signal(signal.SIGINT)
         try:
-            tracer.wait(timeout=DRAIN_SECONDS)
+            tracer.wait(timeout=SIGINT_EVERY)
+            return True
         except subprocess.TimeoutExpired:
-            _kill_group(tracer)
+            continue
+    _kill_group(tracer)
+    return False
 
 
 def _kill_group(process: subprocess.Popen) -> None:

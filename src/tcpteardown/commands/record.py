@@ -483,9 +483,11 @@ def tracing_cost(log: Path, witness, calls: str = "strace") -> list[tuple[str, s
     the syscalls strace stopped the program on (each stop is two context
     switches to strace and back), and the kernel witness's lost events. The
     time spent stopped is not measured: strace does not report it. With
-    eBPF: the calls the script printed (TCP sockets only), never a stop, and
-    the events bpftrace lost (calls_lost_events)."""
-    traced, lost_calls = 0, 0
+    eBPF: the calls the script printed (TCP sockets only), never a stop, the
+    events bpftrace lost (calls_lost_events: its ring buffer was full, those
+    calls are missing), and the seconds bpftrace took to compile and attach
+    before the program was released and to drain and exit after it ended."""
+    traced, lost_calls, timing = 0, 0, []
     with contextlib.suppress(OSError), open(log, "rb") as lines:
         for line in lines:
             if calls == "ebpf":
@@ -493,14 +495,23 @@ def tracing_cost(log: Path, witness, calls: str = "strace") -> list[tuple[str, s
                     traced += 1
                 elif line.startswith(b"Lost ") and line.split()[1].isdigit():
                     lost_calls += int(line.split()[1])
+                elif line.startswith(b"timing "):
+                    timing = line.split()[1:]
             elif b" resumed>" not in line and b"(" in line and b" +++ " not in line and b" --- " not in line:
                 traced += 1
     lost = getattr(witness, "lost_events", None)
     witness_lost = ("witness_lost_events", "unknown" if lost is None else str(lost))
     if calls == "ebpf":
+        attach, stop = (_seconds(timing[0]), _seconds(timing[1])) if len(timing) >= 2 else ("unknown", "unknown")
         return [("traced_syscalls", str(traced)), ("time_stopped", "none (eBPF never stops the program)"),
-                witness_lost, ("calls_lost_events", str(lost_calls))]
+                witness_lost, ("calls_lost_events", str(lost_calls)), ("calls_attach_seconds", attach),
+                ("calls_stop_seconds", stop)]
     return [("traced_syscalls", str(traced)), ("time_stopped", "not measured"), witness_lost]
+
+
+def _seconds(ns: bytes) -> str:
+    """A duration in ns from the bpftrace log, as seconds with two decimals ("unknown" if not measured)."""
+    return f"{int(ns) / 1e9:.2f}" if ns.isdigit() else "unknown"
 
 
 def _program_name(calls, command) -> str:

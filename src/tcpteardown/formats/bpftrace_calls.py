@@ -10,6 +10,7 @@ errno this tool has no name for):
     S SOCK MONO LADDR LPORT RADDR RPORT         a connecting socket leaves SYN_SENT
     C TID PID T0 T1 SYSCALL FD RET ERRNO SOCK LADDR LPORT RADDR RPORT EXTRA
     clock OFFSET_NS UNCERTAINTY_NS              CLOCK_MONOTONIC -> CLOCK_REALTIME
+    timing ATTACH_NS STOP_NS DRAINED            bpftrace's start-up and stop (DRAINED 0: it was killed)
     Lost N events                               bpftrace's ring buffer overflowed
 
 ``C`` is one call on a TCP socket: T0/T1 its entry and return (bpftrace's
@@ -85,6 +86,10 @@ def parse_bpftrace(lines: Iterable[str], *, path: str = "bpftrace") -> ImportRes
             words = line.split()
             if len(words) == 3 and words[1].lstrip("-").isdigit():
                 offset = int(words[1])
+        elif line.startswith("timing "):
+            if line.split()[3:4] == ["0"]:
+                problems.note("killed", f"{path}: bpftrace did not exit on SIGINT and was killed: calls still "
+                                        f"in its buffers when the program ended are missing")
         elif line.startswith("Lost ") and line.endswith(" events"):
             lost += int(line.split()[1]) if line.split()[1].isdigit() else 0
         elif line.startswith(("ready ", "Q ", "Attaching ")) or not line.strip():
