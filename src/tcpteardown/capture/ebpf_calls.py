@@ -47,6 +47,8 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
+from . import btf
+
 # syscall -> the argument holding the socket's fd
 SYSCALLS = {
     "connect": "fd", "accept": "fd", "accept4": "fd",
@@ -65,37 +67,109 @@ SIGINT_EVERY = 0.25  # bpftrace can miss a SIGINT (see _stop): sent again this o
 # Waits for one byte on the pipe (the script is attached), then becomes the program: exec'd, nothing stays.
 STUB = "import os, sys; fd = int(sys.argv[1]); os.read(fd, 1); os.close(fd); os.execvp(sys.argv[2], sys.argv[2:])"
 
-_ENTER_FD = """\
-  $t = curtask->files->fdt;
-  $n = (uint32)args->{fdarg};
-  if ($n < $t->max_fds) {{
-    $f = *($t->fd + $n);
-    if ($f != 0 && ($f->f_inode->i_mode & 0xf000) == 0xc000) {{
-      $sk = ((struct socket *)$f->private_data)->sk;
-      if ($sk->sk_protocol == 6 && $sk->sk_type == 1) {{
+# The kernel fields the script reads: (struct, member path, C type read)
+FIELDS = (("task_struct", "files", "uint64"), ("files_struct", "fdt", "uint64"), ("fdtable", "max_fds", "uint32"),
+          ("fdtable", "fd", "uint64"), ("file", "f_inode", "uint64"), ("file", "private_data", "uint64"),
+          ("inode", "i_mode", "uint16"), ("socket", "sk", "uint64"), ("sock", "sk_protocol", "uint16"),
+          ("sock", "sk_type", "uint16"), ("sock", "sk_err", "int32"), ("sock", "sk_err_soft", "int32"),
+          ("sock", "sk_lingertime", "int64"), ("sock", "__sk_common.skc_family", "uint16"),
+          ("sock", "__sk_common.skc_rcv_saddr", "uint32"), ("sock", "__sk_common.skc_daddr", "uint32"),
+          ("sock", "__sk_common.skc_num", "uint16"), ("sock", "__sk_common.skc_dport", "uint16"),
+          ("sock", "__sk_common.skc_v6_rcv_saddr", "in6"), ("sock", "__sk_common.skc_v6_daddr", "in6"),
+          ("sock", "__sk_common.skc_flags", "uint64"))
+
+
+class _Kernel:
+    """How the script reads the kernel's structs: by byte offsets from this
+    kernel's BTF (capture/btf.py: bpftrace compiles that at once), or, where
+    they cannot be read, through bpftrace's typed access (it parses the types
+    with clang, seconds). The same reads either way; an IPv6 address by
+    offsets prints as 32 hex digits (two little-endian words), which
+    formats/bpftrace_calls.py turns back into an address."""
+
+    def __init__(self, offsets: Optional[dict[str, int]]):
+        self.offsets = offsets
+
+    def read(self, base: str, struct_name: str, path: str, ctype: str) -> str:
+        if self.offsets is None:
+            return f"{base}->{path}"
+        return f"*({ctype} *)({base} + {self.offsets[f'{struct_name}.{path}']})"
+
+    def fdt(self) -> str:
+        if self.offsets is None:
+            return "curtask->files->fdt"
+        return self.read(self.read("(uint64)curtask", "task_struct", "files", "uint64"), "files_struct", "fdt",
+                         "uint64")
+
+    def file(self, fdt: str, fd: str) -> str:
+        if self.offsets is None:
+            return f"*({fdt}->fd + {fd})"
+        return f"*(uint64 *)({self.read(fdt, 'fdtable', 'fd', 'uint64')} + (uint64){fd} * 8)"
+
+    def sock_of(self, file: str) -> str:
+        if self.offsets is None:
+            return f"((struct socket *){file}->private_data)->sk"
+        return self.read(self.read(file, "file", "private_data", "uint64"), "socket", "sk", "uint64")
+
+    def is_socket(self, file: str) -> str:
+        mode = (f"{file}->f_inode->i_mode" if self.offsets is None else
+                self.read(self.read(file, "file", "f_inode", "uint64"), "inode", "i_mode", "uint16"))
+        return f"({mode} & 0xf000) == 0xc000"
+
+    def sock(self, field: str, ctype: str, base: str = "$s") -> str:
+        return self.read(base, "sock", field, ctype)
+
+    def as_sock(self, value: str) -> str:
+        return f"(struct sock *){value}" if self.offsets is None else value
+
+    def ends(self, v6: bool) -> tuple[str, str]:
+        """(printf conversions, arguments) of the sock's two ends in $s."""
+        port, dport = self.sock("__sk_common.skc_num", "uint16"), self.sock("__sk_common.skc_dport", "uint16")
+        if not v6:
+            addr = lambda field: f"ntop(2, {self.sock(field, 'uint32')})"  # noqa: E731
+            return "%s %d %s %d", f"{addr('__sk_common.skc_rcv_saddr')}, {port}, " \
+                                  f"{addr('__sk_common.skc_daddr')}, bswap({dport})"
+        if self.offsets is None:
+            addr = lambda field: f"ntop(10, $s->{field}.in6_u.u6_addr8)"  # noqa: E731
+            return "%s %d %s %d", f"{addr('__sk_common.skc_v6_rcv_saddr')}, {port}, " \
+                                  f"{addr('__sk_common.skc_v6_daddr')}, bswap({dport})"
+        local, remote = (self.offsets[f"sock.__sk_common.{f}"] for f in ("skc_v6_rcv_saddr", "skc_v6_daddr"))
+        words = lambda at: f"*(uint64 *)($s + {at}), *(uint64 *)($s + {at + 8})"  # noqa: E731
+        return "%016llx%016llx %d %016llx%016llx %d", f"{words(local)}, {port}, {words(remote)}, bswap({dport})"
+
+
+def _enter_fd(kernel: _Kernel, fd: str, keep: str) -> str:
+    """Keep the call when `fd` is a TCP stream socket (`keep` runs with $sk and $n set)."""
+    return f"""\
+  $t = {kernel.fdt()};
+  $n = (uint32){fd};
+  if ($n < {kernel.read("$t", "fdtable", "max_fds", "uint32")}) {{
+    $f = {kernel.file("$t", "$n")};
+    if ($f != 0 && {kernel.is_socket("$f")}) {{
+      $sk = {kernel.sock_of("$f")};
+      if ({kernel.sock("sk_protocol", "uint16", "$sk")} == 6 && {kernel.sock("sk_type", "uint16", "$sk")} == 1) {{
 {keep}
       }}
     }}
   }}"""
 
+
 _KEEP = "        @t0[tid] = nsecs; @sk[tid] = (uint64)$sk; @fd[tid] = $n;"
 
-_ENDS = {
-    "v4": 'ntop(2, $s->__sk_common.skc_rcv_saddr), $s->__sk_common.skc_num, '
-          'ntop(2, $s->__sk_common.skc_daddr), bswap($s->__sk_common.skc_dport)',
-    "v6": 'ntop(10, $s->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8), $s->__sk_common.skc_num, '
-          'ntop(10, $s->__sk_common.skc_v6_daddr.in6_u.u6_addr8), bswap($s->__sk_common.skc_dport)',
-}
 
-
-def _print_call(name: str, ret: str = "args->ret", extra: str = '"-"', name_arg: str = "") -> str:
+def _print_call(kernel: _Kernel, name: str, ret: str = "args->ret", extra: tuple[str, str] = ("%s", '"-"'),
+                name_arg: str = "") -> str:
     """printf of one C line for the sock in $s (both families); `name` "%s"
-    with `name_arg` prints the syscall's name from a map."""
+    with `name_arg` prints the syscall's name from a map; `extra`: the last
+    field's (conversion, arguments)."""
     named = f"{name_arg}, " if name_arg else ""
-    head = f'"C %d %d %llu %llu {name} %d %d %s %llu %s %d %s %d %s\\n", tid, pid, @t0[tid], nsecs, {named}@fd[tid], ' \
-           f'{ret}, $e, (uint64)$s, '
-    return (f"  if ($s->__sk_common.skc_family == 10) {{ printf({head}{_ENDS['v6']}, {extra}); }}\n"
-            f"  else {{ printf({head}{_ENDS['v4']}, {extra}); }}")
+    lines = []
+    for v6 in (True, False):
+        conversions, values = kernel.ends(v6)
+        lines.append(f'printf("C %d %d %llu %llu {name} %d %d %s %llu {conversions} {extra[0]}\\n", tid, pid, '
+                     f'@t0[tid], nsecs, {named}@fd[tid], {ret}, $e, (uint64)$s, {values}, {extra[1]});')
+    family = kernel.sock("__sk_common.skc_family", "uint16")
+    return f"  if ({family} == 10) {{ {lines[0]} }}\n  else {{ {lines[1]} }}"
 
 
 def _errno_map() -> str:
@@ -109,13 +183,15 @@ def _errno_map() -> str:
     return "\n".join(f'  @errname[{n}] = "{name}";' for n, name in names if name)
 
 
-def script(available: Optional[set[str]] = None, *, raw_enter: bool = True) -> str:
+def script(available: Optional[set[str]] = None, *, raw_enter: bool = True, offsets: bool = True) -> str:
     """The bpftrace program; `available`: the syscalls this kernel has
     tracepoints for (default all of SYSCALLS). `raw_enter`: one probe on
     raw_syscalls:sys_enter for every traced syscall, told apart by number,
     where this architecture's numbers are known (syscall_numbers); else one
     sys_enter_NAME probe each. Fewer probes: bpftrace compiles and attaches
-    in a fraction of the time (measured in bench/record_pace.py)."""
+    in a fraction of the time (measured in bench/record_pace.py). `offsets`:
+    read the kernel's structs at the offsets this kernel's BTF gives (no
+    clang pass in bpftrace: it starts in well under a second) where it can."""
     parts = ["BEGIN {", "  @traced[$1] = 1;", _errno_map(), '  printf("ready %llu\\n", nsecs);', "}",
              "tracepoint:sched:sched_process_fork /@traced[pid]/ {",
              '  @traced[args->child_pid] = 1; printf("F %d %d\\n", tid, args->child_pid);', "}",
@@ -138,42 +214,39 @@ def script(available: Optional[set[str]] = None, *, raw_enter: bool = True) -> s
         names = [name for name in SYSCALLS if name in numbers]
     else:
         names = [name for name in SYSCALLS if available is None or name in available]
+    kernel = _Kernel(btf.kernel_offsets(FIELDS) if offsets else None)
     parts[1:1] = [f'  @op[{code}] = "{name}";' for code, name in enumerate(names)]  # in BEGIN
-    parts += _enter_probes(names, numbers)
+    parts += _enter_probes(kernel, names, numbers)
     # A few exit probes for them all (fewer probes to compile and attach), each
     # for the kinds its enter probes kept; one printf pair per probe (the BPF stack).
     code = {name: index for index, name in enumerate(names)}
     special = ("close", "getsockopt", "setsockopt", "shutdown", "accept", "accept4")
+    linger = (f"({kernel.sock('__sk_common.skc_flags', 'uint64')} >> {SOCK_LINGER_BIT}) & 1, "
+              f"{kernel.sock('sk_lingertime', 'int64')}")
     exits = {
         "close": ['  printf("C %d %d %llu %llu close %d %d %s %llu - 0 - 0 -\\n", tid, pid, @t0[tid], nsecs, '
                   '@fd[tid], args->ret, $e, @sk[tid]);'],  # the file is gone: the ends known before
-        "getsockopt": ['  $v = @x[tid] ? @errname[@x[tid]] : "0";', _print_call("getsockopt", extra="$v")],
-        "setsockopt": [f"  $on = ($s->__sk_common.skc_flags >> {SOCK_LINGER_BIT}) & 1;",
-                       '  if ($s->__sk_common.skc_family == 10) { printf("C %d %d %llu %llu setsockopt %d %d %s %llu '
-                       '%s %d %s %d linger=%d,%d\\n", tid, pid, @t0[tid], nsecs, @fd[tid], args->ret, $e, (uint64)$s, '
-                       f"{_ENDS['v6']}, $on, $s->sk_lingertime); }}",
-                       '  else { printf("C %d %d %llu %llu setsockopt %d %d %s %llu %s %d %s %d linger=%d,%d\\n", '
-                       'tid, pid, @t0[tid], nsecs, @fd[tid], args->ret, $e, (uint64)$s, '
-                       f"{_ENDS['v4']}, $on, $s->sk_lingertime); }}"],
+        "getsockopt": ['  $v = @x[tid] ? @errname[@x[tid]] : "0";', _print_call(kernel, "getsockopt", extra=("%s", "$v"))],
+        "setsockopt": [_print_call(kernel, "setsockopt", extra=("linger=%d,%d", linger))],
         "shutdown": ['  $how = @x[tid] == 0 ? "SHUT_RD" : (@x[tid] == 1 ? "SHUT_WR" : "SHUT_RDWR");',
-                     _print_call("shutdown", extra="$how")],
+                     _print_call(kernel, "shutdown", extra=("%s", "$how"))],
         "accept": ["  if (args->ret >= 0) {  // the new socket's ends, from the fd it returned",
-                   "    $t = curtask->files->fdt;",
-                   "    $f = *($t->fd + (uint32)args->ret);",
-                   "    $s = ((struct socket *)$f->private_data)->sk;",
-                   "  }", _print_call("%s", name_arg="@op[@kind[tid]]")],
+                   f"    $t = {kernel.fdt()};",
+                   f"    $f = {kernel.file('$t', '(uint32)args->ret')};",
+                   f"    $s = {kernel.sock_of('$f')};",
+                   "  }", _print_call(kernel, "%s", name_arg="@op[@kind[tid]]")],
     }
     groups = {kind: [code[n] for n in ((kind, "accept4") if kind == "accept" else (kind,)) if n in code]
               for kind in exits}
     groups["other"] = [code[n] for n in names if n not in special]
-    exits["other"] = [_print_call("%s", name_arg="@op[@kind[tid]]")]
+    exits["other"] = [_print_call(kernel, "%s", name_arg="@op[@kind[tid]]")]
     for kind, codes in groups.items():
         if not codes:
             continue
         which = " || ".join(f"@kind[tid] == {c}" for c in codes)
         parts += [f"tracepoint:raw_syscalls:sys_exit /@t0[tid] && ({which})/ {{",
                   "  $e = args->ret < 0 ? @errname[-args->ret] : \"-\";",
-                  "  $s = (struct sock *)@sk[tid];", *exits[kind]]
+                  f"  $s = {kernel.as_sock('@sk[tid]')};", *exits[kind]]
         if "connect" in code and code["connect"] in codes:
             parts.append("  delete(@connecting[@sk[tid]]);")
         parts += ["  delete(@t0[tid]); delete(@sk[tid]); delete(@fd[tid]); delete(@kind[tid]); delete(@x[tid]);",
@@ -206,7 +279,7 @@ def syscall_numbers() -> Optional[dict[str, int]]:
     return _NUMBERS.get(platform.machine())
 
 
-def _enter_probes(names: list[str], numbers: Optional[dict[str, int]]) -> list[str]:
+def _enter_probes(kernel: _Kernel, names: list[str], numbers: Optional[dict[str, int]]) -> list[str]:
     """What each traced call keeps at entry: one raw_syscalls:sys_enter probe
     telling them apart by number, or one sys_enter_NAME probe each."""
     def arg(name: str) -> str:
@@ -217,8 +290,9 @@ def _enter_probes(names: list[str], numbers: Optional[dict[str, int]]) -> list[s
         if name == "connect":
             kept += " @connecting[(uint64)$sk] = 1;"
         elif name == "getsockopt":  # SO_ERROR only: what it will return is the sock's pending error
+            err, soft = kernel.sock("sk_err", "int32", "$sk"), kernel.sock("sk_err_soft", "int32", "$sk")
             kept = (f"        if ({arg('level')} == {SOL_SOCKET} && {arg('optname')} == {SO_ERROR}) {{ "
-                    f"{kept.strip()} @x[tid] = $sk->sk_err ? $sk->sk_err : $sk->sk_err_soft; }}")
+                    f"{kept.strip()} @x[tid] = {err} ? {err} : {soft}; }}")
         elif name == "setsockopt":  # SO_LINGER only: it tells an abortive close's reason
             kept = f"        if ({arg('level')} == {SOL_SOCKET} && {arg('optname')} == {SO_LINGER}) {{ {kept.strip()} }}"
         elif name == "shutdown":
@@ -229,7 +303,7 @@ def _enter_probes(names: list[str], numbers: Optional[dict[str, int]]) -> list[s
         probes = []
         for code, name in enumerate(names):
             probes += [f"tracepoint:syscalls:sys_enter_{name} /@traced[pid]/ {{",
-                       _ENTER_FD.format(fdarg=SYSCALLS[name], keep=keep(code, name)), "}"]
+                       _enter_fd(kernel, f"args->{SYSCALLS[name]}", keep(code, name)), "}"]
         return probes
     body = ["  $id = args->id;", "  $k = -1;",
             *(f"  if ($id == {numbers[name]}) {{ $k = {code}; }}" for code, name in enumerate(names))]
@@ -238,7 +312,7 @@ def _enter_probes(names: list[str], numbers: Optional[dict[str, int]]) -> list[s
     kept = "".join(f"        {'if' if i == 0 else 'else if'} ($k == {code}) {{\n  {keep(code, name)}\n        }}\n"
                    for i, (code, name) in enumerate(special))
     kept += f"        else {{ {_KEEP.strip()} @kind[tid] = $k; }}" if special else f"{_KEEP} @kind[tid] = $k;"
-    body += ["  if ($k >= 0) {", _ENTER_FD.format(fdarg="fd", keep=kept).replace("args->fd", "args->args[0]"), "  }"]
+    body += ["  if ($k >= 0) {", _enter_fd(kernel, "args->args[0]", kept), "  }"]
     return ["tracepoint:raw_syscalls:sys_enter /@traced[pid]/ {", *body, "}"]
 
 # -- availability --------------------------------------------------------------

@@ -31,6 +31,7 @@ traced. Pure: lines in, an ImportResult out; problems name the line.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from typing import Iterable, Optional
 
@@ -45,10 +46,23 @@ _RESTARTS = frozenset({512, 513, 514, 516})  # ERESTART*: the kernel restarts th
 _CALL_FIELDS = 15
 
 
+def _host(text: str) -> str:
+    """An address as the script printed it: dotted or colon text (ntop), or an
+    IPv6 address read at a BTF offset as 32 hex digits, two little-endian
+    64-bit words (capture/ebpf_calls._Kernel)."""
+    if len(text) == 32 and all(c in "0123456789abcdef" for c in text):
+        raw = int(text[:16], 16).to_bytes(8, "little") + int(text[16:], 16).to_bytes(8, "little")
+        address = ipaddress.IPv6Address(raw)
+        # as bpftrace's ntop (inet_ntop) prints it: a mapped IPv4 peer in dots
+        return f"::ffff:{address.ipv4_mapped}" if address.ipv4_mapped else str(address)
+    return text
+
+
 def _ends(laddr: str, lport: str, raddr: str, rport: str) -> tuple[Optional[Endpoint], Optional[Endpoint]]:
     def one(host: str, port: str) -> Optional[Endpoint]:
         if host == "-" or port in ("0", "-") or not port.isdigit():
             return None
+        host = _host(host)
         return _endpoint(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
     return one(laddr, lport), one(raddr, rport)
 
