@@ -134,6 +134,11 @@ def test_ebpf_calls_carry_both_ends_names_and_cost(both):
     assert extra["time_stopped"].startswith("none")
     assert int(extra["traced_syscalls"]) == len(calls) and extra["calls_lost_events"] == "0"
     assert "cost: traced syscalls" in said
+    assert float(extra["calls_attach_seconds"]) > 0 and float(extra["calls_stop_seconds"]) >= 0
+    # the calls' clock, proved against the packets: every connect's SYN inside its connect()
+    assert extra["calls_clock_check"].startswith("checked against "), extra["calls_clock_check"]
+    assert "no single clock shift" not in extra["calls_clock_check"]
+    assert "calls' clock: checked against" in said
     # the ebpf and the strace run saw the same failing calls, op for op
     failing = lambda rec, source: [(c.op, c.errno) for c in rec.calls if c.source == source and c.failed]  # noqa: E731
     assert failing(recording, "ebpf") == failing(strace_recording, "strace")
@@ -171,3 +176,63 @@ def test_a_bad_bpftrace_line_is_a_problem_naming_its_line_never_an_exception():
     assert any(p.startswith("bpftrace:2: expected 15 fields") for p in found.problems), found.problems
     assert any(p.startswith("bpftrace:4: expected a line") for p in found.problems), found.problems
     assert any("lost 3 events" in p for p in found.problems), found.problems
+
+
+def _connect(start: int, end: int, port: int):
+    from tcpteardown.model import Endpoint, SocketCall
+
+    return SocketCall(role="p", op="connect", start_ns=start, end_ns=end, local=Endpoint("127.0.0.1", port),
+                      remote=Endpoint("127.0.0.1", 80), source="ebpf")
+
+
+def _syn(time_ns: int, port: int):
+    from tcpteardown.model import Endpoint, Segment, TcpFlags
+
+    return Segment(frame=1, time_ns=time_ns, src=Endpoint("127.0.0.1", port), dst=Endpoint("127.0.0.1", 80),
+                   flags=TcpFlags.SYN, seq=0, ack=0, window=0, payload_len=0)
+
+
+def test_the_calls_clock_is_checked_against_each_connects_syn_and_shifted_only_when_one_shift_fits_all():
+    from tcpteardown.formats.bpftrace_calls import check_clock
+
+    calls = [_connect(1_000, 2_000, 5001), _connect(10_000, 10_500, 5002)]
+    assert check_clock(calls, [_syn(1_500, 5001), _syn(10_200, 5002)])[0] == 0
+    # every SYN 300 ns after its call ended: the calls' clock is behind by 300..(the tightest) ns
+    shift, said = check_clock(calls, [_syn(2_300, 5001), _syn(10_800, 5002)])
+    assert shift == 300 and "behind" in said and "shifted" in said
+    # no shift fits both: said, nothing moved
+    shift, said = check_clock(calls, [_syn(2_300, 5001), _syn(9_000, 5002)])
+    assert shift == 0 and "no single clock shift fits" in said
+    assert check_clock(calls, []) == (0, None)
+
+
+def test_btf_offsets_are_this_kernels():
+    from tcpteardown.capture import btf
+    from tcpteardown.capture.ebpf_calls import FIELDS
+
+    if not btf.VMLINUX.exists():
+        pytest.skip("the kernel has no BTF (/sys/kernel/btf/vmlinux)")
+    found = btf.kernel_offsets(FIELDS)
+    assert found is not None
+    # struct sock_common opens with the address pair, then the port pair (include/net/sock.h)
+    assert (found["sock.__sk_common.skc_daddr"], found["sock.__sk_common.skc_rcv_saddr"]) == (0, 4)
+    assert (found["sock.__sk_common.skc_dport"], found["sock.__sk_common.skc_num"]) == (12, 14)
+    offsets = btf.Offsets(btf.VMLINUX.read_bytes())
+    with pytest.raises(KeyError):
+        offsets.offset("sock", "no_such_field")
+    assert btf.kernel_offsets((("sock", "sk_protocol", "uint64"),)) is None  # not the size the script reads
+
+
+def test_an_ipv6_end_read_at_a_btf_offset_reads_back_as_its_address():
+    import socket
+    import struct
+
+    from tcpteardown.formats.bpftrace_calls import parse_bpftrace
+
+    def words(address: str) -> str:
+        return "%016x%016x" % struct.unpack("<QQ", socket.inet_pton(socket.AF_INET6, address))
+
+    line = f"C 7 7 100 200 recvfrom 4 -104 ECONNRESET 99 {words('::1')} 5000 {words('::ffff:10.0.0.1')} 80 -"
+    call, = parse_bpftrace([line, "clock 0 0"]).calls
+    # a mapped IPv4 peer is the IPv4 end its packets carry (formats/strace._endpoint, as for strace)
+    assert (str(call.local), str(call.remote)) == ("[::1]:5000", "10.0.0.1:80")

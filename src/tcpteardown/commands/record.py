@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import functools
 import itertools
 import os
@@ -444,14 +445,19 @@ def build_recording(pcap: Path, log: Path, events, witness, capture, command, po
                     tracer: str = "strace"):
     from ..capture.session import assemble
     from ..formats.ftrace import touches_ports
-    from ..formats.bpftrace_calls import read_bpftrace_file
+    from ..formats.bpftrace_calls import check_clock, read_bpftrace_file
     from ..formats.socket_ends import SocketEnds
     from ..formats.strace import read_strace_file
 
     notes = []
     contents = capture.stop()  # capture.backends.Captured (stop is idempotent): frames, segments, loss counters
+    clock_check = None
     if tracer == "ebpf":  # the kernel's sock names both ends itself
         imported = read_bpftrace_file(log, name="bpftrace")
+        shift, clock_check = check_clock(imported.calls, contents.segments if contents is not None else ())
+        if shift:
+            imported = dataclasses.replace(imported, calls=tuple(
+                dataclasses.replace(c, start_ns=c.start_ns + shift, end_ns=c.end_ns + shift) for c in imported.calls))
     else:
         ends = SocketEnds(events, contents.segments if contents is not None else ())
         imported = read_strace_file(log, name="strace", ends=ends)  # not the temporary path: gone after the run
@@ -463,6 +469,9 @@ def build_recording(pcap: Path, log: Path, events, witness, capture, command, po
     events = tuple(e for e in events if touches_ports(e, keep))
     cost = tracing_cost(log, witness, tracer)
     notes.append("cost: " + ", ".join(f"{key.replace('_', ' ')} {value}" for key, value in cost))
+    if clock_check:
+        notes.append(f"calls' clock: {clock_check}")
+        cost.append(("calls_clock_check", clock_check))
     extra = [("command", shlex.join(command)), ("exit_status", str(exit_status)),
              ("ports", ",".join(map(str, sorted(set(ports) or service)))), *cost]
     recording, assembled = assemble(

@@ -217,3 +217,49 @@ def read_bpftrace_file(path, *, name: str = "bpftrace") -> ImportResult:
     each call's `where` (the temporary file is gone once the bundle is written)."""
     with open(path, encoding="utf-8", errors="replace") as lines:
         return parse_bpftrace(lines, path=name)
+
+
+def check_clock(calls, segments) -> tuple[int, Optional[str]]:
+    """Check the calls' clock against the packets' (pure).
+
+    The ``clock`` line places the monotonic times on the packets' clock with
+    an offset measured before and after the run; this proves it, from the
+    data: a connect's SYN leaves while that connect() runs, so each connect
+    whose SYN the capture holds bounds the error e of the calls' times:
+    SYN - end <= e <= SYN - start. Returns (ns to add to every call's
+    times, a sentence for the bundle): 0 when every SYN already falls inside
+    its connect; the smallest shift that fits them all when they agree on
+    one; 0 and the disagreement said when no single shift fits them all."""
+    from tcpteardown.model import TcpFlags
+
+    syn_times: dict[tuple, list[int]] = {}
+    for segment in segments:
+        if segment.is_syn and not int(segment.flags) & int(TcpFlags.ACK):
+            syn_times.setdefault((segment.src, segment.dst), []).append(segment.time_ns)
+    low, high, checked, worst = None, None, 0, []
+    for call in calls:
+        if call.op != "connect" or call.local is None or call.remote is None:
+            continue
+        times = syn_times.get((call.local, call.remote))
+        if not times:
+            continue
+        syn = min(times, key=lambda t: max(call.start_ns - t, t - call.end_ns, 0))
+        if abs(syn - call.start_ns) > 1_000_000_000:
+            continue  # the same ends reused by another connection: not this connect's SYN
+        checked += 1
+        low = syn - call.end_ns if low is None else max(low, syn - call.end_ns)
+        high = syn - call.start_ns if high is None else min(high, syn - call.start_ns)
+        worst.append(max(call.start_ns - syn, syn - call.end_ns, 0))
+    if not checked:
+        return 0, None
+    if low <= 0 <= high:
+        return 0, f"checked against {checked} connects' SYNs: each SYN within its connect()"
+    if low <= high:
+        shift = low if low > 0 else high
+        return shift, (f"checked against {checked} connects' SYNs: the calls' clock was {abs(shift) / 1e3:.0f} us "
+                       f"{'behind' if shift > 0 else 'ahead of'} the packets' (offset measured under load); "
+                       f"shifted so that every SYN falls within its connect()")
+    outside = sum(1 for w in worst if w)
+    return 0, (f"checked against {checked} connects' SYNs: {outside} fall outside their connect() by up to "
+               f"{max(worst) / 1e3:.0f} us and no single clock shift fits them all (links near those times "
+               f"may be wrong)")
