@@ -1,10 +1,11 @@
 """`record --calls strace` and `record --calls ebpf` give the same links.
 
-One real Python program plays five teardowns (refused, a non-blocking
-connect refused through SO_ERROR, reset by peer, broken pipe, EOF); it is
+One real Python program plays seven teardowns (refused, a non-blocking
+connect refused through SO_ERROR, reset by peer, broken pipe, EOF, a reset
+an epoll loop is told of, an EOF poll() is told of); it is
 recorded once with each call tracer (module fixture), and each bundle is
 explained. The links must agree one for one (the same call, errno, cause,
-rule and kernel reason, in the same order), each cause must be a packet of
+rule, kernel reason and event-loop wake-up, in the same order), each cause must be a packet of
 that very connection, and the eBPF calls must carry both ends.
 """
 
@@ -20,7 +21,7 @@ from conftest import tool_or_skip
 from tcpteardown.formats.bundle import load_recording
 
 PROGRAM = r"""
-import errno, select, socket, struct
+import errno, select, selectors, socket, struct
 def pair():
     listener = socket.socket(); listener.bind(("127.0.0.1", 0)); listener.listen()
     client = socket.create_connection(listener.getsockname()); server, _ = listener.accept()
@@ -59,10 +60,26 @@ client, server = pair()  # 5. EOF
 server.close()
 print("eof", client.recv(10), flush=True)
 client.close()
+client, server = pair()  # 6. an event loop (epoll) told of the peer's reset, then the read fails
+client.setblocking(False)
+loop = selectors.DefaultSelector(); loop.register(client, selectors.EVENT_READ)
+server.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)); server.close()
+loop.select(5)
+try:
+    client.recv(10)
+except ConnectionResetError as exc:
+    said("loop reset", exc)
+loop.close(); client.close()
+client, server = pair()  # 7. poll() told of the peer's FIN, then the read is EOF
+waiter = select.poll(); waiter.register(client, select.POLLIN)
+server.close()
+waiter.poll(5000)
+print("poll eof", client.recv(10), flush=True)
+client.close()
 """
 
 EXPECTED = ["refused ECONNREFUSED", "so_error ECONNREFUSED", "reset ECONNRESET", "write ECONNRESET",
-            "write EPIPE", "eof b''"]
+            "write EPIPE", "eof b''", "loop reset ECONNRESET", "poll eof b''"]
 
 
 def _record(tmp_path, tracer: str):
@@ -92,9 +109,10 @@ def both(tmp_path_factory):
 
 
 def _story(found: dict) -> list[tuple]:
-    """The links without what differs between two runs (ports, frame numbers, times, texts)."""
+    """The links without what differs between two runs (ports, frame numbers, times, texts);
+    with the event loop's wake-up (which wait told of the cause) where there was one."""
     return [(link["call"]["op"], link["call"]["errno"], link["cause"]["kind"], link["cause"]["flags"],
-             link["rule"], link["cause"]["reason"]) for link in found["links"]]
+             link["rule"], link["cause"]["reason"], (link["wakeup"] or {}).get("op")) for link in found["links"]]
 
 
 def test_both_tracers_give_the_same_links(both):
@@ -104,6 +122,8 @@ def test_both_tracers_give_the_same_links(both):
     for expected in ("ECONNREFUSED", "ECONNRESET", "EPIPE", "EOF"):
         assert expected in errnos, strace
     assert errnos.count("ECONNREFUSED") == 2  # the blocking connect and the SO_ERROR one
+    # the event loops' wake-ups: select told of the refusal, epoll of the reset, poll of the FIN
+    assert [wakeup for *_, wakeup in strace if wakeup] == ["select", "epoll_wait", "poll"], strace
     for tracer in both:
         assert not both[tracer][1]["unlinked"], both[tracer][1]["unlinked"]
 
@@ -129,10 +149,12 @@ def test_ebpf_calls_carry_both_ends_names_and_cost(both):
     assert {c.role for c in calls} == {c.role for c in strace_recording.calls if c.source == "strace"}
     assert all(c.errno is None or c.errno.isupper() for c in calls)  # names, never numbers
     linger = [c for c in calls if c.op == "setsockopt"]
-    assert len(linger) == 1 and "l_onoff=1, l_linger=0" in linger[0].text
+    assert len(linger) == 2 and all("l_onoff=1, l_linger=0" in call.text for call in linger)
     extra = dict(recording.metadata.extra)
     assert extra["time_stopped"].startswith("none")
-    assert int(extra["traced_syscalls"]) == len(calls) and extra["calls_lost_events"] == "0"
+    waits = [c for c in calls if c.is_readiness]
+    assert {c.op for c in waits} == {"select", "epoll_wait", "poll"} and all(c.local and c.events for c in waits)
+    assert int(extra["traced_syscalls"]) == len(calls) - len(waits) and extra["calls_lost_events"] == "0"
     assert "cost: traced syscalls" in said
     assert float(extra["calls_attach_seconds"]) > 0 and float(extra["calls_stop_seconds"]) >= 0
     # the calls' clock, proved against the packets: every connect's SYN inside its connect()

@@ -252,7 +252,8 @@ def script(available: Optional[set[str]] = None, *, raw_enter: bool = True, offs
         parts += ["  delete(@t0[tid]); delete(@sk[tid]); delete(@fd[tid]); delete(@kind[tid]); delete(@x[tid]);",
                   "}"]
     parts += ["END {", "  clear(@traced); clear(@errname); clear(@t0); clear(@sk); clear(@fd); clear(@x); "
-              "clear(@connecting); clear(@kind); clear(@op);", "}"]
+              "clear(@connecting); clear(@kind); clear(@op); clear(@w0); clear(@wk); clear(@wa); clear(@wb); clear(@wc); "
+              "clear(@wd);", "}"]
     return "\n".join(parts) + "\n"
 
 
@@ -267,6 +268,16 @@ _NUMBERS = {
                 "connect": 203, "sendto": 206, "recvfrom": 207, "setsockopt": 208, "getsockopt": 209,
                 "shutdown": 210, "sendmsg": 211, "recvmsg": 212, "accept4": 242, "recvmmsg": 243, "sendmmsg": 269},
 }
+# An event loop's waits and epoll_ctl, by number (aarch64 has only the p- forms)
+_WAITS = {
+    "x86_64": {"poll": 7, "select": 23, "epoll_wait": 232, "epoll_ctl": 233, "pselect6": 270, "ppoll": 271,
+               "epoll_pwait": 281, "epoll_pwait2": 441},
+    "aarch64": {"epoll_ctl": 21, "epoll_pwait": 22, "pselect6": 72, "ppoll": 73, "epoll_pwait2": 441},
+}
+# struct epoll_event: (its size, the offset of its data); packed on x86_64 only
+_EPOLL_EVENT = {"x86_64": (12, 4), "aarch64": (16, 8)}
+WAIT_READ = 32  # ready fds read per epoll_wait/poll (more are said, not read); select: fds 0-127
+EPOLL_CTL_DEL = 2
 # raw_syscalls:sys_enter has the arguments as args->args[N]; every traced call's fd is the first
 _RAW_ARGS = {"fd": "args->args[0]", "out_fd": "args->args[0]", "level": "args->args[1]",
              "optname": "args->args[2]", "how": "args->args[1]"}
@@ -313,7 +324,79 @@ def _enter_probes(kernel: _Kernel, names: list[str], numbers: Optional[dict[str,
                    for i, (code, name) in enumerate(special))
     kept += f"        else {{ {_KEEP.strip()} @kind[tid] = $k; }}" if special else f"{_KEEP} @kind[tid] = $k;"
     body += ["  if ($k >= 0) {", _enter_fd(kernel, "args->args[0]", kept), "  }"]
-    return ["tracepoint:raw_syscalls:sys_enter /@traced[pid]/ {", *body, "}"]
+    body += _wait_enter(kernel)
+    return ["tracepoint:raw_syscalls:sys_enter /@traced[pid]/ {", *body, "}", *_epoll_ctl(kernel), *_wait_exits()]
+
+
+def _waits() -> dict[str, int]:
+    import platform
+
+    return _WAITS.get(platform.machine(), {})
+
+
+def _wait_enter(kernel: _Kernel) -> list[str]:
+    """At entry of an event loop's wait: where its answer will be (read at exit);
+    of epoll_ctl on a TCP socket: which epoll data stands for which fd (an E line)."""
+    waits = _waits()
+    if not waits:
+        return []
+    kinds = {1: ("epoll_wait", "epoll_pwait", "epoll_pwait2"), 2: ("poll", "ppoll"), 3: ("select", "pselect6")}
+    lines = []
+    for kind, names in kinds.items():
+        which = " || ".join(f"$id == {waits[n]}" for n in names if n in waits)
+        if which:
+            lines.append(f"  if ({which}) {{ @w0[tid] = nsecs; @wk[tid] = {kind}; @wa[tid] = args->args[0]; "
+                         f"@wb[tid] = args->args[1]; @wc[tid] = args->args[2]; @wd[tid] = args->args[3]; }}")
+    return lines
+
+
+def _epoll_ctl(kernel: _Kernel) -> list[str]:
+    """epoll_ctl on a TCP socket: which epoll data stands for which fd (an E line),
+    a probe of its own (in the shared enter probe, the BPF stack overflows)."""
+    import platform
+
+    if "epoll_ctl" not in _waits():
+        return []
+    _, data = _EPOLL_EVENT[platform.machine()]
+    keep = (f'        printf("E %d %d %llu %d %d %d %llu %llu\\n", tid, pid, nsecs, $epfd, $how, $n, '
+            f'$how == {EPOLL_CTL_DEL} || $ev == 0 ? (uint64)0 : *(uint64 *)uptr($ev + {data}), (uint64)$sk);')
+    return ["tracepoint:syscalls:sys_enter_epoll_ctl /@traced[pid]/ {",
+            "  $epfd = (int64)args->epfd; $how = (int64)args->op; $ev = (uint64)args->event;",
+            _enter_fd(kernel, "args->fd", keep), "}"]
+
+
+def _wait_exits() -> list[str]:
+    """At a wait's return: one R line per fd it reported ready (the first
+    WAIT_READ): R TID PID T0 T1 OP WAITFD RET A B, with A B the epoll event's
+    events and data, poll's fd and revents, or select's set and its first two
+    64-bit words (fds 0-127)."""
+    import platform
+
+    if not _waits():
+        return []
+    size, data = _EPOLL_EVENT[platform.machine()]
+    head = 'tid, pid, @w0[tid], nsecs'
+    forget = "  delete(@w0[tid]); delete(@wk[tid]); delete(@wa[tid]); delete(@wb[tid]); delete(@wc[tid]); delete(@wd[tid]);"
+    epoll = ["tracepoint:raw_syscalls:sys_exit /@wk[tid] == 1/ {", "  if (args->ret > 0) {",
+             "    $i = (uint64)0; $p = @wb[tid];",
+             f"    while ($i < {WAIT_READ} && (int64)$i < args->ret) {{",
+             f'      printf("R %d %d %llu %llu epoll_wait %d %d %u %llu\\n", {head}, (int64)@wa[tid], args->ret, '
+             f"*(uint32 *)uptr($p + {size} * $i), *(uint64 *)uptr($p + {size} * $i + {data}));",
+             "      $i++;", "    }", "  }", forget, "}"]
+    poll = ["tracepoint:raw_syscalls:sys_exit /@wk[tid] == 2/ {", "  if (args->ret > 0) {",
+            "    $i = (uint64)0; $p = @wa[tid];",
+            f"    while ($i < {WAIT_READ} && $i < @wb[tid]) {{",
+            "      $rev = *(uint16 *)uptr($p + 8 * $i + 6);",
+            f'      if ($rev != 0) {{ printf("R %d %d %llu %llu poll %d %d %d %u\\n", {head}, (int64)@wb[tid], '
+            "args->ret, *(int32 *)uptr($p + 8 * $i), $rev); }",
+            "      $i++;", "    }", "  }", forget, "}"]
+    select = ["tracepoint:raw_syscalls:sys_exit /@wk[tid] == 3/ {", "  if (args->ret > 0) {"]
+    for name, slot in (("in", "@wb"), ("out", "@wc"), ("except", "@wd")):
+        select.append(f'    if ({slot}[tid] != 0) {{ printf("R %d %d %llu %llu select %d %d {name} %llu,%llu\\n", '
+                      f"{head}, (int64)@wa[tid], args->ret, *(uint64 *)uptr({slot}[tid]), "
+                      f"*(uint64 *)uptr({slot}[tid] + 8)); }}")
+    select += ["  }", forget, "}"]
+    return epoll + poll + select
 
 # -- availability --------------------------------------------------------------
 

@@ -9,6 +9,10 @@ errno this tool has no name for):
     Q PID MONO                                  a traced process exited
     S SOCK MONO LADDR LPORT RADDR RPORT         a connecting socket leaves SYN_SENT
     C TID PID T0 T1 SYSCALL FD RET ERRNO SOCK LADDR LPORT RADDR RPORT EXTRA
+    E TID PID MONO EPFD OP FD DATA SOCK         epoll_ctl on a TCP socket (OP 1 add, 2 del, 3 mod)
+    R TID PID T0 T1 OP WAITFD RET A B           a wait's ready fd: epoll_wait (A events, B data),
+                                                poll (A fd, B revents), select (A in/out/except,
+                                                B its first two 64-bit words: fds 0-127)
     clock OFFSET_NS UNCERTAINTY_NS              CLOCK_MONOTONIC -> CLOCK_REALTIME
     timing ATTACH_NS STOP_NS DRAINED            bpftrace's start-up and stop (DRAINED 0: it was killed)
     Lost N events                               bpftrace's ring buffer overflowed
@@ -25,8 +29,12 @@ SHUT_* (shutdown), else ``-``.
 The calls are the ones formats/strace.py makes of the same program (its
 op names, roles named by the exec'd file as strace names them, the pid of
 the thread, a non-blocking connect and its SO_ERROR as two calls), with
-``source="ebpf"`` and ``where="bpftrace:LINE"``. Readiness events are not
-traced. Pure: lines in, an ImportResult out; problems name the line.
+``source="ebpf"`` and ``where="bpftrace:LINE"``. Readiness events (an
+event loop's wake-ups) are made as strace's reader makes them: one per TCP
+fd the wait reported, an epoll fd's data mapped back to the fd its
+epoll_ctl registered (else taken as the fd, as libuv and Python store it,
+and said), each fd to the socket its last call on that fd named. Pure:
+lines in, an ImportResult out; problems name the line.
 """
 
 from __future__ import annotations
@@ -44,6 +52,8 @@ __all__ = ["parse_bpftrace", "read_bpftrace_file"]
 
 _RESTARTS = frozenset({512, 513, 514, 516})  # ERESTART*: the kernel restarts the call (strace drops them too)
 _CALL_FIELDS = 15
+_EPOLL_CTL_DEL = "2"
+_WAIT_READ = 32  # capture/ebpf_calls.WAIT_READ: ready fds the script reads per wait
 
 
 def _host(text: str) -> str:
@@ -82,6 +92,14 @@ def parse_bpftrace(lines: Iterable[str], *, path: str = "bpftrace") -> ImportRes
                                             f"ERRNO SOCK LADDR LPORT RADDR RPORT EXTRA")
                 continue
             calls.append((int(fields[3]), int(fields[4]), line_no, fields))
+        elif kind in ("E ", "R "):
+            fields = line.split(" ")
+            if len(fields) == (9 if kind == "E " else 10) and all(f.lstrip("-").isdigit() for f in fields[1:5]):
+                at = int(fields[3]) if kind == "E " else int(fields[4])  # a wait tells at its return
+                calls.append((at, at, line_no, fields))
+            else:
+                problems.add(path, line_no, "expected E TID PID MONO EPFD OP FD DATA SOCK" if kind == "E " else
+                             "expected R TID PID T0 T1 OP WAITFD RET A B")
         elif kind == "S ":
             fields = line.split(" ")
             if len(fields) == 7 and fields[2].isdigit():
@@ -117,9 +135,15 @@ def parse_bpftrace(lines: Iterable[str], *, path: str = "bpftrace") -> ImportRes
                                    f"monotonic clock, not the packets'")
     if lost:
         problems.note("lost", f"{path}: bpftrace lost {lost} events (its ring buffer was full): some calls are missing")
-    out = _Calls(offset, syn_ends, _Names(names, parents), path)
-    for t0, t1, line_no, fields in sorted(calls, key=lambda c: (c[0], c[1], c[2])):
-        out.feed(t0, t1, line_no, fields)
+    out = _Calls(offset, syn_ends, _Names(names, parents), path, problems)
+    for _, _, line_no, fields in sorted(calls, key=lambda c: (c[0], c[1], c[2])):
+        if fields[0] == "C":
+            out.feed(int(fields[3]), int(fields[4]), line_no, fields)
+        elif fields[0] == "E":
+            out.epoll_ctl(fields)
+        else:
+            out.ready(line_no, fields)
+    out.calls.sort(key=lambda c: (c.start_ns, c.end_ns))
     return ImportResult(tuple(out.calls), problems.lines())
 
 
@@ -141,8 +165,10 @@ class _Names:
 
 
 class _Calls:
-    def __init__(self, offset: int, syn_ends: dict, role: _Names, path: str):
-        self.offset, self.syn_ends, self.role, self.path = offset, syn_ends, role, path
+    def __init__(self, offset: int, syn_ends: dict, role: _Names, path: str, problems: Problems):
+        self.offset, self.syn_ends, self.role, self.path, self.problems = offset, syn_ends, role, path, problems
+        self.socks: dict[tuple[str, int], str] = {}  # (process, fd) -> the sock its last call named
+        self.cookies: dict[tuple[str, int], dict[str, int]] = {}  # (process, epoll fd) -> {data: fd}
         self.known: dict[str, tuple[Optional[Endpoint], Optional[Endpoint]]] = {}  # sock -> its ends
         self.connecting: set[str] = set()  # socks whose connect returned EINPROGRESS
         self.calls: list[SocketCall] = []
@@ -170,6 +196,11 @@ class _Calls:
             errno, ret = (None if extra == "0" else extra), 0
         elif op == "connect" and errno == "EINPROGRESS":
             self.connecting.add(sock)
+        process = fields[2]
+        if op == "close":
+            self.socks.pop((process, fd), None)
+        elif op != "accept" or ret >= 0:
+            self.socks[(process, fd)] = sock
         tid = int(tid_text)
         self.calls.append(SocketCall(
             role=self.role(tid), op=op, start_ns=t0 + self.offset, end_ns=t1 + self.offset,
@@ -177,12 +208,74 @@ class _Calls:
             local=local, remote=remote, source="ebpf", text=_text(name, fd, ret, errno, local, remote, extra),
             where=f"{self.path}:{line_no}"))
 
+    def epoll_ctl(self, fields: list[str]) -> None:
+        """Which epoll data stands for which TCP fd (add, mod), forgotten on del."""
+        _, _, process, _, epfd, how, fd, data, sock = fields
+        cookies = self.cookies.setdefault((process, int(epfd)), {})
+        if how == _EPOLL_CTL_DEL:
+            for cookie in [c for c, known in cookies.items() if known == int(fd)]:
+                del cookies[cookie]
+        else:
+            cookies[data] = int(fd)
+            self.socks[(process, int(fd))] = sock
+
+    def ready(self, line_no: int, fields: list[str]) -> None:
+        """One readiness event per TCP fd a wait reported (as formats/strace.py makes them)."""
+        _, tid_text, process, t0, t1, op, wait_fd, ret, first, second = fields
+        if op == "epoll_wait":
+            cookies = self.cookies.get((process, int(wait_fd)))
+            fd = cookies.get(second) if cookies is not None else None
+            if cookies is None and second.isdigit() and int(second) < 1 << 31:
+                fd = int(second)
+                self.problems.note("epoll-cookies", f"{self.path}: epoll_wait reports fds whose epoll_ctl the "
+                                                    f"log does not show; their data was taken as the fd, which "
+                                                    f"holds for libuv and Python, not for Go or nginx")
+            found = [(fd, _flags(int(first), "EPOLL"))] if fd is not None else []
+            if int(ret) > _WAIT_READ:
+                self._unread(op, ret)
+        elif op == "poll":
+            found = [(int(first), _flags(int(second), "POLL"))]
+            if int(wait_fd) > _WAIT_READ:
+                self._unread(op, wait_fd)
+        else:
+            words = [int(w) for w in second.split(",")]
+            found = [(64 * n + bit, first) for n, word in enumerate(words) for bit in range(64) if word >> bit & 1]
+            if int(wait_fd) > 64 * len(words):
+                self.problems.note("select-wide", f"{self.path}: select() on fds beyond {64 * len(words) - 1}: "
+                                                  f"those fds' readiness is not read")
+        for fd, events in found:
+            sock = self.socks.get((process, fd))
+            if sock is None:
+                continue  # not a TCP socket of this process (a pipe, a timer), or one never used
+            local, remote = self.known.get(sock, (None, None))
+            tid = int(tid_text)
+            self.calls.append(SocketCall(
+                role=self.role(tid), op=op, start_ns=int(t0) + self.offset, end_ns=int(t1) + self.offset,
+                result=int(ret), errno=None, pid=tid, fd=fd, local=local, remote=remote, source="ebpf",
+                text=f"{op}({wait_fd}, [{fd}<TCP:[{local or '?'}->{remote or '?'}]> {events}]) = {ret}",
+                where=f"{self.path}:{line_no}", events=events))
+
+    def _unread(self, op: str, count: str) -> None:
+        self.problems.note(f"{op}-wide", f"{self.path}: {op}() reported {count} fds at once; the script reads "
+                                         f"the first {_WAIT_READ}: the others' readiness is not known")
+
     def _syn_sent(self, sock: str, t0: int, t1: int):
         """The ends the sock had when it left SYN_SENT during this connect (a refusal clears them)."""
         for when, ends in self.syn_ends.get(sock, ()):
             if t0 <= when <= t1:
                 return ends
         return None
+
+
+_EVENT_BITS = ((0x1, "IN"), (0x2, "PRI"), (0x4, "OUT"), (0x8, "ERR"), (0x10, "HUP"), (0x20, "NVAL"),
+               (0x40, "RDNORM"), (0x80, "RDBAND"), (0x100, "WRNORM"), (0x200, "WRBAND"), (0x400, "MSG"),
+               (0x2000, "RDHUP"))
+
+
+def _flags(mask: int, prefix: str) -> str:
+    """EPOLLIN|EPOLLRDHUP, POLLIN|POLLHUP: a wait's event bits as strace names them."""
+    names = [f"{prefix}{name}" for bit, name in _EVENT_BITS if mask & bit and not (prefix == "EPOLL" and name == "NVAL")]
+    return "|".join(names) or "0"
 
 
 def _text(name: str, fd: int, ret: int, errno: Optional[str], local, remote, extra: str) -> str:
