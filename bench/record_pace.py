@@ -79,7 +79,9 @@ def check_bundle(bundle: Path, result: dict, port: int, refused_port: int, sourc
 def linked(bundle: Path) -> str:
     """How many failing calls explain links to a packet, and how many it could not."""
     done = subprocess.run([sys.executable, "-m", "tcpteardown", "explain", "--json", str(bundle)],
-                          capture_output=True, text=True, check=True)
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        return f"explain: FAILED ({done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode})"
     found = json.loads(done.stdout)
     failing = [link for link in found["links"] if link["call"]["errno"]]
     to_packet = sum(1 for link in failing if link["cause"]["frame"] is not None)

@@ -82,18 +82,23 @@ EXPECTED = ["refused ECONNREFUSED", "so_error ECONNREFUSED", "reset ECONNRESET",
             "write EPIPE", "eof b''", "loop reset ECONNRESET", "poll eof b''"]
 
 
-def _record(tmp_path, tracer: str):
+def _start(tmp_path, tracer: str):
     program = tmp_path / "teardowns.py"
     program.write_text(PROGRAM)
     bundle = tmp_path / f"{tracer}.pcapng"
-    done = subprocess.run([sys.executable, "-m", "tcpteardown", "record", "--calls", tracer, "-o", str(bundle),
-                           "--", sys.executable, str(program)], capture_output=True, text=True, timeout=180)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split("\n")[:len(EXPECTED)] == EXPECTED, done.stdout
+    return bundle, subprocess.Popen([sys.executable, "-m", "tcpteardown", "record", "--calls", tracer, "-o",
+                                     str(bundle), "--", sys.executable, str(program)],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _finish(bundle, record: subprocess.Popen):
+    stdout, stderr = record.communicate(timeout=180)
+    assert record.returncode == 0, stderr
+    assert stdout.split("\n")[:len(EXPECTED)] == EXPECTED, stdout
     explained = subprocess.run([sys.executable, "-m", "tcpteardown", "explain", "--json", str(bundle)],
                                capture_output=True, text=True, timeout=120)
     assert explained.returncode == 0, explained.stderr
-    return load_recording(bundle), json.loads(explained.stdout), done.stderr
+    return load_recording(bundle), json.loads(explained.stdout), stderr
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +110,16 @@ def both(tmp_path_factory):
     why_not = unavailable()
     if why_not:
         pytest.skip(f"record --calls ebpf: {why_not}")
-    return {tracer: _record(tmp_path_factory.mktemp(tracer), tracer) for tracer in ("strace", "ebpf")}
+    # both at once (each on its own ephemeral ports, kept apart by record itself): the
+    # module pays for one bpftrace start-up, not a strace run after it
+    started = {tracer: _start(tmp_path_factory.mktemp(tracer), tracer) for tracer in ("strace", "ebpf")}
+    try:
+        return {tracer: _finish(*started[tracer]) for tracer in started}
+    finally:
+        for _, record in started.values():  # one failed: the other is stopped, as Ctrl-C would
+            if record.poll() is None:
+                record.terminate()
+                record.communicate(timeout=60)
 
 
 def _story(found: dict) -> list[tuple]:

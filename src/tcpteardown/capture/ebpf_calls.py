@@ -492,9 +492,8 @@ def run_traced(log: Path, command: Sequence[str], *, stderr_log: Optional[Path] 
     try:
         try:
             if not copier.ready.wait(READY_SECONDS) or tracer.poll() is not None:
-                said = log.with_name("bpftrace-stderr.log").read_text(errors="replace").strip().splitlines()
-                raise UserError("record --calls ebpf: bpftrace did not start"
-                                + (f" ({said[-1]})" if said else "") + "; try --calls strace")
+                raise UserError(f"record --calls ebpf: bpftrace did not start ({_last_words(log)}); "
+                                f"try --calls strace")
             attach_ns = time.monotonic_ns() - launched
             mappings.append(measure_clock_mapping("mono"))
             os.write(release, b"\n")
@@ -517,6 +516,7 @@ def run_traced(log: Path, command: Sequence[str], *, stderr_log: Optional[Path] 
             os.close(release)
         if program.poll() is None:
             _kill_group(program)
+        gone = tracer.poll()  # bpftrace ended before it was told to: what came after is missing
         stopping = time.monotonic_ns()
         drained = _stop(tracer)
         stop_ns = time.monotonic_ns() - stopping
@@ -524,10 +524,17 @@ def run_traced(log: Path, command: Sequence[str], *, stderr_log: Optional[Path] 
             reaper.forget(token)
         mapping = ClockMapping.combine(mappings[0], mappings[-1]) if mappings else None
         copier.finish((f"clock {mapping.offset_ns} {mapping.uncertainty_ns}\n" if mapping else "")
-                      + f"timing {attach_ns if attach_ns is not None else '-'} {stop_ns} {int(drained)}\n")
+                      + f"timing {attach_ns if attach_ns is not None else '-'} {stop_ns} {int(drained)}\n"
+                      + (f"gone {gone} {_last_words(log)}\n" if gone is not None else ""))
         if tee is not None:
             tee.finish()
     return (128 - status if status < 0 else status), interrupted
+
+
+def _last_words(log: Path) -> str:
+    said = log.with_name("bpftrace-stderr.log").read_text(errors="replace").strip().splitlines()
+    said = [line for line in said if "RLIMIT_MEMLOCK" not in line]
+    return said[-1] if said else "nothing on stderr"
 
 
 def _stop(tracer: subprocess.Popen) -> bool:

@@ -463,6 +463,9 @@ def build_recording(pcap: Path, log: Path, events, witness, capture, command, po
         imported = read_strace_file(log, name="strace", ends=ends)  # not the temporary path: gone after the run
     if imported.problems:
         notes.append(f"{tracer} log: {len(imported.problems)} problems, e.g. {imported.problems[0]}")
+        if tracer == "ebpf":  # lost events, a killed or vanished bpftrace: each said, never one of many
+            notes.extend(f"{tracer} log: {problem}" for problem in imported.problems[1:]
+                         if not re.match(r"bpftrace:\d", problem))
     calls = imported.calls + _program_messages(stderr_log, notes, _program_name(imported.calls, command))
     service = service_ports(calls)
     keep = set(ports) or service | ports_touched(calls)

@@ -15,6 +15,7 @@ errno this tool has no name for):
                                                 B its first two 64-bit words: fds 0-127)
     clock OFFSET_NS UNCERTAINTY_NS              CLOCK_MONOTONIC -> CLOCK_REALTIME
     timing ATTACH_NS STOP_NS DRAINED            bpftrace's start-up and stop (DRAINED 0: it was killed)
+    gone STATUS LAST_WORDS                      bpftrace exited before the program did
     Lost N events                               bpftrace's ring buffer overflowed
 
 ``C`` is one call on a TCP socket: T0/T1 its entry and return (bpftrace's
@@ -122,6 +123,10 @@ def parse_bpftrace(lines: Iterable[str], *, path: str = "bpftrace") -> ImportRes
             if line.split()[3:4] == ["0"]:
                 problems.note("killed", f"{path}: bpftrace did not exit on SIGINT and was killed: calls still "
                                         f"in its buffers when the program ended are missing")
+        elif line.startswith("gone "):
+            _, status, said = (line.split(" ", 2) + ["", ""])[:3]
+            problems.note("gone", f"{path}: bpftrace exited (status {status}) before the program did: "
+                                  f"calls after its last line are missing ({said})")
         elif line.startswith("Lost ") and line.endswith(" events"):
             lost += int(line.split()[1]) if line.split()[1].isdigit() else 0
         elif line.startswith(("ready ", "Q ", "Attaching ")) or not line.strip():
