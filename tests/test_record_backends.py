@@ -102,24 +102,35 @@ def _finish(bundle, record: subprocess.Popen):
 
 
 @pytest.fixture(scope="module")
-def both(tmp_path_factory):
+def recorded(tmp_path_factory):
+    """Both tracers' records of PROGRAM, and a third (eBPF) record of a program that
+    hangs until Ctrl-C, all started at once (each on its own ephemeral ports, kept
+    apart by record itself): the module pays for one bpftrace start-up, not three
+    runs in a row."""
     tool_or_skip("strace")
     tool_or_skip("tcpdump")
+    from test_lifecycle import _start_record
     from tcpteardown.capture.ebpf_calls import unavailable
 
     why_not = unavailable()
     if why_not:
         pytest.skip(f"record --calls ebpf: {why_not}")
-    # both at once (each on its own ephemeral ports, kept apart by record itself): the
-    # module pays for one bpftrace start-up, not a strace run after it
     started = {tracer: _start(tmp_path_factory.mktemp(tracer), tracer) for tracer in ("strace", "ebpf")}
+    hanging = None
     try:
-        return {tracer: _finish(*started[tracer]) for tracer in started}
+        hanging = _start_record(tmp_path_factory.mktemp("hang"), "--calls", "ebpf")
+        yield {tracer: _finish(*started[tracer]) for tracer in started}, hanging
     finally:
-        for _, record in started.values():  # one failed: the other is stopped, as Ctrl-C would
+        records = [record for _, record in started.values()] + ([hanging[0]] if hanging else [])
+        for record in records:  # a failure, or the Ctrl-C test not run: stopped as Ctrl-C would
             if record.poll() is None:
                 record.terminate()
                 record.communicate(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def both(recorded):
+    return recorded[0]
 
 
 def _story(found: dict) -> list[tuple]:
@@ -181,16 +192,13 @@ def test_ebpf_calls_carry_both_ends_names_and_cost(both):
 
 
 @pytest.mark.needs_capture
-def test_ctrl_c_under_ebpf_keeps_the_recording_and_leaves_no_bpftrace(tmp_path):
+def test_ctrl_c_under_ebpf_keeps_the_recording_and_leaves_no_bpftrace(recorded):
     import signal
 
-    from test_lifecycle import _alive, _instances_of, _start_record, _stop_with
+    from test_lifecycle import _alive, _instances_of, _stop_with
     from test_record import _processes_mentioning
-    from tcpteardown.capture.ebpf_calls import unavailable
 
-    if unavailable():
-        pytest.skip(f"record --calls ebpf: {unavailable()}")
-    record, program_pid, bundle = _start_record(tmp_path, "--calls", "ebpf")
+    record, program_pid, bundle = recorded[1]
     stderr = _stop_with(record, signal.SIGINT)
     assert record.returncode == 130, stderr
     assert not _alive(program_pid)
