@@ -280,3 +280,16 @@ def test_an_ipv6_end_read_at_a_btf_offset_reads_back_as_its_address():
     call, = parse_bpftrace([line, "clock 0 0"]).calls
     # a mapped IPv4 peer is the IPv4 end its packets carry (formats/strace._endpoint, as for strace)
     assert (str(call.local), str(call.remote)) == ("[::1]:5000", "10.0.0.1:80")
+
+
+def test_a_script_bpftrace_refuses_is_said_and_the_program_never_runs_untraced(tmp_path, monkeypatch):
+    from tcpteardown.capture import ebpf_calls
+    from tcpteardown.errors import UserError
+
+    if ebpf_calls.unavailable():
+        pytest.skip(f"record --calls ebpf: {ebpf_calls.unavailable()}")
+    monkeypatch.setattr(ebpf_calls, "script", lambda *args, **kwargs: "BEGIN { printf(\"ready\\n\") \n")
+    ran = tmp_path / "ran"
+    with pytest.raises(UserError, match=r"bpftrace did not start \(.*ERROR.*\); try --calls strace"):
+        ebpf_calls.run_traced(tmp_path / "bpftrace.log", ["touch", str(ran)])
+    assert not ran.exists()

@@ -65,7 +65,9 @@ RING_PAGES = 1024  # per CPU (4 MiB): what bpftrace has not read yet; beyond it,
 MAP_KEYS = 65536  # processes and threads of the traced tree alive at once, calls in flight
 SIGINT_EVERY = 0.25  # bpftrace can miss a SIGINT (see _stop): sent again this often until it exits
 # Waits for one byte on the pipe (the script is attached), then becomes the program: exec'd, nothing stays.
-STUB = "import os, sys; fd = int(sys.argv[1]); os.read(fd, 1); os.close(fd); os.execvp(sys.argv[2], sys.argv[2:])"
+# The pipe closed without it (bpftrace failed, we died): exit, never run the program untraced.
+STUB = ("import os, sys; fd = int(sys.argv[1]); go = os.read(fd, 1); os.close(fd); go or sys.exit(125); "
+        "os.execvp(sys.argv[2], sys.argv[2:])")
 
 # The kernel fields the script reads: (struct, member path, C type read)
 FIELDS = (("task_struct", "files", "uint64"), ("files_struct", "fdt", "uint64"), ("fdtable", "max_fds", "uint32"),
@@ -437,6 +439,7 @@ class _Copier:
 
     def __init__(self, pipe, path: Path, root_pid: int):
         self.ready, self.exited = threading.Event(), threading.Event()
+        self.attached = False  # its ready line was seen (ready is also set when bpftrace ends without one)
         self._pipe, self._out, self._exit_line = pipe, open(path, "wb"), f"Q {root_pid} ".encode()
         self._thread = threading.Thread(target=self._copy, name="tcpteardown-bpftrace-copy", daemon=True)
         self._thread.start()
@@ -447,6 +450,7 @@ class _Copier:
             self._out.write(chunk)
             seen = tail + chunk
             if not self.ready.is_set() and b"ready " in seen:
+                self.attached = True
                 self.ready.set()
             if self._exit_line in seen:
                 self.exited.set()
@@ -482,16 +486,21 @@ def run_traced(log: Path, command: Sequence[str], *, stderr_log: Optional[Path] 
     env = {**os.environ, "BPFTRACE_STRLEN": "200", "BPFTRACE_PERF_RB_PAGES": str(RING_PAGES),
            "BPFTRACE_MAP_KEYS_MAX": str(MAP_KEYS)}
     launched = time.monotonic_ns()
-    tracer = subprocess.Popen(["bpftrace", "-B", "line", str(program_file), str(program.pid)], env=env,
-                              stdout=subprocess.PIPE, stderr=open(log.with_name("bpftrace-stderr.log"), "wb"),
-                              start_new_session=True)
+    with open(log.with_name("bpftrace-stderr.log"), "wb") as tracer_stderr:  # bpftrace holds its own copy
+        tracer = subprocess.Popen(["bpftrace", "-B", "line", str(program_file), str(program.pid)], env=env,
+                                  stdout=subprocess.PIPE, stderr=tracer_stderr, start_new_session=True)
     tokens.append(reaper.watch_group(tracer.pid))
     copier = _Copier(tracer.stdout, log, program.pid)
     tee = StderrTee(program.stderr, stderr_log) if stderr_log is not None else None
     interrupted, status, mappings, attach_ns, stop_ns, drained = None, None, [], None, None, True
     try:
         try:
-            if not copier.ready.wait(READY_SECONDS) or tracer.poll() is not None:
+            # not attached: bpftrace failed (its stdout ended before a ready line; it may
+            # not be reaped yet, so poll() alone would let the program run untraced)
+            if not copier.ready.wait(READY_SECONDS) or not copier.attached or tracer.poll() is not None:
+                if not copier.attached:
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        tracer.wait(timeout=DRAIN_SECONDS)
                 raise UserError(f"record --calls ebpf: bpftrace did not start ({_last_words(log)}); "
                                 f"try --calls strace")
             attach_ns = time.monotonic_ns() - launched
@@ -533,8 +542,9 @@ def run_traced(log: Path, command: Sequence[str], *, stderr_log: Optional[Path] 
 
 def _last_words(log: Path) -> str:
     said = log.with_name("bpftrace-stderr.log").read_text(errors="replace").strip().splitlines()
-    said = [line for line in said if "RLIMIT_MEMLOCK" not in line]
-    return said[-1] if said else "nothing on stderr"
+    said = [line.strip() for line in said if "RLIMIT_MEMLOCK" not in line and line.strip()]
+    errors = [line for line in said if "ERROR" in line]
+    return (errors or said or ["nothing on stderr"])[-1]
 
 
 def _stop(tracer: subprocess.Popen) -> bool:
