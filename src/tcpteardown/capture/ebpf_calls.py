@@ -1,21 +1,33 @@
 """Socket calls traced in the kernel with bpftrace (`record --calls ebpf`).
 
 strace stops the program twice per traced syscall (ptrace); a bpftrace
-script on the ``syscalls:sys_enter_*``/``sys_exit_*`` tracepoints never
-stops it: the kernel runs a small filter at each call and hands one line to
-bpftrace through a ring buffer. The script:
+script on the syscall tracepoints never stops it: the kernel runs a small
+filter at each call and hands one line to bpftrace through a ring buffer.
+The script:
 
 - follows only the traced process tree: a map of pids seeded with the
   pid of a stub (a Python one-liner) that waits on a pipe until the
-  script is attached, then execs CMD, so CMD's first syscall is seen;
-  ``sched:sched_process_fork`` adds every child and thread;
-- keeps only calls on TCP sockets (an enter probe per syscall, a few exit
-  probes on raw_syscalls:sys_exit shared by them), decided in the kernel from the fd (the
-  file's inode is a socket, its sock is IPPROTO_TCP, SOCK_STREAM) through
-  BTF, and reads both ends from the kernel's sock, so no -yy-like lookup
-  costs anything; a connect refused or reset has its ends cleared by the
-  time it returns, so ``sock:inet_sock_set_state`` from SYN_SENT prints
-  them for the sockets connect() is running on;
+  script is attached, then execs CMD, so CMD's first syscall is seen (and
+  exits, never running CMD, if the pipe closes without the go byte);
+  ``sched:sched_process_fork`` adds every child and thread, a thread's
+  entry leaves at its exit (a full BPF map would refuse new children);
+- keeps only calls on TCP sockets (one raw_syscalls:sys_enter probe telling
+  the syscalls apart by number, where this architecture's numbers are
+  known, else a sys_enter_NAME probe each; a few exit probes on
+  raw_syscalls:sys_exit shared by them), decided in the kernel from the fd
+  (the file's inode is a socket, its sock is IPPROTO_TCP, SOCK_STREAM),
+  and reads both ends from the kernel's sock, so no -yy-like lookup costs
+  anything. The structs are read at byte offsets from this kernel's BTF
+  (capture/btf.py; bpftrace's typed access has clang parse them, seconds
+  more at start-up), typed where the offsets cannot be read. A connect
+  refused or reset has its ends cleared by the time it returns, so
+  ``sock:inet_sock_set_state`` from SYN_SENT prints them for the sockets
+  connect() is running on;
+- event loops: at the exit of epoll_wait/epoll_pwait(2), poll/ppoll and
+  select/pselect6 it reads the ready fds from the program's memory (the
+  first WAIT_READ; select's fds 0-127) and epoll_ctl on a TCP socket says
+  which epoll data stands for which fd, so the parser makes the same
+  readiness events as strace's;
 - prints errno NAMES (a map filled from errnos.py and the C library's
   names of this kernel's numbers), never
   numbers, one line per call (formats/bpftrace_calls.py reads them).
@@ -23,10 +35,11 @@ bpftrace through a ring buffer. The script:
 Clock: bpftrace's nsecs is CLOCK_MONOTONIC; the offset to CLOCK_REALTIME
 (the packets' clock) is measured as the kernel witness measures its own
 (capture/kernel.measure_clock_mapping) when the program is released and
-when it has exited, and written at the end of the log as a ``clock`` line.
-
-Readiness (epoll_wait, poll, select) is not traced: links to the wake-up
-that told an event loop stay strace's (`--calls strace`).
+when it has exited, and written at the end of the log as a ``clock`` line
+(record then checks it against each connect's SYN:
+formats/bpftrace_calls.check_clock). A ``timing`` line says how long
+bpftrace took to attach and to stop; ``gone`` that it exited before the
+program did.
 
 Nothing is left behind: bpftrace and the program run in process groups of
 their own, each known to the reaper (SIGKILLed if we die), and stopped on
@@ -59,7 +72,7 @@ SYSCALLS = {
 SOL_SOCKET, SO_ERROR, SO_LINGER = 1, 4, 13
 TCP_SYN_SENT = 2
 SOCK_LINGER_BIT = 4  # enum sock_flags: SOCK_DEAD, SOCK_DONE, SOCK_URGINLINE, SOCK_KEEPOPEN, SOCK_LINGER
-READY_SECONDS = 60.0  # bpftrace compiles and attaches (1-3 s here); beyond this, something is wrong
+READY_SECONDS = 60.0  # bpftrace compiles and attaches (3-10 s at load 5 here); beyond this, something is wrong
 DRAIN_SECONDS = 10.0  # after the program exited: bpftrace prints what is still in its buffers
 RING_PAGES = 1024  # per CPU (4 MiB): what bpftrace has not read yet; beyond it, "Lost N events"
 MAP_KEYS = 65536  # processes and threads of the traced tree alive at once, calls in flight
