@@ -11,7 +11,10 @@ that very connection, and the eBPF calls must carry both ends.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import subprocess
 import sys
 
@@ -193,8 +196,6 @@ def test_ebpf_calls_carry_both_ends_names_and_cost(both):
 
 @pytest.mark.needs_capture
 def test_ctrl_c_under_ebpf_keeps_the_recording_and_leaves_no_bpftrace(recorded):
-    import signal
-
     from test_lifecycle import _alive, _instances_of, _stop_with
     from test_record import _processes_mentioning
 
@@ -293,3 +294,45 @@ def test_a_script_bpftrace_refuses_is_said_and_the_program_never_runs_untraced(t
     with pytest.raises(UserError, match=r"bpftrace did not start \(.*ERROR.*\); try --calls strace"):
         ebpf_calls.run_traced(tmp_path / "bpftrace.log", ["touch", str(ran)])
     assert not ran.exists()
+
+
+def test_events_bpftrace_loses_are_counted_from_its_own_lost_lines(tmp_path):
+    """A real bpftrace with a one-page ring buffer, flooded: its "Lost N events"
+    lines are what the parser and record's cost count (never a silent gap)."""
+    from tcpteardown.capture.ebpf_calls import unavailable
+    from tcpteardown.commands.record import tracing_cost
+    from tcpteardown.formats.bpftrace_calls import read_bpftrace_file
+
+    if unavailable():
+        pytest.skip(f"record --calls ebpf: {unavailable()}")
+    script = tmp_path / "flood.bt"
+    script.write_text('BEGIN { printf("ready 1\\n"); }\n'
+                      'tracepoint:raw_syscalls:sys_exit /pid == $1/ { printf("F %d %d\\n", tid, tid); }\n')
+    log = tmp_path / "bpftrace.log"
+    flood = subprocess.Popen(["sh", "-c", "read go; exec dd if=/dev/zero of=/dev/null bs=1 count=150000"],
+                             stdin=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    with open(log, "wb") as out:
+        tracer = subprocess.Popen(["bpftrace", "-B", "line", str(script), str(flood.pid)], stdout=subprocess.PIPE,
+                                  stderr=subprocess.DEVNULL, env={**os.environ, "BPFTRACE_PERF_RB_PAGES": "1"})
+        try:
+            for line in tracer.stdout:  # attached: its ready line
+                out.write(line)
+                if line.startswith(b"ready"):
+                    break
+            flood.communicate(b"go\n", timeout=60)
+            while tracer.poll() is None:  # bpftrace can miss one SIGINT (capture/ebpf_calls._stop)
+                tracer.send_signal(signal.SIGINT)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    tracer.wait(timeout=0.25)
+            out.write(tracer.stdout.read())
+        finally:
+            for process in (flood, tracer):
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
+            tracer.stdout.close()
+    said = [line for line in log.read_text().splitlines() if line.startswith("Lost ")]
+    assert said, "a one-page buffer flooded by dd lost nothing: the test proves nothing"
+    lost = sum(int(line.split()[1]) for line in said)
+    assert any(f"bpftrace lost {lost} events" in problem for problem in read_bpftrace_file(log).problems)
+    assert dict(tracing_cost(log, None, "ebpf"))["calls_lost_events"] == str(lost)
