@@ -309,7 +309,7 @@ def test_events_bpftrace_loses_are_counted_from_its_own_lost_lines(tmp_path):
     script.write_text('BEGIN { printf("ready 1\\n"); }\n'
                       'tracepoint:raw_syscalls:sys_exit /pid == $1/ { printf("F %d %d\\n", tid, tid); }\n')
     log = tmp_path / "bpftrace.log"
-    flood = subprocess.Popen(["sh", "-c", "read go; exec dd if=/dev/zero of=/dev/null bs=1 count=150000"],
+    flood = subprocess.Popen(["sh", "-c", "read go; exec dd if=/dev/zero of=/dev/null bs=1 count=60000"],
                              stdin=subprocess.PIPE, stderr=subprocess.DEVNULL)
     with open(log, "wb") as out:
         tracer = subprocess.Popen(["bpftrace", "-B", "line", str(script), str(flood.pid)], stdout=subprocess.PIPE,

@@ -333,12 +333,23 @@ def _enter_probes(kernel: _Kernel, names: list[str], numbers: Optional[dict[str,
         return probes
     body = ["  $id = args->id;", "  $k = -1;",
             *(f"  if ($id == {numbers[name]}) {{ $k = {code}; }}" for code, name in enumerate(names))]
-    special = [(code, name) for code, name in enumerate(names) if name in ("connect", "getsockopt", "setsockopt",
-                                                                           "shutdown")]
-    kept = "".join(f"        {'if' if i == 0 else 'else if'} ($k == {code}) {{\n  {keep(code, name)}\n        }}\n"
-                   for i, (code, name) in enumerate(special))
-    kept += f"        else {{ {_KEEP.strip()} @kind[tid] = $k; }}" if special else f"{_KEEP} @kind[tid] = $k;"
-    body += ["  if ($k >= 0) {", _enter_fd(kernel, "args->args[0]", kept), "  }"]
+    # One site per map update, whatever the call (each site is code bpftrace has LLVM
+    # compile: the start-up): which calls are kept, and what else they keep, by $k.
+    code = {name: index for index, name in enumerate(names)}
+    kept = ["        $keep = 1; $x = (int64)0;"]
+    for name, option in (("getsockopt", SO_ERROR), ("setsockopt", SO_LINGER)):  # SO_ERROR, SO_LINGER only
+        if name in code:
+            kept.append(f"        if ($k == {code[name]} && !({arg('level')} == {SOL_SOCKET} && "
+                        f"{arg('optname')} == {option})) {{ $keep = 0; }}")
+    if "getsockopt" in code:  # what it will return is the sock's pending error
+        err, soft = kernel.sock("sk_err", "int32", "$sk"), kernel.sock("sk_err_soft", "int32", "$sk")
+        kept.append(f"        if ($k == {code['getsockopt']}) {{ $x = (int64)({err} ? {err} : {soft}); }}")
+    if "shutdown" in code:
+        kept.append(f"        if ($k == {code['shutdown']}) {{ $x = (int64){arg('how')}; }}")
+    kept.append(f"        if ($keep) {{ {_KEEP.strip()} @kind[tid] = $k; @x[tid] = $x;"
+                + (f" if ($k == {code['connect']}) {{ @connecting[(uint64)$sk] = 1; }}" if "connect" in code else "")
+                + " }")
+    body += ["  if ($k >= 0) {", _enter_fd(kernel, "args->args[0]", "\n".join(kept)), "  }"]
     body += _wait_enter(kernel)
     return ["tracepoint:raw_syscalls:sys_enter /@traced[pid]/ {", *body, "}", *_epoll_ctl(kernel), *_wait_exits()]
 
