@@ -336,3 +336,18 @@ def test_events_bpftrace_loses_are_counted_from_its_own_lost_lines(tmp_path):
     lost = sum(int(line.split()[1]) for line in said)
     assert any(f"bpftrace lost {lost} events" in problem for problem in read_bpftrace_file(log).problems)
     assert dict(tracing_cost(log, None, "ebpf"))["calls_lost_events"] == str(lost)
+
+
+@pytest.mark.parametrize("raw_enter, offsets", [(True, True), (True, False), (False, True), (False, False)])
+def test_every_form_of_the_script_clears_only_maps_it_fills(raw_enter, offsets):
+    """bpftrace refuses a script that names a map it never assigns (the per-syscall
+    fallback once cleared the wake-up maps only the raw enter probe fills)."""
+    import re
+
+    from tcpteardown.capture.ebpf_calls import SYSCALLS, script
+
+    text = script(set(SYSCALLS), raw_enter=raw_enter, offsets=offsets)
+    filled = set(re.findall(r"@(\w+)\[[^\]]*\] = ", text))
+    cleared = set(re.findall(r"clear\(@(\w+)\)", text))
+    assert cleared and cleared <= filled, cleared - filled
+    assert set(re.findall(r"@(\w+)\[", text)) <= filled  # every map read is one the script fills

@@ -266,9 +266,10 @@ def script(available: Optional[set[str]] = None, *, raw_enter: bool = True, offs
             parts.append("  delete(@connecting[@sk[tid]]);")
         parts += ["  delete(@t0[tid]); delete(@sk[tid]); delete(@fd[tid]); delete(@kind[tid]); delete(@x[tid]);",
                   "}"]
-    parts += ["END {", "  clear(@traced); clear(@errname); clear(@t0); clear(@sk); clear(@fd); clear(@x); "
-              "clear(@connecting); clear(@kind); clear(@op); clear(@w0); clear(@wk); clear(@wa); clear(@wb); clear(@wc); "
-              "clear(@wd);", "}"]
+    maps = ["traced", "errname", "t0", "sk", "fd", "x", "connecting", "kind", "op"]
+    if numbers is not None and _waits():
+        maps += ["w0", "wk", "wa", "wb", "wc", "wd"]
+    parts += ["END {", "  " + " ".join(f"clear(@{name});" for name in maps), "}"]
     return "\n".join(parts) + "\n"
 
 
