@@ -231,7 +231,8 @@ def script(available: Optional[set[str]] = None, *, raw_enter: bool = True, offs
         names = [name for name in SYSCALLS if available is None or name in available]
     kernel = _Kernel(btf.kernel_offsets(FIELDS) if offsets else None)
     parts[1:1] = [f'  @op[{code}] = "{name}";' for code, name in enumerate(names)]  # in BEGIN
-    parts += _enter_probes(kernel, names, numbers)
+    waits = traced_waits(available, numbers is not None)
+    parts += _enter_probes(kernel, names, numbers, waits)
     # A few exit probes for them all (fewer probes to compile and attach), each
     # for the kinds its enter probes kept; one printf pair per probe (the BPF stack).
     code = {name: index for index, name in enumerate(names)}
@@ -267,7 +268,7 @@ def script(available: Optional[set[str]] = None, *, raw_enter: bool = True, offs
         parts += ["  delete(@t0[tid]); delete(@sk[tid]); delete(@fd[tid]); delete(@kind[tid]); delete(@x[tid]);",
                   "}"]
     maps = ["traced", "errname", "t0", "sk", "fd", "x", "connecting", "kind", "op"]
-    if numbers is not None and _waits():
+    if waits - {"epoll_ctl"}:
         maps += ["w0", "wk", "wa", "wb", "wc", "wd"]
     parts += ["END {", "  " + " ".join(f"clear(@{name});" for name in maps), "}"]
     return "\n".join(parts) + "\n"
@@ -292,6 +293,10 @@ _WAITS = {
 }
 # struct epoll_event: (its size, the offset of its data); packed on x86_64 only
 _EPOLL_EVENT = {"x86_64": (12, 4), "aarch64": (16, 8)}
+# The waits' tracepoint arguments: (kind, where the answer is...) as the raw probe's args[0..3]
+_WAIT_ARGS = {"epoll_wait": (1, "epfd", "events"), "epoll_pwait": (1, "epfd", "events"),
+              "epoll_pwait2": (1, "epfd", "events"), "poll": (2, "ufds", "nfds"), "ppoll": (2, "ufds", "nfds"),
+              "select": (3, "n", "inp", "outp", "exp"), "pselect6": (3, "n", "inp", "outp", "exp")}
 WAIT_READ = 32  # ready fds read per epoll_wait/poll (more are said, not read); select: fds 0-127
 EPOLL_CTL_DEL = 2
 # raw_syscalls:sys_enter has the arguments as args->args[N]; every traced call's fd is the first
@@ -306,9 +311,11 @@ def syscall_numbers() -> Optional[dict[str, int]]:
     return _NUMBERS.get(platform.machine())
 
 
-def _enter_probes(kernel: _Kernel, names: list[str], numbers: Optional[dict[str, int]]) -> list[str]:
+def _enter_probes(kernel: _Kernel, names: list[str], numbers: Optional[dict[str, int]],
+                  waits: frozenset[str]) -> list[str]:
     """What each traced call keeps at entry: one raw_syscalls:sys_enter probe
-    telling them apart by number, or one sys_enter_NAME probe each."""
+    telling them apart by number, or one sys_enter_NAME probe each; then the
+    event loops' waits (`waits`: the wait syscalls traced)."""
     def arg(name: str) -> str:
         return _RAW_ARGS[name] if numbers is not None else f"args->{name}"
 
@@ -331,7 +338,14 @@ def _enter_probes(kernel: _Kernel, names: list[str], numbers: Optional[dict[str,
         for code, name in enumerate(names):
             probes += [f"tracepoint:syscalls:sys_enter_{name} /@traced[pid]/ {{",
                        _enter_fd(kernel, f"args->{SYSCALLS[name]}", keep(code, name)), "}"]
-        return probes
+        for name in waits:
+            if name in _WAIT_ARGS:
+                kind, *fields = _WAIT_ARGS[name]
+                kept = " ".join(f"@w{slot}[tid] = {f'(uint64)args->{field}' if field else '(uint64)0'};"
+                                for slot, field in zip("abcd", fields + [None] * (4 - len(fields))))
+                probes += [f"tracepoint:syscalls:sys_enter_{name} /@traced[pid]/ {{",
+                           f"  @w0[tid] = nsecs; @wk[tid] = {kind}; {kept}", "}"]
+        return probes + _epoll_ctl(kernel, waits) + _wait_exits(waits)
     body = ["  $id = args->id;", "  $k = -1;",
             *(f"  if ($id == {numbers[name]}) {{ $k = {code}; }}" for code, name in enumerate(names))]
     # One site per map update, whatever the call (each site is code bpftrace has LLVM
@@ -351,8 +365,9 @@ def _enter_probes(kernel: _Kernel, names: list[str], numbers: Optional[dict[str,
                 + (f" if ($k == {code['connect']}) {{ @connecting[(uint64)$sk] = 1; }}" if "connect" in code else "")
                 + " }")
     body += ["  if ($k >= 0) {", _enter_fd(kernel, "args->args[0]", "\n".join(kept)), "  }"]
-    body += _wait_enter(kernel)
-    return ["tracepoint:raw_syscalls:sys_enter /@traced[pid]/ {", *body, "}", *_epoll_ctl(kernel), *_wait_exits()]
+    body += _wait_enter(waits)
+    return ["tracepoint:raw_syscalls:sys_enter /@traced[pid]/ {", *body, "}", *_epoll_ctl(kernel, waits),
+            *_wait_exits(waits)]
 
 
 def _waits() -> dict[str, int]:
@@ -361,28 +376,38 @@ def _waits() -> dict[str, int]:
     return _WAITS.get(platform.machine(), {})
 
 
-def _wait_enter(kernel: _Kernel) -> list[str]:
-    """At entry of an event loop's wait: where its answer will be (read at exit);
-    of epoll_ctl on a TCP socket: which epoll data stands for which fd (an E line)."""
-    waits = _waits()
-    if not waits:
-        return []
+def traced_waits(available: Optional[set[str]], raw_enter: bool) -> frozenset[str]:
+    """The waits (and epoll_ctl) traced: where this architecture's struct
+    epoll_event is known, those it has (numbers with the raw enter probe,
+    tracepoints otherwise)."""
+    import platform
+
+    if platform.machine() not in _EPOLL_EVENT:
+        return frozenset()
+    names = _waits() if raw_enter else (_WAIT_ARGS.keys() | {"epoll_ctl"})
+    return frozenset(name for name in names if available is None or raw_enter or name in available)
+
+
+def _wait_enter(waits: frozenset[str]) -> list[str]:
+    """In the raw enter probe, at entry of an event loop's wait: where its
+    answer will be (read at its exit)."""
+    numbers = _waits()
     kinds = {1: ("epoll_wait", "epoll_pwait", "epoll_pwait2"), 2: ("poll", "ppoll"), 3: ("select", "pselect6")}
     lines = []
     for kind, names in kinds.items():
-        which = " || ".join(f"$id == {waits[n]}" for n in names if n in waits)
+        which = " || ".join(f"$id == {numbers[n]}" for n in names if n in waits and n in numbers)
         if which:
             lines.append(f"  if ({which}) {{ @w0[tid] = nsecs; @wk[tid] = {kind}; @wa[tid] = args->args[0]; "
                          f"@wb[tid] = args->args[1]; @wc[tid] = args->args[2]; @wd[tid] = args->args[3]; }}")
     return lines
 
 
-def _epoll_ctl(kernel: _Kernel) -> list[str]:
+def _epoll_ctl(kernel: _Kernel, waits: frozenset[str]) -> list[str]:
     """epoll_ctl on a TCP socket: which epoll data stands for which fd (an E line),
     a probe of its own (in the shared enter probe, the BPF stack overflows)."""
     import platform
 
-    if "epoll_ctl" not in _waits():
+    if "epoll_ctl" not in waits:
         return []
     _, data = _EPOLL_EVENT[platform.machine()]
     keep = (f'        printf("E %d %d %llu %d %d %d %llu %llu\\n", tid, pid, nsecs, $epfd, $how, $n, '
@@ -392,14 +417,14 @@ def _epoll_ctl(kernel: _Kernel) -> list[str]:
             _enter_fd(kernel, "args->fd", keep), "}"]
 
 
-def _wait_exits() -> list[str]:
+def _wait_exits(waits: frozenset[str]) -> list[str]:
     """At a wait's return: one R line per fd it reported ready (the first
     WAIT_READ): R TID PID T0 T1 OP WAITFD RET A B, with A B the epoll event's
     events and data, poll's fd and revents, or select's set and its first two
     64-bit words (fds 0-127)."""
     import platform
 
-    if not _waits():
+    if not waits - {"epoll_ctl"}:
         return []
     size, data = _EPOLL_EVENT[platform.machine()]
     head = 'tid, pid, @w0[tid], nsecs'
@@ -446,12 +471,12 @@ def unavailable() -> Optional[str]:
 
 @functools.lru_cache(maxsize=None)
 def available_syscalls() -> frozenset[str]:
-    """The syscalls of SYSCALLS this kernel has enter tracepoints for (sendfile64
-    is sendfile on some architectures)."""
+    """The syscalls of SYSCALLS and the waits this kernel has enter tracepoints
+    for (sendfile64 is sendfile on some architectures)."""
     listed = subprocess.run(["bpftrace", "-l", "tracepoint:syscalls:sys_enter_*"], capture_output=True,
                             text=True, timeout=60).stdout
     names = {line.rsplit("sys_enter_", 1)[-1].strip() for line in listed.splitlines()}
-    return frozenset(name for name in SYSCALLS if name in names)
+    return frozenset(name for name in (*SYSCALLS, *_WAIT_ARGS, "epoll_ctl") if name in names)
 
 
 # -- running -------------------------------------------------------------------
