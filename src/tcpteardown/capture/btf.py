@@ -35,6 +35,7 @@ class Offsets:
         self._strings = hdr_len + str_off
         self._types: list[int] = [0]  # type id -> its position (id 0 is void)
         self._structs: dict[bytes, int] = {}
+        self._last = 0  # the type of the member offset() found last (member() reads its size)
         at, end = hdr_len + type_off, hdr_len + type_off + type_len
         unpack = struct.Struct("<III").unpack_from
         while at < end:
