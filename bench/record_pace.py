@@ -7,8 +7,13 @@ fixed rate; every 10th reset, every 25th refused) once untraced and once
 under record, prints both rates and their ratio (goal >= 70 %), then checks
 the bundle against the program's own ground truth: one SYN per connection
 made and one RST per reset or refusal, and every failing call the program
-counted (per errno name) among strace's calls. Then the same for a single
-connection (its wall-time overhead). Root for the capture and the witness.
+counted (per errno name) among the tracer's calls, and how many failing
+calls explain links (and why the others are not). With --repeat N the load
+is recorded N times per tracer: eBPF's exactness must hold on every run.
+record's own cost lines say what bpftrace lost, how long it took to attach
+and to stop, and the calls' clock check against the SYNs. Then the same for
+a single connection (its wall-time overhead). Root for the capture and the
+witness.
 """
 
 from __future__ import annotations
@@ -74,7 +79,9 @@ def check_bundle(bundle: Path, result: dict, port: int, refused_port: int, sourc
 def linked(bundle: Path) -> str:
     """How many failing calls explain links to a packet, and how many it could not."""
     done = subprocess.run([sys.executable, "-m", "tcpteardown", "explain", "--json", str(bundle)],
-                          capture_output=True, text=True, check=True)
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        return f"explain: FAILED ({done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode})"
     found = json.loads(done.stdout)
     failing = [link for link in found["links"] if link["call"]["errno"]]
     to_packet = sum(1 for link in failing if link["cause"]["frame"] is not None)
@@ -88,6 +95,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=2500.0)
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--calls", default="strace,ebpf", help="call tracers to compare (default strace,ebpf)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="record the load this many times with each tracer (exactness: unlinked calls, "
+                             "lost events and the clock check of every run)")
     args = parser.parse_args()
     print(f"loadavg before: {Path('/proc/loadavg').read_text().strip()}")
     with tempfile.TemporaryDirectory(prefix="record-pace-") as tmp:
@@ -97,16 +107,20 @@ def main() -> None:
                        "--rate", str(rate), "--seconds", str(seconds)]
             plain, plain_s, _ = run(program)
             print(f"{label}: untraced {plain['rate']}/s ({plain['connections']} connections), wall time {plain_s:.2f} s")
-            for tracer in args.calls.split(","):
-                bundle = Path(tmp) / f"{label.replace(' ', '_')}-{tracer}.pcapng"
+            runs = [(tracer, n) for tracer in args.calls.split(",") for n in range(args.repeat if label == "load" else 1)]
+            for tracer, n in runs:
+                bundle = Path(tmp) / f"{label.replace(' ', '_')}-{tracer}-{n}.pcapng"
                 traced, traced_s, said = run([sys.executable, "-m", "tcpteardown", "record", "--calls", tracer,
                                               "-o", str(bundle), "--", *program])
-                print(f"  under record --calls {tracer}: {traced['rate']}/s ({traced['connections']}): ratio "
+                print(f"  under record --calls {tracer}{f' (run {n + 1})' if args.repeat > 1 else ''}: {traced['rate']}/s ({traced['connections']}): ratio "
                       f"{traced['rate'] / max(plain['rate'], 1e-9):.0%} of untraced (goal >= 70 %); wall time "
                       f"{traced_s:.2f} s (+{traced_s - plain_s:.2f} s)")
                 for line in said.splitlines():
-                    if line.startswith("tcpteardown record:"):
+                    if line.startswith("tcpteardown record:") and "witness and capture disagree" not in line:
                         print(f"    {line}")
+                disagree = sum("witness and capture disagree" in line for line in said.splitlines())
+                if disagree:
+                    print(f"    tcpteardown record: {disagree} witness/capture disagreements (lines left out)")
                 for line in check_bundle(bundle, traced, port, refused, tracer):
                     print(f"    {line}")
                 print(f"    {linked(bundle)}")

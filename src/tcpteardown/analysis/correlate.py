@@ -214,7 +214,7 @@ def _with_wakeup(ctx: _Ctx, link: Link) -> Link:
     epoll_wait/poll/select for this socket that returned at or after the cause
     reached it and before the call, reporting what that segment leaves."""
     call, cause = link.call, link.cause
-    if cause is None or call.fd is None or call.source != "strace":
+    if cause is None or call.fd is None or call.source not in ("strace", "ebpf"):
         return link
     told = _TOLD["rst" if cause.is_rst else "fin" if cause.is_fin else ""] if (cause.is_rst or cause.is_fin) \
         else None

@@ -1,9 +1,10 @@
 """`tcpteardown record [-o FILE.pcapng] [--ports P,...] -- CMD [ARGS]`: record any program.
 
-Runs CMD under ``strace -f -ttt -T -y --seccomp-bpf -e trace=...`` (only
-the syscalls the links, ladder and event loops use, stopped on in the kernel;
-an strace too old for --seccomp-bpf is said once and traces the same set
-without it), captures the
+Runs CMD with its socket calls traced by a bpftrace script (the default
+where it can run, see ``--calls``) or under ``strace -f -ttt -T -y
+--seccomp-bpf -e trace=...`` (only the syscalls the links, ladder and
+event loops use, stopped on in the kernel; an strace too old for
+--seccomp-bpf is said once and traces the same set without it), captures the
 TCP it uses with tcpdump on every interface (``-i any``: loopback, veths,
 real NICs; ``--iface`` picks one), keeps the program's own stderr lines as
 log evidence (each stamped when it arrived), and, on Linux as root, lets
@@ -18,8 +19,10 @@ any other call on a TCP socket) are kept.
 
 The exit status is CMD's (128+N when a signal N killed it). Ctrl-C
 interrupts CMD (SIGINT), keeps what was recorded, writes the bundle and
-exits 130. With ``--calls ebpf`` the socket calls come from a bpftrace
-script instead (capture/ebpf_calls.py), which never stops the program.
+exits 130. By default (``--calls auto``) and with ``--calls ebpf`` the
+socket calls come from a bpftrace script (capture/ebpf_calls.py), which
+never stops the program; where it cannot run (not root, no bpftrace, no
+BTF), and with ``--calls strace``, from strace.
 Problems of our own (no strace, no capture privilege, no such
 program) are user errors: one line, exit 2.
 
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import functools
 import itertools
 import os
@@ -51,7 +55,7 @@ from typing import Iterable, Optional, Sequence
 from .. import signals
 from ..errors import MissingTool, UserError
 
-HELP = "run any program under strace with a loopback capture and the kernel witness; write one bundle"
+HELP = "run any program with its socket calls traced (eBPF or strace), a capture and the kernel witness; write one bundle"
 
 STOP_SECONDS = 5.0  # after Ctrl-C: how long CMD gets to exit on SIGINT before SIGKILL
 
@@ -66,11 +70,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--iface", metavar="IFACE",
                         help="interface to capture on (default with tcpdump: any, so connections that leave "
                              "loopback are recorded too; with scapy: the loopback)")
-    parser.add_argument("--calls", choices=("strace", "ebpf"), default="strace",
-                        help="how socket calls are traced: strace (ptrace: stops the program at each traced "
-                             "call; default) or ebpf (bpftrace on the syscall tracepoints: never stops it, so a "
-                             "loaded program keeps more of its pace, but costs a few seconds to start and sees "
-                             "no epoll/poll/select wake-ups; root, bpftrace and a kernel with BTF, else strace)")
+    parser.add_argument("--calls", choices=("auto", "ebpf", "strace"), default="auto",
+                        help="how socket calls are traced: ebpf (bpftrace on the syscall tracepoints: never stops "
+                             "the program, so a loaded program keeps its pace; a few seconds to start; root, "
+                             "bpftrace and a kernel with BTF), strace (ptrace: stops the program at each traced "
+                             "call), or auto (default: ebpf where it can run, else strace, said in one line)")
     parser.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS]",
                         help="the program to run, after --")
 
@@ -80,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
 
     command = program_argv(args.command)
     ports = parse_ports(args.ports)
-    calls = choose_calls(getattr(args, "calls", "strace"))
+    calls = choose_calls(getattr(args, "calls", "auto"))
     strace = _require_tools(command, calls)
     output = Path(args.output) if args.output else default_output(command)
     with tempfile.TemporaryDirectory(prefix="tcpteardown-record-") as workdir:
@@ -164,18 +168,23 @@ def default_output(command: Sequence[str]) -> Path:
 
 
 def choose_calls(asked: str) -> str:
-    """The call tracer asked for; ebpf where it cannot run is said in one line
-    and falls back to strace. strace is the default: bench/record_pace.py
-    shows ebpf keeping more of a loaded program's pace, but it starts in
-    seconds rather than at once and one bench run of three left calls
-    unlinked that strace linked (README, record's pace)."""
+    """The call tracer: ebpf unless strace is asked for or ebpf cannot run here
+    (then one line says why). bench/record_pace.py decides the default: eBPF
+    keeps far more of a loaded program's pace than strace, and is exact on
+    every run (every failing call linked, no lost events, each connect's SYN
+    inside its connect(); README, record's pace); what it costs is bpftrace's
+    seconds of start-up before the program runs."""
     from ..capture import ebpf_calls
 
-    why_not = ebpf_calls.unavailable() if asked == "ebpf" else None
-    if why_not:
-        _say_once(f"--calls ebpf cannot run here ({why_not}); tracing with strace instead")
+    if asked == "strace":
         return "strace"
-    return asked
+    why_not = ebpf_calls.unavailable()
+    if why_not:
+        _say_once(f"--calls ebpf cannot run here ({why_not}); tracing with strace instead" if asked == "ebpf" else
+                  f"socket calls traced with strace, which stops the program at each traced call: eBPF cannot "
+                  f"run here ({why_not})")
+        return "strace"
+    return "ebpf"
 
 
 def _require_tools(command: Sequence[str], calls: str = "strace") -> str:
@@ -444,25 +453,36 @@ def build_recording(pcap: Path, log: Path, events, witness, capture, command, po
                     tracer: str = "strace"):
     from ..capture.session import assemble
     from ..formats.ftrace import touches_ports
-    from ..formats.bpftrace_calls import read_bpftrace_file
+    from ..formats.bpftrace_calls import check_clock, read_bpftrace_file
     from ..formats.socket_ends import SocketEnds
     from ..formats.strace import read_strace_file
 
     notes = []
     contents = capture.stop()  # capture.backends.Captured (stop is idempotent): frames, segments, loss counters
+    clock_check = None
     if tracer == "ebpf":  # the kernel's sock names both ends itself
         imported = read_bpftrace_file(log, name="bpftrace")
+        shift, clock_check = check_clock(imported.calls, contents.segments if contents is not None else ())
+        if shift:
+            imported = dataclasses.replace(imported, calls=tuple(
+                dataclasses.replace(c, start_ns=c.start_ns + shift, end_ns=c.end_ns + shift) for c in imported.calls))
     else:
         ends = SocketEnds(events, contents.segments if contents is not None else ())
         imported = read_strace_file(log, name="strace", ends=ends)  # not the temporary path: gone after the run
     if imported.problems:
         notes.append(f"{tracer} log: {len(imported.problems)} problems, e.g. {imported.problems[0]}")
+        if tracer == "ebpf":  # lost events, a killed or vanished bpftrace: each said, never one of many
+            notes.extend(f"{tracer} log: {problem}" for problem in imported.problems[1:]
+                         if not re.match(r"bpftrace:\d", problem))
     calls = imported.calls + _program_messages(stderr_log, notes, _program_name(imported.calls, command))
     service = service_ports(calls)
     keep = set(ports) or service | ports_touched(calls)
     events = tuple(e for e in events if touches_ports(e, keep))
     cost = tracing_cost(log, witness, tracer)
     notes.append("cost: " + ", ".join(f"{key.replace('_', ' ')} {value}" for key, value in cost))
+    if clock_check:
+        notes.append(f"calls' clock: {clock_check}")
+        cost.append(("calls_clock_check", clock_check))
     extra = [("command", shlex.join(command)), ("exit_status", str(exit_status)),
              ("ports", ",".join(map(str, sorted(set(ports) or service)))), *cost]
     recording, assembled = assemble(
@@ -474,7 +494,7 @@ def build_recording(pcap: Path, log: Path, events, witness, capture, command, po
     notes = [note for note in assembled if note.startswith("capture: ")] + notes + \
         [note for note in assembled if not note.startswith("capture: ")]
     if not keep:
-        notes.append("the program made no TCP socket calls that strace could see")
+        notes.append(f"the program made no TCP socket calls that {tracer} could see")
     return recording, tuple(notes)
 
 
@@ -483,9 +503,11 @@ def tracing_cost(log: Path, witness, calls: str = "strace") -> list[tuple[str, s
     the syscalls strace stopped the program on (each stop is two context
     switches to strace and back), and the kernel witness's lost events. The
     time spent stopped is not measured: strace does not report it. With
-    eBPF: the calls the script printed (TCP sockets only), never a stop, and
-    the events bpftrace lost (calls_lost_events)."""
-    traced, lost_calls = 0, 0
+    eBPF: the calls the script printed (TCP sockets only), never a stop, the
+    events bpftrace lost (calls_lost_events: its ring buffer was full, those
+    calls are missing), and the seconds bpftrace took to compile and attach
+    before the program was released and to drain and exit after it ended."""
+    traced, lost_calls, timing = 0, 0, []
     with contextlib.suppress(OSError), open(log, "rb") as lines:
         for line in lines:
             if calls == "ebpf":
@@ -493,14 +515,23 @@ def tracing_cost(log: Path, witness, calls: str = "strace") -> list[tuple[str, s
                     traced += 1
                 elif line.startswith(b"Lost ") and line.split()[1].isdigit():
                     lost_calls += int(line.split()[1])
+                elif line.startswith(b"timing "):
+                    timing = line.split()[1:]
             elif b" resumed>" not in line and b"(" in line and b" +++ " not in line and b" --- " not in line:
                 traced += 1
     lost = getattr(witness, "lost_events", None)
     witness_lost = ("witness_lost_events", "unknown" if lost is None else str(lost))
     if calls == "ebpf":
+        attach, stop = (_seconds(timing[0]), _seconds(timing[1])) if len(timing) >= 2 else ("unknown", "unknown")
         return [("traced_syscalls", str(traced)), ("time_stopped", "none (eBPF never stops the program)"),
-                witness_lost, ("calls_lost_events", str(lost_calls))]
+                witness_lost, ("calls_lost_events", str(lost_calls)), ("calls_attach_seconds", attach),
+                ("calls_stop_seconds", stop)]
     return [("traced_syscalls", str(traced)), ("time_stopped", "not measured"), witness_lost]
+
+
+def _seconds(ns: bytes) -> str:
+    """A duration in ns from the bpftrace log, as seconds with two decimals ("unknown" if not measured)."""
+    return f"{int(ns) / 1e9:.2f}" if ns.isdigit() else "unknown"
 
 
 def _program_name(calls, command) -> str:
