@@ -110,26 +110,48 @@ class ConnectionSummary:
 
 # -- growable columns ---------------------------------------------------------------------
 
-class _Columns:
-    """Named numpy arrays of equal length that grow by half (one row per connection or tuple):
-    on a set of millions of connections, doubling held three times the rows while it copied."""
+_RESERVE_ROWS = 1 << 20  # rows reserved per column at first (pages are only used once written)
 
-    def __init__(self, spec: dict):
+
+def _reserved(capacity: int, dtype) -> np.ndarray:
+    """A zeroed column of `capacity` rows whose untouched pages cost no memory (calloc'd,
+    without numpy's huge-page advice: a 2 MB page per column would be touched for a
+    ten-packet capture, and up to 2 MB per column left unused on a big one)."""
+    advise = getattr(getattr(np, "_core", getattr(np, "core", None)), "multiarray", None)
+    toggle = getattr(advise, "_set_madvise_hugepage", None)
+    before = toggle(False) if toggle is not None else None
+    try:
+        return np.zeros(capacity, dtype=dtype)
+    finally:
+        if toggle is not None:
+            toggle(before)
+
+
+class _Columns:
+    """Named numpy arrays of equal length (one row per connection or tuple), reserved
+    ahead and zero until written: only the rows in use hold memory, nothing is copied
+    while a census stays within the reservation, and past it the columns double
+    (growing by copying held the old and the new column at once, and filling the spare
+    rows touched them all)."""
+
+    def __init__(self, spec: dict, reserve: int = _RESERVE_ROWS):
         self.spec = spec  # name -> (dtype, fill)
         self.size = 0
-        self.arrays = {name: np.full(0, fill, dtype=dtype) for name, (dtype, fill) in spec.items()}
+        self.capacity = reserve
+        self.arrays = {name: _reserved(reserve, dtype) for name, (dtype, fill) in spec.items()}
 
     def add(self, count: int) -> np.ndarray:
         """Rows for `count` new entries (filled with defaults); returns their indices."""
         need = self.size + count
-        capacity = len(next(iter(self.arrays.values())))
-        if need > capacity:
-            capacity = max(need, capacity + capacity // 2, 1024)
+        if need > self.capacity:
+            self.capacity = max(need, 2 * self.capacity)
             for name, array in self.arrays.items():
-                dtype, fill = array.dtype, self.spec[name][1]
-                grown = np.full(capacity, fill, dtype=dtype)
+                grown = _reserved(self.capacity, array.dtype)
                 grown[:self.size] = array[:self.size]
                 self.arrays[name] = grown
+        for name, (_dtype, fill) in self.spec.items():
+            if fill:
+                self.arrays[name][self.size:need] = fill
         rows = np.arange(self.size, need)
         self.size = need
         return rows
@@ -141,13 +163,23 @@ class _Columns:
         """Times beyond int64 (garbage timestamps): keep exact Python ints from now on."""
         for name in names:
             if self.arrays[name].dtype != object:
-                self.arrays[name] = self.arrays[name].astype(object)
+                exact = np.zeros(self.capacity, dtype=object)
+                exact[:self.size] = self.arrays[name][:self.size].astype(object)
+                self.arrays[name] = exact
+
+    def widen(self, names) -> None:
+        """Frame numbers past int32 (a capture of over two billion packets): int64 from now on."""
+        for name in names:
+            if self.arrays[name].dtype == np.int32:
+                wide = _reserved(self.capacity, np.int64)
+                wide[:self.size] = self.arrays[name][:self.size]
+                self.arrays[name] = wide
 
     def trimmed(self) -> dict:
         return {name: array[:self.size] for name, array in self.arrays.items()}
 
     def handed_over(self, names) -> dict:
-        """The columns `names`, trimmed to their rows and copied (the spare capacity is
+        """The columns `names`, trimmed to their rows and copied (the reservation is
         freed); all columns are gone from here after (a finished engine's working state)."""
         kept = {name: self.arrays.pop(name)[:self.size].copy() for name in names}
         self.arrays.clear()
@@ -317,8 +349,9 @@ class _Engine:
     def __init__(self):
         self.tuples = _Tuples()
         self.conns = _Columns(_CONNECTION_COLUMNS)
+        # Per batch, in row order (a connection's rows are one run of it, in frame order):
         self.events: list = []  # (conn, frame, code) arrays: 0 FIN, 1 RST by client, 2 RST by server, 3 SYN retr.
-        self.history: list = []  # (conn, frame, letter) arrays
+        self.history: list = []  # (conn, letter) arrays
         self.packets = 0
         self.tcp_packets = 0
 
@@ -544,11 +577,15 @@ class _Engine:
         conns["end_rst"][ended] = is_rst[which]
         conns["fin"][conn_of_run] |= any_in_run(_K_FIN)
         conns["rst"][conn_of_run] |= any_in_run(_K_RST)
-        for mask, value in ((is_fin, 0), (is_rst & by_client, 1), (is_rst & ~by_client, 2), (retransmission, 3)):
-            rows = np.flatnonzero(mask)
-            if len(rows):
-                self.events.append((self._narrow(conn[rows]), _narrow_frames(frame[rows]),
-                                    np.full(len(rows), value, dtype=np.int8)))
+        kinds = [(np.flatnonzero(mask), value)
+                 for mask, value in ((is_fin, 0), (is_rst & by_client, 1), (is_rst & ~by_client, 2), (retransmission, 3))]
+        rows = np.concatenate([rows for rows, _ in kinds])
+        if len(rows):
+            # in row order, so each connection's events are in frame order (a FIN+RST: both)
+            codes = np.concatenate([np.full(len(rows), value, dtype=np.int8) for rows, value in kinds])
+            order = np.argsort(rows, kind="stable")
+            rows = rows[order]
+            self.events.append((self._narrow(conn[rows]), _narrow_frames(frame[rows]), codes[order]))
 
         # What each side sent (tshark's base sequence number; Zeek's endpoint states and history).
         letters = self._history_letters(flags, payload, is_syn, is_fin, is_rst, is_ack)
@@ -576,7 +613,7 @@ class _Engine:
         rows = np.flatnonzero(emitted)
         if len(rows):
             text = letters[rows] + np.where(by_client[rows], 0, 32)  # lower case from the server (responder)
-            self.history.append((self._narrow(conn[rows]), _narrow_frames(frame[rows]), text.astype(np.uint8)))
+            self.history.append((self._narrow(conn[rows]), text.astype(np.uint8)))
 
     def _narrow(self, conn: np.ndarray) -> np.ndarray:
         """Connection numbers kept per event and history letter as int32 while they fit (a
@@ -782,23 +819,38 @@ def _narrow_frames(frame: np.ndarray) -> np.ndarray:
     return frame.astype(np.int32) if len(frame) and frame[-1] < 2**31 and frame.max() < 2**31 else frame
 
 
-def _grouped(parts: list, count: int):
-    """Concatenate (conn, frame, value) chunks, sorted by connection then frame; with offsets per connection."""
-    if not parts:
-        empty = np.zeros(0, dtype=np.int64)
-        return empty, empty, np.zeros(count + 1, dtype=np.int64)
-    conn = np.concatenate([p[0] for p in parts])
-    frame = np.concatenate([p[1].astype(np.int64, copy=False) for p in parts]) if any(
-        p[1].dtype != np.int32 for p in parts) else np.concatenate([p[1] for p in parts])
-    value = np.concatenate([p[2] for p in parts])
-    parts.clear()  # the engine's chunks: held twice otherwise
-    if len(frame) and frame.max() < 2**32:
-        order = np.argsort((conn.astype(np.int64) << 32) | frame.astype(np.int64), kind="stable")
-    else:
-        order = np.lexsort((frame, conn))
-    offsets = np.searchsorted(conn[order], np.arange(count + 1))
-    del conn
-    return frame[order].astype(np.int64), value[order], offsets
+def _placed(parts: list, count: int, dtypes: tuple) -> tuple:
+    """Per-batch chunks (conn, value, ...) in batch order, each holding a connection's items
+    as one block in order, laid out by connection: (value arrays..., offsets per connection).
+    Each chunk is placed where its connections' items go (no sort of all the items, which
+    held several int64 copies of every history letter at once); the chunks are freed.
+    `dtypes`: of the values, widened to what the chunks hold."""
+    width = len(dtypes)
+    lengths = np.zeros(count, dtype=np.int64)
+    blocks = []
+    for part in parts:
+        conn = part[0]
+        starts = np.flatnonzero(np.concatenate(([True], conn[1:] != conn[:-1]))) if len(conn) else conn[:0]
+        owners = conn[starts].astype(np.int64)
+        sizes = np.diff(np.append(starts, len(conn)))
+        lengths[owners] += sizes  # a connection is one block per chunk: no repeats here
+        blocks.append((starts, owners, sizes))
+    offsets = np.zeros(count + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    del lengths
+    total = int(offsets[-1])
+    dtypes = [np.result_type(dtype, *[part[k + 1].dtype for part in parts]) for k, dtype in enumerate(dtypes)]
+    values = [np.empty(total, dtype=dtype) for dtype in dtypes]
+    fill = offsets[:-1].copy()
+    for index, (starts, owners, sizes) in enumerate(blocks):
+        part = parts[index]
+        at = np.repeat(fill[owners] - starts, sizes) + np.arange(len(part[0]))
+        for k in range(width):
+            values[k][at] = part[k + 1]
+        fill[owners] += sizes
+        parts[index] = None  # freed as placed
+    parts.clear()
+    return (*values, offsets)
 
 
 def _events_of(events, streams: np.ndarray) -> tuple:
@@ -844,9 +896,10 @@ class Census:
         """The census of a finished engine (spent: its state is handed over or freed)."""
         count = engine.conns.size
         columns = engine.conns.handed_over(_RESULT_COLUMNS)
-        keys = {name: engine.tuples.columns[name] for name in _KEY_NAMES}
-        events = _grouped(engine.events, count)
-        history = _grouped(engine.history, count)
+        keys = engine.tuples.columns.trimmed()
+        events = _placed(engine.events, count, (np.int32, np.int8))
+        letters, at = _placed(engine.history, count, (np.uint8,))
+        history = (None, letters, at)
         return cls(columns, keys, events, history, engine.packets, engine.tcp_packets)
 
     def _zeek(self, c: dict):
