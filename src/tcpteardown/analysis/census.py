@@ -46,6 +46,7 @@ Pure: no I/O, never imports socket or scapy.
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import re
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Optional, Sequence
@@ -179,9 +180,10 @@ class _Columns:
         return {name: array[:self.size] for name, array in self.arrays.items()}
 
     def handed_over(self, names) -> dict:
-        """The columns `names`, trimmed to their rows and copied (the reservation is
-        freed); all columns are gone from here after (a finished engine's working state)."""
-        kept = {name: self.arrays.pop(name)[:self.size].copy() for name in names}
+        """The columns `names`, trimmed to their rows (views: the reservation's untouched
+        rows hold no memory, and a copy would hold every column twice for a moment); all
+        columns are gone from here after (a finished engine's working state)."""
+        kept = {name: self.arrays.pop(name)[:self.size] for name in names}
         self.arrays.clear()
         return kept
 
@@ -193,24 +195,29 @@ _CONNECTION_COLUMNS = {
     "handshake": (np.int8, _MIDSTREAM),
     "start": (np.int64, 0), "end": (np.int64, 0), "first_frame": (np.int64, 0), "last_frame": (np.int64, 0),
     "packets": (np.int64, 0), "bytes_a": (np.int64, 0), "bytes_b": (np.int64, 0),
-    "syn_seq": (np.int64, -1),  # the client's first SYN
-    "base_a": (np.int64, _UNSET), "base_b": (np.int64, _UNSET),  # tshark's base seq per side (see _split)
+    "client_syn": (bool, False),  # the client sent a SYN
     "synack": (bool, False),
     "end_frame": (np.int64, -1), "end_time": (np.int64, 0), "end_client": (bool, False), "end_rst": (bool, False),
     "fin": (bool, False), "rst": (bool, False),
-    # Zeek: what each side (a, b) sent, and the history bits and last sequence numbers per side.
+    # Zeek: what each side (a, b) sent.
     "syn_a": (bool, False), "syn_b": (bool, False), "synack_a": (bool, False), "synack_b": (bool, False),
     "other_a": (bool, False), "other_b": (bool, False),  # a packet without SYN
     "fin_a": (bool, False), "fin_b": (bool, False), "rst_a": (bool, False), "rst_b": (bool, False),
-    "seen_a": (np.int16, 0), "seen_b": (np.int16, 0),  # the _H_* bits
-    "last_syn_a": (np.int64, 0), "last_syn_b": (np.int64, 0), "last_fin_a": (np.int64, 0),
+}
+# What only a tuple's current connection needs while packets come: packets of a 4-tuple
+# always go to its latest connection, so this is kept per tuple (a set of millions of
+# connections on fewer tuples holds it once per tuple, not once per connection).
+_WORKING_COLUMNS = {
+    "syn_seq": (np.int64, -1),  # the client's first SYN
+    "base_a": (np.int64, _UNSET), "base_b": (np.int64, _UNSET),  # tshark's base seq per side (see _split)
+    "seen_a": (np.int16, 0), "seen_b": (np.int16, 0),  # Zeek's history bits (_H_*) per side
+    "last_syn_a": (np.int64, 0), "last_syn_b": (np.int64, 0), "last_fin_a": (np.int64, 0),  # and last numbers
     "last_fin_b": (np.int64, 0), "last_rst_a": (np.int64, 0), "last_rst_b": (np.int64, 0),
 }
 _TIME_COLUMNS = ("start", "end", "end_time")
-# What a Census reads of the engine's columns; the rest (tshark's bases, Zeek's last
-# sequence numbers and history bits) only serve while packets come.
+# What a Census reads of the engine's columns.
 _RESULT_COLUMNS = ("tuple", "a_client", "first_a", "handshake", "start", "end", "first_frame", "last_frame",
-                   "packets", "bytes_a", "bytes_b", "syn_seq", "synack", "end_frame", "end_time", "end_client",
+                   "packets", "bytes_a", "bytes_b", "client_syn", "synack", "end_frame", "end_time", "end_client",
                    "end_rst", "fin", "rst") + tuple(f"{name}_{side}" for name in ("syn", "synack", "other", "fin", "rst")
                                                    for side in "ab")
 _KEY_NAMES = ("a_hi", "a_lo", "a_port", "b_hi", "b_lo", "b_port")
@@ -291,7 +298,8 @@ class _Tuples:
     """
 
     def __init__(self):
-        self.columns = _Columns({**{name: (np.uint64, 0) for name in _KEY_NAMES}, "conn": (np.int64, -1)})
+        self.columns = _Columns({**{name: (np.uint64, 0) for name in _KEY_NAMES}, "conn": (np.int64, -1),
+                                 **_WORKING_COLUMNS})
         self.hashes = np.zeros(0, dtype=np.uint64)  # sorted
         self.rows_of_hashes = np.zeros(0, dtype=np.int64)  # tuple id of each hash
         self.exact: Optional[dict] = None  # after a hash collision: keyed by the whole tuple
@@ -345,6 +353,25 @@ class _Tuples:
 
 # -- the engine ----------------------------------------------------------------------------
 
+class _Working:
+    """A batch's view of the per-tuple working state (`_WORKING_COLUMNS`), one value per run
+    (a connection's rows in this batch): a new connection starts from the defaults, one
+    carried from an earlier batch from its tuple's; the last run of each tuple leaves its
+    state there (an earlier run of the tuple in this batch is a connection that ended)."""
+
+    __slots__ = ("columns", "tuples", "new", "last")
+
+    def __init__(self, columns: _Columns, tuples: np.ndarray, new: np.ndarray, last: np.ndarray):
+        self.columns, self.tuples, self.new, self.last = columns, tuples, new, last
+
+    def read(self, name: str) -> np.ndarray:
+        return np.where(self.new, self.columns.spec[name][1], self.columns[name][self.tuples]).astype(
+            self.columns[name].dtype, copy=False)
+
+    def keep(self, name: str, values: np.ndarray) -> None:
+        self.columns[name][self.tuples[self.last]] = values[self.last]
+
+
 class _Engine:
     def __init__(self):
         self.tuples = _Tuples()
@@ -396,7 +423,9 @@ class _Engine:
                         batch.dport[order[first_rows]], time_ns, frame)
         last_of_tuple = np.append(tid[runs[1:]] != tid[runs[:-1]], True)
         self.tuples.columns["conn"][tid[runs[last_of_tuple]]] = conn_of_run[last_of_tuple]
-        self._account(conn_of_run, runs, run_end, run_of, by_b, flags, seq, ack, payload, frame, time_ns, pos)
+        working = _Working(self.tuples.columns, tid[runs], new, last_of_tuple)
+        self._account(conn_of_run, runs, run_end, run_of, by_b, flags, seq, ack, payload, frame, time_ns, pos,
+                      working)
 
     # -- port reuse: where a SYN starts a new connection on a known 4-tuple -----------------
 
@@ -447,7 +476,7 @@ class _Engine:
             conn = carried[rows]
             known = conn >= 0
             base = np.full(len(rows), _UNSET, dtype=np.int64)
-            base[known] = self.conns["base_b" if side else "base_a"][conn[known]]
+            base[known] = self.tuples.columns["base_b" if side else "base_a"][tid[rows[known]]]
             return base
 
         pending = candidates
@@ -520,7 +549,7 @@ class _Engine:
         conns["first_frame"][ids] = frame[rows]
 
     def _account(self, conn_of_run, runs, run_end, run_of, by_b, flags, seq, ack, payload, frame, time_ns,
-                 pos) -> None:
+                 pos, working: "_Working") -> None:
         conns = self.conns
         count = len(pos)
         conn = conn_of_run[run_of]  # per row
@@ -559,10 +588,11 @@ class _Engine:
         # The client's first SYN, and the SYNs repeating it.
         client_syn = pure_syn & by_client
         first_syn = first_in_run(client_syn)
-        syn_seq = conns["syn_seq"][conn_of_run]
+        syn_seq = working.read("syn_seq")
         sets_it = (syn_seq < 0) & (first_syn < count)
         syn_seq = np.where(sets_it, seq[np.minimum(first_syn, count - 1)], syn_seq)
-        conns["syn_seq"][conn_of_run] = syn_seq
+        working.keep("syn_seq", syn_seq)
+        conns["client_syn"][conn_of_run] = syn_seq >= 0
         retransmission = client_syn & (seq == syn_seq[run_of]) & ~(sets_it[run_of] & (pos == first_syn[run_of]))
 
         # The first FIN or RST.
@@ -595,21 +625,21 @@ class _Engine:
             first_sent = first_in_run(mine)
             # tshark's base: the seq of the side's last SYN, else (first come) the one before its
             # first packet's or the other side's first acknowledgment number less one
-            base = conns["base" + suffix][conn_of_run]
+            base = working.read("base" + suffix)
             first_acked = first_in_run(~mine & is_ack)
             from_ack = (base == _UNSET) & (first_acked < first_sent)
             base = np.where(from_ack, (ack[np.minimum(first_acked, count - 1)] - 1) & 0xFFFF_FFFF, base)
             unset = (base == _UNSET) & (first_sent < count)
             base = np.where(unset, (seq[np.minimum(first_sent, count - 1)] - 1) & 0xFFFF_FFFF, base)
             last_syn = np.maximum.reduceat(np.where(mine & is_syn, pos, -1), runs)
-            conns["base" + suffix][conn_of_run] = np.where(last_syn >= 0, seq[np.maximum(last_syn, 0)], base)
+            working.keep("base" + suffix, np.where(last_syn >= 0, seq[np.maximum(last_syn, 0)], base))
             shift = _K_SIDE_SHIFT if side else 0
             conns["syn" + suffix][conn_of_run] |= any_in_run(_K_SYN << shift)
             conns["synack" + suffix][conn_of_run] |= any_in_run(_K_SYNACK << shift)
             conns["other" + suffix][conn_of_run] |= any_in_run(_K_OTHER << shift)
             conns["fin" + suffix][conn_of_run] |= any_in_run(_K_SIDE_FIN << shift)
             conns["rst" + suffix][conn_of_run] |= any_in_run(_K_SIDE_RST << shift)
-            emitted |= self._history_side(letters, seq, payload, mine, conn_of_run, run_of, runs, count, suffix)
+            emitted |= self._history_side(letters, seq, payload, mine, run_of, count, suffix, working)
         rows = np.flatnonzero(emitted)
         if len(rows):
             text = letters[rows] + np.where(by_client[rows], 0, 32)  # lower case from the server (responder)
@@ -630,12 +660,12 @@ class _Engine:
         multi = np.where(is_fin & is_rst, ord("I"), ord("Q"))
         return np.where(bits > 1, multi, np.where(bits == 1, single, none)).astype(np.int64)
 
-    def _history_side(self, letters, seq, payload, mine, conn_of_run, run_of, runs, count, suffix) -> np.ndarray:
+    @staticmethod
+    def _history_side(letters, seq, payload, mine, run_of, count, suffix, working: "_Working") -> np.ndarray:
         """Rows of one side whose letter Zeek writes; updates that side's history state."""
-        conns = self.conns
         seen_name = "seen" + suffix
         emitted = np.zeros(count, dtype=bool)
-        seen = conns[seen_name][conn_of_run].copy()
+        seen = working.read(seen_name)
         # Once per side: D, A, I, Q.
         for letter, bit in ((ord("D"), _H_DATA), (ord("A"), _H_ACK), (ord("I"), _H_FINRST), (ord("Q"), _H_MULTI)):
             rows = np.flatnonzero(mine & (letters == letter))
@@ -664,14 +694,16 @@ class _Engine:
             first[1:] = run[1:] != run[:-1]
             previous = np.empty_like(values)
             previous[1:] = values[:-1]
-            before = conns[name + suffix][conn_of_run[run]]
+            last_value = working.read(name + suffix)  # per run
+            before = last_value[run]
             was_seen = (seen[run] & bit) != 0
             emitted[rows] = np.where(first, ~was_seen | (values != before), values != previous)
             last = np.ones(len(rows), dtype=bool)
             last[:-1] = run[1:] != run[:-1]
-            conns[name + suffix][conn_of_run[run[last]]] = values[last]
+            last_value[run[last]] = values[last]
+            working.keep(name + suffix, last_value)
             seen[run] |= bit
-        conns[seen_name][conn_of_run] = seen
+        working.keep(seen_name, seen)
         return emitted
 
     def result(self) -> "Census":
@@ -819,22 +851,26 @@ def _narrow_frames(frame: np.ndarray) -> np.ndarray:
     return frame.astype(np.int32) if len(frame) and frame[-1] < 2**31 and frame.max() < 2**31 else frame
 
 
+def _blocks(conn: np.ndarray) -> tuple:
+    """(start, connection, length) of each block of one connection's items in a chunk."""
+    if not len(conn):
+        return conn[:0], conn[:0], conn[:0]
+    starts = np.flatnonzero(conn[1:] != conn[:-1]) + 1
+    starts = np.concatenate(([0], starts))
+    return starts, conn[starts], np.diff(np.append(starts, len(conn)))
+
+
 def _placed(parts: list, count: int, dtypes: tuple) -> tuple:
     """Per-batch chunks (conn, value, ...) in batch order, each holding a connection's items
     as one block in order, laid out by connection: (value arrays..., offsets per connection).
     Each chunk is placed where its connections' items go (no sort of all the items, which
-    held several int64 copies of every history letter at once); the chunks are freed.
-    `dtypes`: of the values, widened to what the chunks hold."""
+    held several int64 copies of every history letter at once); the chunks are freed as
+    placed. `dtypes`: of the values, widened to what the chunks hold."""
     width = len(dtypes)
     lengths = np.zeros(count, dtype=np.int64)
-    blocks = []
     for part in parts:
-        conn = part[0]
-        starts = np.flatnonzero(np.concatenate(([True], conn[1:] != conn[:-1]))) if len(conn) else conn[:0]
-        owners = conn[starts].astype(np.int64)
-        sizes = np.diff(np.append(starts, len(conn)))
+        _starts, owners, sizes = _blocks(part[0])
         lengths[owners] += sizes  # a connection is one block per chunk: no repeats here
-        blocks.append((starts, owners, sizes))
     offsets = np.zeros(count + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     del lengths
@@ -842,8 +878,8 @@ def _placed(parts: list, count: int, dtypes: tuple) -> tuple:
     dtypes = [np.result_type(dtype, *[part[k + 1].dtype for part in parts]) for k, dtype in enumerate(dtypes)]
     values = [np.empty(total, dtype=dtype) for dtype in dtypes]
     fill = offsets[:-1].copy()
-    for index, (starts, owners, sizes) in enumerate(blocks):
-        part = parts[index]
+    for index, part in enumerate(parts):
+        starts, owners, sizes = _blocks(part[0])
         at = np.repeat(fill[owners] - starts, sizes) + np.arange(len(part[0]))
         for k in range(width):
             values[k][at] = part[k + 1]
@@ -885,7 +921,7 @@ class Census:
         client_first = c["end_client"]
         has_end = c["end_frame"] >= 0
         # Refused: the first end is the server's RST, the client sent a SYN and got no SYN+ACK.
-        refused = c["end_rst"] & ~client_first & (c["syn_seq"] >= 0) & ~c["synack"]
+        refused = c["end_rst"] & ~client_first & c["client_syn"] & ~c["synack"]
         kind = np.where(~has_end, 3, np.where(c["rst"], np.where(refused, 2, 1), 0))
         self.end_kind = kind  # index into END_KINDS, per connection
         self.ended_by_client = np.where(has_end, client_first, False)
@@ -984,20 +1020,23 @@ class Census:
         ends = [self._keys[name][tuples].tolist() for name in _KEY_NAMES]
         orig, resp = (pick(state).tolist() for state in self._states)
         kinds, by_client = pick(self.end_kind).tolist(), pick(self.ended_by_client).tolist()
-        ev_frame, ev_code, ev_at = (array.tolist() for array in self._events)
+        # only the chosen connections' events and letters become Python objects
+        events = self._events if rows is None else _events_of(self._events, rows)
+        ev_frame, ev_code, ev_at = (array.tolist() for array in events)
         _, hi_letter, hi_at = self._history
         letters = hi_letter.tobytes().decode("ascii")
-        hi_at = hi_at.tolist()
+        hi_from, hi_to = (hi_at[:-1].tolist(), hi_at[1:].tolist()) if rows is None else (
+            hi_at[rows].tolist(), hi_at[rows + 1].tolist())
         numbers = range(len(self)) if rows is None else rows.tolist()
-        for (i, (_t, a_client, first_a, handshake, start, end, first_frame, last_frame, packets, bytes_a, bytes_b,
+        for (k, i, (_t, a_client, first_a, handshake, start, end, first_frame, last_frame, packets, bytes_a, bytes_b,
                  end_frame, end_time), a_hi, a_lo, a_port, b_hi, b_lo, b_port, o_state, r_state, kind, client_ended
-             ) in zip(numbers, zip(*columns), *ends, orig, resp, kinds, by_client):
+             ) in zip(itertools.count(), numbers, zip(*columns), *ends, orig, resp, kinds, by_client):
             a = _endpoint(a_hi, a_lo, a_port)
             b = _endpoint(b_hi, b_lo, b_port)
             client, server = (a, b) if a_client else (b, a)
             bytes_client, bytes_server = (bytes_a, bytes_b) if a_client else (bytes_b, bytes_a)
             fins, rsts, rst_by, retrans = [], [], [], []
-            for j in range(ev_at[i], ev_at[i + 1]):
+            for j in range(ev_at[k], ev_at[k + 1]):
                 code = ev_code[j]
                 if code == 0:
                     fins.append(ev_frame[j])
@@ -1006,7 +1045,7 @@ class Census:
                 else:
                     rsts.append(ev_frame[j])
                     rst_by.append("client" if code == 1 else "server")
-            history = letters[hi_at[i]:hi_at[i + 1]]
+            history = letters[hi_from[k]:hi_to[k]]
             if first_a != a_client:
                 history = "^" + history
             ended = kind != 3

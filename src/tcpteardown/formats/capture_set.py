@@ -37,7 +37,9 @@ from .pcapread import PCAP_MAGICS, PCAPNG_SHB, _magic_problem
 
 __all__ = ["CaptureSet", "expand_members", "open_set", "is_set", "set_label", "iter_set_batches"]
 
-CHUNK = 16 << 20  # decompressed bytes per window of a compressed member
+# decompressed bytes per window of a compressed member: the reader's own window (a bigger one
+# was held three times over, as read, joined and handed on, while the census counted)
+CHUNK = 4 << 20
 _COMPRESSED = ((b"\x1f\x8b", "gzip"), (b"\xfd7zXZ\x00", "xz"), (b"\x28\xb5\x2f\xfd", "zstd"))
 _GLOB_CHARS = set("*?[")
 _HEAD = 1 << 16  # bytes read to find a member's first packet time
@@ -285,11 +287,13 @@ def _pcap_windows(stream, path: str) -> Iterator[tuple[bytes, int, bool]]:
     base = 24
     while True:
         data, damage = _read_some(stream, CHUNK)
-        buf = pending + data
+        ended = not data
+        buf = pending + data if pending else data
+        del data
         if damage is not None:
             yield header + buf, base, True
             raise damage
-        if not data:
+        if ended:
             yield header + buf, base, True
             return
         offset, size = 0, len(buf)
@@ -301,8 +305,11 @@ def _pcap_windows(stream, path: str) -> Iterator[tuple[bytes, int, bool]]:
         if offset == 0 and size > 2 * CHUNK:  # a record of garbage length: let the reader say so
             yield header + buf, base, True
             return
-        yield header + buf[:offset], base, False
+        window = header + memoryview(buf)[:offset]
         pending = buf[offset:]
+        del buf  # only the window is held while it is read
+        yield window, base, False
+        del window
         base += offset
 
 
