@@ -189,15 +189,15 @@ class _Columns:
 
 
 _CONNECTION_COLUMNS = {
-    "tuple": (np.int64, -1),
+    "tuple": (np.int32, -1),  # the int32 columns widen past 2**31 (`_Columns.widen`)
     "a_client": (bool, False),  # the canonical lower endpoint "a" is the client
     "first_a": (bool, False),  # the first packet was sent by a
     "handshake": (np.int8, _MIDSTREAM),
-    "start": (np.int64, 0), "end": (np.int64, 0), "first_frame": (np.int64, 0), "last_frame": (np.int64, 0),
-    "packets": (np.int64, 0), "bytes_a": (np.int64, 0), "bytes_b": (np.int64, 0),
+    "start": (np.int64, 0), "end": (np.int64, 0), "first_frame": (np.int32, 0), "last_frame": (np.int32, 0),
+    "packets": (np.int32, 0), "bytes_a": (np.int64, 0), "bytes_b": (np.int64, 0),
     "client_syn": (bool, False),  # the client sent a SYN
     "synack": (bool, False),
-    "end_frame": (np.int64, -1), "end_time": (np.int64, 0), "end_client": (bool, False), "end_rst": (bool, False),
+    "end_frame": (np.int32, -1), "end_time": (np.int64, 0), "end_client": (bool, False), "end_rst": (bool, False),
     "fin": (bool, False), "rst": (bool, False),
     # Zeek: what each side (a, b) sent.
     "syn_a": (bool, False), "syn_b": (bool, False), "synack_a": (bool, False), "synack_b": (bool, False),
@@ -215,6 +215,7 @@ _WORKING_COLUMNS = {
     "last_fin_b": (np.int64, 0), "last_rst_a": (np.int64, 0), "last_rst_b": (np.int64, 0),
 }
 _TIME_COLUMNS = ("start", "end", "end_time")
+_COUNT_COLUMNS = ("tuple", "first_frame", "last_frame", "end_frame", "packets")  # int32 while frames fit
 # What a Census reads of the engine's columns.
 _RESULT_COLUMNS = ("tuple", "a_client", "first_a", "handshake", "start", "end", "first_frame", "last_frame",
                    "packets", "bytes_a", "bytes_b", "client_syn", "synack", "end_frame", "end_time", "end_client",
@@ -394,6 +395,8 @@ class _Engine:
         conns = self.conns
         if batch.time_ns.dtype == object:
             conns.to_object(_TIME_COLUMNS)
+        if batch.last_frame >= 2**31 - 1:
+            conns.widen(_COUNT_COLUMNS)
         # Everything below works on rows grouped by tuple (frame order kept within a tuple).
         tid = self.tuples.ids(g)[g.group_of_row]
         order, by_b, flags, seq, ack, payload, frame, time_ns = g.order, g.by_b, g.flags, g.seq, g.ack, g.payload, \
@@ -922,7 +925,7 @@ class Census:
         has_end = c["end_frame"] >= 0
         # Refused: the first end is the server's RST, the client sent a SYN and got no SYN+ACK.
         refused = c["end_rst"] & ~client_first & c["client_syn"] & ~c["synack"]
-        kind = np.where(~has_end, 3, np.where(c["rst"], np.where(refused, 2, 1), 0))
+        kind = np.where(~has_end, 3, np.where(c["rst"], np.where(refused, 2, 1), 0)).astype(np.int8)
         self.end_kind = kind  # index into END_KINDS, per connection
         self.ended_by_client = np.where(has_end, client_first, False)
         self._states = self._zeek(columns)
