@@ -1,5 +1,5 @@
-/* tcpteardown._speedups: the two loops that cost more in the interpreter than
- * everything else a census does (see speedups.py). Optional: where it is not built,
+/* tcpteardown._speedups: the loops that cost more in the interpreter (or in many numpy
+ * passes) than everything else a census does (see speedups.py). Optional: where it is not built,
  * the Python code beside each caller gives the same results, slower.
  *
  * -- format_rows: many rows of text from numpy columns (views/contracts/rows.py) --------
@@ -385,10 +385,147 @@ static PyObject *walk_pcap(PyObject *self, PyObject *args) { return walk(args, 1
 
 static PyObject *walk_pcapng(PyObject *self, PyObject *args) { return walk(args, 8, pcapng_step); }
 
+/* -- decode_tcp: a window of Ethernet or Linux cooked frames as TCP columns ---------------
+ *
+ * pcap_columns._decode_window's work for the common links (its numpy code is the
+ * reference; tests compare both on the corpus and under fuzzing), one pass per frame
+ * instead of some forty array passes. It decodes only plain frames: the link header's
+ * ethertype, IPv4 without fragments or IPv6 with TCP right after the fixed header, then
+ * the TCP header. A frame the numpy code sends to its Python decoder (shorter than the
+ * link header, a VLAN tag where `vlan_odd`, IPv6 extension headers) makes the whole window
+ * go back to the numpy code: the answer is then -1 and the outputs are undefined.
+ *
+ * decode_tcp(window, start, caplen, ethertype_at, header, vlan_odd, ipv4_mark,
+ *            rows, sport, dport, seq, ack, flags, payload, src_hi, src_lo, dst_hi, dst_lo) -> count
+ *   window: the bytes; start, caplen: int64[n] per frame; the outputs are writable arrays of
+ *   n items (int64 rows, sport, dport, payload; uint32 seq, ack; uint8 flags; uint64
+ *   addresses), of which the first `count` are written, for the TCP frames in order. */
+
+static unsigned be16(const unsigned char *at) { return (unsigned)at[0] << 8 | at[1]; }
+
+static uint32_t be32(const unsigned char *at) {
+    return (uint32_t)at[0] << 24 | (uint32_t)at[1] << 16 | (uint32_t)at[2] << 8 | at[3];
+}
+
+static uint64_t be64(const unsigned char *at) { return (uint64_t)be32(at) << 32 | be32(at + 4); }
+
+enum { D_START, D_CAPLEN, D_ROWS, D_SPORT, D_DPORT, D_SEQ, D_ACK, D_FLAGS, D_PAYLOAD, D_SRC_HI, D_SRC_LO,
+       D_DST_HI, D_DST_LO, D_COUNT };
+
+static PyObject *decode_tcp(PyObject *self, PyObject *args) {
+    static const Py_ssize_t sizes[D_COUNT] = {8, 8, 8, 8, 8, 4, 4, 1, 8, 8, 8, 8, 8};
+    static const char *names[D_COUNT] = {"start", "caplen", "rows", "sport", "dport", "seq", "ack", "flags",
+                                         "payload", "src_hi", "src_lo", "dst_hi", "dst_lo"};
+    Py_buffer window;
+    PyObject *objects[D_COUNT];
+    Py_buffer views[D_COUNT];
+    Py_ssize_t ethertype_at, header;
+    int vlan_odd;
+    unsigned long long mark;
+    if (!PyArg_ParseTuple(args, "y*OOnnpKOOOOOOOOOOO", &window, &objects[D_START], &objects[D_CAPLEN],
+                          &ethertype_at, &header, &vlan_odd, &mark, &objects[D_ROWS], &objects[D_SPORT],
+                          &objects[D_DPORT], &objects[D_SEQ], &objects[D_ACK], &objects[D_FLAGS],
+                          &objects[D_PAYLOAD], &objects[D_SRC_HI], &objects[D_SRC_LO], &objects[D_DST_HI],
+                          &objects[D_DST_LO]))
+        return NULL;
+    int got = 0, failed = 0;
+    Py_ssize_t n = -1;
+    for (; got < D_COUNT; got++) {
+        if (PyObject_GetBuffer(objects[got], &views[got], got < D_ROWS ? PyBUF_C_CONTIGUOUS : PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) < 0) {
+            failed = 1;
+            break;
+        }
+        if (n < 0) n = views[got].len / sizes[got];
+        if (views[got].itemsize != sizes[got] || views[got].ndim != 1 || views[got].shape[0] != n) {
+            PyErr_Format(PyExc_ValueError, "decode_tcp: %s: expected %zd items of %zd bytes", names[got], n, sizes[got]);
+            got++;
+            failed = 1;
+            break;
+        }
+    }
+    if (!failed && (ethertype_at < 0 || header < ethertype_at + 2)) {
+        PyErr_SetString(PyExc_ValueError, "decode_tcp: the ethertype must lie inside the link header");
+        failed = 1;
+    }
+    const int64_t *start = failed ? NULL : views[D_START].buf, *caplen = failed ? NULL : views[D_CAPLEN].buf;
+    for (Py_ssize_t i = 0; !failed && i < n; i++) {
+        if (start[i] < 0 || caplen[i] < 0 || start[i] + caplen[i] > window.len) {
+            PyErr_Format(PyExc_ValueError, "decode_tcp: frame %zd lies outside the window", i);
+            failed = 1;
+        }
+    }
+    Py_ssize_t count = 0;
+    if (!failed) {
+        const unsigned char *w = window.buf;
+        int64_t *rows = views[D_ROWS].buf, *sport = views[D_SPORT].buf, *dport = views[D_DPORT].buf,
+                *payload = views[D_PAYLOAD].buf;
+        uint32_t *seq = views[D_SEQ].buf, *ack = views[D_ACK].buf;
+        uint8_t *flags = views[D_FLAGS].buf;
+        uint64_t *src_hi = views[D_SRC_HI].buf, *src_lo = views[D_SRC_LO].buf, *dst_hi = views[D_DST_HI].buf,
+                 *dst_lo = views[D_DST_LO].buf;
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t i = 0; i < n; i++) {
+            int64_t s = start[i], e = s + caplen[i];
+            if (caplen[i] < header) { count = -1; break; }  /* the Python decoder's */
+            unsigned ethertype = be16(w + s + ethertype_at);
+            if (vlan_odd && (ethertype == 0x8100 || ethertype == 0x88A8 || ethertype == 0x9100)) { count = -1; break; }
+            int64_t l3 = s + header, tcp, tcp_len;
+            int v4;
+            if (ethertype == 0x0800) {
+                if (l3 + 20 > e) continue;
+                unsigned ver_ihl = w[l3], total = be16(w + l3 + 2), fragment = be16(w + l3 + 6) & 0x3FFF;
+                int64_t ihl = (ver_ihl & 0x0F) * 4;
+                if (ver_ihl >> 4 != 4 || ihl < 20 || w[l3 + 9] != 6 || fragment != 0) continue;
+                tcp = l3 + ihl;
+                tcp_len = (total > 0 ? (int64_t)total : e - l3) - ihl;
+                v4 = 1;
+            } else if (ethertype == 0x86DD) {
+                if (l3 + 40 > e) continue;
+                unsigned length = be16(w + l3 + 4), next = w[l3 + 6];
+                if (w[l3] >> 4 != 6) continue;
+                if (next == 0 || next == 43 || next == 60 || next == 51 || next == 44) { count = -1; break; }
+                if (next != 6) continue;
+                tcp = l3 + 40;
+                tcp_len = (length > 0 ? l3 + 40 + (int64_t)length : e) - tcp;
+                v4 = 0;
+            } else {
+                continue;
+            }
+            if (tcp + 20 > e) continue;
+            int64_t data_offset = (w[tcp + 12] >> 4) * 4;
+            rows[count] = i;
+            sport[count] = be16(w + tcp);
+            dport[count] = be16(w + tcp + 2);
+            seq[count] = be32(w + tcp + 4);
+            ack[count] = be32(w + tcp + 8);
+            flags[count] = w[tcp + 13];
+            payload[count] = tcp_len - data_offset > 0 ? tcp_len - data_offset : 0;
+            if (v4) {
+                src_hi[count] = dst_hi[count] = (uint64_t)mark;
+                src_lo[count] = be32(w + l3 + 12);
+                dst_lo[count] = be32(w + l3 + 16);
+            } else {
+                src_hi[count] = be64(w + l3 + 8);
+                src_lo[count] = be64(w + l3 + 16);
+                dst_hi[count] = be64(w + l3 + 24);
+                dst_lo[count] = be64(w + l3 + 32);
+            }
+            count++;
+        }
+        Py_END_ALLOW_THREADS
+    }
+    for (int k = 0; k < got; k++) PyBuffer_Release(&views[k]);
+    PyBuffer_Release(&window);
+    return failed ? NULL : PyLong_FromSsize_t(count);
+}
+
 static PyMethodDef methods[] = {
     {"format_rows", format_rows, METH_VARARGS, "format_rows(pieces, count, separator) -> bytes (see rows.py)"},
     {"walk_pcap", walk_pcap, METH_VARARGS,
      "walk_pcap(buffer, offset, stop, big_endian) -> (bytes of int64 record offsets, next offset)"},
+    {"decode_tcp", decode_tcp, METH_VARARGS,
+     "decode_tcp(window, start, caplen, ethertype_at, header, vlan_odd, ipv4_mark, rows, sport, dport, seq, ack, "
+     "flags, payload, src_hi, src_lo, dst_hi, dst_lo) -> TCP frames written, or -1 (see pcap_columns.py)"},
     {"walk_pcapng", walk_pcapng, METH_VARARGS,
      "walk_pcapng(buffer, offset, stop, big_endian) -> (bytes of int64 EPB offsets, next offset)"},
     {NULL, NULL, 0, NULL},
