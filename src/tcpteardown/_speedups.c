@@ -519,6 +519,117 @@ static PyObject *decode_tcp(PyObject *self, PyObject *args) {
     return failed ? NULL : PyLong_FromSsize_t(count);
 }
 
+/* -- group_tuples: a batch's packets grouped by canonical 4-tuple (analysis/census.py) -------
+ *
+ * census._Grouped's numpy work (a 64-bit hash per packet, a sort by it, a check for
+ * collisions) in one pass with an exact hash table: each packet's tuple is put in
+ * canonical order (endpoint "a" the lower of the two), looked up by its whole six numbers,
+ * and the packets are then laid out group by group (a counting sort, so frame order is
+ * kept within a group). Groups are numbered by first appearance. The hash of each group
+ * is census._mix's, so the engine's table of tuples across batches is the same either way.
+ *
+ * group_tuples(src_hi, src_lo, sport, dst_hi, dst_lo, dport,      uint64[n] each (ports too)
+ *              order, group_of_row, by_b,                        out: int64[n], int64[n], uint8[n]
+ *              a_hi, a_lo, a_port, b_hi, b_lo, b_port, hashes)   out: uint64[n] each, first `groups`
+ *   -> groups */
+
+static uint64_t mix_tuple(const uint64_t key[6]) {
+    uint64_t mix = 0;
+    for (int k = 0; k < 6; k++) {
+        mix = (mix ^ key[k]) * UINT64_C(0x100000001B3) + UINT64_C(0x9E3779B97F4A7C15);
+        mix ^= mix >> 29;
+    }
+    return mix;
+}
+
+enum { G_SRC_HI, G_SRC_LO, G_SPORT, G_DST_HI, G_DST_LO, G_DPORT, G_ORDER, G_GROUP, G_BY_B, G_A_HI, G_A_LO, G_A_PORT,
+       G_B_HI, G_B_LO, G_B_PORT, G_HASHES, G_COUNT };
+
+static PyObject *group_tuples(PyObject *self, PyObject *args) {
+    static const Py_ssize_t sizes[G_COUNT] = {8, 8, 8, 8, 8, 8, 8, 8, 1, 8, 8, 8, 8, 8, 8, 8};
+    PyObject *objects[G_COUNT];
+    Py_buffer views[G_COUNT];
+    if (!PyArg_ParseTuple(args, "OOOOOOOOOOOOOOOO", &objects[0], &objects[1], &objects[2], &objects[3], &objects[4],
+                          &objects[5], &objects[6], &objects[7], &objects[8], &objects[9], &objects[10], &objects[11],
+                          &objects[12], &objects[13], &objects[14], &objects[15]))
+        return NULL;
+    int got = 0, failed = 0;
+    Py_ssize_t n = -1;
+    for (; got < G_COUNT; got++) {
+        int flags = got < G_ORDER ? PyBUF_C_CONTIGUOUS : PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE;
+        if (PyObject_GetBuffer(objects[got], &views[got], flags) < 0) { failed = 1; break; }
+        if (n < 0) n = views[got].len / sizes[got];
+        if (views[got].itemsize != sizes[got] || views[got].ndim != 1 || views[got].shape[0] != n) {
+            PyErr_Format(PyExc_ValueError, "group_tuples: argument %d: expected %zd items of %zd bytes", got, n,
+                         sizes[got]);
+            got++;
+            failed = 1;
+            break;
+        }
+    }
+    size_t slots = 1024;
+    while (!failed && slots < 2 * (size_t)n) slots *= 2;
+    int64_t *table = failed ? NULL : malloc(slots * sizeof(int64_t));
+    int64_t *group = failed ? NULL : malloc((n ? n : 1) * sizeof(int64_t));
+    int64_t *fill = failed ? NULL : malloc((n + 1) * sizeof(int64_t));
+    if (!failed && (!table || !group || !fill)) {
+        PyErr_NoMemory();
+        failed = 1;
+    }
+    Py_ssize_t groups = 0;
+    if (!failed) {
+        const uint64_t *in[6];
+        for (int k = 0; k < 6; k++) in[k] = views[k].buf;
+        uint64_t *keys[6];
+        for (int k = 0; k < 6; k++) keys[k] = views[G_A_HI + k].buf;
+        uint64_t *hashes = views[G_HASHES].buf;
+        int64_t *order = views[G_ORDER].buf, *group_of_row = views[G_GROUP].buf;
+        uint8_t *by_b = views[G_BY_B].buf;
+        Py_BEGIN_ALLOW_THREADS
+        memset(table, 0xFF, slots * sizeof(int64_t));
+        memset(fill, 0, (n + 1) * sizeof(int64_t));
+        for (Py_ssize_t i = 0; i < n; i++) {
+            uint64_t s0 = in[0][i], s1 = in[1][i], s2 = in[2][i], d0 = in[3][i], d1 = in[4][i], d2 = in[5][i];
+            int from_a = s0 < d0 || (s0 == d0 && (s1 < d1 || (s1 == d1 && s2 <= d2)));
+            uint64_t key[6];
+            if (from_a) { key[0] = s0; key[1] = s1; key[2] = s2; key[3] = d0; key[4] = d1; key[5] = d2; }
+            else { key[0] = d0; key[1] = d1; key[2] = d2; key[3] = s0; key[4] = s1; key[5] = s2; }
+            by_b[i] = !from_a;
+            uint64_t hash = mix_tuple(key);
+            size_t slot = (size_t)(hash ^ (hash >> 32)) & (slots - 1);
+            int64_t g;
+            for (;;) {
+                g = table[slot];
+                if (g < 0) {
+                    g = groups++;
+                    table[slot] = g;
+                    for (int k = 0; k < 6; k++) keys[k][g] = key[k];
+                    hashes[g] = hash;
+                    break;
+                }
+                if (hashes[g] == hash && keys[0][g] == key[0] && keys[1][g] == key[1] && keys[2][g] == key[2]
+                    && keys[3][g] == key[3] && keys[4][g] == key[4] && keys[5][g] == key[5])
+                    break;
+                slot = (slot + 1) & (slots - 1);
+            }
+            group[i] = g;
+            fill[g + 1]++;
+        }
+        for (Py_ssize_t g = 0; g < groups; g++) fill[g + 1] += fill[g];  /* where each group starts */
+        for (Py_ssize_t i = 0; i < n; i++) {
+            int64_t at = fill[group[i]]++;
+            order[at] = i;
+            group_of_row[at] = group[i];
+        }
+        Py_END_ALLOW_THREADS
+    }
+    free(table);
+    free(group);
+    free(fill);
+    for (int k = 0; k < got; k++) PyBuffer_Release(&views[k]);
+    return failed ? NULL : PyLong_FromSsize_t(groups);
+}
+
 static PyMethodDef methods[] = {
     {"format_rows", format_rows, METH_VARARGS, "format_rows(pieces, count, separator) -> bytes (see rows.py)"},
     {"walk_pcap", walk_pcap, METH_VARARGS,
@@ -526,6 +637,9 @@ static PyMethodDef methods[] = {
     {"decode_tcp", decode_tcp, METH_VARARGS,
      "decode_tcp(window, start, caplen, ethertype_at, header, vlan_odd, ipv4_mark, rows, sport, dport, seq, ack, "
      "flags, payload, src_hi, src_lo, dst_hi, dst_lo) -> TCP frames written, or -1 (see pcap_columns.py)"},
+    {"group_tuples", group_tuples, METH_VARARGS,
+     "group_tuples(src_hi, src_lo, sport, dst_hi, dst_lo, dport, order, group_of_row, by_b, a_hi, a_lo, a_port, "
+     "b_hi, b_lo, b_port, hashes) -> groups (see census.py)"},
     {"walk_pcapng", walk_pcapng, METH_VARARGS,
      "walk_pcapng(buffer, offset, stop, big_endian) -> (bytes of int64 EPB offsets, next offset)"},
     {NULL, NULL, 0, NULL},

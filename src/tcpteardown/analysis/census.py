@@ -53,6 +53,7 @@ from typing import Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 
+from .. import speedups
 from ..columns import IPV4_MARK, batch_from_segments
 from ..model import Endpoint, Segment, TcpFlags
 
@@ -247,6 +248,43 @@ class _Grouped:
 
     def __init__(self, batch):
         self.batch = batch
+        if not self._group_compiled(batch):
+            self._group_numpy(batch)
+        order = self.order
+        count = len(order)
+        self.tuple_start = np.ones(count, dtype=bool)
+        self.tuple_start[1:] = self.group_of_row[1:] != self.group_of_row[:-1]
+        self.flags = batch.flags[order].astype(np.int64)
+        self.seq = batch.seq[order].astype(np.int64)
+        self.ack = batch.ack[order].astype(np.int64)
+        self.payload = batch.payload_len[order].astype(np.int64)
+        self.frame = batch.frame[order]
+        self.time_ns = batch.time_ns[order]
+
+    def _group_compiled(self, batch) -> bool:
+        """The grouping in one compiled pass with an exact hash table (`speedups`), groups
+        in order of first appearance; False where it is not built."""
+        fast = speedups.compiled()
+        if fast is None:
+            return False
+        u64 = np.uint64
+        count = len(batch.frame)
+        order, group_of_row = np.empty(count, dtype=np.int64), np.empty(count, dtype=np.int64)
+        by_b = np.empty(count, dtype=bool)
+        keys = [np.empty(count, dtype=u64) for _ in _KEY_NAMES]
+        hashes = np.empty(count, dtype=u64)
+        groups = fast.group_tuples(*(np.ascontiguousarray(column, dtype=u64) for column in (
+            batch.src_hi, batch.src_lo, batch.sport, batch.dst_hi, batch.dst_lo, batch.dport)),
+            order, group_of_row, by_b.view(np.uint8), *keys, hashes)
+        self.keys = [key[:groups] for key in keys]
+        self.hashes = hashes[:groups]
+        # two tuples of this batch with one hash: the engine's table of tuples looks them up exactly
+        self.collided = len(np.unique(self.hashes)) != groups
+        self.order, self.group_of_row = order, group_of_row
+        self.by_b = by_b[order]
+        return True
+
+    def _group_numpy(self, batch) -> None:
         u64 = np.uint64
         src = (batch.src_hi.astype(u64, copy=False), batch.src_lo.astype(u64, copy=False), batch.sport.astype(u64))
         dst = (batch.dst_hi.astype(u64, copy=False), batch.dst_lo.astype(u64, copy=False), batch.dport.astype(u64))
@@ -271,16 +309,7 @@ class _Grouped:
         self.hashes = mix[first]
         self.order = order
         self.group_of_row = inverse[order]
-        count = len(order)
-        self.tuple_start = np.ones(count, dtype=bool)
-        self.tuple_start[1:] = self.group_of_row[1:] != self.group_of_row[:-1]
         self.by_b = ~from_a[order]  # the packet was sent by b
-        self.flags = batch.flags[order].astype(np.int64)
-        self.seq = batch.seq[order].astype(np.int64)
-        self.ack = batch.ack[order].astype(np.int64)
-        self.payload = batch.payload_len[order].astype(np.int64)
-        self.frame = batch.frame[order]
-        self.time_ns = batch.time_ns[order]
 
 
 def grouped(batch) -> _Grouped:
