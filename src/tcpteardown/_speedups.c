@@ -162,19 +162,26 @@ static int parse(PyObject *spec, Piece *piece, Py_ssize_t count) {
 
 /* -- writing ---------------------------------------------------------------------------- */
 
+/* The rows are written straight into the bytes object returned (a copy of 68 MB less);
+ * growing it takes the GIL back for a moment (`save`: the released thread state). */
 typedef struct {
     char *start, *at, *end;
+    PyObject *bytes;
+    PyThreadState *save;
 } Out;
 
 static int reserve(Out *out, size_t more) {
     if ((size_t)(out->end - out->at) >= more) return 0;
     size_t used = out->at - out->start, size = (out->end - out->start) * 2;
     if (size < used + more) size = used + more + 4096;
-    char *grown = realloc(out->start, size);
-    if (!grown) return -1;
-    out->start = grown;
-    out->at = grown + used;
-    out->end = grown + size;
+    if (out->save) PyEval_RestoreThread(out->save);
+    int failed = _PyBytes_Resize(&out->bytes, (Py_ssize_t)size) < 0;
+    if (failed) PyErr_Clear();  /* said as MemoryError by the caller */
+    if (out->save) out->save = PyEval_SaveThread();
+    if (failed) return -1;
+    out->start = PyBytes_AS_STRING(out->bytes);
+    out->at = out->start + used;
+    out->end = out->start + size;
     return 0;
 }
 
@@ -294,9 +301,16 @@ static PyObject *format_rows(PyObject *self, PyObject *args) {
         }
     const char *separator = PyBytes_AS_STRING(separator_obj);
     size_t separator_length = PyBytes_GET_SIZE(separator_obj);
-    Out out = {NULL, NULL, NULL};
-    int failed = reserve(&out, 4096 + (size_t)count * 768) < 0;  /* a census row is about 500 bytes */
-    Py_BEGIN_ALLOW_THREADS
+    Out out = {NULL, NULL, NULL, NULL, NULL};
+    out.bytes = PyBytes_FromStringAndSize(NULL, 4096 + (Py_ssize_t)count * 640);  /* a census row: ~520 bytes */
+    if (!out.bytes) {
+        release(pieces, n);
+        return NULL;
+    }
+    out.start = out.at = PyBytes_AS_STRING(out.bytes);
+    out.end = out.start + PyBytes_GET_SIZE(out.bytes);
+    int failed = 0;
+    out.save = PyEval_SaveThread();
     for (Py_ssize_t row = 0; row < count && !failed; row++) {
         if (row) {
             if (reserve(&out, separator_length) < 0) { failed = 1; break; }
@@ -305,11 +319,14 @@ static PyObject *format_rows(PyObject *self, PyObject *args) {
         }
         for (Py_ssize_t i = 0; i < n && !failed; i++) failed = write_piece(&out, &pieces[i], row) < 0;
     }
-    Py_END_ALLOW_THREADS
+    PyEval_RestoreThread(out.save);
     release(pieces, n);
-    PyObject *result = failed ? PyErr_NoMemory() : PyBytes_FromStringAndSize(out.start, out.at - out.start);
-    free(out.start);
-    return result;
+    if (failed) {
+        Py_XDECREF(out.bytes);
+        return PyErr_NoMemory();
+    }
+    if (_PyBytes_Resize(&out.bytes, out.at - out.start) < 0) return NULL;
+    return out.bytes;
 }
 
 /* -- walk_pcap, walk_pcapng: record and block offsets (formats/pcap_columns.py) -----------
