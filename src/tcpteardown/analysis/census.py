@@ -38,9 +38,14 @@ grouped by 4-tuple with numpy (sort by tuple), the points where a SYN
 starts a new connection on a reused 4-tuple are found in a few vectorised
 rounds (a Python loop only for pathological SYN floods on one 4-tuple), and
 every per-connection number is a reduction over contiguous runs
-(`reduceat`). State carried between batches is a set of arrays with one
-row per connection; a `ConnectionSummary` object is built only when asked for.
-Pure: no I/O, never imports socket or scapy.
+(`reduceat`). State carried between batches is a set of arrays: the results
+with one row per connection (reserved ahead, compact dtypes), the working
+state (sequence numbers, history bits) with one row per 4-tuple, since a
+tuple's packets always go to its latest connection; FIN/RST frames and
+history letters per batch, laid out per connection at the end. Where the
+compiled loops are built (`speedups`), grouping a batch by 4-tuple is one
+pass with an exact hash table. A `ConnectionSummary` object is built only
+when asked for. Pure: no I/O, never imports socket or scapy.
 """
 
 from __future__ import annotations
