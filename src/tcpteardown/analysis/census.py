@@ -82,6 +82,7 @@ _H_SYN, _H_FIN, _H_RST, _H_DATA, _H_ACK, _H_FINRST, _H_MULTI = 1, 2, 4, 8, 16, 3
 _K_SYN, _K_SYNACK, _K_OTHER, _K_SIDE_FIN, _K_SIDE_RST = 1, 2, 4, 8, 16
 _K_SIDE_SHIFT = 5
 _K_FIN, _K_RST, _K_SYNACK_SERVER = 1 << 10, 1 << 11, 1 << 12
+_SIDE_KINDS = {"syn": _K_SYN, "synack": _K_SYNACK, "other": _K_OTHER, "fin": _K_SIDE_FIN, "rst": _K_SIDE_RST}
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,13 +203,10 @@ _CONNECTION_COLUMNS = {
     "start": (np.int64, 0), "end": (np.int64, 0), "first_frame": (np.int32, 0), "last_frame": (np.int32, 0),
     "packets": (np.int32, 0), "bytes_a": (np.int64, 0), "bytes_b": (np.int64, 0),
     "client_syn": (bool, False),  # the client sent a SYN
-    "synack": (bool, False),
     "end_frame": (np.int32, -1), "end_time": (np.int64, 0), "end_client": (bool, False), "end_rst": (bool, False),
-    "fin": (bool, False), "rst": (bool, False),
-    # Zeek: what each side (a, b) sent.
-    "syn_a": (bool, False), "syn_b": (bool, False), "synack_a": (bool, False), "synack_b": (bool, False),
-    "other_a": (bool, False), "other_b": (bool, False),  # a packet without SYN
-    "fin_a": (bool, False), "fin_b": (bool, False), "rst_a": (bool, False), "rst_b": (bool, False),
+    # The kinds of packet seen (_K_* bits): a FIN, an RST, a SYN+ACK from the server, and
+    # what each side (a, b) sent for Zeek (SYN, SYN+ACK, a packet without SYN, FIN, RST).
+    "kinds": (np.int16, 0),
 }
 # What only a tuple's current connection needs while packets come: packets of a 4-tuple
 # always go to its latest connection, so this is kept per tuple (a set of millions of
@@ -224,9 +222,8 @@ _TIME_COLUMNS = ("start", "end", "end_time")
 _COUNT_COLUMNS = ("tuple", "first_frame", "last_frame", "end_frame", "packets")  # int32 while frames fit
 # What a Census reads of the engine's columns.
 _RESULT_COLUMNS = ("tuple", "a_client", "first_a", "handshake", "start", "end", "first_frame", "last_frame",
-                   "packets", "bytes_a", "bytes_b", "client_syn", "synack", "end_frame", "end_time", "end_client",
-                   "end_rst", "fin", "rst") + tuple(f"{name}_{side}" for name in ("syn", "synack", "other", "fin", "rst")
-                                                   for side in "ab")
+                   "packets", "bytes_a", "bytes_b", "client_syn", "end_frame", "end_time", "end_client",
+                   "end_rst", "kinds")
 _KEY_NAMES = ("a_hi", "a_lo", "a_port", "b_hi", "b_lo", "b_port")
 
 
@@ -607,6 +604,7 @@ class _Engine:
                  | (pure_syn * _K_SYN | synack * _K_SYNACK | ~is_syn * _K_OTHER
                     | is_fin * _K_SIDE_FIN | is_rst * _K_SIDE_RST) << (mine_b * _K_SIDE_SHIFT))
         in_run = np.bitwise_or.reduceat(kinds.astype(np.int16), runs)
+        conns["kinds"][conn_of_run] |= in_run
 
         def any_in_run(kind):
             return (in_run & kind) != 0
@@ -619,7 +617,6 @@ class _Engine:
         conns["last_frame"][conn_of_run] = frame[last]
 
         got_synack = any_in_run(_K_SYNACK_SERVER)
-        conns["synack"][conn_of_run] |= got_synack
         handshake = conns["handshake"][conn_of_run]
         conns["handshake"][conn_of_run] = np.where(got_synack & (handshake == _SYN_ONLY), _COMPLETE, handshake)
 
@@ -643,8 +640,6 @@ class _Engine:
         conns["end_time"][ended] = time_ns[which]
         conns["end_client"][ended] = by_client[which]
         conns["end_rst"][ended] = is_rst[which]
-        conns["fin"][conn_of_run] |= any_in_run(_K_FIN)
-        conns["rst"][conn_of_run] |= any_in_run(_K_RST)
         kinds = [(np.flatnonzero(mask), value)
                  for mask, value in ((is_fin, 0), (is_rst & by_client, 1), (is_rst & ~by_client, 2), (retransmission, 3))]
         rows = np.concatenate([rows for rows, _ in kinds])
@@ -671,12 +666,6 @@ class _Engine:
             base = np.where(unset, (seq[np.minimum(first_sent, count - 1)] - 1) & 0xFFFF_FFFF, base)
             last_syn = np.maximum.reduceat(np.where(mine & is_syn, pos, -1), runs)
             working.keep("base" + suffix, np.where(last_syn >= 0, seq[np.maximum(last_syn, 0)], base))
-            shift = _K_SIDE_SHIFT if side else 0
-            conns["syn" + suffix][conn_of_run] |= any_in_run(_K_SYN << shift)
-            conns["synack" + suffix][conn_of_run] |= any_in_run(_K_SYNACK << shift)
-            conns["other" + suffix][conn_of_run] |= any_in_run(_K_OTHER << shift)
-            conns["fin" + suffix][conn_of_run] |= any_in_run(_K_SIDE_FIN << shift)
-            conns["rst" + suffix][conn_of_run] |= any_in_run(_K_SIDE_RST << shift)
             emitted |= self._history_side(letters, seq, payload, mine, run_of, count, suffix, working)
         rows = np.flatnonzero(emitted)
         if len(rows):
@@ -959,8 +948,9 @@ class Census:
         client_first = c["end_client"]
         has_end = c["end_frame"] >= 0
         # Refused: the first end is the server's RST, the client sent a SYN and got no SYN+ACK.
-        refused = c["end_rst"] & ~client_first & c["client_syn"] & ~c["synack"]
-        kind = np.where(~has_end, 3, np.where(c["rst"], np.where(refused, 2, 1), 0)).astype(np.int8)
+        kinds = c["kinds"]
+        refused = c["end_rst"] & ~client_first & c["client_syn"] & ((kinds & _K_SYNACK_SERVER) == 0)
+        kind = np.where(~has_end, 3, np.where((kinds & _K_RST) != 0, np.where(refused, 2, 1), 0)).astype(np.int8)
         self.end_kind = kind  # index into END_KINDS, per connection
         self.ended_by_client = np.where(has_end, client_first, False)
         self._states = self._zeek(columns)
@@ -981,7 +971,8 @@ class Census:
 
         def side(name, client: bool):
             # the column of the client's side (Zeek's originator) or the server's
-            return np.where(a_client == client, c[name + "_a"], c[name + "_b"])
+            bit = _SIDE_KINDS[name]
+            return (np.where(a_client == client, c["kinds"], c["kinds"] >> _K_SIDE_SHIFT) & bit) != 0
 
         facts = {}
         for who, client in (("orig", True), ("resp", False)):
