@@ -126,6 +126,26 @@ def test_batches_do_not_change_the_answer(steps, cuts):
     assert sum(len(c.rst_frames) for c in whole.connections) == sum(1 for s in segments if s.is_rst)
 
 
+def test_frame_numbers_past_int32_widen_the_columns_and_change_nothing_else():
+    """Frame numbers, packet counts and tuple ids are int32 while frames fit: a capture of
+    over two billion packets widens them (here the same connections numbered from 2**31)."""
+    steps = [*HANDSHAKE, ("c", P | A, 101, 10), ("s", R | A, 901, 0), ("c", S, 500, 0), ("s", S | A, 50, 0)]
+    small = story(*steps)
+    shift = 2**31 - 3  # the batch after the first crosses the int32 limit
+    big = [Segment(s.frame + shift, s.time_ns, s.src, s.dst, s.flags, s.seq, s.ack, s.window, s.payload_len)
+           for s in small]
+    expected = census_batches([batch_from_segments(small[:3]), batch_from_segments(small[3:])]).connections
+    got = census_batches([batch_from_segments(big[:3]), batch_from_segments(big[3:])]).connections
+    assert len(got) == 2
+    for ours, theirs in zip(got, expected):
+        assert (ours.first_frame, ours.last_frame, ours.end_frame) == (
+            theirs.first_frame + shift, theirs.last_frame + shift,
+            None if theirs.end_frame is None else theirs.end_frame + shift)
+        assert ours.rst_frames == tuple(f + shift for f in theirs.rst_frames)
+        assert (ours.packets, ours.end, ours.history, ours.conn_state) == (
+            theirs.packets, theirs.end, theirs.history, theirs.conn_state)
+
+
 def test_an_earlier_connections_packets_do_not_count_as_sent_on_the_new_one():
     """Found by the batching property: the server's SYN after a new client SYN
     belongs to the new stream (its side has sent nothing on it yet, as tshark

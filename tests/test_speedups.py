@@ -51,7 +51,8 @@ def _batches(path, monkeypatch, pure: str, window_bytes: int) -> tuple[list, lis
         return [type(exc).__name__, str(exc)], problems
     fields = ("frame", "time_ns", "src_hi", "src_lo", "dst_hi", "dst_lo", "sport", "dport", "flags", "seq", "ack",
               "payload_len")
-    return [(b.packets, b.end_offset, *(getattr(b, f).tolist() for f in fields)) for b in batches], problems
+    return [(b.packets, b.end_offset, *((getattr(b, f).dtype.str, getattr(b, f).tolist()) for f in fields))
+            for b in batches], problems
 
 
 @pytest.fixture(scope="module")
@@ -199,3 +200,56 @@ def test_the_compiled_pcapng_walk_stops_at_other_blocks_and_inside_its_buffer():
     assert walk(short + epb, 0, 8, False) == (b"", 0)
     with pytest.raises(ValueError, match="would pass the end"):
         walk(data, 0, len(data) - 6, False)
+
+
+@needs_compiled
+def test_the_compiled_decoder_gives_the_numpy_columns_on_random_frames():
+    """Windows of Ethernet and Linux cooked (SLL, SLL2) frames with random IPv4 and IPv6
+    headers (versions, header lengths, fragments, next headers, payload lengths, VLAN tags,
+    frames cut anywhere): the one-pass decoder (`decode_tcp`) gives the numpy decoder's
+    columns, dtypes included, or hands the window back where numpy meets an odd frame."""
+    from tcpteardown.formats import pcap_links as links
+
+    rng = np.random.default_rng(27)
+    answered = declined = 0
+    fields = ("frame", "time_ns", "src_hi", "src_lo", "dst_hi", "dst_lo", "sport", "dport", "flags", "seq", "ack",
+              "payload_len")
+    for trial in range(150):
+        link = links.LINKS[(links.LINKTYPE_ETHERNET, links.LINKTYPE_LINUX_SLL, links.LINKTYPE_LINUX_SLL2)[trial % 3]]
+        frames = []
+        for _ in range(int(rng.integers(1, 30))):
+            ip = bytearray(rng.integers(0, 256, 96, dtype=np.uint8).tobytes())
+            version = int(rng.choice([4, 4, 6, 6, 5]))
+            if version == 4:
+                ip[0] = 0x40 | int(rng.choice([5, 5, 5, 6, 15, 2]))
+                ip[9] = int(rng.choice([6, 6, 6, 17]))
+                ip[6], ip[7] = int(rng.choice([0, 0, 0x40, 0x20, 0x01])), int(rng.choice([0, 0, 0, 3]))
+                ip[2], ip[3] = 0, int(rng.choice([0, 40, 60, 96, 200, 10]))
+            else:
+                ip[0] = (version << 4) | (ip[0] & 0x0F)
+                ip[6] = int(rng.choice([6, 6, 6, 17, 0, 43, 44, 60, 51]))
+                ip[4], ip[5] = 0, int(rng.choice([0, 20, 40, 56, 200]))
+            ethertype = int(rng.choice([0x0800, 0x86DD, 0x0800, 0x86DD, 0x0806, 0x8100]))
+            head = bytearray(rng.integers(0, 256, link.header, dtype=np.uint8).tobytes())
+            head[link.ethertype_at:link.ethertype_at + 2] = ethertype.to_bytes(2, "big")
+            frame = bytes(head + ip)
+            if rng.random() < 0.2:
+                frame = frame[:int(rng.integers(0, len(frame) + 1))]
+            frames.append(frame)
+        lengths = np.array([len(f) for f in frames], dtype=np.int64)
+        start = np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64)
+        window = np.frombuffer(b"".join(frames) + bytes(pcap_columns._PAD), dtype=np.uint8)
+        times = np.arange(len(frames), dtype=np.int64) * 1000 + 1_700_000_000_000_000_000
+        packets = pcap_columns._Packets(window, start, lengths, times, link.number, 5, 1234)
+        compiled = pcap_columns._decode_compiled(packets)
+        reference = pcap_columns._decode_numpy(packets)
+        if compiled is None:
+            declined += 1
+            continue
+        answered += 1
+        for name in fields:
+            ours, theirs = getattr(compiled, name), getattr(reference, name)
+            assert (ours.dtype, ours.tolist()) == (theirs.dtype, theirs.tolist()), (trial, name)
+        assert (compiled.packets, compiled.last_frame, compiled.end_offset) == (
+            reference.packets, reference.last_frame, reference.end_offset)
+    assert answered > 30 and declined > 30, (answered, declined)

@@ -1,9 +1,11 @@
 """The optional compiled loops (`_speedups.c`), and the one switch that turns them off.
 
-Two kinds of loop cost more in the interpreter than everything else a census
-of a connection-heavy capture does: walking a capture's records (each pcap
-record header, or pcapng packet block, says where the next one starts) and
-writing 68 MB of `census --json` rows. `pip install` compiles `_speedups.c` where it finds a C
+Some loops cost more in the interpreter (or in dozens of numpy passes) than
+everything else a census of a connection-heavy capture does: walking a
+capture's records (each pcap record header, or pcapng packet block, says
+where the next one starts), decoding each frame's link, IP and TCP headers
+to columns (`pcap_columns._decode_compiled`), grouping a batch's packets by
+4-tuple (`census._Grouped`), and writing 68 MB of `census --json` rows. `pip install` compiles `_speedups.c` where it finds a C
 compiler; where it does not (a student's Mac without Xcode's command line
 tools), the install goes on and the Python code beside each caller gives the
 same results, slower. The tests compare both.

@@ -38,20 +38,27 @@ grouped by 4-tuple with numpy (sort by tuple), the points where a SYN
 starts a new connection on a reused 4-tuple are found in a few vectorised
 rounds (a Python loop only for pathological SYN floods on one 4-tuple), and
 every per-connection number is a reduction over contiguous runs
-(`reduceat`). State carried between batches is a set of arrays with one
-row per connection; a `ConnectionSummary` object is built only when asked for.
-Pure: no I/O, never imports socket or scapy.
+(`reduceat`). State carried between batches is a set of arrays: the results
+with one row per connection (reserved ahead, compact dtypes), the working
+state (sequence numbers, history bits) with one row per 4-tuple, since a
+tuple's packets always go to its latest connection; FIN/RST frames and
+history letters per batch, laid out per connection at the end. Where the
+compiled loops are built (`speedups`), grouping a batch by 4-tuple is one
+pass with an exact hash table. A `ConnectionSummary` object is built only
+when asked for. Pure: no I/O, never imports socket or scapy.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import re
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 
+from .. import speedups
 from ..columns import IPV4_MARK, batch_from_segments
 from ..model import Endpoint, Segment, TcpFlags
 
@@ -75,6 +82,7 @@ _H_SYN, _H_FIN, _H_RST, _H_DATA, _H_ACK, _H_FINRST, _H_MULTI = 1, 2, 4, 8, 16, 3
 _K_SYN, _K_SYNACK, _K_OTHER, _K_SIDE_FIN, _K_SIDE_RST = 1, 2, 4, 8, 16
 _K_SIDE_SHIFT = 5
 _K_FIN, _K_RST, _K_SYNACK_SERVER = 1 << 10, 1 << 11, 1 << 12
+_SIDE_KINDS = {"syn": _K_SYN, "synack": _K_SYNACK, "other": _K_OTHER, "fin": _K_SIDE_FIN, "rst": _K_SIDE_RST}
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,26 +118,48 @@ class ConnectionSummary:
 
 # -- growable columns ---------------------------------------------------------------------
 
-class _Columns:
-    """Named numpy arrays of equal length that grow by half (one row per connection or tuple):
-    on a set of millions of connections, doubling held three times the rows while it copied."""
+_RESERVE_ROWS = 1 << 20  # rows reserved per column at first (pages are only used once written)
 
-    def __init__(self, spec: dict):
+
+def _reserved(capacity: int, dtype) -> np.ndarray:
+    """A zeroed column of `capacity` rows whose untouched pages cost no memory (calloc'd,
+    without numpy's huge-page advice: a 2 MB page per column would be touched for a
+    ten-packet capture, and up to 2 MB per column left unused on a big one)."""
+    core = getattr(np, "_core", None) or np.core  # numpy 2, else 1.x (np.core imports numpy.ma in 2.x)
+    toggle = getattr(getattr(core, "multiarray", None), "_set_madvise_hugepage", None)
+    before = toggle(False) if toggle is not None else None
+    try:
+        return np.zeros(capacity, dtype=dtype)
+    finally:
+        if toggle is not None:
+            toggle(before)
+
+
+class _Columns:
+    """Named numpy arrays of equal length (one row per connection or tuple), reserved
+    ahead and zero until written: only the rows in use hold memory, nothing is copied
+    while a census stays within the reservation, and past it the columns double
+    (growing by copying held the old and the new column at once, and filling the spare
+    rows touched them all)."""
+
+    def __init__(self, spec: dict, reserve: int = _RESERVE_ROWS):
         self.spec = spec  # name -> (dtype, fill)
         self.size = 0
-        self.arrays = {name: np.full(0, fill, dtype=dtype) for name, (dtype, fill) in spec.items()}
+        self.capacity = reserve
+        self.arrays = {name: _reserved(reserve, dtype) for name, (dtype, fill) in spec.items()}
 
     def add(self, count: int) -> np.ndarray:
         """Rows for `count` new entries (filled with defaults); returns their indices."""
         need = self.size + count
-        capacity = len(next(iter(self.arrays.values())))
-        if need > capacity:
-            capacity = max(need, capacity + capacity // 2, 1024)
+        if need > self.capacity:
+            self.capacity = max(need, 2 * self.capacity)
             for name, array in self.arrays.items():
-                dtype, fill = array.dtype, self.spec[name][1]
-                grown = np.full(capacity, fill, dtype=dtype)
+                grown = _reserved(self.capacity, array.dtype)
                 grown[:self.size] = array[:self.size]
                 self.arrays[name] = grown
+        for name, (_dtype, fill) in self.spec.items():
+            if fill:
+                self.arrays[name][self.size:need] = fill
         rows = np.arange(self.size, need)
         self.size = need
         return rows
@@ -141,46 +171,59 @@ class _Columns:
         """Times beyond int64 (garbage timestamps): keep exact Python ints from now on."""
         for name in names:
             if self.arrays[name].dtype != object:
-                self.arrays[name] = self.arrays[name].astype(object)
+                exact = np.zeros(self.capacity, dtype=object)
+                exact[:self.size] = self.arrays[name][:self.size].astype(object)
+                self.arrays[name] = exact
+
+    def widen(self, names) -> None:
+        """Frame numbers past int32 (a capture of over two billion packets): int64 from now on."""
+        for name in names:
+            if self.arrays[name].dtype == np.int32:
+                wide = _reserved(self.capacity, np.int64)
+                wide[:self.size] = self.arrays[name][:self.size]
+                self.arrays[name] = wide
 
     def trimmed(self) -> dict:
         return {name: array[:self.size] for name, array in self.arrays.items()}
 
     def handed_over(self, names) -> dict:
-        """The columns `names`, trimmed to their rows and copied (the spare capacity is
-        freed); all columns are gone from here after (a finished engine's working state)."""
-        kept = {name: self.arrays.pop(name)[:self.size].copy() for name in names}
+        """The columns `names`, trimmed to their rows (views: the reservation's untouched
+        rows hold no memory, and a copy would hold every column twice for a moment); all
+        columns are gone from here after (a finished engine's working state)."""
+        kept = {name: self.arrays.pop(name)[:self.size] for name in names}
         self.arrays.clear()
         return kept
 
 
 _CONNECTION_COLUMNS = {
-    "tuple": (np.int64, -1),
+    "tuple": (np.int32, -1),  # the int32 columns widen past 2**31 (`_Columns.widen`)
     "a_client": (bool, False),  # the canonical lower endpoint "a" is the client
     "first_a": (bool, False),  # the first packet was sent by a
     "handshake": (np.int8, _MIDSTREAM),
-    "start": (np.int64, 0), "end": (np.int64, 0), "first_frame": (np.int64, 0), "last_frame": (np.int64, 0),
-    "packets": (np.int64, 0), "bytes_a": (np.int64, 0), "bytes_b": (np.int64, 0),
+    "start": (np.int64, 0), "end": (np.int64, 0), "first_frame": (np.int32, 0), "last_frame": (np.int32, 0),
+    "packets": (np.int32, 0), "bytes_a": (np.int64, 0), "bytes_b": (np.int64, 0),
+    "client_syn": (bool, False),  # the client sent a SYN
+    "end_frame": (np.int32, -1), "end_time": (np.int64, 0), "end_client": (bool, False), "end_rst": (bool, False),
+    # The kinds of packet seen (_K_* bits): a FIN, an RST, a SYN+ACK from the server, and
+    # what each side (a, b) sent for Zeek (SYN, SYN+ACK, a packet without SYN, FIN, RST).
+    "kinds": (np.int16, 0),
+}
+# What only a tuple's current connection needs while packets come: packets of a 4-tuple
+# always go to its latest connection, so this is kept per tuple (a set of millions of
+# connections on fewer tuples holds it once per tuple, not once per connection).
+_WORKING_COLUMNS = {
     "syn_seq": (np.int64, -1),  # the client's first SYN
     "base_a": (np.int64, _UNSET), "base_b": (np.int64, _UNSET),  # tshark's base seq per side (see _split)
-    "synack": (bool, False),
-    "end_frame": (np.int64, -1), "end_time": (np.int64, 0), "end_client": (bool, False), "end_rst": (bool, False),
-    "fin": (bool, False), "rst": (bool, False),
-    # Zeek: what each side (a, b) sent, and the history bits and last sequence numbers per side.
-    "syn_a": (bool, False), "syn_b": (bool, False), "synack_a": (bool, False), "synack_b": (bool, False),
-    "other_a": (bool, False), "other_b": (bool, False),  # a packet without SYN
-    "fin_a": (bool, False), "fin_b": (bool, False), "rst_a": (bool, False), "rst_b": (bool, False),
-    "seen_a": (np.int16, 0), "seen_b": (np.int16, 0),  # the _H_* bits
-    "last_syn_a": (np.int64, 0), "last_syn_b": (np.int64, 0), "last_fin_a": (np.int64, 0),
+    "seen_a": (np.int16, 0), "seen_b": (np.int16, 0),  # Zeek's history bits (_H_*) per side
+    "last_syn_a": (np.int64, 0), "last_syn_b": (np.int64, 0), "last_fin_a": (np.int64, 0),  # and last numbers
     "last_fin_b": (np.int64, 0), "last_rst_a": (np.int64, 0), "last_rst_b": (np.int64, 0),
 }
 _TIME_COLUMNS = ("start", "end", "end_time")
-# What a Census reads of the engine's columns; the rest (tshark's bases, Zeek's last
-# sequence numbers and history bits) only serve while packets come.
+_COUNT_COLUMNS = ("tuple", "first_frame", "last_frame", "end_frame", "packets")  # int32 while frames fit
+# What a Census reads of the engine's columns.
 _RESULT_COLUMNS = ("tuple", "a_client", "first_a", "handshake", "start", "end", "first_frame", "last_frame",
-                   "packets", "bytes_a", "bytes_b", "syn_seq", "synack", "end_frame", "end_time", "end_client",
-                   "end_rst", "fin", "rst") + tuple(f"{name}_{side}" for name in ("syn", "synack", "other", "fin", "rst")
-                                                   for side in "ab")
+                   "packets", "bytes_a", "bytes_b", "client_syn", "end_frame", "end_time", "end_client",
+                   "end_rst", "kinds")
 _KEY_NAMES = ("a_hi", "a_lo", "a_port", "b_hi", "b_lo", "b_port")
 
 
@@ -207,6 +250,44 @@ class _Grouped:
 
     def __init__(self, batch):
         self.batch = batch
+        if not self._group_compiled(batch):
+            self._group_numpy(batch)
+        order = self.order
+        count = len(order)
+        self.tuple_start = np.ones(count, dtype=bool)
+        self.tuple_start[1:] = self.group_of_row[1:] != self.group_of_row[:-1]
+        self.flags = batch.flags[order].astype(np.int64)
+        self.seq = batch.seq[order].astype(np.int64)
+        self.ack = batch.ack[order].astype(np.int64)
+        self.payload = batch.payload_len[order].astype(np.int64)
+        self.frame = batch.frame[order]
+        self.time_ns = batch.time_ns[order]
+
+    def _group_compiled(self, batch) -> bool:
+        """The grouping in one compiled pass with an exact hash table (`speedups`), groups
+        in order of first appearance; False where it is not built."""
+        fast = speedups.compiled()
+        if fast is None:
+            return False
+        u64 = np.uint64
+        count = len(batch.frame)
+        order, group_of_row = np.empty(count, dtype=np.int64), np.empty(count, dtype=np.int64)
+        by_b = np.empty(count, dtype=bool)
+        keys = [np.empty(count, dtype=u64) for _ in _KEY_NAMES]
+        hashes = np.empty(count, dtype=u64)
+        groups = fast.group_tuples(*(np.ascontiguousarray(column, dtype=u64) for column in (
+            batch.src_hi, batch.src_lo, batch.sport, batch.dst_hi, batch.dst_lo, batch.dport)),
+            order, group_of_row, by_b.view(np.uint8), *keys, hashes)
+        self.keys = [key[:groups] for key in keys]
+        self.hashes = hashes[:groups]
+        # two tuples of this batch with one hash: the engine's table of tuples looks them up exactly
+        ordered = np.sort(self.hashes)  # (np.unique would import numpy.ma: ~20 ms)
+        self.collided = bool((ordered[1:] == ordered[:-1]).any())
+        self.order, self.group_of_row = order, group_of_row
+        self.by_b = by_b[order]
+        return True
+
+    def _group_numpy(self, batch) -> None:
         u64 = np.uint64
         src = (batch.src_hi.astype(u64, copy=False), batch.src_lo.astype(u64, copy=False), batch.sport.astype(u64))
         dst = (batch.dst_hi.astype(u64, copy=False), batch.dst_lo.astype(u64, copy=False), batch.dport.astype(u64))
@@ -231,16 +312,7 @@ class _Grouped:
         self.hashes = mix[first]
         self.order = order
         self.group_of_row = inverse[order]
-        count = len(order)
-        self.tuple_start = np.ones(count, dtype=bool)
-        self.tuple_start[1:] = self.group_of_row[1:] != self.group_of_row[:-1]
         self.by_b = ~from_a[order]  # the packet was sent by b
-        self.flags = batch.flags[order].astype(np.int64)
-        self.seq = batch.seq[order].astype(np.int64)
-        self.ack = batch.ack[order].astype(np.int64)
-        self.payload = batch.payload_len[order].astype(np.int64)
-        self.frame = batch.frame[order]
-        self.time_ns = batch.time_ns[order]
 
 
 def grouped(batch) -> _Grouped:
@@ -259,7 +331,8 @@ class _Tuples:
     """
 
     def __init__(self):
-        self.columns = _Columns({**{name: (np.uint64, 0) for name in _KEY_NAMES}, "conn": (np.int64, -1)})
+        self.columns = _Columns({**{name: (np.uint64, 0) for name in _KEY_NAMES}, "conn": (np.int64, -1),
+                                 **_WORKING_COLUMNS})
         self.hashes = np.zeros(0, dtype=np.uint64)  # sorted
         self.rows_of_hashes = np.zeros(0, dtype=np.int64)  # tuple id of each hash
         self.exact: Optional[dict] = None  # after a hash collision: keyed by the whole tuple
@@ -313,12 +386,32 @@ class _Tuples:
 
 # -- the engine ----------------------------------------------------------------------------
 
+class _Working:
+    """A batch's view of the per-tuple working state (`_WORKING_COLUMNS`), one value per run
+    (a connection's rows in this batch): a new connection starts from the defaults, one
+    carried from an earlier batch from its tuple's; the last run of each tuple leaves its
+    state there (an earlier run of the tuple in this batch is a connection that ended)."""
+
+    __slots__ = ("columns", "tuples", "new", "last")
+
+    def __init__(self, columns: _Columns, tuples: np.ndarray, new: np.ndarray, last: np.ndarray):
+        self.columns, self.tuples, self.new, self.last = columns, tuples, new, last
+
+    def read(self, name: str) -> np.ndarray:
+        return np.where(self.new, self.columns.spec[name][1], self.columns[name][self.tuples]).astype(
+            self.columns[name].dtype, copy=False)
+
+    def keep(self, name: str, values: np.ndarray) -> None:
+        self.columns[name][self.tuples[self.last]] = values[self.last]
+
+
 class _Engine:
     def __init__(self):
         self.tuples = _Tuples()
         self.conns = _Columns(_CONNECTION_COLUMNS)
+        # Per batch, in row order (a connection's rows are one run of it, in frame order):
         self.events: list = []  # (conn, frame, code) arrays: 0 FIN, 1 RST by client, 2 RST by server, 3 SYN retr.
-        self.history: list = []  # (conn, frame, letter) arrays
+        self.history: list = []  # (conn, letter) arrays
         self.packets = 0
         self.tcp_packets = 0
 
@@ -334,6 +427,8 @@ class _Engine:
         conns = self.conns
         if batch.time_ns.dtype == object:
             conns.to_object(_TIME_COLUMNS)
+        if batch.last_frame >= 2**31 - 1:
+            conns.widen(_COUNT_COLUMNS)
         # Everything below works on rows grouped by tuple (frame order kept within a tuple).
         tid = self.tuples.ids(g)[g.group_of_row]
         order, by_b, flags, seq, ack, payload, frame, time_ns = g.order, g.by_b, g.flags, g.seq, g.ack, g.payload, \
@@ -363,7 +458,9 @@ class _Engine:
                         batch.dport[order[first_rows]], time_ns, frame)
         last_of_tuple = np.append(tid[runs[1:]] != tid[runs[:-1]], True)
         self.tuples.columns["conn"][tid[runs[last_of_tuple]]] = conn_of_run[last_of_tuple]
-        self._account(conn_of_run, runs, run_end, run_of, by_b, flags, seq, ack, payload, frame, time_ns, pos)
+        working = _Working(self.tuples.columns, tid[runs], new, last_of_tuple)
+        self._account(conn_of_run, runs, run_end, run_of, by_b, flags, seq, ack, payload, frame, time_ns, pos,
+                      working)
 
     # -- port reuse: where a SYN starts a new connection on a known 4-tuple -----------------
 
@@ -414,7 +511,7 @@ class _Engine:
             conn = carried[rows]
             known = conn >= 0
             base = np.full(len(rows), _UNSET, dtype=np.int64)
-            base[known] = self.conns["base_b" if side else "base_a"][conn[known]]
+            base[known] = self.tuples.columns["base_b" if side else "base_a"][tid[rows[known]]]
             return base
 
         pending = candidates
@@ -487,7 +584,7 @@ class _Engine:
         conns["first_frame"][ids] = frame[rows]
 
     def _account(self, conn_of_run, runs, run_end, run_of, by_b, flags, seq, ack, payload, frame, time_ns,
-                 pos) -> None:
+                 pos, working: "_Working") -> None:
         conns = self.conns
         count = len(pos)
         conn = conn_of_run[run_of]  # per row
@@ -507,6 +604,7 @@ class _Engine:
                  | (pure_syn * _K_SYN | synack * _K_SYNACK | ~is_syn * _K_OTHER
                     | is_fin * _K_SIDE_FIN | is_rst * _K_SIDE_RST) << (mine_b * _K_SIDE_SHIFT))
         in_run = np.bitwise_or.reduceat(kinds.astype(np.int16), runs)
+        conns["kinds"][conn_of_run] |= in_run
 
         def any_in_run(kind):
             return (in_run & kind) != 0
@@ -519,17 +617,17 @@ class _Engine:
         conns["last_frame"][conn_of_run] = frame[last]
 
         got_synack = any_in_run(_K_SYNACK_SERVER)
-        conns["synack"][conn_of_run] |= got_synack
         handshake = conns["handshake"][conn_of_run]
         conns["handshake"][conn_of_run] = np.where(got_synack & (handshake == _SYN_ONLY), _COMPLETE, handshake)
 
         # The client's first SYN, and the SYNs repeating it.
         client_syn = pure_syn & by_client
         first_syn = first_in_run(client_syn)
-        syn_seq = conns["syn_seq"][conn_of_run]
+        syn_seq = working.read("syn_seq")
         sets_it = (syn_seq < 0) & (first_syn < count)
         syn_seq = np.where(sets_it, seq[np.minimum(first_syn, count - 1)], syn_seq)
-        conns["syn_seq"][conn_of_run] = syn_seq
+        working.keep("syn_seq", syn_seq)
+        conns["client_syn"][conn_of_run] = syn_seq >= 0
         retransmission = client_syn & (seq == syn_seq[run_of]) & ~(sets_it[run_of] & (pos == first_syn[run_of]))
 
         # The first FIN or RST.
@@ -542,13 +640,15 @@ class _Engine:
         conns["end_time"][ended] = time_ns[which]
         conns["end_client"][ended] = by_client[which]
         conns["end_rst"][ended] = is_rst[which]
-        conns["fin"][conn_of_run] |= any_in_run(_K_FIN)
-        conns["rst"][conn_of_run] |= any_in_run(_K_RST)
-        for mask, value in ((is_fin, 0), (is_rst & by_client, 1), (is_rst & ~by_client, 2), (retransmission, 3)):
-            rows = np.flatnonzero(mask)
-            if len(rows):
-                self.events.append((self._narrow(conn[rows]), _narrow_frames(frame[rows]),
-                                    np.full(len(rows), value, dtype=np.int8)))
+        kinds = [(np.flatnonzero(mask), value)
+                 for mask, value in ((is_fin, 0), (is_rst & by_client, 1), (is_rst & ~by_client, 2), (retransmission, 3))]
+        rows = np.concatenate([rows for rows, _ in kinds])
+        if len(rows):
+            # in row order, so each connection's events are in frame order (a FIN+RST: both)
+            codes = np.concatenate([np.full(len(rows), value, dtype=np.int8) for rows, value in kinds])
+            order = np.argsort(rows, kind="stable")
+            rows = rows[order]
+            self.events.append((self._narrow(conn[rows]), _narrow_frames(frame[rows]), codes[order]))
 
         # What each side sent (tshark's base sequence number; Zeek's endpoint states and history).
         letters = self._history_letters(flags, payload, is_syn, is_fin, is_rst, is_ack)
@@ -558,25 +658,19 @@ class _Engine:
             first_sent = first_in_run(mine)
             # tshark's base: the seq of the side's last SYN, else (first come) the one before its
             # first packet's or the other side's first acknowledgment number less one
-            base = conns["base" + suffix][conn_of_run]
+            base = working.read("base" + suffix)
             first_acked = first_in_run(~mine & is_ack)
             from_ack = (base == _UNSET) & (first_acked < first_sent)
             base = np.where(from_ack, (ack[np.minimum(first_acked, count - 1)] - 1) & 0xFFFF_FFFF, base)
             unset = (base == _UNSET) & (first_sent < count)
             base = np.where(unset, (seq[np.minimum(first_sent, count - 1)] - 1) & 0xFFFF_FFFF, base)
             last_syn = np.maximum.reduceat(np.where(mine & is_syn, pos, -1), runs)
-            conns["base" + suffix][conn_of_run] = np.where(last_syn >= 0, seq[np.maximum(last_syn, 0)], base)
-            shift = _K_SIDE_SHIFT if side else 0
-            conns["syn" + suffix][conn_of_run] |= any_in_run(_K_SYN << shift)
-            conns["synack" + suffix][conn_of_run] |= any_in_run(_K_SYNACK << shift)
-            conns["other" + suffix][conn_of_run] |= any_in_run(_K_OTHER << shift)
-            conns["fin" + suffix][conn_of_run] |= any_in_run(_K_SIDE_FIN << shift)
-            conns["rst" + suffix][conn_of_run] |= any_in_run(_K_SIDE_RST << shift)
-            emitted |= self._history_side(letters, seq, payload, mine, conn_of_run, run_of, runs, count, suffix)
+            working.keep("base" + suffix, np.where(last_syn >= 0, seq[np.maximum(last_syn, 0)], base))
+            emitted |= self._history_side(letters, seq, payload, mine, run_of, count, suffix, working)
         rows = np.flatnonzero(emitted)
         if len(rows):
             text = letters[rows] + np.where(by_client[rows], 0, 32)  # lower case from the server (responder)
-            self.history.append((self._narrow(conn[rows]), _narrow_frames(frame[rows]), text.astype(np.uint8)))
+            self.history.append((self._narrow(conn[rows]), text.astype(np.uint8)))
 
     def _narrow(self, conn: np.ndarray) -> np.ndarray:
         """Connection numbers kept per event and history letter as int32 while they fit (a
@@ -593,12 +687,12 @@ class _Engine:
         multi = np.where(is_fin & is_rst, ord("I"), ord("Q"))
         return np.where(bits > 1, multi, np.where(bits == 1, single, none)).astype(np.int64)
 
-    def _history_side(self, letters, seq, payload, mine, conn_of_run, run_of, runs, count, suffix) -> np.ndarray:
+    @staticmethod
+    def _history_side(letters, seq, payload, mine, run_of, count, suffix, working: "_Working") -> np.ndarray:
         """Rows of one side whose letter Zeek writes; updates that side's history state."""
-        conns = self.conns
         seen_name = "seen" + suffix
         emitted = np.zeros(count, dtype=bool)
-        seen = conns[seen_name][conn_of_run].copy()
+        seen = working.read(seen_name)
         # Once per side: D, A, I, Q.
         for letter, bit in ((ord("D"), _H_DATA), (ord("A"), _H_ACK), (ord("I"), _H_FINRST), (ord("Q"), _H_MULTI)):
             rows = np.flatnonzero(mine & (letters == letter))
@@ -627,14 +721,16 @@ class _Engine:
             first[1:] = run[1:] != run[:-1]
             previous = np.empty_like(values)
             previous[1:] = values[:-1]
-            before = conns[name + suffix][conn_of_run[run]]
+            last_value = working.read(name + suffix)  # per run
+            before = last_value[run]
             was_seen = (seen[run] & bit) != 0
             emitted[rows] = np.where(first, ~was_seen | (values != before), values != previous)
             last = np.ones(len(rows), dtype=bool)
             last[:-1] = run[1:] != run[:-1]
-            conns[name + suffix][conn_of_run[run[last]]] = values[last]
+            last_value[run[last]] = values[last]
+            working.keep(name + suffix, last_value)
             seen[run] |= bit
-        conns[seen_name][conn_of_run] = seen
+        working.keep(seen_name, seen)
         return emitted
 
     def result(self) -> "Census":
@@ -782,23 +878,42 @@ def _narrow_frames(frame: np.ndarray) -> np.ndarray:
     return frame.astype(np.int32) if len(frame) and frame[-1] < 2**31 and frame.max() < 2**31 else frame
 
 
-def _grouped(parts: list, count: int):
-    """Concatenate (conn, frame, value) chunks, sorted by connection then frame; with offsets per connection."""
-    if not parts:
-        empty = np.zeros(0, dtype=np.int64)
-        return empty, empty, np.zeros(count + 1, dtype=np.int64)
-    conn = np.concatenate([p[0] for p in parts])
-    frame = np.concatenate([p[1].astype(np.int64, copy=False) for p in parts]) if any(
-        p[1].dtype != np.int32 for p in parts) else np.concatenate([p[1] for p in parts])
-    value = np.concatenate([p[2] for p in parts])
-    parts.clear()  # the engine's chunks: held twice otherwise
-    if len(frame) and frame.max() < 2**32:
-        order = np.argsort((conn.astype(np.int64) << 32) | frame.astype(np.int64), kind="stable")
-    else:
-        order = np.lexsort((frame, conn))
-    offsets = np.searchsorted(conn[order], np.arange(count + 1))
-    del conn
-    return frame[order].astype(np.int64), value[order], offsets
+def _blocks(conn: np.ndarray) -> tuple:
+    """(start, connection, length) of each block of one connection's items in a chunk."""
+    if not len(conn):
+        return conn[:0], conn[:0], conn[:0]
+    starts = np.flatnonzero(conn[1:] != conn[:-1]) + 1
+    starts = np.concatenate(([0], starts))
+    return starts, conn[starts], np.diff(np.append(starts, len(conn)))
+
+
+def _placed(parts: list, count: int, dtypes: tuple) -> tuple:
+    """Per-batch chunks (conn, value, ...) in batch order, each holding a connection's items
+    as one block in order, laid out by connection: (value arrays..., offsets per connection).
+    Each chunk is placed where its connections' items go (no sort of all the items, which
+    held several int64 copies of every history letter at once); the chunks are freed as
+    placed. `dtypes`: of the values, widened to what the chunks hold."""
+    width = len(dtypes)
+    lengths = np.zeros(count, dtype=np.int64)
+    for part in parts:
+        _starts, owners, sizes = _blocks(part[0])
+        lengths[owners] += sizes  # a connection is one block per chunk: no repeats here
+    offsets = np.zeros(count + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    del lengths
+    total = int(offsets[-1])
+    dtypes = [np.result_type(dtype, *[part[k + 1].dtype for part in parts]) for k, dtype in enumerate(dtypes)]
+    values = [np.empty(total, dtype=dtype) for dtype in dtypes]
+    fill = offsets[:-1].copy()
+    for index, part in enumerate(parts):
+        starts, owners, sizes = _blocks(part[0])
+        at = np.repeat(fill[owners] - starts, sizes) + np.arange(len(part[0]))
+        for k in range(width):
+            values[k][at] = part[k + 1]
+        fill[owners] += sizes
+        parts[index] = None  # freed as placed
+    parts.clear()
+    return (*values, offsets)
 
 
 def _events_of(events, streams: np.ndarray) -> tuple:
@@ -833,8 +948,9 @@ class Census:
         client_first = c["end_client"]
         has_end = c["end_frame"] >= 0
         # Refused: the first end is the server's RST, the client sent a SYN and got no SYN+ACK.
-        refused = c["end_rst"] & ~client_first & (c["syn_seq"] >= 0) & ~c["synack"]
-        kind = np.where(~has_end, 3, np.where(c["rst"], np.where(refused, 2, 1), 0))
+        kinds = c["kinds"]
+        refused = c["end_rst"] & ~client_first & c["client_syn"] & ((kinds & _K_SYNACK_SERVER) == 0)
+        kind = np.where(~has_end, 3, np.where((kinds & _K_RST) != 0, np.where(refused, 2, 1), 0)).astype(np.int8)
         self.end_kind = kind  # index into END_KINDS, per connection
         self.ended_by_client = np.where(has_end, client_first, False)
         self._states = self._zeek(columns)
@@ -844,9 +960,10 @@ class Census:
         """The census of a finished engine (spent: its state is handed over or freed)."""
         count = engine.conns.size
         columns = engine.conns.handed_over(_RESULT_COLUMNS)
-        keys = {name: engine.tuples.columns[name] for name in _KEY_NAMES}
-        events = _grouped(engine.events, count)
-        history = _grouped(engine.history, count)
+        keys = engine.tuples.columns.trimmed()
+        events = _placed(engine.events, count, (np.int32, np.int8))
+        letters, at = _placed(engine.history, count, (np.uint8,))
+        history = (None, letters, at)
         return cls(columns, keys, events, history, engine.packets, engine.tcp_packets)
 
     def _zeek(self, c: dict):
@@ -854,7 +971,8 @@ class Census:
 
         def side(name, client: bool):
             # the column of the client's side (Zeek's originator) or the server's
-            return np.where(a_client == client, c[name + "_a"], c[name + "_b"])
+            bit = _SIDE_KINDS[name]
+            return (np.where(a_client == client, c["kinds"], c["kinds"] >> _K_SIDE_SHIFT) & bit) != 0
 
         facts = {}
         for who, client in (("orig", True), ("resp", False)):
@@ -931,20 +1049,23 @@ class Census:
         ends = [self._keys[name][tuples].tolist() for name in _KEY_NAMES]
         orig, resp = (pick(state).tolist() for state in self._states)
         kinds, by_client = pick(self.end_kind).tolist(), pick(self.ended_by_client).tolist()
-        ev_frame, ev_code, ev_at = (array.tolist() for array in self._events)
+        # only the chosen connections' events and letters become Python objects
+        events = self._events if rows is None else _events_of(self._events, rows)
+        ev_frame, ev_code, ev_at = (array.tolist() for array in events)
         _, hi_letter, hi_at = self._history
         letters = hi_letter.tobytes().decode("ascii")
-        hi_at = hi_at.tolist()
+        hi_from, hi_to = (hi_at[:-1].tolist(), hi_at[1:].tolist()) if rows is None else (
+            hi_at[rows].tolist(), hi_at[rows + 1].tolist())
         numbers = range(len(self)) if rows is None else rows.tolist()
-        for (i, (_t, a_client, first_a, handshake, start, end, first_frame, last_frame, packets, bytes_a, bytes_b,
+        for (k, i, (_t, a_client, first_a, handshake, start, end, first_frame, last_frame, packets, bytes_a, bytes_b,
                  end_frame, end_time), a_hi, a_lo, a_port, b_hi, b_lo, b_port, o_state, r_state, kind, client_ended
-             ) in zip(numbers, zip(*columns), *ends, orig, resp, kinds, by_client):
+             ) in zip(itertools.count(), numbers, zip(*columns), *ends, orig, resp, kinds, by_client):
             a = _endpoint(a_hi, a_lo, a_port)
             b = _endpoint(b_hi, b_lo, b_port)
             client, server = (a, b) if a_client else (b, a)
             bytes_client, bytes_server = (bytes_a, bytes_b) if a_client else (bytes_b, bytes_a)
             fins, rsts, rst_by, retrans = [], [], [], []
-            for j in range(ev_at[i], ev_at[i + 1]):
+            for j in range(ev_at[k], ev_at[k + 1]):
                 code = ev_code[j]
                 if code == 0:
                     fins.append(ev_frame[j])
@@ -953,7 +1074,7 @@ class Census:
                 else:
                     rsts.append(ev_frame[j])
                     rst_by.append("client" if code == 1 else "server")
-            history = letters[hi_at[i]:hi_at[i + 1]]
+            history = letters[hi_from[k]:hi_to[k]]
             if first_a != a_client:
                 history = "^" + history
             ended = kind != 3

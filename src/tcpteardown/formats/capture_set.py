@@ -29,15 +29,19 @@ import zlib
 import lzma
 import os
 import struct
+import sys
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Optional
 
+from .. import speedups
 from ..errors import CaptureFileError, UserError
 from .pcapread import PCAP_MAGICS, PCAPNG_SHB, _magic_problem
 
 __all__ = ["CaptureSet", "expand_members", "open_set", "is_set", "set_label", "iter_set_batches"]
 
-CHUNK = 16 << 20  # decompressed bytes per window of a compressed member
+# decompressed bytes per window of a compressed member: the reader's own window (a bigger one
+# was held three times over, as read, joined and handed on, while the census counted)
+CHUNK = 4 << 20
 _COMPRESSED = ((b"\x1f\x8b", "gzip"), (b"\xfd7zXZ\x00", "xz"), (b"\x28\xb5\x2f\xfd", "zstd"))
 _GLOB_CHARS = set("*?[")
 _HEAD = 1 << 16  # bytes read to find a member's first packet time
@@ -275,6 +279,22 @@ class _BytesView:
         pass
 
 
+def _whole_records(buf: bytes, order: str, caplen_at) -> int:
+    """Where the last whole pcap record in `buf` ends (records from offset 0)."""
+    size = len(buf)
+    fast = speedups.compiled()
+    if fast is not None and size >= 16:  # the per-record walk, compiled (1M records: ~0.3 s less per member)
+        walked, end = fast.walk_pcap(buf, 0, size - 15, order == ">")
+        return end if end <= size else int.from_bytes(walked[-8:], sys.byteorder)
+    offset = 0
+    while offset + 16 <= size:
+        end = offset + 16 + caplen_at(buf, offset)[0]
+        if end > size:
+            break
+        offset = end
+    return offset
+
+
 def _pcap_windows(stream, path: str) -> Iterator[tuple[bytes, int, bool]]:
     """(a pcap: the file header and whole records, offset in the member of its first record,
     last?) from a decompressed stream, one CHUNK at a time."""
@@ -285,24 +305,24 @@ def _pcap_windows(stream, path: str) -> Iterator[tuple[bytes, int, bool]]:
     base = 24
     while True:
         data, damage = _read_some(stream, CHUNK)
-        buf = pending + data
+        ended = not data
+        buf = pending + data if pending else data
+        del data
         if damage is not None:
             yield header + buf, base, True
             raise damage
-        if not data:
+        if ended:
             yield header + buf, base, True
             return
-        offset, size = 0, len(buf)
-        while offset + 16 <= size:
-            end = offset + 16 + caplen_at(buf, offset)[0]
-            if end > size:
-                break
-            offset = end
+        offset, size = _whole_records(buf, order, caplen_at), len(buf)
         if offset == 0 and size > 2 * CHUNK:  # a record of garbage length: let the reader say so
             yield header + buf, base, True
             return
-        yield header + buf[:offset], base, False
+        window = header + memoryview(buf)[:offset]
         pending = buf[offset:]
+        del buf  # only the window is held while it is read
+        yield window, base, False
+        del window
         base += offset
 
 
