@@ -33,15 +33,18 @@ from typing import Callable, Iterable, Optional, Union
 import numpy as np
 
 from ..errors import UserError
-from ..model import Endpoint, Metadata, Recording, Segment, SocketCall
+from ..model import Endpoint, Metadata, Recording, Segment, SocketCall, TcpFlags
 
 __all__ = ["load_evidence", "read_calls", "Interest", "interest_for", "read_selected", "BIG_CAPTURE_BYTES",
-           "NEAR_WINDOW_NS"]
+           "NEAR_WINDOW_NS", "PREDICTIONS_LIMITED"]
 
 # Above this size a capture is read selectively (when the caller says what matters);
 # the environment variable overrides it (0: always, as the tests do on small captures).
 BIG_CAPTURE_BYTES = 16 << 20  # ~150,000 loopback packets; read whole, ~200 MB
 BIG_CAPTURE_VARIABLE = "TCPTEARDOWN_BIG_CAPTURE_BYTES"
+# Metadata key of a recording read for calls naming no 4-tuple: its other connections are
+# candidates only, not predicted (api.explain); the value says so in one line.
+PREDICTIONS_LIMITED = "predictions_limited"
 # A call that names no 4-tuple: connections with packets this long before it are read.
 NEAR_WINDOW_NS = 1_000_000_000
 # ... and of those, their packets from this long before the window (their handshake).
@@ -128,15 +131,22 @@ class Interest:
     t0, t1): connections (on that endpoint) with a packet in [t0, t1].
     `first`: the n-th connection in order of first packet that has `port`
     / `endpoint` (None: any), as `--conn N|:PORT|ADDR:PORT` means.
-    `since`/`until` clip everything, packets and calls.
+    `since`/`until` clip everything, packets and calls. `near_flags`: per
+    `near` window, TCP flags one of which a connection must show inside it
+    to be read (the RST or FIN that can explain its call; 0 or missing: any
+    packet), unless no connection in any window shows them.
     """
 
     pairs: frozenset = frozenset()
     near: tuple = ()
+    near_flags: tuple = ()
     first: Optional[tuple[int, Optional[int], Optional[Endpoint]]] = None  # (n, port, endpoint)
     since: Optional[int] = None
     until: Optional[int] = None
     lookback_ns: int = _LOOKBACK_NS  # `near`: packets read this long before t0, for the handshake
+
+    def flags_of(self, window: int) -> int:
+        return self.near_flags[window] if window < len(self.near_flags) else 0
 
     def in_span(self, time_ns: int) -> bool:
         return (self.since is None or time_ns >= self.since) and (self.until is None or time_ns <= self.until)
@@ -160,7 +170,7 @@ def interest_for(calls: Iterable[SocketCall], *, number: Optional[int] = None, e
         return Interest(pairs=frozenset({frozenset(endpoints)}), since=since, until=until)
     if number is not None or endpoints or port is not None:
         return Interest(first=(number or 1, port, endpoints[0] if endpoints else None), since=since, until=until)
-    pairs, near = set(), []
+    pairs, near, flags = set(), [], []
     for call in calls:
         if not (call.failed or call.is_eof):
             continue
@@ -170,9 +180,33 @@ def interest_for(calls: Iterable[SocketCall], *, number: Optional[int] = None, e
         t0 = since if since is not None else call.start_ns - window_ns
         t1 = until if until is not None else call.end_ns + late_ns(call)
         near.append((call.local or call.remote, t0, t1))
+        flags.append(evidence_flags(call))
     if not pairs and not near:
         return Interest(first=(1, None, None), since=since, until=until)  # nothing failed: the first, for a picture
-    return Interest(pairs=frozenset(pairs), near=tuple(near), since=since, until=until)
+    return Interest(pairs=frozenset(pairs), near=tuple(near), near_flags=tuple(flags), since=since, until=until)
+
+
+# The segment that can explain each outcome (analysis.correlate's rules): an RST for a
+# reset or a refusal (the RST/ACK answering the SYN), a FIN for end-of-file. Others
+# (timeouts: silence; EPIPE: maybe this side's own close) may lie on any connection.
+_EXPLAINED_BY = {"ECONNRESET": TcpFlags.RST, "ECONNREFUSED": TcpFlags.RST, "EOF": TcpFlags.FIN}
+
+
+def evidence_flags(call: SocketCall) -> int:
+    """The TCP flags one of which a connection must show near `call` to explain it,
+    for every outcome its words leave open (a log line's `also`); 0: any connection may."""
+    from ..messages import read_message
+
+    outcomes = {"EOF" if call.is_eof else call.errno}
+    found = read_message(call.text) if call.source == "log" and call.text else None
+    if found is not None and found.phrasing is not None:
+        outcomes |= set(found.phrasing.also)
+    if not all(outcome in _EXPLAINED_BY for outcome in outcomes):
+        return 0
+    mask = 0
+    for outcome in outcomes:
+        mask |= int(_EXPLAINED_BY[outcome])
+    return mask
 
 
 _MIX = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F), np.uint64(0x165667B19E3779F9))
@@ -204,11 +238,12 @@ class _Selection:
         self.counted = 0
         self.chosen: Optional[np.uint64] = None  # the key hash `first` resolved to
 
-    def rows(self, batch, frame_bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def rows(self, batch, frame_bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Indices of the batch's rows worth decoding now; the rows a `near` window
         (or its lookback) holds, for later: decoded only for the connections with a
-        packet inside a window (most in a busy window's lookback have none); and the
-        key hashes of the rows inside a window."""
+        packet inside a window (most in a busy window's lookback have none); the
+        rows inside a window; and of those, the rows that can explain its call
+        (`Interest.near_flags`)."""
         interest = self.interest
         time = batch.time_ns
         wanted = np.zeros(len(batch), dtype=bool)
@@ -216,12 +251,16 @@ class _Selection:
             wanted |= np.isin(_port_pair(batch.sport, batch.dport), self.pair_codes)
         near = np.zeros(len(batch), dtype=bool)
         inside = np.zeros(len(batch), dtype=bool)
-        for endpoint, t0, t1 in interest.near:
+        explaining = np.zeros(len(batch), dtype=bool)
+        for window, (endpoint, t0, t1) in enumerate(interest.near):
             on = (time >= t0 - interest.lookback_ns) & (time <= t1)
             if endpoint is not None:
                 on &= (batch.sport == endpoint.port) | (batch.dport == endpoint.port)
             near |= on
-            inside |= on & (time >= t0)
+            on &= time >= t0
+            inside |= on
+            mask = interest.flags_of(window)
+            explaining |= on & ((batch.flags & mask) != 0) if mask else on
         if interest.first is not None:
             keys = _key_hash(batch)
             if self.chosen is None:
@@ -236,7 +275,8 @@ class _Selection:
             near &= (time <= interest.until).astype(bool)
         near &= ~wanted
         inside &= near
-        return np.flatnonzero(wanted), np.flatnonzero(near), np.flatnonzero(inside)
+        explaining &= near
+        return np.flatnonzero(wanted), np.flatnonzero(near), np.flatnonzero(inside), np.flatnonzero(explaining)
 
     def _resolve(self, batch, keys, frame_bytes) -> None:
         """Count connections in order of first packet until the n-th that has
@@ -349,10 +389,17 @@ def read_selected(capture: PathLike, interest: Interest, *, batches: Optional[Ca
     keys = {s.connection_key for s in segments}
     what = f"{len(segments)} of {tcp_packets} TCP packets ({len(keys)} of the capture's 4-tuples"
     what += f", {passes} passes)" if passes > 1 else ")"
+    limited = ()
     if interest.near:
         what += (f"; for {len(interest.near)} call(s) naming no 4-tuple, the connections with packets in "
                  f"the window before each (--window, --since/--until)")
-    extra = (("selected", what + ": only the connections the calls or --conn name were read"),) \
+        shown = " or ".join(name for name, bit in (("an RST", TcpFlags.RST), ("a FIN", TcpFlags.FIN))
+                            if any(mask & bit for mask in interest.near_flags))
+        if shown:
+            what += f" that show {shown} in it, what can explain the call, when any does"
+        limited = ((PREDICTIONS_LIMITED, "predictions only for the connections the calls name by 4-tuple: the "
+                    "others were read as candidates for a call that names none"),)
+    extra = (("selected", what + ": only the connections the calls or --conn name were read"),) + limited \
         + tuple(("problem", p) for p in problems)
     return Recording(segments=tuple(segments), metadata=Metadata(source_file=path, extra=extra))
 
@@ -368,9 +415,10 @@ def _one_pass(batches, interest: Interest, skip: Optional[np.ndarray] = None) ->
     # at the end for the connections with a packet inside a window (their key hashes).
     later: list[tuple] = []
     inside_keys: list[np.ndarray] = []
+    explaining_keys: list[np.ndarray] = []
     for batch, frame_bytes in batches:
         tcp_packets += len(batch)
-        rows, near, inside = selection.rows(batch, frame_bytes)
+        rows, near, inside, explaining = selection.rows(batch, frame_bytes)
         if skip is not None:
             rows = rows[~np.isin(batch.frame[rows], skip)] if len(rows) else rows
             near = near[~np.isin(batch.frame[near], skip)] if len(near) else near
@@ -381,10 +429,14 @@ def _one_pass(batches, interest: Interest, skip: Optional[np.ndarray] = None) ->
             frames = batch.frame[near]
             later.append((frames, batch.time_ns[near], keys[near], frame_bytes(frames)))
             inside_keys.append(keys[inside])
+            explaining_keys.append(keys[explaining])
     if later:
         from .pcap_links import decode_segment
 
-        wanted = np.unique(np.concatenate(inside_keys))
+        # only the connections that can explain a window's call, unless none can (then all, said by correlate)
+        wanted = np.unique(np.concatenate(explaining_keys))
+        if not len(wanted):
+            wanted = np.unique(np.concatenate(inside_keys))
         for frames, times, keys, data in later:
             for row in np.flatnonzero(np.isin(keys, wanted)).tolist():
                 segment = decode_segment(int(frames[row]), int(times[row]), *data[row])
@@ -413,9 +465,14 @@ def _exact(segments: list[Segment], interest: Interest) -> list[Segment]:
         key = segments[0].connection_key if segments else None
         return [s for s in segments if s.connection_key == key]
     keys = [s.connection_key for s in segments]  # a new frozenset each time it is asked: asked once
-    inside = set()
-    for endpoint, t0, t1 in interest.near:
-        inside |= {key for s, key in zip(segments, keys)
-                   if t0 <= s.time_ns <= t1 and (endpoint is None or endpoint in key)}
+    inside, explaining = set(), set()
+    for window, (endpoint, t0, t1) in enumerate(interest.near):
+        mask = interest.flags_of(window)
+        for s, key in zip(segments, keys):
+            if t0 <= s.time_ns <= t1 and (endpoint is None or endpoint in key):
+                inside.add(key)
+                if not mask or s.flags & mask:
+                    explaining.add(key)
+    inside = explaining or inside
     pairs = interest.pairs
     return [s for s, key in zip(segments, keys) if key in pairs or key in inside]
