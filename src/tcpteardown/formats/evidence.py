@@ -139,7 +139,8 @@ class Interest:
     `since`/`until` clip everything, packets and calls. `near_flags`: per
     `near` window, TCP flags one of which a connection must show inside it
     to be read (the RST or FIN that can explain its call; 0 or missing: any
-    packet), unless no connection in any window shows them.
+    packet), of those only the NEAR_CANDIDATES_READ whose lies nearest the
+    window's end; all of the window's connections when none shows them.
     """
 
     pairs: frozenset = frozenset()
