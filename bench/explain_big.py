@@ -147,7 +147,7 @@ def main() -> int:
     print(f"explain*: the same failure logged as a Python traceback (no 4-tuple: the connections in the "
           f"1 s before it are read, --window); linked {unnamed_frames}")
     print(f"explain linked frame {linked}; the RST on the logged 4-tuple is frame {frame}: "
-          f"{'right' if linked == [frame] else 'WRONG'}")
+          f"{'right' if linked == [frame] else 'WRONG'}; explain* {'right' if unnamed_frames == [frame] else 'WRONG'}")
     goals = (explain[0] <= 1.5 * census[0], plot[0] <= 1.5 * census[0], max(explain[1], plot[1]) < 300,
              linked == [frame])
     print("goals (explain, plot <= 1.5x census; peak RSS < 300 MB; right frame):",

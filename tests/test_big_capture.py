@@ -25,7 +25,9 @@ from tcpteardown.analysis.connections import connections, select_connection
 from tcpteardown.analysis.correlate import correlate, tolerance
 from tcpteardown.cli import main
 from tcpteardown.formats.bundle import load_recording
-from tcpteardown.formats.evidence import BIG_CAPTURE_VARIABLE, interest_for, load_evidence, read_selected
+from tcpteardown.api import explain
+from tcpteardown.formats.evidence import (BIG_CAPTURE_VARIABLE, NEAR_CANDIDATES_READ, NEAR_WINDOW_NS, interest_for,
+                                          load_evidence, read_selected)
 
 COUNT, VICTIM = 240, 121
 
@@ -155,6 +157,22 @@ def test_a_log_line_without_a_four_tuple_reads_the_connections_just_before_it(ma
     assert new.cause is not None and new.cause.frame == old.cause.frame
     read = len(tcpstate.connections(narrow))
     assert 1 <= read < len(tcpstate.connections(whole)) // 4  # a 3 ms window of a capture of 240
+    # the default 1 s window holds most of the capture: only the connections whose RST lies nearest
+    # the line are read, the link says how many showed one, and none of them is predicted
+    wide = load_evidence(pcap, logs=[python_log], big_bytes=0,
+                         select=lambda calls: interest_for(calls, late_ns=lambda call: tolerance(call)[0]))
+    t0, t1 = call.start_ns - NEAR_WINDOW_NS, call.end_ns + tolerance(call)[0]
+    shown = {s.connection_key for s in whole.segments if s.is_rst and t0 <= s.time_ns <= t1}
+    assert len(shown) > NEAR_CANDIDATES_READ
+    assert len({s.connection_key for s in wide.segments}) == NEAR_CANDIDATES_READ
+    explanation = explain(wide)
+    (link,) = explanation.links
+    assert link.cause.frame == old.cause.frame
+    assert (f"{len(shown)} connections show an RST or FIN in the window before the call (--window); only the "
+            f"{NEAR_CANDIDATES_READ} whose is nearest the call were read") in "; ".join(link.caveats)
+    document = explanation.document()
+    assert document["predictions_limited"].startswith("predictions only for the connections the calls name")
+    assert "predictions_limited" not in explain(whole).document()  # read whole: every connection predicted
 
 
 @pytest.mark.needs_capture

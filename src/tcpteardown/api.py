@@ -150,6 +150,7 @@ def explain(recording: Recording, *, os: Optional[str] = None, conn: Union[None,
 def _explain(recording: Recording, os: Optional[str], conn: Optional[str]) -> Explanation:
     from .analysis.correlate import correlate
     from .analysis.predict import TABLE_OSES, predict
+    from .formats.evidence import PREDICTIONS_LIMITED
     from .formats.os_guess import DISPLAY, guess_os
 
     guess = guess_os(recording, override=os)
@@ -157,10 +158,13 @@ def _explain(recording: Recording, os: Optional[str], conn: Optional[str]) -> Ex
         recording = replace(recording, metadata=replace(recording.metadata, os=guess.display))
     os_of = {host: DISPLAY.get(name, name) for host, name in guess.hosts.items()}
     real = correlate(recording)
-    predicted = predict(recording, guess.display or "unknown", os_of=os_of, real_links=real)
+    predicted = predict(_predictable(recording), guess.display or "unknown", os_of=os_of, real_links=real)
     notes = ()
     if predicted and guess.display not in TABLE_OSES:
         notes = (f"no rule table for {guess.name}: only connect() outcomes are predicted",)
+    limited = dict(recording.metadata.extra).get(PREDICTIONS_LIMITED)
+    if limited is not None:
+        notes += (limited,)
     links = tuple(real) + tuple(predicted)
     if conn is not None:
         from .analysis.connections import connections, select_connection
@@ -168,6 +172,19 @@ def _explain(recording: Recording, os: Optional[str], conn: Optional[str]) -> Ex
         chosen = select_connection(connections(recording), conn)
         links = tuple(link for link in links if link.call in chosen.calls or _on(link.call, chosen.key))
     return Explanation(recording, links, guess, conn, notes)
+
+
+def _predictable(recording: Recording) -> Recording:
+    """What to predict from: a big capture read for calls naming no 4-tuple holds their
+    candidate connections, which no call refers to: only the connections the calls name
+    by 4-tuple are predicted (formats.evidence.PREDICTIONS_LIMITED)."""
+    from .formats.evidence import PREDICTIONS_LIMITED
+
+    if PREDICTIONS_LIMITED not in dict(recording.metadata.extra):
+        return recording
+    named = {frozenset((call.local, call.remote)) for call in recording.calls
+             if call.local is not None and call.remote is not None}
+    return replace(recording, segments=tuple(s for s in recording.segments if s.connection_key in named))
 
 
 def _on(call, key: frozenset) -> bool:

@@ -377,8 +377,28 @@ def _search(ctx: _Ctx, find: Callable[[_Socket], Optional[tuple]]) -> tuple[Opti
         others = ", ".join(_conn_text(s.conn) for s, _ in hits[1:])
         caveats.append(f"{len(hits)} connections hold matching evidence; linked to the one whose evidence "
                        f"is closest before the call returned ({_conn_text(sock.conn)}), not {others}")
+    caveats.extend(_unread_candidates(ctx))
     caveats.extend(_skew_caveats(ctx))
     return sock, evidence, caveats
+
+
+def _unread_candidates(ctx: _Ctx) -> list[str]:
+    """A big capture read for a call naming no 4-tuple holds, of the connections that show
+    an RST or FIN in the window before it, only the nearest (formats.evidence.NEAR_CANDIDATES):
+    how many there were, so the choice above is weighed against all of them."""
+    from ..formats.evidence import NEAR_CANDIDATES
+
+    call = ctx.call
+    if call.local is not None or call.remote is not None:
+        return []
+    for key, value in ctx.recording.metadata.extra:
+        if key != NEAR_CANDIDATES:
+            continue
+        t0, t1, shown, read = (int(word) for word in value.split())
+        if t0 <= call.end_ns <= t1 and shown > read:
+            return [f"{shown} connections show an RST or FIN in the window before the call (--window); only "
+                    f"the {read} whose is nearest the call were read and weighed here"]
+    return []
 
 
 def _evidence_time(evidence) -> int:

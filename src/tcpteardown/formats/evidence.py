@@ -33,15 +33,23 @@ from typing import Callable, Iterable, Optional, Union
 import numpy as np
 
 from ..errors import UserError
-from ..model import Endpoint, Metadata, Recording, Segment, SocketCall
+from ..model import Endpoint, Metadata, Recording, Segment, SocketCall, TcpFlags
 
 __all__ = ["load_evidence", "read_calls", "Interest", "interest_for", "read_selected", "BIG_CAPTURE_BYTES",
-           "NEAR_WINDOW_NS"]
+           "NEAR_WINDOW_NS", "PREDICTIONS_LIMITED", "NEAR_CANDIDATES"]
 
 # Above this size a capture is read selectively (when the caller says what matters);
 # the environment variable overrides it (0: always, as the tests do on small captures).
 BIG_CAPTURE_BYTES = 16 << 20  # ~150,000 loopback packets; read whole, ~200 MB
 BIG_CAPTURE_VARIABLE = "TCPTEARDOWN_BIG_CAPTURE_BYTES"
+# Metadata key of a recording read for calls naming no 4-tuple: its other connections are
+# candidates only, not predicted (api.explain); the value says so in one line.
+PREDICTIONS_LIMITED = "predictions_limited"
+# ... and for each such call's window, "T0 T1 SHOWN READ": how many of its connections show
+# the RST/FIN that can explain the call, and how many of those (the nearest) were read
+# (analysis.correlate says it in the link when some were left out).
+NEAR_CANDIDATES = "near_candidates"
+NEAR_CANDIDATES_READ = 16
 # A call that names no 4-tuple: connections with packets this long before it are read.
 NEAR_WINDOW_NS = 1_000_000_000
 # ... and of those, their packets from this long before the window (their handshake).
@@ -128,15 +136,23 @@ class Interest:
     t0, t1): connections (on that endpoint) with a packet in [t0, t1].
     `first`: the n-th connection in order of first packet that has `port`
     / `endpoint` (None: any), as `--conn N|:PORT|ADDR:PORT` means.
-    `since`/`until` clip everything, packets and calls.
+    `since`/`until` clip everything, packets and calls. `near_flags`: per
+    `near` window, TCP flags one of which a connection must show inside it
+    to be read (the RST or FIN that can explain its call; 0 or missing: any
+    packet), of those only the NEAR_CANDIDATES_READ whose lies nearest the
+    window's end; all of the window's connections when none shows them.
     """
 
     pairs: frozenset = frozenset()
     near: tuple = ()
+    near_flags: tuple = ()
     first: Optional[tuple[int, Optional[int], Optional[Endpoint]]] = None  # (n, port, endpoint)
     since: Optional[int] = None
     until: Optional[int] = None
     lookback_ns: int = _LOOKBACK_NS  # `near`: packets read this long before t0, for the handshake
+
+    def flags_of(self, window: int) -> int:
+        return self.near_flags[window] if window < len(self.near_flags) else 0
 
     def in_span(self, time_ns: int) -> bool:
         return (self.since is None or time_ns >= self.since) and (self.until is None or time_ns <= self.until)
@@ -160,7 +176,7 @@ def interest_for(calls: Iterable[SocketCall], *, number: Optional[int] = None, e
         return Interest(pairs=frozenset({frozenset(endpoints)}), since=since, until=until)
     if number is not None or endpoints or port is not None:
         return Interest(first=(number or 1, port, endpoints[0] if endpoints else None), since=since, until=until)
-    pairs, near = set(), []
+    pairs, near, flags = set(), [], []
     for call in calls:
         if not (call.failed or call.is_eof):
             continue
@@ -170,9 +186,33 @@ def interest_for(calls: Iterable[SocketCall], *, number: Optional[int] = None, e
         t0 = since if since is not None else call.start_ns - window_ns
         t1 = until if until is not None else call.end_ns + late_ns(call)
         near.append((call.local or call.remote, t0, t1))
+        flags.append(evidence_flags(call))
     if not pairs and not near:
         return Interest(first=(1, None, None), since=since, until=until)  # nothing failed: the first, for a picture
-    return Interest(pairs=frozenset(pairs), near=tuple(near), since=since, until=until)
+    return Interest(pairs=frozenset(pairs), near=tuple(near), near_flags=tuple(flags), since=since, until=until)
+
+
+# The segment that can explain each outcome (analysis.correlate's rules): an RST for a
+# reset or a refusal (the RST/ACK answering the SYN), a FIN for end-of-file. Others
+# (timeouts: silence; EPIPE: maybe this side's own close) may lie on any connection.
+_EXPLAINED_BY = {"ECONNRESET": TcpFlags.RST, "ECONNREFUSED": TcpFlags.RST, "EOF": TcpFlags.FIN}
+
+
+def evidence_flags(call: SocketCall) -> int:
+    """The TCP flags one of which a connection must show near `call` to explain it,
+    for every outcome its words leave open (a log line's `also`); 0: any connection may."""
+    from ..messages import read_message
+
+    outcomes = {"EOF" if call.is_eof else call.errno}
+    found = read_message(call.text) if call.source == "log" and call.text else None
+    if found is not None and found.phrasing is not None:
+        outcomes |= set(found.phrasing.also)
+    if not all(outcome in _EXPLAINED_BY for outcome in outcomes):
+        return 0
+    mask = 0
+    for outcome in outcomes:
+        mask |= int(_EXPLAINED_BY[outcome])
+    return mask
 
 
 _MIX = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F), np.uint64(0x165667B19E3779F9))
@@ -204,11 +244,12 @@ class _Selection:
         self.counted = 0
         self.chosen: Optional[np.uint64] = None  # the key hash `first` resolved to
 
-    def rows(self, batch, frame_bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def rows(self, batch, frame_bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray, list]:
         """Indices of the batch's rows worth decoding now; the rows a `near` window
         (or its lookback) holds, for later: decoded only for the connections with a
-        packet inside a window (most in a busy window's lookback have none); and the
-        key hashes of the rows inside a window."""
+        packet inside a window (most in a busy window's lookback have none); the
+        rows inside a window; and per window with `Interest.near_flags`, the rows
+        inside it that can explain its call."""
         interest = self.interest
         time = batch.time_ns
         wanted = np.zeros(len(batch), dtype=bool)
@@ -216,12 +257,17 @@ class _Selection:
             wanted |= np.isin(_port_pair(batch.sport, batch.dport), self.pair_codes)
         near = np.zeros(len(batch), dtype=bool)
         inside = np.zeros(len(batch), dtype=bool)
-        for endpoint, t0, t1 in interest.near:
+        explaining = []
+        for window, (endpoint, t0, t1) in enumerate(interest.near):
             on = (time >= t0 - interest.lookback_ns) & (time <= t1)
             if endpoint is not None:
                 on &= (batch.sport == endpoint.port) | (batch.dport == endpoint.port)
             near |= on
-            inside |= on & (time >= t0)
+            on &= time >= t0
+            inside |= on
+            mask = interest.flags_of(window)
+            if mask:
+                explaining.append((window, on & ((batch.flags & mask) != 0)))
         if interest.first is not None:
             keys = _key_hash(batch)
             if self.chosen is None:
@@ -236,7 +282,8 @@ class _Selection:
             near &= (time <= interest.until).astype(bool)
         near &= ~wanted
         inside &= near
-        return np.flatnonzero(wanted), np.flatnonzero(near), np.flatnonzero(inside)
+        explaining = [(window, np.flatnonzero(rows & near)) for window, rows in explaining]
+        return np.flatnonzero(wanted), np.flatnonzero(near), np.flatnonzero(inside), explaining
 
     def _resolve(self, batch, keys, frame_bytes) -> None:
         """Count connections in order of first packet until the n-th that has
@@ -334,7 +381,8 @@ def read_selected(capture: PathLike, interest: Interest, *, batches: Optional[Ca
             # the next window is decoded on the second core while this one is searched
             return prefetched(iter_tcp_batches_with_bytes(
                 path, on_problem=problems.append if first_pass else (lambda text: None)))
-    segments, tcp_packets = _one_pass(batches(True), interest)
+    counts: dict = {}
+    segments, tcp_packets = _one_pass(batches(True), interest, counts=counts)
     passes = 1
     headless = _headless(segments, interest)
     if headless:  # connections found in a window that began before it: a second pass for their start
@@ -349,18 +397,31 @@ def read_selected(capture: PathLike, interest: Interest, *, batches: Optional[Ca
     keys = {s.connection_key for s in segments}
     what = f"{len(segments)} of {tcp_packets} TCP packets ({len(keys)} of the capture's 4-tuples"
     what += f", {passes} passes)" if passes > 1 else ")"
+    limited = ()
     if interest.near:
         what += (f"; for {len(interest.near)} call(s) naming no 4-tuple, the connections with packets in "
                  f"the window before each (--window, --since/--until)")
-    extra = (("selected", what + ": only the connections the calls or --conn name were read"),) \
+        shown = " or ".join(name for name, bit in (("an RST", TcpFlags.RST), ("a FIN", TcpFlags.FIN))
+                            if any(mask & bit for mask in interest.near_flags))
+        if shown:
+            what += (f" that show {shown} in it (what can explain the call; all when none does), the "
+                     f"{NEAR_CANDIDATES_READ} whose is nearest the call")
+        limited = ((PREDICTIONS_LIMITED, "predictions only for the connections the calls name by 4-tuple: the "
+                    "others were read as candidates for a call that names none"),)
+    limited += tuple((NEAR_CANDIDATES, f"{interest.near[window][1]} {interest.near[window][2]} {shown} {read}")
+                     for window, (shown, read) in sorted(counts.items()))
+    extra = (("selected", what + ": only the connections the calls or --conn name were read"),) + limited \
         + tuple(("problem", p) for p in problems)
     return Recording(segments=tuple(segments), metadata=Metadata(source_file=path, extra=extra))
 
 
-def _one_pass(batches, interest: Interest, skip: Optional[np.ndarray] = None) -> tuple[list[Segment], int]:
+def _one_pass(batches, interest: Interest, skip: Optional[np.ndarray] = None,
+              counts: Optional[dict] = None) -> tuple[list[Segment], int]:
     """The segments `interest` selects from `batches` ((batch, frame_bytes) pairs), and
     the count of TCP packets; frames in `skip` (sorted; read by an earlier pass) are
-    not decoded again."""
+    not decoded again. `counts` gets, per `near` window narrowed to the connections
+    that can explain its call, (how many show that, how many were read)."""
+    counts = {} if counts is None else counts
     selection = _Selection(interest)
     segments: list[Segment] = []
     tcp_packets = 0
@@ -368,9 +429,10 @@ def _one_pass(batches, interest: Interest, skip: Optional[np.ndarray] = None) ->
     # at the end for the connections with a packet inside a window (their key hashes).
     later: list[tuple] = []
     inside_keys: list[np.ndarray] = []
+    explaining: dict[int, list[tuple]] = {}  # window -> [(key hashes, times)] of the rows that can explain its call
     for batch, frame_bytes in batches:
         tcp_packets += len(batch)
-        rows, near, inside = selection.rows(batch, frame_bytes)
+        rows, near, inside, explaining_rows = selection.rows(batch, frame_bytes)
         if skip is not None:
             rows = rows[~np.isin(batch.frame[rows], skip)] if len(rows) else rows
             near = near[~np.isin(batch.frame[near], skip)] if len(near) else near
@@ -381,10 +443,12 @@ def _one_pass(batches, interest: Interest, skip: Optional[np.ndarray] = None) ->
             frames = batch.frame[near]
             later.append((frames, batch.time_ns[near], keys[near], frame_bytes(frames)))
             inside_keys.append(keys[inside])
+            for window, rows_of in explaining_rows:
+                explaining.setdefault(window, []).append((keys[rows_of], batch.time_ns[rows_of]))
     if later:
         from .pcap_links import decode_segment
 
-        wanted = np.unique(np.concatenate(inside_keys))
+        wanted = _candidate_keys(interest, np.concatenate(inside_keys), explaining, counts)
         for frames, times, keys, data in later:
             for row in np.flatnonzero(np.isin(keys, wanted)).tolist():
                 segment = decode_segment(int(frames[row]), int(times[row]), *data[row])
@@ -392,6 +456,31 @@ def _one_pass(batches, interest: Interest, skip: Optional[np.ndarray] = None) ->
                     segments.append(segment)
         segments.sort(key=lambda segment: segment.frame)
     return _exact(segments, interest), tcp_packets
+
+
+def _candidate_keys(interest: Interest, inside: np.ndarray, explaining: dict, counts: dict) -> np.ndarray:
+    """The key hashes of the `near` connections to decode: for a window whose call only an
+    RST or FIN can explain, the NEAR_CANDIDATES_READ connections whose such packet lies
+    nearest before the window's end (the call's deadline: correlate picks among them the
+    same way), all of them when none shows one; every connection in the others.
+    `counts[window]` = (connections that show one, read) for those windows."""
+    masked = set(explaining)
+    if len(masked) < len(interest.near) or any(not sum(len(k) for k, _t in explaining[w]) for w in masked):
+        keep = [inside]  # a window without flags (or none showing them): all its connections
+    else:
+        keep = []
+    for window, parts in explaining.items():
+        keys = np.concatenate([k for k, _t in parts])
+        if not len(keys):
+            continue
+        times = np.concatenate([t for _k, t in parts])
+        deadline = interest.near[window][2]
+        order = np.argsort(deadline - times, kind="stable")  # all inside the window: at or before the deadline
+        unique, first = np.unique(keys[order], return_index=True)
+        nearest = unique[np.argsort(first, kind="stable")][:NEAR_CANDIDATES_READ]
+        counts[window] = (len(unique), len(nearest))
+        keep.append(nearest)
+    return np.unique(np.concatenate(keep)) if keep else np.zeros(0, dtype=np.uint64)
 
 
 def _headless(segments: list[Segment], interest: Interest) -> set:
@@ -413,9 +502,14 @@ def _exact(segments: list[Segment], interest: Interest) -> list[Segment]:
         key = segments[0].connection_key if segments else None
         return [s for s in segments if s.connection_key == key]
     keys = [s.connection_key for s in segments]  # a new frozenset each time it is asked: asked once
-    inside = set()
-    for endpoint, t0, t1 in interest.near:
-        inside |= {key for s, key in zip(segments, keys)
-                   if t0 <= s.time_ns <= t1 and (endpoint is None or endpoint in key)}
+    inside, explaining = set(), set()
+    for window, (endpoint, t0, t1) in enumerate(interest.near):
+        mask = interest.flags_of(window)
+        for s, key in zip(segments, keys):
+            if t0 <= s.time_ns <= t1 and (endpoint is None or endpoint in key):
+                inside.add(key)
+                if not mask or s.flags & mask:
+                    explaining.add(key)
+    inside = explaining or inside
     pairs = interest.pairs
     return [s for s, key in zip(segments, keys) if key in pairs or key in inside]

@@ -104,6 +104,7 @@ def links_to_json(links: Iterable[Link], recording: Recording, *, lang: Optional
     its `os_guess`, which honours --os; `unlinked`: the log/strace calls nothing explains,
     analysis.correlate.unlinked, then the evidence lines the importers could not read, `unread`)."""
     from ...analysis.correlate import unlinked
+    from ...formats.evidence import PREDICTIONS_LIMITED
 
     links = tuple(links)
     out = []
@@ -124,8 +125,12 @@ def links_to_json(links: Iterable[Link], recording: Recording, *, lang: Optional
         from ...formats.os_guess import guess_os
 
         os_guess = guess_os(recording)
-    return {"schema": tag("explain"), "links": out, "os": os_json(os_guess), "unlinked": [*unlinked(links), *unread],
-            "would_block": would_block_json(recording)}
+    document = {"schema": tag("explain"), "links": out, "os": os_json(os_guess),
+                "unlinked": [*unlinked(links), *unread], "would_block": would_block_json(recording)}
+    limited = dict(recording.metadata.extra).get(PREDICTIONS_LIMITED)
+    if limited is not None:  # only on a big capture read for calls naming no 4-tuple
+        document["predictions_limited"] = limited
+    return document
 
 
 def os_json(guess: OsGuess) -> dict:
