@@ -90,7 +90,7 @@ class SocketEnds:
         The witness's SYN_SENT event of this thread to `remote` within the
         call says when the SYN left (the kernel names the source port only
         after that tracepoint: its sport is 0 on Linux 6.x); the capture's
-        first unclaimed SYN to `remote` from then until the call returned is
+        first unclaimed SYN to `remote` from then until LATE_NS after the call returned is
         this connect's. Without the witness the call's own span is the
         window, which holds one SYN per connect for a thread connecting in
         a loop; calls are asked in time order."""
@@ -109,7 +109,7 @@ class SocketEnds:
                     self._syn_sent_used[tid] = index + 1
                     if local.port:
                         return local
-                    narrowed = max(low, time_ns - self.slack_ns)
+                    narrowed = time_ns - self.slack_ns
                     break
         # The witness's clock is mapped onto the packets' within an uncertainty that grows
         # under load: when its narrowing misses the SYN, the call's own span still holds it.
