@@ -2,12 +2,16 @@
 
 `headless_chromium()` yields a driver that records the browser console
 (`console_errors(driver)`), and quits it (and its browser) however the test
-ends. A missing browser, driver or selenium is a skip naming it.
+ends. Chromium's own scratch files (`org.chromium.Chromium.*`, which it
+leaves in $TMPDIR when it is quit) go to a private directory removed after.
+A missing browser, driver or selenium is a skip naming it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import tempfile
 from typing import Iterator
 
 import pytest
@@ -26,11 +30,13 @@ def headless_chromium(width: int = 1100, height: int = 900) -> Iterator[object]:
                 f"--window-size={width},{height}"):
         options.add_argument(arg)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=driver_path))
-    try:
-        yield driver
-    finally:
-        driver.quit()
+    with tempfile.TemporaryDirectory(prefix="tcpteardown-chromium-") as scratch:
+        service = webdriver.ChromeService(executable_path=driver_path, env=dict(os.environ, TMPDIR=scratch))
+        driver = webdriver.Chrome(options=options, service=service)
+        try:
+            yield driver
+        finally:
+            driver.quit()
 
 
 def console_errors(driver) -> list[dict]:
