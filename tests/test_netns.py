@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from leftovers import children as _children, processes_in as _processes_in
+from leftovers import children as _children, descendants as _descendants, processes_in as _processes_in
 from tcpteardown.capture import netns
 
 pytestmark = pytest.mark.needs_netns
@@ -187,20 +187,6 @@ def test_ctrl_c_during_a_scenario_run_with_delay():
             proc.wait()
     assert proc.returncode == 130
     assert _processes_in(namespace) == []
-
-
-def _descendants(pid: int) -> list[int]:
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        for task in Path(f"/proc/{current}/task").glob("*"):
-            try:
-                kids = [int(p) for p in (task / "children").read_text().split()]
-            except OSError:
-                continue
-            found.extend(kids)
-            todo.extend(kids)
-    return found
 
 
 def test_unprivileged_user_gets_a_namespace_or_a_clear_message():

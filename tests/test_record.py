@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, tool_or_skip
+from leftovers import processes_mentioning, record_workdir
 from tcpteardown.formats.bundle import load_recording
 from tcpteardown.formats.socket_ends import LATE_NS, SLACK_NS
 
@@ -199,18 +200,6 @@ client.recv(10)  # nothing ever comes: only Ctrl-C ends this
 """
 
 
-def _processes_mentioning(text: str) -> list[str]:
-    found = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            words = cmdline.read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if any(text.encode() in word for word in words):
-            found.append(b" ".join(words).decode(errors="replace"))
-    return found
-
-
 @pytest.mark.needs_capture
 def test_ctrl_c_stops_everything_and_keeps_the_recording(tmp_path):
     tool_or_skip("strace")
@@ -225,6 +214,8 @@ def test_ctrl_c_stops_everything_and_keeps_the_recording(tmp_path):
         ready, _, _ = select.select([record.stdout], [], [], 60)
         assert ready, "the recorded program never started"
         program_pid = int(record.stdout.readline())
+        workdir = record_workdir(record.pid)
+        assert workdir is not None, "no tcpdump or strace of the record run found"
         record.send_signal(signal.SIGINT)  # as Ctrl-C would (the terminal signals the group; we only us)
         _, stderr = record.communicate(timeout=TIMEOUT)
     finally:
@@ -234,8 +225,8 @@ def test_ctrl_c_stops_everything_and_keeps_the_recording(tmp_path):
     assert record.returncode == 130, stderr
     assert not Path(f"/proc/{program_pid}").exists() or \
         Path(f"/proc/{program_pid}/stat").read_text().split()[2] == "Z"
-    assert not _processes_mentioning("tcpteardown-record-"), "strace or tcpdump left running"
-    assert not _processes_mentioning(str(program))
+    assert not processes_mentioning(str(workdir)), "strace or tcpdump left running"
+    assert not processes_mentioning(str(program))
     tracing = Path("/sys/kernel/tracing/instances")
     if tracing.is_dir():
         assert not [p for p in tracing.iterdir() if p.name.startswith(f"tcpteardown-{record.pid}-")]

@@ -196,15 +196,16 @@ def test_ebpf_calls_carry_both_ends_names_and_cost(both):
 
 @pytest.mark.needs_capture
 def test_ctrl_c_under_ebpf_keeps_the_recording_and_leaves_no_bpftrace(recorded):
-    from test_lifecycle import _alive, _instances_of, _stop_with
-    from test_record import _processes_mentioning
+    from leftovers import processes_mentioning
+    from test_lifecycle import _alive, _instances_of, _stop_with, _workdir_of
 
     record, program_pid, bundle = recorded[1]
+    workdir = _workdir_of(record.pid)
     stderr = _stop_with(record, signal.SIGINT)
     assert record.returncode == 130, stderr
     assert not _alive(program_pid)
     # bpftrace's command line holds its script's path in record's temporary folder
-    assert not _processes_mentioning("tcpteardown-record-"), "bpftrace or tcpdump left running"
+    assert not processes_mentioning(str(workdir)), "bpftrace or tcpdump left running"
     assert not _instances_of(record.pid)()
     recording = load_recording(bundle)
     assert {"connect", "accept"} <= {call.op for call in recording.calls if call.source == "ebpf"}
