@@ -15,12 +15,8 @@ demo: setup
 	$(PY) -m tcpteardown explain out/$(SCENARIO).pcapng --lang go
 	$(PY) -m tcpteardown plot out/$(SCENARIO).pcapng --lang go -o out/$(SCENARIO).png
 
-# Two workers, each taking whole files (--dist loadfile): a file's module fixtures
-# (the notebook runners, a watch run, a JupyterLab) start once. Tests do not share
-# state: ports are the kernel's ephemeral ones, namespaces and tracefs instances
-# are named by pid, captures filter on their own ports. `pytest FILE` runs serially.
 test: setup
-	$(PY) -m pytest -n 2 --dist loadfile
+	$(PY) -m pytest
 
 captures: setup
 	$(PY) -m tcpteardown.scenarios.refresh captures/linux
