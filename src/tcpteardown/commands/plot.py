@@ -12,8 +12,6 @@ overview, written beside the ladder as `<out stem>-overview<suffix>`;
 `--overview` writes only the overview.
 
 CAPTURE may be a capture set, as for explain. Prints the paths it wrote.
-On Linux a figure's evidence is read in a forked child while this process
-imports matplotlib (`_analysed_aside`).
 Exit codes: 0 written, 2 bad input, 3 a capture set's damaged member was
 left out (in part or whole).
 """
@@ -21,11 +19,7 @@ left out (in part or whole).
 from __future__ import annotations
 
 import argparse
-import os
-import pickle
-import signal
 import sys
-import traceback
 from pathlib import Path
 
 from ..errors import UserError
@@ -107,96 +101,27 @@ def run(args: argparse.Namespace) -> int:
         return _run(args)
 
 
-def _analysed(args: argparse.Namespace) -> tuple:
-    """What plot draws: (recording, its connections, the chosen one, links or None for --overview)."""
+def _run(args: argparse.Namespace) -> int:
     from ..analysis.completeness import banner
     from ..analysis.correlate import correlate
     from ..analysis.connections import connections, select_connection
+    from ..views.ladder import draw_ladder
+    from ..views.overview import draw_overview
+    from ..views.style import save_figure
     from .explain import load
 
-    recording = load(args, whole=args.overview)
-    sys.stderr.write(banner(recording))  # anything missing from the evidence: said first
-    found = connections(recording)
-    chosen = select_connection(found, args.conn)
-    return recording, found, chosen, None if args.overview else correlate(recording)
-
-
-def _import_drawing() -> None:
-    from ..views import ladder, overview, style  # noqa: F401  (matplotlib's figure, artists)
-    from matplotlib.backends import backend_agg  # noqa: F401  (savefig's canvas)
-    from PIL import PngImagePlugin  # noqa: F401
-
-
-def _analysed_aside(args: argparse.Namespace) -> tuple:
-    """`_analysed(args)` in a forked child while this process imports matplotlib: ~0.3 s of
-    Python that a thread cannot overlap (reading holds the GIL too), so a second core does.
-    The result comes back pickled (a few KB for one connection of a big capture), with what
-    `load` noted on `args`. Without fork, or on macOS (fork after numpy is not safe there):
-    one after the other."""
-    if sys.platform != "linux" or not hasattr(os, "fork"):
-        return _analysed(args)
-    from .. import reaper
-
-    sys.stdout.flush()
-    sys.stderr.flush()
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: never returns, never runs the parent's exit handlers
-        os.close(read)
-        status = 1
-        try:
-            try:
-                answer = (_analysed(args), vars(args))
-            except UserError as exc:  # bad input: its one line, said by the parent
-                answer = UserError(str(exc))
-            except Exception:  # a bug: its traceback here, the parent fails after it
-                traceback.print_exc()
-                answer = RuntimeError("plot: reading the evidence failed (the traceback above)")
-            with os.fdopen(write, "wb") as pipe:
-                pickle.dump(answer, pipe, protocol=pickle.HIGHEST_PROTOCOL)
-            status = 0
-        except BaseException:  # Ctrl-C, SIGTERM, the parent gone
-            pass
-        finally:
-            sys.stderr.flush()
-            os._exit(status)
-    os.close(write)
-    token = reaper.watch_process(pid)
-    exited = None
-    try:
-        with os.fdopen(read, "rb") as pipe:
-            _import_drawing()
-            data = pipe.read()
-        exited = os.waitpid(pid, 0)[1]
-    finally:
-        if exited is None:  # this process failed or was interrupted first: the child unwinds too
-            os.kill(pid, signal.SIGTERM)
-            os.waitpid(pid, 0)
-        reaper.forget(token)
-    if not data:  # interrupted (Ctrl-C reaches both processes) or killed
-        raise KeyboardInterrupt
-    answer = pickle.loads(data)
-    if isinstance(answer, Exception):
-        raise answer
-    analysed, noted = answer
-    vars(args).update(noted)
-    return analysed
-
-
-def _run(args: argparse.Namespace) -> int:
     capture_names(args)
     out = output_path(args)
     if args.overview and out.suffix.lower() in WRITERS:
         raise UserError(f"-o {out}: --overview draws a figure; expected a file name ending in {', '.join(FIGURES)}")
-    figure = out.suffix.lower() in FIGURES
-    recording, found, chosen, links = _analysed_aside(args) if figure else _analysed(args)
-    from ..views.ladder import draw_ladder  # matplotlib: after the fork
-    from ..views.overview import draw_overview
-    from ..views.style import save_figure
-
+    recording = load(args, whole=args.overview)
+    sys.stderr.write(banner(recording))  # anything missing from the evidence: said first
+    found = connections(recording)
+    chosen = select_connection(found, args.conn)
     if args.overview:
         print(save_figure(draw_overview(recording, highlight=chosen.index), out))
         return PARTIAL if args.partial else 0
+    links = correlate(recording)
     writer = WRITERS.get(out.suffix.lower())
     if writer is not None:  # text formats: the ladder only, no overview beside it
         print(writer(recording, links, chosen, args, out))
