@@ -10,10 +10,8 @@ made and one RST per reset or refusal, and every failing call the program
 counted (per errno name) among the tracer's calls, and how many failing
 calls explain links (and why the others are not). With --repeat N the load
 is recorded N times per tracer: eBPF's exactness must hold on every run.
-record's own cost lines say what bpftrace and the kernel witness lost, how
-long bpftrace took to attach and to stop, and the calls' clock check against
-the SYNs; each record's CPU seconds (its whole process tree) do not stretch
-with the machine's load as its wall time does. Then the same for
+record's own cost lines say what bpftrace lost, how long it took to attach
+and to stop, and the calls' clock check against the SYNs. Then the same for
 a single connection (its wall-time overhead). Root for the capture and the
 witness.
 """
@@ -23,7 +21,6 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import resource
 import socket
 import subprocess
 import sys
@@ -41,15 +38,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def run(argv: list[str]) -> tuple[dict, float, str, float]:
-    """The program's JSON line, wall seconds, stderr, and the CPU seconds (user + sys)
-    of the whole tree run (record, the program, bpftrace or strace, tcpdump): the
-    figure a shared machine's load does not stretch."""
-    started, before = time.monotonic(), resource.getrusage(resource.RUSAGE_CHILDREN)
+def run(argv: list[str]) -> tuple[dict, float, str]:
+    started = time.monotonic()
     done = subprocess.run(argv, capture_output=True, text=True, check=True)
-    took, after = time.monotonic() - started, resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return json.loads(done.stdout.strip().splitlines()[-1]), took, done.stderr, cpu
+    took = time.monotonic() - started
+    return json.loads(done.stdout.strip().splitlines()[-1]), took, done.stderr
 
 
 def _is_ack(segment) -> bool:
@@ -112,17 +105,16 @@ def main() -> None:
             port, refused = free_port(), free_port()
             program = [sys.executable, str(PROGRAM), "--port", str(port), "--refused-port", str(refused),
                        "--rate", str(rate), "--seconds", str(seconds)]
-            plain, plain_s, _, plain_cpu = run(program)
-            print(f"{label}: untraced {plain['rate']}/s ({plain['connections']} connections), wall time {plain_s:.2f} s, "
-                  f"CPU {plain_cpu:.2f} s")
+            plain, plain_s, _ = run(program)
+            print(f"{label}: untraced {plain['rate']}/s ({plain['connections']} connections), wall time {plain_s:.2f} s")
             runs = [(tracer, n) for tracer in args.calls.split(",") for n in range(args.repeat if label == "load" else 1)]
             for tracer, n in runs:
                 bundle = Path(tmp) / f"{label.replace(' ', '_')}-{tracer}-{n}.pcapng"
-                traced, traced_s, said, traced_cpu = run([sys.executable, "-m", "tcpteardown", "record", "--calls", tracer,
+                traced, traced_s, said = run([sys.executable, "-m", "tcpteardown", "record", "--calls", tracer,
                                               "-o", str(bundle), "--", *program])
                 print(f"  under record --calls {tracer}{f' (run {n + 1})' if args.repeat > 1 else ''}: {traced['rate']}/s ({traced['connections']}): ratio "
                       f"{traced['rate'] / max(plain['rate'], 1e-9):.0%} of untraced (goal >= 70 %); wall time "
-                      f"{traced_s:.2f} s (+{traced_s - plain_s:.2f} s), CPU {traced_cpu:.2f} s (record, program, tracer, tcpdump)")
+                      f"{traced_s:.2f} s (+{traced_s - plain_s:.2f} s)")
                 for line in said.splitlines():
                     if line.startswith("tcpteardown record:") and "witness and capture disagree" not in line:
                         print(f"    {line}")

@@ -100,7 +100,7 @@ class _Ctx:
     recording: Recording
     connections: tuple[Connection, ...]
     by_endpoint: dict  # Endpoint -> [Connection]: most calls name one end
-    calls_by_key: dict  # _call_keys(call) entries (and "readiness-fd") -> [SocketCall], in time order
+    calls_by_key: dict  # _call_keys(call) entries -> [SocketCall], in time order
     call: SocketCall
     late: int
     early: int
@@ -126,8 +126,6 @@ def correlate(recording: Recording) -> tuple[Link, ...]:
     for call in recording.calls:
         for key in _call_keys(call):
             calls_by_key.setdefault(key, []).append(call)
-        if call.is_readiness and not _anonymous(call):  # _with_wakeup's candidates, without the fd's other calls
-            calls_by_key.setdefault(("readiness-fd", call.role, call.fd), []).append(call)
     links = []
     for call in recording.calls:
         if is_interesting(call):
@@ -223,10 +221,8 @@ def _with_wakeup(ctx: _Ctx, link: Link) -> Link:
     if told is None:
         return link
     late = ctx.late
-    # Only the fd's readiness calls: among all its calls, 5,000 short connections reusing
-    # one fd number made this loop quadratic (17 s of `record`'s 22 s of bundle writing).
-    for event in ctx.calls_by_key.get(("readiness-fd", call.role, call.fd), ()):
-        if event.end_ns + late < cause.time_ns or event.end_ns > call.start_ns + late:
+    for event in ctx.calls_by_key.get(("role-fd", call.role, call.fd), ()):
+        if not event.is_readiness or event.end_ns + late < cause.time_ns or event.end_ns > call.start_ns + late:
             continue
         if event.local is not None and call.local is not None and event.local != call.local:
             continue

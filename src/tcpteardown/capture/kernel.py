@@ -22,16 +22,6 @@ API (all of it)::
     witness.reasons_known                   # False on kernels < 6.10 (no `reason`)
     witness.precision_ns                    # how far a mapped time can be off
     witness.lost_events                     # ring-buffer overruns (0 normally)
-    witness.drain_problem                   # why draining stopped early (None normally)
-    KernelWitness(ports, drain=False)       # the caller reads trace_pipe itself (watch)
-
-Draining. The ring buffer is small (BUFFER_SIZE_KB per CPU) and overwrites
-its oldest events when full, so a witness drains it while it records: a
-thread reads the instance's ``trace_pipe`` (`TracePipeReader`, the same
-reading `watch` does) every DRAIN_TICK_S and keeps the raw text (about 200
-bytes an event); `stop()` parses it all at once. A recording of 2,500
-connections a second (about 23,000 events a second) loses nothing; what a
-storm still overruns is counted in `lost_events`, as always.
 
 `start()`/`stop()` on an unavailable witness do nothing and record nothing:
 callers then label RSTs with reasons inferred from the packets.
@@ -83,7 +73,6 @@ import errno as errno_module
 import itertools
 import os
 import re
-import select
 import signal
 import subprocess
 import threading
@@ -94,7 +83,6 @@ from typing import Callable, Iterable, Optional
 from .. import reaper
 from ..formats.ftrace import (  # noqa: F401  (re-exported: the witness's API names them)
     EVENTS,
-    MARKER_EVENT,
     ClockMapping,
     format_fields,
     parse_trace,
@@ -106,7 +94,6 @@ from . import platform as host
 
 __all__ = [
     "KernelWitness",
-    "TracePipeReader",
     "ClockMapping",
     "measure_clock_mapping",
     "parse_trace",
@@ -118,8 +105,7 @@ __all__ = [
 
 INSTANCE_PREFIX = "tcpteardown-"
 TRACE_CLOCKS = ("mono", "boot")  # in order of preference; both map onto Python clocks
-BUFFER_SIZE_KB = 2048  # per CPU; drained while recording, so it only has to hold a DRAIN_TICK_S
-DRAIN_TICK_S = 0.05  # how often the drain thread looks; the ring holds ~2 s of 2,500 connections/s
+BUFFER_SIZE_KB = 2048  # per CPU; a teardown story is a few dozen events
 
 _INSTANCE_NAME = re.compile(r"^tcpteardown-(\d+)(?:-\d+)?$")
 
@@ -208,10 +194,9 @@ def _cleanup_at_exit() -> None:
     it must not remove its parent's)."""
     mine = f"{INSTANCE_PREFIX}{os.getpid()}-"
     with _live_lock:
-        live = [(path, witness) for path, witness in _live.items() if path.name.startswith(mine)]
+        paths = [path for path in _live if path.name.startswith(mine)]
         _live.clear()
-    for path, witness in live:
-        witness._stop_draining()  # its open trace_pipe would keep the instance busy
+    for path in paths:
         _remove_instance(path)
 
 
@@ -262,55 +247,14 @@ def mount_tracefs_if_missing() -> None:
     host.tracefs_problem.cache_clear()
 
 
-class TracePipeReader:
-    """Non-blocking reads of an instance's ``trace_pipe``: what is read leaves the
-    ring buffer (and its `trace` file). The witness's drain thread and watch's
-    stream both read through this."""
-
-    READ_SIZE = 1 << 16  # one read returns at most a page of text anyway
-
-    def __init__(self, instance: Path):
-        self._fd = os.open(instance / "trace_pipe", os.O_RDONLY | os.O_NONBLOCK)
-
-    def wait(self, timeout: float) -> bool:
-        """Whether the pipe has text, waiting up to `timeout` seconds."""
-        if self._fd < 0:
-            return False
-        ready, _, _ = select.select([self._fd], [], [], timeout)
-        return bool(ready)
-
-    def read(self, limit: Optional[int] = None) -> bytes:
-        """What the pipe holds now (b"" when nothing), up to about `limit` bytes
-        (None: until it is empty; a storm could keep it from ever emptying)."""
-        parts, size = [], 0
-        while self._fd >= 0 and (limit is None or size < limit):
-            try:
-                chunk = os.read(self._fd, self.READ_SIZE)
-            except BlockingIOError:
-                break
-            if not chunk:
-                break
-            parts.append(chunk)
-            size += len(chunk)
-        return b"".join(parts)
-
-    def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-
-
 class KernelWitness:
     """Record the four TCP teardown tracepoints for `ports` in a private
     tracefs instance. See the module docstring for the whole API."""
 
-    DRAIN_LIMIT = 1 << 20  # bytes per look of the drain thread, so that stop() can always join it
-
     def __init__(self, ports: Iterable[int] = (), *, root: Optional[os.PathLike] = None,
-                 buffer_size_kb: int = BUFFER_SIZE_KB, drain: bool = True):
+                 buffer_size_kb: int = BUFFER_SIZE_KB):
         self.ports = tuple(sorted({int(p) for p in ports}))
         self.buffer_size_kb = buffer_size_kb
-        self.drain = drain  # False: the caller reads trace_pipe itself (watch), stop() reads `trace`
         self.reason: Optional[str] = None  # why not available
         self.reasons_known = False  # does tcp_send_reset carry `reason` here?
         self.lost_events = 0
@@ -323,16 +267,6 @@ class KernelWitness:
         self._mapping: Optional[ClockMapping] = None
         self._events: Optional[tuple[KernelEvent, ...]] = None
         self._owner: Optional[int] = None  # pid that made the instance
-        self._pipe: Optional[TracePipeReader] = None
-        self._drainer: Optional[threading.Thread] = None
-        self._drained: list[bytes] = []  # raw trace_pipe text, in the order read
-        self._drain_lock = threading.RLock()  # one reader of the pipe at a time; guards _drained
-        # (re-entrant: a SIGTERM raised inside events() reaches stop() with the lock held)
-        self._draining = threading.Event()
-        self._parsed: list[KernelEvent] = []  # events() while running: _drained[:_parsed_upto] parsed
-        self._parsed_upto = 0
-        self._rest = b""  # a line split between two reads
-        self.drain_problem: Optional[str] = None
         self._probe()
 
     # -- availability
@@ -394,8 +328,6 @@ class KernelWitness:
             path.mkdir()
             self._reaper_token = reaper.watch_instance(path)  # should we be SIGKILLed
             self._configure(path)
-            if self.drain:
-                self._start_draining(path)
         except OSError as exc:
             self._discard()
             self.instance = None
@@ -449,25 +381,16 @@ class KernelWitness:
         try:
             self._write(self.instance / "tracing_on", "0")
             self._mapping = ClockMapping.combine(self._start_mapping, measure_clock_mapping(self.trace_clock))
-            if self._pipe is not None:
-                self._stop_draining(final=True)  # what tracing_on=0 left in the ring is read first
-                if self.drain_problem:  # what the pipe could not read is still in the ring
-                    self._drained.append((self.instance / "trace").read_bytes())
-                text = b"".join(self._drained).decode("utf-8", "replace")
-                self._drained = []
-            else:
-                text = (self.instance / "trace").read_text(errors="replace")
+            text = (self.instance / "trace").read_text(errors="replace")
             self.lost_events = self._overruns(self.instance)
             self._events = parse_trace(text, self._mapping, self.ports)
         finally:
-            self._stop_draining()
             self._discard()
             if self._events is None:
                 self._events = ()
         return self._events
 
     def _discard(self) -> None:
-        self._stop_draining()
         path = self.instance
         if path is not None and path.exists():
             _remove_instance(path)
@@ -476,59 +399,13 @@ class KernelWitness:
             _live.pop(path, None)
             _unguard_signals()
 
-    # -- draining: a thread empties the ring into memory while recording
-
-    def _start_draining(self, path: Path) -> None:
-        self._pipe = TracePipeReader(path)
-        self._draining.set()
-        self._drainer = threading.Thread(target=self._drain, name="tcpteardown-witness-drain", daemon=True)
-        self._drainer.start()
-
-    def _drain(self) -> None:
-        pipe = self._pipe
-        while self._draining.is_set():
-            pipe.wait(DRAIN_TICK_S)  # read even when it says nothing: the look costs one syscall
-            try:
-                self._take(self.DRAIN_LIMIT)
-            except OSError as exc:  # said by stop(); what is left in the ring is read there
-                self.drain_problem = f"reading {self.instance}/trace_pipe failed: {exc.strerror or exc}"
-                return
-
-    def _take(self, limit: Optional[int]) -> None:
-        with self._drain_lock:
-            if self._pipe is None:
-                return
-            text = self._pipe.read(limit)
-            if text:
-                self._drained.append(text)
-
-    def _stop_draining(self, final: bool = False) -> None:
-        """Join the drain thread and, when `final`, read what the ring still holds; close the pipe."""
-        self._draining.clear()
-        if self._drainer is not None and self._drainer is not threading.current_thread():
-            self._drainer.join()
-            self._drainer = None
-        if final and self._pipe is not None:
-            try:
-                self._take(None)
-            except OSError as exc:
-                self.drain_problem = f"reading {self.instance}/trace_pipe failed: {exc.strerror or exc}"
-        with self._drain_lock:
-            if self._pipe is not None:
-                self._pipe.close()
-                self._pipe = None
-
     # -- reading while running
 
     def read_trace(self) -> str:
-        """What the instance has recorded so far, as trace text (reading it keeps it)."""
+        """The instance's `trace` file as it is now (does not consume it)."""
         if not self.running:
             return ""
-        if self._pipe is None:
-            return (self.instance / "trace").read_text(errors="replace")
-        self._take(None)
-        with self._drain_lock:
-            return b"".join(self._drained).decode("utf-8", "replace")
+        return (self.instance / "trace").read_text(errors="replace")
 
     def events(self, *, markers: bool = False) -> tuple[KernelEvent, ...]:
         """Events recorded so far (all of them once stopped)."""
@@ -537,16 +414,7 @@ class KernelWitness:
         if not self.running:
             return ()
         mapping = self._start_mapping
-        if self._pipe is None:
-            return parse_trace(self.read_trace(), mapping, self.ports, markers=markers)
-        self._take(None)
-        with self._drain_lock:  # parse only what came since the last call (wait_for polls)
-            fresh, self._parsed_upto = self._drained[self._parsed_upto:], len(self._drained)
-        data = self._rest + b"".join(fresh)
-        complete, _, self._rest = data.rpartition(b"\n")
-        self._parsed.extend(parse_trace(complete.decode("utf-8", "replace"), mapping, self.ports, markers=True))
-        self._parsed.sort(key=lambda e: e.time_ns)
-        return tuple(e for e in self._parsed if markers or e.name != MARKER_EVENT)
+        return parse_trace(self.read_trace(), mapping, self.ports, markers=markers)
 
     def wait_for(self, predicate: Callable[[KernelEvent], bool], timeout: float = 2.0) -> Optional[KernelEvent]:
         """Poll until an event satisfies `predicate` (bounded by `timeout`

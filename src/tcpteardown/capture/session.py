@@ -71,8 +71,6 @@ def assemble(*, captured, calls: Sequence[SocketCall], events: Sequence[KernelEv
         if witness.lost_events:
             notes.append(f"the kernel witness lost {witness.lost_events} events (ring buffer full)")
             extra.append(("witness_lost_events", str(witness.lost_events)))
-        if getattr(witness, "drain_problem", None):  # its ring was then read at stop only: it may have overrun
-            notes.append(f"the kernel witness stopped draining its ring: {witness.drain_problem}")
         # Never hidden: an RST the kernel sent that the capture missed, or the reverse.
         for sentence in check_agreement(segments, events, window=window, tolerance_ns=tolerance):
             notes.append(f"witness and capture disagree: {sentence}")

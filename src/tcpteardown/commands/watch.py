@@ -133,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
 
     filters = parse_filters(args)
     tz = parse_tz(args.tz)
-    witness = KernelWitness(sorted(filters.ports), drain=False)  # TracePipe reads it
+    witness = KernelWitness(sorted(filters.ports))
     if not witness.available:
         raise UserError(f"no kernel witness: {witness.reason}")
     recorder = _flight_recorder(args, filters)

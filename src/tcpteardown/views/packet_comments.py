@@ -11,7 +11,6 @@ analysis; the bundle's JSON block stays the exact record.
 from __future__ import annotations
 
 import bisect
-import itertools
 import os
 from pathlib import Path
 from typing import Optional
@@ -44,12 +43,12 @@ def packet_comments(recording: Recording) -> dict[int, tuple[str, ...]]:
             out.setdefault(segment.frame, []).append(_rst_comment(*reset_reason(segment, recording)))
     link_of = {id(link.call): link for link in correlate(recording)}
     times = [frame.time_ns for frame in recording.frames]
-    # The first frame at or after a call's start is the first whose running maximum of times
-    # reaches it: a binary search also when stamps go back a little (tcpdump -i any, two CPUs),
-    # where a scan per call had taken 415 s for 72,000 calls of record's 10 s bench.
-    reached = list(itertools.accumulate(times, max))
+    ordered = all(a <= b for a, b in zip(times, times[1:]))
     for call in recording.calls:
-        number = min(bisect.bisect_left(reached, call.start_ns) + 1, len(times))
+        if ordered:  # one capture's clock: a binary search (3,000 connections are 12,000 calls)
+            number = min(bisect.bisect_left(times, call.start_ns) + 1, len(times))
+        else:
+            number = next((i for i, t in enumerate(times, start=1) if t >= call.start_ns), len(times))
         where = f"{call.local}->{call.remote}" if call.local or call.remote else "no endpoint"
         when = "before" if times[number - 1] >= call.start_ns else "after"
         out.setdefault(number, []).append(

@@ -9,11 +9,12 @@ task is not the socket's owner.
 
 from __future__ import annotations
 
+import os
 import re
+import select
 from typing import Iterator
 
 from ...formats.ftrace import parse_trace_line
-from ..kernel import TracePipeReader
 from ...model import KernelEvent
 
 __all__ = ["TracePipe", "in_process_context"]
@@ -36,14 +37,14 @@ class TracePipe:
         self.witness = witness
         self.tick = tick
         self.tee = tee  # called with each raw chunk read (the flight recorder keeps the events)
-        self._pipe = TracePipeReader(witness.instance)  # the witness is made with drain=False
-        self._closed = False
+        self._fd = os.open(witness.instance / "trace_pipe", os.O_RDONLY | os.O_NONBLOCK)
         self._rest = b""
         self.unparsed = 0  # lines of our events that did not parse (said in the summary)
 
     def close(self) -> None:
-        self._pipe.close()
-        self._closed = True
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
     def __enter__(self) -> "TracePipe":
         return self
@@ -53,11 +54,16 @@ class TracePipe:
 
     def batches(self) -> Iterator[list[tuple[KernelEvent, bool]]]:
         mapping = self.witness.clock_mapping
-        while not self._closed:
-            if not self._pipe.wait(self.tick):
+        while self._fd >= 0:
+            ready, _, _ = select.select([self._fd], [], [], self.tick)
+            if not ready:
                 yield []
                 continue
-            chunk = self._pipe.read(READ_SIZE)
+            try:
+                chunk = os.read(self._fd, READ_SIZE)
+            except BlockingIOError:
+                yield []
+                continue
             if not chunk:
                 yield []
                 continue
