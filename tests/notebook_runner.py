@@ -65,7 +65,18 @@ def execute(path: str, workdir: str) -> None:
     from nbclient import NotebookClient
 
     notebook = nbformat.read(path, as_version=4)
-    NotebookClient(notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": workdir}}).execute()
+    try:
+        NotebookClient(notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": workdir}}).execute()
+    except RuntimeError as error:
+        # jupyter_client picks the kernel's ZMQ ports free, then releases them for the kernel to
+        # bind: another runner starting a kernel at that moment can take one, and the kernel dies
+        # before it runs a cell. That is the harness, not the notebook: one fresh start, said.
+        if "Kernel died before replying to kernel_info" not in str(error):
+            raise
+        print(f"notebook_runner: {Path(path).name}: the kernel died at start ({error}); started again",
+              file=sys.stderr)
+        notebook = nbformat.read(path, as_version=4)
+        NotebookClient(notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": workdir}}).execute()
     for cell in notebook.cells:
         for output in cell.get("outputs", []):
             if output.get("output_type") == "stream":
