@@ -135,6 +135,9 @@ def test_hover_shows_the_header_and_frame_numbers_copy_a_filter(browser, page):
     ActionChains(browser).click().perform()  # clicking a segment steps to it; its frame number is a link
     assert "#8 RST" in _text(browser, ".tt-panel")
     browser.find_element(By.CSS_SELECTOR, ".tt-panel .tt-frame").click()
+    # the toast follows the clipboard's promise: wait for it (bounded), not a fixed sleep
+    from selenium.webdriver.support.ui import WebDriverWait
+    WebDriverWait(browser, 5).until(lambda driver: _text(driver, ".tt-toast") != "")
     assert _text(browser, ".tt-toast") == "copied: frame.number == 8"
     assert console_errors(browser) == []
 
