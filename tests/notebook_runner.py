@@ -64,9 +64,13 @@ def execute(path: str, workdir: str) -> None:
     import nbformat
     from nbclient import NotebookClient
 
-    notebook = nbformat.read(path, as_version=4)
-    try:
+    def run():
+        notebook = nbformat.read(path, as_version=4)
         NotebookClient(notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": workdir}}).execute()
+        return notebook
+
+    try:
+        notebook = run()
     except RuntimeError as error:
         # jupyter_client picks the kernel's ZMQ ports free, then releases them for the kernel to
         # bind: another runner starting a kernel at that moment can take one, and the kernel dies
@@ -75,8 +79,7 @@ def execute(path: str, workdir: str) -> None:
             raise
         print(f"notebook_runner: {Path(path).name}: the kernel died at start ({error}); started again",
               file=sys.stderr)
-        notebook = nbformat.read(path, as_version=4)
-        NotebookClient(notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": workdir}}).execute()
+        notebook = run()
     for cell in notebook.cells:
         for output in cell.get("outputs", []):
             if output.get("output_type") == "stream":

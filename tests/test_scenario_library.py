@@ -86,8 +86,7 @@ def test_read_timeout_is_silent_on_the_wire():
     run = run_scenario("read-timeout", witness=False)
     recv = next(c for c in run.recording.calls if c.op == "recv")
     assert recv.local and recv.remote
-    # this connection's segments: a stranger's connect to the listener's port (another test's
-    # "closed" port that the listener happened to reuse) is on the same port, not the same 4-tuple
+    # the claim is about this connection: its own 4-tuple, not whatever else used the ports
     ours = [s for s in run.recording.segments if {s.src, s.dst} == {recv.local, recv.remote}]
     assert ours, "the capture holds none of the recv's connection"
     during = [s for s in ours if recv.start_ns <= s.time_ns <= recv.end_ns]
